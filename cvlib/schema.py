@@ -1,0 +1,82 @@
+"""Canonical tables: the one shape every adapter produces and every stage reads.
+
+All ids are pandas ``string`` dtype, timestamps are naive ``datetime64[us]`` (the shop's local
+time), money is ``float64`` in the shop's currency. Optional columns may be absent; nullable columns
+may hold ``<NA>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  name: str
+  dtype: str  # "string" | "datetime64[us]" | "float64" | "Int64"
+  required: bool = True  # must be present as a column
+  nullable: bool = False  # may hold missing values
+  doc: str = ""
+
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    # one row per person; extra descriptive columns (country, city ...) are kept as they are
+    "customers": (
+        Column("customer_id", "string", doc="the person (olist: customer_unique_id)"),
+    ),
+    # one row per order
+    "transactions": (
+        Column("customer_id", "string"),
+        Column("order_id", "string"),
+        Column("timestamp", "datetime64[us]"),
+        Column("amount", "float64", doc="order total, >= 0 after cleaning"),
+    ),
+    # one row per order line
+    "items": (
+        Column("order_id", "string"),
+        Column("product_id", "string"),
+        Column("quantity", "float64"),
+        Column("unit_price", "float64"),
+        Column("amount", "float64", doc="quantity * unit_price"),
+    ),
+    # one row per product
+    "products": (
+        Column("product_id", "string"),
+        Column("category", "string", nullable=True),
+        Column("description", "string", nullable=True),
+    ),
+    # one row per review
+    "reviews": (
+        Column("review_id", "string"),
+        Column("customer_id", "string", nullable=True),
+        Column("product_id", "string", required=False, nullable=True),
+        Column("order_id", "string", required=False, nullable=True),
+        Column("timestamp", "datetime64[us]", nullable=True),
+        Column("rating", "float64", nullable=True, doc="1-5 stars"),
+        Column("title", "string", required=False, nullable=True),
+        Column("text", "string", nullable=True),
+    ),
+}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+  """An empty canonical table with the right columns and dtypes."""
+  return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in TABLES[name]})
+
+
+def coerce_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
+  """Casts the canonical columns of ``df`` to their dtypes; other columns are kept."""
+  out = df.copy()
+  for col in TABLES[name]:
+    if col.name not in out.columns:
+      if col.required:
+        raise KeyError(f"{name}: column {col.name!r} missing (have: {', '.join(map(str, df.columns))})")
+      out[col.name] = pd.Series(pd.NA, index=out.index, dtype=col.dtype)
+      continue
+    if col.dtype == "datetime64[us]":
+      out[col.name] = pd.to_datetime(out[col.name]).astype("datetime64[us]")
+    else:
+      out[col.name] = out[col.name].astype(col.dtype)
+  return out
