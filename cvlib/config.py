@@ -1,0 +1,351 @@
+"""Params: one YAML file per dataset, read into typed, frozen dataclasses.
+
+Every key is checked where it enters: unknown keys, wrong types and out-of-range values raise
+:class:`ParamsError` naming the file and the dotted key. YAML is read with ``yaml.safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ADAPTERS = ("synthetic", "generic")
+LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
+STAGES = ("preprocess", "finetune", "evaluate", "segment")
+
+
+class ParamsError(ValueError):
+  """Bad params; ``problems`` holds one message per problem."""
+
+  def __init__(self, problems: list[str]):
+    self.problems = list(problems)
+    super().__init__("\n".join(self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+  """One input file of the generic adapter."""
+  path: str  # csv | tsv | jsonl | parquet, optionally .gz; relative to the params file or $CVLIB_DATA_DIR
+  columns: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> file's column
+  timestamp_unit: str | None = None  # numeric timestamps: "s" | "ms"
+  timestamp_format: str | None = None  # strftime format when dates are ambiguous, e.g. "%d/%m/%Y"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  adapter: str = "synthetic"  # one of ADAPTERS
+  path: str | None = None  # adapter-specific file or folder; synthetic: folder from `cvlib demo-data`
+  customers: int = 3000  # synthetic only: customers to generate when no path is given
+  seed: int = 0  # synthetic only: generator seed
+  transactions: TableSpec | None = None  # generic only
+  reviews: TableSpec | None = None  # generic only
+  reviews_as_purchases: bool = False  # each review counts as a purchase of amount 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+  calibration_end: dt.date | None = None  # first day of the holdout; None: last event - horizon_days
+  horizon_days: int = 180  # length of the holdout (prediction) period
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  encoder: str = "minilm"  # "minilm" (the installed package) or a folder with model.safetensors
+  num_layers: int | None = None  # keep only the first k layers (fast tests); None keeps all
+  label_scheme: str = "binary"  # one of LABEL_SCHEMES: how star ratings become sentiment labels
+  epochs: int = 2  # upper bound; early stopping on validation macro-F1 may stop sooner
+  batch_size: int = 32
+  learning_rate: float = 5e-5
+  warmup_ratio: float = 0.1  # share of steps with linear warm-up
+  weight_decay: float = 0.01  # AdamW decay, never on biases or LayerNorm
+  patience: int = 1  # epochs without validation improvement before stopping
+  max_train_examples: int = 2000  # cap on training reviews (CPU budget); 0 = no cap
+  buckets: tuple[int, ...] = (32, 64, 128)  # padded sequence lengths; longer text is truncated
+  test_size: float = 0.2  # share of labelled reviews held out for the sentiment metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueConfig:
+  hidden: tuple[int, ...] = (64, 32)  # ZILN network hidden layer widths
+  dropout: float = 0.1
+  epochs: int = 200  # upper bound; early stopping on validation loss
+  batch_size: int = 256
+  learning_rate: float = 1e-3
+  patience: int = 20
+  text_dims: int = 16  # review-embedding dimensions (PCA) given to the text-aware model
+  test_size: float = 0.3  # share of customers held out for evaluation
+  interval: float = 0.8  # central prediction interval reported per customer
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+  value_tiers: tuple[float, float] = (0.2, 0.3)  # shares of customers in the High and Medium tiers
+  risk_thresholds: tuple[float, float] = (0.3, 0.6)  # churn probability bounds of Medium and High risk
+  top_k: int = 10  # recommendations per customer
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  title: str | None = None  # report title; None: the dataset name
+  salt: str | None = None  # key for pseudonymising customer ids; $CVLIB_SALT wins when set
+  raw_ids_in_scores: bool = False  # write raw customer ids into scores.parquet
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+  dataset: str  # name of the report folder, [A-Za-z0-9_-]+
+  language: str = "en"
+  seed: int = 0  # seeds every model
+  data: DataConfig = DataConfig()
+  split: SplitConfig = SplitConfig()
+  finetune: FinetuneConfig = FinetuneConfig()
+  value: ValueConfig = ValueConfig()
+  segment: SegmentConfig = SegmentConfig()
+  report: ReportConfig = ReportConfig()
+  source: str = ""  # the params file these came from (set by the loader)
+
+  def resolve_path(self, path: str) -> Path:
+    """Resolves a data path against the params file's folder, then $CVLIB_DATA_DIR."""
+    return resolve_data_path(path, Path(self.source).parent if self.source else Path.cwd())
+
+  def to_dict(self) -> dict[str, Any]:
+    return _to_plain(dataclasses.asdict(self))
+
+
+def resolve_data_path(path: str, base: Path) -> Path:
+  p = Path(os.path.expanduser(path))
+  if p.is_absolute():
+    return p
+  candidates = [base / p]
+  if os.environ.get("CVLIB_DATA_DIR"):
+    candidates.append(Path(os.environ["CVLIB_DATA_DIR"]) / p)
+  for c in candidates:
+    if c.exists():
+      return c
+  return candidates[-1] if len(candidates) > 1 else candidates[0]
+
+
+def load_params(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+  """Reads, overrides and checks a params file.
+
+  Args:
+    path: the YAML file.
+    overrides: ``"dotted.key=value"`` strings; values are parsed as YAML scalars/lists.
+
+  Returns:
+    The typed, validated params.
+
+  Raises:
+    ParamsError: listing every problem, each naming the file and the key.
+  """
+  path = Path(path)
+  name = str(path)
+  try:
+    text = path.read_text(encoding="utf-8")
+  except FileNotFoundError:
+    raise ParamsError([f"{name}: params file not found"]) from None
+  except UnicodeDecodeError as e:
+    raise ParamsError([f"{name}: not UTF-8 text ({e.reason} at byte {e.start})"]) from None
+  try:
+    raw = yaml.safe_load(text)
+  except yaml.YAMLError as e:
+    raise ParamsError([f"{name}: not valid YAML: {' '.join(str(e).split())}"]) from None
+  if not isinstance(raw, dict):
+    raise ParamsError([f"{name}: must be a mapping of keys to values, got {type(raw).__name__}"])
+  problems: list[str] = []
+  for item in overrides:
+    _apply_override(raw, item, name, problems)
+  raw["source"] = str(path.resolve())
+  params = _build(Params, raw, name, "", problems)
+  if not problems:
+    problems.extend(_check(params, name))
+  if problems:
+    raise ParamsError(problems)
+  return params
+
+
+def params_from_dict(raw: dict[str, Any], name: str = "<params>") -> Params:
+  """Builds params from a plain dict (e.g. run.json's copy); same checks as :func:`load_params`."""
+  problems: list[str] = []
+  params = _build(Params, dict(raw), name, "", problems)
+  if not problems:
+    problems.extend(_check(params, name))
+  if problems:
+    raise ParamsError(problems)
+  return params
+
+
+def _apply_override(raw: dict, item: str, name: str, problems: list[str]) -> None:
+  key, sep, value = item.partition("=")
+  if not sep or not key.strip():
+    problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.epochs=1")
+    return
+  try:
+    parsed = yaml.safe_load(value) if value.strip() else None
+  except yaml.YAMLError:
+    parsed = value
+  node = raw
+  parts = key.strip().split(".")
+  for part in parts[:-1]:
+    child = node.get(part)
+    if child is None:
+      child = node[part] = {}
+    if not isinstance(child, dict):
+      problems.append(f"--set {item!r}: {part!r} is not a section")
+      return
+    node = child
+  node[parts[-1]] = parsed
+
+
+def _build(cls: type, raw: Any, name: str, prefix: str, problems: list[str]) -> Any:
+  if not isinstance(raw, dict):
+    problems.append(f"{name}: {prefix.rstrip('.') or 'top level'} must be a mapping, "
+                    f"got {raw!r}")
+    return None
+  hints = typing.get_type_hints(cls)
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(raw) - set(fields))
+  for key in unknown:
+    problems.append(f"{name}: unknown key {prefix + str(key)!r} (allowed: {', '.join(fields)})")
+  values = {}
+  for key, field in fields.items():
+    if key not in raw:
+      if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        problems.append(f"{name}: key {prefix + key!r} is required")
+      continue
+    values[key] = _convert(hints[key], raw[key], name, prefix + key, problems)
+  if problems:
+    return None
+  return cls(**values)
+
+
+def _convert(tp: Any, value: Any, name: str, key: str, problems: list[str]) -> Any:
+  origin = typing.get_origin(tp)
+  if origin in (typing.Union, types.UnionType):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is None:
+      return None
+    return _convert(args[0], value, name, key, problems)
+  if dataclasses.is_dataclass(tp):
+    return _build(tp, value, name, key + ".", problems)
+  bad = lambda what: problems.append(f"{name}: {key} must be {what}, got {value!r}")
+  if tp is bool:
+    if not isinstance(value, bool):
+      bad("true or false")
+    return value
+  if tp is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      bad("an integer")
+    return value
+  if tp is float:
+    if isinstance(value, str):
+      try:
+        value = float(value)  # YAML 1.1 reads 5e-5 as a string
+      except ValueError:
+        pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      bad("a number")
+      return value
+    return float(value)
+  if tp is str:
+    if not isinstance(value, str):
+      bad("a string")
+    return value
+  if tp is dt.date:
+    if isinstance(value, dt.datetime):
+      return value.date()
+    if isinstance(value, dt.date):
+      return value
+    try:
+      return dt.date.fromisoformat(str(value))
+    except ValueError:
+      bad("a date YYYY-MM-DD")
+      return value
+  if origin is tuple:
+    args = typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+      bad("a list")
+      return value
+    item_tp = args[0]
+    if len(args) == 2 and args[1] is Ellipsis:
+      pass
+    elif len(args) != len(value):
+      bad(f"a list of {len(args)} values")
+      return value
+    return tuple(_convert(item_tp, v, name, f"{key}[{i}]", problems) for i, v in enumerate(value))
+  if origin is dict:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+      bad("a mapping of names to column names")
+    return dict(value)
+  raise TypeError(f"unsupported params type {tp!r} for {key}")
+
+
+def _check(p: Params, name: str) -> list[str]:
+  """Range and choice checks; one message per problem."""
+  out = []
+
+  def need(cond: bool, key: str, what: str, value: Any) -> None:
+    if not cond:
+      out.append(f"{name}: {key} must be {what}, got {value!r}")
+
+  import re
+  need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)), "dataset",
+       "letters, digits, '_' or '-'", p.dataset)
+  need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
+  need(p.data.customers > 0, "data.customers", "> 0", p.data.customers)
+  if p.data.adapter == "generic":
+    need(p.data.transactions is not None or p.data.reviews is not None, "data",
+         "given a transactions or a reviews table for the generic adapter", None)
+  for tname in ("transactions", "reviews"):
+    spec = getattr(p.data, tname)
+    if spec is not None and spec.timestamp_unit is not None:
+      need(spec.timestamp_unit in ("s", "ms"), f"data.{tname}.timestamp_unit", "s or ms",
+           spec.timestamp_unit)
+  need(p.split.horizon_days > 0, "split.horizon_days", "> 0", p.split.horizon_days)
+  f = p.finetune
+  need(f.label_scheme in LABEL_SCHEMES, "finetune.label_scheme", f"one of {', '.join(LABEL_SCHEMES)}",
+       f.label_scheme)
+  need(f.num_layers is None or f.num_layers > 0, "finetune.num_layers", "> 0 or null", f.num_layers)
+  need(f.epochs > 0, "finetune.epochs", "> 0", f.epochs)
+  need(f.batch_size > 0, "finetune.batch_size", "> 0", f.batch_size)
+  need(0 < f.learning_rate < 1, "finetune.learning_rate", "in (0, 1)", f.learning_rate)
+  need(0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", "in [0, 1)", f.warmup_ratio)
+  need(f.patience >= 0, "finetune.patience", ">= 0", f.patience)
+  need(f.max_train_examples >= 0, "finetune.max_train_examples", ">= 0", f.max_train_examples)
+  need(len(f.buckets) > 0 and all(b > 2 for b in f.buckets) and list(f.buckets) == sorted(f.buckets),
+       "finetune.buckets", "increasing lengths > 2", f.buckets)
+  need(0 < f.test_size < 1, "finetune.test_size", "in (0, 1)", f.test_size)
+  v = p.value
+  need(len(v.hidden) > 0 and all(h > 0 for h in v.hidden), "value.hidden", "positive widths", v.hidden)
+  need(0 <= v.dropout < 1, "value.dropout", "in [0, 1)", v.dropout)
+  need(v.epochs > 0, "value.epochs", "> 0", v.epochs)
+  need(v.batch_size > 0, "value.batch_size", "> 0", v.batch_size)
+  need(0 < v.learning_rate < 1, "value.learning_rate", "in (0, 1)", v.learning_rate)
+  need(v.text_dims >= 0, "value.text_dims", ">= 0", v.text_dims)
+  need(0 < v.test_size < 1, "value.test_size", "in (0, 1)", v.test_size)
+  need(0 < v.interval < 1, "value.interval", "in (0, 1)", v.interval)
+  s = p.segment
+  need(all(0 < x < 1 for x in s.value_tiers) and sum(s.value_tiers) < 1, "segment.value_tiers",
+       "two shares in (0, 1) summing below 1", s.value_tiers)
+  need(0 < s.risk_thresholds[0] < s.risk_thresholds[1] < 1, "segment.risk_thresholds",
+       "two increasing probabilities in (0, 1)", s.risk_thresholds)
+  need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
+  return out
+
+
+def _to_plain(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {k: _to_plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_to_plain(v) for v in x]
+  if isinstance(x, dt.date):
+    return x.isoformat()
+  return x

@@ -1,0 +1,847 @@
+"""The steps the four notebooks call, one function per step, so the notebooks stay thin and every
+step is tested. Each step takes params sections and frames and returns frames, models or metrics;
+the ``save_*`` functions put results into the run folder (:class:`cvlib.workspace.Workspace`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cvlib import features as feats
+from cvlib import privacy
+from cvlib.adapters import Tables
+from cvlib.clean import CleaningLog
+from cvlib.config import Params
+from cvlib.workspace import Workspace
+
+
+def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace:
+  """The run folder; interactive sessions (no run_dir) get ``reports/.interactive/<dataset>``."""
+  if run_dir is None:
+    from cvlib.runner import REPO
+    run_dir = str(REPO / "reports" / ".interactive" / params.dataset)
+  return Workspace(run_dir, stage)
+
+
+# --- 01 preprocess ------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Prepared:
+  """The calibration/holdout split and the customer tables built from it."""
+  cutoff: dt.date  # first day of the holdout period
+  as_of: dt.date  # the day after the last event: forward-looking scores are as of this day
+  horizon_days: int
+  features: pd.DataFrame  # per customer, features before cutoff + holdout targets (back-test)
+  features_now: pd.DataFrame  # per customer, features before as_of (for forward scores)
+  cal_items: pd.DataFrame  # customer-product purchases before cutoff
+  hold_items: pd.DataFrame  # customer-product purchases in the holdout period
+
+  def split_info(self, tables: Tables) -> dict[str, Any]:
+    tx = tables.transactions
+    return {"cutoff": self.cutoff.isoformat(), "as_of": self.as_of.isoformat(),
+            "horizon_days": self.horizon_days,
+            "data_start": tx["timestamp"].min().date().isoformat() if len(tx) else None,
+            "data_end": tx["timestamp"].max().date().isoformat() if len(tx) else None,
+            "calibration_customers": len(self.features),
+            "returned_share": float(self.features["returned"].mean()) if len(self.features) else None}
+
+
+def prepare_customers(params: Params, tables: Tables) -> Prepared:
+  """Splits by time and computes customer features for the back-test and for forward scores.
+
+  Args:
+    params: the run's params (split section and report salt are used).
+    tables: cleaned canonical tables.
+
+  Returns:
+    The split and feature tables, each with a pseudonymous ``customer_key``.
+  """
+  h = params.split.horizon_days
+  cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h, tables.meta)
+  as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
+  args = (tables.transactions, tables.items, tables.products, tables.reviews)
+  features = feats.compute_customer_features(*args, cutoff, h)
+  features_now = feats.compute_customer_features(*args, as_of, h)
+  salt, _ = privacy.resolve_salt(params.report.salt)
+  for df in (features, features_now):
+    df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
+  cal_items, hold_items = feats.holdout_items(tables.transactions, tables.items, cutoff, h)
+  return Prepared(cutoff, as_of, h, features, features_now, cal_items, hold_items)
+
+
+def save_prepared(ws: Workspace, params: Params, raw: Tables, cleaned: Tables, log: CleaningLog,
+                  prep: Prepared) -> dict[str, Any]:
+  """Writes stage 1's artifacts and metrics; returns the metrics."""
+  for name in ("transactions", "items", "products", "reviews"):
+    ws.save_frame(name, getattr(cleaned, name))
+  for name, frame in cleaned.truth.items():
+    ws.save_frame(f"truth_{name}", frame)
+  ws.save_frame("features", prep.features)
+  ws.save_frame("features_now", prep.features_now)
+  ws.save_frame("cal_items", prep.cal_items)
+  ws.save_frame("hold_items", prep.hold_items)
+  ws.save_frame("cleaning_log", log.to_frame())
+  ws.save_json("split", prep.split_info(cleaned))
+  ws.save_json("sources", raw.sources)
+  _, default_salt = privacy.resolve_salt(params.report.salt)
+  if default_salt:
+    ws.add_warning("Customer keys use cvlib's default pseudonymisation key: set CVLIB_SALT (or "
+                   "report.salt in the params) to a secret so keys cannot be matched to raw ids.")
+  n_customers = int(cleaned.transactions["customer_id"].nunique())
+  metrics = {"counts": {"customers": n_customers, "transactions": len(cleaned.transactions),
+                        "reviews": len(cleaned.reviews), "items": len(cleaned.items),
+                        "products": len(cleaned.products)},
+             "split": prep.split_info(cleaned),
+             "cleaning": {"steps": len(log.rows),
+                          "rows_removed": int(sum(r["affected"] for r in log.rows
+                                                  if r["action"] == "removed"))}}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def load_prepared(ws: Workspace) -> tuple[Tables, Prepared]:
+  """What stage 1 left in the run folder, for the later stages."""
+  split = ws.load_json("split")
+  tables = Tables(customers=pd.DataFrame(), transactions=ws.load_frame("transactions"),
+                  items=ws.load_frame("items"), products=ws.load_frame("products"),
+                  reviews=ws.load_frame("reviews"),
+                  truth={n: ws.load_frame(f"truth_{n}") for n in ("truth", "review_aspects")
+                         if ws.has(f"truth_{n}")})
+  prep = Prepared(dt.date.fromisoformat(split["cutoff"]), dt.date.fromisoformat(split["as_of"]),
+                  split["horizon_days"], ws.load_frame("features"),
+                  ws.load_frame("features_now"), ws.load_frame("cal_items"),
+                  ws.load_frame("hold_items"))
+  return tables, prep
+
+
+# --- 02 finetune: sentiment ---------------------------------------------------------------------
+
+@dataclasses.dataclass
+class SentimentData:
+  """Labelled reviews split for fine-tuning and testing (stratified, seeded)."""
+  class_names: list[str]
+  train_texts: list[str]
+  train_labels: np.ndarray
+  val_texts: list[str]
+  val_labels: np.ndarray
+  test_texts: list[str]
+  test_labels: np.ndarray
+  n_labelled: int
+
+  def summary(self) -> pd.DataFrame:
+    rows = []
+    for split, labels in (("train", self.train_labels), ("validation", self.val_labels),
+                          ("test", self.test_labels)):
+      counts = np.bincount(labels, minlength=len(self.class_names))
+      rows.append({"split": split, "reviews": len(labels),
+                   **{name: int(c) for name, c in zip(self.class_names, counts)}})
+    return pd.DataFrame(rows)
+
+
+def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: float,
+                        max_train_examples: int, seed: int, min_per_class: int = 10
+                        ) -> SentimentData | None:
+  """Labels reviews from their ratings and splits them; None when there is too little to learn.
+
+  Returns:
+    The split, or None when fewer than ``min_per_class`` labelled reviews exist for some class.
+  """
+  from sklearn.model_selection import train_test_split
+
+  from cvlib import sentiment
+  has = reviews["text"].notna() & reviews["rating"].notna()
+  r = reviews[has]
+  if not len(r):
+    return None
+  labels, keep = sentiment.labels_from_ratings(r["rating"].to_numpy(), label_scheme)
+  texts = r["text"].to_numpy()[keep].tolist()
+  labels = np.asarray(labels)
+  if len(labels) == 0:
+    return None
+  names = sentiment.class_names(label_scheme)
+  counts = np.bincount(labels, minlength=len(names))
+  if counts.min() < min_per_class:
+    return None
+  idx = np.arange(len(labels))
+  rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
+  train, val = train_test_split(rest, test_size=0.15, stratify=labels[rest], random_state=seed)
+  if max_train_examples and len(train) > max_train_examples:
+    train, _ = train_test_split(train, train_size=max_train_examples, stratify=labels[train],
+                                random_state=seed)
+  pick = lambda ix: [texts[i] for i in ix]
+  return SentimentData(names, pick(train), labels[train], pick(val), labels[val], pick(test),
+                       labels[test], len(labels))
+
+
+def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData, *, label_scheme: str,
+                      seed: int, buckets: tuple[int, ...]) -> dict[str, Any]:
+  """Test-set accuracy and macro-F1 of the model and of the two baselines (CONTRACT keys)."""
+  from cvlib import sentiment
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
+  pred = proba.argmax(axis=1)
+  ours = sentiment.classification_metrics(data.test_labels, pred)
+  vader = sentiment.classification_metrics(
+      data.test_labels, sentiment.vader_predict(data.test_texts, label_scheme))
+  tfidf = sentiment.classification_metrics(
+      data.test_labels, sentiment.tfidf_logreg(data.train_texts + data.val_texts,
+                                               np.concatenate([data.train_labels, data.val_labels]),
+                                               data.test_texts, seed=seed))
+  strip = lambda m: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+  return {"model": "MiniLM-L6 fine-tuned", "label_scheme": label_scheme,
+          "classes": data.class_names, "n_train": len(data.train_labels),
+          "n_test": len(data.test_labels), **strip(ours),
+          "baselines": {"lexicon": strip(vader), "tfidf_logreg": strip(tfidf)}}
+
+
+def sentiment_table(metrics: dict[str, Any]) -> pd.DataFrame:
+  rows = [{"model": metrics["model"], "accuracy": metrics["accuracy"],
+           "macro_f1": metrics["macro_f1"]}]
+  names = {"lexicon": "VADER lexicon (no training)", "tfidf_logreg": "TF-IDF + logistic regression"}
+  for key, m in metrics["baselines"].items():
+    rows.append({"model": names.get(key, key), **m})
+  return pd.DataFrame(rows)
+
+
+def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
+                  buckets: tuple[int, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+  """Sentiment score in [-1, 1] and an embedding for every review with text.
+
+  Returns:
+    (frame with review_id, customer_id, product_id, timestamp, rating, sentiment, p_negative;
+    embeddings [n, hidden] in the frame's row order).
+  """
+  r = reviews[reviews["text"].notna()].reset_index(drop=True)
+  texts = r["text"].tolist()
+  proba, emb = predict_with_embeddings(model, tokenizer, texts, buckets=buckets)
+  # positive minus negative probability: the same scale for the binary and 3-class schemes
+  score = proba[:, -1] - proba[:, 0] if len(r) else np.zeros(0)
+  cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
+          if c in r.columns]
+  out = r[cols].copy()
+  out["sentiment"] = score.astype("float64")
+  out["p_negative"] = proba[:, 0].astype("float64") if len(r) else np.zeros(0)
+  return out, emb.astype(np.float32)
+
+
+# --- 02 finetune: customer value ----------------------------------------------------------------
+
+def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> np.ndarray:
+  """A seeded random customer split: True for test customers (never seen in training)."""
+  rng = np.random.default_rng(seed)
+  n = len(features)
+  is_test = np.zeros(n, dtype=bool)
+  is_test[rng.permutation(n)[: int(round(test_size * n))]] = True
+  return is_test
+
+
+@dataclasses.dataclass
+class TextFeaturizer:
+  """Per-customer text features: review-embedding PCA and sentiment aggregates."""
+  components: np.ndarray  # [text_dims, hidden] PCA directions fitted on training customers
+  mean: np.ndarray  # [hidden]
+
+  def names(self) -> list[str]:
+    return (["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text"]
+            + [f"text_pc{i + 1}" for i in range(len(self.components))])
+
+  def transform(self, customer_ids: pd.Series, review_scores: pd.DataFrame,
+                embeddings: np.ndarray, before: dt.date) -> pd.DataFrame:
+    """Text features of each customer from their reviews dated before ``before``."""
+    r = review_scores.reset_index(drop=True)
+    mask = (r["customer_id"].notna() & r["timestamp"].notna()
+            & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
+    r, emb = r[mask].reset_index(drop=True), embeddings[mask]
+    out = pd.DataFrame(index=pd.Index(customer_ids.astype(str), name="customer_id"))
+    if len(r):
+      g = r.sort_values("timestamp", kind="stable").groupby("customer_id")["sentiment"]
+      out["sent_mean"] = g.mean()
+      out["sent_min"] = g.min()
+      out["sent_last"] = g.last()
+      out["n_negative_reviews"] = r.assign(neg=r["sentiment"] < 0).groupby("customer_id")["neg"].sum()
+      codes, uniques = pd.factorize(r["customer_id"].astype(str))
+      sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
+      np.add.at(sums, codes, emb)
+      mean_emb = sums / np.bincount(codes)[:, None]
+      proj = (mean_emb - self.mean) @ self.components.T  # [customers, text_dims]
+      pcs = pd.DataFrame(proj, index=pd.Index(uniques, name="customer_id"),
+                         columns=[f"text_pc{i + 1}" for i in range(len(self.components))])
+      out = out.join(pcs)
+    out["has_text"] = out.get("sent_mean", pd.Series(index=out.index, dtype=float)).notna()
+    out = out.reindex(columns=self.names())
+    return out.fillna(0.0).astype("float64").reset_index()
+
+
+def fit_text_featurizer(review_scores: pd.DataFrame, embeddings: np.ndarray,
+                        train_customers: pd.Series, before: dt.date, text_dims: int) -> TextFeaturizer:
+  """PCA of training customers' review embeddings dated before ``before`` (no test leakage)."""
+  r = review_scores.reset_index(drop=True)
+  mask = (r["customer_id"].isin(set(train_customers)) & r["timestamp"].notna()
+          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
+  emb = embeddings[mask].astype(np.float64)
+  hidden = embeddings.shape[1] if embeddings.ndim == 2 else 0
+  if len(emb) < 2 or text_dims == 0:
+    return TextFeaturizer(np.zeros((0, hidden)), np.zeros(hidden))
+  mean = emb.mean(axis=0)
+  _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
+  k = min(text_dims, vt.shape[0])
+  comps = vt[:k]
+  # fix each component's sign so the result is deterministic across BLAS builds
+  signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
+  return TextFeaturizer(comps * signs[:, None], mean)
+
+
+VALUE_MODELS = {
+    "ziln": "ZILN network, purchase history",
+    "ziln_text": "ZILN network, purchase history + review text",
+    "bgnbd_gg": "BG/NBD + Gamma-Gamma",
+    "gbt": "Gradient-boosted trees",
+    "spend": "Past spend rate",
+}
+
+
+def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
+  """The numeric matrix a value model sees, as a DataFrame with named columns."""
+  cols = list(feats.BEHAVIOUR_FEATURES + feats.REVIEW_FEATURES)
+  X = pd.DataFrame(feats.feature_matrix(features), columns=cols + ["has_review"])
+  if text is not None:
+    t = text.set_index("customer_id").reindex(features["customer_id"].astype(str))
+    X = pd.concat([X, t.reset_index(drop=True).astype("float32")], axis=1)
+  return X
+
+
+def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
+                         *, cfg, seed: int) -> dict[str, Any]:
+  """Trains the ZILN networks (without and, when text exists, with text) on training customers.
+
+  Returns:
+    {name: (predictor, history)}.
+  """
+  from cvlib import ziln
+  y = features["holdout_value"].to_numpy(np.float64)
+  train_idx = np.flatnonzero(~is_test)
+  rng = np.random.default_rng(seed + 1)
+  val_mask = np.zeros(len(train_idx), bool)
+  val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
+  fit_idx, val_idx = train_idx[~val_mask], train_idx[val_mask]
+  out = {}
+  variants = {"ziln": None}
+  if text is not None:
+    variants["ziln_text"] = text
+  for name, t in variants.items():
+    X = model_inputs(features, t)
+    out[name] = ziln.train_ziln(
+        X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
+        dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed)
+  return out
+
+
+# --- 03 evaluate -------------------------------------------------------------------------------
+
+def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict,
+                         is_test: np.ndarray, *, horizon_days: int, interval: float, seed: int
+                         ) -> tuple[pd.DataFrame, dict[str, Any]]:
+  """Every value model's prediction for every customer (the networks are already trained).
+
+  BG/NBD + Gamma-Gamma are fitted on everyone's calibration history (they never see the
+  holdout); the trees are trained on training customers' holdout values like the networks.
+
+  Returns:
+    (frame with customer_id, is_test, y_true, returned and per model ``<m>_value``,
+    ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
+  """
+  from cvlib import baselines, btyd
+  y = features["holdout_value"].to_numpy(np.float64)
+  out = pd.DataFrame({"customer_id": features["customer_id"],
+                      "customer_key": features["customer_key"], "is_test": is_test, "y_true": y,
+                      "returned": features["returned"].to_numpy()})
+  info: dict[str, Any] = {}
+  qs = ((1 - interval) / 2, (1 + interval) / 2)
+  for name, (predictor, _) in networks.items():
+    X = model_inputs(features, text if name == "ziln_text" else None)
+    p = predictor.predict(X, qs=qs)
+    out[f"{name}_value"] = p["predicted_value"].to_numpy()
+    out[f"{name}_p_return"] = p["p_return"].to_numpy()
+    out[f"{name}_lo"] = p["q10"].to_numpy()
+    out[f"{name}_hi"] = p["q90"].to_numpy()
+  f = features
+  bgf, bgf_params = btyd.fit_bgnbd(f["frequency"], f["recency_days"], f["T_days"])
+  ggf, gg_params = btyd.fit_gamma_gamma(f["frequency"], f["monetary_value"])
+  pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
+                         f["monetary_value"], horizon=horizon_days)
+  out["bgnbd_gg_value"] = pb["predicted_value"].to_numpy()
+  out["bgnbd_gg_p_return"] = _p_return_bgnbd(bgf, f, horizon_days)
+  info["bgnbd"] = bgf_params
+  info["gamma_gamma"] = gg_params
+  X = model_inputs(features, None)
+  gbt = baselines.train_gbt(X[~is_test].to_numpy(), y[~is_test], seed=seed)
+  out["gbt_value"] = np.clip(np.expm1(gbt.predict(X.to_numpy())), 0, None)
+  out["spend_value"] = baselines.spend_baseline(f["total_spend"].to_numpy(),
+                                                f["T_days"].to_numpy(), horizon_days)
+  return out, info
+
+
+def _p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
+  """P(at least one purchase in the horizon) under BG/NBD: P(alive) * (1 - P(no purchase | alive))."""
+  from cvlib import btyd
+  return btyd.probability_of_purchase(bgf, f["frequency"], f["recency_days"], f["T_days"],
+                                      horizon=horizon_days)
+
+
+def evaluate_value_models(preds: pd.DataFrame, *, seed: int) -> dict[str, Any]:
+  """CONTRACT clv and churn metrics on test customers, with bootstrap Gini differences."""
+  from cvlib import value_metrics as vm
+  test = preds[preds["is_test"]]
+  y = test["y_true"].to_numpy()
+  models = {}
+  for name in VALUE_MODELS:
+    if f"{name}_value" not in test:
+      continue
+    p_ret = test[f"{name}_p_return"].to_numpy() if f"{name}_p_return" in test else None
+    m = vm.value_metrics(y, test[f"{name}_value"].to_numpy(), p_return=p_ret)
+    if f"{name}_lo" in test:
+      m["interval_coverage"] = vm.interval_coverage(y, test[f"{name}_lo"].to_numpy(),
+                                                    test[f"{name}_hi"].to_numpy())
+    models[name] = m
+  best = max(models, key=lambda k: models[k]["gini"])
+  diffs = {}
+  for name in models:
+    if name != best:
+      d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{best}_value"].to_numpy(),
+                                         test[f"{name}_value"].to_numpy(), seed=seed)
+      diffs[f"{best} - {name}"] = {"diff": d, "lo95": lo, "hi95": hi}
+  text_help = None
+  if "ziln_text" in models:
+    d, lo, hi = vm.bootstrap_gini_diff(y, test["ziln_text_value"].to_numpy(),
+                                       test["ziln_value"].to_numpy(), seed=seed)
+    text_help = {"gini_with_text": models["ziln_text"]["gini"],
+                 "gini_without_text": models["ziln"]["gini"], "diff": d, "lo95": lo, "hi95": hi,
+                 "verdict": ("text helped" if lo > 0 else "text hurt" if hi < 0 else
+                             "no clear difference")}
+  return {"n_test": int(len(test)), "best": best, "models": models, "gini_differences": diffs,
+          "does_text_help": text_help}
+
+
+def churn_metrics(preds: pd.DataFrame, model: str) -> dict[str, Any]:
+  """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD."""
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  test = preds[preds["is_test"]]
+  churned = ~test["returned"].to_numpy(bool)
+  if churned.all() or not churned.any():
+    return {"auc": None, "pr_auc": None, "model": model,
+            "note": "every test customer is in one class; AUC undefined"}
+  out = {"model": model, "churn_rate": float(churned.mean())}
+  for name, key in ((model, ""), ("bgnbd_gg", "bgnbd_")):
+    p = 1 - test[f"{name}_p_return"].to_numpy()
+    out[f"{key}auc"] = float(roc_auc_score(churned, p))
+    out[f"{key}pr_auc"] = float(average_precision_score(churned, p))
+  return out
+
+
+def model_table(clv: dict[str, Any]) -> pd.DataFrame:
+  rows = []
+  for name, m in clv["models"].items():
+    rows.append({"model": VALUE_MODELS.get(name, name), "Gini": m["gini"],
+                 "Spearman": m["spearman"], "decile MAPE": m["decile_mape"],
+                 "top 20% share of value": m.get("top20_share"),
+                 "AUC returning": m["auc_returning"], "MAE": m["mae"],
+                 "80% interval coverage": m.get("interval_coverage")})
+  return pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
+
+
+# --- 04 segment --------------------------------------------------------------------------------
+
+def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None, best: str, *,
+                   horizon_days: int, interval: float, seg_cfg, raw_ids: bool) -> pd.DataFrame:
+  """Scores as of the end of the data: value over the next horizon, churn, interval, segment.
+
+  The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
+  every customer's features as of ``prep.as_of``.
+  """
+  from cvlib import segments
+  name = best if best in networks else ("ziln_text" if "ziln_text" in networks else "ziln")
+  predictor, _ = networks[name]
+  f = prep.features_now
+  X = model_inputs(f, text_now if name == "ziln_text" else None)
+  p = predictor.predict(X, qs=((1 - interval) / 2, (1 + interval) / 2))
+  df = pd.DataFrame({"customer_key": f["customer_key"].to_numpy(),
+                     "predicted_value": p["predicted_value"].to_numpy(),
+                     "churn_probability": 1 - p["p_return"].to_numpy(),
+                     "value_lo": p["q10"].to_numpy(), "value_hi": p["q90"].to_numpy(),
+                     "recency_days": f["days_since_last"].to_numpy(),
+                     "frequency": f["n_orders"].to_numpy(),
+                     "monetary": f["avg_order_value"].to_numpy(),
+                     "total_spend": f["total_spend"].to_numpy()})
+  # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed
+  seg, warnings = segments.assign_segments(df.assign(customer_id=df["customer_key"]),
+                                           value_tiers=seg_cfg.value_tiers,
+                                           risk_thresholds=seg_cfg.risk_thresholds)
+  seg = seg.drop(columns=["customer_id"])
+  seg["model"] = name
+  if raw_ids:
+    seg.insert(1, "customer_id", f["customer_id"].to_numpy())
+  seg.attrs["warnings"] = warnings
+  return seg
+
+
+# --- helpers the notebooks call (kept here so each notebook cell is one call) ------------------
+
+def _proba_and_embedding(model, input_ids, attention_mask):
+  """[batch, labels + hidden]: class probabilities and the L2-normalised mean-pooled embedding."""
+  import jax
+  import jax.numpy as jnp
+
+  from cvlib.bert import mean_pool
+  seq, _ = model.bert(input_ids, attention_mask, deterministic=True)
+  pooled = mean_pool(seq, attention_mask)  # [batch, hidden]
+  proba = jax.nn.softmax(model.classifier(pooled), axis=-1)
+  emb = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+  return jnp.concatenate([proba, emb], axis=-1)
+
+
+def predict_with_embeddings(model, tokenizer, texts: list[str], *, buckets: tuple[int, ...],
+                            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+  """One pass of the fine-tuned classifier: (probabilities [n, labels], embeddings [n, hidden])."""
+  from flax import nnx
+
+  from cvlib import pretrained
+  step = _PROBA_EMB_STEP.setdefault("fn", nnx.jit(_proba_and_embedding))
+  k = model.num_labels
+  out = pretrained.predict_batched(step, model, tokenizer, texts,
+                                   out_dim=k + model.bert.config.hidden_size,
+                                   batch_size=batch_size, buckets=buckets)
+  return out[:, :k], out[:, k:]
+
+
+_PROBA_EMB_STEP: dict = {}
+
+
+def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: list) -> None:
+  """Stage 1's parts of the stakeholder page."""
+  c, s = metrics["counts"], metrics["split"]
+  ws.add_headline("customers", f"{c['customers']:,}", f"{c['transactions']:,} orders")
+  ws.add_headline("reviews", f"{c['reviews']:,}")
+  ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}. Models learn from the "
+              f"calibration period before {s['cutoff']} and are checked on the "
+              f"{s['horizon_days']} days after it; {s['returned_share']:.0%} of customers bought "
+              "again in that holdout period.")
+  for fig, caption in zip(figures, ("Orders per week; the holdout period is shaded.",
+                                    "Star ratings of reviews.",
+                                    "Spend in the holdout period per customer.")):
+    ws.add_figure("data", fig, caption)
+  ws.add_table("data", log.to_frame(), "Cleaning log: every step, the rows it touched and what "
+               "was done with them.", max_rows=40)
+
+
+def describe_sentiment_data(data: SentimentData | None) -> pd.DataFrame | str:
+  return data.summary() if data is not None else (
+      "No reviews with both text and a rating (or too few per class): sentiment is skipped.")
+
+
+def fine_tune_sentiment(cfg, data: SentimentData | None, *, seed: int):
+  """Loads the pretrained encoder with a classifier head and fine-tunes it on ``data``.
+
+  Without labelled data the pretrained encoder is returned untouched (its embeddings still feed
+  the text-aware value model) with an empty history.
+
+  Returns:
+    (model, tokenizer, history DataFrame).
+  """
+  from cvlib import pretrained, sentiment
+  path = None if cfg.encoder == "minilm" else cfg.encoder
+  n_labels = len(data.class_names) if data is not None else 2
+  model, _ = pretrained.load_classifier(n_labels, path, cfg.num_layers, seed=seed)
+  tokenizer = pretrained.load_tokenizer(path, max_length=max(cfg.buckets))
+  if data is None:
+    return model, tokenizer, pd.DataFrame()
+  model, history = sentiment.finetune_sentiment(
+      model, tokenizer, data.train_texts, data.train_labels, data.val_texts, data.val_labels,
+      epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+      warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, patience=cfg.patience,
+      seed=seed, buckets=cfg.buckets)
+  return model, tokenizer, history
+
+
+@dataclasses.dataclass
+class CustomerText:
+  """Text features per customer at the cutoff (back-test) and at as_of (forward scores)."""
+  featurizer: TextFeaturizer | None
+  calibration: pd.DataFrame | None
+  now: pd.DataFrame | None
+
+
+def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep: Prepared,
+                       is_test: np.ndarray, *, text_dims: int) -> CustomerText:
+  """Text features, or all None when no customer wrote a review before the cutoff."""
+  usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
+  if not usable.any() or not (review_scores.loc[usable, "timestamp"]
+                              < pd.Timestamp(prep.cutoff)).any():
+    return CustomerText(None, None, None)
+  train_ids = prep.features["customer_id"][~is_test]
+  fz = fit_text_featurizer(review_scores, embeddings, train_ids, prep.cutoff, text_dims)
+  return CustomerText(fz, fz.transform(prep.features["customer_id"], review_scores, embeddings,
+                                       prep.cutoff),
+                      fz.transform(prep.features_now["customer_id"], review_scores, embeddings,
+                                   prep.as_of))
+
+
+def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
+                  review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
+                  text: CustomerText, networks: dict) -> dict:
+  """Writes the fine-tuned encoder, the value networks, review scores and text features."""
+  from cvlib import pretrained
+  pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
+                          tokenizer=tokenizer)
+  for name, (predictor, hist) in networks.items():
+    predictor.save(ws.path("models", name))
+    ws.save_frame(f"history_{name}", hist)
+  ws.save_frame("finetune_history", history)
+  ws.save_frame("review_scores", review_scores)
+  ws.save_array("review_embeddings", embeddings)
+  ws.save_array("is_test", is_test)
+  if text.calibration is not None:
+    ws.save_frame("text_calibration", text.calibration)
+    ws.save_frame("text_now", text.now)
+  metrics = {"sentiment": sent}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_finetune(ws: Workspace, sent: dict | None, figures: list) -> None:
+  if sent is None:
+    ws.add_text("sentiment", "This dataset has no reviews with both text and a star rating, so "
+                "no sentiment model was trained.")
+    return
+  best_base = max(sent["baselines"].values(), key=lambda m: m["macro_f1"])
+  ws.add_headline("sentiment macro-F1", f"{sent['macro_f1']:.2f}",
+                  f"best baseline {best_base['macro_f1']:.2f}")
+  ws.add_text("sentiment", f"The pretrained MiniLM encoder was fine-tuned on {sent['n_train']:,} "
+              f"reviews to predict sentiment from the text ({', '.join(sent['classes'])}, from "
+              f"the star ratings) and tested on {sent['n_test']:,} reviews it never saw.")
+  ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
+               "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model.")
+  for fig, caption in zip(figures, ("Fine-tuning: loss and validation macro-F1 per epoch.",
+                                    "Value networks: validation loss per epoch.")):
+    ws.add_figure("sentiment" if "Fine" in caption else "value", fig, caption)
+
+
+@dataclasses.dataclass
+class Finetuned:
+  networks: dict
+  is_test: np.ndarray
+  text: CustomerText
+  review_scores: pd.DataFrame
+
+
+def load_finetune(ws: Workspace) -> Finetuned:
+  """What stage 2 left: value networks, test split, text features and review scores."""
+  from cvlib import ziln
+  networks = {}
+  for name in ("ziln", "ziln_text"):
+    folder = ws.root / "models" / name
+    if folder.exists():
+      networks[name] = (ziln.ZILNPredictor.load(folder), ws.load_frame(f"history_{name}"))
+  text = CustomerText(None, ws.load_frame("text_calibration"), ws.load_frame("text_now")) \
+      if ws.has("text_calibration") else CustomerText(None, None, None)
+  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"))
+
+
+def scoring_model(clv: dict, networks: dict) -> str:
+  """The network that scores customers: the back-test's best network."""
+  nets = [m for m in clv["models"] if m in networks]
+  return max(nets, key=lambda m: clv["models"][m]["gini"])
+
+
+def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
+  from cvlib import value_metrics as vm
+  test = preds[preds["is_test"]]
+  order = sorted(clv["models"], key=lambda m: -clv["models"][m]["gini"])[:3]
+  return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
+                                           test[f"{m}_value"].to_numpy()) for m in order}
+
+
+def gain_inputs(preds: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  test = preds[preds["is_test"]]
+  return test["y_true"].to_numpy(), {VALUE_MODELS[m]: test[f"{m}_value"].to_numpy()
+                                     for m in VALUE_MODELS if f"{m}_value" in test}
+
+
+def oracle_metrics(preds: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> dict | None:
+  """Metrics of the simulator's true expected value (synthetic data only; else None)."""
+  from cvlib import value_metrics as vm
+  if "truth" not in truth:
+    return None
+  t = truth["truth"].set_index("customer_id")["expected_value_holdout"]
+  test = preds[preds["is_test"]]
+  expected = t.reindex(test["customer_id"].astype(str)).to_numpy()
+  ok = ~np.isnan(expected)
+  return {"gini": vm.gini_normalised(test["y_true"].to_numpy()[ok], expected[ok]),
+          "n": int(ok.sum()),
+          "note": "Gini of the true expected holdout value: the ceiling for any model"}
+
+
+def save_evaluate(ws: Workspace, preds: pd.DataFrame, clv: dict, churn: dict, info: dict,
+                  oracle: dict | None) -> dict:
+  ws.save_frame("predictions", preds.drop(columns=["customer_id"]))
+  ws.save_json("clv", clv)
+  ws.save_json("btyd_params", info)
+  metrics = {"clv": {"horizon_days": None, **clv}, "churn": churn, "oracle": oracle}
+  metrics["clv"]["horizon_days"] = int(ws.load_json("split")["horizon_days"])
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_evaluate(ws: Workspace, clv: dict, churn: dict, oracle: dict | None,
+                    figures: list) -> None:
+  best = clv["models"][clv["best"]]
+  ws.add_headline("ranking quality (Gini)", f"{best['gini']:.2f}", VALUE_MODELS[clv["best"]])
+  ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
+              f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
+              f"top 20% of customers hold {best['top20_share']:.0%} of their actual holdout spend.")
+  ws.add_table("value", model_table(clv), "Back-test on test customers, best first.")
+  t = clv.get("does_text_help")
+  if t:
+    ws.add_text("value", f"Does review text help? With text the network's Gini is "
+                f"{t['gini_with_text']:.3f}, without {t['gini_without_text']:.3f} (difference "
+                f"{t['diff']:+.3f}, 95% interval {t['lo95']:+.3f} to {t['hi95']:+.3f}): "
+                f"{t['verdict']}.")
+  if oracle:
+    ws.add_text("value", f"On this synthetic shop the true expected spend reaches a Gini of "
+                f"{oracle['gini']:.3f}: no model can rank better than that on this holdout.")
+  if churn.get("auc") is not None:
+    ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f} "
+                f"(BG/NBD {churn['bgnbd_auc']:.3f}), PR-AUC {churn['pr_auc']:.3f}.")
+  for fig, caption in zip(figures, (
+      "Decile chart: customers ranked by predicted value, mean predicted vs actual holdout "
+      "spend per tenth.", "Gain curves: share of holdout spend captured by the top-ranked "
+      "customers.")):
+    ws.add_figure("value", fig, caption)
+
+
+def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: pd.DataFrame,
+                          tables: Tables) -> pd.DataFrame:
+  """Segment profile table with sentiment and top categories, keyed by pseudonymous key."""
+  from cvlib import segments
+  key = dict(zip(prep.features_now["customer_id"].astype(str), prep.features_now["customer_key"]))
+  sent = review_scores.dropna(subset=["customer_id"])
+  sent = pd.DataFrame({"customer_id": sent["customer_id"].astype(str).map(key),
+                       "sentiment": sent["sentiment"]}).dropna(subset=["customer_id"])
+  lines = tables.items.merge(tables.transactions[["order_id", "customer_id"]], on="order_id") \
+      .merge(tables.products[["product_id", "category"]], on="product_id", how="left")
+  cats = pd.DataFrame({"customer_id": lines["customer_id"].astype(str).map(key),
+                       "category": lines["category"], "amount": lines["amount"]}) \
+      .dropna(subset=["customer_id"])
+  seg_input = scores.assign(customer_id=scores["customer_key"])
+  return segments.segment_profiles(seg_input, sentiment=sent, categories=cats)
+
+
+@dataclasses.dataclass
+class Opinions:
+  tags: pd.DataFrame
+  polarity: pd.DataFrame
+  table: pd.DataFrame
+  metrics: dict | None
+
+
+def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables) -> Opinions:
+  """Aspect mentions and their sentiment per review; precision/recall where labels exist."""
+  from cvlib import aspects
+  texts = tables.reviews.set_index("review_id").loc[review_scores["review_id"], "text"].tolist()
+  tags = aspects.tag_aspects(texts)
+  polarity = aspects.aspect_sentiment(texts, tags)
+  table = aspects.aspect_table(tags, polarity)
+  metrics = None
+  if "review_aspects" in tables.truth:
+    truth = tables.truth["review_aspects"]
+    true_tags = pd.DataFrame(False, index=range(len(texts)), columns=tags.columns)
+    pos = {rid: i for i, rid in enumerate(review_scores["review_id"].astype(str))}
+    for rid, aspect in zip(truth["review_id"].astype(str), truth["aspect"]):
+      if rid in pos and aspect in true_tags.columns:
+        true_tags.iloc[pos[rid], true_tags.columns.get_loc(aspect)] = True
+    m = aspects.aspect_metrics(tags.reset_index(drop=True), true_tags)
+    metrics = {"labelled_sample": len(texts), "precision": m["precision"], "recall": m["recall"],
+               "f1": m["f1"], "labels": "synthetic ground truth (the generator's aspect list)"}
+  return Opinions(tags, polarity, table, metrics)
+
+
+@dataclasses.dataclass
+class Recommendations:
+  recs: pd.DataFrame
+  metrics: dict | None
+
+
+def make_recommendations(prep: Prepared, tables: Tables, *, k: int) -> Recommendations:
+  """Fitted on calibration purchases, evaluated on holdout purchases against popularity."""
+  from cvlib import recommend
+  if not len(prep.cal_items):
+    return Recommendations(pd.DataFrame(), None)
+  model = recommend.fit_recommender(prep.cal_items[["customer_id", "product_id"]])
+  customers = prep.hold_items["customer_id"].unique()
+  customers = customers[pd.Index(customers).isin(prep.cal_items["customer_id"])]
+  recs = recommend.recommend(model, list(customers), k=k)
+  pop = recommend.popularity_recommend(model, list(customers), k=k)
+  hold = prep.hold_items[["customer_id", "product_id"]]
+  ours = recommend.evaluate_recommendations(recs, hold, k=k)
+  base = recommend.evaluate_recommendations(pop, hold, k=k)
+  metrics = {"hit_rate_at_10": ours["hit_rate_at_10"], "recall_at_10": ours["recall_at_10"],
+             "n_customers": ours["n_customers"],
+             "popularity": {"hit_rate_at_10": base["hit_rate_at_10"],
+                            "recall_at_10": base["recall_at_10"]}}
+  return Recommendations(recs, metrics)
+
+
+def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame,
+                 profiles: pd.DataFrame, opinions: Opinions, recs: Recommendations) -> dict:
+  scores.to_parquet(ws.path("scores.parquet"), index=False)
+  ws.save_frame("value_risk_matrix", matrix.reset_index())
+  ws.save_frame("segment_profiles", profiles.reset_index())
+  ws.save_frame("aspect_table", opinions.table.reset_index())
+  metrics = {"segments": {"count": int(scores["rfm_segment"].nunique()),
+                          "customers": len(scores),
+                          "actions": scores["action"].value_counts().to_dict()},
+             "recommendations": recs.metrics, "aspects": opinions.metrics}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame,
+                   profiles: pd.DataFrame, opinions: Opinions, recs: Recommendations,
+                   figures: list) -> None:
+  total = scores["predicted_value"].sum()
+  at_risk = scores.loc[scores["risk_band"] == "High", "predicted_value"].sum()
+  ws.add_headline("predicted value, next period", f"{total:,.0f}",
+                  f"{len(scores):,} customers")
+  ws.add_headline("value at high churn risk", f"{at_risk / total:.0%}" if total else "n/a",
+                  "share of predicted value")
+  ws.add_figure("segments", figures[0], "Customers by value tier and churn risk: count and "
+                "share of predicted value in each cell.")
+  ws.add_table("segments", profiles.reset_index(), "Segment profiles: size, value, risk, "
+               "sentiment, what they buy and talk about, and the suggested action.")
+  ws.add_figure("segments", figures[1], "Segment sizes and their share of predicted value.")
+  actions = scores.groupby("action").agg(customers=("customer_key", "size"),
+                                         predicted_value=("predicted_value", "sum"))
+  ws.add_table("segments", actions.sort_values("predicted_value", ascending=False).reset_index(),
+               "Next-best actions: customers and predicted value per action.")
+  top = scores.sort_values("predicted_value", ascending=False).head(10)
+  ws.add_table("segments", top[["customer_key", "predicted_value", "value_lo", "value_hi",
+                                "churn_probability", "rfm_segment", "action"]],
+               "The ten customers with the highest predicted value (pseudonymised keys).")
+  ws.add_table("opinions", opinions.table.reset_index(), "How often each aspect is mentioned and "
+               "with which sentiment.")
+  if opinions.metrics:
+    ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
+                f"labelled reviews: precision {opinions.metrics['precision']:.2f}, recall "
+                f"{opinions.metrics['recall']:.2f}.")
+  if recs.metrics:
+    m = recs.metrics
+    ws.add_text("recommendations", f"For {m['n_customers']:,} customers who bought again in the "
+                f"holdout period, the top 10 recommendations contained a product they bought for "
+                f"{m['hit_rate_at_10']:.0%} of them (popular products alone: "
+                f"{m['popularity']['hit_rate_at_10']:.0%}); recall at 10 "
+                f"{m['recall_at_10']:.2f} vs {m['popularity']['recall_at_10']:.2f}.")

@@ -1,0 +1,163 @@
+"""HTML: the stakeholder page (no code), the analyst pages (executed notebooks), the reports index.
+
+Everything shown is escaped by Jinja2's autoescape: customer text never becomes markup. Images are
+embedded, so a page opens offline and survives being forwarded by e-mail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from cvlib.config import STAGES
+from cvlib.workspace import SECTIONS
+
+NOTEBOOKS = {stage: f"{i + 1:02d}_{stage}" for i, stage in enumerate(STAGES)}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:0;color:#1d2733;
+background:#f6f7f9;line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:1.7em;margin:.2em 0 .1em} h2{font-size:1.25em;margin-top:2em;border-bottom:2px solid #dde3ea;
+padding-bottom:.25em} .sub{color:#5b6b7c;margin:0 0 1em}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:1em 0}
+.card{flex:1 1 180px;border:1px solid #dde3ea;border-radius:8px;padding:10px 14px;background:#fbfcfd}
+.card .v{font-size:1.55em;font-weight:600} .card .l{color:#5b6b7c;font-size:.9em}
+.card .n{color:#5b6b7c;font-size:.8em}
+table{border-collapse:collapse;font-size:.88em;margin:.5em 0 .3em} th,td{border:1px solid #dde3ea;
+padding:4px 8px;text-align:left;vertical-align:top} th{background:#eef2f6}
+td{max-width:480px;overflow-wrap:anywhere}
+figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eef2f6}
+figcaption,.cap{color:#5b6b7c;font-size:.88em}
+.warn{background:#fff5e0;border-left:4px solid #e3a008;padding:8px 12px;margin:.5em 0}
+.na{background:#f0f4f8;border-left:4px solid #8a9bb0;padding:8px 12px;margin:.5em 0}
+nav a{margin-right:1em} footer{color:#5b6b7c;font-size:.85em;margin-top:3em}
+@media print{body{background:#fff} main{padding:0} h2{page-break-after:avoid} figure{page-break-inside:avoid}}
+"""
+
+_PAGE = jinja2.Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title><style>{{ css }}</style></head>
+<body><main>
+<h1>{{ title }}</h1>
+<p class="sub">Customer value report · data up to {{ data_end or "?" }} · generated {{ generated }}</p>
+<nav>{% for key, name in sections %}<a href="#{{ key }}">{{ name.split(':')[0] }}</a>{% endfor %}
+<a href="#how">How to read this</a><a href="#more">Analyst notebooks</a></nav>
+{% for w in warnings %}<div class="warn">{{ w }}</div>{% endfor %}
+<div class="cards">{% for h in headlines %}<div class="card"><div class="v">{{ h.value }}</div>
+<div class="l">{{ h.label }}</div>{% if h.note %}<div class="n">{{ h.note }}</div>{% endif %}</div>
+{% endfor %}</div>
+{% for key, name in sections %}<section id="{{ key }}"><h2>{{ name }}</h2>
+{% for p in parts[key] %}
+{% if p.kind == "text" %}<p>{{ p.text }}</p>
+{% elif p.kind == "figure" %}<figure><img alt="{{ p.caption }}" src="data:image/png;base64,{{ p.png }}">
+<figcaption>{{ p.caption }}</figcaption></figure>
+{% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><table><thead><tr>
+{% for c in p.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in p.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+</tbody></table>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
+{% endif %}{% else %}<div class="na">Not part of this run: {{ missing_reason.get(key, "this stage did not run.") }}</div>
+{% endfor %}</section>{% endfor %}
+<section id="how"><h2>How to read this</h2>
+<ul>
+<li><b>Predicted value</b> is each customer's expected spend over the next {{ horizon }} days. It was
+checked by a back-test: models learned from purchases before {{ cutoff }} and were scored on what
+customers actually spent in the {{ horizon }} days after it, for customers the models never saw.</li>
+<li><b>Gini</b> measures how well a model ranks customers by future value: 1 is a perfect ranking,
+0 is no better than random. <b>Decile charts</b> compare predicted and actual average value for each
+tenth of customers, from the highest predicted to the lowest.</li>
+<li><b>Churn probability</b> is the chance that a customer buys nothing in the next {{ horizon }} days.</li>
+<li><b>Sentiment</b> accuracy is measured on reviews the model did not train on, against two simple
+baselines. Customer ids are pseudonymised; customer text is shown as written.</li>
+</ul></section>
+<section id="more"><h2>Analyst notebooks</h2><p>Each stage with its code and full output:</p><ul>
+{% for name, href in links %}<li><a href="{{ href }}">{{ name }}</a></li>{% endfor %}
+<li><a href="metrics.json">metrics.json</a> · <a href="run.json">run.json</a></li></ul></section>
+<footer>cvlib {{ version }} · params {{ params_file }} · commit {{ commit or "unknown" }} ·
+run {{ started }} to {{ ended }}</footer>
+</main></body></html>""", autoescape=True)
+
+_INDEX = jinja2.Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>cvlib reports</title><style>{{ css }}</style></head>
+<body><main><h1>cvlib reports</h1><p class="sub">One report per dataset; newest run of each.</p>
+<table><thead><tr><th>dataset</th><th>customers</th><th>transactions</th><th>reviews</th>
+<th>best value model (Gini)</th><th>sentiment macro-F1</th><th>last run</th></tr></thead><tbody>
+{% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.dataset }}</a></td><td>{{ r.customers }}</td>
+<td>{{ r.transactions }}</td><td>{{ r.reviews }}</td><td>{{ r.best }}</td><td>{{ r.f1 }}</td>
+<td>{{ r.ended }}</td></tr>{% endfor %}</tbody></table></main></body></html>""", autoescape=True)
+
+
+def load_parts(run_dir: Path) -> dict[str, list[dict]]:
+  parts: dict[str, list[dict]] = {"headline": [], "warning": []}
+  for stage in STAGES:
+    p = run_dir / "report" / f"{stage}.json"
+    if p.exists():
+      for part in json.loads(p.read_text())["parts"]:
+        key = part.get("section", part["kind"])
+        parts.setdefault(key, []).append(part)
+  return parts
+
+
+def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any]) -> Path:
+  """Writes the stakeholder page ``index.html`` of one run folder."""
+  parts = load_parts(run_dir)
+  params = run_info.get("params", {})
+  split = metrics.get("split") or {}
+  missing = {}
+  if metrics.get("sentiment") is None:
+    missing["sentiment"] = (metrics.get("notes", {}).get("sentiment")
+                            or "this dataset has no labelled review text.")
+  html = _PAGE.render(
+      css=_CSS, title=(params.get("report") or {}).get("title") or
+      f"{metrics.get('dataset', run_dir.name)}: customer value report",
+      data_end=split.get("data_end"), generated=run_info.get("ended", ""),
+      sections=list(SECTIONS.items()), parts=parts, headlines=parts["headline"],
+      warnings=[p["text"] for p in parts["warning"]], missing_reason=missing,
+      horizon=split.get("horizon_days", "?"), cutoff=split.get("cutoff", "?"),
+      links=[(f"{i + 1}. {stage}", f"{NOTEBOOKS[stage]}.html")
+             for i, stage in enumerate(STAGES) if (run_dir / f"{NOTEBOOKS[stage]}.html").exists()],
+      version=run_info.get("cvlib_version", "?"), params_file=run_info.get("params_file", "?"),
+      commit=run_info.get("git_commit"), started=run_info.get("started", ""),
+      ended=run_info.get("ended", ""))
+  out = run_dir / "index.html"
+  out.write_text(html, encoding="utf-8")
+  return out
+
+
+def render_reports_index(out_dir: Path) -> Path:
+  """Writes ``out_dir/index.html`` listing every dataset report with its headline numbers."""
+  rows = []
+  for metrics_path in sorted(out_dir.glob("*/metrics.json")):
+    d = metrics_path.parent
+    m = json.loads(metrics_path.read_text())
+    run = json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}
+    counts = m.get("counts") or {}
+    clv = m.get("clv") or {}
+    best = clv.get("best")
+    gini = ((clv.get("models") or {}).get(best) or {}).get("gini") if best else None
+    sent = m.get("sentiment") or {}
+    rows.append({"dataset": m.get("dataset", d.name), "href": f"{d.name}/index.html",
+                 "customers": f"{counts.get('customers', 0):,}",
+                 "transactions": f"{counts.get('transactions', 0):,}",
+                 "reviews": f"{counts.get('reviews', 0):,}",
+                 "best": f"{best} ({gini:.3f})" if best and gini is not None else "n/a",
+                 "f1": f"{sent['macro_f1']:.3f}" if sent.get("macro_f1") is not None else "n/a",
+                 "ended": run.get("ended", "")})
+  out = out_dir / "index.html"
+  out.write_text(_INDEX.render(css=_CSS, rows=rows), encoding="utf-8")
+  return out
+
+
+def render_notebook_html(ipynb: Path, html: Path) -> Path:
+  """The analyst page: the executed notebook with code, images embedded."""
+  import nbconvert
+  import nbformat
+  nb = nbformat.read(ipynb, as_version=4)
+  exporter = nbconvert.HTMLExporter(embed_images=True)
+  body, _ = exporter.from_notebook_node(nb)
+  html.write_text(body, encoding="utf-8")
+  return html

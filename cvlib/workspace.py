@@ -1,0 +1,173 @@
+"""The run folder as the notebooks see it: artifacts between stages, metrics, and report parts.
+
+Each notebook opens ``Workspace(run_dir, stage)``, reads what earlier stages left, and adds what the
+stakeholder page shows (headline numbers, figures, tables, notes) to ``report/<stage>.json``. The
+runner assembles ``index.html`` and ``metrics.json`` from those parts, so re-running one stage
+replaces only that stage's parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cvlib.config import STAGES
+
+# Where each part goes on the stakeholder page, in page order.
+SECTIONS = {
+    "data": "Data and cleaning",
+    "sentiment": "What customers say: review sentiment",
+    "value": "Customer value: how well we predict it",
+    "segments": "Segments and actions",
+    "opinions": "Opinions by aspect",
+    "recommendations": "Product recommendations",
+}
+
+
+class StageMissingError(RuntimeError):
+  """An artifact an earlier stage writes is not in the run folder."""
+
+
+class Workspace:
+  """Files of one run, for one stage.
+
+  Args:
+    run_dir: the run folder (created if missing).
+    stage: one of :data:`cvlib.config.STAGES`.
+  """
+
+  def __init__(self, run_dir: str | Path, stage: str):
+    if stage not in STAGES:
+      raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    self.root = Path(run_dir)
+    self.stage = stage
+    for sub in ("artifacts", "metrics", "report", "models"):
+      (self.root / sub).mkdir(parents=True, exist_ok=True)
+    self._parts: list[dict] = []
+    self._write_parts()  # a re-run stage starts with an empty part list
+
+  # --- artifacts --------------------------------------------------------------------------------
+  def path(self, *parts: str) -> Path:
+    p = self.root.joinpath(*parts)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+  def save_frame(self, name: str, df: pd.DataFrame) -> Path:
+    p = self.path("artifacts", f"{name}.parquet")
+    df.to_parquet(p, index=False)
+    return p
+
+  def load_frame(self, name: str) -> pd.DataFrame:
+    p = self.root / "artifacts" / f"{name}.parquet"
+    if not p.exists():
+      raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
+    return pd.read_parquet(p)
+
+  def has(self, name: str) -> bool:
+    return (self.root / "artifacts" / f"{name}.parquet").exists()
+
+  def save_array(self, name: str, arr: np.ndarray) -> Path:
+    p = self.path("artifacts", f"{name}.npy")
+    np.save(p, arr, allow_pickle=False)
+    return p
+
+  def load_array(self, name: str) -> np.ndarray:
+    p = self.root / "artifacts" / f"{name}.npy"
+    if not p.exists():
+      raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
+    return np.load(p, allow_pickle=False)
+
+  def save_json(self, name: str, obj: Any) -> Path:
+    p = self.path("artifacts", f"{name}.json")
+    p.write_text(json.dumps(to_jsonable(obj), indent=2))
+    return p
+
+  def load_json(self, name: str) -> Any:
+    p = self.root / "artifacts" / f"{name}.json"
+    if not p.exists():
+      raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
+    return json.loads(p.read_text())
+
+  # --- metrics ----------------------------------------------------------------------------------
+  def save_metrics(self, metrics: dict[str, Any]) -> Path:
+    """This stage's top-level metrics.json keys (merged by the runner)."""
+    p = self.path("metrics", f"{self.stage}.json")
+    p.write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False))
+    return p
+
+  # --- report parts -----------------------------------------------------------------------------
+  def add_headline(self, label: str, value: str, note: str = "") -> None:
+    self._add({"kind": "headline", "label": label, "value": value, "note": note})
+
+  def add_text(self, section: str, text: str) -> None:
+    """A paragraph of plain text (escaped when rendered)."""
+    self._add({"kind": "text", "section": section, "text": text})
+
+  def add_warning(self, text: str) -> None:
+    self._add({"kind": "warning", "text": text})
+
+  def add_figure(self, section: str, fig, caption: str) -> None:
+    """Embeds a matplotlib figure as PNG and closes it."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight",
+                metadata={"Software": None})  # no version stamp: keeps output reproducible
+    plt.close(fig)
+    self._add({"kind": "figure", "section": section, "caption": caption,
+               "png": base64.b64encode(buf.getvalue()).decode("ascii")})
+
+  def add_table(self, section: str, df: pd.DataFrame, caption: str, max_rows: int = 20,
+                floatfmt: str = "{:,.3g}") -> None:
+    """A table, stored as display strings (escaped when rendered)."""
+    shown = df.head(max_rows)
+    cells = [[_fmt(v, floatfmt) for v in row] for row in shown.itertuples(index=False)]
+    self._add({"kind": "table", "section": section, "caption": caption,
+               "columns": [str(c) for c in shown.columns], "rows": cells,
+               "truncated": len(df) > max_rows, "total_rows": len(df)})
+
+  def _add(self, part: dict) -> None:
+    if "section" in part and part["section"] not in SECTIONS:
+      raise ValueError(f"section must be one of {', '.join(SECTIONS)}, got {part['section']!r}")
+    self._parts.append(part)
+    self._write_parts()
+
+  def _write_parts(self) -> None:
+    p = self.path("report", f"{self.stage}.json")
+    p.write_text(json.dumps({"stage": self.stage, "parts": self._parts}))
+
+
+def _fmt(v: Any, floatfmt: str) -> str:
+  if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+    return ""
+  if isinstance(v, (float, np.floating)):
+    return floatfmt.format(float(v))
+  if isinstance(v, (pd.Timestamp,)):
+    return v.strftime("%Y-%m-%d")
+  return str(v)
+
+
+def to_jsonable(obj: Any) -> Any:
+  """Plain JSON types; NaN and infinity become null."""
+  if isinstance(obj, dict):
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_jsonable(v) for v in obj]
+  if isinstance(obj, (np.integer,)):
+    return int(obj)
+  if isinstance(obj, (float, np.floating)):
+    f = float(obj)
+    return f if math.isfinite(f) else None
+  if isinstance(obj, np.bool_):
+    return bool(obj)
+  if isinstance(obj, np.ndarray):
+    return to_jsonable(obj.tolist())
+  if hasattr(obj, "isoformat"):
+    return obj.isoformat()
+  return obj
