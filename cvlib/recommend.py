@@ -1,0 +1,346 @@
+"""Product recommendations: item-item co-purchase similarity blended with embedding similarity.
+
+A customer's score for a product is the sum, over the products they bought, of the similarity
+between the two. Two similarities are blended:
+
+* co-purchase: cosine-normalised co-occurrence counts, ``C[a, b] / sqrt(C[a, a] * C[b, b])`` where
+  ``C[a, b]`` is the number of customers who bought both a and b ("customers who bought A also
+  bought B");
+* content (optional): cosine similarity of product embeddings (e.g. MiniLM embeddings of product
+  descriptions or categories).
+
+Each part is min-max scaled per customer before blending, so ``alpha`` (the weight of the
+co-purchase part) means the same whatever the raw scales. Products with no positive score are
+filled in by popularity, and customers unseen at fit time get the popularity ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+# Products up to this count keep a dense similarity matrix (4k x 4k float32 = 64 MB), which
+# scores a batch with one sparse @ dense product; above it the matrix stays sparse.
+DENSE_PRODUCT_LIMIT = 8192
+# Scores are computed for this many (customer, product) cells at a time to bound memory.
+_CELLS_PER_BATCH = 1 << 23
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommender:
+  """A fitted recommender; build it with :func:`fit_recommender`."""
+  customer_ids: pd.Index  # [n_customers] row order of `purchases`
+  product_ids: pd.Index  # [n_products] column order of everything product-shaped
+  purchases: sp.csr_matrix  # [n_customers, n_products] 1 where bought (or recency weight)
+  bought: sp.csr_matrix  # [n_customers, n_products] 1 where bought, for exclusion
+  co_similarity: np.ndarray | sp.csr_matrix  # [n_products, n_products] zero diagonal
+  embeddings: np.ndarray | None  # [n_products, dim] L2-normalised; zero rows where missing
+  has_embedding: np.ndarray | None  # [n_products] bool
+  popularity: np.ndarray  # [n_products] distinct buyers
+  alpha: float  # weight of the co-purchase part when embeddings are given
+
+
+def _check_columns(df: pd.DataFrame, required: Sequence[str], where: str) -> None:
+  missing = [c for c in required if c not in df.columns]
+  if missing:
+    raise ValueError(f"{where}: column(s) {', '.join(map(repr, missing))} missing "
+                     f"(have: {', '.join(map(str, df.columns))})")
+
+
+def _embedding_matrix(product_embeddings: Mapping | pd.DataFrame, product_ids: pd.Index
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Rows of the embeddings in ``product_ids`` order, L2-normalised; zeros where missing."""
+  if isinstance(product_embeddings, pd.DataFrame):
+    emb = product_embeddings
+    if "product_id" in emb.columns:
+      emb = emb.set_index("product_id")
+    emb.index = emb.index.astype(str)
+    try:
+      table = emb.to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"product_embeddings: columns must be numeric ({e})") from None
+    keys = emb.index
+  elif isinstance(product_embeddings, Mapping):
+    if not product_embeddings:
+      raise ValueError("product_embeddings: empty")
+    keys = pd.Index([str(k) for k in product_embeddings])
+    vectors = [np.asarray(v, dtype=np.float32).ravel() for v in product_embeddings.values()]
+    dims = {v.shape[0] for v in vectors}
+    if len(dims) != 1:
+      raise ValueError(f"product_embeddings: vectors have different lengths {sorted(dims)}")
+    table = np.stack(vectors)
+  else:
+    raise ValueError("product_embeddings: need a dict product_id -> vector or a DataFrame indexed "
+                     f"by product_id, got {type(product_embeddings).__name__}")
+  if keys.has_duplicates:
+    raise ValueError(f"product_embeddings: product_id {keys[keys.duplicated()][0]!r} repeats")
+  if not np.isfinite(table).all():
+    raise ValueError("product_embeddings: holds NaN or infinite values")
+  norms = np.linalg.norm(table, axis=1, keepdims=True)
+  table = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+  pos = keys.get_indexer(product_ids)
+  has = pos >= 0
+  out = np.zeros((len(product_ids), table.shape[1]), dtype=np.float32)  # [n_products, dim]
+  out[has] = table[pos[has]]
+  has &= np.linalg.norm(out, axis=1) > 0
+  return out, has
+
+
+def fit_recommender(items_with_customer: pd.DataFrame, *,
+                    product_embeddings: Mapping | pd.DataFrame | None = None, alpha: float = 0.5,
+                    half_life_days: float | None = None) -> Recommender:
+  """Fits the co-purchase similarity (and stores product embeddings) from purchase lines.
+
+  Args:
+    items_with_customer: one row per purchased line, columns customer_id, product_id and optionally
+      timestamp; repeats of a (customer, product) pair count once.
+    product_embeddings: optional product vectors, a dict product_id -> [dim] vector or a DataFrame
+      indexed by product_id (or with a product_id column) with one numeric column per dimension.
+      Products never purchased are ignored; purchased products without a vector get no content
+      score.
+    alpha: weight in [0, 1] of the co-purchase part; 1 - alpha goes to the embedding part. Ignored
+      without embeddings.
+    half_life_days: when set (needs timestamp), a customer's older purchases count less in their
+      profile: weight 0.5 ** (age_days / half_life_days), age measured from the last timestamp.
+
+  Returns:
+    A :class:`Recommender`.
+
+  Raises:
+    ValueError: missing columns, missing ids, no rows, bad alpha or half-life, bad embeddings.
+  """
+  _check_columns(items_with_customer, ("customer_id", "product_id"), "fit_recommender")
+  if len(items_with_customer) == 0:
+    raise ValueError("fit_recommender: no purchase lines")
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f"fit_recommender: alpha must lie in [0, 1], got {alpha}")
+  lines = items_with_customer
+  for col in ("customer_id", "product_id"):
+    n_missing = int(lines[col].isna().sum())
+    if n_missing:
+      raise ValueError(f"fit_recommender: {n_missing} line(s) with missing {col}; drop them first")
+  cust_codes, customer_ids = pd.factorize(lines["customer_id"].astype(str), sort=True)
+  prod_codes, product_ids = pd.factorize(lines["product_id"].astype(str), sort=True)
+  n_c, n_p = len(customer_ids), len(product_ids)
+
+  bought = sp.csr_matrix((np.ones(len(lines), dtype=np.float32), (cust_codes, prod_codes)),
+                         shape=(n_c, n_p))  # [n_customers, n_products] line counts
+  bought.data[:] = 1.0  # repeat purchases count once
+  purchases = bought
+  if half_life_days is not None:
+    if half_life_days <= 0:
+      raise ValueError(f"fit_recommender: half_life_days must be > 0, got {half_life_days}")
+    _check_columns(lines, ("timestamp",), "fit_recommender (half_life_days)")
+    ts = pd.to_datetime(lines["timestamp"])
+    if ts.isna().any():
+      raise ValueError("fit_recommender: timestamp holds missing values")
+    age_days = ((ts.max() - ts).dt.total_seconds() / 86400.0).to_numpy()
+    weight = np.power(0.5, age_days / half_life_days).astype(np.float32)
+    # A repeated pair keeps the weight of its most recent purchase.
+    pair = pd.DataFrame({"c": cust_codes, "p": prod_codes, "w": weight})
+    pair = pair.groupby(["c", "p"])["w"].max()
+    purchases = sp.csr_matrix((pair.to_numpy(), (pair.index.get_level_values(0),
+                                                 pair.index.get_level_values(1))), shape=(n_c, n_p))
+
+  co = bought.T @ bought  # [n_products, n_products] customers who bought both
+  buyers = np.asarray(bought.sum(axis=0), dtype=np.float32).ravel()  # [n_products] distinct buyers
+  inv = (1.0 / np.sqrt(np.maximum(buyers, 1.0))).astype(np.float32)
+  # Cosine of the binary purchase columns, no self-similarity.
+  if n_p <= DENSE_PRODUCT_LIMIT:
+    co_similarity = co.toarray().astype(np.float32, copy=False)
+    co_similarity *= inv[:, None]
+    co_similarity *= inv[None, :]
+    np.fill_diagonal(co_similarity, 0.0)
+  else:
+    co = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr().astype(np.float32)
+    co.setdiag(0.0)
+    co.eliminate_zeros()
+    co_similarity = co
+
+  embeddings = has_embedding = None
+  if product_embeddings is not None:
+    embeddings, has_embedding = _embedding_matrix(product_embeddings, product_ids)
+    if not has_embedding.any():
+      raise ValueError("product_embeddings: none of the purchased product ids has a vector "
+                       f"(e.g. purchased {product_ids[0]!r})")
+  return Recommender(customer_ids=pd.Index(customer_ids), product_ids=pd.Index(product_ids),
+                     purchases=purchases.tocsr(), bought=bought.tocsr(),
+                     co_similarity=co_similarity, embeddings=embeddings,
+                     has_embedding=has_embedding, popularity=buyers, alpha=float(alpha))
+
+
+def _minmax_rows(x: np.ndarray) -> np.ndarray:
+  lo = x.min(axis=1, keepdims=True)
+  span = x.max(axis=1, keepdims=True) - lo
+  return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
+
+
+def _score_batch(model: Recommender, rows: np.ndarray) -> np.ndarray:
+  """Blended scores [len(rows), n_products] for known customers (row numbers of ``purchases``)."""
+  profile = model.purchases[rows]  # [batch, n_products] sparse
+  co = profile @ model.co_similarity
+  co = co.toarray() if sp.issparse(co) else np.asarray(co)
+  co = co.astype(np.float32, copy=False)  # [batch, n_products]
+  if model.embeddings is None or model.alpha == 1.0:
+    return co
+  # Content part: sum of cosines to the bought products = profile @ E @ E^T, without E E^T.
+  content = np.asarray(profile @ model.embeddings) @ model.embeddings.T  # [batch, n_products]
+  content[:, ~model.has_embedding] = content.min(axis=1, keepdims=True)
+  co_max = co.max(axis=1, keepdims=True)
+  co_scaled = np.divide(co, co_max, out=np.zeros_like(co), where=co_max > 0)
+  return model.alpha * co_scaled + (1.0 - model.alpha) * _minmax_rows(content)
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Column indices [batch, k] of the k largest scores per row, best first, and their scores."""
+  k = min(k, scores.shape[1])
+  part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+  part_scores = np.take_along_axis(scores, part, axis=1)
+  # Stable sort on (-score, column) so ties resolve the same way on every run.
+  order = np.lexsort((part, -part_scores), axis=1)
+  idx = np.take_along_axis(part, order, axis=1)
+  return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def _check_k(k: int) -> None:
+  if not isinstance(k, (int, np.integer)) or k < 1:
+    raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _rank_all(model: Recommender, customer_ids, k: int, exclude_purchased: bool,
+              use_similarity: bool) -> pd.DataFrame:
+  _check_k(k)
+  ids = model.customer_ids if customer_ids is None else pd.Index(
+      [str(c) for c in customer_ids])
+  rows = model.customer_ids.get_indexer(ids)  # -1 for customers unseen at fit time
+  n_p = len(model.product_ids)
+  # Popularity key in [0, 1): orders the fill-in below every positive similarity score.
+  pop_order = np.lexsort((np.arange(n_p), -model.popularity))
+  pop_key = np.empty(n_p, dtype=np.float32)
+  pop_key[pop_order] = 1.0 - (np.arange(n_p) + 1.0) / (n_p + 1.0)
+  pop_share = (model.popularity / max(len(model.customer_ids), 1)).astype(np.float32)
+  batch = max(1, _CELLS_PER_BATCH // max(n_p, 1))
+  out_c, out_rank, out_p, out_s = [], [], [], []
+  for start in range(0, len(ids), batch):
+    r = rows[start:start + batch]
+    known = r >= 0
+    scores = np.zeros((len(r), n_p), dtype=np.float32)  # [batch, n_products]
+    if use_similarity and known.any():
+      scores[known] = _score_batch(model, r[known])
+    reported = scores if use_similarity else np.broadcast_to(pop_share, scores.shape)
+    key = np.where(scores > 0, scores, pop_key - 1.0)
+    if exclude_purchased and known.any():
+      bought = model.bought[r[known]].toarray() > 0
+      sub = key[known]
+      sub[bought] = -np.inf
+      key[known] = sub
+    idx, best = _top_k(key, k)
+    valid = np.isfinite(best)
+    which = np.repeat(np.arange(len(r)), idx.shape[1]).reshape(idx.shape)
+    out_c.append(ids[start:start + batch].to_numpy()[which[valid]])
+    out_rank.append(np.tile(np.arange(1, idx.shape[1] + 1), (len(r), 1))[valid])
+    out_p.append(idx[valid])
+    out_s.append(np.maximum(np.take_along_axis(np.asarray(reported), idx, axis=1)[valid], 0.0))
+  if not out_c:
+    return pd.DataFrame({"customer_id": pd.Series(dtype="string"), "rank": pd.Series(dtype=int),
+                         "product_id": pd.Series(dtype="string"),
+                         "score": pd.Series(dtype=float)})
+  return pd.DataFrame({
+      "customer_id": pd.array(np.concatenate(out_c), dtype="string"),
+      "rank": np.concatenate(out_rank).astype(int),
+      "product_id": pd.array(model.product_ids.to_numpy()[np.concatenate(out_p)], dtype="string"),
+      "score": np.concatenate(out_s).astype(float),
+  })
+
+
+def recommend(model: Recommender, customer_ids: Sequence[str] | pd.Index | None = None, k: int = 10,
+              exclude_purchased: bool = True) -> pd.DataFrame:
+  """Top-k products per customer by blended similarity to what they bought.
+
+  Products with no positive score, and customers unseen at fit time, are filled in by popularity
+  (distinct buyers).
+
+  Args:
+    model: from :func:`fit_recommender`.
+    customer_ids: customers to recommend for; None: every customer seen at fit time.
+    k: recommendations per customer.
+    exclude_purchased: never recommend a product the customer already bought.
+
+  Returns:
+    Columns customer_id, rank (1 = best), product_id, score (the blended similarity score; 0 for
+    popularity fill-ins), k rows per customer (fewer when fewer products are left).
+
+  Raises:
+    ValueError: k is not a positive integer.
+  """
+  return _rank_all(model, customer_ids, k, exclude_purchased, use_similarity=True)
+
+
+def popularity_recommend(model: Recommender, customer_ids: Sequence[str] | pd.Index | None = None,
+                         k: int = 10, exclude_purchased: bool = True) -> pd.DataFrame:
+  """Baseline: the k products bought by the most distinct customers.
+
+  Args:
+    model: from :func:`fit_recommender` (only its popularity and purchases are used).
+    customer_ids: customers to recommend for; None: every customer seen at fit time.
+    k: recommendations per customer.
+    exclude_purchased: skip products the customer already bought.
+
+  Returns:
+    Same columns as :func:`recommend`; score is the share of customers who bought the product.
+
+  Raises:
+    ValueError: k is not a positive integer.
+  """
+  return _rank_all(model, customer_ids, k, exclude_purchased, use_similarity=False)
+
+
+def evaluate_recommendations(recs: pd.DataFrame, holdout: pd.DataFrame, k: int = 10, *,
+                             calibration: pd.DataFrame | None = None) -> dict[str, float]:
+  """Hit rate and recall at k of recommendations against held-out purchases.
+
+  Customers evaluated: those with at least one holdout purchase and, when ``calibration`` is given,
+  at least one calibration purchase (else: those present in ``recs``). A customer evaluated but
+  absent from ``recs`` counts as a miss. Holdout products the customer had already bought count
+  too, so with ``exclude_purchased=True`` pure repeat purchases cannot be hit.
+
+  Args:
+    recs: columns customer_id, rank, product_id (from :func:`recommend`); ranks above k ignored.
+    holdout: columns customer_id, product_id, purchases after the calibration period.
+    k: cut-off.
+    calibration: optional calibration purchases (column customer_id).
+
+  Returns:
+    {"hit_rate_at_{k}": share of customers with >= 1 holdout product in their top k,
+     "recall_at_{k}": mean over customers of the share of their distinct holdout products in their
+     top k, "n_customers": customers evaluated}. Rates are NaN when no customer qualifies.
+
+  Raises:
+    ValueError: missing columns or bad k.
+  """
+  _check_k(k)
+  _check_columns(recs, ("customer_id", "rank", "product_id"), "evaluate_recommendations recs")
+  _check_columns(holdout, ("customer_id", "product_id"), "evaluate_recommendations holdout")
+  truth = holdout[["customer_id", "product_id"]].dropna().astype(str).drop_duplicates()
+  if calibration is not None:
+    _check_columns(calibration, ("customer_id",), "evaluate_recommendations calibration")
+    eligible = set(calibration["customer_id"].dropna().astype(str))
+  else:
+    eligible = set(recs["customer_id"].dropna().astype(str))
+  truth = truth[truth["customer_id"].isin(eligible)]
+  customers = truth["customer_id"].unique()
+  if len(customers) == 0:
+    return {f"hit_rate_at_{k}": float("nan"), f"recall_at_{k}": float("nan"), "n_customers": 0}
+  top = recs.loc[recs["rank"] <= k, ["customer_id", "product_id"]].astype(str).drop_duplicates()
+  found = truth.merge(top, on=["customer_id", "product_id"], how="left", indicator=True)
+  found["hit"] = found["_merge"] == "both"
+  per_customer = found.groupby("customer_id")["hit"].agg(["sum", "size"])
+  return {
+      f"hit_rate_at_{k}": float((per_customer["sum"] > 0).mean()),
+      f"recall_at_{k}": float((per_customer["sum"] / per_customer["size"]).mean()),
+      "n_customers": int(len(per_customer)),
+  }
