@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def read_table_file(path: Path) -> pd.DataFrame:
         raise DataError([f"{path}: name ends in .gz but the file is not gzip-compressed"])
   try:
     if stem.endswith(".parquet"):
-      return pd.read_parquet(path)
+      return pd.read_parquet(io.BytesIO(gzip.decompress(path.read_bytes())) if gz else path)
     opener = gzip.open if gz else open
     with opener(path, "rb") as f:
       raw = f.read()
@@ -165,7 +166,6 @@ def read_table_file(path: Path) -> pd.DataFrame:
       line = raw[:e.start].count(b"\n") + 1
       raise DataError([f"{path}: not UTF-8 text (byte {e.start}, line {line}); "
                        "re-save it as UTF-8"]) from None
-    import io
     buf = io.BytesIO(raw)
     if stem.endswith((".jsonl", ".ndjson", ".json")):
       return pd.read_json(buf, lines=stem.endswith((".jsonl", ".ndjson")), dtype=False)
@@ -298,6 +298,10 @@ def _generic_orders(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list
   for col in ("customer_id", "order_id", "product_id"):
     if col in m:
       m[col] = _ids(m[col])
+  no_order = m["order_id"].isna().to_numpy()
+  if no_order.any():
+    problems.append(f"{path}: column {spec.columns.get('order_id', 'order_id')!r}: "
+                    f"{int(no_order.sum())} rows have no order id (rows {_rows(no_order)})")
   if m["customer_id"].isna().all():
     problems.append(f"{path}: column {spec.columns.get('customer_id', 'customer_id')!r}: "
                     "every customer id is empty")
@@ -313,7 +317,7 @@ def _generic_orders(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list
     m["amount"] = m["quantity"] * m["unit_price"]
   # line-level rows (one per product) or order-level rows: group by order either way
   orders = (m.dropna(subset=["timestamp"])
-            .groupby("order_id", sort=True, dropna=False)
+            .groupby("order_id", sort=True)
             .agg(customer_id=("customer_id", "first"), timestamp=("timestamp", "min"),
                  amount=("amount", "sum"))
             .reset_index())
@@ -349,4 +353,7 @@ def _generic_reviews(m: pd.DataFrame, spec: TableSpec, path: Path, problems: lis
     m["rating"] = _to_number(m["rating"], path, spec.columns.get("rating", "rating"), problems)
   if problems:
     return schema.empty_table("reviews")
+  for col in ("customer_id", "timestamp", "rating"):
+    if col not in m:  # optional in the mapping, nullable in the canonical table
+      m[col] = schema.empty_table("reviews")[col].reindex(m.index)
   return schema.coerce_table("reviews", m)

@@ -51,19 +51,19 @@ def clean_tables(tables: Tables) -> tuple[Tables, CleaningLog]:
 
 
 def _clean_transactions(tx: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+  # each test runs on the table as the previous steps left it
   steps = [
-      ("exact duplicate rows", tx.duplicated(keep="first"), "removed",
-       "the same order written twice"),
-      ("missing customer id", tx["customer_id"].isna(), "removed",
+      ("exact duplicate rows", lambda t: t.duplicated(keep="first"), "the same order written twice"),
+      ("missing customer id", lambda t: t["customer_id"].isna(),
        "orders that cannot be attributed to a customer"),
-      ("missing timestamp", tx["timestamp"].isna(), "removed", ""),
-      ("negative amount", tx["amount"] < 0, "removed", "net returns or cancellations"),
-      ("missing amount", tx["amount"].isna(), "removed", ""),
+      ("missing timestamp", lambda t: t["timestamp"].isna(), ""),
+      ("negative amount", lambda t: t["amount"] < 0, "net returns or cancellations"),
+      ("missing amount", lambda t: t["amount"].isna(), ""),
   ]
-  for step, mask, action, detail in steps:
-    mask = mask.fillna(False).to_numpy(dtype=bool) if hasattr(mask, "fillna") else mask
+  for step, test, detail in steps:
+    mask = test(tx).fillna(False).to_numpy(dtype=bool)
     if mask.any():
-      log.add("transactions", step, len(tx), mask.sum(), action, detail)
+      log.add("transactions", step, len(tx), mask.sum(), "removed", detail)
       tx = tx[~mask]
   dup = tx["order_id"].duplicated(keep="first").to_numpy()
   if dup.any():

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo-data":
       if args.customers <= 0:
         raise ParamsError([f"--customers must be > 0, got {args.customers}"])
+      if args.seed < 0:
+        raise ParamsError([f"--seed must be >= 0, got {args.seed}"])
       from cvlib import synthetic
       paths = synthetic.write_demo_data(Path(args.out_dir), n_customers=args.customers,
                                         seed=args.seed)

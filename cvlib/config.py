@@ -132,6 +132,16 @@ def resolve_data_path(path: str, base: Path) -> Path:
   return candidates[-1] if len(candidates) > 1 else candidates[0]
 
 
+class _Loader(yaml.SafeLoader):
+  """Safe YAML without implicit timestamps: dates stay strings and are checked with the key's name
+  (PyYAML's own parser raises a bare ValueError on an impossible date such as 2024-02-30)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_params(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Params:
   """Reads, overrides and checks a params file.
 
@@ -154,7 +164,7 @@ def load_params(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
   except UnicodeDecodeError as e:
     raise ParamsError([f"{name}: not UTF-8 text ({e.reason} at byte {e.start})"]) from None
   try:
-    raw = yaml.safe_load(text)
+    raw = yaml.load(text, Loader=_Loader)
   except yaml.YAMLError as e:
     raise ParamsError([f"{name}: not valid YAML: {' '.join(str(e).split())}"]) from None
   if not isinstance(raw, dict):
@@ -188,7 +198,7 @@ def _apply_override(raw: dict, item: str, name: str, problems: list[str]) -> Non
     problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.epochs=1")
     return
   try:
-    parsed = yaml.safe_load(value) if value.strip() else None
+    parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
   except yaml.YAMLError:
     parsed = value
   node = raw
@@ -264,7 +274,7 @@ def _convert(tp: Any, value: Any, name: str, key: str, problems: list[str]) -> A
     if isinstance(value, dt.date):
       return value
     try:
-      return dt.date.fromisoformat(str(value))
+      return dt.datetime.fromisoformat(str(value).strip()).date()  # a date or a date with time
     except ValueError:
       bad("a date YYYY-MM-DD")
       return value
@@ -284,6 +294,7 @@ def _convert(tp: Any, value: Any, name: str, key: str, problems: list[str]) -> A
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
       bad("a mapping of names to column names")
+      return value
     return dict(value)
   raise TypeError(f"unsupported params type {tp!r} for {key}")
 
@@ -300,6 +311,8 @@ def _check(p: Params, name: str) -> list[str]:
   need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)), "dataset",
        "letters, digits, '_' or '-'", p.dataset)
   need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
+  need(p.seed >= 0, "seed", ">= 0", p.seed)
+  need(p.data.seed >= 0, "data.seed", ">= 0", p.data.seed)
   need(p.data.customers > 0, "data.customers", "> 0", p.data.customers)
   if p.data.adapter == "generic":
     need(p.data.transactions is not None or p.data.reviews is not None, "data",

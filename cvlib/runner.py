@@ -126,7 +126,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
     tmp = out_dir / f".{params.dataset}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     _sweep_stale(out_dir, params.dataset)
-    if chosen != list(STAGES):
+    if chosen[0] != STAGES[0]:  # later stages re-run on a copy of the last run's output
       shutil.copytree(final, tmp, symlinks=True)
     else:
       tmp.mkdir()
@@ -152,6 +152,7 @@ def _validate_inputs(params: Params) -> None:
 def _execute(params: Params, params_path: Path, overrides: list[str], stages: list[str],
              tmp: Path, log) -> dict[str, float]:
   import papermill
+  from traitlets.config import Config
   timings: dict[str, float] = {}
   if (tmp / "metrics" / "timings.json").exists():
     timings.update(json.loads((tmp / "metrics" / "timings.json").read_text()))
@@ -165,7 +166,9 @@ def _execute(params: Params, params_path: Path, overrides: list[str], stages: li
       papermill.execute_notebook(
           str(src), str(dst), kernel_name="python3", progress_bar=False, cwd=str(tmp),
           parameters={"params_file": str(params_path), "overrides": overrides,
-                      "run_dir": str(tmp)})
+                      "run_dir": str(tmp)},
+          # encrypted kernel transport: no plain-TCP warning, no readable traffic on loopback
+          config=Config({"KernelManager": {"transport_encryption": "auto"}}))
     except papermill.PapermillExecutionError as e:
       failed = _keep_failed(tmp, params.dataset, name)
       raise RunFailed(f"stage {stage!r} failed: {e.ename}: {e.evalue}", failed) from None

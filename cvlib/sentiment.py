@@ -1,0 +1,545 @@
+"""Review sentiment: labels from star ratings, BERT fine-tuning, prediction and baselines."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import matplotlib.figure
+import numpy as np
+import optax
+import pandas as pd
+from flax import nnx
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from tokenizers import Tokenizer
+
+from cvlib import pretrained
+from cvlib.bert import BertForSequenceClassification
+
+Batch = dict[str, jax.Array]
+
+# ----------------------------------------------------------------------------------------------
+# Labels
+
+_CLASS_NAMES = {
+    "binary": ("negative", "positive"),  # 1-2 stars vs 4-5 stars; 3 stars dropped
+    "binary_keep_neutral": ("negative", "positive"),  # 3 stars counted as negative
+    "three_class": ("negative", "neutral", "positive"),
+}
+SCHEMES = tuple(_CLASS_NAMES)
+
+
+def _check_scheme(scheme: str) -> str:
+  if scheme not in _CLASS_NAMES:
+    raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+  return scheme
+
+
+def class_names(scheme: str = "binary") -> list[str]:
+  """Class names of a labelling scheme, index = label."""
+  return list(_CLASS_NAMES[_check_scheme(scheme)])
+
+
+def labels_from_ratings(ratings: Sequence[float] | np.ndarray | pd.Series,
+                        scheme: str = "binary") -> tuple[np.ndarray, np.ndarray]:
+  """Sentiment labels from 1-5 star ratings.
+
+  Ratings <= 2 are negative, >= 4 positive, anything between (3, or a half star such as 2.5)
+  neutral. "binary" drops neutral, "binary_keep_neutral" counts it as negative (an unhappy-enough
+  customer), "three_class" keeps it as its own class. Missing ratings are always dropped.
+
+  Args:
+    ratings: star ratings in [1, 5]; NaN / None / <NA> allowed.
+    scheme: "binary", "binary_keep_neutral" or "three_class".
+
+  Returns:
+    (labels int64 [n], keep bool [n]); labels are -1 where keep is False, so use labels[keep].
+
+  Raises:
+    ValueError: unknown scheme, or a rating outside [1, 5].
+  """
+  _check_scheme(scheme)
+  series = pd.Series(ratings)
+  try:
+    r = pd.to_numeric(series, errors="raise").to_numpy(dtype="float64", na_value=np.nan)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"ratings must be numbers in [1, 5] or missing: {e}") from e
+  present = ~np.isnan(r)
+  bad = present & ((r < 1) | (r > 5))
+  if bad.any():
+    raise ValueError(f"ratings must lie in [1, 5]; got {np.unique(r[bad])[:10].tolist()} "
+                     f"at positions {np.flatnonzero(bad)[:10].tolist()}")
+  negative, positive = present & (r <= 2), present & (r >= 4)
+  neutral = present & ~negative & ~positive
+  labels = np.full(len(r), -1, np.int64)
+  if scheme == "binary":
+    labels[negative], labels[positive] = 0, 1
+  elif scheme == "binary_keep_neutral":
+    labels[negative | neutral], labels[positive] = 0, 1
+  else:
+    labels[negative], labels[neutral], labels[positive] = 0, 1, 2
+  return labels, labels >= 0
+
+
+def compute_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+  """Balanced class weights n / (num_classes * count_c), as scikit-learn's "balanced".
+
+  Real shops are 60-90% five-star, so unweighted training learns "always positive". A class
+  absent from labels gets weight 0 (with a warning): there is nothing to weight.
+
+  Returns:
+    float32 [num_classes].
+
+  Raises:
+    ValueError: empty labels or a label outside [0, num_classes).
+  """
+  labels = np.asarray(labels)
+  if labels.size == 0:
+    raise ValueError("labels is empty")
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f"labels must lie in [0, {num_classes}), got values "
+                     f"{sorted(set(labels.tolist()) - set(range(num_classes)))[:10]}")
+  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+  if (counts == 0).any():
+    warnings.warn(f"classes {np.flatnonzero(counts == 0).tolist()} have no training example",
+                  stacklevel=2)
+  weights = np.where(counts > 0, labels.size / (num_classes * np.maximum(counts, 1)), 0.0)
+  return weights.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimiser
+
+
+def make_schedule(*, learning_rate: float, warmup_steps: int, total_steps: int,
+                  decay: str = "linear") -> Callable[[jax.Array], jax.Array]:
+  """Linear warmup to learning_rate, then linear or cosine decay towards 0 at total_steps.
+
+  Warmup reaches learning_rate * (step + 1) / warmup_steps, so the first step already moves the
+  weights (optax's linear_schedule starts at exactly 0, a wasted step).
+  """
+  if decay not in ("linear", "cosine"):
+    raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
+
+  def schedule(step: jax.Array) -> jax.Array:
+    step = jnp.asarray(step, jnp.float32)
+    warm = learning_rate * (step + 1.0) / max(warmup_steps, 1)
+    progress = jnp.clip((step - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
+    if decay == "linear":
+      decayed = learning_rate * (1.0 - progress)
+    else:
+      decayed = learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    return jnp.where(step < warmup_steps, warm, decayed)
+
+  return schedule
+
+
+def decay_mask(params: Any) -> Any:
+  """True for weights that get weight decay: everything except biases and LayerNorm parameters."""
+
+  def wants_decay(path: tuple, _: Any) -> bool:
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    names = [n for n in names if n != "value"]  # nnx Variables add a trailing .value
+    return not ("LayerNorm" in names or names[-1] == "bias")
+
+  return jax.tree_util.tree_map_with_path(wants_decay, params)
+
+
+# Cached: nnx.jit keys its compilation cache on the optimizer's (static) transformation, so
+# returning the same object for the same settings lets a second fine-tuning run (a rerun, a seed
+# sweep) reuse the compiled train_step instead of compiling it again. The object is immutable.
+@functools.lru_cache(maxsize=16)
+def make_optimizer(*, learning_rate: float, warmup_steps: int, total_steps: int,
+                   weight_decay: float = 0.01, max_grad_norm: float | None = 1.0,
+                   decay: str = "linear") -> optax.GradientTransformation:
+  """AdamW with warmup + decay, global-norm clipping, no weight decay on biases and LayerNorm.
+
+  Args:
+    learning_rate: peak learning rate.
+    warmup_steps: steps of linear warmup (0 for none).
+    total_steps: steps of the whole run.
+    weight_decay: decoupled weight decay.
+    max_grad_norm: clip the global gradient norm to this; None disables clipping.
+    decay: "linear" or "cosine" after warmup.
+
+  Returns:
+    An optax GradientTransformation for ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
+
+  Raises:
+    ValueError: a value out of range.
+  """
+  if not learning_rate > 0:
+    raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+  if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+    raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
+  if not isinstance(warmup_steps, (int, np.integer)) or not 0 <= warmup_steps <= total_steps:
+    raise ValueError(f"warmup_steps must be an int in [0, total_steps={total_steps}], "
+                     f"got {warmup_steps!r}")
+  if not weight_decay >= 0:
+    raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+  if max_grad_norm is not None and not max_grad_norm > 0:
+    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+  schedule = make_schedule(learning_rate=learning_rate, warmup_steps=int(warmup_steps),
+                           total_steps=int(total_steps), decay=decay)
+  adamw = optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
+  if max_grad_norm is None:
+    return adamw
+  return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
+
+
+# ----------------------------------------------------------------------------------------------
+# Steps
+
+_MODEL_KEYS = ("input_ids", "attention_mask", "label", "weight")
+
+
+def loss_fn(model: BertForSequenceClassification, batch: Batch) -> tuple[jax.Array, jax.Array]:
+  """Weighted mean cross-entropy (dropout on); batch["weight"] = class weight x row weight."""
+  logits = model(batch["input_ids"], batch["attention_mask"], deterministic=False)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # [batch]
+  weight = batch["weight"]
+  return jnp.sum(weight * ce) / jnp.maximum(jnp.sum(weight), 1e-9), logits
+
+
+@nnx.jit
+def train_step(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
+               batch: Batch) -> jax.Array:
+  """One optimisation step; updates model and optimizer in place, returns the batch loss."""
+  (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch)
+  optimizer.update(model, grads)
+  return loss
+
+
+@nnx.jit
+def eval_step(model: BertForSequenceClassification, batch: Batch) -> tuple[jax.Array, jax.Array]:
+  """Per-row cross-entropy [batch] and logits [batch, classes], dropout off."""
+  logits = model(batch["input_ids"], batch["attention_mask"], deterministic=True)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]), logits
+
+
+def _model_batch(batch: dict[str, np.ndarray], class_weights: np.ndarray) -> Batch:
+  out = {k: jnp.asarray(batch[k]) for k in _MODEL_KEYS}
+  # Filler rows keep weight 0 whatever their (dummy) label's class weight.
+  out["weight"] = jnp.asarray(batch["weight"] * class_weights[batch["label"]])
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                           num_classes: int | None = None) -> dict[str, float]:
+  """Accuracy and macro-F1.
+
+  Args:
+    y_true: true labels.
+    y_pred: predicted labels.
+    num_classes: average F1 over classes 0..num_classes-1 (a class never predicted nor present
+      scores 0); None averages over the labels that occur in y_true or y_pred.
+
+  Returns:
+    {"accuracy", "macro_f1", "n"}.
+
+  Raises:
+    ValueError: different lengths or no examples.
+  """
+  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+  if y_true.shape != y_pred.shape or y_true.ndim != 1:
+    raise ValueError(f"y_true and y_pred must be 1-d of equal length, got {y_true.shape} and "
+                     f"{y_pred.shape}")
+  if y_true.size == 0:
+    raise ValueError("no examples to score")
+  labels = list(range(num_classes)) if num_classes is not None else None
+  return {"accuracy": float(accuracy_score(y_true, y_pred)),
+          "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                     zero_division=0)),
+          "n": int(y_true.size)}
+
+
+def _check_labelled(texts: Sequence[str], labels: Any, num_labels: int,
+                    what: str) -> np.ndarray:
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or len(labels) != len(texts):
+    raise ValueError(f"{what}: {len(texts)} texts but labels of shape {labels.shape}")
+  if len(labels) == 0:
+    raise ValueError(f"{what}: no examples")
+  if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_labels:
+    raise ValueError(f"{what}: labels must be ints in [0, {num_labels}) (the model's num_labels), "
+                     f"got dtype {labels.dtype} with values {np.unique(labels)[:10].tolist()}")
+  return labels.astype(np.int32)
+
+
+def _evaluate(model: BertForSequenceClassification, batches: list[dict[str, np.ndarray]],
+              class_weights: np.ndarray, n: int) -> tuple[float, np.ndarray]:
+  """Class-weighted mean loss and logits [n, classes] in input order."""
+  ce_sum, weight_sum = 0.0, 0.0
+  logits_out = np.zeros((n, model.num_labels), np.float32)
+  for batch in batches:
+    mb = _model_batch(batch, class_weights)
+    ce, logits = eval_step(model, mb)
+    weight = np.asarray(mb["weight"])
+    ce_sum += float(np.sum(np.asarray(ce) * weight))
+    weight_sum += float(np.sum(weight))
+    real = batch["index"] >= 0
+    logits_out[batch["index"][real]] = np.asarray(logits)[real]
+  return ce_sum / max(weight_sum, 1e-9), logits_out
+
+
+def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenizer,
+                       train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
+                       val_texts: Sequence[str], val_labels: Sequence[int] | np.ndarray, *,
+                       epochs: int, batch_size: int, learning_rate: float,
+                       warmup_ratio: float = 0.1, weight_decay: float = 0.01,
+                       max_grad_norm: float | None = 1.0, patience: int | None = 2,
+                       seed: int = 0, buckets: Sequence[int] = (32, 64, 128),
+                       progress: bool = True,
+                       log_every_s: float = 15.0) -> tuple[BertForSequenceClassification,
+                                                           pd.DataFrame]:
+  """Fine-tunes a sequence classifier with class-balanced loss and early stopping.
+
+  Texts longer than the largest bucket are truncated to it. After each epoch the model is scored
+  on the validation set; the weights of the epoch with the best validation macro-F1 are kept (in
+  memory) and restored at the end; training stops after ``patience`` epochs without improvement.
+
+  Args:
+    model: a BertForSequenceClassification, updated in place (and returned).
+    tokenizer: from ``pretrained.load_tokenizer``.
+    train_texts: training texts.
+    train_labels: int labels in [0, model.num_labels).
+    val_texts: validation texts.
+    val_labels: int labels in [0, model.num_labels).
+    epochs: maximum number of epochs.
+    batch_size: rows per step (fixed; filler rows have weight 0).
+    learning_rate: peak AdamW learning rate.
+    warmup_ratio: fraction of all steps spent warming up, in [0, 1).
+    weight_decay: AdamW decoupled weight decay (not on biases and LayerNorm).
+    max_grad_norm: global-norm clipping; None disables it.
+    patience: epochs without validation macro-F1 improvement before stopping; None never stops.
+    seed: shuffling and dropout seed (the run is deterministic for a seed on CPU).
+    buckets: sequence length buckets; the step compiles once per bucket.
+    progress: print a line at most every log_every_s seconds and one per epoch.
+    log_every_s: seconds between progress lines within an epoch.
+
+  Returns:
+    (model with the best weights, history): one row per epoch with epoch, train_loss, val_loss,
+    val_accuracy, val_macro_f1, learning_rate (at the epoch's end), seconds, best.
+
+  Raises:
+    ValueError: bad arguments or labels.
+  """
+  if not isinstance(model, BertForSequenceClassification):
+    raise ValueError(f"model must be a BertForSequenceClassification, got {type(model).__name__}")
+  for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+  if not 0.0 <= warmup_ratio < 1.0:
+    raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
+  if patience is not None and (not isinstance(patience, int) or patience < 1):
+    raise ValueError(f"patience must be an int >= 1 or None, got {patience!r}")
+  num_labels = model.num_labels
+  train_y = _check_labelled(train_texts, train_labels, num_labels, "train")
+  val_y = _check_labelled(val_texts, val_labels, num_labels, "validation")
+  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
+  pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
+
+  class_weights = compute_class_weights(train_y, num_labels)
+  train_ids = pretrained.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1])
+  val_batches = pretrained.make_batches(tokenizer, val_texts, val_y, batch_size=batch_size,
+                                        buckets=buckets)
+  make_epoch = functools.partial(pretrained.batches_from_ids, train_ids, train_y,
+                                 batch_size=batch_size, buckets=buckets, shuffle=True,
+                                 pad_id=pad_id)
+  steps_per_epoch = len(make_epoch(seed=seed))
+  total_steps = epochs * steps_per_epoch
+  tx = make_optimizer(learning_rate=learning_rate,
+                      warmup_steps=int(round(warmup_ratio * total_steps)),
+                      total_steps=total_steps, weight_decay=weight_decay,
+                      max_grad_norm=max_grad_norm)
+  schedule = make_schedule(learning_rate=learning_rate,
+                           warmup_steps=int(round(warmup_ratio * total_steps)),
+                           total_steps=total_steps)  # the one inside tx, for the history
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  nnx.reseed(model, default=seed, dropout=seed)  # dropout masks follow this run's seed
+
+  rows, best_f1, best_params, stale = [], -math.inf, None, 0
+  for epoch in range(1, epochs + 1):
+    start = last_log = time.perf_counter()
+    losses, weights = [], []
+    batches = make_epoch(seed=seed + epoch)
+    for step, batch in enumerate(batches, 1):
+      mb = _model_batch(batch, class_weights)
+      losses.append(train_step(model, optimizer, mb))
+      weights.append(float(np.sum(batch["weight"] * class_weights[batch["label"]])))
+      if progress and time.perf_counter() - last_log >= log_every_s:
+        last_log = time.perf_counter()
+        seen = step * batch_size
+        print(f"epoch {epoch}/{epochs} step {step}/{len(batches)} "
+              f"loss {float(losses[-1]):.4f} {seen / (last_log - start):.1f} seq/s", flush=True)
+    # Mean of batch losses weighted by each batch's total weight = the epoch's weighted loss.
+    train_loss = float(np.average(np.asarray(jax.device_get(losses)), weights=weights))
+    val_loss, logits = _evaluate(model, val_batches, class_weights, len(val_y))
+    metrics = classification_metrics(val_y, logits.argmax(-1), num_classes=num_labels)
+    improved = metrics["macro_f1"] > best_f1
+    if improved:
+      best_f1, stale = metrics["macro_f1"], 0
+      best_params = jax.device_get(nnx.state(model, nnx.Param))  # a host copy, not a view
+    else:
+      stale += 1
+    rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                 "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+                 "learning_rate": float(schedule(epoch * steps_per_epoch - 1)),
+                 "seconds": time.perf_counter() - start, "best": improved})
+    if progress:
+      print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+            f"val acc {metrics['accuracy']:.3f}, val macro-F1 {metrics['macro_f1']:.3f}"
+            f"{' (best)' if improved else ''}, {rows[-1]['seconds']:.1f} s", flush=True)
+    if patience is not None and stale >= patience:
+      if progress:
+        print(f"early stop: no macro-F1 gain for {patience} epoch(s)", flush=True)
+      break
+  if best_params is not None:
+    nnx.update(model, best_params)
+  history = pd.DataFrame(rows)
+  history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
+  return model, history
+
+
+# ----------------------------------------------------------------------------------------------
+# Prediction
+
+
+@nnx.jit
+def _proba_step(model: BertForSequenceClassification, input_ids: jax.Array,
+                attention_mask: jax.Array) -> jax.Array:
+  return jax.nn.softmax(model(input_ids, attention_mask, deterministic=True), axis=-1)
+
+
+def predict_proba(model: BertForSequenceClassification, tokenizer: Tokenizer,
+                  texts: Sequence[str], *, batch_size: int = 64,
+                  buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS) -> np.ndarray:
+  """Class probabilities [len(texts), num_labels], row i for texts[i]."""
+  return pretrained.predict_batched(_proba_step, model, tokenizer, texts,
+                                    out_dim=model.num_labels, batch_size=batch_size,
+                                    buckets=buckets)
+
+
+def encode_texts(model_or_bert: Any, tokenizer: Tokenizer, texts: Sequence[str], *,
+                 batch_size: int = 64,
+                 buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS) -> np.ndarray:
+  """Mean-pooled, L2-normalised embeddings [len(texts), hidden] from a (fine-tuned) BERT.
+
+  Args:
+    model_or_bert: a BertModel or a model with ``.bert`` (a fine-tuned classifier).
+    tokenizer: from ``pretrained.load_tokenizer``.
+    texts: strings.
+    batch_size: rows per batch.
+    buckets: sequence length buckets.
+
+  Returns:
+    float32 [len(texts), hidden], in the order of texts.
+  """
+  return pretrained.embed(texts, model=model_or_bert, tokenizer=tokenizer, batch_size=batch_size,
+                          buckets=buckets)
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines
+
+
+@functools.lru_cache(maxsize=1)
+def _vader() -> Any:
+  from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # pylint: disable=import-outside-toplevel
+  return SentimentIntensityAnalyzer()
+
+
+def vader_predict(texts: Sequence[str], scheme: str = "binary") -> np.ndarray:
+  """Labels from VADER's compound score (English lexicon; weak on other languages).
+
+  Uses VADER's documented thresholds: compound >= 0.05 positive, <= -0.05 negative, neutral in
+  between. The binary schemes call everything below 0.05 negative.
+
+  Returns:
+    int64 labels [len(texts)] in the scheme's classes.
+  """
+  _check_scheme(scheme)
+  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+  analyzer = _vader()
+  compound = np.asarray([analyzer.polarity_scores(t)["compound"] for t in texts], np.float64)
+  if scheme == "three_class":
+    return np.where(compound >= 0.05, 2, np.where(compound <= -0.05, 0, 1)).astype(np.int64)
+  return (compound >= 0.05).astype(np.int64)
+
+
+def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
+                 test_texts: Sequence[str], seed: int = 0) -> np.ndarray:
+  """TF-IDF (word 1-2 grams) + class-balanced logistic regression baseline.
+
+  Returns:
+    int64 predicted labels [len(test_texts)].
+
+  Raises:
+    ValueError: fewer than two classes in train_labels or mismatched lengths.
+  """
+  train_texts = pretrained._check_texts(train_texts)  # pylint: disable=protected-access
+  test_texts = pretrained._check_texts(test_texts)  # pylint: disable=protected-access
+  y = np.asarray(train_labels)
+  if len(y) != len(train_texts):
+    raise ValueError(f"{len(train_texts)} training texts but {len(y)} labels")
+  if len(np.unique(y)) < 2:
+    raise ValueError(f"need at least two classes in train_labels, got {np.unique(y).tolist()}")
+  vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
+                               min_df=1)
+  clf = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)
+  clf.fit(vectorizer.fit_transform(train_texts), y)
+  if not test_texts:
+    return np.zeros(0, np.int64)
+  return clf.predict(vectorizer.transform(test_texts)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_history(history: pd.DataFrame) -> matplotlib.figure.Figure:
+  """Training and validation loss, and validation macro-F1, per epoch.
+
+  Raises:
+    ValueError: history lacks the columns finetune_sentiment writes.
+  """
+  needed = ["epoch", "train_loss", "val_loss", "val_macro_f1"]
+  missing = [c for c in needed if c not in history.columns]
+  if missing:
+    raise ValueError(f"history lacks columns {missing} (have: {list(history.columns)})")
+  fig = matplotlib.figure.Figure(figsize=(9, 3.5), layout="constrained")
+  ax_loss, ax_f1 = fig.subplots(1, 2)
+  ax_loss.plot(history["epoch"], history["train_loss"], marker="o", label="train")
+  ax_loss.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+  ax_loss.set(xlabel="epoch", ylabel="class-weighted cross-entropy", title="Loss")
+  ax_loss.legend()
+  ax_f1.plot(history["epoch"], history["val_macro_f1"], marker="o", color="C2")
+  if "best" in history.columns and history["best"].any():
+    best = history[history["best"]]
+    ax_f1.scatter(best["epoch"], best["val_macro_f1"], s=120, facecolors="none",
+                  edgecolors="black", label="kept")
+    ax_f1.legend()
+  ax_f1.set(xlabel="epoch", ylabel="macro-F1", title="Validation macro-F1", ylim=(0, 1.02))
+  for ax in (ax_loss, ax_f1):
+    ax.xaxis.get_major_locator().set_params(integer=True)
+  return fig
+
+
+__all__ = [
+    "SCHEMES", "class_names", "classification_metrics", "compute_class_weights", "decay_mask",
+    "encode_texts", "eval_step", "finetune_sentiment", "labels_from_ratings", "loss_fn",
+    "make_optimizer", "make_schedule", "plot_history", "predict_proba", "tfidf_logreg",
+    "train_step", "vader_predict",
+]

@@ -1,0 +1,134 @@
+"""Shared fixtures: a tiny hand-made shop, a params-file writer and the tiny synthetic tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import pytest
+import yaml
+
+from cvlib import schema
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS_DIR = REPO / "params"
+
+# A hand-made shop in the spirit of pymc-marketing's 14-row CLV test table. Calibration is
+# [2015-01-01, 2015-02-01); with a 30-day horizon the holdout is [2015-02-01, 2015-03-03).
+#   A: three purchase days in calibration (two orders on the first), one holdout order, one after
+#   B: a single purchase
+#   C: last calibration minute, then two holdout orders (the first at the cutoff's midnight,
+#      the second on the holdout's last day)
+#   D: holdout only (so no feature row)
+#   E: a zero-amount first order, then two orders on one later day
+TINY_TRANSACTIONS = [
+    ("A", "o01", "2015-01-01 10:00", 10.0),
+    ("A", "o02", "2015-01-01 15:00", 5.0),
+    ("A", "o03", "2015-01-11 09:00", 20.0),
+    ("A", "o04", "2015-01-21 18:30", 30.0),
+    ("A", "o05", "2015-02-10 12:00", 40.0),
+    ("A", "o06", "2015-03-10 12:00", 100.0),
+    ("B", "o07", "2015-01-15 08:00", 12.0),
+    ("C", "o08", "2015-01-31 23:59", 8.0),
+    ("C", "o09", "2015-02-01 00:00", 9.0),
+    ("C", "o10", "2015-03-02 23:00", 1.0),
+    ("D", "o11", "2015-02-05 10:00", 7.0),
+    ("E", "o12", "2015-01-05 10:00", 0.0),
+    ("E", "o13", "2015-01-20 10:00", 50.0),
+    ("E", "o14", "2015-01-20 17:00", 25.0),
+]
+TINY_ITEMS = [  # order_id, product_id, quantity, unit_price
+    ("o01", "P1", 1.0, 4.0),
+    ("o01", "P2", 2.0, 3.0),
+    ("o03", "P1", 1.0, 20.0),
+    ("o05", "P3", 1.0, 40.0),
+]
+TINY_PRODUCTS = [("P1", "shoes", "red shoe"), ("P2", "socks", "wool sock"), ("P3", "hats", None)]
+TINY_REVIEWS = [  # review_id, customer_id, timestamp, rating, text
+    ("r1", "A", "2015-01-02 12:00", 5.0, "great fit"),
+    ("r2", "A", "2015-01-25 12:00", 2.0, "fell apart"),
+    ("r3", "A", "2015-02-05 12:00", 1.0, "holdout review, not a feature"),
+    ("r4", None, "2015-01-10 12:00", 4.0, "anonymous"),
+    ("r5", "E", "2015-01-21 12:00", None, "no stars given"),
+]
+
+
+def make_transactions(rows: list[tuple]) -> pd.DataFrame:
+  """Canonical transactions from (customer_id, order_id, timestamp, amount) tuples."""
+  df = pd.DataFrame(rows, columns=["customer_id", "order_id", "timestamp", "amount"])
+  return schema.coerce_table("transactions", df)
+
+
+def make_reviews(rows: list[tuple]) -> pd.DataFrame:
+  """Canonical reviews from (review_id, customer_id, timestamp, rating, text) tuples."""
+  df = pd.DataFrame(rows, columns=["review_id", "customer_id", "timestamp", "rating", "text"])
+  return schema.coerce_table("reviews", df)
+
+
+def make_items(rows: list[tuple]) -> pd.DataFrame:
+  df = pd.DataFrame(rows, columns=["order_id", "product_id", "quantity", "unit_price"])
+  df["amount"] = df["quantity"] * df["unit_price"]
+  return schema.coerce_table("items", df)
+
+
+def make_tables(**frames: pd.DataFrame):
+  """A :class:`cvlib.adapters.Tables` with empty canonical tables where none is given."""
+  from cvlib.adapters import CANONICAL_FILES, Tables
+  full = {n: frames.pop(n) if n in frames else schema.empty_table(n) for n in CANONICAL_FILES}
+  return Tables(**full, **frames)
+
+
+@pytest.fixture
+def tiny_shop() -> dict[str, pd.DataFrame]:
+  """The hand-made shop's canonical tables (fresh copies per test)."""
+  products = schema.coerce_table(
+      "products", pd.DataFrame(TINY_PRODUCTS, columns=["product_id", "category", "description"]))
+  return {"transactions": make_transactions(TINY_TRANSACTIONS), "items": make_items(TINY_ITEMS),
+          "products": products, "reviews": make_reviews(TINY_REVIEWS)}
+
+
+@pytest.fixture
+def write_params(tmp_path: Path) -> Callable[..., Path]:
+  """Writes a params file into ``tmp_path`` from a dict (dumped as YAML) or from raw text."""
+
+  def write(content: dict[str, Any] | str, name: str = "params.yaml") -> Path:
+    path = tmp_path / name
+    text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+  return write
+
+
+@pytest.fixture(scope="session")
+def tiny_params():
+  from cvlib import config
+  return config.load_params(PARAMS_DIR / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_tables(tiny_params):
+  """The tiny synthetic shop (300 customers), as the adapter returns it. Do not modify."""
+  from cvlib import adapters
+  return adapters.load_data(tiny_params)
+
+
+@pytest.fixture(scope="session")
+def tiny_clean(tiny_tables):
+  """The tiny synthetic shop after cleaning, and the cleaning log. Do not modify."""
+  from cvlib import clean
+  return clean.clean_tables(tiny_tables)
+
+
+@pytest.fixture
+def build():
+  """The table builders above, for tests that make their own small tables."""
+
+  class Builders:
+    transactions = staticmethod(make_transactions)
+    reviews = staticmethod(make_reviews)
+    items = staticmethod(make_items)
+    tables = staticmethod(make_tables)
+
+  return Builders

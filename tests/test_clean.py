@@ -1,0 +1,168 @@
+"""Tests for cvlib.clean: what is removed or flagged, and that the log says so."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cvlib import clean
+
+BASE = [("a", "1", "2023-01-01", 10.0), ("b", "2", "2023-01-02", 20.0),
+        ("c", "3", "2023-01-03", 30.0)]
+
+
+def _clean_tx(build, rows, **tables):
+  t = build.tables(transactions=build.transactions(rows), **tables)
+  return clean.clean_tables(t)
+
+
+def _steps(log, table="transactions"):
+  return {r["step"]: r for r in log.rows if r["table"] == table}
+
+
+def test_clean_table_unchanged(build):
+  out, log = _clean_tx(build, BASE)
+  assert out.transactions["order_id"].tolist() == ["1", "2", "3"]
+  assert log.rows == []
+  assert list(log.to_frame().columns) == ["table", "step", "rows_before", "affected", "action",
+                                          "detail"]
+
+
+def test_exact_duplicates_removed_and_logged(build):
+  out, log = _clean_tx(build, BASE + [BASE[1]])
+  assert out.transactions["order_id"].tolist() == ["1", "2", "3"]
+  row = _steps(log)["exact duplicate rows"]
+  assert (row["rows_before"], row["affected"], row["action"]) == (4, 1, "removed")
+
+
+def test_missing_customer_ids_removed(build):
+  out, log = _clean_tx(build, BASE + [(None, "4", "2023-01-04", 5.0)])
+  assert out.transactions["order_id"].tolist() == ["1", "2", "3"]
+  assert _steps(log)["missing customer id"]["affected"] == 1
+
+
+def test_missing_timestamp_removed(build):
+  out, log = _clean_tx(build, BASE + [("d", "4", None, 5.0)])
+  assert "4" not in set(out.transactions["order_id"])
+  assert _steps(log)["missing timestamp"]["affected"] == 1
+
+
+def test_negative_amounts_removed(build):
+  out, log = _clean_tx(build, BASE + [("a", "4", "2023-01-04", -10.0)])
+  assert (out.transactions["amount"] >= 0).all() and len(out.transactions) == 3
+  row = _steps(log)["negative amount"]
+  assert (row["affected"], row["action"]) == (1, "removed")
+
+
+def test_missing_amount_removed(build):
+  out, log = _clean_tx(build, BASE + [("a", "4", "2023-01-04", np.nan)])
+  assert len(out.transactions) == 3
+  assert _steps(log)["missing amount"]["affected"] == 1
+
+
+def test_zero_amounts_kept_and_flagged(build):
+  out, log = _clean_tx(build, BASE + [("a", "4", "2023-01-04", 0.0), ("b", "5", "2023-01-05", 0.0)])
+  assert len(out.transactions) == 5
+  row = _steps(log)["zero amount"]
+  assert (row["rows_before"], row["affected"], row["action"]) == (5, 2, "kept")
+
+
+def test_repeated_order_id_keeps_first(build):
+  out, log = _clean_tx(build, BASE + [("a", "2", "2023-01-09", 99.0)])
+  assert out.transactions.set_index("order_id").loc["2", "amount"] == 20.0
+  assert len(out.transactions) == 3
+  assert _steps(log)["repeated order id with different content"]["affected"] == 1
+
+
+def test_sorted_by_customer_then_time(build):
+  rows = [("b", "9", "2023-01-05", 1.0), ("a", "8", "2023-02-01", 1.0),
+          ("a", "7", "2023-01-01", 1.0)]
+  out, _ = _clean_tx(build, rows)
+  assert out.transactions["order_id"].tolist() == ["7", "8", "9"]
+  assert out.transactions.index.tolist() == [0, 1, 2]
+
+
+def test_items_of_removed_orders_dropped(build):
+  items = build.items([("1", "P1", 1.0, 10.0), ("4", "P2", 1.0, 5.0), ("99", "P3", 1.0, 1.0)])
+  out, log = _clean_tx(build, BASE + [("a", "4", "2023-01-04", -5.0)], items=items)
+  assert out.items["order_id"].tolist() == ["1"]
+  row = _steps(log, "items")["lines of removed or unknown orders"]
+  assert (row["rows_before"], row["affected"]) == (3, 2)
+
+
+def test_reviews_cleaned(build):
+  reviews = build.reviews([
+      ("r1", "a", "2023-01-01", 5.0, "  great  "),
+      ("r2", "a", "2023-01-02", 0.0, "zero stars?"),
+      ("r3", "b", "2023-01-03", 7.0, "seven"),
+      ("r4", "b", "2023-01-04", 3.0, "   "),
+      ("r5", None, "2023-01-05", 1.0, None),
+      ("r1", "c", "2023-01-06", 2.0, "repeated id"),
+      ("r6", "c", "2023-01-07", np.nan, "no rating"),
+  ])
+  out, log = _clean_tx(build, BASE, reviews=reviews)
+  rv = out.reviews.set_index("review_id")
+  assert rv.index.tolist() == ["r1", "r2", "r3", "r4", "r5", "r6"]
+  assert rv.loc["r1", "customer_id"] == "a"  # the first r1 kept
+  assert rv["rating"].isna().tolist() == [False, True, True, False, False, True]
+  assert rv.loc["r1", "text"] == "great"  # stripped
+  assert rv["text"].isna().tolist() == [False, False, False, True, True, False]
+  assert str(rv["text"].dtype) == "string" and str(rv["rating"].dtype) == "float64"
+  steps = _steps(log, "reviews")
+  assert steps["repeated review id"]["affected"] == 1
+  assert steps["rating outside 1-5"]["affected"] == 2
+  assert steps["rating outside 1-5"]["action"] == "rating set to missing"
+  assert steps["empty text"]["affected"] == 2 and steps["empty text"]["action"] == "kept"
+  assert steps["missing customer id"]["affected"] == 1 and steps["missing customer id"]["action"] == "kept"
+
+
+def test_input_not_mutated(build, tiny_shop):
+  reviews = build.reviews([("r1", "a", "2023-01-01", 9.0, "  "), ("r2", "a", "2023-01-02", 4.0, "ok")])
+  tx = build.transactions(BASE + [("a", "4", "2023-01-04", 0.0), BASE[0]])
+  t = build.tables(transactions=tx, reviews=reviews, items=tiny_shop["items"])
+  copies = {n: getattr(t, n).copy() for n in ("transactions", "reviews", "items")}
+  out, _ = clean.clean_tables(t)
+  for name, before in copies.items():
+    pd.testing.assert_frame_equal(getattr(t, name), before)
+  assert out.reviews["rating"].isna().tolist() == [True, False]
+
+
+def test_adapter_notes_logged(build):
+  t = build.tables(transactions=build.transactions(BASE), notes=["3 rows dropped (rows 1, 2, 3)"])
+  _, log = clean.clean_tables(t)
+  assert log.rows[0] == {"table": "input", "step": "adapter", "rows_before": 0, "affected": 0,
+                         "action": "note", "detail": "3 rows dropped (rows 1, 2, 3)"}
+
+
+def _check_counts_add_up(tx_in: pd.DataFrame, tx_out: pd.DataFrame, log) -> None:
+  n = len(tx_in)
+  for row in log.rows:
+    if row["table"] != "transactions":
+      continue
+    assert row["rows_before"] == n, row  # each step starts where the last one left off
+    if row["action"] == "removed":
+      n -= row["affected"]
+  assert n == len(tx_out)
+
+
+def test_log_counts_add_up_on_synthetic(tiny_tables, tiny_clean):
+  out, log = tiny_clean
+  steps = _steps(log)
+  assert steps["exact duplicate rows"]["affected"] > 0  # the generator writes some twice
+  assert steps["zero amount"]["affected"] > 0
+  _check_counts_add_up(tiny_tables.transactions, out.transactions, log)
+  assert out.transactions["order_id"].is_unique
+  assert len(out.transactions) == tiny_tables.transactions["order_id"].nunique()
+  assert out.items["order_id"].isin(out.transactions["order_id"]).all()
+
+
+def test_several_problems_at_once(build):
+  rows = BASE + [BASE[0], (None, "4", "2023-01-04", 5.0), ("b", "5", "2023-01-05", -3.0),
+                 ("c", "6", None, 2.0), ("c", "7", "2023-01-07", 0.0)]
+  tx = build.transactions(rows)
+  out, log = _clean_tx(build, rows)
+  assert out.transactions["order_id"].tolist() == ["1", "2", "3", "7"]
+  steps = _steps(log)
+  assert {k: v["affected"] for k, v in steps.items()} == {
+      "exact duplicate rows": 1, "missing customer id": 1, "missing timestamp": 1,
+      "negative amount": 1, "zero amount": 1}
+  _check_counts_add_up(tx, out.transactions, log)

@@ -1,0 +1,176 @@
+"""Every notebook runs through papermill on params/tiny.yaml; assertions on what the run wrote."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+import cvlib
+from cvlib import runner
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT_KEYS = ("dataset", "counts", "sentiment", "clv", "churn", "segments", "recommendations",
+                 "aspects", "timing_s")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+  out = tmp_path_factory.mktemp("reports")
+  index = cvlib.run(REPO / "params" / "tiny.yaml", out=out, log=lambda line: None)
+  assert index == out / "tiny" / "index.html"
+  return out / "tiny"
+
+
+def test_run_writes_every_contract_file(tiny_run):
+  for name in ("index.html", "metrics.json", "run.json", "scores.parquet"):
+    assert (tiny_run / name).is_file(), name
+  for stem in runner.report.NOTEBOOKS.values():
+    assert (tiny_run / f"{stem}.ipynb").is_file()
+    assert (tiny_run / f"{stem}.html").stat().st_size > 10_000
+  assert (tiny_run / "models" / "encoder" / "weights.safetensors").is_file()
+  assert (tiny_run / "models" / "ziln" / "ziln.safetensors").is_file()
+  assert (tiny_run.parent / "index.html").is_file()
+  assert not list(tiny_run.parent.glob(".tiny.tmp-*"))
+
+
+def test_executed_notebooks_have_no_errors(tiny_run):
+  for stem in runner.report.NOTEBOOKS.values():
+    nb = nbformat.read(tiny_run / f"{stem}.ipynb", as_version=4)
+    for cell in nb.cells:
+      for out in cell.get("outputs", []):
+        assert out.get("output_type") != "error", (stem, out.get("ename"), out.get("evalue"))
+
+
+def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
+  m = json.loads((tiny_run / "metrics.json").read_text())
+  for key in CONTRACT_KEYS:
+    assert key in m, key
+  assert m["dataset"] == "tiny"
+  assert m["counts"]["customers"] == 300 and m["counts"]["reviews"] > 100
+  s = m["sentiment"]
+  assert s["n_test"] > 0 and 0 <= s["accuracy"] <= 1 and 0 <= s["macro_f1"] <= 1
+  for base in ("lexicon", "tfidf_logreg"):
+    assert 0 < s["baselines"][base]["macro_f1"] <= 1
+  clv = m["clv"]
+  assert clv["horizon_days"] == 180 and clv["n_test"] == 90
+  assert set(clv["models"]) == {"ziln", "ziln_text", "bgnbd_gg", "gbt", "spend"}
+  assert clv["best"] in clv["models"]
+  for name, mm in clv["models"].items():
+    for k in ("gini", "spearman", "decile_mape", "auc_returning", "mae"):
+      assert mm[k] is not None, (name, k)
+    assert -1 <= mm["gini"] <= 1
+    assert mm["mae"] < 1e4, name  # guards against a model predicting on the wrong scale
+  assert 0 <= m["churn"]["auc"] <= 1 and 0 <= m["churn"]["pr_auc"] <= 1
+  assert m["segments"]["count"] >= 3
+  r = m["recommendations"]
+  assert 0 <= r["hit_rate_at_10"] <= 1 and 0 <= r["popularity"]["hit_rate_at_10"] <= 1
+  assert m["aspects"]["labelled_sample"] > 0 and 0 <= m["aspects"]["precision"] <= 1
+  assert all(m["timing_s"][s] > 0 for s in ("preprocess", "finetune", "evaluate", "segment"))
+
+
+def test_models_beat_chance_on_synthetic_shop(tiny_run):
+  m = json.loads((tiny_run / "metrics.json").read_text())
+  assert m["clv"]["models"]["ziln"]["gini"] > 0.2
+  assert m["clv"]["models"]["bgnbd_gg"]["gini"] > 0.2
+  assert m["oracle"]["gini"] > m["clv"]["models"]["ziln"]["gini"]
+
+
+def test_run_json_records_inputs_versions_and_timing(tiny_run):
+  info = json.loads((tiny_run / "run.json").read_text())
+  assert info["params"]["dataset"] == "tiny"
+  assert info["packages"]["jax"] and info["packages"]["flax"]
+  assert info["inputs"] and re.fullmatch(r"[0-9a-f]{64}", info["inputs"][0]["sha256"])
+  assert set(info["seconds_per_stage"]) == {"preprocess", "finetune", "evaluate", "segment"}
+  assert info["started"] <= info["ended"]
+
+
+def test_scores_are_pseudonymised(tiny_run):
+  scores = pd.read_parquet(tiny_run / "scores.parquet")
+  assert len(scores) == 300
+  for col in ("customer_key", "predicted_value", "churn_probability", "segment_label"
+              if "segment_label" in scores else "rfm_segment", "value_lo", "value_hi", "action"):
+    assert col in scores, col
+  assert "customer_id" not in scores
+  assert scores["customer_key"].str.fullmatch(r"c-[0-9a-f]{12}").all()
+  assert scores["churn_probability"].between(0, 1).all()
+  assert (scores["value_lo"] <= scores["value_hi"]).all()
+  # no raw customer id ("C00001"-style) appears in any page
+  for page in tiny_run.glob("*.html"):
+    assert not re.search(r"\bC\d{5}\b", page.read_text()), page.name
+
+
+def test_stakeholder_page_has_no_code_and_the_required_parts(tiny_run):
+  html = (tiny_run / "index.html").read_text()
+  assert "import cvlib" not in html and "<script" not in html
+  for text in ("Cleaning log", "VADER", "Decile chart", "Segment profiles", "How to read this",
+               "01_preprocess.html"):
+    assert text in html, text
+  assert html.count("data:image/png;base64,") >= 6
+
+
+def test_committed_notebooks_have_no_outputs():
+  for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+      if cell.cell_type == "code":
+        assert not cell.outputs and cell.execution_count is None, path.name
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert sum("parameters" in t for t in tags) == 1, path.name
+
+
+def _copy_run(tiny_run: Path, tmp_path: Path) -> Path:
+  import shutil
+  out = tmp_path / "reports"
+  shutil.copytree(tiny_run, out / "tiny")
+  return out
+
+
+def test_failing_stage_keeps_previous_report_and_the_failed_notebook(tiny_run, tmp_path,
+                                                                     monkeypatch):
+  out = _copy_run(tiny_run, tmp_path)
+  before = (out / "tiny" / "index.html").read_bytes()
+  broken = tmp_path / "notebooks"
+  broken.mkdir()
+  for nb_path in (REPO / "notebooks").glob("*.ipynb"):
+    nb = nbformat.read(nb_path, as_version=4)
+    if nb_path.stem == "04_segment":
+      nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('boom in segment')"))
+    nbformat.write(nb, broken / nb_path.name)
+  monkeypatch.setenv("CVLIB_NOTEBOOKS", str(broken))
+  with pytest.raises(runner.RunFailed, match="boom in segment") as err:
+    cvlib.run(REPO / "params" / "tiny.yaml", out=out, stages=["segment"], log=lambda s: None)
+  assert err.value.notebook == out / "failed" / "tiny" / "04_segment.ipynb"
+  assert "boom in segment" in err.value.notebook.with_suffix(".html").read_text()
+  assert (out / "tiny" / "index.html").read_bytes() == before
+  assert not list(out.glob(".tiny.tmp-*"))
+  # the next run succeeds: no stale lock, no leftovers in the way
+  monkeypatch.delenv("CVLIB_NOTEBOOKS")
+  cvlib.run(REPO / "params" / "tiny.yaml", out=out, stages=["segment"], log=lambda s: None)
+  assert (out / "tiny" / "index.html").read_bytes() != before
+
+
+def test_stage_subset_needs_earlier_output(tmp_path):
+  with pytest.raises(cvlib.ParamsError, match="needs the output of stage 'preprocess'"):
+    cvlib.run(REPO / "params" / "tiny.yaml", out=tmp_path, stages=["evaluate"])
+  with pytest.raises(cvlib.ParamsError, match="unknown stage 'train'"):
+    cvlib.run(REPO / "params" / "tiny.yaml", out=tmp_path, stages=["train"])
+
+
+def test_cli_bad_params_exit_2_without_traceback(tmp_path):
+  import subprocess
+  import sys
+  bad = tmp_path / "bad.yaml"
+  bad.write_text("dataset: x\nfinetune: {epochs: 0, label_scheme: stars}\n")
+  proc = subprocess.run([sys.executable, "-m", "cvlib.cli", "run", str(bad), "--out",
+                         str(tmp_path)], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert any("finetune.epochs must be > 0" in l for l in lines)
+  assert any("finetune.label_scheme" in l for l in lines)
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "x").exists()
