@@ -79,7 +79,7 @@ class ValueConfig:
   batch_size: int = 256
   learning_rate: float = 1e-3
   patience: int = 20
-  text_dims: int = 16  # review-embedding dimensions (PCA) given to the text-aware model
+  text_dims: int = 4  # review-embedding dimensions (PCA) given to the text-aware model
   test_size: float = 0.3  # share of customers held out for evaluation
   interval: float = 0.8  # central prediction interval reported per customer
 

@@ -298,21 +298,41 @@ def fit_text_featurizer(review_scores: pd.DataFrame, embeddings: np.ndarray,
 
 VALUE_MODELS = {
     "ziln": "ZILN network, purchase history",
-    "ziln_text": "ZILN network, purchase history + review text",
+    "ziln_ratings": "ZILN network, purchase history + star ratings",
+    "ziln_text": "ZILN network, purchase history + ratings + review text",
     "bgnbd_gg": "BG/NBD + Gamma-Gamma",
     "gbt": "Gradient-boosted trees",
     "spend": "Past spend rate",
 }
 
 
-def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
-  """The numeric matrix a value model sees, as a DataFrame with named columns."""
+# What each value network sees: the ablation "do reviews help, and does their text add to the stars?"
+NETWORK_INPUTS = {"ziln": ("history",), "ziln_ratings": ("history", "ratings"),
+                  "ziln_text": ("history", "ratings", "text")}
+
+
+def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None = None, *,
+                 ratings: bool = True) -> pd.DataFrame:
+  """The numeric matrix a value model sees, as a DataFrame with named columns.
+
+  Args:
+    features: customer features from :func:`cvlib.features.compute_customer_features`.
+    text: per-customer text features (``TextFeaturizer.transform``), or None.
+    ratings: include the star-rating features.
+  """
   cols = list(feats.BEHAVIOUR_FEATURES + feats.REVIEW_FEATURES)
   X = pd.DataFrame(feats.feature_matrix(features), columns=cols + ["has_review"])
+  if not ratings:
+    X = X[list(feats.BEHAVIOUR_FEATURES)]
   if text is not None:
     t = text.set_index("customer_id").reindex(features["customer_id"].astype(str))
     X = pd.concat([X, t.reset_index(drop=True).astype("float32")], axis=1)
   return X
+
+
+def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
+  uses = NETWORK_INPUTS[name]
+  return model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
 
 
 def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
@@ -330,11 +350,11 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
   val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
   fit_idx, val_idx = train_idx[~val_mask], train_idx[val_mask]
   out = {}
-  variants = {"ziln": None}
-  if text is not None:
-    variants["ziln_text"] = text
-  for name, t in variants.items():
-    X = model_inputs(features, t)
+  has_ratings = features["n_reviews"].gt(0).any()
+  for name, uses in NETWORK_INPUTS.items():
+    if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
+      continue  # nothing to add over the simpler network
+    X = network_inputs(name, features, text)
     out[name] = ziln.train_ziln(
         X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -364,8 +384,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
   info: dict[str, Any] = {}
   qs = ((1 - interval) / 2, (1 + interval) / 2)
   for name, (predictor, _) in networks.items():
-    X = model_inputs(features, text if name == "ziln_text" else None)
-    p = predictor.predict(X, qs=qs)
+    p = predictor.predict(network_inputs(name, features, text), qs=qs)
     out[f"{name}_value"] = p["predicted_value"].to_numpy()
     out[f"{name}_p_return"] = p["p_return"].to_numpy()
     out[f"{name}_lo"] = p["q10"].to_numpy()
@@ -379,7 +398,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
   out["bgnbd_gg_p_return"] = _p_return_bgnbd(bgf, f, horizon_days)
   info["bgnbd"] = bgf_params
   info["gamma_gamma"] = gg_params
-  X = model_inputs(features, None)
+  X = model_inputs(features)
   gbt = baselines.train_gbt(X[~is_test].to_numpy(), y[~is_test], seed=seed)
   out["gbt_value"] = gbt.predict(X.to_numpy())  # expm1 of the log1p model, clipped at 0
   gbt_ret = baselines.train_gbt_return(X[~is_test].to_numpy(), y[~is_test] > 0, seed=seed)
@@ -428,16 +447,19 @@ def evaluate_value_models(preds: pd.DataFrame, *, seed: int) -> dict[str, Any]:
       d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{best}_value"].to_numpy(),
                                          test[f"{name}_value"].to_numpy(), seed=seed)
       diffs[f"{best} - {name}"] = {"diff": d, "lo95": lo, "hi95": hi}
-  text_help = None
-  if "ziln_text" in models:
-    d, lo, hi = vm.bootstrap_gini_diff(y, test["ziln_text_value"].to_numpy(),
-                                       test["ziln_value"].to_numpy(), seed=seed)
-    text_help = {"gini_with_text": models["ziln_text"]["gini"],
-                 "gini_without_text": models["ziln"]["gini"], "diff": d, "lo95": lo, "hi95": hi,
-                 "verdict": ("text helped" if lo > 0 else "text hurt" if hi < 0 else
-                             "no clear difference")}
+  ablation = {}
+  for key, (a, b) in {"do_reviews_help": ("ziln_text", "ziln"),
+                      "does_text_help": ("ziln_text", "ziln_ratings"),
+                      "do_ratings_help": ("ziln_ratings", "ziln")}.items():
+    if a in models and b in models:
+      d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{a}_value"].to_numpy(),
+                                         test[f"{b}_value"].to_numpy(), seed=seed)
+      ablation[key] = {"with": a, "without": b, "gini_with": models[a]["gini"],
+                       "gini_without": models[b]["gini"], "diff": d, "lo95": lo, "hi95": hi,
+                       "verdict": ("helped" if lo > 0 else "hurt" if hi < 0 else
+                                   "no clear difference")}
   return {"n_test": int(len(test)), "best": best, "models": models, "gini_differences": diffs,
-          "does_text_help": text_help}
+          "ablation": ablation}
 
 
 def churn_metrics(preds: pd.DataFrame, model: str) -> dict[str, Any]:
@@ -477,11 +499,10 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
   every customer's features as of ``prep.as_of``.
   """
   from cvlib import segments
-  name = best if best in networks else ("ziln_text" if "ziln_text" in networks else "ziln")
+  name = best
   predictor, _ = networks[name]
   f = prep.features_now
-  X = model_inputs(f, text_now if name == "ziln_text" else None)
-  p = predictor.predict(X, qs=((1 - interval) / 2, (1 + interval) / 2))
+  p = predictor.predict(network_inputs(name, f, text_now), qs=((1 - interval) / 2, (1 + interval) / 2))
   df = pd.DataFrame({"customer_key": f["customer_key"].to_numpy(),
                      "predicted_value": p["predicted_value"].to_numpy(),
                      "churn_probability": 1 - p["p_return"].to_numpy(),
@@ -655,7 +676,7 @@ def load_finetune(ws: Workspace) -> Finetuned:
   """What stage 2 left: value networks, test split, text features and review scores."""
   from cvlib import ziln
   networks = {}
-  for name in ("ziln", "ziln_text"):
+  for name in NETWORK_INPUTS:
     folder = ws.root / "models" / name
     if folder.exists():
       networks[name] = (ziln.ZILNPredictor.load(folder), ws.load_frame(f"history_{name}"))
@@ -717,12 +738,15 @@ def report_evaluate(ws: Workspace, clv: dict, churn: dict, oracle: dict | None,
               f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
               f"top 20% of customers hold {best['top20_share']:.0%} of their actual holdout spend.")
   ws.add_table("value", model_table(clv), "Back-test on test customers, best first.")
-  t = clv.get("does_text_help")
-  if t:
-    ws.add_text("value", f"Does review text help? With text the network's Gini is "
-                f"{t['gini_with_text']:.3f}, without {t['gini_without_text']:.3f} (difference "
-                f"{t['diff']:+.3f}, 95% interval {t['lo95']:+.3f} to {t['hi95']:+.3f}): "
-                f"{t['verdict']}.")
+  questions = {"do_reviews_help": "Do reviews (stars and text) add to purchase history?",
+               "do_ratings_help": "Do star ratings add to purchase history?",
+               "does_text_help": "Does review text add to the star ratings?"}
+  for key, question in questions.items():
+    a = clv["ablation"].get(key)
+    if a:
+      ws.add_text("value", f"{question} Gini {a['gini_with']:.3f} with, {a['gini_without']:.3f} "
+                  f"without (difference {a['diff']:+.3f}, 95% interval {a['lo95']:+.3f} to "
+                  f"{a['hi95']:+.3f}): {a['verdict']}.")
   if oracle:
     ws.add_text("value", f"On this synthetic shop the true expected spend reaches a Gini of "
                 f"{oracle['gini']:.3f}: no model can rank better than that on this holdout.")

@@ -58,7 +58,8 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
     assert 0 < s["baselines"][base]["macro_f1"] <= 1
   clv = m["clv"]
   assert clv["horizon_days"] == 180 and clv["n_test"] == 90
-  assert set(clv["models"]) == {"ziln", "ziln_text", "bgnbd_gg", "gbt", "spend"}
+  assert set(clv["models"]) == {"ziln", "ziln_ratings", "ziln_text", "bgnbd_gg", "gbt", "spend"}
+  assert set(clv["ablation"]) == {"do_reviews_help", "do_ratings_help", "does_text_help"}
   assert clv["best"] in clv["models"]
   for name, mm in clv["models"].items():
     for k in ("gini", "spearman", "decile_mape", "auc_returning", "mae"):

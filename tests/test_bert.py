@@ -1,0 +1,143 @@
+"""Tests for cvlib.bert: shapes, masking, dropout, pooling and the tied masked-LM head."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cvlib import bert
+
+CONFIG = bert.BertConfig.tiny(vocab_size=50)
+
+
+def _inputs(batch=3, seq=7, seed=0):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(1, CONFIG.vocab_size, size=(batch, seq)).astype(np.int32)
+  lengths = np.array([seq, 4, 2])[:batch]
+  mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+  return jnp.asarray(ids * mask), jnp.asarray(mask)
+
+
+def test_presets():
+  minilm = bert.BertConfig.minilm_l6()
+  assert (minilm.hidden_size, minilm.num_layers, minilm.num_heads, minilm.intermediate_size,
+          minilm.vocab_size, minilm.max_position_embeddings,
+          minilm.layer_norm_eps) == (384, 6, 12, 1536, 30522, 512, 1e-12)
+  tiny = bert.BertConfig.tiny(vocab_size=99)
+  assert tiny.vocab_size == 99 and tiny.hidden_size == 32 and tiny.num_layers == 2
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"num_heads": 3}, "divisible by num_heads"),
+    ({"num_layers": 0}, "num_layers must be a positive int"),
+    ({"hidden_dropout": 1.0}, r"hidden_dropout must be in \[0, 1\)"),
+    ({"layer_norm_eps": 0.0}, "layer_norm_eps must be > 0"),
+])
+def test_config_validation(changes, match):
+  with pytest.raises(ValueError, match=match):
+    dataclasses.replace(CONFIG, **changes)
+
+
+def test_bert_model_shapes():
+  model = bert.BertModel(CONFIG, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  seq, pooled = model(ids, mask)
+  assert seq.shape == (3, 7, 32) and pooled.shape == (3, 32)
+  assert np.all(np.abs(np.asarray(pooled)) <= 1.0)  # tanh
+  assert np.isfinite(np.asarray(seq)).all()
+  _, none = bert.BertModel(CONFIG, rngs=nnx.Rngs(0), add_pooler=False)(ids, mask)
+  assert none is None
+
+
+def test_padding_does_not_change_real_tokens():
+  """Extra [PAD] positions behind a sentence must not change its token vectors."""
+  model = bert.BertModel(CONFIG, rngs=nnx.Rngs(1))
+  ids = jnp.asarray([[5, 9, 13, 2]], jnp.int32)
+  short, _ = model(ids, jnp.ones((1, 4), jnp.int32))
+  padded_ids = jnp.concatenate([ids, jnp.zeros((1, 5), jnp.int32)], axis=1)
+  padded_mask = jnp.asarray([[1] * 4 + [0] * 5], jnp.int32)
+  long, _ = model(padded_ids, padded_mask)
+  np.testing.assert_allclose(np.asarray(long[:, :4]), np.asarray(short), atol=1e-5)
+
+
+def test_token_type_ids_default_to_zero():
+  model = bert.BertModel(CONFIG, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  a, _ = model(ids, mask)
+  b, _ = model(ids, mask, jnp.zeros_like(ids))
+  c, _ = model(ids, mask, jnp.ones_like(ids))
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.allclose(np.asarray(a), np.asarray(c))
+
+
+def test_dropout_switch():
+  model = bert.BertForSequenceClassification(CONFIG, 3, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  eval1, eval2 = model(ids, mask), model(ids, mask, deterministic=True)
+  np.testing.assert_array_equal(np.asarray(eval1), np.asarray(eval2))
+  train1 = model(ids, mask, deterministic=False)
+  train2 = model(ids, mask, deterministic=False)
+  assert not np.allclose(np.asarray(train1), np.asarray(eval1))
+  assert not np.allclose(np.asarray(train1), np.asarray(train2))  # fresh masks each call
+
+
+def test_mean_pool_matches_numpy():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(3, 5, 4)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], np.int32)
+  got = np.asarray(bert.mean_pool(jnp.asarray(x), jnp.asarray(mask)))
+  np.testing.assert_allclose(got[0], x[0, :3].mean(0), rtol=1e-6)
+  np.testing.assert_allclose(got[1], x[1].mean(0), rtol=1e-6)
+  np.testing.assert_array_equal(got[2], 0.0)  # all padding: zeros, not NaN
+  normed = np.asarray(bert.l2_normalize(jnp.asarray(got)))
+  np.testing.assert_allclose(np.linalg.norm(normed[:2], axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_array_equal(normed[2], 0.0)
+
+
+def test_classifier_shapes_and_pooling():
+  ids, mask = _inputs()
+  mean_model = bert.BertForSequenceClassification(CONFIG, 3, rngs=nnx.Rngs(0))
+  assert mean_model(ids, mask).shape == (3, 3)
+  assert mean_model.bert.pooler is None  # no dead parameters when mean-pooling
+  cls_model = bert.BertForSequenceClassification(CONFIG, 2, rngs=nnx.Rngs(0), pooling="cls")
+  assert cls_model(ids, mask).shape == (3, 2) and cls_model.bert.pooler is not None
+  with pytest.raises(ValueError, match="pooling must be one of"):
+    bert.BertForSequenceClassification(CONFIG, 2, rngs=nnx.Rngs(0), pooling="max")
+  with pytest.raises(ValueError, match="num_labels must be an int >= 2"):
+    bert.BertForSequenceClassification(CONFIG, 1, rngs=nnx.Rngs(0))
+
+
+def test_classifier_logits_are_linear_in_mean_pooled_vector():
+  model = bert.BertForSequenceClassification(CONFIG, 2, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  seq, _ = model.bert(ids, mask)
+  pooled = np.asarray(seq * mask[..., None]).sum(1) / np.asarray(mask).sum(1, keepdims=True)
+  expected = pooled @ np.asarray(model.classifier.kernel[...]) + np.asarray(
+      model.classifier.bias[...])
+  np.testing.assert_allclose(np.asarray(model(ids, mask)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_lm_decoder_is_tied():
+  model = bert.BertForMaskedLM(CONFIG, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  logits = model(ids, mask)
+  assert logits.shape == (3, 7, CONFIG.vocab_size)
+  names = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  assert "bias" in names and not any("decoder" in n for n in names)
+  # Logits are the transformed states times the word-embedding table, plus the bias.
+  seq, _ = model.bert(ids, mask)
+  h = np.asarray(model.transform(seq))
+  table = np.asarray(model.bert.embeddings.word_embeddings.embedding[...])
+  np.testing.assert_allclose(np.asarray(logits), h @ table.T, rtol=1e-4, atol=1e-5)
+
+
+def test_jit_matches_eager():
+  model = bert.BertModel(CONFIG, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  eager, _ = model(ids, mask)
+  jitted, _ = nnx.jit(lambda m, i, a: m(i, a))(model, ids, mask)
+  np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-5)
+  assert jax.tree.leaves(nnx.state(model, nnx.Param))  # still a live module

@@ -1,0 +1,290 @@
+"""Tests for cvlib.sentiment: labels, optimiser, steps, fine-tuning, prediction and baselines."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import matplotlib.figure
+import numpy as np
+import pandas as pd
+import pytest
+from flax import nnx
+from sklearn.utils.class_weight import compute_class_weight
+
+from cvlib import bert, pretrained, sentiment
+
+POSITIVE = ["great", "excellent", "wonderful", "perfect", "lovely", "fantastic", "amazing"]
+NEGATIVE = ["terrible", "awful", "broken", "horrible", "useless", "disappointing", "bad"]
+THINGS = ["product", "dress", "delivery", "shoes", "service", "package", "phone case", "jacket"]
+
+
+def _polar_reviews(n, seed, positive_share=0.7):
+  """Clearly polar synthetic reviews, imbalanced towards positive like real shops."""
+  rng = np.random.default_rng(seed)
+  texts, labels = [], []
+  for _ in range(n):
+    y = int(rng.random() < positive_share)
+    word, thing = rng.choice(POSITIVE if y else NEGATIVE), rng.choice(THINGS)
+    if rng.random() < 0.5:
+      texts.append(f"the {thing} was {word}")
+    else:
+      texts.append(f"{word} {thing}, {'would buy again' if y else 'I want a refund'}")
+    labels.append(y)
+  return texts, np.asarray(labels)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return pretrained.load_tokenizer()
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels
+
+
+def test_labels_from_ratings_schemes():
+  ratings = [1, 2, 3, 4, 5, np.nan, 2.5]
+  labels, keep = sentiment.labels_from_ratings(ratings, "binary")
+  np.testing.assert_array_equal(labels, [0, 0, -1, 1, 1, -1, -1])
+  np.testing.assert_array_equal(keep, [1, 1, 0, 1, 1, 0, 0])
+  labels, keep = sentiment.labels_from_ratings(ratings, "binary_keep_neutral")
+  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, -1, 0])
+  labels, keep = sentiment.labels_from_ratings(ratings, "three_class")
+  np.testing.assert_array_equal(labels, [0, 0, 1, 2, 2, -1, 1])
+  np.testing.assert_array_equal(keep, labels >= 0)
+  nullable = pd.Series([5, None, 1], dtype="Float64")
+  np.testing.assert_array_equal(sentiment.labels_from_ratings(nullable)[0], [1, -1, 0])
+  assert sentiment.class_names("three_class") == ["negative", "neutral", "positive"]
+  assert sentiment.class_names("binary") == ["negative", "positive"]
+
+
+def test_labels_from_ratings_validation():
+  with pytest.raises(ValueError, match="scheme must be one of binary, binary_keep_neutral, "
+                                       "three_class; got 'five_class'"):
+    sentiment.labels_from_ratings([1, 5], "five_class")
+  with pytest.raises(ValueError, match=r"ratings must lie in \[1, 5\]; got \[0.0, 6.0\]"):
+    sentiment.labels_from_ratings([0, 3, 6])
+  with pytest.raises(ValueError, match="scheme must be one of"):
+    sentiment.class_names("stars")
+
+
+def test_class_weights_are_balanced():
+  labels = np.array([1] * 8 + [0] * 2)
+  weights = sentiment.compute_class_weights(labels, 2)
+  np.testing.assert_allclose(weights, [2.5, 0.625])
+  np.testing.assert_allclose(weights, compute_class_weight("balanced", classes=np.arange(2),
+                                                           y=labels), rtol=1e-6)
+  # Weighted class totals are equal: each class counts as much as the other.
+  assert weights[0] * 2 == pytest.approx(weights[1] * 8)
+  with pytest.warns(UserWarning, match=r"classes \[1\] have no training example"):
+    np.testing.assert_allclose(sentiment.compute_class_weights([0, 0, 2], 3), [0.5, 0.0, 1.0])
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+    sentiment.compute_class_weights([0, 2], 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimiser
+
+
+def test_schedule_warmup_and_decay():
+  linear = sentiment.make_schedule(learning_rate=1.0, warmup_steps=4, total_steps=14)
+  np.testing.assert_allclose([float(linear(s)) for s in (0, 3, 4, 9, 14)],
+                             [0.25, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
+  cosine = sentiment.make_schedule(learning_rate=2.0, warmup_steps=0, total_steps=10,
+                                   decay="cosine")
+  np.testing.assert_allclose([float(cosine(s)) for s in (0, 5, 10)], [2.0, 1.0, 0.0], atol=1e-6)
+  with pytest.raises(ValueError, match="decay must be 'linear' or 'cosine'"):
+    sentiment.make_schedule(learning_rate=1.0, warmup_steps=0, total_steps=1, decay="step")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"warmup_steps": 20}, r"warmup_steps must be an int in \[0, total_steps=10\]"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0 or None"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+])
+def test_make_optimizer_validation(kwargs, match):
+  args = {"learning_rate": 1e-3, "warmup_steps": 1, "total_steps": 10, "weight_decay": 0.01,
+          "max_grad_norm": 1.0, **kwargs}
+  with pytest.raises(ValueError, match=match):
+    sentiment.make_optimizer(**args)
+
+
+def test_weight_decay_mask_skips_biases_and_layer_norm():
+  model = bert.BertForSequenceClassification(bert.BertConfig.tiny(), 2, rngs=nnx.Rngs(0))
+  mask = sentiment.decay_mask(nnx.state(model, nnx.Param))
+  flat = {".".join(map(str, p)): v for p, v in nnx.to_flat_state(mask)}
+  flat = {k: bool(v.get_value() if hasattr(v, "get_value") else v) for k, v in flat.items()}
+  assert flat["classifier.kernel"] and flat["bert.embeddings.word_embeddings.embedding"]
+  assert flat["bert.encoder.layer.0.attention.self_attn.query.kernel"]
+  assert not flat["classifier.bias"] and not flat["bert.embeddings.LayerNorm.scale"]
+  assert not flat["bert.encoder.layer.1.output.LayerNorm.bias"]
+  decayed = {k for k, v in flat.items() if v}
+  assert all(k.endswith(("kernel", "embedding")) for k in decayed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Steps
+
+
+def _tiny_batch(config, num_labels=3, batch=4, seq=8, seed=0):
+  rng = np.random.default_rng(seed)
+  mask = (np.arange(seq)[None] < np.array([8, 5, 3, 1])[:, None]).astype(np.int32)
+  return {"input_ids": jnp.asarray(rng.integers(1, config.vocab_size, (batch, seq)) * mask,
+                                   jnp.int32),
+          "attention_mask": jnp.asarray(mask),
+          "label": jnp.asarray(np.arange(batch) % num_labels, jnp.int32),
+          "weight": jnp.asarray([1.0, 2.0, 0.5, 0.0], jnp.float32)}
+
+
+def test_train_step_changes_every_parameter():
+  config = bert.BertConfig.tiny(vocab_size=40)
+  model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
+  batch = _tiny_batch(config)
+  batch["input_ids"] = batch["input_ids"].at[0].set(jnp.arange(8) % 40)
+  before = jax.device_get(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  tx = sentiment.make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=10,
+                                weight_decay=0.01, max_grad_norm=1.0)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  loss = sentiment.train_step(model, optimizer, batch)
+  assert np.isfinite(float(loss))
+  after = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  unchanged = []
+  for path, var in before:
+    old, new = np.asarray(var.get_value()), np.asarray(after[path].get_value())
+    if path[-1] == "embedding" and "word_embeddings" in path:
+      # Only rows of ids in the batch get gradients; weight decay moves the rest a little.
+      continue
+    if np.array_equal(old, new):
+      unchanged.append(".".join(map(str, path)))
+  assert not unchanged, f"train_step left {unchanged} unchanged"
+  words_old = np.asarray(dict(before)[("bert", "embeddings", "word_embeddings", "embedding")]
+                         .get_value())
+  words_new = np.asarray(after[("bert", "embeddings", "word_embeddings", "embedding")].get_value())
+  assert not np.array_equal(words_old[:8], words_new[:8])
+  assert int(optimizer.step[...]) == 1
+
+
+def test_loss_is_weighted_cross_entropy():
+  config = dataclasses.replace(bert.BertConfig.tiny(vocab_size=40), hidden_dropout=0.0,
+                               attention_dropout=0.0)
+  model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
+  batch = _tiny_batch(config)
+  loss, logits = sentiment.loss_fn(model, batch)
+  logits = np.asarray(logits, np.float64)
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  ce = -logp[np.arange(4), np.asarray(batch["label"])]
+  w = np.asarray(batch["weight"])
+  assert float(loss) == pytest.approx((w * ce).sum() / w.sum(), rel=1e-5)
+  # A weight-0 (filler) row cannot move the loss, whatever its label.
+  batch2 = {**batch, "label": batch["label"].at[3].set(0)}
+  assert float(sentiment.loss_fn(model, batch2)[0]) == pytest.approx(float(loss), rel=1e-6)
+  row_ce, eval_logits = sentiment.eval_step(model, batch)
+  np.testing.assert_allclose(np.asarray(row_ce), ce, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(eval_logits), logits, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def _finetune(tokenizer, train, val, **kwargs):
+  model, _ = pretrained.load_classifier(2, num_layers=1, seed=0)
+  args = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-4, "seed": 0, "progress": False,
+          **kwargs}
+  return sentiment.finetune_sentiment(model, tokenizer, *train, *val, **args)
+
+
+def test_finetune_learns_and_is_deterministic(tokenizer):
+  train, val = _polar_reviews(200, seed=1), _polar_reviews(60, seed=2)
+  model_a, history = _finetune(tokenizer, train, val)
+  model_b, history_b = _finetune(tokenizer, train, val)
+  assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_accuracy",
+                                   "val_macro_f1", "learning_rate", "seconds", "best"]
+  assert len(history) == 2 and history["best"].sum() == 1
+  assert history["val_macro_f1"].max() > 0.8
+  pd.testing.assert_frame_equal(history.drop(columns="seconds"),
+                                history_b.drop(columns="seconds"))
+  for a, b in zip(jax.tree.leaves(nnx.state(model_a, nnx.Param)),
+                  jax.tree.leaves(nnx.state(model_b, nnx.Param))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  # Prediction: probabilities in input order, matching the history's best macro-F1.
+  proba = sentiment.predict_proba(model_a, tokenizer, val[0])
+  assert proba.shape == (60, 2)
+  np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+  metrics = sentiment.classification_metrics(val[1], proba.argmax(1))
+  assert metrics["macro_f1"] == pytest.approx(history["val_macro_f1"].max())
+  reordered = sentiment.predict_proba(model_a, tokenizer, val[0][::-1])
+  np.testing.assert_allclose(reordered, proba[::-1], atol=1e-6)
+
+  emb = sentiment.encode_texts(model_a, tokenizer, val[0][:5])
+  assert emb.shape == (5, 384)
+  np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_finetune_early_stops_and_keeps_best(tokenizer):
+  """With a learning rate too small to change any prediction, F1 never improves after epoch 1."""
+  train, val = _polar_reviews(24, seed=3), _polar_reviews(8, seed=4)
+  config = bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size())
+  model = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(0))
+  model, history = sentiment.finetune_sentiment(
+      model, tokenizer, *train, *val, epochs=5, batch_size=8, learning_rate=1e-12, patience=1,
+      seed=0, progress=False, buckets=(16,))
+  assert len(history) == 2 and history["best"].tolist() == [True, False]
+
+
+def test_finetune_validation(tokenizer):
+  model = bert.BertForSequenceClassification(bert.BertConfig.tiny(vocab_size=30522), 2,
+                                             rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r"train: labels must be ints in \[0, 2\)"):
+    sentiment.finetune_sentiment(model, tokenizer, ["a", "b"], [0, 2], ["c"], [0], epochs=1,
+                                 batch_size=2, learning_rate=1e-3)
+  with pytest.raises(ValueError, match="validation: 1 texts but labels of shape"):
+    sentiment.finetune_sentiment(model, tokenizer, ["a", "b"], [0, 1], ["c"], [0, 1], epochs=1,
+                                 batch_size=2, learning_rate=1e-3)
+  with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+    sentiment.finetune_sentiment(model, tokenizer, ["a", "b"], [0, 1], ["c"], [0], epochs=0,
+                                 batch_size=2, learning_rate=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines, metrics, plots
+
+
+def test_vader_predict():
+  texts = ["I love this, it is great!", "Terrible, awful, broken.", "The box is brown."]
+  np.testing.assert_array_equal(sentiment.vader_predict(texts, "three_class"), [2, 0, 1])
+  np.testing.assert_array_equal(sentiment.vader_predict(texts, "binary"), [1, 0, 0])
+  with pytest.raises(ValueError, match="scheme must be one of"):
+    sentiment.vader_predict(texts, "stars")
+
+
+def test_tfidf_logreg():
+  (train_x, train_y), (test_x, test_y) = _polar_reviews(200, seed=1), _polar_reviews(60, seed=2)
+  pred = sentiment.tfidf_logreg(train_x, train_y, test_x, seed=0)
+  assert pred.shape == (60,)
+  assert sentiment.classification_metrics(test_y, pred)["macro_f1"] > 0.9
+  with pytest.raises(ValueError, match="at least two classes"):
+    sentiment.tfidf_logreg(["a", "b"], [1, 1], ["c"])
+
+
+def test_classification_metrics():
+  assert sentiment.classification_metrics([0, 1, 1], [0, 1, 1]) == {
+      "accuracy": 1.0, "macro_f1": 1.0, "n": 3}
+  # Always predicting the majority class: accuracy 0.75, F1 (0 + 6/7) / 2.
+  m = sentiment.classification_metrics([0, 1, 1, 1], [1, 1, 1, 1])
+  assert m["accuracy"] == 0.75 and m["macro_f1"] == pytest.approx(3 / 7)
+  assert sentiment.classification_metrics([0, 0], [0, 0], num_classes=2)["macro_f1"] == 0.5
+  with pytest.raises(ValueError, match="equal length"):
+    sentiment.classification_metrics([0, 1], [0])
+
+
+def test_plot_history():
+  history = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.6, 0.4], "val_loss": [0.5, 0.45],
+                          "val_macro_f1": [0.7, 0.8], "best": [False, True]})
+  fig = sentiment.plot_history(history)
+  assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 2
+  assert len(fig.axes[0].lines) == 2
+  with pytest.raises(ValueError, match=r"history lacks columns \['val_macro_f1'\]"):
+    sentiment.plot_history(history.drop(columns="val_macro_f1"))
