@@ -77,14 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(params_file: str, overrides: list[str]) -> None:
-  from cvlib.adapters import load_data
-  from cvlib.clean import clean_tables
   from cvlib.config import load_params
+  from cvlib.runner import validate_inputs
   params = load_params(params_file, overrides)
-  tables = load_data(params)
-  cleaned, log = clean_tables(tables)
+  cleaned, log = validate_inputs(params)
   counts = cleaned.counts()
-  print(f"{params_file}: OK — " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+  print(f"{params_file}: OK: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
   for row in log.rows:
     if row["affected"]:
       print(f"  {row['table']}: {row['step']}: {row['affected']:,} rows {row['action']}")

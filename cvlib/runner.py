@@ -116,7 +116,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
   started = dt.datetime.now().astimezone()
   log = log or (lambda line: print(line, flush=True))
   params = load_params(params_file, overrides)
-  _validate_inputs(params)
+  validate_inputs(params)
   out_dir = Path(out).resolve()
   out_dir.mkdir(parents=True, exist_ok=True)
   final = out_dir / params.dataset
@@ -141,12 +141,34 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
   return final / "index.html"
 
 
-def _validate_inputs(params: Params) -> None:
-  """Reads the input data once so that bad data is exit 2 before any notebook starts."""
-  if params.data.adapter == "synthetic" and params.data.path is None:
-    return  # generated in memory by the preprocess stage; nothing to read
-  from cvlib.adapters import load_data
-  load_data(params)
+def validate_inputs(params: Params):
+  """Reads, cleans and splits the input data once, so bad data is exit 2 before any notebook.
+
+  Returns:
+    (cleaned tables, cleaning log).
+
+  Raises:
+    DataError: unreadable or unusable data, including data too short for the split.
+    ParamsError: a configured file (e.g. a local encoder folder) is missing.
+  """
+  from cvlib.adapters import DataError, load_data
+  from cvlib.clean import clean_tables
+  from cvlib.features import choose_cutoff
+  f = params.finetune
+  if f.encoder != "minilm":
+    folder = params.resolve_path(f.encoder)
+    missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json")
+               if not (folder / n).is_file()]
+    if missing:
+      raise ParamsError([f"{params.source}: finetune.encoder: {folder} lacks {', '.join(missing)}"])
+  cleaned, log = clean_tables(load_data(params))
+  if len(cleaned.transactions):
+    try:
+      choose_cutoff(cleaned.transactions, params.split.calibration_end, params.split.horizon_days,
+                    cleaned.meta)
+    except ValueError as e:
+      raise DataError([f"{params.source}: split: {e}"]) from None
+  return cleaned, log
 
 
 def _execute(params: Params, params_path: Path, overrides: list[str], stages: list[str],

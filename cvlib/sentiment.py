@@ -209,7 +209,10 @@ def loss_fn(model: BertForSequenceClassification, batch: Batch) -> tuple[jax.Arr
   return jnp.sum(weight * ce) / jnp.maximum(jnp.sum(weight), 1e-9), logits
 
 
-@nnx.jit
+# graph=False (tree mode): these models share no Variable between two places, so they can be
+# flattened as plain pytrees, which costs ~3 ms per call instead of ~80 ms for graph mode on
+# MiniLM + AdamW state (15% of a 32-token training step on 2 CPU cores). Results are identical.
+@nnx.jit(graph=False)
 def train_step(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
                batch: Batch) -> jax.Array:
   """One optimisation step; updates model and optimizer in place, returns the batch loss."""
@@ -218,7 +221,7 @@ def train_step(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
   return loss
 
 
-@nnx.jit
+@nnx.jit(graph=False)
 def eval_step(model: BertForSequenceClassification, batch: Batch) -> tuple[jax.Array, jax.Array]:
   """Per-row cross-entropy [batch] and logits [batch, classes], dropout off."""
   logits = model(batch["input_ids"], batch["attention_mask"], deterministic=True)
@@ -417,7 +420,7 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
 # Prediction
 
 
-@nnx.jit
+@nnx.jit(graph=False)  # tree mode: see train_step
 def _proba_step(model: BertForSequenceClassification, input_ids: jax.Array,
                 attention_mask: jax.Array) -> jax.Array:
   return jax.nn.softmax(model(input_ids, attention_mask, deterministic=True), axis=-1)

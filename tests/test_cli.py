@@ -113,10 +113,20 @@ def test_validate_generic_with_returns_and_anonymous_orders(write_params, tmp_pa
   (tmp_path / "orders.csv").write_text("cust,order,ts,total\n1,1,2023-01-01,5\n,2,2023-01-02,7\n"
                                        "3,3,2023-01-03,-1\n3,4,2023-01-04,2\n")
   path = write_params({"dataset": "retail", "data": {"adapter": "generic", "transactions": {
-      "path": "orders.csv", "columns": TX_COLUMNS}}})
+      "path": "orders.csv", "columns": TX_COLUMNS}}, "split": {"horizon_days": 2}})
   assert cli.main(["validate", str(path)]) == 0
   out = capsys.readouterr().out
   assert "missing customer id: 1 rows removed" in out and "negative amount: 1 rows removed" in out
+
+
+def test_validate_data_too_short_for_the_split(write_params, tmp_path, capsys):
+  (tmp_path / "orders.csv").write_text("cust,order,ts,total\n1,1,2023-01-01,5\n2,2,2023-01-09,7\n")
+  path = write_params({"dataset": "short", "data": {"adapter": "generic", "transactions": {
+      "path": "orders.csv", "columns": TX_COLUMNS}}})
+  assert cli.main(["validate", str(path)]) == 2
+  err = capsys.readouterr().err
+  assert "split: calibration_end 2022-07-14 is not after the first purchase" in err
+  assert "Traceback" not in err
 
 
 def test_demo_data_writes_files_that_validate(tmp_path, write_params, capsys):
