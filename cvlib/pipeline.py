@@ -34,17 +34,23 @@ def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace
 @dataclasses.dataclass
 class Prepared:
   """The calibration/holdout split and the customer tables built from it."""
-  cutoff: dt.date  # first day of the holdout period
-  as_of: dt.date  # the day after the last event: forward-looking scores are as of this day
+  cutoff: dt.date | None  # first day of the holdout period (None: no transactions)
+  as_of: dt.date | None  # the day after the last event: forward-looking scores are as of this day
   horizon_days: int
   features: pd.DataFrame  # per customer, features before cutoff + holdout targets (back-test)
   features_now: pd.DataFrame  # per customer, features before as_of (for forward scores)
   cal_items: pd.DataFrame  # customer-product purchases before cutoff
   hold_items: pd.DataFrame  # customer-product purchases in the holdout period
 
+  @property
+  def has_customers(self) -> bool:
+    """Whether customer value applies: some customer bought in the calibration period."""
+    return len(self.features) > 0
+
   def split_info(self, tables: Tables) -> dict[str, Any]:
     tx = tables.transactions
-    return {"cutoff": self.cutoff.isoformat(), "as_of": self.as_of.isoformat(),
+    iso = lambda d: d.isoformat() if d else None
+    return {"cutoff": iso(self.cutoff), "as_of": iso(self.as_of),
             "horizon_days": self.horizon_days,
             "data_start": tx["timestamp"].min().date().isoformat() if len(tx) else None,
             "data_end": tx["timestamp"].max().date().isoformat() if len(tx) else None,
@@ -63,15 +69,22 @@ def prepare_customers(params: Params, tables: Tables) -> Prepared:
     The split and feature tables, each with a pseudonymous ``customer_key``.
   """
   h = params.split.horizon_days
-  cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h, tables.meta)
-  as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
   args = (tables.transactions, tables.items, tables.products, tables.reviews)
-  features = feats.compute_customer_features(*args, cutoff, h)
-  features_now = feats.compute_customer_features(*args, as_of, h)
+  if not len(tables.transactions):  # reviews only: the customer tables stay empty
+    cutoff = as_of = None
+    features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
+    features_now = features.copy()
+  else:
+    cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h,
+                                 tables.meta)
+    as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
+    features = feats.compute_customer_features(*args, cutoff, h)
+    features_now = feats.compute_customer_features(*args, as_of, h)
   salt, _ = privacy.resolve_salt(params.report.salt)
   for df in (features, features_now):
     df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
-  cal_items, hold_items = feats.holdout_items(tables.transactions, tables.items, cutoff, h)
+  cal_items, hold_items = feats.holdout_items(tables.transactions, tables.items,
+                                              cutoff or dt.date(2000, 1, 1), h)
   return Prepared(cutoff, as_of, h, features, features_now, cal_items, hold_items)
 
 
@@ -108,12 +121,13 @@ def save_prepared(ws: Workspace, params: Params, raw: Tables, cleaned: Tables, l
 def load_prepared(ws: Workspace) -> tuple[Tables, Prepared]:
   """What stage 1 left in the run folder, for the later stages."""
   split = ws.load_json("split")
+  day = lambda s: dt.date.fromisoformat(s) if s else None
   tables = Tables(customers=pd.DataFrame(), transactions=ws.load_frame("transactions"),
                   items=ws.load_frame("items"), products=ws.load_frame("products"),
                   reviews=ws.load_frame("reviews"),
                   truth={n: ws.load_frame(f"truth_{n}") for n in ("truth", "review_aspects")
                          if ws.has(f"truth_{n}")})
-  prep = Prepared(dt.date.fromisoformat(split["cutoff"]), dt.date.fromisoformat(split["as_of"]),
+  prep = Prepared(day(split["cutoff"]), day(split["as_of"]),
                   split["horizon_days"], ws.load_frame("features"),
                   ws.load_frame("features_now"), ws.load_frame("cal_items"),
                   ws.load_frame("hold_items"))
@@ -181,8 +195,10 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
 
 def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData, *, label_scheme: str,
                       seed: int, buckets: tuple[int, ...]) -> dict[str, Any]:
-  """Test-set accuracy and macro-F1 of the model and of the two baselines (CONTRACT keys)."""
+  """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data)."""
   from cvlib import sentiment
+  if data is None:
+    return None
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
   pred = proba.argmax(axis=1)
   ours = sentiment.classification_metrics(data.test_labels, pred)
@@ -199,7 +215,9 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData, *, label_
           "baselines": {"lexicon": strip(vader), "tfidf_logreg": strip(tfidf)}}
 
 
-def sentiment_table(metrics: dict[str, Any]) -> pd.DataFrame:
+def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+  if metrics is None:
+    return pd.DataFrame()
   rows = [{"model": metrics["model"], "accuracy": metrics["accuracy"],
            "macro_f1": metrics["macro_f1"]}]
   names = {"lexicon": "VADER lexicon (no training)", "tfidf_logreg": "TF-IDF + logistic regression"}
@@ -343,6 +361,8 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
     {name: (predictor, history)}.
   """
   from cvlib import ziln
+  if not len(features):
+    return {}
   y = features["holdout_value"].to_numpy(np.float64)
   train_idx = np.flatnonzero(~is_test)
   rng = np.random.default_rng(seed + 1)
@@ -377,6 +397,8 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
     ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
   """
   from cvlib import baselines, btyd
+  if not networks or not len(features):
+    return None, {}
   y = features["holdout_value"].to_numpy(np.float64)
   out = pd.DataFrame({"customer_id": features["customer_id"],
                       "customer_key": features["customer_key"], "is_test": is_test, "y_true": y,
@@ -425,9 +447,11 @@ def _p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
   return np.clip(p_alive * (1 - p_none), 0.0, 1.0)
 
 
-def evaluate_value_models(preds: pd.DataFrame, *, seed: int) -> dict[str, Any]:
-  """CONTRACT clv and churn metrics on test customers, with bootstrap Gini differences."""
+def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int) -> dict[str, Any] | None:
+  """CONTRACT clv metrics on test customers, with bootstrap Gini differences (None: no customers)."""
   from cvlib import value_metrics as vm
+  if preds is None:
+    return None
   test = preds[preds["is_test"]]
   y = test["y_true"].to_numpy()
   models = {}
@@ -462,9 +486,11 @@ def evaluate_value_models(preds: pd.DataFrame, *, seed: int) -> dict[str, Any]:
           "ablation": ablation}
 
 
-def churn_metrics(preds: pd.DataFrame, model: str) -> dict[str, Any]:
+def churn_metrics(preds: pd.DataFrame | None, model: str | None) -> dict[str, Any] | None:
   """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD."""
   from sklearn.metrics import average_precision_score, roc_auc_score
+  if preds is None or model is None:
+    return None
   test = preds[preds["is_test"]]
   churned = ~test["returned"].to_numpy(bool)
   if churned.all() or not churned.any():
@@ -478,8 +504,10 @@ def churn_metrics(preds: pd.DataFrame, model: str) -> dict[str, Any]:
   return out
 
 
-def model_table(clv: dict[str, Any]) -> pd.DataFrame:
+def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
   rows = []
+  if clv is None:
+    return pd.DataFrame(rows)
   for name, m in clv["models"].items():
     rows.append({"model": VALUE_MODELS.get(name, name), "Gini": m["gini"],
                  "Spearman": m["spearman"], "decile MAPE": m["decile_mape"],
@@ -487,6 +515,13 @@ def model_table(clv: dict[str, Any]) -> pd.DataFrame:
                  "AUC returning": m["auc_returning"], "MAE": m["mae"],
                  "80% interval coverage": m.get("interval_coverage")})
   return pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
+
+
+# scores.parquet columns (more follow from the segment rules)
+SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
+                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
+                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
+                 "model"]
 
 
 # --- 04 segment --------------------------------------------------------------------------------
@@ -499,6 +534,8 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
   every customer's features as of ``prep.as_of``.
   """
   from cvlib import segments
+  if best is None:
+    return pd.DataFrame(columns=SCORE_COLUMNS)
   name = best
   predictor, _ = networks[name]
   f = prep.features_now
@@ -560,10 +597,14 @@ def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: l
   c, s = metrics["counts"], metrics["split"]
   ws.add_headline("customers", f"{c['customers']:,}", f"{c['transactions']:,} orders")
   ws.add_headline("reviews", f"{c['reviews']:,}")
-  ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}. Models learn from the "
-              f"calibration period before {s['cutoff']} and are checked on the "
-              f"{s['horizon_days']} days after it; {s['returned_share']:.0%} of customers bought "
-              "again in that holdout period.")
+  if s["cutoff"] is None:
+    ws.add_text("data", "This dataset holds reviews only, without orders: customer value, churn, "
+                "segments and recommendations do not apply; sentiment and opinions do.")
+  else:
+    ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}. Models learn from the "
+                f"calibration period before {s['cutoff']} and are checked on the "
+                f"{s['horizon_days']} days after it; {s['returned_share']:.0%} of customers bought "
+                "again in that holdout period.")
   for fig, caption in zip(figures, ("Orders per week; the holdout period is shaded.",
                                     "Star ratings of reviews.",
                                     "Spend in the holdout period per customer.")):
@@ -613,7 +654,7 @@ def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep
                        is_test: np.ndarray, *, text_dims: int) -> CustomerText:
   """Text features, or all None when no customer wrote a review before the cutoff."""
   usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
-  if not usable.any() or not (review_scores.loc[usable, "timestamp"]
+  if not prep.has_customers or not usable.any() or not (review_scores.loc[usable, "timestamp"]
                               < pd.Timestamp(prep.cutoff)).any():
     return CustomerText(None, None, None)
   train_ids = prep.features["customer_id"][~is_test]
@@ -642,11 +683,16 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
     ws.save_frame("text_calibration", text.calibration)
     ws.save_frame("text_now", text.now)
   metrics = {"sentiment": sent}
+  if sent is None:
+    metrics["notes"] = {"sentiment": NOT_APPLICABLE["sentiment"]}
   ws.save_metrics(metrics)
   return metrics
 
 
-def report_finetune(ws: Workspace, sent: dict | None, figures: list) -> None:
+def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict) -> None:
+  if networks:
+    ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
+                  "marked.")
   if sent is None:
     ws.add_text("sentiment", "This dataset has no reviews with both text and a star rating, so "
                 "no sentiment model was trained.")
@@ -659,9 +705,7 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list) -> None:
               f"the star ratings) and tested on {sent['n_test']:,} reviews it never saw.")
   ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
                "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model.")
-  for fig, caption in zip(figures, ("Fine-tuning: loss and validation macro-F1 per epoch.",
-                                    "Value networks: validation loss per epoch.")):
-    ws.add_figure("sentiment" if "Fine" in caption else "value", fig, caption)
+  ws.add_figure("sentiment", figures[0], "Fine-tuning: loss and validation macro-F1 per epoch.")
 
 
 @dataclasses.dataclass
@@ -685,10 +729,37 @@ def load_finetune(ws: Workspace) -> Finetuned:
   return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"))
 
 
-def scoring_model(clv: dict, networks: dict) -> str:
+def scoring_model(clv: dict | None, networks: dict) -> str | None:
   """The network that scores customers: the back-test's best network."""
+  if clv is None:
+    return None
   nets = [m for m in clv["models"] if m in networks]
   return max(nets, key=lambda m: clv["models"][m]["gini"])
+
+
+def plot_deciles(preds: pd.DataFrame | None, clv: dict | None):
+  """Decile chart of the three best models, or a placeholder when value does not apply."""
+  from cvlib import plots, value_metrics as vm
+  if clv is None:
+    return plots.plot_not_applicable("Decile chart", "no customers with orders")
+  return vm.plot_decile_chart(decile_tables(preds, clv))
+
+
+def plot_gains(preds: pd.DataFrame | None):
+  from cvlib import plots, value_metrics as vm
+  if preds is None:
+    return plots.plot_not_applicable("Gain curves", "no customers with orders")
+  return vm.plot_gain_curves(*gain_inputs(preds))
+
+
+def ablation_table(clv: dict | None) -> pd.DataFrame:
+  """The "do reviews help?" comparisons, one row each (empty when value does not apply)."""
+  return pd.DataFrame(clv["ablation"]).T if clv and clv.get("ablation") else pd.DataFrame()
+
+
+def gini_difference_table(clv: dict | None) -> pd.DataFrame:
+  """Best model minus each other model: Gini difference with its bootstrap 95% interval."""
+  return pd.DataFrame(clv["gini_differences"]).T if clv else pd.DataFrame()
 
 
 def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
@@ -708,7 +779,7 @@ def gain_inputs(preds: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]
 def oracle_metrics(preds: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> dict | None:
   """Metrics of the simulator's true expected value (synthetic data only; else None)."""
   from cvlib import value_metrics as vm
-  if "truth" not in truth:
+  if "truth" not in truth or preds is None:
     return None
   t = truth["truth"].set_index("customer_id")["expected_value_holdout"]
   test = preds[preds["is_test"]]
@@ -719,19 +790,36 @@ def oracle_metrics(preds: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> dict 
           "note": "Gini of the true expected holdout value: the ceiling for any model"}
 
 
-def save_evaluate(ws: Workspace, preds: pd.DataFrame, clv: dict, churn: dict, info: dict,
-                  oracle: dict | None) -> dict:
-  ws.save_frame("predictions", preds.drop(columns=["customer_id"]))
+def save_evaluate(ws: Workspace, preds: pd.DataFrame | None, clv: dict | None,
+                  churn: dict | None, info: dict, oracle: dict | None) -> dict:
   ws.save_json("clv", clv)
   ws.save_json("btyd_params", info)
-  metrics = {"clv": {"horizon_days": None, **clv}, "churn": churn, "oracle": oracle}
-  metrics["clv"]["horizon_days"] = int(ws.load_json("split")["horizon_days"])
+  if clv is None:
+    metrics = {"clv": None, "churn": None, "oracle": None,
+               "notes": {"clv": NOT_APPLICABLE["value"], "churn": NOT_APPLICABLE["value"]}}
+  else:
+    ws.save_frame("predictions", preds.drop(columns=["customer_id"]))
+    horizon = int(ws.load_json("split")["horizon_days"])
+    metrics = {"clv": {"horizon_days": horizon, **clv}, "churn": churn, "oracle": oracle}
   ws.save_metrics(metrics)
   return metrics
 
 
-def report_evaluate(ws: Workspace, clv: dict, churn: dict, oracle: dict | None,
+# Why a part of the report is empty, in the reader's words.
+NOT_APPLICABLE = {
+    "value": "this dataset has no orders linked to customers, so customer value and churn do "
+             "not apply",
+    "sentiment": "this dataset has no reviews with both text and a rating",
+    "recommendations": "this dataset has no product-level purchases before and after the cutoff",
+    "aspects": "no labelled aspect sample exists for this dataset's reviews",
+}
+
+
+def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle: dict | None,
                     figures: list) -> None:
+  if clv is None:
+    ws.add_text("value", f"Not part of this report: {NOT_APPLICABLE['value']}.")
+    return
   best = clv["models"][clv["best"]]
   ws.add_headline("ranking quality (Gini)", f"{best['gini']:.2f}", VALUE_MODELS[clv["best"]])
   ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
@@ -760,10 +848,35 @@ def report_evaluate(ws: Workspace, clv: dict, churn: dict, oracle: dict | None,
     ws.add_figure("value", fig, caption)
 
 
+def make_value_risk_matrix(scores: pd.DataFrame, seg_cfg) -> pd.DataFrame | None:
+  """Customers and predicted value per (value tier, churn risk) cell; None without scores."""
+  from cvlib import segments
+  if not len(scores):
+    return None
+  return segments.value_risk_matrix(scores, value_tiers=seg_cfg.value_tiers,
+                                    risk_thresholds=seg_cfg.risk_thresholds)
+
+
+def plot_matrix(matrix: pd.DataFrame | None):
+  from cvlib import plots, segments
+  if matrix is None:
+    return plots.plot_not_applicable("Value by churn risk", NOT_APPLICABLE["value"])
+  return segments.plot_value_risk_matrix(matrix)
+
+
+def plot_segments(profiles: pd.DataFrame | None):
+  from cvlib import plots, segments
+  if profiles is None:
+    return plots.plot_not_applicable("Segments", NOT_APPLICABLE["value"])
+  return segments.plot_segment_sizes(profiles)
+
+
 def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: pd.DataFrame,
-                          tables: Tables) -> pd.DataFrame:
+                          tables: Tables) -> pd.DataFrame | None:
   """Segment profile table with sentiment and top categories, keyed by pseudonymous key."""
   from cvlib import segments
+  if not len(scores):
+    return None
   key = dict(zip(prep.features_now["customer_id"].astype(str), prep.features_now["customer_key"]))
   sent = review_scores.dropna(subset=["customer_id"])
   sent = pd.DataFrame({"customer_id": sent["customer_id"].astype(str).map(key),
@@ -785,12 +898,33 @@ class Opinions:
   metrics: dict | None
 
 
-def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables) -> Opinions:
-  """Aspect mentions and their sentiment per review; precision/recall where labels exist."""
+ASPECT_LEXICONS = {"en": "DEFAULT_ASPECTS", "pt": "PORTUGUESE_ASPECTS"}
+
+
+def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
+                         encoder_dir: Path | None = None) -> Opinions | None:
+  """Aspect mentions and their sentiment per review; precision/recall where labels exist.
+
+  Args:
+    review_scores: stage 2's scored reviews (the reviews with text).
+    tables: cleaned tables (review text and, for synthetic data, the true aspects).
+    language: picks the aspect seed lexicon; None is returned for a language without one.
+    encoder_dir: the fine-tuned sentiment encoder; clause polarity for languages other than
+      English comes from it (VADER, the English default, does not read Portuguese).
+
+  Returns:
+    The tags, polarities, aspect table and metrics; None when aspects do not apply.
+  """
   from cvlib import aspects
+  if language not in ASPECT_LEXICONS or not len(review_scores):
+    return None
+  lexicon = getattr(aspects, ASPECT_LEXICONS[language])
   texts = tables.reviews.set_index("review_id").loc[review_scores["review_id"], "text"].tolist()
-  tags = aspects.tag_aspects(texts)
-  polarity = aspects.aspect_sentiment(texts, tags)
+  tags = aspects.tag_aspects(texts, lexicon)
+  sentiment_fn = None
+  if language != "en" and encoder_dir is not None:
+    sentiment_fn = _encoder_sentiment_fn(encoder_dir)
+  polarity = aspects.aspect_sentiment(texts, tags, sentiment_fn=sentiment_fn, aspects=lexicon)
   table = aspects.aspect_table(tags, polarity)
   metrics = None
   if "review_aspects" in tables.truth:
@@ -804,6 +938,18 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables) -> Opinion
     metrics = {"labelled_sample": len(texts), "precision": m["precision"], "recall": m["recall"],
                "f1": m["f1"], "labels": "synthetic ground truth (the generator's aspect list)"}
   return Opinions(tags, polarity, table, metrics)
+
+
+def _encoder_sentiment_fn(encoder_dir: Path):
+  """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2."""
+  from cvlib import pretrained, sentiment
+  model, _ = pretrained.load_saved_encoder(encoder_dir)
+  tokenizer = pretrained.load_tokenizer(encoder_dir)
+
+  def score(clauses):
+    proba = sentiment.predict_proba(model, tokenizer, list(clauses), buckets=(32, 64, 128))
+    return proba[:, -1] - proba[:, 0]
+  return score
 
 
 @dataclasses.dataclass
@@ -834,23 +980,41 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int) -> Recommend
   return Recommendations(recs, metrics)
 
 
-def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame,
-                 profiles: pd.DataFrame, opinions: Opinions, recs: Recommendations) -> dict:
+def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
+                 profiles: pd.DataFrame | None, opinions: Opinions | None,
+                 recs: Recommendations) -> dict:
   scores.to_parquet(ws.path("scores.parquet"), index=False)
-  ws.save_frame("value_risk_matrix", matrix)
-  ws.save_frame("segment_profiles", profiles.reset_index())
-  ws.save_frame("aspect_table", opinions.table.reset_index())
-  metrics = {"segments": {"count": int(scores["rfm_segment"].nunique()),
-                          "customers": len(scores),
-                          "actions": scores["action"].value_counts().to_dict()},
-             "recommendations": recs.metrics, "aspects": opinions.metrics}
+  notes = {}
+  if matrix is not None:
+    ws.save_frame("value_risk_matrix", matrix)
+    ws.save_frame("segment_profiles", profiles.reset_index())
+    segs = {"count": int(scores["rfm_segment"].nunique()), "customers": len(scores),
+            "actions": scores["action"].value_counts().to_dict()}
+  else:
+    segs, notes["segments"] = None, NOT_APPLICABLE["value"]
+  if opinions is not None:
+    ws.save_frame("aspect_table", opinions.table.reset_index())
+  if opinions is None or opinions.metrics is None:
+    notes["aspects"] = NOT_APPLICABLE["aspects"]
+  if recs.metrics is None:
+    notes["recommendations"] = NOT_APPLICABLE["recommendations"]
+  metrics = {"segments": segs, "recommendations": recs.metrics,
+             "aspects": opinions.metrics if opinions is not None else None,
+             "notes": notes}
   ws.save_metrics(metrics)
   return metrics
 
 
-def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame,
-                   profiles: pd.DataFrame, opinions: Opinions, recs: Recommendations,
-                   figures: list) -> None:
+def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
+                   profiles: pd.DataFrame | None, opinions: Opinions | None,
+                   recs: Recommendations, figures: list) -> None:
+  _report_opinions(ws, opinions)
+  _report_recommendations(ws, recs)
+  if matrix is None:
+    ws.add_text("segments", f"Not part of this report: {NOT_APPLICABLE['value']}.")
+    return
+  for warning in scores.attrs.get("warnings", []):
+    ws.add_warning(f"Segments: {warning}")
   total = scores["predicted_value"].sum()
   at_risk = scores.loc[scores["risk_band"] == "High", "predicted_value"].sum()
   ws.add_headline("predicted value, next period", f"{total:,.0f}",
@@ -870,16 +1034,28 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame,
   ws.add_table("segments", top[["customer_key", "predicted_value", "value_lo", "value_hi",
                                 "churn_probability", "rfm_segment", "action"]],
                "The ten customers with the highest predicted value (pseudonymised keys).")
+
+
+def _report_opinions(ws: Workspace, opinions: Opinions | None) -> None:
+  if opinions is None:
+    ws.add_text("opinions", "Not part of this report: no aspect lexicon for this language, or no "
+                "review text.")
+    return
   ws.add_table("opinions", opinions.table.reset_index(), "How often each aspect is mentioned and "
                "with which sentiment.")
   if opinions.metrics:
     ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
                 f"labelled reviews: precision {opinions.metrics['precision']:.2f}, recall "
                 f"{opinions.metrics['recall']:.2f}.")
-  if recs.metrics:
-    m = recs.metrics
-    ws.add_text("recommendations", f"For {m['n_customers']:,} customers who bought again in the "
-                f"holdout period, the top 10 recommendations contained a product they bought for "
-                f"{m['hit_rate_at_10']:.0%} of them (popular products alone: "
-                f"{m['popularity']['hit_rate_at_10']:.0%}); recall at 10 "
-                f"{m['recall_at_10']:.2f} vs {m['popularity']['recall_at_10']:.2f}.")
+
+
+def _report_recommendations(ws: Workspace, recs: Recommendations) -> None:
+  if not recs.metrics:
+    ws.add_text("recommendations", f"Not part of this report: {NOT_APPLICABLE['recommendations']}.")
+    return
+  m = recs.metrics
+  ws.add_text("recommendations", f"For {m['n_customers']:,} customers who bought again in the "
+              f"holdout period, the top 10 recommendations contained a product they bought for "
+              f"{m['hit_rate_at_10']:.0%} of them (popular products alone: "
+              f"{m['popularity']['hit_rate_at_10']:.0%}); recall at 10 "
+              f"{m['recall_at_10']:.2f} vs {m['popularity']['recall_at_10']:.2f}.")

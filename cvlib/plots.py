@@ -20,9 +20,20 @@ plt.rcParams.update(STYLE)
 BLUE, ORANGE, GREY = "#1f5a96", "#d9822b", "#8a9bb0"
 
 
-def plot_orders_over_time(transactions: pd.DataFrame, cutoff: dt.date,
+def plot_not_applicable(title: str, reason: str) -> plt.Figure:
+  """A small figure saying why a chart is absent (keeps notebooks free of branches)."""
+  fig, ax = plt.subplots(figsize=(5.5, 1.4))
+  ax.set_axis_off()
+  ax.text(0.5, 0.5, f"{title}: not applicable\n({reason})", ha="center", va="center",
+          transform=ax.transAxes, color=GREY, wrap=True)
+  return fig
+
+
+def plot_orders_over_time(transactions: pd.DataFrame, cutoff: dt.date | None,
                           horizon_days: int) -> plt.Figure:
   """Orders per week with the holdout period shaded."""
+  if not len(transactions) or cutoff is None:
+    return plot_not_applicable("Orders per week", "no orders in this dataset")
   fig, ax = plt.subplots()
   weekly = transactions.set_index("timestamp").resample("W")["order_id"].count()
   ax.plot(weekly.index, weekly.to_numpy(), color=BLUE, lw=1.5)
@@ -53,6 +64,8 @@ def plot_ratings(reviews: pd.DataFrame) -> plt.Figure:
 
 def plot_holdout_value(features: pd.DataFrame) -> plt.Figure:
   """Distribution of holdout spend: the zero spike and the long tail the ZILN loss is built for."""
+  if not len(features):
+    return plot_not_applicable("Holdout spend", "no customers with orders")
   fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
   y = features["holdout_value"].to_numpy()
   zero = (y == 0).mean() if len(y) else 0.0
@@ -89,6 +102,8 @@ def plot_finetune_history(history: pd.DataFrame) -> plt.Figure:
 
 def plot_value_training(networks: dict) -> plt.Figure:
   """Validation ZILN loss per epoch of each value network; the kept epoch is marked."""
+  if not networks:
+    return plot_not_applicable("Value networks", "no customers with orders")
   fig, ax = plt.subplots()
   for (name, (_, hist)), color in zip(networks.items(), (BLUE, ORANGE, GREY)):
     ax.plot(hist["epoch"], hist["val_loss"], color=color, label=f"{name} validation")

@@ -567,9 +567,13 @@ def _embed_step(bert: BertModel, input_ids: jax.Array, attention_mask: jax.Array
 
 
 @functools.lru_cache(maxsize=1)
-def _default_minilm() -> tuple[BertModel, Tokenizer]:
-  model, _ = load_encoder()
-  return model, load_tokenizer()
+def _default_tokenizer() -> Tokenizer:
+  return load_tokenizer()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_minilm() -> BertModel:
+  return load_encoder()[0]
 
 
 def embed(texts: Sequence[str], *, model: Any = None, tokenizer: Tokenizer | None = None,
@@ -587,12 +591,8 @@ def embed(texts: Sequence[str], *, model: Any = None, tokenizer: Tokenizer | Non
   Returns:
     float32 [len(texts), hidden] in the order of texts; each row has unit norm.
   """
-  if model is None:
-    model, default_tokenizer = _default_minilm()
-    tokenizer = tokenizer or default_tokenizer
-  bert = _as_bert(model)
-  if tokenizer is None:
-    tokenizer = load_tokenizer()
+  bert = _as_bert(_default_minilm() if model is None else model)
+  tokenizer = _default_tokenizer() if tokenizer is None else tokenizer
   return predict_batched(_embed_step, bert, tokenizer, texts, out_dim=bert.config.hidden_size,
                          batch_size=batch_size, buckets=buckets)
 

@@ -236,7 +236,11 @@ def merge_metrics(run_dir: Path, dataset: str, timings: dict[str, float]) -> dic
   for stage in STAGES:
     p = run_dir / "metrics" / f"{stage}.json"
     if p.exists():
-      metrics.update(json.loads(p.read_text()))
+      part = json.loads(p.read_text())
+      notes = {**(metrics.get("notes") or {}), **(part.pop("notes", None) or {})}
+      metrics.update(part)
+      if notes:
+        metrics["notes"] = notes  # why a part is null, from every stage
   metrics["timing_s"] = {s: timings.get(s) for s in STAGES}
   return metrics
 

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from tokenizers import Tokenizer
 
+from cvlib import bert as bert_lib
 from cvlib import pretrained
 from cvlib.bert import BertForSequenceClassification
 
@@ -435,6 +436,33 @@ def predict_proba(model: BertForSequenceClassification, tokenizer: Tokenizer,
                                     buckets=buckets)
 
 
+@nnx.jit(graph=False)  # tree mode: see train_step
+def _proba_embed_step(model: BertForSequenceClassification, input_ids: jax.Array,
+                      attention_mask: jax.Array) -> jax.Array:
+  sequence_output, cls_pooled = model.bert(input_ids, attention_mask, deterministic=True)
+  mean = bert_lib.mean_pool(sequence_output, attention_mask)  # [batch, hidden]
+  features = mean if model.pooling == "mean" else cls_pooled
+  proba = jax.nn.softmax(model.classifier(features), axis=-1)  # [batch, labels]
+  return jnp.concatenate([proba, bert_lib.l2_normalize(mean)], axis=-1)
+
+
+def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tokenizer,
+                            texts: Sequence[str], *, batch_size: int = 64,
+                            buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS
+                            ) -> tuple[np.ndarray, np.ndarray]:
+  """``predict_proba`` and ``encode_texts`` in one encoder pass (half the time of both).
+
+  Returns:
+    (probabilities [n, num_labels], L2-normalised mean-pooled embeddings [n, hidden]), rows in the
+    order of texts.
+  """
+  k = model.num_labels
+  out = pretrained.predict_batched(_proba_embed_step, model, tokenizer, texts,
+                                   out_dim=k + model.bert.config.hidden_size,
+                                   batch_size=batch_size, buckets=buckets)
+  return out[:, :k], out[:, k:]
+
+
 def encode_texts(model_or_bert: Any, tokenizer: Tokenizer, texts: Sequence[str], *,
                  batch_size: int = 64,
                  buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS) -> np.ndarray:
@@ -460,8 +488,9 @@ def encode_texts(model_or_bert: Any, tokenizer: Tokenizer, texts: Sequence[str],
 
 @functools.lru_cache(maxsize=1)
 def _vader() -> Any:
-  from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # pylint: disable=import-outside-toplevel
-  return SentimentIntensityAnalyzer()
+  # Imported on first use: loading VADER's lexicon takes a moment most runs do not need.
+  from vaderSentiment import vaderSentiment  # pylint: disable=import-outside-toplevel
+  return vaderSentiment.SentimentIntensityAnalyzer()
 
 
 def vader_predict(texts: Sequence[str], scheme: str = "binary") -> np.ndarray:
@@ -543,6 +572,7 @@ def plot_history(history: pd.DataFrame) -> matplotlib.figure.Figure:
 __all__ = [
     "SCHEMES", "class_names", "classification_metrics", "compute_class_weights", "decay_mask",
     "encode_texts", "eval_step", "finetune_sentiment", "labels_from_ratings", "loss_fn",
-    "make_optimizer", "make_schedule", "plot_history", "predict_proba", "tfidf_logreg",
+    "make_optimizer", "make_schedule", "plot_history", "predict_proba", "predict_proba_and_embed",
+    "tfidf_logreg",
     "train_step", "vader_predict",
 ]

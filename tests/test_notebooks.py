@@ -175,3 +175,54 @@ def test_cli_bad_params_exit_2_without_traceback(tmp_path):
   assert any("finetune.label_scheme" in l for l in lines)
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "x").exists()
+
+
+SMALL_MODELS = """
+finetune: {num_layers: 1, epochs: 1, batch_size: 16, max_train_examples: 150, buckets: [32, 64]}
+value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
+"""
+
+
+def _synthetic_frames():
+  from cvlib import synthetic
+  return synthetic.make_demo_data(n_customers=200, seed=3)
+
+
+def test_reviews_only_dataset_runs_with_value_parts_marked_not_applicable(tmp_path):
+  reviews = _synthetic_frames()["reviews"].dropna(subset=["text"])
+  reviews[["text", "rating"]].rename(columns={"text": "Review Text", "rating": "Rating"}) \
+      .to_csv(tmp_path / "reviews.csv", index=False)
+  params = tmp_path / "reviews_only.yaml"
+  params.write_text("dataset: reviews_only\ndata:\n  adapter: generic\n  reviews:\n"
+                    "    path: reviews.csv\n    columns: {text: Review Text, rating: Rating}\n"
+                    + SMALL_MODELS)
+  cvlib.run(params, out=tmp_path / "out", log=lambda s: None)
+  run = tmp_path / "out" / "reviews_only"
+  m = json.loads((run / "metrics.json").read_text())
+  assert m["sentiment"]["n_test"] > 0
+  for key in ("clv", "churn", "segments", "recommendations"):
+    assert m[key] is None, key
+  assert "no orders" in m["notes"]["clv"]
+  assert len(pd.read_parquet(run / "scores.parquet")) == 0
+  html = (run / "index.html").read_text()
+  assert "reviews only" in html and "Not part of this report" in html
+
+
+def test_orders_only_dataset_runs_without_sentiment(tmp_path):
+  f = _synthetic_frames()
+  lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
+                           suffixes=("", "_order"))
+  lines = lines.merge(f["products"][["product_id", "description"]], on="product_id")
+  lines[["customer_id", "order_id", "timestamp", "product_id", "description", "quantity",
+         "unit_price"]].to_csv(tmp_path / "lines.csv.gz", index=False)
+  params = tmp_path / "orders_only.yaml"
+  params.write_text(
+      "dataset: orders_only\ndata:\n  adapter: generic\n  transactions:\n    path: lines.csv.gz\n"
+      "split: {calibration_end: 2024-01-01, horizon_days: 180}\n" + SMALL_MODELS)
+  cvlib.run(params, out=tmp_path / "out", log=lambda s: None)
+  run = tmp_path / "out" / "orders_only"
+  m = json.loads((run / "metrics.json").read_text())
+  assert m["sentiment"] is None and "no reviews" in m["notes"]["sentiment"]
+  assert set(m["clv"]["models"]) == {"ziln", "bgnbd_gg", "gbt", "spend"}
+  assert m["recommendations"]["hit_rate_at_10"] > 0
+  assert len(pd.read_parquet(run / "scores.parquet")) == m["counts"]["customers"]

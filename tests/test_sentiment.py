@@ -223,6 +223,17 @@ def test_finetune_learns_and_is_deterministic(tokenizer):
   np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_predict_proba_and_embed_is_both_in_one_pass(tokenizer, pooling):
+  config = bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size())
+  model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0), pooling=pooling)
+  texts = ["good", "a much longer review about the delivery", "bad"]
+  proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, texts)
+  np.testing.assert_allclose(proba, sentiment.predict_proba(model, tokenizer, texts), atol=1e-6)
+  np.testing.assert_allclose(emb, sentiment.encode_texts(model, tokenizer, texts), atol=1e-6)
+  assert proba.shape == (3, 3) and emb.shape == (3, 32)
+
+
 def test_finetune_early_stops_and_keeps_best(tokenizer):
   """With a learning rate too small to change any prediction, F1 never improves after epoch 1."""
   train, val = _polar_reviews(24, seed=3), _polar_reviews(8, seed=4)
