@@ -234,9 +234,10 @@ def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
     (frame with review_id, customer_id, product_id, timestamp, rating, sentiment, p_negative;
     embeddings [n, hidden] in the frame's row order).
   """
+  from cvlib import sentiment
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
-  texts = r["text"].tolist()
-  proba, emb = predict_with_embeddings(model, tokenizer, texts, buckets=buckets)
+  proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
+                                                 buckets=buckets)
   # positive minus negative probability: the same scale for the binary and 3-class schemes
   score = proba[:, -1] - proba[:, 0] if len(r) else np.zeros(0)
   cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
@@ -561,36 +562,6 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
 
 
 # --- helpers the notebooks call (kept here so each notebook cell is one call) ------------------
-
-def _proba_and_embedding(model, input_ids, attention_mask):
-  """[batch, labels + hidden]: class probabilities and the L2-normalised mean-pooled embedding."""
-  import jax
-  import jax.numpy as jnp
-
-  from cvlib.bert import mean_pool
-  seq, _ = model.bert(input_ids, attention_mask, deterministic=True)
-  pooled = mean_pool(seq, attention_mask)  # [batch, hidden]
-  proba = jax.nn.softmax(model.classifier(pooled), axis=-1)
-  emb = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-  return jnp.concatenate([proba, emb], axis=-1)
-
-
-def predict_with_embeddings(model, tokenizer, texts: list[str], *, buckets: tuple[int, ...],
-                            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-  """One pass of the fine-tuned classifier: (probabilities [n, labels], embeddings [n, hidden])."""
-  from flax import nnx
-
-  from cvlib import pretrained
-  step = _PROBA_EMB_STEP.setdefault("fn", nnx.jit(_proba_and_embedding))
-  k = model.num_labels
-  out = pretrained.predict_batched(step, model, tokenizer, texts,
-                                   out_dim=k + model.bert.config.hidden_size,
-                                   batch_size=batch_size, buckets=buckets)
-  return out[:, :k], out[:, k:]
-
-
-_PROBA_EMB_STEP: dict = {}
-
 
 def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: list) -> None:
   """Stage 1's parts of the stakeholder page."""

@@ -298,6 +298,28 @@ def _evaluate(model: BertForSequenceClassification, batches: list[dict[str, np.n
   return ce_sum / max(weight_sum, 1e-9), logits_out
 
 
+def _train_epoch(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
+                 batches: list[dict[str, np.ndarray]], class_weights: np.ndarray, *,
+                 log_prefix: str | None, log_every_s: float) -> float:
+  """One pass over batches; returns the epoch's class-weighted mean training loss.
+
+  Progress goes out as plain lines (no carriage returns), at most one per log_every_s, so that
+  papermill logs stay readable; log_prefix None keeps quiet.
+  """
+  start = last_log = time.perf_counter()
+  losses, weights = [], []
+  for step, batch in enumerate(batches, 1):
+    losses.append(train_step(model, optimizer, _model_batch(batch, class_weights)))
+    weights.append(float(np.sum(batch["weight"] * class_weights[batch["label"]])))
+    if log_prefix is not None and time.perf_counter() - last_log >= log_every_s:
+      last_log = time.perf_counter()
+      rate = step * len(batch["weight"]) / (last_log - start)
+      print(f"{log_prefix} step {step}/{len(batches)} loss {float(losses[-1]):.4f} "
+            f"{rate:.1f} seq/s", flush=True)
+  # Batch losses are weighted means; weighting them by batch weight gives the epoch's mean.
+  return float(np.average(np.asarray(jax.device_get(losses)), weights=weights))
+
+
 def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenizer,
                        train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
                        val_texts: Sequence[str], val_labels: Sequence[int] | np.ndarray, *,
@@ -364,32 +386,21 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
                                  pad_id=pad_id)
   steps_per_epoch = len(make_epoch(seed=seed))
   total_steps = epochs * steps_per_epoch
-  tx = make_optimizer(learning_rate=learning_rate,
-                      warmup_steps=int(round(warmup_ratio * total_steps)),
+  warmup_steps = int(round(warmup_ratio * total_steps))
+  tx = make_optimizer(learning_rate=learning_rate, warmup_steps=warmup_steps,
                       total_steps=total_steps, weight_decay=weight_decay,
                       max_grad_norm=max_grad_norm)
-  schedule = make_schedule(learning_rate=learning_rate,
-                           warmup_steps=int(round(warmup_ratio * total_steps)),
+  schedule = make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                            total_steps=total_steps)  # the one inside tx, for the history
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.reseed(model, default=seed, dropout=seed)  # dropout masks follow this run's seed
 
   rows, best_f1, best_params, stale = [], -math.inf, None, 0
   for epoch in range(1, epochs + 1):
-    start = last_log = time.perf_counter()
-    losses, weights = [], []
-    batches = make_epoch(seed=seed + epoch)
-    for step, batch in enumerate(batches, 1):
-      mb = _model_batch(batch, class_weights)
-      losses.append(train_step(model, optimizer, mb))
-      weights.append(float(np.sum(batch["weight"] * class_weights[batch["label"]])))
-      if progress and time.perf_counter() - last_log >= log_every_s:
-        last_log = time.perf_counter()
-        seen = step * batch_size
-        print(f"epoch {epoch}/{epochs} step {step}/{len(batches)} "
-              f"loss {float(losses[-1]):.4f} {seen / (last_log - start):.1f} seq/s", flush=True)
-    # Mean of batch losses weighted by each batch's total weight = the epoch's weighted loss.
-    train_loss = float(np.average(np.asarray(jax.device_get(losses)), weights=weights))
+    start = time.perf_counter()
+    train_loss = _train_epoch(model, optimizer, make_epoch(seed=seed + epoch), class_weights,
+                              log_prefix=f"epoch {epoch}/{epochs}" if progress else None,
+                              log_every_s=log_every_s)
     val_loss, logits = _evaluate(model, val_batches, class_weights, len(val_y))
     metrics = classification_metrics(val_y, logits.argmax(-1), num_classes=num_labels)
     improved = metrics["macro_f1"] > best_f1
@@ -411,7 +422,7 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
         print(f"early stop: no macro-F1 gain for {patience} epoch(s)", flush=True)
       break
   if best_params is not None:
-    nnx.update(model, best_params)
+    nnx.update(model, jax.tree.map(jnp.asarray, best_params))  # back to device arrays
   history = pd.DataFrame(rows)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
   return model, history

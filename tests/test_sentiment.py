@@ -138,7 +138,7 @@ def _tiny_batch(config, num_labels=3, batch=4, seq=8, seed=0):
 
 
 def test_train_step_changes_every_parameter():
-  config = bert.BertConfig.tiny(vocab_size=40)
+  config = bert.BertConfig.tiny(vocab_size=40)  # 2 layers: parameters in a list of layers too
   model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
   batch = _tiny_batch(config)
   batch["input_ids"] = batch["input_ids"].at[0].set(jnp.arange(8) % 40)
@@ -234,15 +234,20 @@ def test_predict_proba_and_embed_is_both_in_one_pass(tokenizer, pooling):
   assert proba.shape == (3, 3) and emb.shape == (3, 32)
 
 
-def test_finetune_early_stops_and_keeps_best(tokenizer):
+def test_finetune_early_stops_and_keeps_best(tokenizer, capsys):
   """With a learning rate too small to change any prediction, F1 never improves after epoch 1."""
   train, val = _polar_reviews(24, seed=3), _polar_reviews(8, seed=4)
-  config = bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size())
+  config = dataclasses.replace(bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size()),
+                               num_layers=1)  # one layer compiles faster
   model = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(0))
   model, history = sentiment.finetune_sentiment(
       model, tokenizer, *train, *val, epochs=5, batch_size=8, learning_rate=1e-12, patience=1,
-      seed=0, progress=False, buckets=(16,))
+      seed=0, progress=True, log_every_s=0.0, buckets=(16,))
   assert len(history) == 2 and history["best"].tolist() == [True, False]
+  # Progress: plain lines for papermill logs, no carriage-return progress bars.
+  out = capsys.readouterr().out
+  assert "\r" not in out and "epoch 1/5 step 1/3 loss" in out
+  assert "epoch 2/5: train loss" in out and "early stop" in out
 
 
 def test_finetune_validation(tokenizer):
