@@ -923,10 +923,43 @@ def _encoder_sentiment_fn(encoder_dir: Path):
   return score
 
 
+def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None, *,
+                    n: int = 5, max_chars: int = 280) -> pd.DataFrame:
+  """The most negative and the most positive reviews, as written (escaped when rendered).
+
+  Returns:
+    Up to 2n rows: tone, date, stars, sentiment score, aspects mentioned and the review text.
+  """
+  if not len(review_scores):
+    return pd.DataFrame()
+  text = tables.reviews.set_index("review_id")["text"]
+  r = review_scores.reset_index(drop=True)
+  mentioned = [""] * len(r)
+  if opinions is not None:
+    tags = opinions.tags.reset_index(drop=True)
+    mentioned = [", ".join(c for c in tags.columns if row[c]) for _, row in tags.iterrows()]
+  r = r.assign(aspects=mentioned)
+  # stars first (what the customer said outright), then the model's sentiment within a star level
+  stars = r["rating"].fillna(3.0) if "rating" in r else pd.Series(3.0, index=r.index)
+  key = stars.to_numpy() + 0.5 * r["sentiment"].to_numpy()  # sentiment in [-1, 1]
+  order = np.lexsort((r["sentiment"].to_numpy(), key))
+  rows = []
+  for tone, idx in (("most negative", order[:n]), ("most positive", order[::-1][:n])):
+    for i in idx:
+      body = str(text.get(r.at[i, "review_id"], ""))
+      rows.append({"tone": tone,
+                   "date": r.at[i, "timestamp"] if "timestamp" in r else pd.NaT,
+                   "stars": r.at[i, "rating"] if "rating" in r else None,
+                   "sentiment": r.at[i, "sentiment"], "aspects": r.at[i, "aspects"],
+                   "review": body if len(body) <= max_chars else body[:max_chars] + "…"})
+  return pd.DataFrame(rows)
+
+
 @dataclasses.dataclass
 class Recommendations:
   recs: pd.DataFrame
   metrics: dict | None
+  top_products: pd.DataFrame | None = None  # most often recommended, with their descriptions
 
 
 def make_recommendations(prep: Prepared, tables: Tables, *, k: int) -> Recommendations:
@@ -944,11 +977,15 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int) -> Recommend
   ours = recommend.evaluate_recommendations(recs[recs["rank"] <= 10], hold, k=10)
   base = recommend.evaluate_recommendations(pop, hold, k=10)
   recs = recs[recs["rank"] <= k]
+  top = (recs.groupby("product_id").size().rename("customers").sort_values(ascending=False)
+         .head(10).reset_index()
+         .merge(tables.products[["product_id", "category", "description"]], on="product_id",
+                how="left"))
   metrics = {"hit_rate_at_10": ours["hit_rate_at_10"], "recall_at_10": ours["recall_at_10"],
              "n_customers": ours["n_customers"],
              "popularity": {"hit_rate_at_10": base["hit_rate_at_10"],
                             "recall_at_10": base["recall_at_10"]}}
-  return Recommendations(recs, metrics)
+  return Recommendations(recs, metrics, top)
 
 
 def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
@@ -978,8 +1015,11 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
 
 def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                    profiles: pd.DataFrame | None, opinions: Opinions | None,
-                   recs: Recommendations, figures: list) -> None:
+                   recs: Recommendations, examples: pd.DataFrame, figures: list) -> None:
   _report_opinions(ws, opinions)
+  if len(examples):
+    ws.add_table("opinions", examples, "The most negative and the most positive reviews, as "
+                 "customers wrote them.", floatfmt="{:.2f}")
   _report_recommendations(ws, recs)
   if matrix is None:
     ws.add_text("segments", f"Not part of this report: {NOT_APPLICABLE['value']}.")
@@ -1030,3 +1070,6 @@ def _report_recommendations(ws: Workspace, recs: Recommendations) -> None:
               f"{m['hit_rate_at_10']:.0%} of them (popular products alone: "
               f"{m['popularity']['hit_rate_at_10']:.0%}); recall at 10 "
               f"{m['recall_at_10']:.2f} vs {m['popularity']['recall_at_10']:.2f}.")
+  if recs.top_products is not None and len(recs.top_products):
+    ws.add_table("recommendations", recs.top_products, "The products recommended to the most "
+                 "customers.")

@@ -7,6 +7,7 @@ embedded, so a page opens offline and survives being forwarded by e-mail.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,15 @@ def render_notebook_html(ipynb: Path, html: Path) -> Path:
   import nbconvert
   import nbformat
   nb = nbformat.read(ipynb, as_version=4)
-  exporter = nbconvert.HTMLExporter(embed_images=True)
+  # sanitize_html cleans HTML outputs of cells; dropping every <script> then guarantees the page
+  # runs no code at all (the lab template's MathJax, require.js and mermaid loaders would also
+  # fetch from a CDN, which fails offline and in e-mail).
+  exporter = nbconvert.HTMLExporter(embed_images=True, sanitize_html=True, mathjax_url="",
+                                    require_js_url="")
   body, _ = exporter.from_notebook_node(nb)
+  body = _SCRIPT.sub("", body)
   html.write_text(body, encoding="utf-8")
   return html
+
+
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.S | re.I)

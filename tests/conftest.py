@@ -132,3 +132,27 @@ def build():
     tables = staticmethod(make_tables)
 
   return Builders
+
+
+# --- end-to-end runs ------------------------------------------------------------------------------
+
+# Model sizes for end-to-end runs of small generic datasets: seconds per stage.
+SMALL_MODELS = """
+finetune: {num_layers: 1, epochs: 1, batch_size: 16, max_train_examples: 150, buckets: [32, 64]}
+value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
+"""
+
+
+def synthetic_frames(n_customers: int = 200, seed: int = 3) -> dict[str, pd.DataFrame]:
+  from cvlib import synthetic
+  return synthetic.make_demo_data(n_customers=n_customers, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+  """The whole report on params/tiny.yaml, run once per test session."""
+  import cvlib
+  out = tmp_path_factory.mktemp("reports")
+  index = cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, log=lambda line: None)
+  assert index == out / "tiny" / "index.html"
+  return out / "tiny"

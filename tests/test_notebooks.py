@@ -12,18 +12,11 @@ import pytest
 
 import cvlib
 from cvlib import runner
+from conftest import SMALL_MODELS, synthetic_frames
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT_KEYS = ("dataset", "counts", "sentiment", "clv", "churn", "segments", "recommendations",
                  "aspects", "timing_s")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-  out = tmp_path_factory.mktemp("reports")
-  index = cvlib.run(REPO / "params" / "tiny.yaml", out=out, log=lambda line: None)
-  assert index == out / "tiny" / "index.html"
-  return out / "tiny"
 
 
 def test_run_writes_every_contract_file(tiny_run):
@@ -177,19 +170,8 @@ def test_cli_bad_params_exit_2_without_traceback(tmp_path):
   assert not (tmp_path / "x").exists()
 
 
-SMALL_MODELS = """
-finetune: {num_layers: 1, epochs: 1, batch_size: 16, max_train_examples: 150, buckets: [32, 64]}
-value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
-"""
-
-
-def _synthetic_frames():
-  from cvlib import synthetic
-  return synthetic.make_demo_data(n_customers=200, seed=3)
-
-
 def test_reviews_only_dataset_runs_with_value_parts_marked_not_applicable(tmp_path):
-  reviews = _synthetic_frames()["reviews"].dropna(subset=["text"])
+  reviews = synthetic_frames()["reviews"].dropna(subset=["text"])
   reviews[["text", "rating"]].rename(columns={"text": "Review Text", "rating": "Rating"}) \
       .to_csv(tmp_path / "reviews.csv", index=False)
   params = tmp_path / "reviews_only.yaml"
@@ -209,7 +191,7 @@ def test_reviews_only_dataset_runs_with_value_parts_marked_not_applicable(tmp_pa
 
 
 def test_orders_only_dataset_runs_without_sentiment(tmp_path):
-  f = _synthetic_frames()
+  f = synthetic_frames()
   lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
                            suffixes=("", "_order"))
   lines = lines.merge(f["products"][["product_id", "description"]], on="product_id")
