@@ -16,9 +16,11 @@ from typing import Any
 
 import yaml
 
-ADAPTERS = ("synthetic", "generic")
+ADAPTERS = ("synthetic", "generic", "olist", "online_retail", "cdnow", "womens_clothing",
+            "chinese_reviews")
 LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
+RESERVED_NAMES = ("history", "failed")  # folders of the reports directory itself
 
 
 class ParamsError(ValueError):
@@ -96,6 +98,7 @@ class ReportConfig:
   title: str | None = None  # report title; None: the dataset name
   salt: str | None = None  # key for pseudonymising customer ids; $CVLIB_SALT wins when set
   raw_ids_in_scores: bool = False  # write raw customer ids into scores.parquet
+  keep_history: int = 3  # earlier runs' reports kept under <out>/history/<dataset>/ (no models)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,8 +311,8 @@ def _check(p: Params, name: str) -> list[str]:
       out.append(f"{name}: {key} must be {what}, got {value!r}")
 
   import re
-  need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)), "dataset",
-       "letters, digits, '_' or '-'", p.dataset)
+  need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)) and p.dataset not in RESERVED_NAMES,
+       "dataset", f"letters, digits, '_' or '-', and not {' or '.join(RESERVED_NAMES)}", p.dataset)
   need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
   need(p.seed >= 0, "seed", ">= 0", p.seed)
   need(p.data.seed >= 0, "data.seed", ">= 0", p.data.seed)
@@ -351,6 +354,7 @@ def _check(p: Params, name: str) -> list[str]:
   need(0 < s.risk_thresholds[0] < s.risk_thresholds[1] < 1, "segment.risk_thresholds",
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
+  need(p.report.keep_history >= 0, "report.keep_history", ">= 0", p.report.keep_history)
   return out
 
 

@@ -133,7 +133,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
     try:
       timings = _execute(params, Path(params_file).resolve(), list(overrides), chosen, tmp, log)
       _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
-      _swap(tmp, final)
+      _swap(tmp, final, params.report.keep_history)
     except BaseException:
       shutil.rmtree(tmp, ignore_errors=True)  # a failed stage's folder was already moved away
       raise
@@ -221,12 +221,34 @@ def _sweep_stale(out_dir: Path, dataset: str) -> None:
     shutil.rmtree(p, ignore_errors=True)
 
 
-def _swap(tmp: Path, final: Path) -> None:
+def _swap(tmp: Path, final: Path, keep_history: int) -> None:
+  """Puts the new run in place; the previous one moves to ``history/<dataset>/<its end time>``."""
   old = final.parent / f".{final.name}.old-{os.getpid()}"
   if final.exists():
     os.rename(final, old)
-  os.rename(tmp, final)
-  shutil.rmtree(old, ignore_errors=True)
+  os.rename(tmp, final)  # the one step readers can observe: atomic on one file system
+  if old.exists():
+    _archive(old, final.parent / "history" / final.name, keep_history)
+
+
+def _archive(run_dir: Path, history: Path, keep: int) -> None:
+  """Keeps the reports of the last ``keep`` runs; models and intermediate artifacts are dropped
+  (hundreds of MB per run) since the current run's models are the ones that score."""
+  if keep <= 0:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return
+  try:
+    ended = json.loads((run_dir / "run.json").read_text())["ended"]
+  except (OSError, ValueError, KeyError):
+    ended = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+  for sub in ("models", "artifacts"):
+    shutil.rmtree(run_dir / sub, ignore_errors=True)
+  history.mkdir(parents=True, exist_ok=True)
+  dst = history / ended.replace(":", "")
+  shutil.rmtree(dst, ignore_errors=True)
+  os.rename(run_dir, dst)
+  for stale in sorted(p for p in history.iterdir() if p.is_dir())[:-keep]:
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def merge_metrics(run_dir: Path, dataset: str, timings: dict[str, float]) -> dict:

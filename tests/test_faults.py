@@ -1,0 +1,82 @@
+"""Faults: a run killed or failing part-way leaves the previous report as it was, and the next run
+succeeds; earlier runs are kept under history/; runs are deterministic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cvlib
+from conftest import PARAMS_DIR
+
+
+def _copy_run(tiny_run: Path, tmp_path: Path) -> Path:
+  out = tmp_path / "reports"
+  shutil.copytree(tiny_run, out / "tiny")
+  return out
+
+
+def _start_run(out: Path) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", "cvlib.cli", "run", str(PARAMS_DIR / "tiny.yaml"),
+                           "--out", str(out), "--stages", "segment"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_kernel_work(out: Path, timeout: float = 120) -> None:
+  """Returns once the run's temporary folder holds the executing notebook."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if list(out.glob(".tiny.tmp-*/04_segment.ipynb")):
+      return
+    time.sleep(0.2)
+  raise TimeoutError("the run never started its notebook")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_run_keeps_previous_report_and_next_run_succeeds(tiny_run, tmp_path, sig):
+  out = _copy_run(tiny_run, tmp_path)
+  before = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
+  proc = _start_run(out)
+  _wait_for_kernel_work(out)
+  proc.send_signal(sig)
+  proc.wait(timeout=60)
+  assert proc.returncode != 0
+  after = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
+  assert after == before
+  if sig == signal.SIGTERM:  # a clean exit also removes its temporary folder
+    assert not list(out.glob(".tiny.tmp-*")), "SIGTERM left the temporary folder"
+    assert "Traceback" not in proc.stderr.read()
+  # no stale lock, leftovers swept: the next run succeeds
+  rerun = _start_run(out)
+  assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+  assert not list(out.glob(".tiny.*-*")), "leftover temporary folders"
+  assert (out / "tiny" / "index.html").read_bytes() != before["index.html"]
+
+
+def test_previous_runs_kept_under_history(tiny_run, tmp_path):
+  out = _copy_run(tiny_run, tmp_path)
+  for _ in range(2):
+    cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], overrides=[
+        "report.keep_history=1"], log=lambda s: None)
+  history = sorted((out / "history" / "tiny").iterdir())
+  assert len(history) == 1, history
+  kept = history[0]
+  assert (kept / "index.html").is_file() and (kept / "metrics.json").is_file()
+  assert not (kept / "models").exists(), "history keeps reports, not models"
+
+
+def test_same_params_give_identical_metrics(tiny_run, tmp_path):
+  """Two runs of the same params on CPU: metrics.json equal apart from timings."""
+  cvlib.run(PARAMS_DIR / "tiny.yaml", out=tmp_path, log=lambda s: None)
+  first = json.loads((tiny_run / "metrics.json").read_text())
+  second = json.loads((tmp_path / "tiny" / "metrics.json").read_text())
+  for m in (first, second):
+    m.pop("timing_s")
+  assert first == second
