@@ -1,12 +1,36 @@
-"""Cleaning with a visible log: every row removed or flagged is counted, with the reason."""
+"""Cleaning with a visible log: every row removed, altered or flagged is counted, with the reason.
+
+Order of the steps (each runs on what the previous ones left):
+
+1. order lines marked as exact duplicates of an earlier input row
+   (:data:`cvlib.adapters.DUPLICATE`); their orders' amounts are reduced by the duplicated lines;
+2. orders: exact duplicate rows, missing customer id, missing timestamp, out-of-range date, orders
+   marked cancelled (never fulfilled);
+3. cancellations and returns: each order line with a negative quantity is matched to the earlier
+   purchase line it reverses (same customer, product and quantity; the latest such line before it).
+   Both lines go. A cancellation with no line of that quantity reduces the latest earlier line that
+   holds more; one with no earlier line at all (bought before the data start, discounts, manual
+   adjustments) is removed and counted as unmatched. Orders left without lines are removed, the
+   others' amounts reduced by what their lines lost;
+4. orders: negative amount, missing amount, repeated order id; zero amounts are kept and flagged;
+5. lines of removed or unknown orders; reviews (repeated id, rating outside 1-5, out-of-range date,
+   missing customer, empty text).
+"""
 
 from __future__ import annotations
 
+import bisect
+import collections
 import dataclasses
+import datetime as dt
 
+import numpy as np
 import pandas as pd
 
-from cvlib.adapters import Tables
+from cvlib.adapters import DUPLICATE, STATUS, Tables
+
+# No online shop sold before this day: earlier dates are typos or 1900/1970 "zero" dates.
+EARLIEST_DATE = dt.date(1990, 1, 1)
 
 
 @dataclasses.dataclass
@@ -24,47 +48,111 @@ class CleaningLog:
                                             "detail"])
 
 
-def clean_tables(tables: Tables) -> tuple[Tables, CleaningLog]:
+def clean_tables(tables: Tables, today: dt.date | None = None) -> tuple[Tables, CleaningLog]:
   """Removes rows that cannot be used and flags doubtful ones, logging each step.
 
   Args:
     tables: canonical tables from :func:`cvlib.adapters.load_data`.
+    today: dates after this day are out of range (default: the current date).
 
   Returns:
-    The cleaned tables (new frames; the input is not modified) and the log.
+    The cleaned tables (new frames; the input is not modified; the adapters' marks
+    ``status``/``duplicate`` are dropped) and the log.
   """
   log = CleaningLog()
   for note in tables.notes:
     log.add("input", "adapter", 0, 0, "note", note)
-  tx = _clean_transactions(tables.transactions, log)
-  items = tables.items
+  date_range = (pd.Timestamp(EARLIEST_DATE),
+                pd.Timestamp(today or dt.date.today()) + pd.Timedelta(days=1))
+  removed: dict[str, set] = {}  # cleaning step -> order ids it removed (to explain their lines)
+  tx, items = tables.transactions, tables.items
+  tx, items = _drop_duplicate_lines(tx, items, log)
+  tx = _screen_orders(tx, log, date_range, removed)
+  tx, items = _match_reversals(tx, items, log, removed)
+  tx = _finish_orders(tx, log, removed)
   if len(items):
-    n = len(items)
-    keep = items["order_id"].isin(tx["order_id"])
-    items = items[keep]
-    if (~keep).sum():
-      log.add("items", "lines of removed or unknown orders", n, (~keep).sum(), "removed")
-  reviews = _clean_reviews(tables.reviews, log)
+    items = _drop_orphan_lines(items, tx, log, removed)
+  reviews = _clean_reviews(tables.reviews, log, date_range)
+  tx = tx.drop(columns=[STATUS], errors="ignore")
+  items = items.drop(columns=[DUPLICATE], errors="ignore")
   out = dataclasses.replace(tables, transactions=tx.reset_index(drop=True),
-                            items=items.reset_index(drop=True), reviews=reviews.reset_index(drop=True))
+                            items=items.reset_index(drop=True),
+                            reviews=reviews.reset_index(drop=True))
   return out, log
 
 
-def _clean_transactions(tx: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+def _mask(values) -> np.ndarray:
+  return pd.Series(values).fillna(False).to_numpy(dtype=bool)
+
+
+def _reduce_amounts(tx: pd.DataFrame, delta: pd.Series) -> pd.DataFrame:
+  """Adds ``delta`` (indexed by order id) to those orders' amounts, rounded to remove float dust."""
+  tx = tx.copy()
+  change = tx["order_id"].map(delta)
+  hit = change.notna().to_numpy()
+  tx.loc[hit, "amount"] = np.round(tx.loc[hit, "amount"].to_numpy() + change[hit].to_numpy(), 6)
+  return tx
+
+
+def _drop_duplicate_lines(tx: pd.DataFrame, items: pd.DataFrame,
+                          log: CleaningLog) -> tuple[pd.DataFrame, pd.DataFrame]:
+  if DUPLICATE not in items or not len(items):
+    return tx, items
+  dup = _mask(items[DUPLICATE])
+  if not dup.any():
+    return tx, items
+  log.add("items", "exact duplicate rows", len(items), dup.sum(), "removed",
+          "an input row written twice: the repeat is dropped")
+  delta = -items.loc[dup, "amount"].groupby(items.loc[dup, "order_id"]).sum()
+  touched = tx["order_id"].isin(delta.index).to_numpy()
+  if touched.any():
+    log.add("transactions", "amount reduced by duplicate lines", len(tx), touched.sum(), "altered",
+            "orders whose amount counted a duplicated line")
+    tx = _reduce_amounts(tx, delta)
+  return tx, items[~dup]
+
+
+def _remove(tx: pd.DataFrame, mask: np.ndarray, step: str, detail: str, log: CleaningLog,
+            removed: dict[str, set]) -> pd.DataFrame:
+  if mask.any():
+    log.add("transactions", step, len(tx), mask.sum(), "removed", detail)
+    removed.setdefault(step, set()).update(tx.loc[mask, "order_id"].dropna())
+    tx = tx[~mask]
+  return tx
+
+
+def _screen_orders(tx: pd.DataFrame, log: CleaningLog,
+                   date_range: tuple[pd.Timestamp, pd.Timestamp],
+                   removed: dict[str, set]) -> pd.DataFrame:
+  lo, hi = date_range
+  status = (lambda t: t[STATUS]) if STATUS in tx else (lambda t: pd.Series(pd.NA, index=t.index))
   # each test runs on the table as the previous steps left it
   steps = [
-      ("exact duplicate rows", lambda t: t.duplicated(keep="first"), "the same order written twice"),
+      ("exact duplicate rows", lambda t: t.duplicated(keep="first"),
+       "the same order written twice"),
       ("missing customer id", lambda t: t["customer_id"].isna(),
        "orders that cannot be attributed to a customer"),
       ("missing timestamp", lambda t: t["timestamp"].isna(), ""),
-      ("negative amount", lambda t: t["amount"] < 0, "net returns or cancellations"),
-      ("missing amount", lambda t: t["amount"].isna(), ""),
+      ("out-of-range date", lambda t: (t["timestamp"] < lo) | (t["timestamp"] >= hi),
+       f"dated before {lo.date()} or after {(hi - pd.Timedelta(days=1)).date()}"),
+      ("cancelled order", lambda t: status(t) == "cancelled",
+       "orders the shop marked cancelled or unavailable: never fulfilled"),
   ]
   for step, test, detail in steps:
-    mask = test(tx).fillna(False).to_numpy(dtype=bool)
-    if mask.any():
-      log.add("transactions", step, len(tx), mask.sum(), "removed", detail)
-      tx = tx[~mask]
+    mask = _mask(test(tx))
+    if step == "exact duplicate rows":  # a repeat leaves its order id in place: nothing to explain
+      if mask.any():
+        log.add("transactions", step, len(tx), mask.sum(), "removed", detail)
+        tx = tx[~mask]
+      continue
+    tx = _remove(tx, mask, step, detail, log, removed)
+  return tx
+
+
+def _finish_orders(tx: pd.DataFrame, log: CleaningLog, removed: dict[str, set]) -> pd.DataFrame:
+  tx = _remove(tx, _mask(tx["amount"] < 0), "negative amount", "net returns or cancellations",
+               log, removed)
+  tx = _remove(tx, _mask(tx["amount"].isna()), "missing amount", "", log, removed)
   dup = tx["order_id"].duplicated(keep="first").to_numpy()
   if dup.any():
     log.add("transactions", "repeated order id with different content", len(tx), dup.sum(),
@@ -77,7 +165,154 @@ def _clean_transactions(tx: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
   return tx.sort_values(["customer_id", "timestamp", "order_id"], kind="stable")
 
 
-def _clean_reviews(rv: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+def _match_reversals(tx: pd.DataFrame, items: pd.DataFrame, log: CleaningLog,
+                     removed: dict[str, set]) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """Cancellation and return lines (negative quantity) remove the purchase lines they reverse."""
+  if not len(items) or not (items["quantity"] < 0).any():
+    return tx, items
+  orders = tx.drop_duplicates("order_id").set_index("order_id")
+  live = items["order_id"].isin(orders.index).to_numpy()  # lines of orders still in play
+  neg = live & (items["quantity"] < 0).to_numpy()
+  if not neg.any():
+    return tx, items
+  status = (orders[STATUS] if STATUS in orders
+            else pd.Series("purchase", index=orders.index)).astype("string").fillna("purchase")
+  lines = pd.DataFrame({
+      "row": np.arange(len(items)), "order_id": items["order_id"].to_numpy(),
+      "product_id": items["product_id"].to_numpy(), "quantity": items["quantity"].to_numpy(),
+      "customer_id": items["order_id"].map(orders["customer_id"]).to_numpy(),
+      "time": items["order_id"].map(orders["timestamp"]).to_numpy(),
+      "kind": items["order_id"].map(status).to_numpy()})
+  lines = lines[live & lines["customer_id"].notna().to_numpy()]
+  rev = lines[lines["quantity"] < 0].sort_values(["time", "row"], kind="stable")
+  keys = rev[["customer_id", "product_id"]].drop_duplicates()
+  pur = lines[(lines["quantity"] > 0) & (lines["kind"] != "cancellation")].merge(
+      keys, on=["customer_id", "product_id"]).sort_values(["time", "row"], kind="stable")
+  # purchase lines per (customer, product), in time order; remaining quantity per line row
+  pool: dict[tuple, list] = collections.defaultdict(list)
+  for row, c, p, t in zip(pur["row"], pur["customer_id"], pur["product_id"], pur["time"]):
+    pool[(c, p)].append((t, row))
+  left = dict(zip(pur["row"], pur["quantity"].astype(float)))
+  original = dict(left)
+  consumed: set[int] = set()  # purchase line rows a reversal took quantity from
+  outcome: dict[int, str] = {}  # reversal line row -> "exact" | "partial"
+  todo = list(zip(rev["row"], rev["customer_id"], rev["product_id"], rev["time"],
+                  -rev["quantity"].astype(float)))
+
+  def earlier(c, p, t):
+    cands = pool.get((c, p), [])
+    k = bisect.bisect_right([x[0] for x in cands], t)
+    return reversed(cands[:k])  # latest first
+
+  for exact in (True, False):  # exact matches first: they are the strongest evidence
+    for row, c, p, t, q in todo:
+      if row in outcome:
+        continue
+      for _, prow in earlier(c, p, t):
+        have = left[prow]
+        if (exact and have == q and have == original[prow]) or (not exact and have >= q > 0):
+          left[prow] = have - q
+          consumed.add(prow)
+          outcome[row] = "exact" if exact else "partial"
+          break
+
+  items = items.copy()
+  pos_q = items["quantity"].to_numpy()
+  rows_all = np.arange(len(items))
+  is_rev = np.isin(rows_all, rev["row"].to_numpy())
+  gone_pur = np.array([r for r in sorted(consumed) if left[r] == 0], dtype=int)
+  cut_pur = np.array([r for r in sorted(consumed) if 0 < left[r]], dtype=int)
+  # amount change per order: reversal lines and fully matched lines go, cut lines shrink
+  new_amount = items["amount"].to_numpy(dtype=float).copy()
+  new_amount[is_rev] = 0.0
+  new_amount[gone_pur] = 0.0
+  for r in cut_pur:
+    price = items["unit_price"].iat[r]
+    if not np.isfinite(price):
+      price = items["amount"].iat[r] / pos_q[r]
+    new_amount[r] = left[r] * price
+  delta = pd.Series(new_amount - items["amount"].to_numpy(dtype=float)).groupby(
+      items["order_id"].to_numpy()).sum()
+  delta = delta[delta != 0]
+
+  n = len(items)  # each items step starts where the last one left off
+  canc = rev["kind"].eq("cancellation").fillna(False).to_numpy()
+  for kind, rows in (("cancellation", rev["row"].to_numpy()[canc]),
+                     ("return", rev["row"].to_numpy()[~canc])):
+    matched = [r for r in rows if r in outcome]
+    n_exact = sum(outcome[r] == "exact" for r in matched)
+    if matched:
+      log.add("items", kind, n, len(matched), "removed",
+              f"matched to the earlier purchase line it reverses (same customer, product and "
+              f"quantity: {n_exact:,}; a larger earlier line reduced: {len(matched) - n_exact:,})")
+      n -= len(matched)
+    unmatched = len(rows) - len(matched)
+    if unmatched:
+      log.add("items", f"{kind} without a matching purchase", n, unmatched, "removed",
+              "no earlier purchase line of the customer's product with at least that quantity "
+              "(bought before the data start, discounts, manual adjustments)")
+      n -= unmatched
+  if len(gone_pur):
+    log.add("items", "purchase line cancelled or returned", n, len(gone_pur), "removed",
+            "the purchase a cancellation or return reverses")
+    n -= len(gone_pur)
+  if len(cut_pur):
+    log.add("items", "purchase line partly cancelled or returned", n, len(cut_pur), "altered",
+            "quantity and amount reduced by the cancelled or returned quantity")
+
+  keep = ~is_rev
+  keep[gone_pur] = False
+  items.loc[:, "amount"] = new_amount
+  if len(cut_pur):
+    q = items["quantity"].to_numpy(dtype=float).copy()
+    q[cut_pur] = [left[r] for r in cut_pur]
+    items.loc[:, "quantity"] = q
+  before = set(items["order_id"][live])
+  items = items[keep]
+  emptied = before - set(items["order_id"])
+  status = tx[STATUS].astype("string") if STATUS in tx else pd.Series(pd.NA, index=tx.index)
+  documents = emptied & set(tx.loc[_mask(status == "cancellation"), "order_id"])
+  reversed_orders = set(rev["order_id"]) - set(pur.loc[pur["row"].isin(gone_pur), "order_id"])
+  returns = (emptied - documents) & reversed_orders
+  for step, ids, detail in (
+      ("cancellation", documents,
+       "cancellation documents: each line matched to the purchase it cancels, or counted as "
+       "unmatched"),
+      ("return", returns, "orders holding only returned lines"),
+      ("purchase cancelled or returned in full", emptied - documents - returns,
+       "every line was reversed by a later cancellation or return")):
+    tx = _remove(tx, tx["order_id"].isin(ids).to_numpy(), step, detail, log, removed)
+  part = tx["order_id"].isin(delta.index).to_numpy()
+  if part.any():
+    log.add("transactions", "purchase cancelled or returned in part", len(tx), part.sum(),
+            "altered", "amount reduced by the cancelled or returned lines")
+    tx = _reduce_amounts(tx, delta)
+  return tx, items
+
+
+def _drop_orphan_lines(items: pd.DataFrame, tx: pd.DataFrame, log: CleaningLog,
+                       removed: dict[str, set]) -> pd.DataFrame:
+  n = len(items)
+  keep = items["order_id"].isin(tx["order_id"]).to_numpy()
+  if keep.all():
+    return items
+  gone = items.loc[~keep, "order_id"]
+  parts = []
+  explained = np.zeros(len(gone), dtype=bool)
+  for step, ids in removed.items():
+    hit = gone.isin(ids).to_numpy() & ~explained
+    if hit.any():
+      parts.append(f"{step}: {int(hit.sum()):,}")
+      explained |= hit
+  if (~explained).any():
+    parts.append(f"order not in transactions: {int((~explained).sum()):,}")
+  log.add("items", "lines of removed or unknown orders", n, (~keep).sum(), "removed",
+          "; ".join(parts))
+  return items[keep]
+
+
+def _clean_reviews(rv: pd.DataFrame, log: CleaningLog,
+                   date_range: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
   if not len(rv):
     return rv
   dup = rv["review_id"].duplicated(keep="first").to_numpy()
@@ -89,6 +324,12 @@ def _clean_reviews(rv: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
   if bad_rating.any():
     log.add("reviews", "rating outside 1-5", len(rv), bad_rating.sum(), "rating set to missing")
     rv.loc[bad_rating, "rating"] = pd.NA
+  lo, hi = date_range
+  odd_date = _mask((rv["timestamp"] < lo) | (rv["timestamp"] >= hi))
+  if odd_date.any():
+    log.add("reviews", "out-of-range date", len(rv), odd_date.sum(), "date set to missing",
+            f"dated before {lo.date()} or after {(hi - pd.Timedelta(days=1)).date()}; text kept")
+    rv.loc[odd_date, "timestamp"] = pd.NaT
   no_customer = rv["customer_id"].isna().to_numpy()
   if no_customer.any():
     log.add("reviews", "missing customer id", len(rv), no_customer.sum(), "kept",

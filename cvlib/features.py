@@ -17,6 +17,9 @@ BEHAVIOUR_FEATURES = (
     "frequency", "recency_days", "T_days", "days_since_last", "n_orders", "total_spend",
     "avg_order_value", "monetary_value", "n_items", "n_products", "n_categories",
     "spend_last_90d", "orders_last_90d",
+    # inter-purchase gaps between purchase days (missing with fewer than two days) and basket size
+    "mean_interpurchase_days", "std_interpurchase_days", "max_interpurchase_days",
+    "avg_basket_size",
 )
 # Review features (ratings, not text) from the calibration period.
 REVIEW_FEATURES = ("n_reviews", "mean_rating", "min_rating", "last_rating", "share_low_ratings",
@@ -85,7 +88,9 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
     ),
     days AS (  -- spend per customer-day: BTYD models count purchase days, not orders
       SELECT customer_id, day, SUM(amount) AS spend,
-             ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS k
+             ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS k,
+             (epoch(day) - epoch(LAG(day) OVER (PARTITION BY customer_id ORDER BY day))) // 86400
+               AS gap
       FROM cal GROUP BY customer_id, day
     ),
     rfm AS (
@@ -95,6 +100,8 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
              (epoch(DATE '{cutoff}') - epoch(MIN(day))) // 86400 AS T_days,
              (epoch(DATE '{cutoff}') - epoch(MAX(day))) // 86400 AS days_since_last,
              COALESCE(AVG(spend) FILTER (WHERE k > 1), 0) AS monetary_value,
+             AVG(gap) AS mean_interpurchase_days, STDDEV_POP(gap) AS std_interpurchase_days,
+             MAX(gap) AS max_interpurchase_days,
              MIN(day) AS first_purchase
       FROM days GROUP BY customer_id
     ),
@@ -133,6 +140,8 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
            COALESCE(baskets.n_items, 0) AS n_items, COALESCE(baskets.n_products, 0) AS n_products,
            COALESCE(baskets.n_categories, 0) AS n_categories,
            COALESCE(orders.spend_last_90d, 0) AS spend_last_90d, orders.orders_last_90d,
+           rfm.mean_interpurchase_days, rfm.std_interpurchase_days, rfm.max_interpurchase_days,
+           COALESCE(baskets.n_items, 0) / orders.n_orders AS avg_basket_size,
            COALESCE(revs.n_reviews, 0) AS n_reviews, revs.mean_rating, revs.min_rating,
            revs.last_rating, revs.share_low_ratings, revs.days_since_last_review,
            COALESCE(hold.holdout_value, 0) AS holdout_value,
@@ -153,6 +162,66 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
   return df
 
 
+def compute_rfm_summary(transactions: pd.DataFrame, cutoff: dt.date, horizon_days: int,
+                        threads: int = 2) -> pd.DataFrame:
+  """The BTYD summary per customer with a calibration/holdout split, in DuckDB.
+
+  The same conventions as :func:`compute_customer_features` (and lifetimes'
+  ``summary_data_from_transaction_data`` with ``freq="D"`` and ``observation_period_end=cutoff``
+  on the calibration rows): purchases are counted per customer-day.
+
+  Args:
+    transactions: canonical transactions (customer_id, timestamp, amount are read).
+    cutoff: first day of the holdout period; calibration is everything before it.
+    horizon_days: holdout length in days.
+    threads: DuckDB worker threads.
+
+  Returns:
+    One row per customer with a calibration purchase, sorted by customer_id: ``frequency``
+    (repeat purchase days), ``recency_days``, ``T_days``, ``monetary_value`` (mean spend of the
+    repeat days, 0 without repeats), ``holdout_days`` (purchase days in the holdout),
+    ``holdout_orders`` (transactions in the holdout) and ``holdout_value`` (spend in the holdout).
+  """
+  if horizon_days <= 0:
+    raise ValueError(f"horizon_days must be > 0, got {horizon_days}")
+  end = cutoff + dt.timedelta(days=horizon_days)
+  con = duckdb.connect()
+  try:
+    con.execute(f"SET threads TO {int(threads)}")
+    con.register("tx", transactions[["customer_id", "timestamp", "amount"]])
+    cut = f"DATE '{cutoff}'"
+    # one pass over customer-days: calibration and holdout are FILTERs of the same aggregate;
+    # DATE - DATE counts elapsed days (date_diff would count boundaries)
+    df = con.execute(f"""
+    WITH days AS (
+      SELECT customer_id, CAST(timestamp AS DATE) AS day, SUM(amount) AS spend,
+             COUNT(*) AS n
+      FROM tx WHERE timestamp < TIMESTAMP '{end}'
+      GROUP BY ALL
+    )
+    SELECT customer_id,
+           COUNT(*) FILTER (WHERE day < {cut}) - 1 AS frequency,
+           MAX(day) FILTER (WHERE day < {cut}) - MIN(day) AS recency_days,
+           {cut} - MIN(day) AS T_days,
+           -- mean spend of the repeat days: the calibration spend but the first day's
+           COALESCE((SUM(spend) FILTER (WHERE day < {cut}) - arg_min(spend, day))
+                    / NULLIF(COUNT(*) FILTER (WHERE day < {cut}) - 1, 0), 0) AS monetary_value,
+           COUNT(*) FILTER (WHERE day >= {cut}) AS holdout_days,
+           COALESCE(SUM(n) FILTER (WHERE day >= {cut}), 0) AS holdout_orders,
+           COALESCE(SUM(spend) FILTER (WHERE day >= {cut}), 0) AS holdout_value
+    FROM days GROUP BY customer_id
+    HAVING MIN(day) < {cut}  -- customers with a calibration purchase
+    ORDER BY customer_id
+    """).df()
+  finally:
+    con.close()
+  df["customer_id"] = df["customer_id"].astype("string")
+  for col in ("frequency", "recency_days", "T_days", "monetary_value", "holdout_days",
+              "holdout_orders", "holdout_value"):
+    df[col] = df[col].astype("float64")
+  return df
+
+
 def feature_matrix(features: pd.DataFrame, columns: tuple[str, ...] = BEHAVIOUR_FEATURES +
                    REVIEW_FEATURES) -> np.ndarray:
   """The model input: chosen columns as float32, money log-scaled, missing review values imputed.
@@ -168,6 +237,9 @@ def feature_matrix(features: pd.DataFrame, columns: tuple[str, ...] = BEHAVIOUR_
     X["has_review"] = features["n_reviews"].gt(0).astype("float64")
   fill = {"mean_rating": 3.0, "min_rating": 3.0, "last_rating": 3.0, "share_low_ratings": 0.0,
           "days_since_last_review": X["T_days"].max() if "T_days" in X else 0.0}
+  for col in ("mean_interpurchase_days", "max_interpurchase_days"):
+    if col in X and "T_days" in X:  # no repeat yet: the customer has waited T days so far
+      X[col] = X[col].fillna(X["T_days"])
   X = X.fillna(fill).fillna(0.0)
   return X.to_numpy(dtype=np.float32)
 

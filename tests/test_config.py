@@ -177,8 +177,9 @@ def test_out_of_range(write_params, text, pattern):
 
 
 def test_bad_adapter(write_params):
-  with pytest.raises(ParamsError, match=r"data.adapter must be one of synthetic, generic, got 'olist'"):
-    _load_text(write_params, "dataset: a\ndata: {adapter: olist}\n")
+  with pytest.raises(ParamsError, match=r"data.adapter must be one of synthetic, generic, olist, "
+                     r"online_retail, cdnow, womens_clothing, chinese_reviews, got 'amazon'"):
+    _load_text(write_params, "dataset: a\ndata: {adapter: amazon}\n")
 
 
 def test_generic_adapter_needs_a_table(write_params):
