@@ -42,6 +42,10 @@ import pandas as pd
 from cvlib import schema
 from cvlib.config import Params, TableSpec
 
+# Plausible dates for shop data: earlier ones, and ones in the future, are errors in the input.
+EARLIEST_DATE = "1990-01-01"
+# Longer review texts are not reviews (a pasted file, a crawler error): an error, not a truncation.
+MAX_REVIEW_CHARS = 100_000
 # A small share of unparseable timestamps is dropped (and logged); more than this is an error.
 MAX_BAD_TIMESTAMP_SHARE = 0.01
 # The synthetic shop's calendar: one year of history, then a 180-day holdout.
@@ -178,13 +182,18 @@ def read_table_file(path: Path) -> pd.DataFrame:
   _check_file(path)
   try:
     if stem.endswith(".parquet"):
-      return pd.read_parquet(io.BytesIO(gzip.decompress(path.read_bytes())) if gz else path)
-    buf = io.BytesIO(_read_text_bytes(path))
-    if stem.endswith((".jsonl", ".ndjson", ".json")):
-      return pd.read_json(buf, lines=stem.endswith((".jsonl", ".ndjson")), dtype=False)
-    sep = "\t" if stem.endswith(".tsv") else ","
-    return pd.read_csv(buf, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                       encoding="utf-8-sig")
+      df = pd.read_parquet(io.BytesIO(gzip.decompress(path.read_bytes())) if gz else path)
+    else:
+      buf = io.BytesIO(_read_text_bytes(path))
+      if stem.endswith((".jsonl", ".ndjson", ".json")):
+        df = pd.read_json(buf, lines=stem.endswith((".jsonl", ".ndjson")), dtype=False)
+      else:
+        sep = "\t" if stem.endswith(".tsv") else ","
+        df = pd.read_csv(buf, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                         encoding="utf-8-sig")
+    if not len(df):
+      raise DataError([f"{path}: no data rows (only a header)"])
+    return df
   except DataError:
     raise
   except (ValueError, OSError, EOFError) as e:
@@ -232,7 +241,8 @@ def _rows(mask: np.ndarray, limit: int = 5) -> str:
 
 def _parse_timestamps(values: pd.Series, spec: TableSpec, path: Path, column: str,
                       problems: list[str], notes: list[str],
-                      hint: str = "set timestamp_format or timestamp_unit") -> pd.Series:
+                      hint: str = "set timestamp_format or timestamp_unit",
+                      check_range: bool = False) -> pd.Series:
   missing = values.isna() | (values.astype("string").str.strip() == "")
   # parse each distinct value once: order exports repeat one timestamp on every line of an order
   codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -250,6 +260,12 @@ def _parse_timestamps(values: pd.Series, spec: TableSpec, path: Path, column: st
   ts = pd.Series(taken, index=values.index, dtype="datetime64[us]").mask(codes < 0)
   bad = (ts.isna() & ~missing).to_numpy()
   n = len(values)
+  # a few out-of-range dates are removed (and logged) by the cleaning step; many mean a bad column
+  lo, hi = pd.Timestamp(EARLIEST_DATE), pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
+  outside = (ts.notna() & ((ts < lo) | (ts > hi))).to_numpy()
+  if check_range and n and outside.sum() / n > MAX_BAD_TIMESTAMP_SHARE:
+    problems.append(f"{path}: column {column!r}: {int(outside.sum())} timestamps outside "
+                    f"{lo.date()} to {hi.date()} (rows {_rows(outside)}); {hint}")
   if n and (bad.sum() + missing.sum()) / n > MAX_BAD_TIMESTAMP_SHARE:
     problems.append(f"{path}: column {column!r}: {int(bad.sum())} unparseable and "
                     f"{int(missing.sum())} empty timestamps of {n} rows (rows {_rows(bad | missing.to_numpy())}); "
@@ -359,15 +375,27 @@ def _generic_orders(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list
     problems.append(f"{path}: column {spec.columns.get('customer_id', 'customer_id')!r}: "
                     "every customer id is empty")
   m["timestamp"] = _parse_timestamps(m["timestamp"], spec, path,
-                                     spec.columns.get("timestamp", "timestamp"), problems, notes)
+                                     spec.columns.get("timestamp", "timestamp"), problems, notes,
+                                     check_range=True)
   for col in ("amount", "quantity", "unit_price"):
     if col in m:
+      empty = (m[col].isna() | (m[col].astype("string").str.strip() == "")).fillna(True) \
+          .to_numpy()
       m[col] = _to_number(m[col], path, spec.columns.get(col, col), problems)
+      if empty.sum() / len(m) > MAX_BAD_TIMESTAMP_SHARE:
+        problems.append(f"{path}: column {spec.columns.get(col, col)!r}: {int(empty.sum())} empty "
+                        f"values of {len(m)} rows (rows {_rows(empty)})")
+  _check_order_owners(m, spec, path, problems)
   if problems:
     return (schema.empty_table("transactions"), schema.empty_table("items"),
             schema.empty_table("products"))
   if "amount" not in m:
     m["amount"] = m["quantity"] * m["unit_price"]
+  if not (m["amount"] > 0).any():
+    column = spec.columns.get("amount", "amount") if "amount" in spec.columns else "unit_price"
+    problems.append(f"{path}: column {column!r}: no positive amounts: nothing was bought")
+    return (schema.empty_table("transactions"), schema.empty_table("items"),
+            schema.empty_table("products"))
   # line-level rows (one per product) or order-level rows: group by order either way
   orders = (m.dropna(subset=["timestamp"])
             .groupby("order_id", sort=True)
@@ -391,9 +419,27 @@ def _generic_orders(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list
   return transactions, items, products
 
 
+def _check_order_owners(m: pd.DataFrame, spec: TableSpec, path: Path,
+                        problems: list[str]) -> None:
+  """An order id shared by two customers means ids were reused or rows were mixed up."""
+  owners = m.dropna(subset=["order_id", "customer_id"]).groupby("order_id")["customer_id"] \
+      .nunique()
+  shared = owners[owners > 1]
+  if len(shared):
+    order = shared.index[0]
+    rows = _rows((m["order_id"] == order).fillna(False).to_numpy())
+    more = f" ({len(shared)} such orders)" if len(shared) > 1 else ""
+    problems.append(f"{path}: column {spec.columns.get('order_id', 'order_id')!r}: order id "
+                    f"{order} belongs to {int(shared.iloc[0])} customers (rows {rows}){more}")
+
+
 def _generic_reviews(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list[str],
                      notes: list[str]) -> pd.DataFrame:
   m = m.copy()
+  huge = (m["text"].astype("string").str.len() > MAX_REVIEW_CHARS).fillna(False).to_numpy()
+  if huge.any():
+    problems.append(f"{path}: column {spec.columns.get('text', 'text')!r}: {int(huge.sum())} "
+                    f"texts longer than {MAX_REVIEW_CHARS:,} characters (rows {_rows(huge)})")
   for col in ("customer_id", "product_id", "order_id", "review_id"):
     if col in m:
       m[col] = _ids(m[col])
@@ -401,7 +447,8 @@ def _generic_reviews(m: pd.DataFrame, spec: TableSpec, path: Path, problems: lis
     m["review_id"] = pd.Series(np.arange(1, len(m) + 1), index=m.index).astype(str)
   if "timestamp" in m:
     m["timestamp"] = _parse_timestamps(m["timestamp"], spec, path,
-                                       spec.columns.get("timestamp", "timestamp"), problems, notes)
+                                       spec.columns.get("timestamp", "timestamp"), problems, notes,
+                                       check_range=True)
   if "rating" in m:
     m["rating"] = _to_number(m["rating"], path, spec.columns.get("rating", "rating"), problems)
   if problems:
