@@ -266,6 +266,15 @@ class TextFeaturizer:
   components: np.ndarray  # [text_dims, hidden] PCA directions fitted on training customers
   mean: np.ndarray  # [hidden]
 
+  def save(self, path: Path) -> None:
+    """Writes the PCA state (numpy .npz, no pickle) so scoring can rebuild the same features."""
+    np.savez(path, components=self.components, mean=self.mean)
+
+  @classmethod
+  def load(cls, path: Path) -> TextFeaturizer:
+    with np.load(path, allow_pickle=False) as z:
+      return cls(z["components"], z["mean"])
+
   def names(self) -> list[str]:
     return (["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text"]
             + [f"text_pc{i + 1}" for i in range(len(self.components))])
@@ -659,6 +668,7 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   if text.calibration is not None:
     ws.save_frame("text_calibration", text.calibration)
     ws.save_frame("text_now", text.now)
+    text.featurizer.save(ws.path("models", "text_featurizer.npz"))
   metrics = {"sentiment": sent}
   if sent is None:
     metrics["notes"] = {"sentiment": NOT_APPLICABLE["sentiment"]}
@@ -701,8 +711,10 @@ def load_finetune(ws: Workspace) -> Finetuned:
     folder = ws.root / "models" / name
     if folder.exists():
       networks[name] = (ziln.ZILNPredictor.load(folder), ws.load_frame(f"history_{name}"))
-  text = CustomerText(None, ws.load_frame("text_calibration"), ws.load_frame("text_now")) \
-      if ws.has("text_calibration") else CustomerText(None, None, None)
+  text = CustomerText(None, None, None)
+  if ws.has("text_calibration"):
+    text = CustomerText(TextFeaturizer.load(ws.root / "models" / "text_featurizer.npz"),
+                        ws.load_frame("text_calibration"), ws.load_frame("text_now"))
   return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"))
 
 
