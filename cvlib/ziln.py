@@ -171,28 +171,43 @@ class ZILNModel(nnx.Module):
 
 @dataclasses.dataclass(frozen=True)
 class Standardiser:
-  """Per-feature mean/std learned on the training rows, applied to any later rows."""
+  """Per-feature mean/std learned on the training rows, applied to any later rows.
+
+  Later rows are clipped to the range seen in training: a network extrapolates its lognormal
+  location linearly, so one customer far outside the training range (a wholesaler in Online
+  Retail) could otherwise get a prediction a million times too large.
+  """
 
   mean: np.ndarray  # [features]
   std: np.ndarray  # [features], constant columns get 1 so they map to 0
+  lo: np.ndarray | None = None  # [features] training minimum (raw units); None: no clipping
+  hi: np.ndarray | None = None  # [features] training maximum
 
   def transform(self, x: np.ndarray) -> np.ndarray:
-    """Standardises ``x`` [n, features] to float32."""
-    return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+    """Clips ``x`` [n, features] to the training range and standardises it to float32."""
+    x = np.asarray(x, dtype=np.float64)
+    if self.lo is not None:
+      x = np.clip(x, self.lo, self.hi)
+    return ((x - self.mean) / self.std).astype(np.float32)
 
   def to_dict(self) -> dict[str, list[float]]:
-    return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    d = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    if self.lo is not None:
+      d.update(lo=self.lo.tolist(), hi=self.hi.tolist())
+    return d
 
   @classmethod
   def from_dict(cls, d: dict[str, list[float]]) -> Standardiser:
-    return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["std"], dtype=np.float64))
+    arr = lambda k: np.asarray(d[k], dtype=np.float64) if k in d else None
+    return cls(arr("mean"), arr("std"), arr("lo"), arr("hi"))
 
 
 def fit_standardiser(x: np.ndarray) -> Standardiser:
   """Learns a :class:`Standardiser` from training features ``x`` [n, features]."""
   x = np.asarray(x, dtype=np.float64)
   std = x.std(axis=0)
-  return Standardiser(x.mean(axis=0), np.where(std > 1e-12, std, 1.0))
+  return Standardiser(x.mean(axis=0), np.where(std > 1e-12, std, 1.0), x.min(axis=0),
+                      x.max(axis=0))
 
 
 def _check_features(x: Any, name: str, n_features: int | None = None) -> np.ndarray:

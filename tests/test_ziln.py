@@ -196,3 +196,13 @@ def test_bad_inputs_raise(tmp_path):
     ziln.train_ziln(x, y, x, y, batch_size=0)
   with pytest.raises(FileNotFoundError, match="not a saved ZILN model"):
     ziln.ZILNPredictor.load(tmp_path)
+
+
+def test_standardiser_clips_rows_outside_the_training_range():
+  x = np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0]])
+  st = ziln.fit_standardiser(x)
+  far = st.transform(np.array([[1e6, -1e6]]))
+  edge = st.transform(np.array([[2.0, 10.0]]))
+  np.testing.assert_array_equal(far, edge)
+  again = ziln.Standardiser.from_dict(st.to_dict())
+  np.testing.assert_array_equal(again.transform(np.array([[1e6, -1e6]])), far)
