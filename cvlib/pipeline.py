@@ -194,26 +194,40 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
                        labels[test], len(labels))
 
 
-def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData, *, label_scheme: str,
-                      seed: int, buckets: tuple[int, ...]) -> dict[str, Any]:
-  """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data)."""
+# Languages written without spaces between words: the bag-of-words baseline uses characters.
+CHAR_LANGUAGES = ("zh", "ja", "th")
+
+
+def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *, label_scheme: str,
+                      seed: int, buckets: tuple[int, ...], language: str = "en"
+                      ) -> dict[str, Any] | None:
+  """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data).
+
+  The lexicon baseline (VADER) reads English only; for other languages it is null, with a note.
+  """
   from cvlib import sentiment
   if data is None:
     return None
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
   pred = proba.argmax(axis=1)
   ours = sentiment.classification_metrics(data.test_labels, pred)
-  vader = sentiment.classification_metrics(
-      data.test_labels, sentiment.vader_predict(data.test_texts, label_scheme))
-  tfidf = sentiment.classification_metrics(
-      data.test_labels, sentiment.tfidf_logreg(data.train_texts + data.val_texts,
-                                               np.concatenate([data.train_labels, data.val_labels]),
-                                               data.test_texts, seed=seed))
   strip = lambda m: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-  return {"model": "MiniLM-L6 fine-tuned", "label_scheme": label_scheme,
-          "classes": data.class_names, "n_train": len(data.train_labels),
-          "n_test": len(data.test_labels), **strip(ours),
-          "baselines": {"lexicon": strip(vader), "tfidf_logreg": strip(tfidf)}}
+  vader = None
+  if language == "en":
+    vader = strip(sentiment.classification_metrics(
+        data.test_labels, sentiment.vader_predict(data.test_texts, label_scheme)))
+  tfidf = sentiment.classification_metrics(
+      data.test_labels, sentiment.tfidf_logreg(
+          data.train_texts + data.val_texts, np.concatenate([data.train_labels, data.val_labels]),
+          data.test_texts, seed=seed,
+          analyzer="char" if language in CHAR_LANGUAGES else "word"))
+  out = {"model": "MiniLM-L6 fine-tuned", "label_scheme": label_scheme,
+         "classes": data.class_names, "n_train": len(data.train_labels),
+         "n_test": len(data.test_labels), **strip(ours),
+         "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
+  if vader is None:
+    out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
+  return out
 
 
 def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
@@ -223,7 +237,8 @@ def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
            "macro_f1": metrics["macro_f1"]}]
   names = {"lexicon": "VADER lexicon (no training)", "tfidf_logreg": "TF-IDF + logistic regression"}
   for key, m in metrics["baselines"].items():
-    rows.append({"model": names.get(key, key), **m})
+    if m is not None:
+      rows.append({"model": names.get(key, key), **m})
   return pd.DataFrame(rows)
 
 
@@ -498,7 +513,7 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int) -> dict[str,
                        "gini_without": models[b]["gini"], "diff": d, "lo95": lo, "hi95": hi,
                        "verdict": ("helped" if lo > 0 else "hurt" if hi < 0 else
                                    "no clear difference")}
-  return {"n_test": int(len(test)), "best": best, "models": models, "gini_differences": diffs,
+  return {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()), "best": best, "models": models, "gini_differences": diffs,
           "ablation": ablation}
 
 
@@ -547,32 +562,23 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
   """Scores as of the end of the data: value over the next horizon, churn, interval, segment.
 
   The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
-  every customer's features as of ``prep.as_of``.
+  every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
+  edges, value-tier thresholds) are fitted on these customers and kept in
+  ``scores.attrs["scoring_reference"]``; :func:`save_segment` stores them with the models, and
+  ``cvlib score`` scores new data through the same :func:`cvlib.scoring.score_frame`.
   """
-  from cvlib import segments
+  from cvlib import scoring
   if best is None:
     return pd.DataFrame(columns=SCORE_COLUMNS)
-  name = best
-  predictor, _ = networks[name]
-  f = prep.features_now
-  p = predictor.predict(network_inputs(name, f, text_now), qs=((1 - interval) / 2, (1 + interval) / 2))
-  df = pd.DataFrame({"customer_key": f["customer_key"].to_numpy(),
-                     "predicted_value": p["predicted_value"].to_numpy(),
-                     "churn_probability": 1 - p["p_return"].to_numpy(),
-                     "value_lo": p["q10"].to_numpy(), "value_hi": p["q90"].to_numpy(),
-                     "recency_days": f["days_since_last"].to_numpy(),
-                     "frequency": f["n_orders"].to_numpy(),
-                     "monetary": f["avg_order_value"].to_numpy(),
-                     "total_spend": f["total_spend"].to_numpy()})
-  # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed
-  seg, warnings = segments.assign_segments(df.assign(customer_id=df["customer_key"]),
-                                           value_tiers=seg_cfg.value_tiers,
-                                           risk_thresholds=seg_cfg.risk_thresholds)
-  seg = seg.drop(columns=["customer_id"])
-  seg["model"] = name
-  if raw_ids:
-    seg.insert(1, "customer_id", f["customer_id"].to_numpy())
-  seg.attrs["warnings"] = warnings
+  ref = scoring.fit_reference(prep.features_now, text_now,
+                              {n: predictor for n, (predictor, _) in networks.items()}, best,
+                              as_of=prep.as_of, horizon_days=horizon_days, interval=interval,
+                              value_tiers=seg_cfg.value_tiers,
+                              risk_thresholds=seg_cfg.risk_thresholds)
+  seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
+                            as_of=prep.as_of, raw_ids=raw_ids)
+  seg.attrs["warnings"] = list(ref.warnings)
+  seg.attrs["scoring_reference"] = ref.to_dict()
   return seg
 
 
@@ -684,7 +690,7 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
     ws.add_text("sentiment", "This dataset has no reviews with both text and a star rating, so "
                 "no sentiment model was trained.")
     return
-  best_base = max(sent["baselines"].values(), key=lambda m: m["macro_f1"])
+  best_base = max((m for m in sent["baselines"].values() if m), key=lambda m: m["macro_f1"])
   ws.add_headline("sentiment macro-F1", f"{sent['macro_f1']:.2f}",
                   f"best baseline {best_base['macro_f1']:.2f}")
   ws.add_text("sentiment", f"The pretrained MiniLM encoder was fine-tuned on {sent['n_train']:,} "
@@ -803,6 +809,9 @@ def save_evaluate(ws: Workspace, preds: pd.DataFrame | None, clv: dict | None,
   return metrics
 
 
+# Fewer returning test customers than this and the model comparison is noise (olist: 8).
+MIN_RETURNING = 30
+
 # Why a part of the report is empty, in the reader's words.
 NOT_APPLICABLE = {
     "value": "this dataset has no orders linked to customers, so customer value and churn do "
@@ -819,6 +828,10 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
     ws.add_text("value", f"Not part of this report: {NOT_APPLICABLE['value']}.")
     return
   best = clv["models"][clv["best"]]
+  if clv.get("n_test_returning", MIN_RETURNING) < MIN_RETURNING:
+    ws.add_warning(f"Only {clv['n_test_returning']} of {clv['n_test']:,} test customers bought "
+                   "again in the holdout period: too few to tell the value models apart; read "
+                   "the comparison below as noise.")
   ws.add_headline("ranking quality (Gini)", f"{best['gini']:.2f}", VALUE_MODELS[clv["best"]])
   ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
               f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
@@ -1021,7 +1034,13 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int) -> Recommend
 def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                  profiles: pd.DataFrame | None, opinions: Opinions | None,
                  recs: Recommendations) -> dict:
-  scores.to_parquet(ws.path("scores.parquet"), index=False)
+  from cvlib import scoring
+  ref = scores.attrs.get("scoring_reference")
+  if ref is not None:  # what `cvlib score` needs to segment new customers as these
+    scoring.ScoringReference.from_dict(ref).save(ws.path("models", scoring.REFERENCE_FILE))
+  out = scores.copy(deep=False)
+  out.attrs = {k: v for k, v in scores.attrs.items() if k != "scoring_reference"}
+  out.to_parquet(ws.path("scores.parquet"), index=False)
   notes = {}
   if matrix is not None:
     ws.save_frame("value_risk_matrix", matrix)

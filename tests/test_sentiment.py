@@ -304,3 +304,12 @@ def test_plot_history():
   assert len(fig.axes[0].lines) == 2
   with pytest.raises(ValueError, match=r"history lacks columns \['val_macro_f1'\]"):
     sentiment.plot_history(history.drop(columns="val_macro_f1"))
+
+
+def test_tfidf_char_analyzer_reads_text_without_spaces():
+  train = ["很好用非常满意", "质量很好喜欢", "太差了退货", "质量差不满意"] * 5
+  labels = np.array([1, 1, 0, 0] * 5)
+  pred = sentiment.tfidf_logreg(train, labels, ["非常满意很好", "太差了"], seed=0, analyzer="char")
+  assert pred.tolist() == [1, 0]
+  with pytest.raises(ValueError, match="analyzer must be 'word' or 'char'"):
+    sentiment.tfidf_logreg(train, labels, ["x"], analyzer="bytes")
