@@ -6,11 +6,19 @@ Attribute names follow the Hugging Face checkpoint names so the key table in
 ``...intermediate.dense``, ``...output.LayerNorm``, ``pooler.dense``. The differences are nnx's
 own parameter names (``kernel`` for ``weight`` of a Linear, stored transposed; ``embedding`` for an
 Embed's ``weight``; ``scale`` for a LayerNorm's ``weight``) and ``self_attn`` for HF's ``self``.
+
+Speed notes (measured on 2 CPU cores, MiniLM, batch 32 x 128 tokens; see benchmarks/encoder.py):
+dropout masks come from a counter-based integer hash instead of threefry (threefry bits for the
+attention-probability masks alone cost ~0.7 s of a ~3 s forward pass); attention runs on the
+[batch, seq, heads, head_dim] layout with einsums so that XLA inserts no head transposes.
+Parameters are always float32; ``BertConfig.dtype="bfloat16"`` computes activations in bfloat16
+(GPUs), with LayerNorm statistics, softmax and the losses in float32.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -20,6 +28,8 @@ from flax import nnx
 
 # HF BERT initialises every Linear and Embed from N(0, 0.02).
 _INIT = nnx.initializers.normal(stddev=0.02)
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_ATTENTIONS = ("xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +47,10 @@ class BertConfig:
     hidden_dropout: dropout rate on embeddings and block outputs.
     attention_dropout: dropout rate on attention probabilities.
     layer_norm_eps: LayerNorm epsilon (HF BERT: 1e-12).
+    dtype: compute dtype of activations, "float32" or "bfloat16" (parameters stay float32).
+    attention: "xla" (einsums, any device, supports attention dropout) or "cudnn" (fused
+      ``jax.nn.dot_product_attention`` on NVIDIA GPUs, bfloat16 only; attention dropout is not
+      applied in that kernel, so set attention_dropout to 0 with it).
   """
 
   vocab_size: int = 30522
@@ -49,6 +63,8 @@ class BertConfig:
   hidden_dropout: float = 0.1
   attention_dropout: float = 0.1
   layer_norm_eps: float = 1e-12
+  dtype: str = "float32"
+  attention: str = "xla"
 
   def __post_init__(self):
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -65,6 +81,14 @@ class BertConfig:
         raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
     if not self.layer_norm_eps > 0:
       raise ValueError(f"BertConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"BertConfig.dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
+    if self.attention not in _ATTENTIONS:
+      raise ValueError(f"BertConfig.attention must be one of {_ATTENTIONS}, got "
+                       f"{self.attention!r}")
+    if self.attention == "cudnn" and self.dtype != "bfloat16":
+      raise ValueError("BertConfig.attention='cudnn' needs dtype='bfloat16' (cuDNN's fused "
+                       f"attention has no float32 kernel), got dtype={self.dtype!r}")
 
   @classmethod
   def minilm_l6(cls) -> BertConfig:
@@ -77,33 +101,115 @@ class BertConfig:
     return cls(vocab_size=vocab_size, hidden_size=32, num_layers=2, num_heads=2,
                intermediate_size=64, max_position_embeddings=128)
 
+  @classmethod
+  def small(cls, vocab_size: int = 16000, *, num_layers: int = 4, hidden_size: int = 256,
+            num_heads: int = 4, intermediate_size: int = 1024,
+            max_position_embeddings: int = 128) -> BertConfig:
+    """A small encoder (default 4 x 256, 4 heads, 128 positions) to pretrain from scratch.
+
+    About 4.2M encoder parameters plus vocab_size x 256 embeddings: pretrainable with MLM on a
+    few tens of thousands of reviews on a CPU, for languages MiniLM's vocabulary does not cover.
+    """
+    return cls(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+               num_heads=num_heads, intermediate_size=intermediate_size,
+               max_position_embeddings=max_position_embeddings)
+
+  @classmethod
+  def bert_base(cls, vocab_size: int = 30522) -> BertConfig:
+    """The shape of BERT-base (12 x 768, 12 heads, 3072 intermediate): benchmarks on GPUs."""
+    return cls(vocab_size=vocab_size, hidden_size=768, num_layers=12, num_heads=12,
+               intermediate_size=3072)
+
+  @property
+  def compute_dtype(self) -> Any:
+    """The jnp dtype of activations."""
+    return _DTYPES[self.dtype]
+
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
 
-def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
-  return nnx.Linear(in_features, out_features, kernel_init=_INIT, rngs=rngs)
+def _linear(in_features: int, out_features: int, rngs: nnx.Rngs,
+            dtype: Any = jnp.float32) -> nnx.Linear:
+  return nnx.Linear(in_features, out_features, kernel_init=_INIT, dtype=dtype,
+                    param_dtype=jnp.float32, rngs=rngs)
 
 
 def _layer_norm(config: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
   # use_fast_variance=False computes mean((x - mean)^2) like torch, not E[x^2] - E[x]^2, which
-  # loses digits and would spoil the match with the reference implementation.
+  # loses digits and would spoil the match with the reference implementation. Flax computes the
+  # statistics in float32 even when dtype is bfloat16.
   return nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps,
-                       use_fast_variance=False, rngs=rngs)
+                       use_fast_variance=False, dtype=config.compute_dtype,
+                       param_dtype=jnp.float32, rngs=rngs)
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+  """MurmurHash3's 32-bit finaliser: a cheap bijection with full avalanche."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
+def dropout_keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+  """A boolean keep-mask, True with probability 1 - rate, from a counter-based hash.
+
+  Each element's bits are two rounds of MurmurHash3's finaliser over its flat index, keyed by
+  two 32-bit words drawn from ``key``. XLA fuses this into the consumer, so it costs one pass of
+  integer arithmetic; ``jax.random.bernoulli`` (threefry) costs about 10x more on CPU, which made
+  dropout a third of a MiniLM training step. Statistically plenty for dropout (not for crypto);
+  deterministic for a key, and independent of how the array is sharded.
+
+  Args:
+    key: a JAX PRNG key.
+    shape: the mask shape; at most 2**32 elements.
+    rate: drop probability in [0, 1).
+
+  Returns:
+    bool array of the given shape.
+  """
+  seeds = jax.random.bits(key, (2,), jnp.uint32)
+  index = jnp.zeros(shape, jnp.uint32)
+  stride = 1
+  for axis in reversed(range(len(shape))):  # the row-major flat index, built from iotas
+    index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
+    stride *= shape[axis]
+  h = _fmix32(index * jnp.uint32(0x9E3779B9) + seeds[0])
+  h = _fmix32(h ^ seeds[1])
+  return h >= jnp.uint32(min(int(rate * 2.0**32), 2**32 - 1))
+
+
+class Dropout(nnx.Module):
+  """Inverted dropout (like ``nnx.Dropout``) with hash-based masks; see ``dropout_keep_mask``.
+
+  The randomness comes from the "dropout" stream of the Rngs given at construction (falling back
+  to "default"), forked as nnx.Dropout does, so ``nnx.reseed`` reseeds it.
+  """
+
+  def __init__(self, rate: float, *, rngs: nnx.Rngs):
+    self.rate = rate
+    self.rngs = rngs["dropout"].fork()
+
+  def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    keep = dropout_keep_mask(self.rngs(), x.shape, self.rate)
+    return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
 
 
 class BertEmbeddings(nnx.Module):
   """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
   def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-    self.word_embeddings = nnx.Embed(config.vocab_size, config.hidden_size,
-                                     embedding_init=_INIT, rngs=rngs)
-    self.position_embeddings = nnx.Embed(config.max_position_embeddings, config.hidden_size,
-                                         embedding_init=_INIT, rngs=rngs)
-    self.token_type_embeddings = nnx.Embed(config.type_vocab_size, config.hidden_size,
-                                           embedding_init=_INIT, rngs=rngs)
+    embed = functools.partial(nnx.Embed, embedding_init=_INIT, dtype=config.compute_dtype,
+                              param_dtype=jnp.float32, rngs=rngs)
+    self.word_embeddings = embed(config.vocab_size, config.hidden_size)
+    self.position_embeddings = embed(config.max_position_embeddings, config.hidden_size)
+    self.token_type_embeddings = embed(config.type_vocab_size, config.hidden_size)
     self.LayerNorm = _layer_norm(config, rngs)
-    self.dropout = nnx.Dropout(config.hidden_dropout, rngs=rngs)
+    self.dropout = Dropout(config.hidden_dropout, rngs=rngs)
 
   def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, *,
                deterministic: bool) -> jax.Array:
@@ -114,37 +220,50 @@ class BertEmbeddings(nnx.Module):
 
 
 class BertSelfAttention(nnx.Module):
-  """Multi-head scaled dot-product attention over the unmasked tokens."""
+  """Multi-head scaled dot-product attention over the unmasked tokens.
+
+  Heads stay on the [batch, seq, heads, head_dim] layout (a free reshape of the projections);
+  the einsums contract over it directly, so XLA needs no transposes in the forward or backward
+  pass (each ``transpose(0, 2, 1, 3)`` was a full copy of the activations).
+  """
 
   def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
     self.num_heads = config.num_heads
     self.head_dim = config.hidden_size // config.num_heads
-    self.query = _linear(config.hidden_size, config.hidden_size, rngs)
-    self.key = _linear(config.hidden_size, config.hidden_size, rngs)
-    self.value = _linear(config.hidden_size, config.hidden_size, rngs)
-    self.dropout = nnx.Dropout(config.attention_dropout, rngs=rngs)
+    self.attention = config.attention
+    dtype = config.compute_dtype
+    self.query = _linear(config.hidden_size, config.hidden_size, rngs, dtype)
+    self.key = _linear(config.hidden_size, config.hidden_size, rngs, dtype)
+    self.value = _linear(config.hidden_size, config.hidden_size, rngs, dtype)
+    self.dropout = Dropout(config.attention_dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, mask_bias: jax.Array, *, deterministic: bool) -> jax.Array:
     batch, seq, hidden = x.shape
-
-    def heads(t: jax.Array) -> jax.Array:  # [batch, seq, hidden] -> [batch, heads, seq, head_dim]
-      return t.reshape(batch, seq, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
-
-    q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(self.head_dim)
-    scores = scores + mask_bias  # [batch, heads, seq, seq]
-    probs = self.dropout(jax.nn.softmax(scores, axis=-1), deterministic=deterministic)
-    context = probs @ v  # [batch, heads, seq, head_dim]
-    return context.transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
+    split = (batch, seq, self.num_heads, self.head_dim)
+    q = self.query(x).reshape(split)  # [batch, seq, heads, head_dim]
+    k = self.key(x).reshape(split)
+    v = self.value(x).reshape(split)
+    if self.attention == "cudnn":
+      # Fused kernel; the padding bias is [batch, 1, 1, seq] and broadcasts over heads, queries.
+      bias = jnp.maximum(mask_bias, jnp.finfo(q.dtype).min).astype(q.dtype)  # finite in bf16
+      context = jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="cudnn")
+      return context.reshape(batch, seq, hidden)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k,
+                        preferred_element_type=jnp.float32)  # [batch, heads, seq, seq]
+    scores = scores * (1.0 / math.sqrt(self.head_dim)) + mask_bias
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)  # softmax in float32
+    probs = self.dropout(probs, deterministic=deterministic)
+    context = jnp.einsum("bhqk,bkhd->bqhd", probs, v)  # [batch, seq, heads, head_dim]
+    return context.reshape(batch, seq, hidden)
 
 
 class BertSelfOutput(nnx.Module):
   """Projection after a sub-block, dropout, residual, then LayerNorm (post-LN)."""
 
   def __init__(self, config: BertConfig, in_features: int, *, rngs: nnx.Rngs):
-    self.dense = _linear(in_features, config.hidden_size, rngs)
+    self.dense = _linear(in_features, config.hidden_size, rngs, config.compute_dtype)
     self.LayerNorm = _layer_norm(config, rngs)
-    self.dropout = nnx.Dropout(config.hidden_dropout, rngs=rngs)
+    self.dropout = Dropout(config.hidden_dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, residual: jax.Array, *, deterministic: bool) -> jax.Array:
     return self.LayerNorm(self.dropout(self.dense(x), deterministic=deterministic) + residual)
@@ -166,7 +285,7 @@ class BertIntermediate(nnx.Module):
   """The first half of the feed-forward block (exact erf GELU, as HF's ``"gelu"``)."""
 
   def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-    self.dense = _linear(config.hidden_size, config.intermediate_size, rngs)
+    self.dense = _linear(config.hidden_size, config.intermediate_size, rngs, config.compute_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return jax.nn.gelu(self.dense(x), approximate=False)
@@ -204,7 +323,7 @@ class BertPooler(nnx.Module):
     self.dense = _linear(config.hidden_size, config.hidden_size, rngs)
 
   def __call__(self, sequence_output: jax.Array) -> jax.Array:
-    return jnp.tanh(self.dense(sequence_output[:, 0]))
+    return jnp.tanh(self.dense(sequence_output[:, 0].astype(jnp.float32)))
 
 
 def make_attention_bias(attention_mask: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -245,13 +364,14 @@ class BertModel(nnx.Module):
       deterministic: True switches dropout off (inference).
 
     Returns:
-      (sequence_output [batch, seq, hidden], pooled_output [batch, hidden]); pooled_output is
-      None when the model was built with ``add_pooler=False``.
+      (sequence_output [batch, seq, hidden] in the compute dtype, pooled_output [batch, hidden]
+      float32); pooled_output is None when the model was built with ``add_pooler=False``.
     """
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
     x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
-    x = self.encoder(x, make_attention_bias(attention_mask, x.dtype), deterministic=deterministic)
+    # The bias stays float32: it is added to float32 attention scores.
+    x = self.encoder(x, make_attention_bias(attention_mask), deterministic=deterministic)
     pooled = self.pooler(x) if self.pooler is not None else None
     return x, pooled
 
@@ -264,10 +384,10 @@ def mean_pool(sequence_output: jax.Array, attention_mask: jax.Array) -> jax.Arra
     attention_mask: [batch, seq] 0/1.
 
   Returns:
-    [batch, hidden]; an all-padding row gives zeros.
+    float32 [batch, hidden]; an all-padding row gives zeros.
   """
-  mask = attention_mask[..., None].astype(sequence_output.dtype)  # [batch, seq, 1]
-  total = jnp.sum(sequence_output * mask, axis=1)  # [batch, hidden]
+  mask = attention_mask[..., None].astype(jnp.float32)  # [batch, seq, 1]
+  total = jnp.sum(sequence_output.astype(jnp.float32) * mask, axis=1)  # [batch, hidden]
   count = jnp.maximum(jnp.sum(mask, axis=1), 1e-9)  # [batch, 1]; sentence-transformers' clamp
   return total / count
 
@@ -286,6 +406,7 @@ class BertForSequenceClassification(nnx.Module):
   The default pools by the mask-weighted mean of the token vectors, not HF's [CLS] pooler:
   all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling, so its mean-pooled vector
   is the meaningful sentence representation and its pooler weights are untrained leftovers.
+  The head runs in float32 whatever the encoder's compute dtype.
 
   Args:
     config: the encoder shape.
@@ -303,13 +424,13 @@ class BertForSequenceClassification(nnx.Module):
     self.num_labels = num_labels
     self.pooling = pooling
     self.bert = BertModel(config, rngs=rngs, add_pooler=pooling == "cls")
-    self.dropout = nnx.Dropout(config.hidden_dropout, rngs=rngs)
+    self.dropout = Dropout(config.hidden_dropout, rngs=rngs)
     self.classifier = _linear(config.hidden_size, num_labels, rngs)
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *,
                deterministic: bool = True) -> jax.Array:
-    """Returns class logits [batch, num_labels]."""
+    """Returns float32 class logits [batch, num_labels]."""
     sequence_output, pooled = self.bert(input_ids, attention_mask, token_type_ids,
                                         deterministic=deterministic)
     if self.pooling == "mean":
@@ -321,7 +442,7 @@ class BertPredictionHeadTransform(nnx.Module):
   """Dense + GELU + LayerNorm before the masked-LM decoder."""
 
   def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-    self.dense = _linear(config.hidden_size, config.hidden_size, rngs)
+    self.dense = _linear(config.hidden_size, config.hidden_size, rngs, config.compute_dtype)
     self.LayerNorm = _layer_norm(config, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -338,9 +459,29 @@ class BertForMaskedLM(nnx.Module):
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *,
+               masked_positions: jax.Array | None = None,
                deterministic: bool = True) -> jax.Array:
-    """Returns vocabulary logits [batch, seq, vocab_size]."""
+    """Vocabulary logits (float32) at every position or only at the masked ones.
+
+    Args:
+      input_ids: [batch, seq] int ids.
+      attention_mask: [batch, seq] 0/1.
+      token_type_ids: [batch, seq] segment ids; zeros when None.
+      masked_positions: [batch, predictions] int positions to predict. Only these pass through
+        the head and the [hidden, vocab] decoder (BERT's gather), which at 15% masking is most
+        of the saving: the decoder is the largest matmul of a small model.
+      deterministic: True switches dropout off.
+
+    Returns:
+      [batch, seq, vocab_size], or [batch, predictions, vocab_size] with masked_positions.
+    """
     sequence_output, _ = self.bert(input_ids, attention_mask, token_type_ids,
                                    deterministic=deterministic)
-    h = self.transform(sequence_output)  # [batch, seq, hidden]
-    return self.bert.embeddings.word_embeddings.attend(h) + self.bias[...]
+    if masked_positions is not None:
+      sequence_output = jnp.take_along_axis(sequence_output, masked_positions[..., None],
+                                            axis=1)  # [batch, predictions, hidden]
+    h = self.transform(sequence_output)  # [batch, positions, hidden]
+    table = self.bert.embeddings.word_embeddings.embedding[...]  # [vocab, hidden], tied
+    logits = jnp.einsum("bph,vh->bpv", h, table.astype(h.dtype),
+                        preferred_element_type=jnp.float32)
+    return logits + self.bias[...]

@@ -22,8 +22,11 @@ def make_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="cvlib", description="Customer value reports from orders "
                                    "and reviews.")
   sub = parser.add_subparsers(dest="command", required=True)
-  p = sub.add_parser("run", help="run the report for one params file")
-  p.add_argument("params", help="params YAML, e.g. params/demo.yaml")
+  p = sub.add_parser("run", help="run the report for one params file (or every one of a folder)")
+  p.add_argument("params", nargs="?", help="params YAML, e.g. params/demo.yaml")
+  p.add_argument("--all", dest="all_dir", metavar="FOLDER",
+                 help="run every params file (*.yaml) in FOLDER, one after the other; the exit "
+                      "status is non-zero if any failed")
   p.add_argument("--out", default="reports", help="reports folder (default: reports)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a params key by dotted path, e.g. finetune.epochs=1")
@@ -31,6 +34,18 @@ def make_parser() -> argparse.ArgumentParser:
                  help="comma-separated subset: preprocess,finetune,evaluate,segment")
   p = sub.add_parser("validate", help="check params and input data; run nothing else")
   p.add_argument("params")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  p = sub.add_parser("score", help="score customers with a finished run's models")
+  p.add_argument("run_dir", help="the run folder, e.g. reports/demo")
+  p.add_argument("params", help="params YAML whose data block names the data to score")
+  p.add_argument("--out", default=None, metavar="FILE",
+                 help="output .parquet or .csv (default: RUN_DIR/scores_<as-of>.parquet)")
+  p.add_argument("--as-of", dest="as_of", default=None, metavar="DATE",
+                 help="score as of this day, YYYY-MM-DD (default: the day after the last order)")
+  p.add_argument("--model", default=None,
+                 help="value network to score with (default: the run's: the back-test's best)")
+  p.add_argument("--chunk-size", dest="chunk_size", type=int, default=50_000,
+                 help="customers scored at a time (bounds memory; default 50000)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
   p = sub.add_parser("demo-data", help="write the synthetic dataset as canonical files")
   p.add_argument("out_dir")
@@ -48,11 +63,22 @@ def main(argv: list[str] | None = None) -> int:
   signal.signal(signal.SIGTERM, _on_sigterm)
   from cvlib.adapters import DataError
   from cvlib.runner import RunFailed
+  from cvlib.scoring import ModelFolderError
   try:
+    if args.command == "run" and args.all_dir is not None:
+      if args.params is not None:
+        raise ParamsError([f"give either a params file or --all FOLDER, not both "
+                           f"({args.params} and --all {args.all_dir})"])
+      return _run_all(args.all_dir, args.out, args.overrides, args.stages)
     if args.command == "run":
+      if args.params is None:
+        raise ParamsError(["cvlib run: give a params file (e.g. params/demo.yaml) or --all FOLDER"])
       from cvlib.runner import run
       index = run(args.params, out=args.out, overrides=args.overrides, stages=args.stages)
       print(f"Report: {index}")
+    elif args.command == "score":
+      _score(args.run_dir, args.params, out=args.out, as_of=args.as_of, model=args.model,
+             chunk_size=args.chunk_size, overrides=args.overrides)
     elif args.command == "validate":
       _validate(args.params, args.overrides)
     elif args.command == "demo-data":
@@ -64,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
       paths = synthetic.write_demo_data(Path(args.out_dir), n_customers=args.customers,
                                         seed=args.seed)
       print(f"Wrote {len(paths)} files to {args.out_dir}")
-  except (ParamsError, DataError) as e:
+  except (ParamsError, DataError, ModelFolderError) as e:
     for line in e.problems:
       print(f"error: {line}", file=sys.stderr)
     return 2
@@ -74,6 +100,73 @@ def main(argv: list[str] | None = None) -> int:
     print(f"and its HTML: {e.notebook.with_suffix('.html')}", file=sys.stderr)
     return 1
   return 0
+
+
+def _run_all(folder: str, out: str, overrides: list[str], stages: list[str] | None) -> int:
+  """``cvlib run --all``: 0 if every dataset succeeded; 2 if the failures were all bad params or
+  data; 1 otherwise. Each failure gets its lines on stderr."""
+  from cvlib.adapters import DataError
+  from cvlib.runner import RunFailed, run_all
+  results = run_all(folder, out=out, overrides=overrides, stages=stages)
+  failed = {path: e for path, e in results.items() if e is not None}
+  for path, e in failed.items():
+    if isinstance(e, (ParamsError, DataError)):
+      for line in e.problems:
+        print(f"error: {path}: {line}", file=sys.stderr)
+    elif isinstance(e, RunFailed):
+      print(f"error: {path}: {e}; the executed notebook with the error: {e.notebook}",
+            file=sys.stderr)
+    else:
+      print(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
+  ok = len(results) - len(failed)
+  print(f"{ok} of {len(results)} reports written; index: {Path(out).resolve() / 'index.html'}")
+  if not failed:
+    return 0
+  return 2 if all(isinstance(e, (ParamsError, DataError)) for e in failed.values()) else 1
+
+
+def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None,
+           model: str | None, chunk_size: int, overrides: list[str]) -> None:
+  """``cvlib score``: every customer of the params' data, scored with the run's models."""
+  import datetime as dt
+
+  import pandas as pd
+
+  from cvlib import privacy, scoring
+  from cvlib.adapters import DataError, load_data
+  from cvlib.clean import clean_tables
+  from cvlib.config import load_params
+  problems = []
+  day = None
+  if as_of is not None:
+    try:
+      day = dt.date.fromisoformat(as_of)
+    except ValueError:
+      problems.append(f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)")
+  if out is not None and Path(out).suffix.lower() not in (".parquet", ".csv"):
+    problems.append(f"--out: {out!r} must end in .parquet or .csv")
+  if chunk_size < 1:
+    problems.append(f"--chunk-size must be > 0, got {chunk_size}")
+  if problems:
+    raise ParamsError(problems)
+  params = load_params(params_file, overrides)
+  # checks the manifest before any data is read; batches need no per-customer warm-up
+  scorer = scoring.Scorer(run_dir, model=model, warm_up=False)
+  cleaned, _ = clean_tables(load_data(params))
+  tx = cleaned.transactions
+  if not len(tx):
+    raise DataError([f"{params_file}: no orders left after cleaning: customer value needs "
+                     "transactions"])
+  day = day or tx["timestamp"].max().date() + dt.timedelta(days=1)
+  if tx["timestamp"].min() >= pd.Timestamp(day):
+    raise DataError([f"{params_file}: no order before --as-of {day} (orders from "
+                     f"{tx['timestamp'].min().date()} to {tx['timestamp'].max().date()})"])
+  path = Path(out) if out is not None else Path(run_dir) / f"scores_{day.isoformat()}.parquet"
+  salt, _ = privacy.resolve_salt(params.report.salt)
+  n = scorer.score_tables(cleaned, as_of=day, out=path, chunk_size=chunk_size,
+                          raw_ids=params.report.raw_ids_in_scores, salt=salt)
+  print(f"Scored {n:,} customers as of {day} with {scorer.name} ({scorer.version}; value over "
+        f"the next {scorer.horizon_days} days): {path}")
 
 
 def _validate(params_file: str, overrides: list[str]) -> None:

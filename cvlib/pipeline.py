@@ -858,7 +858,8 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
   for fig, caption in zip(figures, (
       "Decile chart: customers ranked by predicted value, mean predicted vs actual holdout "
       "spend per tenth.", "Gain curves: share of holdout spend captured by the top-ranked "
-      "customers.")):
+      "customers.", "What the scoring model relies on: the drop in Gini when each input is "
+      "shuffled (test customers).")):
     ws.add_figure("value", fig, caption)
 
 
@@ -1090,10 +1091,6 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
                                          predicted_value=("predicted_value", "sum"))
   ws.add_table("segments", actions.sort_values("predicted_value", ascending=False).reset_index(),
                "Next-best actions: customers and predicted value per action.")
-  top = scores.sort_values("predicted_value", ascending=False).head(10)
-  ws.add_table("segments", top[["customer_key", "predicted_value", "value_lo", "value_hi",
-                                "churn_probability", "rfm_segment", "action"]],
-               "The ten customers with the highest predicted value (pseudonymised keys).")
 
 
 def _report_opinions(ws: Workspace, opinions: Opinions | None) -> None:
@@ -1122,3 +1119,122 @@ def _report_recommendations(ws: Workspace, recs: Recommendations) -> None:
   if recs.top_products is not None and len(recs.top_products):
     ws.add_table("recommendations", recs.top_products, "The products recommended to the most "
                  "customers.")
+
+
+# --- explanations and opinion monitoring (cvlib.explain, cvlib.monitoring) ----------------------
+
+def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
+                     text: pd.DataFrame | None, is_test: np.ndarray, *, seed: int
+                     ) -> pd.DataFrame | None:
+  """Permutation importance (Gini drop) of the scoring network's inputs on test customers."""
+  from cvlib import explain
+  if name is None:
+    return None
+  predictor, _ = networks[name]
+  X = network_inputs(name, features, text)[is_test].reset_index(drop=True)
+  y = features["holdout_value"].to_numpy()[is_test]
+  return explain.permutation_importance(predictor.predict, X, y, seed=seed)
+
+
+def plot_value_importance(importance: pd.DataFrame | None):
+  from cvlib import explain, plots
+  if importance is None:
+    return plots.plot_not_applicable("Feature importance", NOT_APPLICABLE["value"])
+  return explain.plot_importance(importance)
+
+
+def add_drivers(scores: pd.DataFrame, prep: Prepared, networks: dict, name: str | None,
+                text_now: pd.DataFrame | None, *, k: int = 3) -> pd.DataFrame:
+  """Adds ``top_drivers``: the k inputs that moved each customer's prediction most, in words
+  (integrated gradients against the median customer)."""
+  from cvlib import explain
+  if name is None or not len(scores):
+    return scores
+  predictor, _ = networks[name]
+  X = network_inputs(name, prep.features_now, text_now)
+  attributions = explain.integrated_gradients(predictor, X)
+  out = scores.copy()
+  out["top_drivers"] = explain.top_drivers(attributions, X, k=k)  # rows follow features_now
+  out.attrs.update(scores.attrs, completeness_gap=attributions.attrs.get("completeness_gap"))
+  return out
+
+
+@dataclasses.dataclass
+class Monitoring:
+  weekly: pd.DataFrame  # per week (and category): reviews, share negative, mean rating
+  flags: pd.DataFrame  # the weekly rows with their control band and status
+  explanations: pd.DataFrame  # the reviews behind each flagged week
+
+
+def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Monitoring | None:
+  """Weekly share of negative reviews per category against a control band; None without dates.
+
+  The band uses exact binomial limits: with a few reviews a week the normal approximation flags
+  ten times too many weeks (measured by the module's tests).
+  """
+  from cvlib import monitoring
+  dated = review_scores.dropna(subset=["timestamp"])
+  if len(dated) < 50:
+    return None
+  rs = dated.merge(tables.products[["product_id", "category"]], on="product_id", how="left")
+  rs["category"] = rs["category"].fillna("(unknown)")
+  weekly = monitoring.weekly_opinion(rs, by="category")
+  flags = monitoring.control_flags(weekly, limits="exact")
+  texts = tables.reviews.set_index("review_id")["text"]
+  return Monitoring(weekly, flags, monitoring.flag_explanations(rs, flags, texts))
+
+
+def plot_monitoring(mon: Monitoring | None):
+  from cvlib import monitoring, plots
+  if mon is None:
+    return plots.plot_not_applicable("Opinion over time", "reviews carry no dates")
+  return monitoring.plot_opinion_trend(mon.weekly, mon.flags,
+                                       title="Share of negative reviews per week")
+
+
+def save_explanations(ws: Workspace, scores: pd.DataFrame, mon: Monitoring | None) -> dict:
+  """Stage 4's monitoring and explanation metrics (added to the segment stage's metrics)."""
+  metrics: dict[str, Any] = {"explanations": None, "monitoring": None}
+  if "top_drivers" in scores:
+    metrics["explanations"] = {"method": "integrated gradients vs the median customer",
+                               "completeness_gap": scores.attrs.get("completeness_gap")}
+  if mon is not None:
+    status = mon.flags["status"].value_counts()
+    metrics["monitoring"] = {"weeks": int(mon.flags["week"].nunique()),
+                             "groups": int(mon.flags["category"].nunique()),
+                             "flags_worse": int(status.get("worse", 0)),
+                             "flags_improved": int(status.get("improved", 0))}
+    ws.save_frame("opinion_flags", mon.flags)
+    ws.save_frame("opinion_flag_reviews", mon.explanations)
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_explanations(ws: Workspace, scores: pd.DataFrame, mon: Monitoring | None,
+                        fig_trend) -> None:
+  if mon is None:
+    ws.add_text("opinions", "Opinion over time: not part of this report (the reviews carry no "
+                "dates).")
+  else:
+    worse = mon.flags[mon.flags["status"] == "worse"]
+    ws.add_figure("opinions", fig_trend, "Share of negative reviews per week, by category, with "
+                  "its control band (exact binomial limits around the previous eight weeks); "
+                  "flagged weeks are marked.")
+    ws.add_text("opinions", f"{len(worse)} category-weeks had a share of negative reviews above "
+                "their control band." + (" The reviews behind each are listed below." if len(worse)
+                                         else ""))
+    if len(mon.explanations):
+      cols = [c for c in ("category", "week", "status", "share_negative", "rating", "sentiment",
+                          "text") if c in mon.explanations]
+      ws.add_table("opinions", mon.explanations[cols], "The reviews behind each flagged week.",
+                   floatfmt="{:.2f}")
+  if "top_drivers" in scores:
+    top = scores.sort_values("predicted_value", ascending=False).head(10)
+    risky = scores[scores["value_tier"] == "High"].sort_values("churn_probability",
+                                                               ascending=False).head(10)
+    cols = ["customer_key", "predicted_value", "value_lo", "value_hi", "churn_probability",
+            "rfm_segment", "action", "top_drivers"]
+    ws.add_table("segments", top[cols], "Profile cards: the ten customers with the highest "
+                 "predicted value, with what drives each prediction (pseudonymised keys).")
+    ws.add_table("segments", risky[cols], "Valuable customers most at risk of leaving, with what "
+                 "drives each prediction.")

@@ -309,12 +309,17 @@ def config_from_hf(hf_config: dict[str, Any], source: str = "config.json") -> Be
     raise ValueError(f"{source}: key {e.args[0]!r} missing") from e
 
 
-def load_config(path: str | os.PathLike | None = None,
-                num_layers: int | None = None) -> BertConfig:
+def load_config(path: str | os.PathLike | None = None, num_layers: int | None = None, *,
+                dtype: str = "float32") -> BertConfig:
   """Reads a model folder's config.json, optionally keeping only the first num_layers layers.
 
+  Args:
+    path: a model folder; None for the installed MiniLM.
+    num_layers: keep only the first num_layers layers; None keeps all.
+    dtype: compute dtype of activations ("float32" or "bfloat16"; parameters stay float32).
+
   Raises:
-    ValueError: num_layers outside 1..(the checkpoint's layers).
+    ValueError: num_layers outside 1..(the checkpoint's layers), or a bad dtype.
   """
   file = minilm_path(path) / "config.json"
   config = config_from_hf(json.loads(file.read_text()), source=str(file))
@@ -323,30 +328,31 @@ def load_config(path: str | os.PathLike | None = None,
       raise ValueError(f"num_layers must be an int in [1, {config.num_layers}] for {file}, "
                        f"got {num_layers!r}")
     config = dataclasses.replace(config, num_layers=num_layers)
-  return config
+  return dataclasses.replace(config, dtype=dtype)
 
 
 def load_encoder(path: str | os.PathLike | None = None, num_layers: int | None = None, *,
-                 seed: int = 0) -> tuple[BertModel, BertConfig]:
+                 seed: int = 0, dtype: str = "float32") -> tuple[BertModel, BertConfig]:
   """Builds a BertModel from a model folder's config.json and loads its weights.
 
   Args:
     path: a model folder; None for the installed MiniLM.
     num_layers: keep only the first num_layers layers (fast tests); None keeps all.
     seed: seeds dropout (every weight comes from the checkpoint).
+    dtype: compute dtype of activations ("float32" or "bfloat16").
 
   Returns:
     (model, config).
   """
-  config = load_config(path, num_layers)
+  config = load_config(path, num_layers, dtype=dtype)
   model = BertModel(config, rngs=nnx.Rngs(seed))
   load_bert_weights(model, path)
   return model, config
 
 
 def load_classifier(num_labels: int, path: str | os.PathLike | None = None,
-                    num_layers: int | None = None, *, seed: int = 0,
-                    pooling: str = "mean") -> tuple[BertForSequenceClassification, BertConfig]:
+                    num_layers: int | None = None, *, seed: int = 0, pooling: str = "mean",
+                    dtype: str = "float32") -> tuple[BertForSequenceClassification, BertConfig]:
   """A BertForSequenceClassification whose encoder starts from a checkpoint (default MiniLM).
 
   Args:
@@ -355,14 +361,65 @@ def load_classifier(num_labels: int, path: str | os.PathLike | None = None,
     num_layers: keep only the first num_layers layers; None keeps all.
     seed: seeds the classifier head's initialisation and dropout.
     pooling: "mean" (default; how MiniLM was trained) or "cls".
+    dtype: compute dtype of activations ("float32" or "bfloat16").
 
   Returns:
     (model, config).
   """
-  config = load_config(path, num_layers)
+  config = load_config(path, num_layers, dtype=dtype)
   model = BertForSequenceClassification(config, num_labels, rngs=nnx.Rngs(seed), pooling=pooling)
   load_bert_weights(model, path)
   return model, config
+
+
+# HF BertForMaskedLM's head keys -> nnx paths of BertForMaskedLM (the decoder weight is tied to
+# the word embeddings, so the checkpoint's copy is not read).
+_MLM_HEAD_TABLE: tuple[tuple[str, str, bool], ...] = (
+    ("cls.predictions.transform.dense.weight", "transform.dense.kernel", True),
+    ("cls.predictions.transform.dense.bias", "transform.dense.bias", False),
+    ("cls.predictions.transform.LayerNorm.weight", "transform.LayerNorm.scale", False),
+    ("cls.predictions.transform.LayerNorm.bias", "transform.LayerNorm.bias", False),
+    ("cls.predictions.bias", "bias", False),
+)
+
+
+def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None = None, *,
+                   seed: int = 0, dtype: str = "float32") -> tuple[BertForMaskedLM, dict[str, Any]]:
+  """A BertForMaskedLM whose encoder (and MLM head, if the checkpoint has one) is pretrained.
+
+  all-MiniLM-L6-v2 ships without its masked-LM head (it was trained as a sentence encoder), so
+  for MiniLM the head's transform starts from the usual N(0, 0.02) initialisation and its bias
+  from zeros; the decoder is tied to the pretrained word embeddings either way.
+
+  Args:
+    path: a model folder; None for the installed MiniLM.
+    num_layers: keep only the first num_layers layers; None keeps all.
+    seed: seeds the head's initialisation and dropout.
+    dtype: compute dtype of activations.
+
+  Returns:
+    (model, report): report is load_bert_state_dict's, plus "head": the head keys loaded.
+
+  Raises:
+    ValueError: the checkpoint does not fit (every problem listed).
+  """
+  config = load_config(path, num_layers, dtype=dtype)
+  model = BertForMaskedLM(config, rngs=nnx.Rngs(seed))
+  state_dict = load_file(str(_weights_file(path)))
+  head = {k: v for k, v in state_dict.items() if k.startswith("cls.")}
+  report = load_bert_state_dict(model, {k: v for k, v in state_dict.items()
+                                        if not k.startswith("cls.")})
+  params = _flat_params(model)
+  report["head"] = []
+  for ckpt_key, nnx_key, transpose in _MLM_HEAD_TABLE:
+    if ckpt_key in head:
+      value = head[ckpt_key].T if transpose else head[ckpt_key]
+      if value.shape != params[nnx_key].shape:
+        raise ValueError(f"shape mismatch: {ckpt_key}: checkpoint {value.shape}, model "
+                         f"{nnx_key} {params[nnx_key].shape}")
+      params[nnx_key].set_value(jnp.asarray(value, jnp.float32))
+      report["head"].append(ckpt_key)
+  return model, report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,6 +475,11 @@ def _pad_id(tokenizer: Tokenizer) -> int:
     return int(padding["pad_id"])
   pad = tokenizer.token_to_id("[PAD]")
   return 0 if pad is None else int(pad)
+
+
+def special_token_ids(tokenizer: Tokenizer) -> list[int]:
+  """Ids of the tokenizer's special tokens ([PAD], [UNK], [CLS], [SEP], [MASK], ...), sorted."""
+  return sorted(int(i) for i, tok in tokenizer.get_added_tokens_decoder().items() if tok.special)
 
 
 def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarray | None = None,
@@ -692,9 +754,95 @@ def load_saved_encoder(folder: str | os.PathLike, *, seed: int = 0) -> tuple[Any
   return model, config
 
 
+# ----------------------------------------------------------------------------------------------
+# Training checkpoints (orbax)
+
+
+class Checkpoints:
+  """Orbax-managed checkpoints of a model's parameters in one folder.
+
+  Each ``save`` writes the model's nnx Params (float32, under their nnx paths) as a numbered step
+  with its metrics. With ``best_metric`` the manager keeps the ``max_to_keep`` steps with the
+  highest value of that metric (e.g. validation macro-F1), otherwise the latest ones. Saving is
+  synchronous, so a step on disk is complete when ``save`` returns. ``save_encoder`` remains the
+  format of the report's model folder (one safetensors file next to the tokenizer); these are the
+  checkpoints taken during training.
+
+  Args:
+    directory: the checkpoint folder (created if needed).
+    best_metric: metric to keep the best steps by (higher is better); None keeps the latest.
+    max_to_keep: steps kept on disk.
+
+  Raises:
+    ValueError: max_to_keep < 1.
+  """
+
+  def __init__(self, directory: str | os.PathLike, *, best_metric: str | None = None,
+               max_to_keep: int = 1):
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel  (slow import)
+    if not isinstance(max_to_keep, int) or max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be an int >= 1, got {max_to_keep!r}")
+    self._ocp = ocp
+    self.directory = Path(directory).absolute()
+    self.best_metric = best_metric
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, enable_async_checkpointing=False,
+        best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode="max")
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  @property
+  def steps(self) -> list[int]:
+    """Steps on disk, oldest first."""
+    return list(self._manager.all_steps())
+
+  def best_step(self) -> int | None:
+    """The kept step with the highest best_metric (the latest without best_metric)."""
+    if self.best_metric is None:
+      return self._manager.latest_step()
+    return self._manager.best_step()
+
+  def save(self, step: int, model: nnx.Module, *, metrics: dict[str, float] | None = None) -> None:
+    """Writes model's parameters as ``step`` (metrics must hold best_metric when it is set).
+
+    Raises:
+      ValueError: best_metric is set but missing from metrics.
+    """
+    if self.best_metric and (metrics is None or self.best_metric not in metrics):
+      raise ValueError(f"metrics must contain {self.best_metric!r} to rank checkpoints, got "
+                       f"{sorted(metrics or {})}")
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    self._manager.save(step, args=self._ocp.args.StandardSave(params),
+                       metrics={k: float(v) for k, v in (metrics or {}).items()})
+    self._manager.wait_until_finished()
+
+  def restore(self, model: nnx.Module, step: int | None = None) -> int:
+    """Loads a saved step (default: ``best_step()``) into model's parameters in place.
+
+    Returns:
+      The step restored.
+
+    Raises:
+      FileNotFoundError: no checkpoint (or not that step) in the folder.
+    """
+    step = self.best_step() if step is None else step
+    if step is None or step not in self.steps:
+      raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in "
+                              f"{str(self.directory)!r} (steps: {self.steps})")
+    state = nnx.state(model, nnx.Param)
+    target = nnx.to_pure_dict(state)
+    restored = self._manager.restore(step, args=self._ocp.args.StandardRestore(target))
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(model, state)
+    return step
+
+  def close(self) -> None:
+    self._manager.close()
+
+
 __all__ = [
-    "Batch", "DEFAULT_BUCKETS", "batches_from_ids", "config_from_hf", "embed",
+    "Batch", "Checkpoints", "DEFAULT_BUCKETS", "batches_from_ids", "config_from_hf", "embed",
     "inference_batch_size", "load_bert_state_dict", "load_bert_weights", "load_classifier",
-    "load_config", "load_encoder", "load_saved_encoder", "load_tokenizer", "make_batches",
-    "minilm_path", "predict_batched", "save_encoder", "tokenize_texts",
+    "load_config", "load_encoder", "load_masked_lm", "load_saved_encoder", "load_tokenizer",
+    "make_batches", "minilm_path", "predict_batched", "save_encoder", "special_token_ids",
+    "tokenize_texts",
 ]

@@ -141,6 +141,55 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
   return final / "index.html"
 
 
+def run_all(folder: str | os.PathLike, out: str | os.PathLike = "reports",
+            overrides: list[str] | tuple[str, ...] = (), stages: list[str] | None = None,
+            log=None) -> dict[str, BaseException | None]:
+  """Runs every params file (``*.yaml``, ``*.yml``) of a folder, one after the other.
+
+  A failing dataset does not stop the others, and the reports of those that succeed (and the
+  previous report of one that fails) stay in place. Runs are sequential: each already keeps the
+  machine's cores busy, and one notebook kernel at a time means no two kernels share ports.
+
+  Args:
+    folder: the params folder.
+    out: the reports folder; ``out/index.html`` lists every dataset report in it.
+    overrides: applied to every params file.
+    stages: a subset of stages for every dataset.
+    log: called with each progress line (default: print to stdout).
+
+  Returns:
+    {params file: None if it succeeded, else the exception}, in file-name order.
+
+  Raises:
+    ParamsError: the folder does not exist or holds no params file.
+  """
+  log = log or (lambda line: print(line, flush=True))
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise ParamsError([f"--all {folder}: not a folder"])
+  files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+  if not files:
+    raise ParamsError([f"--all {folder}: no params files (*.yaml) in it"])
+  results: dict[str, BaseException | None] = {}
+  seen: dict[str, Path] = {}
+  for path in files:
+    try:
+      params = load_params(path, overrides)
+      if params.dataset in seen:  # the second would replace the first's report
+        raise ParamsError([f"{path}: dataset {params.dataset!r} is also the dataset of "
+                           f"{seen[params.dataset]}; give each params file its own name"])
+      seen[params.dataset] = path
+      run(path, out=out, overrides=overrides, stages=stages, log=log)
+      results[str(path)] = None
+    except Exception as e:  # one dataset's failure is reported; the others still run
+      results[str(path)] = e
+      log(f"[cvlib] {path}: FAILED: {type(e).__name__}: {e}")
+  out_dir = Path(out).resolve()
+  out_dir.mkdir(parents=True, exist_ok=True)
+  report.render_reports_index(out_dir)
+  return results
+
+
 def validate_inputs(params: Params):
   """Reads, cleans and splits the input data once, so bad data is exit 2 before any notebook.
 
@@ -288,6 +337,8 @@ def _finish(params: Params, params_path: Path, overrides: list[str], tmp: Path,
   }
   (tmp / "run.json").write_text(json.dumps(to_jsonable(run_info), indent=2))
   report.render_index(tmp, metrics, run_info)
+  from cvlib import scoring
+  scoring.write_manifest(tmp, to_jsonable(run_info))  # last: it hashes what models/ holds now
 
 
 def package_versions() -> dict[str, str | None]:

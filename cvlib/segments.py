@@ -370,6 +370,134 @@ def assign_segments(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2
   return out, warnings
 
 
+# --- reference-based segments: the rules of one population applied to new customers ------------
+
+RFM_COLUMNS = ("recency_days", "frequency", "monetary")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentReference:
+  """The cut-offs :func:`assign_segments` used on a reference population, to score others alike.
+
+  ``rfm_edges[col]`` holds four edges. frequency / monetary: score = 1 + number of edges the value
+  is strictly above; recency_days: 1 + number of edges it is strictly below. Value tiers: High
+  from ``high_from`` (None: nobody), Medium from ``medium_from``, Low below.
+  """
+  rfm_edges: dict[str, tuple[float, ...]]
+  high_from: float | None
+  medium_from: float | None
+  value_tiers: tuple[float, float]
+  risk_thresholds: tuple[float, float]
+
+  def to_dict(self) -> dict:
+    return {"rfm_edges": {k: list(v) for k, v in self.rfm_edges.items()},
+            "high_from": self.high_from, "medium_from": self.medium_from,
+            "value_tiers": list(self.value_tiers), "risk_thresholds": list(self.risk_thresholds)}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> SegmentReference:
+    edges = {k: tuple(float(x) for x in d["rfm_edges"][k]) for k in RFM_COLUMNS}
+    if any(len(e) != 4 for e in edges.values()):
+      raise ValueError(f"segment reference: rfm_edges need 4 edges per score, got {edges}")
+    opt = lambda x: None if x is None else float(x)
+    return cls(edges, opt(d["high_from"]), opt(d["medium_from"]),
+               tuple(d["value_tiers"]), tuple(d["risk_thresholds"]))
+
+
+def _edges_from_scores(values: np.ndarray, scores: np.ndarray, higher_is_better: bool
+                       ) -> tuple[float, ...]:
+  """Edges that give back ``scores``: each is the best value scoring below k, for k = 2..5.
+
+  Scores are monotone in the value and tied values share a score, so "value beyond the best
+  value scoring below k" holds exactly for the customers scoring k or more.
+  """
+  edges = []
+  for k in range(2, 6):
+    below = values[scores < k]  # never empty: the worst value always scores 1
+    edges.append(float(below.max() if higher_is_better else below.min()))
+  return tuple(edges)
+
+
+def fit_segment_reference(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2, 0.3),
+                          risk_thresholds: tuple[float, float] = (0.3, 0.6)
+                          ) -> tuple[SegmentReference, list[str]]:
+  """The RFM score edges and value-tier cut-offs of a population (see :func:`assign_segments`).
+
+  Applying the reference to the same population with :func:`assign_segments_from_reference`
+  gives exactly what :func:`assign_segments` gives; new customers are placed by the same edges.
+
+  Args:
+    df: one row per customer with recency_days, frequency, monetary and predicted_value.
+    value_tiers: (High, Medium) shares of customers.
+    risk_thresholds: churn probability bounds (kept in the reference).
+
+  Returns:
+    (reference, the warnings of :func:`rfm_scores`).
+
+  Raises:
+    ValueError: a column is missing or holds invalid values, or there are no customers.
+  """
+  _check_columns(df, RFM_COLUMNS + ("predicted_value",), "fit_segment_reference")
+  if len(thresholds := tuple(risk_thresholds)) != 2 or not 0 <= thresholds[0] <= thresholds[1] <= 1:
+    raise ValueError("risk thresholds: need 0 <= medium_from <= high_from <= 1, "
+                     f"got {risk_thresholds!r}")
+  scores, warnings = rfm_scores(df["recency_days"], df["frequency"], df["monetary"])
+  edges = {}
+  for col, score, higher in (("recency_days", "r_score", False), ("frequency", "f_score", True),
+                             ("monetary", "m_score", True)):
+    edges[col] = _edges_from_scores(df[col].to_numpy(np.float64), scores[score].to_numpy(), higher)
+  value = _as_float(df["predicted_value"], "predicted_value").to_numpy()
+  tier = value_tier(df["predicted_value"], shares=value_tiers).to_numpy()
+  cut = lambda mask: float(value[mask].min()) if mask.any() else None
+  ref = SegmentReference(edges, cut(tier == "High"), cut(tier != "Low"),
+                         tuple(float(x) for x in _check_shares(value_tiers)),
+                         tuple(float(x) for x in thresholds))
+  return ref, warnings
+
+
+def assign_segments_from_reference(df: pd.DataFrame, reference: SegmentReference) -> pd.DataFrame:
+  """Like :func:`assign_segments`, with the cut-offs of a reference population.
+
+  Each customer is placed on their own, so the result does not depend on who else is scored
+  (one customer, a chunk or everyone give the same row).
+
+  Args:
+    df: one row per customer with ``REQUIRED_COLUMNS`` (others are kept).
+    reference: from :func:`fit_segment_reference`.
+
+  Returns:
+    A copy of ``df`` with r_score, f_score, m_score, rfm_segment, value_tier, risk_band, action
+    and action_reason.
+
+  Raises:
+    ValueError: a required column is missing, or a value is invalid.
+  """
+  _check_columns(df, REQUIRED_COLUMNS, "assign_segments_from_reference")
+  out = df.copy()
+  recency = _as_float(out["recency_days"], "recency_days").to_numpy()
+  if (recency < 0).any():
+    raise ValueError(f"recency_days: must be >= 0, got min {recency.min()}")
+  e = reference.rfm_edges
+  r = 1 + (recency[:, None] < np.asarray(e["recency_days"])[None, :]).sum(axis=1)
+  f = 1 + (_as_float(out["frequency"], "frequency").to_numpy()[:, None]
+           > np.asarray(e["frequency"])[None, :]).sum(axis=1)
+  m = 1 + (_as_float(out["monetary"], "monetary").to_numpy()[:, None]
+           > np.asarray(e["monetary"])[None, :]).sum(axis=1)
+  out[["r_score", "f_score", "m_score"]] = np.stack([r, f, m], axis=1).astype(np.int64)
+  out["rfm_segment"] = rfm_segment(out["r_score"], out["f_score"])
+  value = _as_float(out["predicted_value"], "predicted_value").to_numpy()
+  inf = np.inf
+  high = inf if reference.high_from is None else reference.high_from
+  medium = inf if reference.medium_from is None else reference.medium_from
+  out["value_tier"] = pd.Series(np.where(value >= high, "High",
+                                         np.where(value >= medium, "Medium", "Low")),
+                                index=out.index, dtype=object)
+  out["risk_band"] = risk_band(out["churn_probability"], thresholds=reference.risk_thresholds)
+  out["action"] = next_best_action(out["value_tier"], out["risk_band"], out["rfm_segment"])
+  out["action_reason"] = out["action"].map(ACTION_REASONS)
+  return out
+
+
 def value_risk_matrix(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2, 0.3),
                       risk_thresholds: tuple[float, float] = (0.3, 0.6)) -> pd.DataFrame:
   """Customers and predicted value in each (value tier, risk band) cell.

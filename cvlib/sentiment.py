@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -22,7 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from tokenizers import Tokenizer
 
 from cvlib import bert as bert_lib
-from cvlib import pretrained
+from cvlib import devices, pretrained
 from cvlib.bert import BertForSequenceClassification
 
 Batch = dict[str, jax.Array]
@@ -229,11 +231,12 @@ def eval_step(model: BertForSequenceClassification, batch: Batch) -> tuple[jax.A
   return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]), logits
 
 
-def _model_batch(batch: dict[str, np.ndarray], class_weights: np.ndarray) -> Batch:
-  out = {k: jnp.asarray(batch[k]) for k in _MODEL_KEYS}
+def _model_batch(batch: dict[str, np.ndarray], class_weights: np.ndarray,
+                 mesh: Any = None) -> Batch:
+  out = {k: batch[k] for k in _MODEL_KEYS}
   # Filler rows keep weight 0 whatever their (dummy) label's class weight.
-  out["weight"] = jnp.asarray(batch["weight"] * class_weights[batch["label"]])
-  return out
+  out["weight"] = (batch["weight"] * class_weights[batch["label"]]).astype(np.float32)
+  return devices.put_batch(out, mesh)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,12 +286,12 @@ def _check_labelled(texts: Sequence[str], labels: Any, num_labels: int,
 
 
 def _evaluate(model: BertForSequenceClassification, batches: list[dict[str, np.ndarray]],
-              class_weights: np.ndarray, n: int) -> tuple[float, np.ndarray]:
+              class_weights: np.ndarray, n: int, mesh: Any = None) -> tuple[float, np.ndarray]:
   """Class-weighted mean loss and logits [n, classes] in input order."""
   ce_sum, weight_sum = 0.0, 0.0
   logits_out = np.zeros((n, model.num_labels), np.float32)
   for batch in batches:
-    mb = _model_batch(batch, class_weights)
+    mb = _model_batch(batch, class_weights, mesh)
     ce, logits = eval_step(model, mb)
     weight = np.asarray(mb["weight"])
     ce_sum += float(np.sum(np.asarray(ce) * weight))
@@ -300,7 +303,7 @@ def _evaluate(model: BertForSequenceClassification, batches: list[dict[str, np.n
 
 def _train_epoch(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
                  batches: list[dict[str, np.ndarray]], class_weights: np.ndarray, *,
-                 log_prefix: str | None, log_every_s: float) -> float:
+                 log_prefix: str | None, log_every_s: float, mesh: Any = None) -> float:
   """One pass over batches; returns the epoch's class-weighted mean training loss.
 
   Progress goes out as plain lines (no carriage returns), at most one per log_every_s, so that
@@ -309,7 +312,7 @@ def _train_epoch(model: BertForSequenceClassification, optimizer: nnx.Optimizer,
   start = last_log = time.perf_counter()
   losses, weights = [], []
   for step, batch in enumerate(batches, 1):
-    losses.append(train_step(model, optimizer, _model_batch(batch, class_weights)))
+    losses.append(train_step(model, optimizer, _model_batch(batch, class_weights, mesh)))
     weights.append(float(np.sum(batch["weight"] * class_weights[batch["label"]])))
     if log_prefix is not None and time.perf_counter() - last_log >= log_every_s:
       last_log = time.perf_counter()
@@ -327,14 +330,17 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
                        warmup_ratio: float = 0.1, weight_decay: float = 0.01,
                        max_grad_norm: float | None = 1.0, patience: int | None = 2,
                        seed: int = 0, buckets: Sequence[int] = (32, 64, 128),
-                       progress: bool = True,
-                       log_every_s: float = 15.0) -> tuple[BertForSequenceClassification,
-                                                           pd.DataFrame]:
+                       progress: bool = True, log_every_s: float = 15.0,
+                       checkpoint_dir: str | os.PathLike | None = None,
+                       mesh: Any = None) -> tuple[BertForSequenceClassification, pd.DataFrame]:
   """Fine-tunes a sequence classifier with class-balanced loss and early stopping.
 
   Texts longer than the largest bucket are truncated to it. After each epoch the model is scored
-  on the validation set; the weights of the epoch with the best validation macro-F1 are kept (in
-  memory) and restored at the end; training stops after ``patience`` epochs without improvement.
+  on the validation set; the weights of the epoch with the best validation macro-F1 are kept and
+  restored at the end; training stops after ``patience`` epochs without improvement. With
+  ``checkpoint_dir`` the best and the last epoch's weights are orbax checkpoints on disk
+  (``<checkpoint_dir>/best``, ``<checkpoint_dir>/last``, steps numbered by epoch) and the best is
+  restored from there; without it, from a host copy in memory.
 
   Args:
     model: a BertForSequenceClassification, updated in place (and returned).
@@ -354,6 +360,10 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     buckets: sequence length buckets; the step compiles once per bucket.
     progress: print a line at most every log_every_s seconds and one per epoch.
     log_every_s: seconds between progress lines within an epoch.
+    checkpoint_dir: folder for orbax checkpoints (best and last epoch); None keeps the best in
+      memory only.
+    mesh: a ``devices.make_mesh()`` mesh to split every batch over several devices (data
+      parallel; batch_size must divide over them); None runs on the default device.
 
   Returns:
     (model with the best weights, history): one row per epoch with epoch, train_loss, val_loss,
@@ -376,6 +386,7 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   val_y = _check_labelled(val_texts, val_labels, num_labels, "validation")
   buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
   pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
+  devices.check_batch_size(batch_size, mesh)
 
   class_weights = compute_class_weights(train_y, num_labels)
   train_ids = pretrained.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1])
@@ -394,21 +405,32 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
                            total_steps=total_steps)  # the one inside tx, for the history
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.reseed(model, default=seed, dropout=seed)  # dropout masks follow this run's seed
+  if mesh is not None:
+    devices.replicate(model, optimizer, mesh=mesh)
+  best_ckpt = last_ckpt = None
+  if checkpoint_dir is not None:
+    best_ckpt = pretrained.Checkpoints(Path(checkpoint_dir) / "best", best_metric="val_macro_f1")
+    last_ckpt = pretrained.Checkpoints(Path(checkpoint_dir) / "last")
 
   rows, best_f1, best_params, stale = [], -math.inf, None, 0
   for epoch in range(1, epochs + 1):
     start = time.perf_counter()
     train_loss = _train_epoch(model, optimizer, make_epoch(seed=seed + epoch), class_weights,
                               log_prefix=f"epoch {epoch}/{epochs}" if progress else None,
-                              log_every_s=log_every_s)
-    val_loss, logits = _evaluate(model, val_batches, class_weights, len(val_y))
+                              log_every_s=log_every_s, mesh=mesh)
+    val_loss, logits = _evaluate(model, val_batches, class_weights, len(val_y), mesh)
     metrics = classification_metrics(val_y, logits.argmax(-1), num_classes=num_labels)
     improved = metrics["macro_f1"] > best_f1
     if improved:
       best_f1, stale = metrics["macro_f1"], 0
-      best_params = jax.device_get(nnx.state(model, nnx.Param))  # a host copy, not a view
+      if best_ckpt is None:
+        best_params = jax.device_get(nnx.state(model, nnx.Param))  # a host copy, not a view
     else:
       stale += 1
+    if best_ckpt is not None:
+      ckpt_metrics = {"val_macro_f1": metrics["macro_f1"], "val_loss": val_loss}
+      best_ckpt.save(epoch, model, metrics=ckpt_metrics)
+      last_ckpt.save(epoch, model, metrics=ckpt_metrics)
     rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                  "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
                  "learning_rate": float(schedule(epoch * steps_per_epoch - 1)),
@@ -421,7 +443,13 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
       if progress:
         print(f"early stop: no macro-F1 gain for {patience} epoch(s)", flush=True)
       break
-  if best_params is not None:
+  if best_ckpt is not None:
+    best_ckpt.restore(model)
+    best_ckpt.close()
+    last_ckpt.close()
+    if mesh is not None:
+      devices.replicate(model, mesh=mesh)
+  elif best_params is not None:
     nnx.update(model, jax.tree.map(jnp.asarray, best_params))  # back to device arrays
   history = pd.DataFrame(rows)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])

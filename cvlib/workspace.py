@@ -51,7 +51,9 @@ class Workspace:
     for sub in ("artifacts", "metrics", "report", "models"):
       (self.root / sub).mkdir(parents=True, exist_ok=True)
     self._parts: list[dict] = []
-    self._write_parts()  # a re-run stage starts with an empty part list
+    self._metrics: dict[str, Any] = {}
+    self._write_parts()  # a re-run stage starts with an empty part list ...
+    self.save_metrics({})  # ... and no metrics
 
   # --- artifacts --------------------------------------------------------------------------------
   def path(self, *parts: str) -> Path:
@@ -97,9 +99,16 @@ class Workspace:
 
   # --- metrics ----------------------------------------------------------------------------------
   def save_metrics(self, metrics: dict[str, Any]) -> Path:
-    """This stage's top-level metrics.json keys (merged by the runner)."""
+    """Adds top-level metrics.json keys for this stage (the runner merges the stages).
+
+    Later calls in the same stage add to earlier ones; "notes" dicts are merged key by key.
+    """
+    notes = {**self._metrics.get("notes", {}), **(metrics.get("notes") or {})}
+    self._metrics.update(metrics)
+    if notes:
+      self._metrics["notes"] = notes
     p = self.path("metrics", f"{self.stage}.json")
-    p.write_text(json.dumps(to_jsonable(metrics), indent=2, allow_nan=False))
+    p.write_text(json.dumps(to_jsonable(self._metrics), indent=2, allow_nan=False))
     return p
 
   # --- report parts -----------------------------------------------------------------------------

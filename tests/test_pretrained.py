@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -302,3 +303,23 @@ def test_load_saved_encoder_reports_mismatch(tmp_path):
     pretrained.load_saved_encoder(tmp_path)
   assert "unexpected: pooler.dense.kernel" in str(info.value)
   assert "shape mismatch: encoder.layer.0.intermediate.dense.kernel" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parity with the PyTorch reference (fixture computed once with transformers; see its README)
+
+PARITY = Path(__file__).resolve().parent / "data" / "parity" / "minilm_reference.json"
+
+
+def test_parity_with_pytorch_reference():
+  ref = json.loads(PARITY.read_text())
+  sentences = ref["sentences"]
+  assert len(sentences) >= 20 and any(ord(c) > 127 for s in sentences for c in s)
+  tokenizer = pretrained.load_tokenizer(max_length=ref["max_length"])
+  ids = pretrained.tokenize_texts(tokenizer, sentences)
+  assert [list(x) for x in ids] == ref["input_ids"]  # same WordPiece ids, truncation included
+  assert max(len(x) for x in ids) == ref["max_length"]  # the long review was cut at 256
+  emb = pretrained.embed(sentences, tokenizer=tokenizer, buckets=(32, 64, 128, 256))
+  want = np.asarray(ref["embeddings"], np.float32)
+  assert emb.dtype == np.float32 and emb.shape == want.shape == (len(sentences), 384)
+  assert np.abs(emb - want).max() <= 1e-4  # seen: 2.9e-7

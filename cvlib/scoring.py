@@ -1,0 +1,837 @@
+"""Scoring with a finished run's models: the self-describing ``models/`` folder and the scorers.
+
+A run's ``models/`` folder holds everything scoring needs: the fine-tuned encoder and its
+tokenizer, the text featurizer, the value networks, the scoring reference (the run's RFM score
+edges, value-tier cut-offs and data start, so that population-relative rules place new customers
+the way the run placed its own), the product catalogue and ``manifest.json``, which records the
+versions, params, training data and the sha256 of every file. Loading checks the manifest first.
+
+One function, :func:`score_frame`, turns customer features into the scores table; the run's own
+stage 4 (``pipeline.forward_scores``), ``cvlib score`` (:meth:`Scorer.score_tables`, in chunks of
+customers) and :meth:`Scorer.score` (one customer's events) all call it, so the same inputs give
+the same row. Two things keep rows independent of who else is scored: the networks always run on
+blocks of :data:`PREDICT_BLOCK` rows (XLA's CPU matmul rounds differently for other batch shapes),
+and the one population-relative feature, "days since last review" of a customer who never wrote
+one, is anchored to the run's data start instead of the scored population's longest history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cvlib import privacy, schema
+
+# JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "cvlib-models-1"
+REFERENCE_FILE = "scoring_reference.json"
+CATALOGUE_FILE = "catalogue.parquet"
+# Rows per value-network call: one compiled shape whatever the number of customers scored.
+PREDICT_BLOCK = 512
+# Rows per encoder batch in batch scoring: the shape the run encoded its reviews with
+# (``pipeline.score_reviews``), so ``cvlib score`` gives the run's text features bit for bit.
+ENCODER_BATCH = 64
+# Customers per chunk in batch scoring: features, encoder and network work on one chunk at a time.
+DEFAULT_CHUNK = 50_000
+
+# What each customer feature means (the manifest copies this; a test keeps it in step with
+# cvlib.features). Days are whole days between purchase dates; "as of" is the scoring day.
+FEATURE_DEFINITIONS = {
+    "frequency": "repeat purchase days before as_of (purchase days - 1)",
+    "recency_days": "days from the first to the last purchase day",
+    "T_days": "days from the first purchase day to as_of",
+    "days_since_last": "days from the last purchase day to as_of",
+    "n_orders": "orders before as_of",
+    "total_spend": "sum of order amounts (log1p in the model)",
+    "avg_order_value": "mean order amount (log1p in the model)",
+    "monetary_value": "mean spend of the repeat purchase days, 0 without repeats (log1p)",
+    "n_items": "units bought (order lines' quantity)",
+    "n_products": "distinct products bought",
+    "n_categories": "distinct product categories bought",
+    "spend_last_90d": "spend in the 90 days before as_of (log1p in the model)",
+    "orders_last_90d": "orders in the 90 days before as_of",
+    "mean_interpurchase_days": "mean gap between purchase days (T_days without a repeat)",
+    "std_interpurchase_days": "population std of the gaps (0 without two gaps)",
+    "max_interpurchase_days": "longest gap between purchase days (T_days without a repeat)",
+    "avg_basket_size": "units per order",
+    "n_reviews": "reviews written before as_of",
+    "mean_rating": "mean star rating (3 without reviews)",
+    "min_rating": "lowest star rating (3 without reviews)",
+    "last_rating": "latest star rating (3 without reviews)",
+    "share_low_ratings": "share of reviews with 1-2 stars (0 without reviews)",
+    "days_since_last_review": "days from the latest review to as_of (without reviews: days from "
+                              "the run's data start to as_of)",
+}
+
+
+class ModelFolderError(ValueError):
+  """A run's models/ folder that cannot be used; ``problems`` holds one message per problem."""
+
+  def __init__(self, problems: list[str]):
+    self.problems = list(problems)
+    super().__init__("\n".join(self.problems))
+
+
+# --- the value networks, one compiled shape -----------------------------------------------------
+
+def _interval_levels(interval: float) -> tuple[float, float]:
+  return ((1 - interval) / 2, (1 + interval) / 2)
+
+
+# (id(predictor), interval) -> (predictor, compiled block); the predictor is held so its id stays
+# its own. Predictors are unhashable dataclasses, hence no lru_cache.
+_BLOCK_FNS: dict[tuple[int, float], tuple[Any, Callable]] = {}
+
+
+def _block_fn(predictor: Any, interval: float) -> Callable:
+  """A jitted [PREDICT_BLOCK, features] -> (p_return, mean, quantiles) for one predictor."""
+  key = (id(predictor), interval)
+  if key not in _BLOCK_FNS:
+    if len(_BLOCK_FNS) >= 8:
+      _BLOCK_FNS.pop(next(iter(_BLOCK_FNS)))
+    _BLOCK_FNS[key] = (predictor, _make_block_fn(predictor, interval))
+  return _BLOCK_FNS[key][1]
+
+
+def _make_block_fn(predictor: Any, interval: float) -> Callable:
+  import jax
+  from flax import nnx
+
+  from cvlib import ziln
+  graphdef, state = nnx.split(nnx.view(predictor.model, deterministic=True))
+  qs = _interval_levels(interval)
+
+  @jax.jit
+  def block(state, x):
+    out = ziln.ziln_predict(nnx.merge(graphdef, state)(x), qs)  # [block, 3] logits inside
+    return out["p_return"], out["mean"], out["quantiles"]
+
+  return functools.partial(block, state)
+
+
+def predict_values(predictor: Any, X: pd.DataFrame, *, interval: float) -> dict[str, np.ndarray]:
+  """A value network's predictions, computed block by block so no row depends on the others.
+
+  Args:
+    predictor: a :class:`cvlib.ziln.ZILNPredictor`.
+    X: its inputs (``pipeline.network_inputs``), columns in training order.
+    interval: central interval level, e.g. 0.8 for the 10% and 90% quantiles.
+
+  Returns:
+    float64 arrays p_return, predicted_value, value_lo, value_hi, one entry per row of X.
+
+  Raises:
+    ValueError: columns differ from the network's training columns, or non-finite inputs.
+  """
+  names = predictor.config.get("feature_names")
+  if names is not None and list(map(str, X.columns)) != names:
+    raise ValueError(f"inputs {list(X.columns)} differ from the network's training columns "
+                     f"{names}: the models were trained by a different cvlib")
+  arr = X.to_numpy(np.float64)
+  if not np.isfinite(arr).all():
+    rows = np.unique(np.nonzero(~np.isfinite(arr))[0])[:5].tolist()
+    raise ValueError(f"inputs hold NaN/inf (first rows: {rows})")
+  import jax.numpy as jnp
+  x = predictor.standardiser.transform(arr)  # [n, features] float32
+  n = len(x)
+  fn = _block_fn(predictor, float(interval))
+  p, mean, lo, hi = (np.zeros(n) for _ in range(4))
+  for start in range(0, n, PREDICT_BLOCK):
+    rows = x[start:start + PREDICT_BLOCK]
+    padded = np.zeros((PREDICT_BLOCK, x.shape[1]), np.float32)
+    padded[:len(rows)] = rows
+    pr, mu, q = (np.asarray(a, np.float64) for a in fn(jnp.asarray(padded)))
+    end = start + len(rows)
+    p[start:end], mean[start:end] = pr[:len(rows)], mu[:len(rows)]
+    lo[start:end], hi[start:end] = q[:len(rows), 0], q[:len(rows), 1]
+  return {"p_return": p, "predicted_value": mean, "value_lo": lo, "value_hi": hi}
+
+
+def model_version(name: str, predictor: Any) -> str:
+  """``<network>-<12 hex>``: a digest of the network's weights, standardiser and config."""
+  from cvlib import ziln
+  h = hashlib.sha256(json.dumps(predictor.config, sort_keys=True).encode())
+  for key, var in sorted(ziln._flat_params(predictor.model).items()):
+    h.update(key.encode())
+    h.update(np.ascontiguousarray(np.asarray(var[...], np.float32)).tobytes())
+  h.update(json.dumps(predictor.standardiser.to_dict(), sort_keys=True).encode())
+  return f"{name}-{h.hexdigest()[:12]}"
+
+
+# --- the scoring reference ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ScoringReference:
+  """What the run's population fixed for scoring anyone later: segment edges, data start."""
+  scoring_model: str  # the network the run scored with (the back-test's best network)
+  as_of: dt.date  # the run's scoring day
+  data_start: dt.date  # the run's first purchase day: anchors days_since_last_review's filler
+  horizon_days: int
+  interval: float
+  n_customers: int
+  rfm_edges: dict[str, tuple[float, ...]]
+  value_cuts: dict[str, tuple[float | None, float | None]]  # network -> (high_from, medium_from)
+  value_tiers: tuple[float, float]
+  risk_thresholds: tuple[float, float]
+  warnings: tuple[str, ...] = ()
+
+  def segment_reference(self, name: str):
+    """The :class:`cvlib.segments.SegmentReference` for scores of network ``name``."""
+    from cvlib import segments
+    if name not in self.value_cuts:
+      raise ValueError(f"no value-tier cut-offs for network {name!r} (have: "
+                       f"{', '.join(self.value_cuts)})")
+    high, medium = self.value_cuts[name]
+    return segments.SegmentReference(self.rfm_edges, high, medium, self.value_tiers,
+                                     self.risk_thresholds)
+
+  def review_fill_days(self, as_of: dt.date) -> float:
+    """days_since_last_review of a customer without reviews, for scores as of ``as_of``."""
+    return float(max((as_of - self.data_start).days, 0))
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d.update(as_of=self.as_of.isoformat(), data_start=self.data_start.isoformat(),
+             rfm_edges={k: list(v) for k, v in self.rfm_edges.items()},
+             value_cuts={k: list(v) for k, v in self.value_cuts.items()},
+             value_tiers=list(self.value_tiers), risk_thresholds=list(self.risk_thresholds),
+             warnings=list(self.warnings), format=1)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> ScoringReference:
+    d = dict(d)
+    d.pop("format", None)
+    d["as_of"] = dt.date.fromisoformat(d["as_of"])
+    d["data_start"] = dt.date.fromisoformat(d["data_start"])
+    d["rfm_edges"] = {k: tuple(float(x) for x in v) for k, v in d["rfm_edges"].items()}
+    d["value_cuts"] = {k: tuple(None if x is None else float(x) for x in v)
+                       for k, v in d["value_cuts"].items()}
+    d["value_tiers"] = tuple(d["value_tiers"])
+    d["risk_thresholds"] = tuple(d["risk_thresholds"])
+    d["warnings"] = tuple(d.get("warnings", ()))
+    return cls(**d)
+
+  def save(self, path: Path) -> None:
+    # json writes floats with repr, so every edge reads back as the same double
+    Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+  @classmethod
+  def load(cls, path: Path) -> ScoringReference:
+    return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def anchor_features(features: pd.DataFrame, reference_start: dt.date, as_of: dt.date
+                    ) -> pd.DataFrame:
+  """Fills days_since_last_review of customers without reviews with days since the data start.
+
+  ``features.feature_matrix`` would fill them with the scored population's longest history,
+  which differs between one customer, a chunk and everyone; on the run's own customers the two
+  are the same number.
+  """
+  fill = float(max((as_of - reference_start).days, 0))
+  return features.assign(days_since_last_review=features["days_since_last_review"].fillna(fill))
+
+
+def _segment_input(features: pd.DataFrame, pred: dict[str, np.ndarray]) -> pd.DataFrame:
+  return pd.DataFrame({"customer_key": features["customer_key"].to_numpy(),
+                       "predicted_value": pred["predicted_value"],
+                       "churn_probability": 1 - pred["p_return"],
+                       "value_lo": pred["value_lo"], "value_hi": pred["value_hi"],
+                       "recency_days": features["days_since_last"].to_numpy(),
+                       "frequency": features["n_orders"].to_numpy(),
+                       "monetary": features["avg_order_value"].to_numpy(),
+                       "total_spend": features["total_spend"].to_numpy()})
+
+
+def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict[str, Any],
+                  scoring_model: str, *, as_of: dt.date, horizon_days: int, interval: float,
+                  value_tiers: tuple[float, float], risk_thresholds: tuple[float, float]
+                  ) -> ScoringReference:
+  """The run's scoring reference from its own customers as of ``as_of``.
+
+  Args:
+    features: every customer's features as of ``as_of`` (with customer_key).
+    text: their text features, or None.
+    networks: {name: ZILNPredictor}; value-tier cut-offs are fitted for each.
+    scoring_model: the network the run scores with.
+    as_of: the scoring day.
+    horizon_days: the prediction horizon.
+    interval: central interval level of value_lo / value_hi.
+    value_tiers: (High, Medium) shares of customers.
+    risk_thresholds: churn probability bounds of Medium and High risk.
+
+  Returns:
+    The reference.
+
+  Raises:
+    ValueError: no customers, or ``scoring_model`` not among the networks.
+  """
+  from cvlib import pipeline, segments
+  if not len(features):
+    raise ValueError("fit_reference: no customers")
+  if scoring_model not in networks:
+    raise ValueError(f"fit_reference: scoring model {scoring_model!r} not among the networks "
+                     f"({', '.join(networks)})")
+  data_start = pd.Timestamp(features["first_purchase"].min()).date()
+  anchored = anchor_features(features, data_start, as_of)
+  cuts, ref, warnings = {}, None, []
+  for name, predictor in networks.items():
+    if "text" in pipeline.NETWORK_INPUTS[name] and text is None:
+      continue
+    pred = predict_values(predictor, pipeline.network_inputs(name, anchored, text),
+                          interval=interval)
+    ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
+                                                   value_tiers=value_tiers,
+                                                   risk_thresholds=risk_thresholds)
+    cuts[name] = (ref.high_from, ref.medium_from)
+  if scoring_model not in cuts:
+    raise ValueError(f"fit_reference: scoring model {scoring_model!r} reads text, but there are "
+                     "no text features")
+  # RFM edges are the same for every network: they do not look at predictions
+  return ScoringReference(scoring_model, as_of, data_start, int(horizon_days), float(interval),
+                          len(features), ref.rfm_edges, cuts, ref.value_tiers,
+                          ref.risk_thresholds, tuple(warnings))
+
+
+def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: Any, name: str,
+                reference: ScoringReference, *, as_of: dt.date, raw_ids: bool = False,
+                version: str | None = None) -> pd.DataFrame:
+  """The scores table for customers: value, interval, churn, RFM segment, tier, risk, action.
+
+  Every row depends on its own customer only, so scoring one customer, a chunk or all of them
+  gives the same row.
+
+  Args:
+    features: customer features as of ``as_of`` (``features.compute_customer_features`` plus
+      customer_key).
+    text: text features (``TextFeaturizer.transform``) when the network reads text, else None.
+    predictor: the value network.
+    name: its name (a key of ``pipeline.NETWORK_INPUTS``).
+    reference: the run's scoring reference.
+    as_of: the scoring day.
+    raw_ids: add the raw customer_id after customer_key.
+    version: the model_version column (default: :func:`model_version`).
+
+  Returns:
+    One row per customer, in the order of ``features``.
+  """
+  from cvlib import pipeline, segments
+  anchored = anchor_features(features, reference.data_start, as_of)
+  X = pipeline.network_inputs(name, anchored, text)
+  pred = predict_values(predictor, X, interval=reference.interval)
+  df = _segment_input(anchored, pred)
+  # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed
+  seg = segments.assign_segments_from_reference(df.assign(customer_id=df["customer_key"]),
+                                                reference.segment_reference(name))
+  seg = seg.drop(columns=["customer_id"])
+  seg["model"] = name
+  seg["model_version"] = version or model_version(name, predictor)
+  if raw_ids:
+    seg.insert(1, "customer_id", features["customer_id"].to_numpy())
+  return seg
+
+
+# --- review text ---------------------------------------------------------------------------------
+
+def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
+                   buckets: tuple[int, ...], batch_size: int
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
+  """Sentiment and embedding of every review with text, every batch of one fixed shape.
+
+  The same as ``pipeline.score_reviews`` when ``batch_size`` is the run's (64); batches of one
+  text each (the per-customer scorer) agree with it to float32 rounding.
+
+  Returns:
+    (frame with review_id, customer_id, timestamp, rating, sentiment, p_negative;
+    embeddings [n, hidden] float32).
+  """
+  import jax.numpy as jnp
+
+  from cvlib import pretrained, sentiment
+  r = reviews[reviews["text"].notna()].reset_index(drop=True)
+  k = model.num_labels
+  out = np.zeros((len(r), k + model.bert.config.hidden_size), np.float32)
+  if len(r):
+    for batch in pretrained.make_batches(tokenizer, r["text"].tolist(), batch_size=batch_size,
+                                         buckets=buckets):
+      res = np.asarray(sentiment._proba_embed_step(model, jnp.asarray(batch["input_ids"]),
+                                                   jnp.asarray(batch["attention_mask"])))
+      real = batch["index"] >= 0
+      out[batch["index"][real]] = res[real]
+  proba, emb = out[:, :k], out[:, k:]
+  score = proba[:, -1] - proba[:, 0]  # positive minus negative, as pipeline.score_reviews
+  cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
+          if c in r.columns]
+  frame = r[cols].copy()
+  frame["sentiment"] = score.astype("float64")
+  frame["p_negative"] = proba[:, 0].astype("float64")
+  return frame, emb
+
+
+# --- the manifest ---------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _major_minor(version: str) -> tuple[int, ...]:
+  parts = version.split("+")[0].split(".")
+  try:
+    return tuple(int(p) for p in parts[:2])
+  except ValueError:
+    return tuple(parts[:2])
+
+
+def _cvlib_version() -> str:
+  import cvlib
+  return cvlib.__version__
+
+
+def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path:
+  """Writes ``models/manifest.json`` (and the product catalogue) into a finished run folder.
+
+  Args:
+    run_dir: the run folder (its artifacts/ and models/ as the stages left them).
+    run_info: the run's run.json content (params, inputs, packages).
+
+  Returns:
+    The manifest's path.
+  """
+  from cvlib import features as feats
+  from cvlib import pipeline
+  run_dir = Path(run_dir)
+  models = run_dir / "models"
+  models.mkdir(exist_ok=True)
+  products = run_dir / "artifacts" / "products.parquet"
+  if products.exists():  # item features need each product's category
+    pd.read_parquet(products, columns=["product_id", "category"]) \
+        .to_parquet(models / CATALOGUE_FILE, index=False)
+  split_path = run_dir / "artifacts" / "split.json"
+  split = json.loads(split_path.read_text()) if split_path.exists() else {}
+  params = run_info.get("params", {})
+  ref_path = models / REFERENCE_FILE
+  ref = ScoringReference.load(ref_path) if ref_path.exists() else None
+  networks = {}
+  for name, uses in pipeline.NETWORK_INPUTS.items():
+    cfg_path = models / name / "ziln.json"
+    if cfg_path.exists():
+      cfg = json.loads(cfg_path.read_text())["config"]
+      networks[name] = {
+          "path": name, "files": ["ziln.safetensors", "ziln.json"], "inputs": list(uses),
+          "description": pipeline.VALUE_MODELS.get(name), "in_features": cfg["in_features"],
+          "feature_names": cfg.get("feature_names"), "hidden": cfg.get("hidden"),
+          "outputs": {"predicted_value": f"expected spend in the {split.get('horizon_days')} "
+                                         "days after as_of (ZILN mean)",
+                      "value_lo/value_hi": "central interval of that spend",
+                      "churn_probability": "1 - P(any purchase in the horizon)"}}
+  encoder = None
+  enc_meta = models / "encoder" / "cvlib_model.json"
+  if enc_meta.exists():
+    meta = json.loads(enc_meta.read_text())
+    fin = params.get("finetune", {})
+    encoder = {"path": "encoder", "format": meta.get("format"), "model_class": meta["model_class"],
+               "checkpoint": "weights.safetensors", "tokenizer": "tokenizer.json",
+               "config": meta["config"], "num_labels": meta.get("num_labels"),
+               "label_scheme": fin.get("label_scheme"), "buckets": fin.get("buckets"),
+               "base_encoder": fin.get("encoder"),
+               "expects": "review texts (str); tokenized with tokenizer.json, cut to the largest "
+                          "bucket",
+               "outputs": "class probabilities (negative first) and the L2-normalised mean-pooled "
+                          "embedding"}
+  featurizer = None
+  if (models / "text_featurizer.npz").exists():
+    with np.load(models / "text_featurizer.npz", allow_pickle=False) as z:
+      dims = int(z["components"].shape[0])
+    featurizer = {"path": "text_featurizer.npz", "text_dims": dims,
+                  "expects": "per review: sentiment, timestamp, customer and encoder embedding",
+                  "outputs": ["sent_mean", "sent_min", "sent_last", "n_negative_reviews",
+                              "has_text"] + [f"text_pc{i + 1}" for i in range(dims)]}
+  scoring = None
+  if ref is not None and ref.scoring_model in networks:
+    predictor_cfg = networks[ref.scoring_model]
+    scoring = {"model": ref.scoring_model, "reference": REFERENCE_FILE,
+               "catalogue": CATALOGUE_FILE if (models / CATALOGUE_FILE).exists() else None,
+               "churn_model": ref.scoring_model, "value_model": ref.scoring_model,
+               "needs_text": "text" in predictor_cfg["inputs"],
+               "as_of": ref.as_of.isoformat(), "horizon_days": ref.horizon_days,
+               "interval": ref.interval}
+  params_json = json.dumps(params, sort_keys=True, default=str)
+  manifest = {
+      "format": MANIFEST_FORMAT,
+      "cvlib_version": _cvlib_version(),
+      "dataset": run_info.get("dataset"),
+      "created": run_info.get("ended"),
+      "git_commit": run_info.get("git_commit"),
+      "python": run_info.get("python"),
+      "packages": run_info.get("packages", {}),
+      "params": {"sha256": hashlib.sha256(params_json.encode()).hexdigest(),
+                 "file": run_info.get("params_file"), "overrides": run_info.get("overrides", []),
+                 "values": params},
+      "training_data": run_info.get("inputs", []),
+      "split": {k: split.get(k) for k in ("cutoff", "as_of", "horizon_days", "data_start",
+                                          "data_end")},
+      "features": {"function": "cvlib.features.compute_customer_features",
+                   "as_of": split.get("as_of"), "calibration_cutoff": split.get("cutoff"),
+                   "definitions": FEATURE_DEFINITIONS,
+                   "behaviour": list(feats.BEHAVIOUR_FEATURES),
+                   "review": list(feats.REVIEW_FEATURES) + ["has_review"],
+                   "text": featurizer["outputs"] if featurizer else None,
+                   "days_since_last_review_without_reviews": "days from the reference's "
+                                                             "data_start to as_of"},
+      "encoder": encoder,
+      "text_featurizer": featurizer,
+      "value_models": networks,
+      "scoring": scoring,
+      "not_scorable": None if scoring else "this run has no value model (no customers with "
+                                           "orders), so `cvlib score` does not apply",
+  }
+  files = {}
+  for path in sorted(p for p in models.rglob("*") if p.is_file()):
+    rel = path.relative_to(models).as_posix()
+    if rel != MANIFEST_FILE:
+      files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+  manifest["files"] = files
+  out = models / MANIFEST_FILE
+  tmp = out.with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(manifest, indent=2, default=str))
+  os.replace(tmp, out)
+  return out
+
+
+def load_manifest(run_dir: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+  """Reads and checks a run's ``models/manifest.json``.
+
+  Args:
+    run_dir: the run folder (e.g. ``reports/demo``).
+    verify: check every file's sha256 against the manifest.
+
+  Returns:
+    The manifest.
+
+  Raises:
+    ModelFolderError: no manifest, another cvlib major/minor version, or files missing or
+      altered since the run (every problem listed).
+  """
+  run_dir = Path(run_dir)
+  models = run_dir / "models"
+  path = models / MANIFEST_FILE
+  if not run_dir.is_dir():
+    raise ModelFolderError([f"{run_dir}: run folder not found"])
+  if not path.is_file():
+    raise ModelFolderError([f"{path}: missing; {run_dir} is not a finished cvlib run (or it was "
+                            "made by a cvlib without scoring support): run the report again"])
+  try:
+    manifest = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ModelFolderError([f"{path}: not readable JSON ({e})"]) from None
+  if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+    raise ModelFolderError([f"{path}: format {got!r} is not {MANIFEST_FORMAT!r}"])
+  ours, theirs = _cvlib_version(), str(manifest.get("cvlib_version"))
+  if _major_minor(ours) != _major_minor(theirs):
+    raise ModelFolderError([f"{path}: the models were written by cvlib {theirs}; this is cvlib "
+                            f"{ours} (major.minor must match): re-run the report with this "
+                            f"version, or score with cvlib {'.'.join(theirs.split('.')[:2])}"])
+  if verify:
+    problems = []
+    for rel, entry in sorted(manifest.get("files", {}).items()):
+      f = models / rel
+      if not f.is_file():
+        problems.append(f"{f}: missing (listed in {path})")
+      elif _sha256(f) != entry["sha256"]:
+        problems.append(f"{f}: altered since the run (sha256 differs from {path})")
+    if problems:
+      raise ModelFolderError(problems)
+  return manifest
+
+
+# --- the scorer -----------------------------------------------------------------------------------
+
+def _as_date(value: Any, what: str) -> dt.date:
+  if isinstance(value, dt.datetime):
+    return value.date()
+  if isinstance(value, dt.date):
+    return value
+  try:
+    return dt.date.fromisoformat(str(value))
+  except ValueError:
+    raise ValueError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _canonical(name: str, df: pd.DataFrame | None) -> pd.DataFrame:
+  if df is None:
+    return schema.empty_table(name)
+  if not isinstance(df, pd.DataFrame):
+    raise ValueError(f"{name}: need a DataFrame, got {type(df).__name__}")
+  try:
+    return schema.coerce_table(name, df)
+  except KeyError as e:
+    raise ValueError(str(e.args[0])) from None
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{name}: a column does not convert to its canonical type ({e})") from None
+
+
+class Scorer:
+  """A finished run's models, loaded once, scoring customers from their events.
+
+  Example::
+
+    scorer = cvlib.Scorer("reports/demo")
+    scorer.score(transactions, reviews, as_of="2024-07-01")   # one customer or a few
+    scorer.score_tables(cvlib.load_data(params), out="scores.parquet")  # everyone, in chunks
+
+  Args:
+    run_dir: the run folder (``reports/<dataset>``).
+    model: the value network to score with (default: the run's, the back-test's best network).
+    verify: check the models' sha256 against the manifest.
+    warm_up: compile the network block and, for a text-aware network, the encoder's few length
+      buckets now rather than on the first call.
+    salt: pseudonymisation key for customer_key (default: $CVLIB_SALT, then the run's params).
+
+  Raises:
+    ModelFolderError: the folder fails the manifest checks, or has no such model.
+  """
+
+  def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
+               verify: bool = True, warm_up: bool = True, salt: str | None = None):
+    from cvlib import pipeline, pretrained, ziln
+    self.run_dir = Path(run_dir)
+    self.manifest = load_manifest(self.run_dir, verify=verify)
+    models = self.run_dir / "models"
+    if not self.manifest.get("scoring"):
+      raise ModelFolderError([f"{models}: {self.manifest.get('not_scorable')}"])
+    self.reference = ScoringReference.load(models / REFERENCE_FILE)
+    self.name = model or self.reference.scoring_model
+    nets = self.manifest["value_models"]
+    usable = [n for n in nets if n in self.reference.value_cuts]
+    if self.name not in usable:
+      raise ModelFolderError([f"{models}: no value model {self.name!r} to score with "
+                              f"(have: {', '.join(usable)})"])
+    self.predictor = ziln.ZILNPredictor.load(models / self.name)
+    self.version = model_version(self.name, self.predictor)
+    self.needs_text = "text" in pipeline.NETWORK_INPUTS[self.name]
+    self.horizon_days = self.reference.horizon_days
+    params = self.manifest["params"]["values"]
+    self.salt = salt or privacy.resolve_salt((params.get("report") or {}).get("salt"))[0]
+    self.buckets = tuple((params.get("finetune") or {}).get("buckets") or (32, 64, 128))
+    self.catalogue = (pd.read_parquet(models / CATALOGUE_FILE)
+                      if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
+    self.encoder = self.tokenizer = self.featurizer = None
+    if self.needs_text:
+      self.featurizer = pipeline.TextFeaturizer.load(models / "text_featurizer.npz")
+      self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
+      self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
+    if warm_up:
+      self._warm_up()
+
+  def _warm_up(self) -> None:
+    import jax.numpy as jnp
+
+    from cvlib import sentiment
+    width = self.predictor.config["in_features"]
+    _block_fn(self.predictor, self.reference.interval)(jnp.zeros((PREDICT_BLOCK, width),
+                                                                 jnp.float32))
+    if self.needs_text:
+      for length in self.buckets:  # one compiled shape per bucket: [1, length]
+        ids = jnp.zeros((1, length), jnp.int32)
+        sentiment._proba_embed_step(self.encoder, ids, jnp.ones((1, length), jnp.int32))
+
+  # --- one customer or a few ----------------------------------------------------------------
+  def score(self, transactions: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
+            items: pd.DataFrame | None = None, products: pd.DataFrame | None = None,
+            as_of: Any = None, clean: bool = True) -> pd.DataFrame:
+    """Scores the customers in a few customers' events (a service call).
+
+    Args:
+      transactions: canonical transactions (customer_id, order_id, timestamp, amount): each
+        customer's whole history up to ``as_of``.
+      reviews: their canonical reviews (review_id, customer_id, timestamp, rating, text), if any.
+      items: their order lines (order_id, product_id, quantity, unit_price, amount), if any.
+      products: product categories (default: the run's catalogue).
+      as_of: the scoring day (default: the day after the last transaction).
+      clean: clean the events as a run does (cancellations, duplicates, bad rows).
+
+    Returns:
+      One row per customer with a purchase before ``as_of``: customer_id, customer_key and the
+      columns of the run's scores.parquet (value, interval, churn, segments, model,
+      model_version).
+
+    Raises:
+      ValueError: missing columns or values that do not convert.
+    """
+    from cvlib.adapters import Tables
+    from cvlib.clean import clean_tables
+    tables = Tables(customers=pd.DataFrame(), transactions=_canonical("transactions", transactions),
+                    items=_canonical("items", items),
+                    products=self.catalogue if products is None else products,
+                    reviews=_canonical("reviews", reviews))
+    if clean:
+      tables, _ = clean_tables(tables)
+    tx = tables.transactions
+    if not len(tx):
+      return self._empty(raw_ids=True)
+    day = (_as_date(as_of, "as_of") if as_of is not None
+           else tx["timestamp"].max().date() + dt.timedelta(days=1))
+    return self._score_chunk(tx, tables.items, tables.products, tables.reviews, day,
+                             raw_ids=True, salt=self.salt, encoder_batch=1)
+
+  # --- everyone, in chunks ------------------------------------------------------------------
+  def score_tables(self, tables: Any, *, as_of: Any = None, out: str | os.PathLike | None = None,
+                   chunk_size: int = DEFAULT_CHUNK, raw_ids: bool = False,
+                   salt: str | None = None, log: Callable[[str], None] | None = None
+                   ) -> pd.DataFrame | int:
+    """Scores every customer of cleaned canonical tables, ``chunk_size`` customers at a time.
+
+    Args:
+      tables: cleaned :class:`cvlib.adapters.Tables`.
+      as_of: the scoring day (default: the day after the last transaction).
+      out: a .parquet or .csv file to stream the rows to; None returns them as one DataFrame.
+      chunk_size: customers per chunk (bounds the memory of features, encoder and network).
+      raw_ids: add the raw customer_id column.
+      salt: pseudonymisation key (default: the scorer's).
+      log: called with a progress line per chunk.
+
+    Returns:
+      The scores (out=None), else the number of rows written.
+
+    Raises:
+      ValueError: bad as_of, chunk_size or output suffix; no customer bought before as_of.
+    """
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+      raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    tx, items, reviews = tables.transactions, tables.items, tables.reviews
+    if not len(tx):
+      raise ValueError("no transactions: nothing to score (customer value needs orders)")
+    day = (_as_date(as_of, "as_of") if as_of is not None
+           else tx["timestamp"].max().date() + dt.timedelta(days=1))
+    if tx["timestamp"].min() >= pd.Timestamp(day):
+      raise ValueError(f"no purchase before as_of {day} (data from "
+                       f"{tx['timestamp'].min().date()} to {tx['timestamp'].max().date()})")
+    sink = _Sink(out)
+    n = 0
+    for part in _customer_chunks(tx, items, reviews, chunk_size):
+      rows = self._score_chunk(*part[:2], tables.products, part[2], day, raw_ids=raw_ids,
+                               salt=salt or self.salt, encoder_batch=ENCODER_BATCH)
+      sink.add(rows)
+      n += len(rows)
+      if log:
+        log(f"[cvlib] scored {n:,} customers")
+    frame = sink.close()
+    return frame if out is None else n
+
+  # --- shared ---------------------------------------------------------------------------------
+  def _empty(self, raw_ids: bool) -> pd.DataFrame:
+    from cvlib import pipeline
+    cols = list(pipeline.SCORE_COLUMNS) + ["model_version"]
+    return pd.DataFrame(columns=cols[:1] + ["customer_id"] + cols[1:] if raw_ids else cols)
+
+  def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
+                   reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
+                   encoder_batch: int) -> pd.DataFrame:
+    from cvlib import features as feats
+    f = feats.compute_customer_features(tx, items, products, reviews, as_of, self.horizon_days)
+    if not len(f):
+      return self._empty(raw_ids)
+    f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
+    text = None
+    if self.needs_text:
+      # only reviews the text features read: those of these customers, before as_of
+      keep = (reviews["customer_id"].notna() & reviews["timestamp"].notna()
+              & (reviews["timestamp"] < pd.Timestamp(as_of)))
+      review_scores, emb = encode_reviews(self.encoder, self.tokenizer, reviews[keep],
+                                          buckets=self.buckets, batch_size=encoder_batch)
+      text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
+    return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
+                       raw_ids=raw_ids, version=self.version)
+
+
+def _customer_chunks(tx: pd.DataFrame, items: pd.DataFrame, reviews: pd.DataFrame,
+                     chunk_size: int):
+  """Yields (transactions, items, reviews) of ``chunk_size`` customers at a time, in id order.
+
+  Rows keep their input order within a customer. When every customer fits in one chunk the
+  tables are passed through untouched (the run's own inputs, row for row).
+  """
+  codes, uniques = pd.factorize(tx["customer_id"], sort=True)
+  if len(uniques) <= chunk_size:
+    yield tx, items, reviews
+    return
+  tx_order = np.argsort(codes, kind="stable")
+  tx_codes = codes[tx_order]
+  pos = pd.Index(tx["order_id"]).get_indexer(items["order_id"])  # order ids are unique
+  item_codes = np.where(pos >= 0, codes[np.maximum(pos, 0)], -1)
+  item_order = np.argsort(item_codes, kind="stable")
+  item_sorted = item_codes[item_order]
+  rv_codes = pd.Index(uniques).get_indexer(reviews["customer_id"])
+  rv_order = np.argsort(rv_codes, kind="stable")
+  rv_sorted = rv_codes[rv_order]
+  for start in range(0, len(uniques), chunk_size):
+    bounds = [start, start + chunk_size]
+    a, b = np.searchsorted(tx_codes, bounds)
+    c, d = np.searchsorted(item_sorted, bounds)
+    e, g = np.searchsorted(rv_sorted, bounds)
+    yield (tx.iloc[tx_order[a:b]].reset_index(drop=True),
+           items.iloc[item_order[c:d]].reset_index(drop=True),
+           reviews.iloc[rv_order[e:g]].reset_index(drop=True))
+
+
+class _Sink:
+  """Collects chunks of scores: a parquet file (row group per chunk), a csv file, or memory."""
+
+  def __init__(self, out: str | os.PathLike | None):
+    self.path = None if out is None else Path(out)
+    self.kind = None
+    if self.path is not None:
+      suffix = self.path.suffix.lower()
+      if suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out {self.path}: the file name must end in .parquet or .csv")
+      self.kind = suffix[1:]
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+    self.frames: list[pd.DataFrame] = []
+    self.writer = None
+    self.schema = None
+
+  def add(self, df: pd.DataFrame) -> None:
+    if self.kind is None:
+      self.frames.append(df)
+    elif self.kind == "csv":
+      df.to_csv(self.tmp, mode="w" if self.writer is None else "a", header=self.writer is None,
+                index=False)
+      self.writer = True
+    else:
+      import pyarrow as pa
+      import pyarrow.parquet as pq
+      if self.writer is None:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        self.schema = table.schema
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+      else:
+        table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
+      self.writer.write_table(table)
+
+  def close(self) -> pd.DataFrame | None:
+    if self.kind is None:
+      frames = [f for f in self.frames if len(f)] or self.frames[:1]
+      return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if self.kind == "parquet" and self.writer is not None:
+      self.writer.close()
+    os.replace(self.tmp, self.path)  # readers never see a half-written file
+    return None
