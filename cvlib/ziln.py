@@ -103,17 +103,41 @@ def ziln_quantiles(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9)) -> jax.A
   return jnp.where(q <= 1.0 - p, 0.0, lognormal_q)
 
 
-def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9)) -> dict[str, jax.Array]:
+def cap_sigma(logits: jax.Array, sigma_max: float | None) -> jax.Array:
+  """Logits whose lognormal spread is at most ``sigma_max`` (None: unchanged).
+
+  The mean ``exp(mu + sigma^2 / 2)`` grows as exp(sigma^2): a network unsure about a customer far
+  from the bulk answers with a large sigma, and the mean explodes (Online Retail: sigma 4.9 gave an
+  expected spend of 5e10 for a customer who spent 1e5).
+  """
+  if sigma_max is None:
+    return logits
+  sigma = jnp.minimum(jax.nn.softplus(logits[..., 2]), sigma_max)
+  pre = sigma + jnp.log(-jnp.expm1(-sigma))  # inverse softplus, stable for large sigma
+  return logits.at[..., 2].set(pre)
+
+
+def sigma_cap(y: np.ndarray, factor: float = 2.0) -> float:
+  """Twice the spread of log value among positive training labels (at least 0.5)."""
+  pos = np.asarray(y, np.float64)
+  pos = pos[pos > 0]
+  return float(max(factor * np.log(pos).std(), 0.5)) if len(pos) > 1 else 2.0
+
+
+def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
+                 sigma_max: float | None = None) -> dict[str, jax.Array]:
   """Point and interval predictions from ZILN logits.
 
   Args:
     logits: [n, 3] network outputs.
     qs: quantile levels for ``quantiles``.
+    sigma_max: cap on the lognormal spread (see :func:`cap_sigma`); None for no cap.
 
   Returns:
     Dict with ``p_return`` [n], ``mean`` [n] (= p * exp(mu + sigma^2 / 2)), ``mu``, ``sigma`` [n]
     and ``quantiles`` [n, len(qs)].
   """
+  logits = cap_sigma(logits, sigma_max)
   l0, mu, sigma = _split_logits(logits)
   p = jax.nn.sigmoid(l0)
   return {
@@ -304,7 +328,7 @@ class ZILNPredictor:
       index = x.index
       if names is not None and list(map(str, x.columns)) != names:
         raise ValueError(f"X columns {list(x.columns)} differ from the training columns {names}")
-    out = ziln_predict(jnp.asarray(self.logits(x)), qs)
+    out = ziln_predict(jnp.asarray(self.logits(x)), qs, sigma_max=self.config.get("sigma_max"))
     quant = np.asarray(out["quantiles"], dtype=np.float64)
     return pd.DataFrame(
         {
@@ -410,6 +434,7 @@ def train_ziln(
 
   standardiser = fit_standardiser(xt)
   config = {"in_features": int(xt.shape[1]), "hidden": [int(h) for h in hidden],
+            "sigma_max": sigma_cap(yt),
             "dropout": float(dropout), "feature_names": feature_names}
   model = ZILNModel(xt.shape[1], tuple(hidden), dropout, rngs=nnx.Rngs(seed),
                     output_bias=make_output_bias(yt))

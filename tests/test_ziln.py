@@ -206,3 +206,15 @@ def test_standardiser_clips_rows_outside_the_training_range():
   np.testing.assert_array_equal(far, edge)
   again = ziln.Standardiser.from_dict(st.to_dict())
   np.testing.assert_array_equal(again.transform(np.array([[1e6, -1e6]])), far)
+
+
+def test_sigma_cap_limits_the_mean_and_keeps_small_sigmas():
+  logits = jnp.array([[3.0, 2.0, 8.0], [3.0, 2.0, -1.0]])  # sigma ~8 and ~0.31
+  capped = ziln.ziln_predict(logits, sigma_max=1.5)
+  free = ziln.ziln_predict(logits)
+  np.testing.assert_allclose(capped["sigma"], [1.5, float(free["sigma"][1])], rtol=1e-5)
+  p = 1 / (1 + np.exp(-3.0))
+  np.testing.assert_allclose(capped["mean"][0], p * np.exp(2.0 + 1.5 ** 2 / 2), rtol=1e-5)
+  np.testing.assert_allclose(capped["mean"][1], free["mean"][1], rtol=1e-6)
+  assert ziln.sigma_cap(np.array([0.0, 1.0, np.e, np.e ** 2])) == pytest.approx(
+      2 * np.log([1.0, np.e, np.e ** 2]).std())
