@@ -20,7 +20,8 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installation
   __version__ = "0.0.0+local"
 
-__all__ = ["load_params", "load_data", "embed", "run", "ParamsError", "DataError", "__version__"]
+__all__ = ["load_params", "load_data", "embed", "run", "Scorer", "ParamsError", "DataError",
+           "__version__"]
 
 _LAZY = {
     "load_params": ("cvlib.config", "load_params"),
@@ -29,6 +30,7 @@ _LAZY = {
     "DataError": ("cvlib.adapters", "DataError"),
     "embed": ("cvlib.pretrained", "embed"),
     "run": ("cvlib.runner", "run"),
+    "Scorer": ("cvlib.scoring", "Scorer"),
 }
 
 

@@ -46,6 +46,8 @@ def make_parser() -> argparse.ArgumentParser:
                  help="value network to score with (default: the run's: the back-test's best)")
   p.add_argument("--chunk-size", dest="chunk_size", type=int, default=50_000,
                  help="customers scored at a time (bounds memory; default 50000)")
+  p.add_argument("--no-drivers", dest="drivers", action="store_false",
+                 help="leave out top_drivers (the per-customer explanations): faster")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
   p = sub.add_parser("demo-data", help="write the synthetic dataset as canonical files")
   p.add_argument("out_dir")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"Report: {index}")
     elif args.command == "score":
       _score(args.run_dir, args.params, out=args.out, as_of=args.as_of, model=args.model,
-             chunk_size=args.chunk_size, overrides=args.overrides)
+             chunk_size=args.chunk_size, overrides=args.overrides, drivers=args.drivers)
     elif args.command == "validate":
       _validate(args.params, args.overrides)
     elif args.command == "demo-data":
@@ -126,7 +128,8 @@ def _run_all(folder: str, out: str, overrides: list[str], stages: list[str] | No
 
 
 def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None,
-           model: str | None, chunk_size: int, overrides: list[str]) -> None:
+           model: str | None, chunk_size: int, overrides: list[str],
+           drivers: bool = True) -> None:
   """``cvlib score``: every customer of the params' data, scored with the run's models."""
   import datetime as dt
 
@@ -151,7 +154,7 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
     raise ParamsError(problems)
   params = load_params(params_file, overrides)
   # checks the manifest before any data is read; batches need no per-customer warm-up
-  scorer = scoring.Scorer(run_dir, model=model, warm_up=False)
+  scorer = scoring.Scorer(run_dir, model=model, warm_up=False, drivers=drivers)
   cleaned, _ = clean_tables(load_data(params))
   tx = cleaned.transactions
   if not len(tx):

@@ -137,9 +137,9 @@ def mlm_loss_fn(model: BertForMaskedLM, batch: Batch) -> tuple[jax.Array, jax.Ar
   return loss, correct
 
 
-# graph=False: see sentiment.train_step (the tied decoder reads the embedding Variable, it does
-# not share it, so the model is a plain tree).
-@nnx.jit(graph=False)
+# graph=False and donation: see sentiment.train_step (the tied decoder reads the embedding
+# Variable, it does not share it, so the model is a plain tree).
+@nnx.jit(graph=False, donate_argnums=(0, 1))
 def mlm_train_step(model: BertForMaskedLM, optimizer: nnx.Optimizer,
                    batch: Batch) -> tuple[jax.Array, jax.Array]:
   """One MLM optimisation step in place; returns (loss, weighted correct predictions)."""
@@ -148,7 +148,7 @@ def mlm_train_step(model: BertForMaskedLM, optimizer: nnx.Optimizer,
   return loss, correct
 
 
-@nnx.jit(graph=False)
+@devices.inference_jit  # a pure function of the model
 def mlm_eval_step(model: BertForMaskedLM, batch: Batch) -> tuple[jax.Array, jax.Array]:
   """Summed target cross-entropy and correct predictions, dropout off."""
   logits = model(batch["input_ids"], batch["attention_mask"],

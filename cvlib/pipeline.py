@@ -577,7 +577,7 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
                               risk_thresholds=seg_cfg.risk_thresholds)
   seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
                             as_of=prep.as_of, raw_ids=raw_ids)
-  seg.attrs["warnings"] = list(ref.warnings)
+  seg.attrs["warnings"] = list(ref.warnings)  # score_frame set completeness_gap
   seg.attrs["scoring_reference"] = ref.to_dict()
   return seg
 
@@ -1141,22 +1141,6 @@ def plot_value_importance(importance: pd.DataFrame | None):
   if importance is None:
     return plots.plot_not_applicable("Feature importance", NOT_APPLICABLE["value"])
   return explain.plot_importance(importance)
-
-
-def add_drivers(scores: pd.DataFrame, prep: Prepared, networks: dict, name: str | None,
-                text_now: pd.DataFrame | None, *, k: int = 3) -> pd.DataFrame:
-  """Adds ``top_drivers``: the k inputs that moved each customer's prediction most, in words
-  (integrated gradients against the median customer)."""
-  from cvlib import explain
-  if name is None or not len(scores):
-    return scores
-  predictor, _ = networks[name]
-  X = network_inputs(name, prep.features_now, text_now)
-  attributions = explain.integrated_gradients(predictor, X)
-  out = scores.copy()
-  out["top_drivers"] = explain.top_drivers(attributions, X, k=k)  # rows follow features_now
-  out.attrs.update(scores.attrs, completeness_gap=attributions.attrs.get("completeness_gap"))
-  return out
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
 from cvlib import bert as bert_lib
+from cvlib import devices
 from cvlib.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 # If a notebook later imports transformers or sentence-transformers in this process, they must
@@ -620,9 +621,8 @@ def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model:
 # Sentence embeddings
 
 
-# Tree mode (graph=False): BertModel shares no Variable, and flattening it as a pytree costs a few
-# ms per call instead of tens of ms for nnx's graph protocol.
-@nnx.jit(graph=False)
+# A pure function of the model: plain jax.jit over the module as a pytree (devices.inference_jit).
+@devices.inference_jit
 def _embed_step(bert: BertModel, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
   sequence_output, _ = bert(input_ids, attention_mask, deterministic=True)
   return bert_lib.l2_normalize(bert_lib.mean_pool(sequence_output, attention_mask))

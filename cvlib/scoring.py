@@ -13,6 +13,9 @@ the same row. Two things keep rows independent of who else is scored: the networ
 blocks of :data:`PREDICT_BLOCK` rows (XLA's CPU matmul rounds differently for other batch shapes),
 and the one population-relative feature, "days since last review" of a customer who never wrote
 one, is anchored to the run's data start instead of the scored population's longest history.
+A service call (:meth:`Scorer.score`, a few customers) computes the features in numpy
+(:func:`compute_features_small`, the DuckDB query's numbers bit for bit) because the query's fixed
+cost would be most of the call.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ PREDICT_BLOCK = 512
 ENCODER_BATCH = 64
 # Customers per chunk in batch scoring: features, encoder and network work on one chunk at a time.
 DEFAULT_CHUNK = 50_000
+# Up to this many customers, Scorer.score computes features in numpy (compute_features_small)
+# instead of a DuckDB query, whose fixed cost dominates a service call.
+SMALL_CALL = 64
+# Drivers per customer in top_drivers (pipeline.add_drivers' default).
+DRIVERS = 3
 
 # What each customer feature means (the manifest copies this; a test keeps it in step with
 # cvlib.features). Days are whole days between purchase dates; "as of" is the scoring day.
@@ -186,6 +194,8 @@ class ScoringReference:
   value_tiers: tuple[float, float]
   risk_thresholds: tuple[float, float]
   warnings: tuple[str, ...] = ()
+  # network -> the median customer's inputs: the baseline of the top_drivers explanations
+  baselines: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
   def segment_reference(self, name: str):
     """The :class:`cvlib.segments.SegmentReference` for scores of network ``name``."""
@@ -197,17 +207,14 @@ class ScoringReference:
     return segments.SegmentReference(self.rfm_edges, high, medium, self.value_tiers,
                                      self.risk_thresholds)
 
-  def review_fill_days(self, as_of: dt.date) -> float:
-    """days_since_last_review of a customer without reviews, for scores as of ``as_of``."""
-    return float(max((as_of - self.data_start).days, 0))
-
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
     d.update(as_of=self.as_of.isoformat(), data_start=self.data_start.isoformat(),
              rfm_edges={k: list(v) for k, v in self.rfm_edges.items()},
              value_cuts={k: list(v) for k, v in self.value_cuts.items()},
              value_tiers=list(self.value_tiers), risk_thresholds=list(self.risk_thresholds),
-             warnings=list(self.warnings), format=1)
+             warnings=list(self.warnings),
+             baselines={k: list(v) for k, v in self.baselines.items()}, format=1)
     return d
 
   @classmethod
@@ -222,6 +229,7 @@ class ScoringReference:
     d["value_tiers"] = tuple(d["value_tiers"])
     d["risk_thresholds"] = tuple(d["risk_thresholds"])
     d["warnings"] = tuple(d.get("warnings", ()))
+    d["baselines"] = {k: tuple(float(x) for x in v) for k, v in d.get("baselines", {}).items()}
     return cls(**d)
 
   def save(self, path: Path) -> None:
@@ -287,12 +295,13 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
                      f"({', '.join(networks)})")
   data_start = pd.Timestamp(features["first_purchase"].min()).date()
   anchored = anchor_features(features, data_start, as_of)
-  cuts, ref, warnings = {}, None, []
+  cuts, baselines, ref, warnings = {}, {}, None, []
   for name, predictor in networks.items():
     if "text" in pipeline.NETWORK_INPUTS[name] and text is None:
       continue
-    pred = predict_values(predictor, pipeline.network_inputs(name, anchored, text),
-                          interval=interval)
+    X = pipeline.network_inputs(name, anchored, text)
+    baselines[name] = tuple(X.median().to_numpy(np.float64).tolist())  # explain's "median"
+    pred = predict_values(predictor, X, interval=interval)
     ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
                                                    value_tiers=value_tiers,
                                                    risk_thresholds=risk_thresholds)
@@ -303,12 +312,12 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   # RFM edges are the same for every network: they do not look at predictions
   return ScoringReference(scoring_model, as_of, data_start, int(horizon_days), float(interval),
                           len(features), ref.rfm_edges, cuts, ref.value_tiers,
-                          ref.risk_thresholds, tuple(warnings))
+                          ref.risk_thresholds, tuple(warnings), baselines)
 
 
 def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: Any, name: str,
                 reference: ScoringReference, *, as_of: dt.date, raw_ids: bool = False,
-                version: str | None = None) -> pd.DataFrame:
+                version: str | None = None, drivers: bool = True) -> pd.DataFrame:
   """The scores table for customers: value, interval, churn, RFM segment, tier, risk, action.
 
   Every row depends on its own customer only, so scoring one customer, a chunk or all of them
@@ -324,6 +333,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
     as_of: the scoring day.
     raw_ids: add the raw customer_id after customer_key.
     version: the model_version column (default: :func:`model_version`).
+    drivers: add ``top_drivers``, the inputs that moved the prediction most from the run's
+      median customer (``explain.integrated_gradients``), when the reference has a baseline.
 
   Returns:
     One row per customer, in the order of ``features``.
@@ -339,9 +350,130 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   seg = seg.drop(columns=["customer_id"])
   seg["model"] = name
   seg["model_version"] = version or model_version(name, predictor)
+  if drivers and name in reference.baselines:
+    from cvlib import explain
+    attributions = explain.integrated_gradients(predictor, X,
+                                                baseline=np.asarray(reference.baselines[name]))
+    seg["top_drivers"] = explain.top_drivers(attributions, X, k=DRIVERS)
+    seg.attrs["completeness_gap"] = attributions.attrs.get("completeness_gap")
   if raw_ids:
     seg.insert(1, "customer_id", features["customer_id"].to_numpy())
   return seg
+
+
+# --- features of a few customers, without DuckDB --------------------------------------------------
+
+def _seq_sum(values: np.ndarray) -> float:
+  """Left-to-right sum, as DuckDB's SUM/AVG accumulate (numpy's sum is pairwise)."""
+  return float(np.cumsum(values)[-1]) if len(values) else 0.0
+
+
+def _welford_std(values: np.ndarray) -> float:
+  """Population std by DuckDB's STDDEV_POP update rule (Welford), value by value."""
+  count, mean, dsquared = 0, 0.0, 0.0
+  for x in values.tolist():
+    count += 1
+    new_mean = mean + (x - mean) / count
+    dsquared = dsquared + (x - new_mean) * (x - mean)
+    mean = new_mean
+  return float(np.sqrt(dsquared / count)) if count > 1 else 0.0
+
+
+def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
+                           products: pd.DataFrame, reviews: pd.DataFrame, cutoff: dt.date,
+                           horizon_days: int) -> pd.DataFrame:
+  """``features.compute_customer_features`` for a few customers, in numpy (no query engine).
+
+  The same definitions and the same floating-point order (sums left to right in input order,
+  spend per day in day order, Welford for the std), so the numbers match the DuckDB query's bit
+  for bit; a DuckDB query costs tens of milliseconds to plan and run, this a fraction of one per
+  customer. :class:`Scorer` checks the two agree when it loads and falls back to DuckDB if not.
+
+  Returns:
+    The columns, types and row order of ``features.compute_customer_features``.
+  """
+  from cvlib import features as feats
+  cut = np.datetime64(cutoff, "us")
+  end = cut + np.timedelta64(horizon_days, "D")
+  cut90 = np.datetime64(cutoff, "D") - np.timedelta64(90, "D")
+  tx_c = transactions["customer_id"].to_numpy(object, na_value=None)
+  tx_t = transactions["timestamp"].to_numpy("datetime64[us]")
+  tx_a = transactions["amount"].to_numpy(np.float64)
+  tx_o = transactions["order_id"].to_numpy(object, na_value=None)
+  ok = ~pd.isna(tx_c) & ~np.isnat(tx_t)
+  category = dict(zip(products["product_id"].to_numpy(object, na_value=None),
+                      products["category"].to_numpy(object, na_value=None)))
+  lines: dict[Any, list[tuple[Any, float]]] = {}
+  for order, product, qty in zip(items["order_id"].to_numpy(object, na_value=None),
+                                 items["product_id"].to_numpy(object, na_value=None),
+                                 items["quantity"].to_numpy(np.float64)):
+    lines.setdefault(order, []).append((product, qty))
+  rv_c = reviews["customer_id"].to_numpy(object, na_value=None)
+  rv_t = reviews["timestamp"].to_numpy("datetime64[us]")
+  rv_r = reviews["rating"].to_numpy(np.float64)
+  rv_ok = ~pd.isna(rv_c) & ~np.isnat(rv_t) & (rv_t < cut)
+  nan = float("nan")
+  rows = []
+  for customer in sorted(set(tx_c[ok & (tx_t < cut)].tolist())):
+    mine = ok & (tx_c == customer)
+    cal = mine & (tx_t < cut)
+    t, a, o = tx_t[cal], tx_a[cal], tx_o[cal]
+    day = t.astype("datetime64[D]")
+    days, inverse = np.unique(day, return_inverse=True)  # sorted purchase days
+    spend = np.array([_seq_sum(a[inverse == k]) for k in range(len(days))])
+    gaps = np.diff(days).astype(np.float64)  # [purchase days - 1]
+    n_days = len(days)
+    recent = day >= cut90
+    qty, prods, cats = [], set(), set()
+    for order in o.tolist():
+      for product, q in lines.get(order, ()):
+        qty.append(q)
+        prods.add(product)
+        c = category.get(product)
+        if c is not None:
+          cats.add(c)
+    n_items = _seq_sum(np.asarray(qty))
+    r = rv_ok & (rv_c == customer)
+    ratings, rtimes = rv_r[r], rv_t[r]
+    rated = ~np.isnan(ratings)
+    last = nan
+    if rated.any():  # DuckDB's arg_max skips NULL ratings; ties go to the first row
+      rt = rtimes[rated]
+      last = float(ratings[rated][int(np.flatnonzero(rt == rt.max())[0])])
+    hold = mine & (tx_t >= cut) & (tx_t < end)
+    total = _seq_sum(a)
+    rows.append({
+        "customer_id": customer, "first_purchase": days[0].astype("datetime64[us]"),
+        "frequency": n_days - 1, "recency_days": float((days[-1] - days[0]).astype(int)),
+        "T_days": float((np.datetime64(cutoff, "D") - days[0]).astype(int)),
+        "days_since_last": float((np.datetime64(cutoff, "D") - days[-1]).astype(int)),
+        "n_orders": len(a), "total_spend": total, "avg_order_value": total / len(a),
+        "monetary_value": _seq_sum(spend[1:]) / (n_days - 1) if n_days > 1 else 0.0,
+        "n_items": n_items, "n_products": len(prods), "n_categories": len(cats),
+        "spend_last_90d": _seq_sum(a[recent]), "orders_last_90d": int(recent.sum()),
+        "mean_interpurchase_days": _seq_sum(gaps) / len(gaps) if len(gaps) else nan,
+        "std_interpurchase_days": _welford_std(gaps) if len(gaps) else nan,
+        "max_interpurchase_days": float(gaps.max()) if len(gaps) else nan,
+        "avg_basket_size": n_items / len(a),
+        "n_reviews": int(r.sum()),
+        "mean_rating": _seq_sum(ratings[rated]) / rated.sum() if rated.any() else nan,
+        "min_rating": float(ratings[rated].min()) if rated.any() else nan,
+        "last_rating": last,
+        "share_low_ratings": float((ratings[rated] <= 2).sum()) / rated.sum()
+        if rated.any() else nan,
+        "days_since_last_review": float((np.datetime64(cutoff, "D")
+                                         - rtimes.astype("datetime64[D]").max()).astype(int))
+        if r.any() else nan,
+        "holdout_value": _seq_sum(tx_a[hold]), "holdout_orders": int(hold.sum())})
+  cols = (["customer_id", "first_purchase"] + list(feats.BEHAVIOUR_FEATURES)
+          + list(feats.REVIEW_FEATURES) + ["holdout_value", "holdout_orders"])
+  # one constructor call with typed arrays: a column-by-column astype costs more than the rest
+  df = pd.DataFrame({
+      "customer_id": pd.array([row["customer_id"] for row in rows], dtype="string"),
+      "first_purchase": np.array([row["first_purchase"] for row in rows], "datetime64[us]"),
+      **{col: np.array([row[col] for row in rows], np.float64) for col in cols[2:]}})
+  df["returned"] = df["holdout_orders"] > 0
+  return df
 
 
 # --- review text ---------------------------------------------------------------------------------
@@ -470,6 +602,8 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                "catalogue": CATALOGUE_FILE if (models / CATALOGUE_FILE).exists() else None,
                "churn_model": ref.scoring_model, "value_model": ref.scoring_model,
                "needs_text": "text" in predictor_cfg["inputs"],
+               "explanations": "top_drivers: integrated gradients of the predicted value from "
+                               "the run's median customer (reference baselines)",
                "as_of": ref.as_of.isoformat(), "horizon_days": ref.horizon_days,
                "interval": ref.interval}
   params_json = json.dumps(params, sort_keys=True, default=str)
@@ -604,15 +738,20 @@ class Scorer:
     warm_up: compile the network block and, for a text-aware network, the encoder's few length
       buckets now rather than on the first call.
     salt: pseudonymisation key for customer_key (default: $CVLIB_SALT, then the run's params).
+    drivers: add ``top_drivers`` (integrated gradients from the run's median customer), as the
+      run's scores.parquet has them; off by default, since they cost a service call more than the
+      scores (``cvlib score`` turns them on).
 
   Raises:
     ModelFolderError: the folder fails the manifest checks, or has no such model.
   """
 
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
-               verify: bool = True, warm_up: bool = True, salt: str | None = None):
+               verify: bool = True, warm_up: bool = True, salt: str | None = None,
+               drivers: bool = False):
     from cvlib import pipeline, pretrained, ziln
     self.run_dir = Path(run_dir)
+    self.drivers = drivers
     self.manifest = load_manifest(self.run_dir, verify=verify)
     models = self.run_dir / "models"
     if not self.manifest.get("scoring"):
@@ -638,6 +777,7 @@ class Scorer:
       self.featurizer = pipeline.TextFeaturizer.load(models / "text_featurizer.npz")
       self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
       self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
+    self.fast_features = _fast_features_agree()
     if warm_up:
       self._warm_up()
 
@@ -690,7 +830,9 @@ class Scorer:
     day = (_as_date(as_of, "as_of") if as_of is not None
            else tx["timestamp"].max().date() + dt.timedelta(days=1))
     return self._score_chunk(tx, tables.items, tables.products, tables.reviews, day,
-                             raw_ids=True, salt=self.salt, encoder_batch=1)
+                             raw_ids=True, salt=self.salt, encoder_batch=1,
+                             small=self.fast_features
+                             and tx["customer_id"].nunique() <= SMALL_CALL)
 
   # --- everyone, in chunks ------------------------------------------------------------------
   def score_tables(self, tables: Any, *, as_of: Any = None, out: str | os.PathLike | None = None,
@@ -744,9 +886,10 @@ class Scorer:
 
   def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
                    reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
-                   encoder_batch: int) -> pd.DataFrame:
+                   encoder_batch: int, small: bool = False) -> pd.DataFrame:
     from cvlib import features as feats
-    f = feats.compute_customer_features(tx, items, products, reviews, as_of, self.horizon_days)
+    compute = compute_features_small if small else feats.compute_customer_features
+    f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
       return self._empty(raw_ids)
     f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
@@ -759,7 +902,48 @@ class Scorer:
                                           buckets=self.buckets, batch_size=encoder_batch)
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
-                       raw_ids=raw_ids, version=self.version)
+                       raw_ids=raw_ids, version=self.version, drivers=self.drivers)
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_features_agree() -> bool:
+  """Whether :func:`compute_features_small` gives DuckDB's features on a probe shop (bit for bit).
+
+  A guard for the day ``features.compute_customer_features`` changes and this copy does not: the
+  scorer then falls back to DuckDB (slower, never different), with a warning.
+  """
+  import warnings
+
+  from cvlib import features as feats
+  ts = pd.Timestamp("2024-01-01")
+  tx = schema.coerce_table("transactions", pd.DataFrame({
+      "customer_id": ["a", "a", "a", "a", "b", "c", "c"],
+      "order_id": ["1", "2", "3", "4", "5", "6", "7"],
+      "timestamp": [ts, ts + pd.Timedelta(hours=5), ts + pd.Timedelta(days=40),
+                    ts + pd.Timedelta(days=300), ts + pd.Timedelta(days=10),
+                    ts + pd.Timedelta(days=200), ts + pd.Timedelta(days=420)],
+      "amount": [0.1, 0.2, 1e16, 0.3, 0.0, 7.25, 3.0]}))
+  items = schema.coerce_table("items", pd.DataFrame({
+      "order_id": ["1", "1", "3", "6"], "product_id": ["p", "q", "p", "r"],
+      "quantity": [1.0, 0.5, 2.0, 1.0], "unit_price": [1.0, 1.0, 1.0, 1.0],
+      "amount": [1.0, 0.5, 2.0, 1.0]}))
+  products = schema.coerce_table("products", pd.DataFrame({
+      "product_id": ["p", "q", "r"], "category": ["x", None, "y"], "description": [None] * 3}))
+  reviews = schema.coerce_table("reviews", pd.DataFrame({
+      "review_id": ["r1", "r2", "r3", "r4"], "customer_id": ["a", "a", None, "c"],
+      "timestamp": [ts + pd.Timedelta(days=2), ts + pd.Timedelta(days=50), ts, ts],
+      "rating": [2.0, None, 5.0, 4.0], "text": ["ok", "no", "x", "y"]}))
+  cutoff = dt.date(2024, 12, 1)
+  try:
+    expected = feats.compute_customer_features(tx, items, products, reviews, cutoff, 90)
+    got = compute_features_small(tx, items, products, reviews, cutoff, 90)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+  except (AssertionError, KeyError, ValueError, TypeError) as e:
+    warnings.warn(f"cvlib.scoring: the per-customer feature path disagrees with "
+                  f"features.compute_customer_features ({type(e).__name__}); using DuckDB for "
+                  "every call (slower, same numbers)", RuntimeWarning, stacklevel=3)
+    return False
+  return True
 
 
 def _customer_chunks(tx: pd.DataFrame, items: pd.DataFrame, reviews: pd.DataFrame,

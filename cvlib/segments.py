@@ -455,11 +455,33 @@ def fit_segment_reference(df: pd.DataFrame, *, value_tiers: tuple[float, float] 
   return ref, warnings
 
 
+def _finite(values: pd.Series, name: str) -> np.ndarray:
+  try:
+    arr = np.asarray(values, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{name}: must be numeric ({e})") from None
+  if not np.isfinite(arr).all():
+    bad = int((~np.isfinite(arr)).sum())
+    raise ValueError(f"{name}: {bad} missing or infinite value(s); fill or drop them first")
+  return arr
+
+
+def _action_table() -> dict[tuple[str, str, str], str]:
+  """Every (tier, risk, segment) combination's action, from :func:`next_best_action` itself."""
+  combos = [(t, r, s) for t in TIERS for r in RISKS for s in SEGMENTS]
+  actions = next_best_action(*(pd.Series([c[i] for c in combos]) for i in range(3)))
+  return dict(zip(combos, actions))
+
+
+_ACTIONS_BY_CELL = _action_table()
+
+
 def assign_segments_from_reference(df: pd.DataFrame, reference: SegmentReference) -> pd.DataFrame:
   """Like :func:`assign_segments`, with the cut-offs of a reference population.
 
   Each customer is placed on their own, so the result does not depend on who else is scored
-  (one customer, a chunk or everyone give the same row).
+  (one customer, a chunk or everyone give the same row). Plain numpy, since a service scores one
+  customer at a time.
 
   Args:
     df: one row per customer with ``REQUIRED_COLUMNS`` (others are kept).
@@ -473,28 +495,35 @@ def assign_segments_from_reference(df: pd.DataFrame, reference: SegmentReference
     ValueError: a required column is missing, or a value is invalid.
   """
   _check_columns(df, REQUIRED_COLUMNS, "assign_segments_from_reference")
-  out = df.copy()
-  recency = _as_float(out["recency_days"], "recency_days").to_numpy()
+  recency = _finite(df["recency_days"], "recency_days")
   if (recency < 0).any():
     raise ValueError(f"recency_days: must be >= 0, got min {recency.min()}")
+  p = _finite(df["churn_probability"], "churn_probability")
+  if ((p < 0) | (p > 1)).any():
+    raise ValueError(f"churn_probability: must lie in [0, 1], got range [{p.min()}, {p.max()}]")
   e = reference.rfm_edges
   r = 1 + (recency[:, None] < np.asarray(e["recency_days"])[None, :]).sum(axis=1)
-  f = 1 + (_as_float(out["frequency"], "frequency").to_numpy()[:, None]
+  f = 1 + (_finite(df["frequency"], "frequency")[:, None]
            > np.asarray(e["frequency"])[None, :]).sum(axis=1)
-  m = 1 + (_as_float(out["monetary"], "monetary").to_numpy()[:, None]
+  m = 1 + (_finite(df["monetary"], "monetary")[:, None]
            > np.asarray(e["monetary"])[None, :]).sum(axis=1)
-  out[["r_score", "f_score", "m_score"]] = np.stack([r, f, m], axis=1).astype(np.int64)
-  out["rfm_segment"] = rfm_segment(out["r_score"], out["f_score"])
-  value = _as_float(out["predicted_value"], "predicted_value").to_numpy()
-  inf = np.inf
-  high = inf if reference.high_from is None else reference.high_from
-  medium = inf if reference.medium_from is None else reference.medium_from
-  out["value_tier"] = pd.Series(np.where(value >= high, "High",
-                                         np.where(value >= medium, "Medium", "Low")),
-                                index=out.index, dtype=object)
-  out["risk_band"] = risk_band(out["churn_probability"], thresholds=reference.risk_thresholds)
-  out["action"] = next_best_action(out["value_tier"], out["risk_band"], out["rfm_segment"])
-  out["action_reason"] = out["action"].map(ACTION_REASONS)
+  value = _finite(df["predicted_value"], "predicted_value")
+  high = np.inf if reference.high_from is None else reference.high_from
+  medium = np.inf if reference.medium_from is None else reference.medium_from
+  tier = np.where(value >= high, "High", np.where(value >= medium, "Medium", "Low"))
+  low_from, high_from = reference.risk_thresholds
+  risk = np.where(p >= high_from, "High", np.where(p >= low_from, "Medium", "Low"))
+  segment = _SEGMENT_GRID[r, f]
+  action = [_ACTIONS_BY_CELL[cell] for cell in zip(tier.tolist(), risk.tolist(), segment.tolist())]
+  out = df.copy()
+  obj = lambda values: pd.Series(np.asarray(values, dtype=object), index=out.index, dtype=object)
+  for col, values in (("r_score", r), ("f_score", f), ("m_score", m)):
+    out[col] = values.astype(np.int64)
+  out["rfm_segment"] = obj(segment)
+  out["value_tier"] = obj(tier)
+  out["risk_band"] = obj(risk)
+  out["action"] = obj(action)
+  out["action_reason"] = out["action"].map(ACTION_REASONS)  # the dtype assign_segments gives
   return out
 
 

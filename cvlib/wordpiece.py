@@ -2,25 +2,29 @@
 
 MiniLM's vocabulary is English: Portuguese words fall apart into many pieces (accents are stripped)
 and Chinese into [UNK]s and single characters. ``train_wordpiece`` learns a BERT-style vocabulary
-from the corpus with Hugging Face ``tokenizers``: BERT's normaliser (lower-casing; accents kept for
-languages that need them; every CJK character its own word), BERT's pre-tokeniser (whitespace and
-punctuation), a WordPiece model with "##" continuations, [CLS] ... [SEP] around each text. The
-saved ``tokenizer.json`` loads with ``pretrained.load_tokenizer(folder)`` like MiniLM's.
+from the corpus: BERT's normaliser (lower-casing; accents kept for languages that need them; every
+CJK character its own word) and pre-tokeniser (whitespace and punctuation) from Hugging Face
+``tokenizers``, a WordPiece vocabulary learnt by greedy pair merging with "##" continuations
+(``_learn_vocabulary``, deterministic), [CLS] ... [SEP] around each text. The result is a fast
+``tokenizers.Tokenizer``; its saved ``tokenizer.json`` loads with
+``pretrained.load_tokenizer(folder)`` like MiniLM's.
 """
 
 from __future__ import annotations
 
+import collections
+import heapq
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from cvlib import pretrained
 
 # In this order, so that [PAD] is id 0 as in BERT's vocabularies (padding code assumes it).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_CJK_LANGUAGES = ("zh", "ja", "ko")
+_MAX_WORD_CHARS = 100  # longer "words" (URLs, keyboard mashing) are a single [UNK], as in BERT
 
 
 def normalizer_options(language: str, lowercase: bool = True) -> dict[str, bool | None]:
@@ -41,21 +45,94 @@ def normalizer_options(language: str, lowercase: bool = True) -> dict[str, bool 
           "strip_accents": None if language == "en" else False, "lowercase": lowercase}
 
 
+def _learn_vocabulary(word_counts: dict[str, int], *, vocab_size: int, min_frequency: int,
+                      limit_alphabet: int | None) -> list[str]:
+  """WordPiece pieces by greedy pair merging (BPE with "##" continuations), deterministically.
+
+  What ``tokenizers.trainers.WordPieceTrainer`` does, in Python: words start as characters
+  (all but the first prefixed "##"); the most frequent adjacent pair is merged into a new piece
+  until the vocabulary is full or no pair occurs min_frequency times. Ties go to the
+  lexicographically smallest pair. (The Rust trainer breaks ties in hash-map order, so two runs
+  on the same corpus give different vocabularies.)
+
+  Returns:
+    The alphabet (sorted) followed by the merged pieces in merge order.
+  """
+  names = sorted(word_counts)
+  counts = [word_counts[w] for w in names]
+  char_counts: collections.Counter[str] = collections.Counter()
+  for word, count in zip(names, counts):
+    for ch in word:
+      char_counts[ch] += count
+  if limit_alphabet is not None and len(char_counts) > limit_alphabet:
+    keep = sorted(char_counts, key=lambda ch: (-char_counts[ch], ch))[:limit_alphabet]
+    allowed = set(keep)
+    names_counts = [(w, c) for w, c in zip(names, counts) if set(w) <= allowed]
+    names, counts = [w for w, _ in names_counts], [c for _, c in names_counts]
+  words = [[w[0]] + ["##" + ch for ch in w[1:]] for w in names]
+  alphabet = sorted({sym for syms in words for sym in syms})
+  vocab = set(alphabet)
+  pieces = list(alphabet)
+
+  pair_counts: collections.defaultdict[tuple[str, str], int] = collections.defaultdict(int)
+  where: collections.defaultdict[tuple[str, str], set[int]] = collections.defaultdict(set)
+  for i, syms in enumerate(words):
+    for pair in zip(syms, syms[1:]):
+      pair_counts[pair] += counts[i]
+      where[pair].add(i)
+  heap = [(-c, pair) for pair, c in pair_counts.items()]
+  heapq.heapify(heap)
+  while len(pieces) < vocab_size and heap:
+    neg, pair = heapq.heappop(heap)
+    if pair_counts.get(pair, 0) != -neg:
+      continue  # a stale entry: the count changed and a fresh entry was pushed
+    if -neg < min_frequency:
+      break
+    merged = pair[0] + pair[1][2:]
+    if merged not in vocab:
+      vocab.add(merged)
+      pieces.append(merged)
+    touched = set()
+    for i in sorted(where.pop(pair)):
+      syms, count = words[i], counts[i]
+      for old in zip(syms, syms[1:]):
+        pair_counts[old] -= count
+      out, j = [], 0
+      while j < len(syms):
+        if j + 1 < len(syms) and syms[j] == pair[0] and syms[j + 1] == pair[1]:
+          out.append(merged)
+          j += 2
+        else:
+          out.append(syms[j])
+          j += 1
+      words[i] = out
+      for new in zip(out, out[1:]):
+        pair_counts[new] += count
+        where[new].add(i)
+        touched.add(new)
+    pair_counts.pop(pair, None)
+    for other in sorted(touched):
+      if pair_counts[other] > 0:
+        heapq.heappush(heap, (-pair_counts[other], other))
+  return pieces
+
+
 def train_wordpiece(texts: Sequence[str], *, language: str, vocab_size: int = 16000,
                     lowercase: bool = True, min_frequency: int = 2,
                     limit_alphabet: int | None = None, max_length: int = 128) -> Tokenizer:
   """Trains a BERT WordPiece tokenizer on texts.
 
-  Deterministic: the same texts and settings give the same vocabulary.
+  Deterministic: the same texts and settings give the same vocabulary and ids.
 
   Args:
     texts: the corpus (e.g. every review of the shop; labels are not needed).
     language: ISO 639 code; selects the normaliser (see ``normalizer_options``).
-    vocab_size: vocabulary size including the 5 special tokens and the alphabet.
+    vocab_size: vocabulary size including the 5 special tokens; more only if the alphabet alone
+      is larger (Chinese corpora have thousands of characters, each needed as a token).
     lowercase: lower-case before splitting.
-    min_frequency: pieces seen fewer times are not merged into the vocabulary.
-    limit_alphabet: keep at most this many distinct characters (None keeps all; Chinese
-      corpora have thousands, each needed as its own token).
+    min_frequency: pairs seen fewer times are not merged into new pieces.
+    limit_alphabet: keep at most this many distinct characters (the most frequent; words with
+      others become [UNK]); None keeps all.
     max_length: truncation length set on the returned tokenizer.
 
   Returns:
@@ -72,23 +149,30 @@ def train_wordpiece(texts: Sequence[str], *, language: str, vocab_size: int = 16
     raise ValueError(f"vocab_size must be an int > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
   if not isinstance(min_frequency, int) or min_frequency < 1:
     raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+  if limit_alphabet is not None and (not isinstance(limit_alphabet, int) or limit_alphabet < 1):
+    raise ValueError(f"limit_alphabet must be an int >= 1 or None, got {limit_alphabet!r}")
   if not isinstance(max_length, int) or not 2 <= max_length <= 512:
     raise ValueError(f"max_length must be an int in [2, 512], got {max_length!r}")
-  tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-  tokenizer.normalizer = normalizers.BertNormalizer(**normalizer_options(language, lowercase))
-  tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-  extra = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
-  trainer = trainers.WordPieceTrainer(
-      vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
-      continuing_subword_prefix="##", show_progress=False, **extra)
-  tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
-  cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+  normalizer = normalizers.BertNormalizer(**normalizer_options(language, lowercase))
+  pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  word_counts: collections.Counter[str] = collections.Counter()
+  for text in texts:
+    words = pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    word_counts.update(w for w, _ in words if len(w) <= _MAX_WORD_CHARS)
+  pieces = _learn_vocabulary(word_counts, vocab_size=vocab_size - len(SPECIAL_TOKENS),
+                             min_frequency=min_frequency, limit_alphabet=limit_alphabet)
+  vocab = {token: i for i, token in enumerate(list(SPECIAL_TOKENS) + pieces)}
+  tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]",
+                                         max_input_chars_per_word=_MAX_WORD_CHARS))
+  tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+  tokenizer.normalizer = normalizer
+  tokenizer.pre_tokenizer = pre_tokenizer
   tokenizer.post_processor = processors.TemplateProcessing(
       single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-      special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+      special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
   tokenizer.decoder = decoders.WordPiece(prefix="##")
   tokenizer.enable_truncation(max_length)
-  tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+  tokenizer.enable_padding(pad_id=vocab["[PAD]"], pad_token="[PAD]")
   return tokenizer
 
 

@@ -141,3 +141,69 @@ def test_jit_matches_eager():
   jitted, _ = nnx.jit(lambda m, i, a: m(i, a))(model, ids, mask)
   np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-5)
   assert jax.tree.leaves(nnx.state(model, nnx.Param))  # still a live module
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout masks, compute dtype, presets
+
+
+def test_hash_dropout_keep_rate_and_independence():
+  key = jax.random.key(0)
+  keep = np.asarray(bert.dropout_keep_mask(key, (64, 12, 32, 32), 0.1))
+  assert abs(keep.mean() - 0.9) < 0.002
+  # No structure along any axis: every row and column keeps ~90%.
+  assert np.abs(keep.mean(axis=(0, 1, 2)) - 0.9).max() < 0.02
+  assert np.abs(keep.mean(axis=(1, 2, 3)) - 0.9).max() < 0.03
+  other = np.asarray(bert.dropout_keep_mask(jax.random.key(1), (64, 12, 32, 32), 0.1))
+  both = np.mean(~keep & ~other)
+  assert abs(both - 0.01) < 0.001  # two keys drop independently (0.1 x 0.1)
+  np.testing.assert_array_equal(keep, np.asarray(bert.dropout_keep_mask(key, keep.shape, 0.1)))
+  assert np.asarray(bert.dropout_keep_mask(key, (1000,), 0.0)).all()
+
+
+def test_dropout_scales_kept_values_and_follows_the_seed():
+  layer = bert.Dropout(0.25, rngs=nnx.Rngs(dropout=3))
+  x = jnp.ones((200, 50))
+  y = np.asarray(layer(x, deterministic=False))
+  np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
+  assert abs((y == 0).mean() - 0.25) < 0.01
+  assert not np.array_equal(y, np.asarray(layer(x, deterministic=False)))  # a new mask per call
+  again = bert.Dropout(0.25, rngs=nnx.Rngs(dropout=3))
+  np.testing.assert_array_equal(y, np.asarray(again(x, deterministic=False)))
+  np.testing.assert_array_equal(np.asarray(layer(x, deterministic=True)), np.asarray(x))
+
+
+def test_bfloat16_compute_is_close_to_float32():
+  config32 = dataclasses.replace(CONFIG, num_layers=1)
+  config16 = dataclasses.replace(config32, dtype="bfloat16")
+  m32 = bert.BertForSequenceClassification(config32, 2, rngs=nnx.Rngs(0))
+  m16 = bert.BertForSequenceClassification(config16, 2, rngs=nnx.Rngs(0))
+  ids, mask = _inputs()
+  seq16, _ = m16.bert(ids, mask)
+  assert seq16.dtype == jnp.bfloat16
+  assert m16.classifier.kernel[...].dtype == jnp.float32  # parameters stay float32
+  logits16, logits32 = m16(ids, mask), m32(ids, mask)
+  assert logits16.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits32), atol=0.05)
+  seq32, _ = m32.bert(ids, mask)
+  np.testing.assert_allclose(np.asarray(seq16, np.float32), np.asarray(seq32), atol=0.1)
+  mlm16 = bert.BertForMaskedLM(config16, rngs=nnx.Rngs(0))
+  assert mlm16(ids, mask).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"dtype": "float16"}, "dtype must be one of"),
+    ({"attention": "flash"}, "attention must be one of"),
+    ({"attention": "cudnn"}, "needs dtype='bfloat16'"),
+])
+def test_config_dtype_and_attention_validation(changes, match):
+  with pytest.raises(ValueError, match=match):
+    dataclasses.replace(CONFIG, **changes)
+
+
+def test_small_and_base_presets():
+  small = bert.BertConfig.small(vocab_size=1000)
+  assert (small.num_layers, small.hidden_size, small.num_heads, small.intermediate_size,
+          small.max_position_embeddings) == (4, 256, 4, 1024, 128)
+  base = bert.BertConfig.bert_base()
+  assert (base.num_layers, base.hidden_size, base.intermediate_size) == (12, 768, 3072)

@@ -41,7 +41,7 @@ def test_load_tiny_params():
   assert p.dataset == "tiny"
   assert p.data.customers == 300 and p.data.seed == 1
   assert p.finetune.num_layers == 1 and p.finetune.epochs == 1
-  assert p.finetune.buckets == (32, 64)
+  assert p.finetune.buckets == (32,)
   assert p.value.hidden == (16,) and p.value.text_dims == 4
   assert p.segment == config.SegmentConfig()  # defaults fill what the file leaves out
 

@@ -4,6 +4,7 @@ import json
 import warnings
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -323,3 +324,57 @@ def test_parity_with_pytorch_reference():
   want = np.asarray(ref["embeddings"], np.float32)
   assert emb.dtype == np.float32 and emb.shape == want.shape == (len(sentences), 384)
   assert np.abs(emb - want).max() <= 1e-4  # seen: 2.9e-7
+
+
+# ----------------------------------------------------------------------------------------------
+# Masked-LM loading and orbax checkpoints
+
+
+def test_load_masked_lm_from_minilm(checkpoint):
+  model, report = pretrained.load_masked_lm(num_layers=1)
+  assert isinstance(model, bert.BertForMaskedLM) and report["head"] == []  # MiniLM has no head
+  np.testing.assert_array_equal(np.asarray(model.bert.embeddings.word_embeddings.embedding[...]),
+                                checkpoint["embeddings.word_embeddings.weight"])
+  assert "pooler.dense.weight" in report["unused"]
+
+
+def test_special_token_ids(tokenizer):
+  assert pretrained.special_token_ids(tokenizer) == [0, 100, 101, 102, 103]
+
+
+def _tiny_classifier(seed):
+  return bert.BertForSequenceClassification(bert.BertConfig.tiny(vocab_size=30), 2,
+                                            rngs=nnx.Rngs(seed))
+
+
+def _same_params(a, b):
+  la, lb = (jax.tree.leaves(nnx.state(m, nnx.Param)) for m in (a, b))
+  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                    for x, y in zip(la, lb))
+
+
+def test_orbax_checkpoints_round_trip_and_keep_the_best(tmp_path):
+  best = pretrained.Checkpoints(tmp_path / "best", best_metric="f1")
+  models = {step: _tiny_classifier(step) for step in (1, 2, 3)}
+  for step, f1 in ((1, 0.5), (2, 0.9), (3, 0.7)):
+    best.save(step, models[step], metrics={"f1": f1})
+  assert best.steps == [2] and best.best_step() == 2  # max_to_keep=1 keeps the best only
+  restored = _tiny_classifier(7)
+  assert not _same_params(restored, models[2])
+  assert best.restore(restored) == 2
+  assert _same_params(restored, models[2])
+  with pytest.raises(ValueError, match="metrics must contain 'f1'"):
+    best.save(4, models[1])
+  with pytest.raises(FileNotFoundError, match="no checkpoint 9"):
+    best.restore(restored, step=9)
+  best.close()
+  # A fresh manager on the same folder finds the step; without best_metric: the latest.
+  assert pretrained.Checkpoints(tmp_path / "best", best_metric="f1").best_step() == 2
+  last = pretrained.Checkpoints(tmp_path / "last", max_to_keep=2)
+  for step in (1, 2, 3):
+    last.save(step, models[step])
+  assert last.steps == [2, 3] and last.best_step() == 3
+  last.restore(restored)
+  assert _same_params(restored, models[3])
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    pretrained.Checkpoints(tmp_path / "empty").restore(restored)

@@ -94,6 +94,61 @@ def test_feature_definitions_cover_every_model_feature():
                                                   + features.REVIEW_FEATURES)
 
 
+@pytest.mark.parametrize("cutoff,horizon", [("2015-02-01", 30), ("2015-01-21", 30),
+                                            ("2015-04-01", 60)])
+def test_small_feature_path_equals_duckdb_on_the_hand_made_shop(tiny_shop, cutoff, horizon):
+  t = tiny_shop
+  args = (t["transactions"], t["items"], t["products"], t["reviews"],
+          dt.date.fromisoformat(cutoff), horizon)
+  pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+                                features.compute_customer_features(*args), check_exact=True)
+
+
+def test_small_feature_path_equals_duckdb_on_the_tiny_shop(tiny_clean):
+  tables, _ = tiny_clean
+  for cutoff in (dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 6, 29)):
+    args = (tables.transactions, tables.items, tables.products, tables.reviews, cutoff, 180)
+    pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+                                  features.compute_customer_features(*args), check_exact=True)
+
+
+def test_small_feature_path_sums_in_duckdbs_order():
+  """Amounts whose sum depends on the order (1e16 + 1 - 1e16) and fractional quantities."""
+  rng = np.random.default_rng(0)
+  n = 600
+  from cvlib import schema
+  tx = schema.coerce_table("transactions", pd.DataFrame({
+      "customer_id": rng.choice([f"a{i}" for i in range(40)], n),
+      "order_id": [f"o{i}" for i in range(n)],
+      "timestamp": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 9000, n), "h"),
+      "amount": rng.choice([1e16, 1.0, -1e16, 0.1, 0.2, 1 / 3], n)}))
+  items = schema.coerce_table("items", pd.DataFrame({
+      "order_id": tx["order_id"], "product_id": rng.choice(["p", "q", "z"], n),
+      "quantity": rng.choice([0.1, 0.2, 1 / 3, 2.0], n), "unit_price": 1.0, "amount": 1.0}))
+  products = schema.coerce_table("products", pd.DataFrame({
+      "product_id": ["p", "q"], "category": ["x", None], "description": [None, None]}))
+  reviews = schema.coerce_table("reviews", pd.DataFrame({
+      "review_id": [f"r{i}" for i in range(80)],
+      "customer_id": rng.choice([f"a{i}" for i in range(40)] + [None], 80),
+      "timestamp": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 30, 80), "D"),
+      "rating": rng.choice([1.0, 2.0, 3.5, 5.0, np.nan], 80), "text": "x"}))
+  args = (tx, items, products, reviews, dt.date(2023, 12, 1), 90)
+  pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+                                features.compute_customer_features(*args), check_exact=True)
+
+
+def test_scorer_falls_back_to_duckdb_when_the_small_path_disagrees(monkeypatch):
+  scoring._fast_features_agree.cache_clear()
+  right = scoring.compute_features_small
+  wrong = lambda *a: right(*a).assign(n_orders=-1.0)
+  monkeypatch.setattr(scoring, "compute_features_small", wrong)
+  with pytest.warns(RuntimeWarning, match="using DuckDB"):
+    assert scoring._fast_features_agree() is False
+  monkeypatch.undo()
+  scoring._fast_features_agree.cache_clear()
+  assert scoring._fast_features_agree() is True
+
+
 def test_run_without_value_model_is_not_scorable(tmp_path):
   (tmp_path / "artifacts").mkdir()
   (tmp_path / "artifacts" / "split.json").write_text(json.dumps({"cutoff": None, "as_of": None}))
@@ -220,7 +275,8 @@ def _some_customers(tables, k: int = 4) -> list[str]:
 
 def test_scorer_one_customer_equals_the_batch_row(tiny_run, tiny_clean):
   tables, _ = tiny_clean
-  scorer = scoring.Scorer(tiny_run, model="ziln_ratings")  # history and star ratings, no text
+  # history and star ratings, no text; with the top_drivers explanations the run writes
+  scorer = scoring.Scorer(tiny_run, model="ziln_ratings", drivers=True)
   batch = scorer.score_tables(tables).set_index("customer_key")
   if scorer.name == scorer.reference.scoring_model:
     pd.testing.assert_frame_equal(batch.reset_index(), pd.read_parquet(tiny_run / "scores.parquet"))
@@ -252,7 +308,7 @@ def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny
   """Scores from the saved encoder equal scores from the text features the run computed."""
   from cvlib import pipeline
   tables, _ = tiny_clean
-  scorer = scoring.Scorer(tiny_run, model="ziln_text")
+  scorer = scoring.Scorer(tiny_run, model="ziln_text", drivers=True)
   ours = scorer.score_tables(tables)
   art = tiny_run / "artifacts"
   theirs = scoring.score_frame(pd.read_parquet(art / "features_now.parquet"),
@@ -264,7 +320,7 @@ def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny
 
 def test_chunked_scoring_equals_unchunked(tiny_run, tiny_clean, tmp_path):
   tables, _ = tiny_clean
-  scorer = scoring.Scorer(tiny_run, model="ziln_text")  # chunks run the encoder too
+  scorer = scoring.Scorer(tiny_run, model="ziln_text", drivers=True)  # chunks: encoder, drivers
   whole = scorer.score_tables(tables, chunk_size=10_000)
   chunked = scorer.score_tables(tables, chunk_size=37)
   pd.testing.assert_frame_equal(chunked, whole, check_exact=True)

@@ -313,3 +313,22 @@ def test_tfidf_char_analyzer_reads_text_without_spaces():
   assert pred.tolist() == [1, 0]
   with pytest.raises(ValueError, match="analyzer must be 'word' or 'char'"):
     sentiment.tfidf_logreg(train, labels, ["x"], analyzer="bytes")
+
+
+def test_finetune_writes_orbax_checkpoints_and_restores_the_best(tokenizer, tmp_path):
+  train, val = _polar_reviews(24, seed=3), _polar_reviews(16, seed=4)
+  config = dataclasses.replace(bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size()),
+                               num_layers=1)
+  model = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(0))
+  model, history = sentiment.finetune_sentiment(
+      model, tokenizer, *train, *val, epochs=3, batch_size=8, learning_rate=3e-3, patience=None,
+      seed=0, progress=False, buckets=(16,), checkpoint_dir=tmp_path / "ckpt")
+  best_epoch = int(history.loc[history["best"], "epoch"].iloc[0])
+  best = pretrained.Checkpoints(tmp_path / "ckpt" / "best", best_metric="val_macro_f1")
+  last = pretrained.Checkpoints(tmp_path / "ckpt" / "last")
+  assert best.steps == [best_epoch] and last.steps == [3]
+  fresh = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(9))
+  best.restore(fresh)
+  for a, b in zip(jax.tree.leaves(nnx.state(model, nnx.Param)),
+                  jax.tree.leaves(nnx.state(fresh, nnx.Param))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the model returned is the best

@@ -1,0 +1,140 @@
+"""Tests for cvlib.devices: data parallel steps on 2 fake CPU devices equal single-device steps."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from cvlib import bert, devices
+
+# Runs in a fresh interpreter: the device count is fixed when JAX starts.
+_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np, jax, jax.numpy as jnp
+    from flax import nnx
+    from cvlib import bert, devices, mlm, sentiment
+
+    assert jax.device_count() == 2, jax.devices()
+    mesh = devices.make_mesh()
+    config = bert.BertConfig(vocab_size=60, hidden_size=16, num_layers=1, num_heads=2,
+                             intermediate_size=32, max_position_embeddings=16)
+    rng = np.random.default_rng(0)
+    lengths = np.array([12, 9, 5, 12, 3, 7, 12, 1])
+    mask = (np.arange(12)[None] < lengths[:, None]).astype(np.int32)
+    batch = {"input_ids": (rng.integers(5, 60, (8, 12)) * mask).astype(np.int32),
+             "attention_mask": mask, "label": (np.arange(8) % 3).astype(np.int32),
+             "weight": np.linspace(0.5, 2.0, 8).astype(np.float32)}
+    out = {}
+
+    def params(model):
+      return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+    # Sentiment step: the same model and optimizer, once per device layout.
+    results = {}
+    for name in ("single", "sharded"):
+      model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
+      tx = sentiment.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
+      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+      use = mesh if name == "sharded" else None
+      if use is not None:
+        devices.replicate(model, optimizer, mesh=use)
+      b = devices.put_batch(batch, use)
+      if name == "sharded":
+        shards = b["input_ids"].addressable_shards
+        out["shard_shapes"] = [list(s.data.shape) for s in shards]
+        out["shard_devices"] = sorted(str(s.device) for s in shards)
+      losses = [float(sentiment.train_step(model, optimizer, b)) for _ in range(3)]
+      results[name] = (losses, params(model))
+      if name == "sharded":  # still a full copy on both devices after the updates
+        kernel = model.classifier.kernel[...]
+        out["params_replicated"] = [kernel.sharding.is_fully_replicated,
+                                    len(kernel.sharding.device_set)]
+    out["sentiment_loss"] = [results["single"][0], results["sharded"][0]]
+    out["sentiment_max_diff"] = max(float(np.abs(a - b).max()) for a, b in
+                                    zip(results["single"][1], results["sharded"][1]))
+
+    # MLM step with dropout on: masks come from a hash of the global index, so they agree.
+    masked = mlm.mask_tokens(batch["input_ids"], batch["attention_mask"],
+                             rng=np.random.default_rng(1), mask_id=4, special_ids=[0, 1, 2, 3, 4],
+                             vocab_size=60)
+    mbatch = {k: masked[k] for k in ("input_ids", "masked_positions", "masked_ids",
+                                     "masked_weights")}
+    mbatch["attention_mask"] = batch["attention_mask"]
+    results = {}
+    for name in ("single", "sharded"):
+      model = bert.BertForMaskedLM(config, rngs=nnx.Rngs(0))
+      tx = sentiment.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
+      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+      use = mesh if name == "sharded" else None
+      if use is not None:
+        devices.replicate(model, optimizer, mesh=use)
+      losses = [float(mlm.mlm_train_step(model, optimizer, devices.put_batch(mbatch, use))[0])
+                for _ in range(2)]
+      results[name] = (losses, params(model))
+    out["mlm_loss"] = [results["single"][0], results["sharded"][0]]
+    out["mlm_max_diff"] = max(float(np.abs(a - b).max()) for a, b in
+                              zip(results["single"][1], results["sharded"][1]))
+    try:
+      devices.shard_batch({"x": np.zeros((3, 2))}, mesh)
+    except ValueError as e:
+      out["odd_batch_error"] = str(e)
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def two_device_run():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+  return json.loads(line[len("RESULT "):])
+
+
+def test_batches_are_split_over_two_devices(two_device_run):
+  assert two_device_run["shard_shapes"] == [[4, 12], [4, 12]]
+  assert len(set(two_device_run["shard_devices"])) == 2
+  assert two_device_run["params_replicated"] == [True, 2]
+  assert "multiple of the 2 devices" in two_device_run["odd_batch_error"]
+
+
+def test_sharded_sentiment_step_equals_single_device(two_device_run):
+  single, sharded = two_device_run["sentiment_loss"]
+  np.testing.assert_allclose(sharded, single, rtol=1e-5)
+  assert single[2] < single[0]  # the steps do learn
+  assert two_device_run["sentiment_max_diff"] < 1e-5
+
+
+def test_sharded_mlm_step_equals_single_device(two_device_run):
+  single, sharded = two_device_run["mlm_loss"]
+  np.testing.assert_allclose(sharded, single, rtol=1e-5)
+  assert two_device_run["mlm_max_diff"] < 1e-5
+
+
+def test_mesh_helpers_on_one_device():
+  mesh = devices.make_mesh()
+  assert mesh.axis_names == ("data",) and mesh.shape["data"] == jax.local_device_count()
+  assert devices.default_mesh() is None  # a single CPU device: no mesh
+  devices.check_batch_size(32, None)
+  devices.check_batch_size(32, mesh)
+  with pytest.raises(ValueError, match="at least one device"):
+    devices.make_mesh([])
+  batch = devices.put_batch({"a": np.arange(4)})
+  assert isinstance(batch["a"], jax.Array)
+  info = devices.describe(None)
+  assert info["backend"] == "cpu" and info["devices"] == 1 and not info["data_parallel"]
+
+
+def test_compute_dtype_choice():
+  assert devices.default_compute_dtype("cpu") == "float32"
+  assert devices.default_compute_dtype("gpu") == "bfloat16"
+  config = devices.with_compute_dtype(bert.BertConfig.tiny(), "bfloat16")
+  assert config.dtype == "bfloat16" and config.compute_dtype == np.dtype("bfloat16")
+  assert devices.with_compute_dtype(bert.BertConfig.tiny(), None).dtype == "float32"  # on CPU

@@ -1,0 +1,77 @@
+"""Tests for cvlib.encoders.prepare_encoder: the three paths, tiny sizes."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from cvlib import bert, encoders, pretrained
+
+PT = ["o produto chegou rápido e é ótimo", "péssimo, veio quebrado", "recomendo o vendedor",
+      "não gostei da qualidade", "entrega antes do prazo, ótimo", "produto ruim, não recomendo"] * 6
+EN = ["the dress fits well", "the zipper broke after a week", "lovely colour", "too small"] * 6
+SMALL = {"small_layers": 1, "small_hidden": 32, "small_heads": 2, "small_intermediate": 64,
+         "vocab_size": 120, "buckets": (16,), "mlm_batch_size": 8, "progress": False}
+
+
+def _params(model):
+  return {".".join(map(str, p)): np.asarray(v[...])
+          for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def test_portuguese_trains_vocabulary_and_small_bert_from_scratch():
+  result = encoders.prepare_encoder(PT, language="pt", mlm_steps=4, seed=0, **SMALL)
+  assert result.kind == "scratch" and result.language == "pt"
+  assert result.tokenizer.token_to_id("[MASK]") == 4
+  assert "ótimo" in result.tokenizer.get_vocab()
+  assert result.config.vocab_size == result.tokenizer.get_vocab_size() <= 120
+  assert (result.config.num_layers, result.config.hidden_size) == (1, 32)
+  assert len(result.mlm_history) == 4
+  assert "small BERT 1x32 pretrained from scratch on 36 Portuguese reviews" in result.description
+  assert "MiniLM was not used" in result.description
+  assert result.details["mlm_steps"] == 4 and result.details["unk_share"] == 0.0
+  # Classifiers start from copies of the pretrained encoder, heads from their own seed.
+  a, b = result.make_classifier(2, seed=0), result.make_classifier(3, seed=1)
+  enc = _params(result.encoder)
+  for key, value in _params(a.bert).items():
+    np.testing.assert_array_equal(value, enc[key])
+  assert b.num_labels == 3 and a.bert.pooler is None
+  # Deterministic for a seed.
+  again = encoders.prepare_encoder(PT, language="pt", mlm_steps=4, seed=0, **SMALL)
+  for key, value in _params(again.encoder).items():
+    np.testing.assert_array_equal(value, enc[key])
+
+
+def test_english_minilm_without_and_with_domain_mlm():
+  plain = encoders.prepare_encoder(EN, language="en", num_layers=1, buckets=(16,),
+                                   progress=False)
+  assert plain.kind == "minilm" and plain.mlm_history is None
+  assert plain.description == "MiniLM-L6 (all-MiniLM-L6-v2), first 1 layer(s)"
+  model = plain.make_classifier(2, seed=0)
+  reference, _ = pretrained.load_classifier(2, num_layers=1, seed=0)
+  for (ka, va), (kb, vb) in zip(sorted(_params(model).items()),
+                                sorted(_params(reference).items())):
+    assert ka == kb
+    np.testing.assert_array_equal(va, vb)  # same encoder and, for the same seed, the same head
+
+  adapted = encoders.prepare_encoder(EN, language="en", num_layers=1, mlm_steps=2,
+                                     mlm_batch_size=8, buckets=(16,), progress=False)
+  assert adapted.kind == "minilm" and len(adapted.mlm_history) == 2
+  assert "+ domain MLM (2 steps on 24 reviews" in adapted.description
+  changed = [k for k, v in _params(adapted.encoder).items()
+             if not np.array_equal(v, _params(plain.encoder)[k])]
+  assert changed  # MLM moved the encoder
+  assert adapted.tokenizer.get_vocab_size() == 30522
+
+
+def test_validation():
+  with pytest.raises(ValueError, match="needs mlm_steps > 0"):
+    encoders.prepare_encoder(PT, language="pt", mlm_steps=0)
+  with pytest.raises(ValueError, match="mlm_steps must be an int >= 0"):
+    encoders.prepare_encoder(EN, mlm_steps=-1)
+  with pytest.raises(ValueError, match="language must be an ISO 639 code"):
+    encoders.prepare_encoder(EN, language="english")
+  with pytest.raises(ValueError, match="no non-blank text"):
+    encoders.prepare_encoder(["", " "], language="pt", mlm_steps=2)
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    encoders.prepare_encoder(EN, encoder="/nonexistent/bert")
