@@ -159,6 +159,44 @@ def mlm_eval_step(model: BertForMaskedLM, batch: Batch) -> tuple[jax.Array, jax.
 
 
 # ----------------------------------------------------------------------------------------------
+# Optimiser
+
+
+def _mlm_param_labels(params: Any) -> Any:
+  """ "head" for the MLM head (transform and output bias), "encoder" for everything else."""
+
+  def label(path: tuple, _: Any) -> str:
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    return "head" if names[0] in ("transform", "bias") else "encoder"
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+# Cached like sentiment.make_optimizer, so that reruns reuse the compiled step.
+@functools.lru_cache(maxsize=16)
+def make_mlm_optimizer(*, learning_rate: float, head_learning_rate: float, warmup_steps: int,
+                       total_steps: int, weight_decay: float = 0.01,
+                       max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
+  """AdamW as ``sentiment.make_optimizer``, with its own peak learning rate for the MLM head.
+
+  A pretrained sentence encoder such as all-MiniLM-L6-v2 ships without an MLM head, so the head
+  starts from random values; at an encoder-friendly learning rate (5e-5) it needs thousands of
+  steps to learn anything. A larger rate for the head alone lets domain adaptation start
+  within a few dozen steps while the encoder moves gently.
+  """
+  def adamw(lr: float) -> optax.GradientTransformation:
+    return sentiment.make_optimizer(learning_rate=lr, warmup_steps=warmup_steps,
+                                    total_steps=total_steps, weight_decay=weight_decay,
+                                    max_grad_norm=None)
+
+  tx = optax.multi_transform({"encoder": adamw(learning_rate), "head": adamw(head_learning_rate)},
+                             _mlm_param_labels)
+  if max_grad_norm is None:
+    return tx
+  return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+
+
+# ----------------------------------------------------------------------------------------------
 # Pretraining loop
 
 
@@ -204,7 +242,8 @@ def make_mlm_batches(ids: Sequence[np.ndarray], *, batch_size: int, buckets: Seq
 
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str], *,
                  steps: int | None = None, epochs: int | None = None, batch_size: int = 32,
-                 learning_rate: float = 5e-5, warmup_ratio: float = 0.06,
+                 learning_rate: float = 5e-5, head_learning_rate: float | None = None,
+                 warmup_ratio: float = 0.06,
                  weight_decay: float = 0.01, max_grad_norm: float | None = 1.0,
                  mask_rate: float = 0.15, buckets: Sequence[int] = (32, 64, 128),
                  seed: int = 0, progress: bool = True, log_every_s: float = 15.0,
@@ -224,6 +263,8 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
     batch_size: rows per step.
     learning_rate: peak learning rate (5e-5 adapts a pretrained encoder gently; 5e-4 suits a
       small model from scratch).
+    head_learning_rate: peak learning rate of the MLM head (transform and output bias); None
+      uses learning_rate. A checkpoint without a trained head (MiniLM) wants ~1e-3 here.
     warmup_ratio: share of steps warming up, in [0, 1).
     weight_decay: AdamW decoupled weight decay.
     max_grad_norm: global-norm clipping; None disables it.
@@ -268,9 +309,12 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
   first = make_epoch(seed=seed + 1)
   total_steps = steps if steps is not None else epochs * len(first)
   warmup_steps = int(round(warmup_ratio * total_steps))
-  tx = sentiment.make_optimizer(learning_rate=learning_rate, warmup_steps=warmup_steps,
-                                total_steps=total_steps, weight_decay=weight_decay,
-                                max_grad_norm=max_grad_norm)
+  if head_learning_rate is not None and not head_learning_rate > 0:
+    raise ValueError(f"head_learning_rate must be > 0 or None, got {head_learning_rate!r}")
+  tx = make_mlm_optimizer(learning_rate=learning_rate,
+                          head_learning_rate=head_learning_rate or learning_rate,
+                          warmup_steps=warmup_steps, total_steps=total_steps,
+                          weight_decay=weight_decay, max_grad_norm=max_grad_norm)
   schedule = sentiment.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                                      total_steps=total_steps)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -399,7 +443,8 @@ def transfer_encoder(source: Any, target: Any) -> list[str]:
 
 
 __all__ = [
-    "IGNORE_LABEL", "evaluate_mlm", "make_mlm_batches", "mask_tokens", "max_predictions",
+    "IGNORE_LABEL", "evaluate_mlm", "make_mlm_batches", "make_mlm_optimizer", "mask_tokens",
+    "max_predictions",
     "mlm_eval_step", "mlm_loss_fn", "mlm_train_step", "plot_mlm_history", "pretrain_mlm",
     "transfer_encoder",
 ]

@@ -192,3 +192,19 @@ def test_transfer_encoder_into_classifier(tokenizer):
   other = dataclasses.replace(config, hidden_size=64)
   with pytest.raises(ValueError, match="encoder shapes differ"):
     mlm.transfer_encoder(source, bert.BertForSequenceClassification(other, 2, rngs=nnx.Rngs(0)))
+
+
+def test_head_gets_its_own_learning_rate():
+  params = {"bert": {"embeddings": {"LayerNorm": {"bias": 0.0}}},
+            "transform": {"dense": {"kernel": 0.0}}, "bias": 0.0}
+  assert mlm._mlm_param_labels(params) == {"bert": {"embeddings": {"LayerNorm": {"bias": "encoder"}}},
+                                           "transform": {"dense": {"kernel": "head"}},
+                                           "bias": "head"}
+  tx = mlm.make_mlm_optimizer(learning_rate=1e-4, head_learning_rate=1e-2, warmup_steps=0,
+                              total_steps=10, weight_decay=0.0, max_grad_norm=None)
+  grads = {"bert": {"w": jnp.ones(3)}, "transform": {"w": jnp.ones(3)}, "bias": jnp.ones(3)}
+  updates, _ = tx.update(grads, tx.init(grads), grads)
+  # Adam's first step moves every weight by its learning rate (the gradient's sign).
+  np.testing.assert_allclose(np.asarray(updates["bert"]["w"]), -1e-4, rtol=1e-3)
+  np.testing.assert_allclose(np.asarray(updates["transform"]["w"]), -1e-2, rtol=1e-3)
+  np.testing.assert_allclose(np.asarray(updates["bias"]), -1e-2, rtol=1e-3)
