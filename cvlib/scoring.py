@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cvlib import privacy, schema
+from cvlib.adapters import file_sha256
 
 # JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.
 
@@ -515,14 +516,6 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
 
 # --- the manifest ---------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def _major_minor(version: str) -> tuple[int, ...]:
   parts = version.split("+")[0].split(".")
   try:
@@ -640,7 +633,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   for path in sorted(p for p in models.rglob("*") if p.is_file()):
     rel = path.relative_to(models).as_posix()
     if rel != MANIFEST_FILE:
-      files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+      files[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
   manifest["files"] = files
   out = models / MANIFEST_FILE
   tmp = out.with_suffix(".json.tmp")
@@ -689,7 +682,7 @@ def load_manifest(run_dir: str | os.PathLike, *, verify: bool = True) -> dict[st
       f = models / rel
       if not f.is_file():
         problems.append(f"{f}: missing (listed in {path})")
-      elif _sha256(f) != entry["sha256"]:
+      elif file_sha256(f) != entry["sha256"]:
         problems.append(f"{f}: altered since the run (sha256 differs from {path})")
     if problems:
       raise ModelFolderError(problems)
