@@ -11,7 +11,8 @@ of CPU threads:
   ``loss.backward()``, ``clip_grad_norm_``, ``torch.optim.AdamW``, ``zero_grad``).
 
 The PyTorch side runs in a separate interpreter (``--torch-python``, default
-``$CVLIB_TORCH_PYTHON`` or ``/work/torchvenv/bin/python``; torch is a benchmark-only dependency)
+``$CVLIB_TORCH_PYTHON`` or ``../torchvenv/bin/python`` beside the repository; torch is a
+benchmark-only dependency)
 as a worker that takes commands on stdin. The two sides take turns, a few timed calls each per
 round, so that load from other work on a shared machine hits both alike; the JSON keeps every
 time and the medians. The first call of each shape is timed apart (for cvlib it includes the XLA
@@ -53,8 +54,11 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REVIEWS = Path("/work/shared/datasets/womens_clothing_reviews/"
-               "Womens Clothing E-Commerce Reviews.csv.gz")
+# The shared datasets folder next to the repository, unless $CVLIB_DATA_DIR names another.
+DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
+REVIEWS = DATA_DIR / "womens_clothing_reviews" / "Womens Clothing E-Commerce Reviews.csv.gz"
+TORCH_PYTHON = os.environ.get("CVLIB_TORCH_PYTHON",
+                              str(HERE.parent.parent / "torchvenv" / "bin" / "python"))
 H200_BF16_TFLOPS = 989.0
 
 
@@ -86,7 +90,7 @@ def torch_worker(model_path: str, threads: int) -> None:
   vocab = model.config.vocab_size
   print(json.dumps({"ready": True, "torch": torch.__version__,
                     "transformers": transformers.__version__,
-                    "attention": model.config._attn_implementation,  # pylint: disable=protected-access
+                    "attention": getattr(model.config, "_attn_implementation", None),
                     "threads": torch.get_num_threads()}), flush=True)
   cache: dict[tuple[int, int], Any] = {}
   for line in sys.stdin:
@@ -183,7 +187,8 @@ class JaxSide:
     if (batch, length) not in self.cache:
       ids = make_ids(batch, length, self.config.vocab_size)
       self.cache[batch, length] = {
-          "input_ids": jnp.asarray(ids, jnp.int32), "attention_mask": jnp.ones(ids.shape, jnp.int32),
+          "input_ids": jnp.asarray(ids, jnp.int32),
+          "attention_mask": jnp.ones(ids.shape, jnp.int32),
           "label": jnp.asarray(np.arange(batch) % 2, jnp.int32),
           "weight": jnp.ones(batch, jnp.float32)}
     return self.cache[batch, length]
@@ -223,8 +228,7 @@ BUCKETINGS = {"fixed_128": (128,), "buckets_32_64_128": (32, 64, 128),
               "buckets_16_32_48_64_96_128": (16, 32, 48, 64, 96, 128)}
 DATASETS = {
     "womens_clothing": (REVIEWS, "Review Text"),
-    "olist": (Path("/work/shared/datasets/olist/olist_order_reviews_dataset.csv.gz"),
-              "review_comment_message"),
+    "olist": (DATA_DIR / "olist" / "olist_order_reviews_dataset.csv.gz", "review_comment_message"),
 }
 
 
@@ -278,8 +282,8 @@ def bucketing(jax_side: JaxSide, args: argparse.Namespace, name: str, path: Path
     row["real_tokens"] = int(lengths[:n].sum())
     out[op] = row
     print(f"bucketing {name} {op}: " + ", ".join(
-        f"{scheme} {row[scheme]['reviews_per_s']:.1f}/s ({row[scheme]['speedup_vs_fixed_128']:.2f}x)"
-        for scheme in BUCKETINGS), flush=True)
+        f"{scheme} {row[scheme]['reviews_per_s']:.1f}/s "
+        f"({row[scheme]['speedup_vs_fixed_128']:.2f}x)" for scheme in BUCKETINGS), flush=True)
   return out
 
 
@@ -294,8 +298,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
   p.add_argument("--model-path", default=None, help="BERT folder (default: installed MiniLM)")
-  p.add_argument("--torch-python", default=os.environ.get("CVLIB_TORCH_PYTHON",
-                                                          "/work/torchvenv/bin/python"))
+  p.add_argument("--torch-python", default=TORCH_PYTHON,
+                 help="a Python with torch and transformers (default $CVLIB_TORCH_PYTHON or "
+                      "../torchvenv/bin/python next to the repository)")
   p.add_argument("--no-torch", action="store_true", help="measure cvlib only")
   p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   p.add_argument("--config", choices=["minilm", "bert_base", "small"], default="minilm")

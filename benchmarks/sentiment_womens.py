@@ -32,8 +32,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
-DATA = Path("/work/shared/datasets/womens_clothing_reviews/"
-            "Womens Clothing E-Commerce Reviews.csv.gz")
+# The shared datasets folder next to the repository, unless $CVLIB_DATA_DIR names another.
+DATA = (Path(os.environ.get("CVLIB_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
+        / "womens_clothing_reviews" / "Womens Clothing E-Commerce Reviews.csv.gz")
 
 
 def main() -> None:

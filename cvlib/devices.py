@@ -176,6 +176,6 @@ def describe(mesh: Mesh | None) -> dict[str, Any]:
 
 __all__ = [
     "DATA_AXIS", "check_batch_size", "data_sharding", "default_compute_dtype", "default_mesh",
-    "describe", "inference_jit", "make_mesh", "put_batch", "replicate", "replicated_sharding", "shard_batch",
-    "with_compute_dtype",
+    "describe", "inference_jit", "make_mesh", "put_batch", "replicate", "replicated_sharding",
+    "shard_batch", "with_compute_dtype",
 ]

@@ -225,8 +225,8 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
   if fallback:
     description += "; MiniLM was not used because its vocabulary is English"
   details["seconds"] = time.perf_counter() - start
-  details["parameters"] = int(sum(np.prod(v.shape) for v in
-                                  pretrained._flat_params(bert_model).values()))  # pylint: disable=protected-access
+  params = pretrained._flat_params(bert_model)  # pylint: disable=protected-access
+  details["parameters"] = int(sum(np.prod(v.shape) for v in params.values()))
   return EncoderResult(tokenizer=tokenizer, config=config, encoder=bert_model,
                        mlm_history=history, description=description, kind=kind,
                        language=language, details=details)

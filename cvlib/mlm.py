@@ -369,10 +369,11 @@ def evaluate_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
   buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
   masking = _masking_setup(tokenizer, model.bert.config.vocab_size)
   ids = pretrained.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
+  pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
   ce_sum = correct_sum = targets = 0.0
   for batch in make_mlm_batches(ids, batch_size=batch_size, buckets=buckets, seed=seed,
                                 masking=masking, mask_rate=mask_rate, shuffle=False,
-                                pad_id=pretrained._pad_id(tokenizer)):  # pylint: disable=protected-access
+                                pad_id=pad_id):
     ce, correct = mlm_eval_step(model, {k: jnp.asarray(batch[k]) for k in _STEP_KEYS})
     ce_sum += float(ce)
     correct_sum += float(correct)
@@ -429,7 +430,8 @@ def transfer_encoder(source: Any, target: Any) -> list[str]:
   src, dst = src_bert.config, dst_bert.config
   shape = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
            "max_position_embeddings", "type_vocab_size")
-  diff = {k: (getattr(src, k), getattr(dst, k)) for k in shape if getattr(src, k) != getattr(dst, k)}
+  diff = {k: (getattr(src, k), getattr(dst, k)) for k in shape
+          if getattr(src, k) != getattr(dst, k)}
   if diff:
     raise ValueError(f"encoder shapes differ (source, target): {diff}")
   src_params = pretrained._flat_params(src_bert)  # pylint: disable=protected-access

@@ -8,7 +8,8 @@ from flax import nnx
 from cvlib import bert, encoders, pretrained
 
 PT = ["o produto chegou rápido e é ótimo", "péssimo, veio quebrado", "recomendo o vendedor",
-      "não gostei da qualidade", "entrega antes do prazo, ótimo", "produto ruim, não recomendo"] * 6
+      "não gostei da qualidade", "entrega antes do prazo, ótimo",
+      "produto ruim, não recomendo"] * 6
 EN = ["the dress fits well", "the zipper broke after a week", "lovely colour", "too small"] * 6
 SMALL = {"small_layers": 1, "small_hidden": 32, "small_heads": 2, "small_intermediate": 64,
          "vocab_size": 120, "buckets": (16,), "mlm_batch_size": 8, "progress": False}

@@ -197,9 +197,9 @@ def test_transfer_encoder_into_classifier(tokenizer):
 def test_head_gets_its_own_learning_rate():
   params = {"bert": {"embeddings": {"LayerNorm": {"bias": 0.0}}},
             "transform": {"dense": {"kernel": 0.0}}, "bias": 0.0}
-  assert mlm._mlm_param_labels(params) == {"bert": {"embeddings": {"LayerNorm": {"bias": "encoder"}}},
-                                           "transform": {"dense": {"kernel": "head"}},
-                                           "bias": "head"}
+  labels = mlm._mlm_param_labels(params)
+  assert labels == {"bert": {"embeddings": {"LayerNorm": {"bias": "encoder"}}},
+                    "transform": {"dense": {"kernel": "head"}}, "bias": "head"}
   tx = mlm.make_mlm_optimizer(learning_rate=1e-4, head_learning_rate=1e-2, warmup_steps=0,
                               total_steps=10, weight_decay=0.0, max_grad_norm=None)
   grads = {"bert": {"w": jnp.ones(3)}, "transform": {"w": jnp.ones(3)}, "bias": jnp.ones(3)}

@@ -7,8 +7,8 @@ from cvlib import pretrained, wordpiece
 PT = ["O produto chegou rápido e é ótimo.", "Péssimo, veio quebrado e não funciona.",
       "Recomendo o vendedor, entrega antes do prazo.", "Não gostei da qualidade do tecido.",
       "Ótimo produto, chegou antes do prazo!", "A entrega atrasou, produto é bom."] * 5
-ZH = ["质量很好，物流也很快。", "东西不错，下次还会再来买。", "太差了，用了一天就坏了。",
-      "快递很慢，包装也破了。"] * 5
+ZH = ["质量很好，物流也很快。", "东西不错，下次还会再来买。",
+      "太差了，用了一天就坏了。", "快递很慢，包装也破了。"] * 5
 
 
 def test_portuguese_vocabulary_keeps_accents():

