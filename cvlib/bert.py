@@ -249,9 +249,11 @@ class BertSelfAttention(nnx.Module):
     k = self.key(x).reshape(split)
     v = self.value(x).reshape(split)
     if self.attention == "cudnn":
-      # Fused kernel; the padding bias is [batch, 1, 1, seq] and broadcasts over heads, queries.
-      bias = jnp.maximum(mask_bias, jnp.finfo(q.dtype).min).astype(q.dtype)  # finite in bf16
-      context = jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="cudnn")
+      # Fused kernel. cuDNN takes no [batch, 1, 1, seq] bias; padding goes in as key lengths,
+      # which is exact because batches are right-padded (real tokens first, then padding).
+      lengths = jnp.sum(mask_bias[:, 0, 0, :] == 0, axis=-1).astype(jnp.int32)  # [batch]
+      context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths,
+                                             implementation="cudnn")
       return context.reshape(batch, seq, hidden)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k,
                         preferred_element_type=jnp.float32)  # [batch, heads, seq, seq]
