@@ -59,7 +59,10 @@ class SplitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-  encoder: str = "minilm"  # "minilm" (the installed package) or a folder with model.safetensors
+  # "minilm" (the installed package; English), "scratch" (a WordPiece vocabulary and a small BERT
+  # learnt from the shop's reviews with masked-LM; what other languages get from "minilm"), or a
+  # folder with config.json, model.safetensors and tokenizer.json
+  encoder: str = "minilm"
   num_layers: int | None = None  # keep only the first k layers (fast tests); None keeps all
   label_scheme: str = "binary"  # one of LABEL_SCHEMES: how star ratings become sentiment labels
   epochs: int = 2  # upper bound; early stopping on validation macro-F1 may stop sooner
@@ -71,6 +74,20 @@ class FinetuneConfig:
   max_train_examples: int = 2000  # cap on training reviews (CPU budget); 0 = no cap
   buckets: tuple[int, ...] = (32, 64, 128)  # padded sequence lengths; longer text is truncated
   test_size: float = 0.2  # share of labelled reviews held out for the sentiment metrics
+  # Masked-LM pretraining on the shop's review texts (test reviews left out) before fine-tuning:
+  # domain adaptation of a pretrained encoder, or the whole pretraining from scratch.
+  mlm_steps: int = 0  # 0 skips it (pretrained encoders only: from scratch it must be > 0)
+  mlm_batch_size: int = 32
+  mlm_learning_rate: float | None = None  # None: 1e-4 for a pretrained encoder, 5e-4 from scratch
+  mlm_max_texts: int = 0  # a seeded sample of at most this many texts; 0 uses all
+  mask_rate: float = 0.15  # share of tokens masked (80% [MASK], 10% random, 10% kept)
+  compare_mlm: bool = False  # also fine-tune without MLM and report the difference (2x the time)
+  vocab_size: int = 16000  # WordPiece vocabulary size from scratch (an upper bound)
+  small_layers: int = 4  # the from-scratch BERT's shape
+  small_hidden: int = 256
+  small_heads: int = 4
+  small_intermediate: int = 1024
+  dtype: str = "float32"  # compute dtype: float32, or bfloat16 on GPUs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +332,8 @@ def _check(p: Params, name: str) -> list[str]:
        "dataset", f"letters, digits, '_' or '-', and not {' or '.join(RESERVED_NAMES)}", p.dataset)
   need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
   need(p.seed >= 0, "seed", ">= 0", p.seed)
+  need(isinstance(p.language, str) and 2 <= len(p.language) <= 3 and p.language.isalpha()
+       and p.language.islower(), "language", "an ISO 639 code such as en, pt or zh", p.language)
   need(p.data.seed >= 0, "data.seed", ">= 0", p.data.seed)
   need(p.data.customers > 0, "data.customers", "> 0", p.data.customers)
   if p.data.adapter == "generic":
@@ -339,6 +358,26 @@ def _check(p: Params, name: str) -> list[str]:
   need(len(f.buckets) > 0 and all(b > 2 for b in f.buckets) and list(f.buckets) == sorted(f.buckets),
        "finetune.buckets", "increasing lengths > 2", f.buckets)
   need(0 < f.test_size < 1, "finetune.test_size", "in (0, 1)", f.test_size)
+  need(f.mlm_steps >= 0, "finetune.mlm_steps", ">= 0", f.mlm_steps)
+  scratch = f.encoder == "scratch" or (f.encoder == "minilm" and p.language != "en")
+  if scratch:
+    need(f.mlm_steps > 0, "finetune.mlm_steps",
+         f"> 0 when the encoder is learnt from scratch (encoder {f.encoder!r}, language "
+         f"{p.language!r}: MiniLM's vocabulary is English)", f.mlm_steps)
+  need(f.mlm_batch_size > 0, "finetune.mlm_batch_size", "> 0", f.mlm_batch_size)
+  need(f.mlm_learning_rate is None or 0 < f.mlm_learning_rate < 1, "finetune.mlm_learning_rate",
+       "in (0, 1) or null", f.mlm_learning_rate)
+  need(f.mlm_max_texts >= 0, "finetune.mlm_max_texts", ">= 0", f.mlm_max_texts)
+  need(0 < f.mask_rate < 1, "finetune.mask_rate", "in (0, 1)", f.mask_rate)
+  need(not f.compare_mlm or (f.mlm_steps > 0 and not scratch), "finetune.compare_mlm",
+       "false unless a pretrained encoder gets mlm_steps > 0 (from scratch there is nothing to "
+       "compare with)", f.compare_mlm)
+  need(f.vocab_size >= 100, "finetune.vocab_size", ">= 100", f.vocab_size)
+  for key in ("small_layers", "small_hidden", "small_heads", "small_intermediate"):
+    need(getattr(f, key) > 0, f"finetune.{key}", "> 0", getattr(f, key))
+  need(f.small_hidden % max(f.small_heads, 1) == 0, "finetune.small_hidden",
+       f"a multiple of finetune.small_heads ({f.small_heads})", f.small_hidden)
+  need(f.dtype in ("float32", "bfloat16"), "finetune.dtype", "float32 or bfloat16", f.dtype)
   v = p.value
   need(len(v.hidden) > 0 and all(h > 0 for h in v.hidden), "value.hidden", "positive widths", v.hidden)
   need(0 <= v.dropout < 1, "value.dropout", "in [0, 1)", v.dropout)

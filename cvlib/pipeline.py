@@ -199,11 +199,12 @@ CHAR_LANGUAGES = ("zh", "ja", "th")
 
 
 def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *, label_scheme: str,
-                      seed: int, buckets: tuple[int, ...], language: str = "en"
-                      ) -> dict[str, Any] | None:
+                      seed: int, buckets: tuple[int, ...], language: str = "en",
+                      encoder: Any = None) -> dict[str, Any] | None:
   """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data).
 
   The lexicon baseline (VADER) reads English only; for other languages it is null, with a note.
+  ``encoder`` (the ``prepare_encoder`` result) names the model and adds how it was made.
   """
   from cvlib import sentiment
   if data is None:
@@ -221,10 +222,13 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
           data.train_texts + data.val_texts, np.concatenate([data.train_labels, data.val_labels]),
           data.test_texts, seed=seed,
           analyzer="char" if language in CHAR_LANGUAGES else "word"))
-  out = {"model": "MiniLM-L6 fine-tuned", "label_scheme": label_scheme,
+  name = encoder_name(encoder) if encoder is not None else "MiniLM-L6, fine-tuned"
+  out = {"model": name, "label_scheme": label_scheme,
          "classes": data.class_names, "n_train": len(data.train_labels),
          "n_test": len(data.test_labels), **strip(ours),
          "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
+  if encoder is not None:
+    out["encoder"] = {"description": encoder.description, **encoder.details}
   if vader is None:
     out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
   return out
@@ -610,28 +614,139 @@ def describe_sentiment_data(data: SentimentData | None) -> pd.DataFrame | str:
       "No reviews with both text and a rating (or too few per class): sentiment is skipped.")
 
 
-def fine_tune_sentiment(cfg, data: SentimentData | None, *, seed: int):
-  """Loads the pretrained encoder with a classifier head and fine-tunes it on ``data``.
+def mlm_texts(reviews: pd.DataFrame, data: SentimentData | None) -> list[str]:
+  """Review texts the encoder may learn from before fine-tuning: all but the sentiment test split.
 
-  Without labelled data the pretrained encoder is returned untouched (its embeddings still feed
-  the text-aware value model) with an empty history.
+  Unlabelled reviews (no rating, or a neutral one the label scheme drops) stay in: masked-LM needs
+  no labels. Every copy of a test text is left out, so the test split stays unseen.
+  """
+  texts = reviews["text"].dropna().astype(str)
+  texts = texts[texts.str.strip() != ""].tolist()
+  held_out = set(data.test_texts) if data is not None else set()
+  return [t for t in texts if t not in held_out]
+
+
+def learns_from_scratch(cfg, language: str) -> bool:
+  """True when the run builds its own vocabulary and small BERT (``finetune.encoder``, language)."""
+  return cfg.encoder == "scratch" or (cfg.encoder == "minilm" and language != "en")
+
+
+def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, language: str,
+                    seed: int, mlm_steps: int | None = None, progress: bool = True):
+  """The encoder to fine-tune: MiniLM, a folder's BERT, or a small BERT from scratch (see
+  ``encoders.prepare_encoder``), with ``cfg.mlm_steps`` of masked-LM on ``mlm_texts`` first.
+
+  A dataset without review text has nothing to pretrain on or to score: the pretrained MiniLM
+  stands in, whatever the language.
+
+  Returns:
+    An ``encoders.EncoderResult``.
+  """
+  from cvlib import encoders
+  texts = mlm_texts(reviews, data)
+  steps = cfg.mlm_steps if mlm_steps is None else mlm_steps
+  encoder, lang = cfg.encoder, language
+  if not texts:
+    steps = 0
+    if learns_from_scratch(cfg, language):
+      encoder, lang = "minilm", "en"
+  return encoders.prepare_encoder(
+      texts, language=lang, encoder=encoder, num_layers=cfg.num_layers, mlm_steps=steps,
+      mlm_batch_size=cfg.mlm_batch_size, mlm_learning_rate=cfg.mlm_learning_rate,
+      mlm_max_texts=cfg.mlm_max_texts, mask_rate=cfg.mask_rate, vocab_size=cfg.vocab_size,
+      small_layers=cfg.small_layers, small_hidden=cfg.small_hidden, small_heads=cfg.small_heads,
+      small_intermediate=cfg.small_intermediate, buckets=cfg.buckets, dtype=cfg.dtype, seed=seed,
+      progress=progress)
+
+
+def encoder_story(details: dict[str, Any] | None) -> str:
+  """One plain sentence on where the sentiment model's language knowledge came from."""
+  from cvlib import encoders
+  if not details:
+    return "A pretrained English language model (MiniLM) read the reviews."
+  lang = encoders.LANGUAGE_NAMES.get(details.get("language"), details.get("language"))
+  if details.get("kind") == "scratch":
+    return (f"The pretrained English language model does not read {lang}, so a small language "
+            f"model learnt this shop's own vocabulary and wording from {details['mlm_texts']:,} "
+            "of its reviews (masked-word training).")
+  base = ("A pretrained English language model (MiniLM)" if details.get("kind") == "minilm"
+          else "The pretrained language model given in the parameters")
+  if details.get("mlm_steps"):
+    return (f"{base} was first adapted to this shop's wording by masked-word training on "
+            f"{details['mlm_texts']:,} of its reviews.")
+  return f"{base} read the reviews."
+
+
+def encoder_name(encoder) -> str:
+  """A short name of a prepared encoder for tables: "MiniLM-L6 + domain MLM", "small BERT ..."."""
+  if encoder.kind == "scratch":
+    name = f"small BERT {encoder.config.num_layers}x{encoder.config.hidden_size} from scratch"
+  elif encoder.kind == "minilm":
+    name = "MiniLM-L6"
+  else:
+    name = "BERT checkpoint"
+  if encoder.mlm_history is not None and encoder.kind != "scratch":
+    name += " + domain MLM"
+  return name + ", fine-tuned"
+
+
+def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
+  """Puts a classifier head on the prepared encoder and fine-tunes it on ``data``.
+
+  Without labelled data the encoder is returned with an untrained head (its embeddings still
+  feed the text-aware value model) and an empty history.
 
   Returns:
     (model, tokenizer, history DataFrame).
   """
-  from cvlib import pretrained, sentiment
-  path = None if cfg.encoder == "minilm" else cfg.encoder
+  from cvlib import sentiment
   n_labels = len(data.class_names) if data is not None else 2
-  model, _ = pretrained.load_classifier(n_labels, path, cfg.num_layers, seed=seed)
-  tokenizer = pretrained.load_tokenizer(path, max_length=max(cfg.buckets))
+  model = encoder.make_classifier(n_labels, seed=seed)
   if data is None:
-    return model, tokenizer, pd.DataFrame()
+    return model, encoder.tokenizer, pd.DataFrame()
   model, history = sentiment.finetune_sentiment(
-      model, tokenizer, data.train_texts, data.train_labels, data.val_texts, data.val_labels,
-      epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-      warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, patience=cfg.patience,
-      seed=seed, buckets=cfg.buckets)
-  return model, tokenizer, history
+      model, encoder.tokenizer, data.train_texts, data.train_labels, data.val_texts,
+      data.val_labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
+      learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
+      weight_decay=cfg.weight_decay, patience=cfg.patience, seed=seed, buckets=cfg.buckets)
+  return model, encoder.tokenizer, history
+
+
+def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
+                        sent: dict[str, Any] | None, *, language: str,
+                        seed: int) -> dict[str, Any] | None:
+  """With ``finetune.compare_mlm``: the downstream effect of the domain MLM.
+
+  Fine-tunes the same pretrained encoder again, without MLM, with the same data, settings and
+  seed, and scores it on the same test split.
+
+  Returns:
+    ``sent`` with "mlm_effect": {"with_mlm": {accuracy, macro_f1}, "without_mlm": {...},
+    "macro_f1_gain", "accuracy_gain"}, or null when the comparison is off or does not apply.
+  """
+  from cvlib import sentiment
+  if sent is None:
+    return None
+  if not cfg.compare_mlm or data is None:
+    return {**sent, "mlm_effect": None}
+  encoder = prepare_encoder(cfg, reviews, data, language=language, seed=seed, mlm_steps=0)
+  model, tokenizer, _ = fine_tune_sentiment(cfg, data, encoder, seed=seed)
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=cfg.buckets)
+  m = sentiment.classification_metrics(data.test_labels, proba.argmax(axis=1))
+  without = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+  with_mlm = {"accuracy": sent["accuracy"], "macro_f1": sent["macro_f1"]}
+  return {**sent, "mlm_effect": {
+      "with_mlm": with_mlm, "without_mlm": without,
+      "macro_f1_gain": with_mlm["macro_f1"] - without["macro_f1"],
+      "accuracy_gain": with_mlm["accuracy"] - without["accuracy"]}}
+
+
+def plot_mlm(encoder) -> Any:
+  """The masked-LM loss curve of the prepared encoder, or None when it had no MLM."""
+  from cvlib import mlm
+  if encoder.mlm_history is None or not len(encoder.mlm_history):
+    return None
+  return mlm.plot_mlm_history(encoder.mlm_history)
 
 
 @dataclasses.dataclass
@@ -659,7 +774,7 @@ def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep
 
 def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
                   review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
-                  text: CustomerText, networks: dict) -> dict:
+                  text: CustomerText, networks: dict, encoder: Any = None) -> dict:
   """Writes the fine-tuned encoder, the value networks, review scores and text features."""
   from cvlib import pretrained
   pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
@@ -668,6 +783,8 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
     predictor.save(ws.path("models", name))
     ws.save_frame(f"history_{name}", hist)
   ws.save_frame("finetune_history", history)
+  if encoder is not None and encoder.mlm_history is not None:
+    ws.save_frame("mlm_history", encoder.mlm_history)
   ws.save_frame("review_scores", review_scores)
   ws.save_array("review_embeddings", embeddings)
   ws.save_array("is_test", is_test)
@@ -693,11 +810,29 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
   best_base = max((m for m in sent["baselines"].values() if m), key=lambda m: m["macro_f1"])
   ws.add_headline("sentiment macro-F1", f"{sent['macro_f1']:.2f}",
                   f"best baseline {best_base['macro_f1']:.2f}")
-  ws.add_text("sentiment", f"The pretrained MiniLM encoder was fine-tuned on {sent['n_train']:,} "
-              f"reviews to predict sentiment from the text ({', '.join(sent['classes'])}, from "
-              f"the star ratings) and tested on {sent['n_test']:,} reviews it never saw.")
+  ws.add_text("sentiment", f"{encoder_story(sent.get('encoder'))} It was then fine-tuned on "
+              f"{sent['n_train']:,} reviews to predict sentiment from the text "
+              f"({', '.join(sent['classes'])}, from the star ratings) and tested on "
+              f"{sent['n_test']:,} reviews it never saw.")
   ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
                "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model.")
+  if best_base["macro_f1"] > sent["macro_f1"]:
+    ws.add_text("sentiment", f"On this shop's reviews a simpler model reads sentiment better "
+                f"(macro-F1 {best_base['macro_f1']:.2f} against {sent['macro_f1']:.2f}); the "
+                "encoder's scores are still used below because they come with the review "
+                "embeddings the value model reads, but treat single review scores with care.")
+  effect = sent.get("mlm_effect")
+  if effect:
+    ws.add_table("sentiment", pd.DataFrame([
+        {"encoder": "adapted to the shop's reviews first (domain MLM)", **effect["with_mlm"]},
+        {"encoder": "fine-tuned directly", **effect["without_mlm"]}]),
+        f"Does adapting to the shop's wording first help? Same held-out reviews, same settings: "
+        f"macro-F1 {effect['macro_f1_gain']:+.3f}.")
+  if len(figures) > 2 and figures[2] is not None:
+    enc = sent.get("encoder") or {}
+    ws.add_figure("sentiment", figures[2], "Masked-word training on the shop's reviews "
+                  f"({enc.get('mlm_steps', 0):,} steps of {enc.get('mlm_batch_size', 0)} "
+                  "reviews): loss (lower is better) and the share of hidden words guessed right.")
   ws.add_figure("sentiment", figures[0], "Fine-tuning: loss and validation macro-F1 per epoch.")
 
 

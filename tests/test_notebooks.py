@@ -67,6 +67,19 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
   assert all(m["timing_s"][s] > 0 for s in ("preprocess", "finetune", "evaluate", "segment"))
 
 
+def test_domain_mlm_is_reported_with_and_without(tiny_run):
+  m = json.loads((tiny_run / "metrics.json").read_text())
+  enc, effect = m["sentiment"]["encoder"], m["sentiment"]["mlm_effect"]
+  assert enc["kind"] == "minilm" and enc["mlm_steps"] == 4 and enc["mlm_texts"] > 100
+  assert m["sentiment"]["model"] == "MiniLM-L6 + domain MLM, fine-tuned"
+  assert effect["with_mlm"]["macro_f1"] == m["sentiment"]["macro_f1"]
+  assert effect["macro_f1_gain"] == pytest.approx(
+      effect["with_mlm"]["macro_f1"] - effect["without_mlm"]["macro_f1"])
+  assert len(pd.read_parquet(tiny_run / "artifacts" / "mlm_history.parquet")) == 4
+  html = (tiny_run / "index.html").read_text()
+  assert "Masked-word training on the shop" in html and "Does adapting" in html
+
+
 def test_models_beat_chance_on_synthetic_shop(tiny_run):
   m = json.loads((tiny_run / "metrics.json").read_text())
   assert m["clv"]["models"]["ziln"]["gini"] > 0.2
@@ -175,13 +188,23 @@ def test_reviews_only_dataset_runs_with_value_parts_marked_not_applicable(tmp_pa
   reviews[["text", "rating"]].rename(columns={"text": "Review Text", "rating": "Rating"}) \
       .to_csv(tmp_path / "reviews.csv", index=False)
   params = tmp_path / "reviews_only.yaml"
-  params.write_text("dataset: reviews_only\ndata:\n  adapter: generic\n  reviews:\n"
-                    "    path: reviews.csv\n    columns: {text: Review Text, rating: Rating}\n"
-                    + SMALL_MODELS)
-  cvlib.run(params, out=tmp_path / "out", log=lambda s: None)
+  # Declared Portuguese: the run learns its own vocabulary and a (here tiny) BERT from scratch.
+  params.write_text("dataset: reviews_only\nlanguage: pt\ndata:\n  adapter: generic\n"
+                    "  reviews:\n    path: reviews.csv\n"
+                    "    columns: {text: Review Text, rating: Rating}\n" + SMALL_MODELS)
+  cvlib.run(params, out=tmp_path / "out", log=lambda s: None,
+            overrides=["finetune.mlm_steps=3", "finetune.small_layers=1",
+                       "finetune.small_hidden=32", "finetune.small_heads=2",
+                       "finetune.small_intermediate=64", "finetune.vocab_size=300"])
   run = tmp_path / "out" / "reviews_only"
   m = json.loads((run / "metrics.json").read_text())
   assert m["sentiment"]["n_test"] > 0
+  enc = m["sentiment"]["encoder"]
+  assert enc["kind"] == "scratch" and enc["language"] == "pt" and enc["mlm_steps"] == 3
+  assert 100 < enc["vocab_size"] <= 300
+  assert m["sentiment"]["model"].startswith("small BERT 1x32 from scratch")
+  assert m["sentiment"]["baselines"]["lexicon"] is None  # VADER reads English only
+  assert len(pd.read_parquet(run / "artifacts" / "mlm_history.parquet")) == 3
   for key in ("clv", "churn", "segments", "recommendations"):
     assert m[key] is None, key
   assert "no orders" in m["notes"]["clv"]
@@ -199,9 +222,12 @@ def test_orders_only_dataset_runs_without_sentiment(tmp_path):
          "unit_price"]].to_csv(tmp_path / "lines.csv.gz", index=False)
   params = tmp_path / "orders_only.yaml"
   params.write_text(
-      "dataset: orders_only\ndata:\n  adapter: generic\n  transactions:\n    path: lines.csv.gz\n"
+      # Chinese, but without review text there is nothing to learn a vocabulary from.
+      "dataset: orders_only\nlanguage: zh\ndata:\n  adapter: generic\n  transactions:\n"
+      "    path: lines.csv.gz\n"
       "split: {calibration_end: 2024-01-01, horizon_days: 180}\n" + SMALL_MODELS)
-  cvlib.run(params, out=tmp_path / "out", log=lambda s: None)
+  cvlib.run(params, out=tmp_path / "out", log=lambda s: None,
+            overrides=["finetune.mlm_steps=3"])
   run = tmp_path / "out" / "orders_only"
   m = json.loads((run / "metrics.json").read_text())
   assert m["sentiment"] is None and "no reviews" in m["notes"]["sentiment"]
