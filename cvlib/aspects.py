@@ -94,6 +94,9 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # mostly said of a delivery).
 _STEM_EXCEPTIONS = {"packaging": "packaging", "package": "package", "packages": "package",
                     "boxes": "box", "news": "news"}
+# Their stems are deliberate, so the typo tolerance must not move them onto a seed either
+# ("package" is one edit from "packag", the stem of the packaging seed "packaged").
+_EXACT_STEMS = frozenset(_STEM_EXCEPTIONS.values())
 # One-edit typo tolerance only on stems this long: shorter ones clash with common words
 # ("tight" vs "eight", "night", "light").
 _FUZZY_MIN_LEN = 6
@@ -170,7 +173,7 @@ class _Matcher:
 
   def _normal(self, token: str) -> str:
     s = stem(token)
-    if s in self.vocab or not self.fuzzy or len(s) < _FUZZY_MIN_LEN:
+    if s in self.vocab or not self.fuzzy or len(s) < _FUZZY_MIN_LEN or s in _EXACT_STEMS:
       return s
     hit = self._cache.get(s)
     if hit is None:

@@ -1,0 +1,381 @@
+"""The keyword aspect tagger against hand labels on real reviews (and on a few synthetic ones).
+
+``tests/data/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
+guide in ``tests/data/README.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
+file, 60 Portuguese Olist reviews and 40 reviews of cvlib's synthetic shop. For each of the six
+aspects of ``cvlib.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
+and, if so, with which polarity (pos / neg / mixed).
+
+The CSV stores the texts of the synthetic rows only. The real datasets are never copied into the
+repository (and the Olist texts may not be redistributed under its licence), so the womens and
+olist rows hold an empty ``text`` and :func:`attach_texts` reads theirs by ``row_id`` from the
+dataset files under ``$CVLIB_DATA_DIR`` (default ``../shared/datasets`` next to the repository).
+
+This script runs ``tag_aspects`` (keywords only: ``DEFAULT_ASPECTS`` for English,
+``PORTUGUESE_ASPECTS`` for Portuguese) and ``aspect_sentiment`` (VADER) on the texts and writes
+``benchmarks/results/aspects_labelled.json``: precision, recall, F1 and support per aspect and per
+source, micro averages, and polarity accuracy on the cells both the tagger and the labels tag.
+For the synthetic rows it also compares the hand labels with the generator's own truth
+(``review_aspects``), a check of the labelling itself.
+
+The sample is reproducible: ``--sample OUT.csv`` redraws it (text columns only, no labels) from the
+shared datasets with ``numpy.random.default_rng(0)``, one generator per source. The redrawn file
+holds the real texts: keep it outside the repository.
+
+Usage::
+
+  python benchmarks/aspects_labelled.py                 # evaluate, write the JSON
+  python benchmarks/aspects_labelled.py --data-dir DIR  # the datasets elsewhere
+  python benchmarks/aspects_labelled.py --sample /tmp/sample.csv   # redraw the unlabelled sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+from cvlib import aspects  # noqa: E402  pylint: disable=wrong-import-position
+
+DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
+LABELS = REPO / "tests" / "data" / "aspects_labelled.csv"
+RESULTS = HERE / "results" / "aspects_labelled.json"
+ASPECTS = list(aspects.DEFAULT_ASPECTS)
+POLARITIES = ("pos", "neg", "mixed")
+# source -> (file under DATA_DIR, text column, language, sample size)
+SOURCES = {
+    "womens": ("womens_clothing_reviews/Womens Clothing E-Commerce Reviews.csv.gz", "Review Text",
+               "en", 120),
+    "olist": ("olist/olist_order_reviews_dataset.csv.gz", "review_comment_message", "pt", 60),
+}
+# The synthetic shop the tests use (tests/conftest.py synthetic_frames).
+SYNTHETIC_ARGS = {"n_customers": 200, "seed": 3}
+N_SYNTHETIC = 40
+SEED = 0
+SEEDS_BY_LANGUAGE = {"en": aspects.DEFAULT_ASPECTS, "pt": aspects.PORTUGUESE_ASPECTS}
+# Polarity labels -> the sign aspect_sentiment returns; "mixed" is matched by a neutral 0.
+POLARITY_SIGN = {"pos": 1, "neg": -1, "mixed": 0}
+
+
+def _non_empty(texts: pd.Series) -> pd.Series:
+  return texts[texts.notna() & (texts.astype(str).str.strip() != "")]
+
+
+def read_texts(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
+  """The non-empty review texts of a real source, indexed by row id.
+
+  The one reading rule behind both the sample (:func:`make_sample`) and the texts attached to the
+  labels (:func:`attach_texts`), so that they are the texts that were labelled.
+
+  Args:
+    source: "womens" or "olist".
+    data_dir: folder holding ``womens_clothing_reviews/`` and ``olist/``.
+
+  Returns:
+    The texts (str), indexed by int row id: womens, the file's row index (its unnamed first
+    column); olist, the 0-based data row of the reviews file.
+
+  Raises:
+    ValueError: an unknown source.
+    FileNotFoundError: the dataset file is missing.
+  """
+  if source not in SOURCES:
+    raise ValueError(f"source {source!r} has no dataset file; allowed: {list(SOURCES)}")
+  name, column, _, _ = SOURCES[source]
+  path = Path(data_dir) / name
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path}: dataset file missing; the {source} texts are read from it. Set CVLIB_DATA_DIR "
+        f"(or --data-dir) to the folder holding {name.split('/')[0]}/ (default: ../shared/datasets "
+        "next to the repository)")
+  frame = pd.read_csv(path, index_col=0) if source == "womens" else pd.read_csv(path)
+  return _non_empty(frame[column])
+
+
+def attach_texts(labels: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFrame:
+  """The labels with the texts of the real (womens, olist) rows read from the dataset files.
+
+  Args:
+    labels: from :func:`load_labels`; the real rows' ``text`` is empty (or, in a local copy that
+      kept them, equal to the file's).
+    data_dir: folder holding ``womens_clothing_reviews/`` and ``olist/``.
+
+  Returns:
+    A copy of ``labels`` with every real row's ``text`` filled in by ``row_id``; synthetic rows
+    unchanged.
+
+  Raises:
+    FileNotFoundError: a dataset file is missing (the message names it and CVLIB_DATA_DIR).
+    ValueError: a row id with no text in the file, or a stored text that differs from the
+      file's (a different version of the dataset).
+  """
+  out = labels.copy()
+  for source in SOURCES:
+    mask = out["source"] == source
+    if not mask.any():
+      continue
+    texts = read_texts(source, data_dir)
+    ids = out.loc[mask, "row_id"].astype(int)
+    absent = ids[~ids.isin(texts.index)]
+    if len(absent):
+      raise ValueError(f"{source}: row_id(s) {absent.tolist()[:5]} have no text in "
+                       f"{Path(data_dir) / SOURCES[source][0]} (a different version of the file?)")
+    found = texts.loc[ids].to_numpy()
+    stored = out.loc[mask, "text"].to_numpy()
+    differ = (stored != "") & (stored != found)
+    if differ.any():
+      raise ValueError(f"{source}: stored text of row_id(s) {ids[differ].tolist()[:5]} differs "
+                       "from the dataset file's")
+    out.loc[mask, "text"] = found
+  return out
+
+
+def make_sample(data_dir: Path = DATA_DIR, seed: int = SEED) -> pd.DataFrame:
+  """The reviews to label: source, row_id, language, text (no labels).
+
+  Args:
+    data_dir: folder holding ``womens_clothing_reviews/`` and ``olist/``.
+    seed: seed of ``np.random.default_rng``; a fresh generator per source, so each source's draw
+      does not depend on the others.
+
+  Returns:
+    120 womens rows (row_id: the file's row index), 60 olist rows (row_id: 0-based data row of
+    the reviews file), 40 synthetic rows (row_id: review_id), each block in row order.
+
+  Raises:
+    FileNotFoundError: a dataset file is missing.
+  """
+  from cvlib import synthetic  # pylint: disable=import-outside-toplevel
+  parts = []
+  for source, (_, _, language, n) in SOURCES.items():
+    texts = read_texts(source, data_dir)
+    rows = np.sort(np.random.default_rng(seed).choice(texts.index.to_numpy(), n, replace=False))
+    parts.append(pd.DataFrame({"source": source, "row_id": rows.astype(str),
+                               "language": language, "text": texts.loc[rows].to_numpy()}))
+  reviews = synthetic.make_demo_data(**SYNTHETIC_ARGS)["reviews"]
+  texts = _non_empty(reviews.set_index("review_id")["text"].astype(object))
+  rows = np.sort(np.random.default_rng(seed).choice(texts.index.to_numpy(), N_SYNTHETIC,
+                                                    replace=False))
+  parts.append(pd.DataFrame({"source": "synthetic", "row_id": rows.astype(str), "language": "en",
+                             "text": texts.loc[rows].to_numpy()}))
+  return pd.concat(parts, ignore_index=True)
+
+
+def load_labels(path: Path = LABELS) -> pd.DataFrame:
+  """The labelled CSV, checked: known sources and languages, 0/1 tags, polarity only on tags.
+
+  The real rows' ``text`` may be empty (it is in the repository's file): :func:`attach_texts`
+  fills it in.
+
+  Args:
+    path: the CSV (default ``tests/data/aspects_labelled.csv``).
+
+  Returns:
+    The table, every column as str except the six 0/1 aspect columns (int).
+
+  Raises:
+    ValueError: a missing column, an unknown source or language, a real row whose row_id is not
+      a non-negative integer, a synthetic row without text, a tag not 0/1, a polarity outside
+      pos/neg/mixed, a polarity on an untagged aspect or a tagged aspect without one.
+  """
+  labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+  needed = ["source", "row_id", "language", "text", *ASPECTS,
+            *(f"{a}_polarity" for a in ASPECTS)]
+  missing = [c for c in needed if c not in labels.columns]
+  if missing:
+    raise ValueError(f"{path}: column(s) {', '.join(missing)} missing (have: "
+                     f"{', '.join(labels.columns)})")
+  bad = sorted(set(labels["source"]) - {*SOURCES, "synthetic"})
+  if bad:
+    raise ValueError(f"{path}: unknown source(s) {bad}; allowed: {[*SOURCES, 'synthetic']}")
+  bad = sorted(set(labels["language"]) - set(SEEDS_BY_LANGUAGE))
+  if bad:
+    raise ValueError(f"{path}: unknown language(s) {bad}; allowed: {list(SEEDS_BY_LANGUAGE)}")
+  real = labels["source"].isin(list(SOURCES))
+  bad = sorted(labels.loc[real & ~labels["row_id"].str.fullmatch(r"\d+"), "row_id"])
+  if bad:
+    raise ValueError(f"{path}: row_id(s) {bad[:5]} of real rows are not non-negative integers")
+  if (labels.loc[~real, "text"].str.strip() == "").any():
+    raise ValueError(f"{path}: synthetic rows need their text (only real rows' text is read from "
+                     "the datasets)")
+  for a in ASPECTS:
+    tags, pol = labels[a], labels[f"{a}_polarity"]
+    if not tags.isin(["0", "1"]).all():
+      raise ValueError(f"{path}: column {a!r} must hold 0/1, got {sorted(set(tags) - {'0', '1'})}")
+    if not pol[tags == "1"].isin(POLARITIES).all():
+      raise ValueError(f"{path}: {a}_polarity must be one of {POLARITIES} where {a} = 1")
+    if (pol[tags == "0"] != "").any():
+      raise ValueError(f"{path}: {a}_polarity set on rows where {a} = 0")
+    labels[a] = tags.astype(int)
+  return labels
+
+
+def _truth_cells(truth: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """Tags (bool) and polarity labels (str, "" if untagged) from "aspect:pol;..." strings."""
+  tags = pd.DataFrame(False, index=truth.index, columns=ASPECTS)
+  pol = pd.DataFrame("", index=truth.index, columns=ASPECTS)
+  for i, cell in truth.items():
+    for item in filter(None, cell.split(";")):
+      aspect, polarity = item.split(":")
+      tags.at[i, aspect] = True
+      pol.at[i, aspect] = polarity
+  return tags, pol
+
+
+def _scores(pred: pd.DataFrame, true: pd.DataFrame) -> dict[str, Any]:
+  """Micro and per-aspect precision, recall, F1, support (JSON-ready; NaN -> None)."""
+  m = aspects.aspect_metrics(pred, true)
+  per = m["per_aspect"].astype(object).where(m["per_aspect"].notna(), None)
+  micro = {k: _num(m[k]) for k in ("precision", "recall", "f1")}
+  micro |= {"support": int(true.to_numpy().sum()), "predicted": int(pred.to_numpy().sum())}
+  return {"micro": micro,
+          "per_aspect": {a: {k: _num(v) for k, v in per.loc[a].items()} for a in per.index}}
+
+
+def _num(x: Any) -> Any:
+  if x is None or (isinstance(x, float) and np.isnan(x)):
+    return None
+  return round(float(x), 4) if isinstance(x, (float, np.floating)) else int(x)
+
+
+def _polarity_scores(pred_tags: pd.DataFrame, true_tags: pd.DataFrame, pred_pol: pd.DataFrame,
+                     true_pol: pd.DataFrame) -> dict[str, Any]:
+  """Polarity accuracy on cells both the tagger and the labels tag.
+
+  "strict" counts a "mixed" label right only when the predicted sign is 0; "pos_neg" leaves the
+  mixed labels out, since aspect_sentiment has no mixed class.
+  """
+  both = pred_tags.to_numpy(dtype=bool) & true_tags.to_numpy(dtype=bool)  # [n, aspects]
+  rows, cols = np.nonzero(both)
+  labels = np.array([true_pol.iat[i, j] for i, j in zip(rows, cols)], dtype=object)
+  signs = np.array([int(pred_pol.iat[i, j]) for i, j in zip(rows, cols)], dtype=int)
+  right = signs == np.array([POLARITY_SIGN[lab] for lab in labels], dtype=int)
+  clear = labels != "mixed"
+  confusion = {lab: {str(s): int(((labels == lab) & (signs == s)).sum()) for s in (1, 0, -1)}
+               for lab in POLARITIES}
+  return {"n_cells": int(both.sum()),
+          "accuracy_strict": _num(right.mean()) if len(right) else None,
+          "n_pos_neg": int(clear.sum()),
+          "accuracy_pos_neg": _num(right[clear].mean()) if clear.any() else None,
+          "confusion_label_to_predicted_sign": confusion}
+
+
+def _errors(pred: pd.DataFrame, true: pd.DataFrame, row_ids: pd.Series) -> dict[str, list[str]]:
+  """row_id:aspect of every false positive and false negative, for reading the misses."""
+  out: dict[str, list[str]] = {"false_positive": [], "false_negative": []}
+  for (i, a), p in pred.stack().items():
+    t = bool(true.at[i, a])
+    if p != t:
+      out["false_positive" if p else "false_negative"].append(f"{row_ids[i]}:{a}")
+  return out
+
+
+def evaluate(labels: pd.DataFrame, *, fuzzy: bool = True) -> dict[str, Any]:
+  """Tagger and VADER polarity against the hand labels, per source (and pooled English).
+
+  Args:
+    labels: from :func:`load_labels`, texts filled in by :func:`attach_texts`.
+    fuzzy: passed to ``tag_aspects`` / ``aspect_sentiment``.
+
+  Returns:
+    JSON-ready dict: per source (and "english" = womens + synthetic) the tag scores, polarity
+    accuracy (English only: VADER does not read Portuguese), and error lists; for the synthetic
+    rows also the hand labels and the tagger against the generator's own truth.
+
+  Raises:
+    ValueError: a row without text (the real rows' texts were not attached).
+  """
+  empty = labels["text"].str.strip() == ""
+  if empty.any():
+    raise ValueError(f"{int(empty.sum())} row(s) without text (sources: "
+                     f"{sorted(set(labels.loc[empty, 'source']))}); call attach_texts first")
+  out: dict[str, Any] = {}
+  groups = {src: labels[labels["source"] == src] for src in [*SOURCES, "synthetic"]}
+  groups["english"] = labels[labels["language"] == "en"]
+  for name, rows in groups.items():
+    rows = rows.reset_index(drop=True)
+    (language,) = set(rows["language"])
+    seeds = SEEDS_BY_LANGUAGE[language]
+    texts = rows["text"]
+    true = rows[ASPECTS].astype(bool)
+    true_pol = rows[[f"{a}_polarity" for a in ASPECTS]].set_axis(ASPECTS, axis=1)
+    t0 = time.perf_counter()
+    pred = aspects.tag_aspects(texts, seeds, fuzzy=fuzzy)
+    tag_s = time.perf_counter() - t0
+    result = {"n_reviews": len(rows), "language": language, "tag_seconds": round(tag_s, 4),
+              "tags": _scores(pred, true)}
+    if language == "en":
+      pol = aspects.aspect_sentiment(texts, pred, aspects=seeds, fuzzy=fuzzy)
+      result["polarity"] = _polarity_scores(pred, true, pol, true_pol)
+    else:
+      result["polarity"] = None
+      result["polarity_note"] = ("not measured: aspect_sentiment's default VADER is English-only; "
+                                 "Portuguese needs sentiment_fn (the fine-tuned review model)")
+    result["errors"] = _errors(pred, true, rows["row_id"])
+    if name == "synthetic" and "synthetic_truth" in rows.columns:
+      gen_tags, gen_pol = _truth_cells(rows["synthetic_truth"])
+      both = true.to_numpy() & gen_tags.to_numpy()
+      same_pol = [true_pol.iat[i, j] == gen_pol.iat[i, j] for i, j in zip(*np.nonzero(both))]
+      result["hand_vs_generator_truth"] = {
+          "cell_agreement": _num((true.to_numpy() == gen_tags.to_numpy()).mean()),
+          "tags": _scores(true, gen_tags)["micro"],
+          "polarity_agreement": _num(np.mean(same_pol)) if same_pol else None}
+      result["tagger_vs_generator_truth"] = _scores(pred, gen_tags)["micro"]
+    out[name] = result
+  return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  """Command line: evaluate and write the JSON, or redraw the unlabelled sample."""
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+  parser.add_argument("--labels", type=Path, default=LABELS, help="labelled CSV")
+  parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
+  parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                      help="folder of the datasets (default: $CVLIB_DATA_DIR or "
+                      "../shared/datasets next to the repository)")
+  parser.add_argument("--sample", type=Path, default=None,
+                      help="only redraw the unlabelled sample into this CSV and stop")
+  parser.add_argument("--no-fuzzy", action="store_true", help="exact keyword matching")
+  args = parser.parse_args(argv)
+  if args.sample is not None:
+    make_sample(args.data_dir).to_csv(args.sample, index=False)
+    print(f"wrote {args.sample}")
+    return {}
+  labels = attach_texts(load_labels(args.labels), args.data_dir)
+  results = {
+      "settings": {"labels": str(args.labels.relative_to(REPO) if args.labels.is_relative_to(REPO)
+                                 else args.labels),
+                   "tagger": "tag_aspects, keywords only (no embed_fn)",
+                   "seeds": {"en": "DEFAULT_ASPECTS", "pt": "PORTUGUESE_ASPECTS"},
+                   "polarity": "aspect_sentiment with VADER (English rows only)",
+                   "fuzzy": not args.no_fuzzy, "sample_seed": SEED,
+                   "synthetic": SYNTHETIC_ARGS,
+                   "python": platform.python_version()},
+      "sources": evaluate(labels, fuzzy=not args.no_fuzzy),
+  }
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps(results, indent=2) + "\n")
+  for name, r in results["sources"].items():
+    m, p = r["tags"]["micro"], r["polarity"]
+    pol = (f", polarity acc {p['accuracy_strict']} (pos/neg only {p['accuracy_pos_neg']})"
+           if p else "")
+    print(f"{name:9s} n={r['n_reviews']:3d}  P {m['precision']}  R {m['recall']}  F1 {m['f1']}  "
+          f"support {m['support']}{pol}")
+  print(f"wrote {args.out}")
+  return results
+
+
+if __name__ == "__main__":
+  main()
