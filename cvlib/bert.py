@@ -492,3 +492,72 @@ class BertForMaskedLM(nnx.Module):
     logits = jnp.einsum("bph,vh->bpv", h, table.astype(h.dtype),
                         preferred_element_type=jnp.float32)
     return logits + self.bias[...]
+
+
+class BertForZILN(nnx.Module):
+  """BERT + mean pooling + numeric features -> MLP -> the three ZILN logits.
+
+  The customer's history, written as text, goes through the encoder; its mean-pooled vector is
+  concatenated with the customer's (standardised) numeric features and a small MLP
+  (Linear, GELU, dropout) emits ``(return log-odds, mu, pre-softplus sigma)`` for
+  ``cvlib.ziln.ziln_loss``. The head runs in float32 whatever the encoder's compute dtype. Its
+  output layer starts near zero (N(0, 0.02) kernel, zero bias) so that, after
+  ``set_output_bias(ziln.make_output_bias(y))``, training starts at the marginal fit of y.
+
+  Args:
+    config: the encoder shape.
+    n_numeric: number of numeric features per customer (0 for text only).
+    hidden: width of the MLP's hidden layer.
+    dropout: dropout rate after the hidden layer, in [0, 1).
+    rngs: parameter initialisation and dropout randomness.
+  """
+
+  def __init__(self, config: BertConfig, n_numeric: int, *, hidden: int = 64,
+               dropout: float = 0.1, rngs: nnx.Rngs):
+    if not isinstance(n_numeric, int) or n_numeric < 0:
+      raise ValueError(f"n_numeric must be an int >= 0, got {n_numeric!r}")
+    if not isinstance(hidden, int) or hidden < 1:
+      raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    self.n_numeric = n_numeric
+    self.bert = BertModel(config, rngs=rngs, add_pooler=False)
+    # LeCun-normal (nnx's default) for the hidden layer: with BERT's N(0, 0.02) the standardised
+    # numeric features would enter almost silenced.
+    self.dense = nnx.Linear(config.hidden_size + n_numeric, hidden, rngs=rngs)
+    self.dropout = Dropout(dropout, rngs=rngs)
+    self.output = _linear(hidden, 3, rngs)
+
+  def set_output_bias(self, bias: Any) -> None:
+    """Sets the output bias, e.g. to ``ziln.make_output_bias(y_train)`` (3 floats)."""
+    bias = jnp.asarray(bias, jnp.float32)
+    if bias.shape != (3,):
+      raise ValueError(f"the output bias must have shape (3,), got {bias.shape}")
+    self.output.bias.set_value(bias)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+               numeric: jax.Array | None = None, token_type_ids: jax.Array | None = None, *,
+               deterministic: bool = True) -> jax.Array:
+    """ZILN logits.
+
+    Args:
+      input_ids: [batch, seq] int ids.
+      attention_mask: [batch, seq] 0/1.
+      numeric: [batch, n_numeric] float features (standardised); None when n_numeric is 0.
+      token_type_ids: [batch, seq] segment ids; zeros when None.
+      deterministic: True switches dropout off.
+
+    Returns:
+      float32 [batch, 3].
+    """
+    if self.n_numeric and (numeric is None
+                           or numeric.shape != (input_ids.shape[0], self.n_numeric)):
+      raise ValueError(f"numeric must have shape ({input_ids.shape[0]}, {self.n_numeric}), got "
+                       f"{None if numeric is None else numeric.shape}")
+    sequence_output, _ = self.bert(input_ids, attention_mask, token_type_ids,
+                                   deterministic=deterministic)
+    x = mean_pool(sequence_output, attention_mask)  # [batch, hidden_size] float32
+    if self.n_numeric:
+      x = jnp.concatenate([x, numeric.astype(jnp.float32)], axis=-1)  # [batch, hidden + n]
+    h = self.dropout(jax.nn.gelu(self.dense(x), approximate=False), deterministic=deterministic)
+    return self.output(h)  # [batch, 3]

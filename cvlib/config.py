@@ -101,6 +101,16 @@ class ValueConfig:
   text_dims: int = 4  # review-embedding dimensions (PCA) given to the text-aware model
   test_size: float = 0.3  # share of customers held out for evaluation
   interval: float = 0.8  # central prediction interval reported per customer
+  # The end-to-end model: each customer's history written as text, read by the fine-tuned encoder
+  # with the numeric features, ZILN head, trained end to end. Slow on CPU; back-test only (the
+  # forward scores come from the best of the other networks).
+  end_to_end: bool = False
+  e2e_epochs: int = 2
+  e2e_batch_size: int = 32
+  e2e_learning_rate: float = 5.0e-5
+  e2e_head_learning_rate: float = 1.0e-3
+  e2e_max_customers: int = 0  # a seeded sample of training customers (CPU budget); 0 uses all
+  e2e_max_chars: int = 600  # history text per customer; the oldest events go first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,6 +389,13 @@ def _check(p: Params, name: str) -> list[str]:
        f"a multiple of finetune.small_heads ({f.small_heads})", f.small_hidden)
   need(f.dtype in ("float32", "bfloat16"), "finetune.dtype", "float32 or bfloat16", f.dtype)
   v = p.value
+  need(v.e2e_epochs > 0, "value.e2e_epochs", "> 0", v.e2e_epochs)
+  need(v.e2e_batch_size > 0, "value.e2e_batch_size", "> 0", v.e2e_batch_size)
+  need(0 < v.e2e_learning_rate < 1, "value.e2e_learning_rate", "in (0, 1)", v.e2e_learning_rate)
+  need(0 < v.e2e_head_learning_rate < 1, "value.e2e_head_learning_rate", "in (0, 1)",
+       v.e2e_head_learning_rate)
+  need(v.e2e_max_customers >= 0, "value.e2e_max_customers", ">= 0", v.e2e_max_customers)
+  need(v.e2e_max_chars >= 50, "value.e2e_max_chars", ">= 50", v.e2e_max_chars)
   need(len(v.hidden) > 0 and all(h > 0 for h in v.hidden), "value.hidden", "positive widths", v.hidden)
   need(0 <= v.dropout < 1, "value.dropout", "in [0, 1)", v.dropout)
   need(v.epochs > 0, "value.epochs", "> 0", v.epochs)

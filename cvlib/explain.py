@@ -338,12 +338,14 @@ _TEMPLATES: dict[str, Callable[[float], str]] = {
     "n_negative_reviews": lambda v: _count(v, "1 negative review", "{k} negative reviews"),
     "has_text": lambda v: "wrote review text" if v >= 0.5 else "no review text",
 }
-_PC = re.compile(r"text_pc(\d+)$")
+_PC = re.compile(r"(last_)?text_pc(\d+)$")
 
 
 def _pc_name(feature: str) -> str:
   m = _PC.match(feature)
-  return f"review topic {m.group(1)}" if m else feature
+  if not m:
+    return feature
+  return f"{'last review' if m.group(1) else 'review'} topic {m.group(2)}"
 
 
 def describe_feature(feature: str, value: float, *, reviewed: bool = True,
@@ -367,7 +369,7 @@ def describe_feature(feature: str, value: float, *, reviewed: bool = True,
     return _TEMPLATES[feature](value)
   m = _PC.match(feature)
   if m:  # a PCA direction of review embeddings: what their reviews talk about
-    return f"review topic {m.group(1)} score {value:+.2f}"
+    return f"{_pc_name(feature)} score {value:+.2f}"
   return f"{feature} = {value:.3g}"
 
 

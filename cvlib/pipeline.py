@@ -228,7 +228,9 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
          "n_test": len(data.test_labels), **strip(ours),
          "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
   if encoder is not None:
-    out["encoder"] = {"description": encoder.description, **encoder.details}
+    # minus its run time: metrics.json must be identical for a seed apart from timing_s
+    out["encoder"] = {"description": encoder.description,
+                      **{k: v for k, v in encoder.details.items() if k != "seconds"}}
   if vader is None:
     out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
   return out
@@ -281,22 +283,36 @@ def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> n
 
 @dataclasses.dataclass
 class TextFeaturizer:
-  """Per-customer text features: review-embedding PCA and sentiment aggregates."""
+  """Per-customer text features: review-embedding PCA, sentiment aggregates and a text return score.
+
+  The return score is a logistic regression from a customer's review embeddings (their latest
+  review and the mean of all) to whether they bought again in the holdout period, fitted on the
+  training customers: what they wrote that says "I'll be back" or "never again" beyond the stars,
+  in one number the value network can use (a few PCA directions of the embeddings miss it).
+  """
   components: np.ndarray  # [text_dims, hidden] PCA directions fitted on training customers
   mean: np.ndarray  # [hidden]
+  return_coef: np.ndarray | None = None  # [2 * hidden]: latest review, then mean embedding
+  return_intercept: float = 0.0
 
   def save(self, path: Path) -> None:
-    """Writes the PCA state (numpy .npz, no pickle) so scoring can rebuild the same features."""
-    np.savez(path, components=self.components, mean=self.mean)
+    """Writes the state (numpy .npz, no pickle) so scoring can rebuild the same features."""
+    extra = {} if self.return_coef is None else {
+        "return_coef": self.return_coef, "return_intercept": np.float64(self.return_intercept)}
+    np.savez(path, components=self.components, mean=self.mean, **extra)
 
   @classmethod
   def load(cls, path: Path) -> TextFeaturizer:
     with np.load(path, allow_pickle=False) as z:
+      if "return_coef" in z:
+        return cls(z["components"], z["mean"], z["return_coef"], float(z["return_intercept"]))
       return cls(z["components"], z["mean"])
 
   def names(self) -> list[str]:
+    k = len(self.components)
     return (["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text"]
-            + [f"text_pc{i + 1}" for i in range(len(self.components))])
+            + [f"text_pc{i + 1}" for i in range(k)] + [f"last_text_pc{i + 1}" for i in range(k)]
+            + (["text_return_logit"] if self.return_coef is not None else []))
 
   def transform(self, customer_ids: pd.Series, review_scores: pd.DataFrame,
                 embeddings: np.ndarray, before: dt.date) -> pd.DataFrame:
@@ -316,10 +332,21 @@ class TextFeaturizer:
       sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
       np.add.at(sums, codes, emb)
       mean_emb = sums / np.bincount(codes)[:, None]
-      proj = (mean_emb - self.mean) @ self.components.T  # [customers, text_dims]
-      pcs = pd.DataFrame(proj, index=pd.Index(uniques, name="customer_id"),
-                         columns=[f"text_pc{i + 1}" for i in range(len(self.components))])
-      out = out.join(pcs)
+      # The latest review on its own too: what a customer said last (say, that they will not be
+      # back) is diluted in the mean of many reviews.
+      newest_first = np.lexsort((np.arange(len(r)), r["timestamp"].to_numpy()))[::-1]
+      _, first = np.unique(codes[newest_first], return_index=True)  # codes 0..n-1, all present
+      last_row = newest_first[first]
+      k = len(self.components)
+      index = pd.Index(uniques, name="customer_id")
+      for prefix, vectors in (("text_pc", mean_emb), ("last_text_pc", emb[last_row])):
+        proj = (vectors - self.mean) @ self.components.T  # [customers, text_dims]
+        out = out.join(pd.DataFrame(proj, index=index,
+                                    columns=[f"{prefix}{i + 1}" for i in range(k)]))
+      if self.return_coef is not None:
+        both = np.concatenate([emb[last_row], mean_emb], axis=1)  # [customers, 2 * hidden]
+        out = out.join(pd.Series(both @ self.return_coef + self.return_intercept, index=index,
+                                 name="text_return_logit"))
     out["has_text"] = out.get("sent_mean", pd.Series(index=out.index, dtype=float)).notna()
     out = out.reindex(columns=self.names())
     return out.fillna(0.0).astype("float64").reset_index()
@@ -344,10 +371,60 @@ def fit_text_featurizer(review_scores: pd.DataFrame, embeddings: np.ndarray,
   return TextFeaturizer(comps * signs[:, None], mean)
 
 
+# The text return score needs this many training reviewers, and this many of each outcome.
+MIN_RETURN_SCORE_CUSTOMERS, MIN_RETURN_SCORE_CLASS = 100, 20
+
+
+def fit_text_return_score(fz: TextFeaturizer, review_scores: pd.DataFrame,
+                          embeddings: np.ndarray, customers: pd.Series, returned: np.ndarray,
+                          before: dt.date, *, seed: int, folds: int = 5
+                          ) -> tuple[TextFeaturizer, pd.Series | None]:
+  """Adds the text return score to ``fz``, fitted on ``customers`` (the training customers).
+
+  Returns:
+    (featurizer with the score, out-of-fold logits of the training reviewers indexed by
+    customer_id): a training customer's own score must not come from a model that saw their
+    outcome, or the value network would trust it too much. (fz, None) when too few training
+    customers reviewed to learn it.
+  """
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.model_selection import StratifiedKFold
+  probe = dataclasses.replace(fz, return_coef=np.zeros(2 * embeddings.shape[1]))
+  probed = probe.transform(customers, review_scores, embeddings, before)
+  has = probed["has_text"].to_numpy() > 0
+  y = np.asarray(returned, dtype=int)[has]
+  if has.sum() < MIN_RETURN_SCORE_CUSTOMERS or min(y.sum(), (1 - y).sum()) < MIN_RETURN_SCORE_CLASS:
+    return fz, None
+  # the [latest, mean] embeddings of each reviewer, rebuilt through the featurizer's own code
+  ids = probed["customer_id"].to_numpy()[has]
+  X = _review_embedding_pairs(review_scores, embeddings, ids, before)
+  make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
+  oof = np.zeros(len(y))
+  for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+    oof[te] = make().fit(X[tr], y[tr]).decision_function(X[te])
+  full = make().fit(X, y)
+  fitted = dataclasses.replace(fz, return_coef=full.coef_[0].astype(np.float64),
+                               return_intercept=float(full.intercept_[0]))
+  return fitted, pd.Series(oof, index=pd.Index(ids, name="customer_id"), name="text_return_logit")
+
+
+def _review_embedding_pairs(review_scores: pd.DataFrame, embeddings: np.ndarray, ids: np.ndarray,
+                            before: dt.date) -> np.ndarray:
+  """[len(ids), 2 * hidden]: each customer's latest review embedding, then their mean one."""
+  hidden = embeddings.shape[1]
+  unit = TextFeaturizer(np.eye(hidden), np.zeros(hidden))  # identity "PCA": raw embeddings
+  f = unit.transform(pd.Series(ids), review_scores, embeddings, before).set_index("customer_id")
+  f = f.loc[[str(i) for i in ids]]
+  last = f[[f"last_text_pc{i + 1}" for i in range(hidden)]].to_numpy()
+  mean = f[[f"text_pc{i + 1}" for i in range(hidden)]].to_numpy()
+  return np.concatenate([last, mean], axis=1)
+
+
 VALUE_MODELS = {
     "ziln": "ZILN network, purchase history",
     "ziln_ratings": "ZILN network, purchase history + star ratings",
     "ziln_text": "ZILN network, purchase history + ratings + review text",
+    "ziln_e2e": "End to end: history as text through the encoder, with the numbers, ZILN head",
     "bgnbd_gg": "BG/NBD + Gamma-Gamma",
     "gbt": "Gradient-boosted trees",
     "spend": "Past spend rate",
@@ -383,6 +460,15 @@ def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None)
   return model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
 
 
+def _value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Training customers split into fitting and validation (early stopping) rows: 85/15, seeded."""
+  train_idx = np.flatnonzero(~is_test)
+  rng = np.random.default_rng(seed + 1)
+  val_mask = np.zeros(len(train_idx), bool)
+  val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
+  return train_idx[~val_mask], train_idx[val_mask]
+
+
 def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
                          *, cfg, seed: int) -> dict[str, Any]:
   """Trains the ZILN networks (without and, when text exists, with text) on training customers.
@@ -394,11 +480,7 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
   if not len(features):
     return {}
   y = features["holdout_value"].to_numpy(np.float64)
-  train_idx = np.flatnonzero(~is_test)
-  rng = np.random.default_rng(seed + 1)
-  val_mask = np.zeros(len(train_idx), bool)
-  val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
-  fit_idx, val_idx = train_idx[~val_mask], train_idx[val_mask]
+  fit_idx, val_idx = _value_split(is_test, seed)
   out = {}
   has_ratings = features["n_reviews"].gt(0).any()
   for name, uses in NETWORK_INPUTS.items():
@@ -409,6 +491,72 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
         X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed)
+  return out
+
+
+E2E_MODEL = "ziln_e2e"
+
+
+def history_texts(prep: Prepared, tables: Tables, *, at: str = "cutoff",
+                  max_chars: int = 600) -> list[str]:
+  """Each customer's history as text (``history_text.customer_history_texts``), before the cutoff
+  (``at="cutoff"``, rows of ``prep.features``) or before as_of (``"as_of"``, ``features_now``)."""
+  from cvlib import history_text
+  feats_ = prep.features if at == "cutoff" else prep.features_now
+  when = prep.cutoff if at == "cutoff" else prep.as_of
+  return history_text.customer_history_texts(
+      tables.transactions, tables.reviews, feats_["customer_id"].astype(str), when,
+      items=tables.items, products=tables.products, max_chars=max_chars)
+
+
+def _e2e_numeric(features: pd.DataFrame) -> pd.DataFrame:
+  """The end-to-end model's numbers: what the ratings network sees (history, and stars if any)."""
+  with_ratings = "n_reviews" in features and features["n_reviews"].gt(0).any()
+  return network_inputs("ziln_ratings" if with_ratings else "ziln", features, None)
+
+
+def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
+                     is_test: np.ndarray, *, cfg, seed: int) -> tuple[Any, pd.DataFrame] | None:
+  """With ``value.end_to_end``: the end-to-end value model on the training customers.
+
+  The encoder starts from ``model`` (the fine-tuned sentiment classifier's encoder). Training and
+  validation customers are the same as the value networks'.
+
+  Returns:
+    (E2EPredictor, history), or None when off or there are no customers.
+  """
+  from cvlib import history_text
+  if not cfg.end_to_end or not prep.has_customers or not len(prep.features):
+    return None
+  y = prep.features["holdout_value"].to_numpy(np.float64)
+  fit_idx, val_idx = _value_split(is_test, seed)
+  if cfg.e2e_max_customers and len(fit_idx) > cfg.e2e_max_customers:
+    rng = np.random.default_rng(seed + 2)
+    fit_idx = np.sort(rng.choice(fit_idx, cfg.e2e_max_customers, replace=False))
+  texts = history_texts(prep, tables, max_chars=cfg.e2e_max_chars)
+  numeric = _e2e_numeric(prep.features)
+  pick = lambda ix: [texts[i] for i in ix]  # noqa: E731
+  return history_text.train_e2e_ziln(
+      pick(fit_idx), numeric.iloc[fit_idx], y[fit_idx], pick(val_idx), numeric.iloc[val_idx],
+      y[val_idx], encoder_model=model, tokenizer=tokenizer, epochs=cfg.e2e_epochs,
+      batch_size=cfg.e2e_batch_size, learning_rate=cfg.e2e_learning_rate,
+      head_learning_rate=cfg.e2e_head_learning_rate, seed=seed)
+
+
+def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepared,
+                               tables: Tables, *, interval: float,
+                               max_chars: int = 600) -> pd.DataFrame | None:
+  """Adds the end-to-end model's columns (value, p_return, interval) to the back-test frame."""
+  if preds is None or e2e is None:
+    return preds
+  qs = ((1 - interval) / 2, (1 + interval) / 2)
+  p = e2e.predict(history_texts(prep, tables, max_chars=max_chars),
+                  _e2e_numeric(prep.features), qs=qs)
+  out = preds.copy()
+  out[f"{E2E_MODEL}_value"] = p["predicted_value"].to_numpy()
+  out[f"{E2E_MODEL}_p_return"] = p["p_return"].to_numpy()
+  out[f"{E2E_MODEL}_lo"] = p["q10"].to_numpy()
+  out[f"{E2E_MODEL}_hi"] = p["q90"].to_numpy()
   return out
 
 
@@ -509,7 +657,10 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int) -> dict[str,
   ablation = {}
   for key, (a, b) in {"do_reviews_help": ("ziln_text", "ziln"),
                       "does_text_help": ("ziln_text", "ziln_ratings"),
-                      "do_ratings_help": ("ziln_ratings", "ziln")}.items():
+                      "do_ratings_help": ("ziln_ratings", "ziln"),
+                      "does_end_to_end_help": (
+                          E2E_MODEL, "ziln_ratings" if "ziln_ratings" in models else "ziln")
+                      }.items():
     if a in models and b in models:
       d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{a}_value"].to_numpy(),
                                          test[f"{b}_value"].to_numpy(), seed=seed)
@@ -758,7 +909,7 @@ class CustomerText:
 
 
 def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep: Prepared,
-                       is_test: np.ndarray, *, text_dims: int) -> CustomerText:
+                       is_test: np.ndarray, *, text_dims: int, seed: int = 0) -> CustomerText:
   """Text features, or all None when no customer wrote a review before the cutoff."""
   usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
   if not prep.has_customers or not usable.any() or not (review_scores.loc[usable, "timestamp"]
@@ -766,15 +917,23 @@ def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep
     return CustomerText(None, None, None)
   train_ids = prep.features["customer_id"][~is_test]
   fz = fit_text_featurizer(review_scores, embeddings, train_ids, prep.cutoff, text_dims)
-  return CustomerText(fz, fz.transform(prep.features["customer_id"], review_scores, embeddings,
-                                       prep.cutoff),
+  returned = prep.features["holdout_value"].to_numpy()[~is_test] > 0
+  fz, oof = fit_text_return_score(fz, review_scores, embeddings, train_ids, returned, prep.cutoff,
+                                  seed=seed)
+  calibration = fz.transform(prep.features["customer_id"], review_scores, embeddings, prep.cutoff)
+  if oof is not None:  # training reviewers get their out-of-fold score
+    ids = calibration["customer_id"].astype(str)
+    in_oof = ids.isin(oof.index)
+    calibration.loc[in_oof, "text_return_logit"] = oof.reindex(ids[in_oof]).to_numpy()
+  return CustomerText(fz, calibration,
                       fz.transform(prep.features_now["customer_id"], review_scores, embeddings,
                                    prep.as_of))
 
 
 def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
                   review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
-                  text: CustomerText, networks: dict, encoder: Any = None) -> dict:
+                  text: CustomerText, networks: dict, encoder: Any = None,
+                  e2e: tuple[Any, pd.DataFrame] | None = None) -> dict:
   """Writes the fine-tuned encoder, the value networks, review scores and text features."""
   from cvlib import pretrained
   pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
@@ -783,6 +942,9 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
     predictor.save(ws.path("models", name))
     ws.save_frame(f"history_{name}", hist)
   ws.save_frame("finetune_history", history)
+  if e2e is not None:
+    e2e[0].save(ws.path("models", E2E_MODEL))
+    ws.save_frame(f"history_{E2E_MODEL}", e2e[1])
   if encoder is not None and encoder.mlm_history is not None:
     ws.save_frame("mlm_history", encoder.mlm_history)
   ws.save_frame("review_scores", review_scores)
@@ -842,6 +1004,7 @@ class Finetuned:
   is_test: np.ndarray
   text: CustomerText
   review_scores: pd.DataFrame
+  e2e: Any = None  # the end-to-end model's E2EPredictor, when value.end_to_end trained one
 
 
 def load_finetune(ws: Workspace) -> Finetuned:
@@ -856,7 +1019,11 @@ def load_finetune(ws: Workspace) -> Finetuned:
   if ws.has("text_calibration"):
     text = CustomerText(TextFeaturizer.load(ws.root / "models" / "text_featurizer.npz"),
                         ws.load_frame("text_calibration"), ws.load_frame("text_now"))
-  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"))
+  e2e = None
+  if (ws.root / "models" / E2E_MODEL).exists():
+    from cvlib import history_text
+    e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
+  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e)
 
 
 def scoring_model(clv: dict | None, networks: dict) -> str | None:
@@ -1100,6 +1267,101 @@ def _encoder_sentiment_fn(encoder_dir: Path):
     proba = sentiment.predict_proba(model, tokenizer, list(clauses), buckets=(32, 64, 128))
     return proba[:, -1] - proba[:, 0]
   return score
+
+
+@dataclasses.dataclass
+class Topics:
+  """What customers write about: review clusters named by their keywords."""
+  table: pd.DataFrame  # one row per topic (cvlib.topics.topic_table), largest first
+  labels: np.ndarray  # topic of each scored review, in review_scores order
+  silhouette: pd.Series  # silhouette per tried k (how the number of topics was chosen)
+  examples: pd.DataFrame  # topic, review text: the reviews nearest each topic's centre
+
+
+# Topics need this many reviews with text: fewer give clusters of a handful of reviews.
+MIN_TOPIC_REVIEWS = 60
+
+
+def make_review_topics(review_scores: pd.DataFrame, embeddings: np.ndarray, tables: Tables, *,
+                       language: str, seed: int, max_chars: int = 200) -> Topics | None:
+  """Clusters the review embeddings and names each cluster with class-based TF-IDF keywords.
+
+  Returns:
+    The topics, or None with fewer than ``MIN_TOPIC_REVIEWS`` reviews with text.
+  """
+  from cvlib import topics
+  if len(review_scores) < MIN_TOPIC_REVIEWS or len(embeddings) != len(review_scores):
+    return None
+  texts = (tables.reviews.set_index("review_id")["text"]
+           .reindex(review_scores["review_id"]).fillna("").astype(str).tolist())
+  max_topics = int(min(10, max(3, len(texts) // 30)))
+  sil = topics.silhouette_by_k(embeddings, min_topics=3, max_topics=max_topics, seed=seed)
+  labels = topics.cluster_reviews(embeddings, n_topics=int(sil.idxmax()), seed=seed)
+  keywords = topics.ctfidf_keywords(texts, labels, language=language,
+                                    min_df=2 if len(texts) >= 200 else 1)
+  has = lambda c: c in review_scores and review_scores[c].notna().any()  # noqa: E731
+  table = topics.topic_table(
+      texts, labels, keywords, sentiment=review_scores["sentiment"].to_numpy(),
+      rating=review_scores["rating"].to_numpy() if has("rating") else None,
+      timestamp=review_scores["timestamp"].to_numpy() if has("timestamp") else None,
+      review_ids=review_scores["review_id"].astype(str).to_numpy(), embeddings=embeddings)
+  pos = {rid: i for i, rid in enumerate(review_scores["review_id"].astype(str))}
+  rows = []
+  for _, row in table.iterrows():
+    for rid in row["example_ids"]:
+      body = texts[pos[str(rid)]]
+      rows.append({"topic": row["label"],
+                   "review": body if len(body) <= max_chars else body[:max_chars - 1] + "…"})
+  return Topics(table, labels, sil, pd.DataFrame(rows))
+
+
+def topics_summary(t: Topics | None) -> pd.DataFrame:
+  """The topic table as the report shows it."""
+  if t is None:
+    return pd.DataFrame()
+  cols = {"label": "topic", "share": "share of reviews", "mean_sentiment": "mean sentiment",
+          "mean_rating": "mean stars", "share_negative": "negative", "trend": "trend (recent vs before)",
+          "keywords": "keywords"}
+  out = t.table[[c for c in cols if c in t.table]].rename(columns=cols)
+  if "keywords" in out:
+    out["keywords"] = out["keywords"].apply(lambda k: ", ".join(k))
+  return out
+
+
+def plot_topics(t: Topics | None) -> Any:
+  from cvlib import topics
+  return None if t is None else topics.plot_topics(t.table)
+
+
+def save_topics(ws: Workspace, t: Topics | None) -> None:
+  if t is None:
+    ws.save_metrics({"topics": None,
+                     "notes": {"topics": f"fewer than {MIN_TOPIC_REVIEWS} reviews with text"}})
+    return
+  table = t.table.assign(keywords=t.table["keywords"].apply(list),
+                         example_ids=t.table["example_ids"].apply(lambda x: [str(i) for i in x]))
+  table.attrs = {}  # topic_table keeps its "recent" cut-off there; parquet metadata is JSON
+  ws.save_frame("topics", table)
+  ws.save_metrics({"topics": {
+      "n_topics": int(len(t.table)), "silhouette": float(t.silhouette.max()),
+      "topics": [{"label": r["label"], "share": float(r["share"]),
+                  "mean_sentiment": (None if pd.isna(r.get("mean_sentiment")) else
+                                     float(r["mean_sentiment"]))}
+                 for _, r in t.table.iterrows()]}})
+
+
+def report_topics(ws: Workspace, t: Topics | None, fig) -> None:
+  if t is None:
+    ws.add_text("opinions", "What customers write about: not part of this report (too few "
+                "reviews with text).")
+    return
+  ws.add_figure("opinions", fig, "What customers write about: reviews grouped by what they say "
+                "(clusters of the encoder's review embeddings), named by the words that set each "
+                "group apart; colour is the group's mean sentiment.")
+  ws.add_table("opinions", topics_summary(t), f"The {len(t.table)} topics: size, tone and whether "
+               "they are growing (share in the latest quarter of the reviews against before).",
+               floatfmt="{:.2f}")
+  ws.add_table("opinions", t.examples, "Typical reviews of each topic (nearest its centre).")
 
 
 def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None, *,

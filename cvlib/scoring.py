@@ -359,6 +359,11 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
     seg.attrs["completeness_gap"] = attributions.attrs.get("completeness_gap")
   if raw_ids:
     seg.insert(1, "customer_id", features["customer_id"].to_numpy())
+  # text columns as pandas' string dtype, which is what scores.parquet reads back as: a frame
+  # scored in memory then equals the written one (object columns would not)
+  for col in seg.columns:
+    if seg[col].dtype == object and seg[col].map(lambda v: isinstance(v, str) or v is None).all():
+      seg[col] = seg[col].astype("str")
   return seg
 
 
@@ -587,7 +592,8 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
     featurizer = {"path": "text_featurizer.npz", "text_dims": dims,
                   "expects": "per review: sentiment, timestamp, customer and encoder embedding",
                   "outputs": ["sent_mean", "sent_min", "sent_last", "n_negative_reviews",
-                              "has_text"] + [f"text_pc{i + 1}" for i in range(dims)]}
+                              "has_text"] + [f"text_pc{i + 1}" for i in range(dims)]
+                             + [f"last_text_pc{i + 1}" for i in range(dims)]}
   scoring = None
   if ref is not None and ref.scoring_model in networks:
     predictor_cfg = networks[ref.scoring_model]

@@ -32,7 +32,10 @@ Story per customer (parameters in the ``_*`` constants below):
   of reviewers flip the scale (``6 - stars``). The text mentions 1-3 aspects (delivery, quality,
   price, size_fit [apparel and shoes only], service, packaging); each aspect's polarity comes from
   its own noisy score (a bad delivery makes "delivery" negative but not "quality"), so reviews can be
-  mixed and may disagree slightly with the stars. Text uses many templates, negation,
+  mixed and may disagree slightly with the stars. 40% of reviews also say whether the customer
+  will order again, and what they say is their actual decision after that order (dropout or not;
+  10% of statements are wrong): information the stars do not carry, as in real reviews ("great
+  dress, but I'm moving abroad"). Text uses many templates, negation,
   intensifiers, hedges, seeded typos (~5% of words) and varied length; ~5% of reviews have no text.
 
 Extra columns beyond the schema: ``customers.country``, ``customers.signup_date`` (= first order),
@@ -106,6 +109,10 @@ _REVIEW_BASE, _REVIEW_EXTREME = -1.05, 0.45  # logit(P(review)) = base + extreme
 _RATING_NOISE_SD = 0.45
 _RATING_CUTS = (-2.08, -1.63, -1.06, -0.03)  # latent rating cutpoints for 2, 3, 4, 5 stars
 _RATING_FLIP_PROB = 0.015
+# Stated intent: a review says whether the customer will order again with this probability; what it
+# says is the customer's actual decision after that order (whether they dropped out), wrong with
+# probability _INTENT_NOISE. Stars carry the experience, not the decision.
+_INTENT_PROB, _INTENT_NOISE = 0.4, 0.1
 _ASPECT_NOISE_SD = 0.7
 _POLARITY_CUT = -0.9
 _EMPTY_TEXT_PROB = 0.05
@@ -690,6 +697,8 @@ def _make_reviews(rng: np.random.Generator, orders: dict, lines: dict, products:
   score[:, 0] -= 1.5 * _SHOCK_SIZE * shock
   positive = score > _POLARITY_CUT  # [n, aspects]
   has_text = rng.random(n) >= _EMPTY_TEXT_PROB
+  says_intent = rng.random(n) < _INTENT_PROB
+  stays = ~orders["die"][o] ^ (rng.random(n) < _INTENT_NOISE)
 
   aspect_lists = []
   for i in range(n):
@@ -708,7 +717,8 @@ def _make_reviews(rng: np.random.Generator, orders: dict, lines: dict, products:
       texts.append(None)
       continue
     title, text = _compose_review(text_rng, int(rating[i]), aspect_lists[i],
-                                  prod_mention[product[i]], cat_word[category[i]])
+                                  prod_mention[product[i]], cat_word[category[i]],
+                                  intent=bool(stays[i]) if says_intent[i] else None)
     titles.append(title)
     texts.append(text)
 
@@ -859,13 +869,22 @@ _OPENERS = {
             "What a letdown.", "Avoid.", "Really regret buying this {thing}.",
             "Not what I hoped for."),
 }
+# Closers give tone only; whether the customer will order again is the separate intent sentence.
 _CLOSERS = {
-    "pos": ("Will buy again.", "Thanks!", "Highly recommend.", "Would order from this shop again.",
-            "Five stars from me.", "Great shop."),
-    "neu": ("Might give them another try.", "Maybe it was just bad luck.",
-            "Could be better.", "We'll see how it holds up."),
-    "neg": ("Never ordering again.", "Returning it.", "I want a refund.", "Save your money.",
-            "Won't be back.", "Zero stars if I could."),
+    "pos": ("Thanks!", "Highly recommend.", "Five stars from me.", "Great shop.",
+            "Happy with it.", "Recommended to my friends."),
+    "neu": ("Maybe it was just bad luck.", "Could be better.", "We'll see how it holds up.",
+            "It does the job."),
+    "neg": ("Returning it.", "I want a refund.", "Save your money.", "Zero stars if I could.",
+            "Very disappointed."),
+}
+_INTENT = {
+    True: ("Will buy again.", "Already planning my next order.", "I'll be back for more.",
+           "Definitely ordering from here again.", "Will order again soon.",
+           "This is my go-to shop now."),
+    False: ("Won't be ordering again.", "This was my last order here.",
+            "Taking my business elsewhere.", "Not coming back.", "Never again.",
+            "I'm done with this shop."),
 }
 _TITLES = {
     "pos": ("Great!", "Love it", "Excellent", "Good buy", "Happy customer", "Very good",
@@ -897,8 +916,9 @@ def _lower_first(sentence: str) -> str:
 
 
 def _compose_review(rnd: random.Random, rating: int, aspects: list[tuple[int, bool]],
-                    mention: str, cat: str) -> tuple[str | None, str]:
-  """Builds (title, text) from the star band and the (aspect, positive) list."""
+                    mention: str, cat: str, intent: bool | None = None) -> tuple[str | None, str]:
+  """Builds (title, text) from the star band, the (aspect, positive) list and the stated intent
+  (True: will order again, False: will not, None: says nothing about it)."""
   band = _band(rating)
   # the tone of the framing sentences sometimes drifts from the stars
   if rnd.random() < 0.12:
@@ -908,6 +928,8 @@ def _compose_review(rnd: random.Random, rating: int, aspects: list[tuple[int, bo
     parts = [rnd.choice(_SHORT[ASPECTS[a], pos]) for a, pos in aspects]
     text = ", ".join(parts[:1] + [p.lower() for p in parts[1:]])
     text += rnd.choice(("", ".", "!", "!!", " :)" if band == "pos" else "."))
+    if intent is not None:
+      text += " " + rnd.choice(_INTENT[intent])
     return title, _add_typos(rnd, text)
 
   sentences = []
@@ -931,6 +953,8 @@ def _compose_review(rnd: random.Random, rating: int, aspects: list[tuple[int, bo
     joined.insert(0, _fill(rnd, rnd.choice(_OPENERS[band]), band != "neg", mention, cat))
   if rnd.random() < 0.35:
     joined.append(rnd.choice(_CLOSERS[band]))
+  if intent is not None:
+    joined.append(rnd.choice(_INTENT[intent]))
   return title, _add_typos(rnd, " ".join(joined))
 
 

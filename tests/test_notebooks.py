@@ -51,8 +51,10 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
     assert 0 < s["baselines"][base]["macro_f1"] <= 1
   clv = m["clv"]
   assert clv["horizon_days"] == 180 and clv["n_test"] == 90
-  assert set(clv["models"]) == {"ziln", "ziln_ratings", "ziln_text", "bgnbd_gg", "gbt", "spend"}
-  assert set(clv["ablation"]) == {"do_reviews_help", "do_ratings_help", "does_text_help"}
+  assert set(clv["models"]) == {"ziln", "ziln_ratings", "ziln_text", "ziln_e2e", "bgnbd_gg", "gbt",
+                                "spend"}
+  assert set(clv["ablation"]) == {"do_reviews_help", "do_ratings_help", "does_text_help",
+                                  "does_end_to_end_help"}
   assert clv["best"] in clv["models"]
   for name, mm in clv["models"].items():
     for k in ("gini", "spearman", "decile_mape", "auc_returning", "mae"):
@@ -78,6 +80,28 @@ def test_domain_mlm_is_reported_with_and_without(tiny_run):
   assert len(pd.read_parquet(tiny_run / "artifacts" / "mlm_history.parquet")) == 4
   html = (tiny_run / "index.html").read_text()
   assert "Masked-word training on the shop" in html and "Does adapting" in html
+
+
+def test_review_topics_are_reported(tiny_run):
+  m = json.loads((tiny_run / "metrics.json").read_text())
+  t = m["topics"]
+  assert 3 <= t["n_topics"] <= 10 and len(t["topics"]) == t["n_topics"]
+  assert sum(x["share"] for x in t["topics"]) == pytest.approx(1.0)
+  table = pd.read_parquet(tiny_run / "artifacts" / "topics.parquet")
+  assert table["keywords"].apply(len).min() > 0
+  html = (tiny_run / "index.html").read_text()
+  assert "What customers write about" in html and "Typical reviews of each topic" in html
+
+
+def test_end_to_end_model_is_in_the_back_test_only(tiny_run):
+  m = json.loads((tiny_run / "metrics.json").read_text())
+  e2e = m["clv"]["models"]["ziln_e2e"]
+  assert 0 <= e2e["interval_coverage"] <= 1 and e2e["n"] == m["clv"]["n_test"]
+  assert m["clv"]["ablation"]["does_end_to_end_help"]["without"] == "ziln_ratings"
+  assert (tiny_run / "models" / "ziln_e2e" / "e2e_ziln.safetensors").exists()
+  from cvlib import scoring
+  ref = scoring.ScoringReference.load(tiny_run / "models" / scoring.REFERENCE_FILE)
+  assert ref.scoring_model in ("ziln", "ziln_ratings", "ziln_text")
 
 
 def test_models_beat_chance_on_synthetic_shop(tiny_run):

@@ -164,6 +164,23 @@ def test_satisfaction_shows_in_reviews(medium):
   assert rho > 0.3
 
 
+def test_stated_intent_tells_what_the_stars_do_not(medium):
+  """A last review saying "won't be back" marks a lost customer even among five-star reviews."""
+  truth = medium["truth"][["customer_id", "alive_at_cutoff"]]
+  rev = medium["reviews"].dropna(subset=["text", "customer_id"])
+  rev = rev[rev["timestamp"] < CAL_END].sort_values("timestamp").groupby("customer_id").last()
+  rev = rev.reset_index().merge(truth, on="customer_id")
+  text = rev["text"].str.lower()
+  says = {k: text.apply(lambda t, k=k: any(p.lower().rstrip(".") in t
+                                           for p in synthetic._INTENT[k]))
+          for k in (True, False)}
+  assert 0.2 < (says[True] | says[False]).mean() < 0.6  # about 40% of reviews state intent
+  five = rev["rating"] == 5
+  stay = rev.loc[five & says[True] & ~says[False], "alive_at_cutoff"].mean()
+  leave = rev.loc[five & says[False] & ~says[True], "alive_at_cutoff"].mean()
+  assert stay > leave + 0.4
+
+
 def test_category_affinity_beats_popularity(medium):
   orders = _orders(medium)[["order_id", "customer_id", "timestamp"]]
   items = medium["items"].merge(orders, on="order_id").merge(
