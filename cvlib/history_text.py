@@ -341,21 +341,10 @@ def make_e2e_optimizer(*, learning_rate: float, head_learning_rate: float, warmu
   Raises:
     ValueError: a value out of range.
   """
-  if not head_learning_rate > 0:
-    raise ValueError(f"head_learning_rate must be > 0, got {head_learning_rate!r}")
-  if max_grad_norm is not None and not max_grad_norm > 0:
-    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-
-  def adamw(lr: float) -> optax.GradientTransformation:
-    return sentiment.make_optimizer(learning_rate=lr, warmup_steps=warmup_steps,
-                                    total_steps=total_steps, weight_decay=weight_decay,
-                                    max_grad_norm=None)
-
-  tx = optax.multi_transform({"encoder": adamw(learning_rate), "head": adamw(head_learning_rate)},
-                             _e2e_param_labels)
-  if max_grad_norm is None:
-    return tx
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+  return sentiment.make_two_rate_optimizer(
+      _e2e_param_labels, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
+      warmup_steps=warmup_steps, total_steps=total_steps, weight_decay=weight_decay,
+      max_grad_norm=max_grad_norm)
 
 
 _STEP_KEYS = ("input_ids", "attention_mask", "numeric", "y", "weight")
@@ -482,18 +471,8 @@ class E2EPredictor:
       if names is not None and list(map(str, numeric.columns)) != names:
         raise ValueError(f"numeric columns {list(numeric.columns)} differ from the training "
                          f"columns {names}")
-    out = ziln.ziln_predict(jnp.asarray(self.logits(texts, numeric)), qs,
-                            sigma_max=self.config.get("sigma_max"))
-    quant = np.asarray(out["quantiles"], dtype=np.float64).reshape(-1, len(qs))
-    return pd.DataFrame(
-        {
-            "p_return": np.asarray(out["p_return"], dtype=np.float64),
-            "predicted_value": np.asarray(out["mean"], dtype=np.float64),
-            "q10": quant[:, 0],
-            "q90": quant[:, 1],
-        },
-        index=index,
-    )
+    return ziln.prediction_frame(self.logits(texts, numeric), qs,
+                                 sigma_max=self.config.get("sigma_max"), index=index)
 
   def save(self, folder: str | os.PathLike) -> Path:
     """Writes e2e_ziln.safetensors (weights by nnx path), e2e_ziln.json and tokenizer.json.

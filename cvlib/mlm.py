@@ -184,16 +184,10 @@ def make_mlm_optimizer(*, learning_rate: float, head_learning_rate: float, warmu
   steps to learn anything. A larger rate for the head alone lets domain adaptation start
   within a few dozen steps while the encoder moves gently.
   """
-  def adamw(lr: float) -> optax.GradientTransformation:
-    return sentiment.make_optimizer(learning_rate=lr, warmup_steps=warmup_steps,
-                                    total_steps=total_steps, weight_decay=weight_decay,
-                                    max_grad_norm=None)
-
-  tx = optax.multi_transform({"encoder": adamw(learning_rate), "head": adamw(head_learning_rate)},
-                             _mlm_param_labels)
-  if max_grad_norm is None:
-    return tx
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+  return sentiment.make_two_rate_optimizer(
+      _mlm_param_labels, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
+      warmup_steps=warmup_steps, total_steps=total_steps, weight_decay=weight_decay,
+      max_grad_norm=max_grad_norm)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -198,6 +198,42 @@ def make_optimizer(*, learning_rate: float, warmup_steps: int, total_steps: int,
   return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
 
 
+def make_two_rate_optimizer(labels: Callable[[Any], Any], *, learning_rate: float,
+                            head_learning_rate: float, warmup_steps: int, total_steps: int,
+                            weight_decay: float = 0.01,
+                            max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
+  """``make_optimizer`` with one peak rate for the encoder and another for a new head.
+
+  A head that starts from random values needs a rate that would wreck a pretrained encoder.
+  Clipping is on the global norm of all gradients together.
+
+  Args:
+    labels: maps the parameter tree to the same tree of "encoder" / "head" labels
+      (``optax.multi_transform``'s ``param_labels``).
+    learning_rate: peak learning rate of the encoder.
+    head_learning_rate: peak learning rate of the head.
+    warmup_steps, total_steps, weight_decay: as ``make_optimizer``.
+    max_grad_norm: clip the global gradient norm to this; None disables clipping.
+
+  Raises:
+    ValueError: a value out of range.
+  """
+  if not head_learning_rate > 0:
+    raise ValueError(f"head_learning_rate must be > 0, got {head_learning_rate!r}")
+  if max_grad_norm is not None and not max_grad_norm > 0:
+    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+
+  def adamw(lr: float) -> optax.GradientTransformation:
+    return make_optimizer(learning_rate=lr, warmup_steps=warmup_steps, total_steps=total_steps,
+                          weight_decay=weight_decay, max_grad_norm=None)
+
+  tx = optax.multi_transform({"encoder": adamw(learning_rate), "head": adamw(head_learning_rate)},
+                             labels)
+  if max_grad_norm is None:
+    return tx
+  return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+
+
 # ----------------------------------------------------------------------------------------------
 # Steps
 

@@ -295,6 +295,25 @@ def _flat_params(model: ZILNModel) -> dict[str, nnx.Variable]:
   return {".".join(map(str, path)): var for path, var in flat}
 
 
+def prediction_frame(logits: Any, qs: Sequence[float] = (0.1, 0.9), *,
+                     sigma_max: float | None = None, index: Any = None) -> pd.DataFrame:
+  """A predictor's output table from ZILN logits [n, 3]: p_return, predicted_value, q10, q90.
+
+  ``q10``/``q90`` are the quantiles ``qs`` (the columns keep those names whatever ``qs`` is).
+  """
+  out = ziln_predict(jnp.asarray(logits), qs, sigma_max=sigma_max)
+  quant = np.asarray(out["quantiles"], dtype=np.float64).reshape(-1, len(qs))
+  return pd.DataFrame(
+      {
+          "p_return": np.asarray(out["p_return"], dtype=np.float64),
+          "predicted_value": np.asarray(out["mean"], dtype=np.float64),
+          "q10": quant[:, 0],
+          "q90": quant[:, 1],
+      },
+      index=index,
+  )
+
+
 @dataclasses.dataclass
 class ZILNPredictor:
   """A trained ZILN model plus the feature standardisation it was trained with."""
@@ -328,17 +347,8 @@ class ZILNPredictor:
       index = x.index
       if names is not None and list(map(str, x.columns)) != names:
         raise ValueError(f"X columns {list(x.columns)} differ from the training columns {names}")
-    out = ziln_predict(jnp.asarray(self.logits(x)), qs, sigma_max=self.config.get("sigma_max"))
-    quant = np.asarray(out["quantiles"], dtype=np.float64)
-    return pd.DataFrame(
-        {
-            "p_return": np.asarray(out["p_return"], dtype=np.float64),
-            "predicted_value": np.asarray(out["mean"], dtype=np.float64),
-            "q10": quant[:, 0],
-            "q90": quant[:, 1],
-        },
-        index=index,
-    )
+    return prediction_frame(self.logits(x), qs, sigma_max=self.config.get("sigma_max"),
+                            index=index)
 
   def save(self, folder: str | pathlib.Path) -> None:
     """Writes ``ziln.safetensors`` (weights) and ``ziln.json`` (config, standardiser)."""
