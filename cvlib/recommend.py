@@ -90,9 +90,35 @@ def _embedding_matrix(product_embeddings: Mapping | pd.DataFrame, product_ids: p
   return out, has
 
 
+def keep_top_neighbours(similarity: np.ndarray | sp.csr_matrix, k: int
+                        ) -> np.ndarray | sp.csr_matrix:
+  """Keeps each product's k most similar products (a row's k largest entries), zeroing the rest.
+
+  Item-kNN's neighbourhood: a few strong co-purchase links per product predict better than the
+  long tail of weak ones. Ties at the k-th value are all kept.
+  """
+  if not isinstance(k, (int, np.integer)) or k < 1:
+    raise ValueError(f"neighbours must be a positive integer or None, got {k!r}")
+  if sp.issparse(similarity):
+    rows = similarity.tolil(copy=True)
+    for i, (cols, vals) in enumerate(zip(rows.rows, rows.data)):
+      if len(vals) > k:
+        thr = np.partition(np.asarray(vals), len(vals) - k)[len(vals) - k]
+        keep = [(c, v) for c, v in zip(cols, vals) if v >= thr]
+        rows.rows[i] = [c for c, _ in keep]
+        rows.data[i] = [v for _, v in keep]
+    return rows.tocsr()
+  n = similarity.shape[1]
+  if k >= n:
+    return similarity
+  thr = -np.partition(-similarity, k - 1, axis=1)[:, k - 1][:, None]  # k-th largest per row
+  return np.where(similarity >= thr, similarity, 0.0).astype(similarity.dtype, copy=False)
+
+
 def fit_recommender(items_with_customer: pd.DataFrame, *,
                     product_embeddings: Mapping | pd.DataFrame | None = None, alpha: float = 0.5,
-                    half_life_days: float | None = None) -> Recommender:
+                    half_life_days: float | None = None,
+                    neighbours: int | None = None) -> Recommender:
   """Fits the co-purchase similarity (and stores product embeddings) from purchase lines.
 
   Args:
@@ -106,6 +132,8 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
       without embeddings.
     half_life_days: when set (needs timestamp), a customer's older purchases count less in their
       profile: weight 0.5 ** (age_days / half_life_days), age measured from the last timestamp.
+    neighbours: keep only each product's this many most similar products
+      (:func:`keep_top_neighbours`); None keeps all.
 
   Returns:
     A :class:`Recommender`.
@@ -161,6 +189,8 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
     co.eliminate_zeros()
     co_similarity = co
 
+  if neighbours is not None:
+    co_similarity = keep_top_neighbours(co_similarity, neighbours)
   embeddings = has_embedding = None
   if product_embeddings is not None:
     embeddings, has_embedding = _embedding_matrix(product_embeddings, product_ids)

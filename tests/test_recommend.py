@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 
 from cvlib import recommend as rc
 
@@ -186,3 +187,45 @@ def test_validation():
     rc.recommend(model, k=0)
   with pytest.raises(ValueError, match="column\\(s\\) 'rank' missing"):
     rc.evaluate_recommendations(lines, lines)
+
+
+def test_keep_top_neighbours_dense_and_sparse_agree():
+  rng = np.random.default_rng(0)
+  sim = rng.random((30, 30)).astype(np.float32)
+  np.fill_diagonal(sim, 0.0)
+  dense = rc.keep_top_neighbours(sim, 5)
+  assert ((dense > 0).sum(axis=1) == 5).all()
+  for i in range(30):  # the kept ones are the row's five largest
+    np.testing.assert_array_equal(np.sort(np.flatnonzero(dense[i])),
+                                  np.sort(np.argsort(-sim[i])[:5]))
+  sparse = rc.keep_top_neighbours(scipy.sparse.csr_matrix(sim), 5)
+  np.testing.assert_array_equal(sparse.toarray(), dense)
+  with pytest.raises(ValueError, match="neighbours must be a positive integer"):
+    rc.keep_top_neighbours(sim, 0)
+
+
+def test_neighbours_cut_weak_links_from_recommendations():
+  # product a is bought with b by many customers and with c by one: with one neighbour, only b
+  lines = [(f"u{i}", p) for i in range(8) for p in ("a", "b")] + [("u9", "a"), ("u9", "c")]
+  df = pd.DataFrame(lines, columns=["customer_id", "product_id"])
+  full = rc.fit_recommender(df)
+  cut = rc.fit_recommender(df, neighbours=1)
+  sim_full = full.co_similarity[full.product_ids.get_loc("a")]
+  sim_cut = cut.co_similarity[cut.product_ids.get_loc("a")]
+  assert sim_full[full.product_ids.get_loc("c")] > 0 and sim_cut[cut.product_ids.get_loc("c")] == 0
+  assert sim_cut[cut.product_ids.get_loc("b")] == sim_full[full.product_ids.get_loc("b")]
+
+
+def test_neighbourhood_is_chosen_inside_the_calibration_period():
+  from cvlib import pipeline
+  rng = np.random.default_rng(1)
+  rows = []
+  for c in range(200):
+    for d in rng.choice(300, 6, replace=False):
+      rows.append((f"c{c}", f"p{(c % 10) * 5 + rng.integers(5)}",
+                   pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d))))
+  items = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+  best, scores = pipeline.choose_neighbours(items, candidates=(2, None))
+  assert best in (2, None) and set(scores) == {"2", "None"}
+  assert all(0 <= v <= 1 for v in scores.values())
+  assert pipeline.choose_neighbours(items.drop(columns="timestamp")) == (None, {})
