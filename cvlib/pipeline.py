@@ -490,7 +490,8 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
     out[name] = ziln.train_ziln(
         X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed)
+        learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
+        interval=cfg.interval)
   return out
 
 

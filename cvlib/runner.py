@@ -62,6 +62,30 @@ def prepare_environment(state_dir: Path) -> None:
   os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
 
 
+def _child_pids() -> set[int]:
+  import psutil
+  return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def _stop_children(keep: set[int], timeout: float = 5.0) -> None:
+  """Terminates the child processes this run started (notebook kernels), not those in ``keep``
+  (whatever the caller, e.g. a JupyterLab kernel calling ``cvlib.run``, had running before);
+  kills those still alive after ``timeout`` seconds."""
+  import psutil
+  children = [c for c in psutil.Process().children(recursive=True) if c.pid not in keep]
+  for child in children:
+    try:
+      child.terminate()
+    except psutil.NoSuchProcess:
+      pass
+  _, alive = psutil.wait_procs(children, timeout=timeout)
+  for child in alive:
+    try:
+      child.kill()
+    except psutil.NoSuchProcess:
+      pass
+
+
 def stages_to_run(requested: list[str] | None, final: Path) -> list[str]:
   """Checks a ``--stages`` list: known names, and earlier stages' output present."""
   if not requested:
@@ -126,6 +150,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
     tmp = out_dir / f".{params.dataset}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     _sweep_stale(out_dir, params.dataset)
+    before = _child_pids()
     if chosen[0] != STAGES[0]:  # later stages re-run on a copy of the last run's output
       shutil.copytree(final, tmp, symlinks=True)
     else:
@@ -135,6 +160,9 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
       _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
       _swap(tmp, final, params.report.keep_history)
     except BaseException:
+      # A kernel still shutting down (after SIGTERM, say) could write into tmp after it is
+      # removed and bring it back: stop the run's child processes first.
+      _stop_children(keep=before)
       shutil.rmtree(tmp, ignore_errors=True)  # a failed stage's folder was already moved away
       raise
   report.render_reports_index(out_dir)

@@ -121,10 +121,15 @@ def _make_block_fn(predictor: Any, interval: float) -> Callable:
   from cvlib import ziln
   graphdef, state = nnx.split(nnx.view(predictor.model, deterministic=True))
   qs = _interval_levels(interval)
+  # the same cap and interval calibration as ZILNPredictor.predict, so the scores equal the
+  # back-test's predictions of the same customers
+  sigma_max = predictor.config.get("sigma_max")
+  scale = predictor.interval_scale(qs)
 
   @jax.jit
   def block(state, x):
-    out = ziln.ziln_predict(nnx.merge(graphdef, state)(x), qs)  # [block, 3] logits inside
+    out = ziln.ziln_predict(nnx.merge(graphdef, state)(x), qs,  # [block, 3] logits inside
+                            sigma_max=sigma_max, interval_scale=scale)
     return out["p_return"], out["mean"], out["quantiles"]
 
   return functools.partial(block, state)

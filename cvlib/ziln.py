@@ -74,7 +74,8 @@ def ziln_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = 
   return jnp.sum(weights * per_row) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
-def ziln_quantiles(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9)) -> jax.Array:
+def ziln_quantiles(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
+                   sigma_scale: float = 1.0) -> jax.Array:
   """Quantiles of the zero/lognormal mixture.
 
   The mixture has mass ``1 - p`` at 0, so its q-quantile is 0 when ``q <= 1 - p`` and otherwise the
@@ -83,6 +84,7 @@ def ziln_quantiles(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9)) -> jax.A
   Args:
     logits: [n, 3] network outputs.
     qs: quantile levels, each in (0, 1).
+    sigma_scale: multiplies the lognormal spread (interval calibration, see ``calibrate_interval``).
 
   Returns:
     [n, len(qs)] quantiles.
@@ -99,7 +101,7 @@ def ziln_quantiles(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9)) -> jax.A
   level = (q - (1.0 - p)) / jnp.maximum(p, 1e-12)
   # Clip away from 0/1 only where the branch is unused or p is tiny: ndtri(0) = -inf.
   level = jnp.clip(level, 1e-12, 1.0 - 1e-7)
-  lognormal_q = jnp.exp(mu[:, None] + sigma[:, None] * ndtri(level))
+  lognormal_q = jnp.exp(mu[:, None] + sigma_scale * sigma[:, None] * ndtri(level))
   return jnp.where(q <= 1.0 - p, 0.0, lognormal_q)
 
 
@@ -125,13 +127,15 @@ def sigma_cap(y: np.ndarray, factor: float = 2.0) -> float:
 
 
 def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
-                 sigma_max: float | None = None) -> dict[str, jax.Array]:
+                 sigma_max: float | None = None,
+                 interval_scale: float = 1.0) -> dict[str, jax.Array]:
   """Point and interval predictions from ZILN logits.
 
   Args:
     logits: [n, 3] network outputs.
     qs: quantile levels for ``quantiles``.
     sigma_max: cap on the lognormal spread (see :func:`cap_sigma`); None for no cap.
+    interval_scale: multiplies the spread used for ``quantiles`` only (the mean is the model's).
 
   Returns:
     Dict with ``p_return`` [n], ``mean`` [n] (= p * exp(mu + sigma^2 / 2)), ``mu``, ``sigma`` [n]
@@ -145,8 +149,50 @@ def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
       "mean": p * jnp.exp(mu + 0.5 * jnp.square(sigma)),
       "mu": mu,
       "sigma": sigma,
-      "quantiles": ziln_quantiles(logits, qs),
+      "quantiles": ziln_quantiles(logits, qs, sigma_scale=interval_scale),
   }
+
+
+def interval_levels(interval: float) -> tuple[float, float]:
+  """The quantile levels of a central interval: 0.8 -> (0.1, 0.9)."""
+  return ((1 - interval) / 2, (1 + interval) / 2)
+
+
+def calibrate_interval(logits: Any, y: np.ndarray, interval: float, *,
+                       sigma_max: float | None = None, lo: float = 0.02,
+                       hi: float = 5.0) -> tuple[float, float]:
+  """The spread multiplier that makes the central ``interval`` cover that share of ``y``.
+
+  A network trained for the best mean is often over- or under-confident about its spread: on the
+  demo the raw 80% intervals covered 89% of test customers. Coverage grows with the multiplier
+  (wider lognormal quantiles; the zero mass is unchanged), so a bisection on held-out customers
+  (the early-stopping validation set, never the test customers) finds it: split-conformal
+  calibration with one parameter.
+
+  Returns:
+    (multiplier in [lo, hi], the validation coverage it gives).
+  """
+  logits = jnp.asarray(logits)
+  y = np.asarray(y, np.float64)
+  qs = interval_levels(interval)
+
+  def coverage(scale: float) -> float:
+    q = np.asarray(ziln_predict(logits, qs, sigma_max=sigma_max,
+                                interval_scale=scale)["quantiles"], np.float64)
+    return float(np.mean((y >= q[:, 0]) & (y <= q[:, 1])))
+
+  if coverage(hi) <= interval:
+    return hi, coverage(hi)
+  if coverage(lo) >= interval:
+    return lo, coverage(lo)
+  a, b = lo, hi
+  for _ in range(30):
+    mid = 0.5 * (a + b)
+    if coverage(mid) < interval:
+      a = mid
+    else:
+      b = mid
+  return b, coverage(b)
 
 
 def make_output_bias(y: np.ndarray) -> np.ndarray:
@@ -296,12 +342,14 @@ def _flat_params(model: ZILNModel) -> dict[str, nnx.Variable]:
 
 
 def prediction_frame(logits: Any, qs: Sequence[float] = (0.1, 0.9), *,
-                     sigma_max: float | None = None, index: Any = None) -> pd.DataFrame:
+                     sigma_max: float | None = None, index: Any = None,
+                     interval_scale: float = 1.0) -> pd.DataFrame:
   """A predictor's output table from ZILN logits [n, 3]: p_return, predicted_value, q10, q90.
 
   ``q10``/``q90`` are the quantiles ``qs`` (the columns keep those names whatever ``qs`` is).
   """
-  out = ziln_predict(jnp.asarray(logits), qs, sigma_max=sigma_max)
+  out = ziln_predict(jnp.asarray(logits), qs, sigma_max=sigma_max,
+                     interval_scale=interval_scale)
   quant = np.asarray(out["quantiles"], dtype=np.float64).reshape(-1, len(qs))
   return pd.DataFrame(
       {
@@ -348,7 +396,15 @@ class ZILNPredictor:
       if names is not None and list(map(str, x.columns)) != names:
         raise ValueError(f"X columns {list(x.columns)} differ from the training columns {names}")
     return prediction_frame(self.logits(x), qs, sigma_max=self.config.get("sigma_max"),
-                            index=index)
+                            index=index, interval_scale=self.interval_scale(qs))
+
+  def interval_scale(self, qs: Sequence[float]) -> float:
+    """The calibrated spread multiplier for these quantile levels: the one found at training for
+    the run's interval level, 1.0 for other levels (and for models saved before calibration)."""
+    interval = self.config.get("interval")
+    if interval is None or not np.allclose(qs, interval_levels(interval)):
+      return 1.0
+    return float(self.config.get("interval_scale", 1.0))
 
   def save(self, folder: str | pathlib.Path) -> None:
     """Writes ``ziln.safetensors`` (weights) and ``ziln.json`` (config, standardiser)."""
@@ -401,8 +457,13 @@ def train_ziln(
     weight_decay: float = 1e-4,
     patience: int = 20,
     seed: int = 0,
+    interval: float | None = None,
 ) -> tuple[ZILNPredictor, pd.DataFrame]:
   """Trains a ZILN MLP with early stopping on validation loss.
+
+  With ``interval`` (e.g. 0.8) the central interval of that level is calibrated on the validation
+  set afterwards (:func:`calibrate_interval`); the predictor applies the multiplier whenever it is
+  asked for that level.
 
   Features are standardised with train statistics; the last partial batch of an epoch is padded with
   zero-weight rows so the step compiles once.
@@ -419,6 +480,8 @@ def train_ziln(
     learning_rate: AdamW learning rate.
     weight_decay: AdamW weight decay (kernels only).
     patience: epochs without validation improvement before stopping.
+    interval: central interval level to calibrate on the validation set; None leaves the spread
+      as trained.
     seed: seeds initialisation, dropout and shuffling.
 
   Returns:
@@ -490,4 +553,9 @@ def train_ziln(
   if best_params is not None:
     for k, var in _flat_params(model).items():
       var[...] = best_params[k]
+  if interval is not None:
+    val_logits = eval_model(val_batch["x"])
+    scale, covered = calibrate_interval(val_logits, yv, interval, sigma_max=config["sigma_max"])
+    config.update(interval=float(interval), interval_scale=scale,
+                  interval_validation_coverage=covered)
   return ZILNPredictor(model, standardiser, config), pd.DataFrame(rows)

@@ -218,3 +218,41 @@ def test_sigma_cap_limits_the_mean_and_keeps_small_sigmas():
   np.testing.assert_allclose(capped["mean"][1], free["mean"][1], rtol=1e-6)
   assert ziln.sigma_cap(np.array([0.0, 1.0, np.e, np.e ** 2])) == pytest.approx(
       2 * np.log([1.0, np.e, np.e ** 2]).std())
+
+
+def test_calibrate_interval_shrinks_an_overwide_spread():
+  rng = np.random.default_rng(0)
+  n = 4000
+  # truth: returns with p = 0.6, log value ~ N(3, 1); the "model" says the right p and mu but
+  # twice the spread, so its 80% intervals are far too wide
+  y = np.where(rng.random(n) < 0.6, np.exp(rng.normal(3.0, 1.0, n)), 0.0)
+  sigma_pre = np.log(np.expm1(2.0))  # inverse softplus of 2
+  logits = np.tile(np.array([np.log(0.6 / 0.4), 3.0, sigma_pre], np.float32), (n, 1))
+  raw = ziln.ziln_predict(jnp.asarray(logits), (0.1, 0.9))["quantiles"]
+  raw = np.asarray(raw)
+  assert np.mean((y >= raw[:, 0]) & (y <= raw[:, 1])) > 0.85
+  scale, covered = ziln.calibrate_interval(logits, y, 0.8)
+  assert covered == pytest.approx(0.8, abs=0.01)
+  # Analytically: zeros are all inside [0, q90] (q10 is 0 when p < 0.9), so the positives need
+  # coverage (0.8 - 0.4) / 0.6 below q90 = exp(3 + scale * 2 * z), z = ndtri((0.9 - 0.4) / 0.6),
+  # while truly log y ~ N(3, 1): scale = ndtri(2 / 3) / (2 z).
+  expected = stats.norm.ppf(2 / 3) / (2 * stats.norm.ppf(0.5 / 0.6))
+  assert scale == pytest.approx(expected, abs=0.03)
+  mean = ziln.ziln_predict(jnp.asarray(logits), (0.1, 0.9), interval_scale=scale)["mean"]
+  np.testing.assert_allclose(np.asarray(mean),
+                             np.asarray(ziln.ziln_predict(jnp.asarray(logits))["mean"]))
+
+
+def test_predictor_applies_the_calibration_at_its_level_only():
+  rng = np.random.default_rng(1)
+  X = rng.normal(size=(600, 3))
+  y = np.where(rng.random(600) < 0.5, np.exp(rng.normal(2.0, 0.5, 600) + X[:, 0]), 0.0)
+  pred, _ = ziln.train_ziln(X[:500], y[:500], X[500:], y[500:], hidden=(8,), epochs=20,
+                            batch_size=64, seed=0, interval=0.8)
+  assert pred.config["interval"] == 0.8 and pred.config["interval_scale"] > 0
+  assert pred.interval_scale((0.1, 0.9)) == pred.config["interval_scale"]
+  assert pred.interval_scale((0.05, 0.95)) == 1.0
+  legacy = ziln.ZILNPredictor(pred.model, pred.standardiser,
+                              {k: v for k, v in pred.config.items()
+                               if not k.startswith("interval")})
+  assert legacy.interval_scale((0.1, 0.9)) == 1.0
