@@ -93,18 +93,18 @@ def test_online_retail_tables(retail):
   _check_dtypes(t)
   tx = t.transactions.set_index("order_id")
   assert len(tx) == 13 and len(t.items) == 18  # one order per invoice, one line per row
-  assert tx.loc["536365", "customer_id"] == "17850"  # "17850.0" normalised
+  assert tx.loc["700001", "customer_id"] == "90003"  # "90003.0" normalised
   # the duplicated line still counts here; cleaning takes it out
-  assert np.isclose(tx.loc["536365", "amount"], 6 * 2.55 + 2 * 6 * 3.39)
-  assert tx["customer_id"].isna().sum() == 3  # 536366, 536589, A563187
+  assert np.isclose(tx.loc["700001", "amount"], 6 * 2.55 + 2 * 6 * 3.39)
+  assert tx["customer_id"].isna().sum() == 3  # 700002, 700008, A720001
   assert tx.loc[tx[adapters.STATUS] == "cancellation"].index.tolist() == [
-      "C536379", "C536381", "C536382", "C581484"]
+      "C700004", "C700006", "C700007", "C790002"]
   assert t.items[adapters.DUPLICATE].tolist() == [False, False, True] + [False] * 15
-  assert t.customers["customer_id"].tolist() == ["12583", "16446", "17850"]
+  assert t.customers["customer_id"].tolist() == ["90001", "90002", "90003"]
   assert t.customers["country"].tolist() == ["France", "United Kingdom", "United Kingdom"]
   desc = t.products.set_index("product_id")["description"]
-  assert desc["85123A"] == "WHITE HANGING HEART T-LIGHT HOLDER"  # the most used spelling
-  assert desc["22632"] == "HAND WARMER RED RETROSPOT, POLKA"  # quoted comma
+  assert desc["10011A"] == "WHITE CERAMIC CANDLE CUP"  # the most used spelling
+  assert desc["10003"] == "WOOL HAND WARMER RED, DOTTED"  # quoted comma
   assert t.products["category"].isna().all() and len(t.reviews) == 0
   assert t.sources[0]["sha256"] == hashlib.sha256(OR_FILE.read_bytes()).hexdigest()
 
@@ -113,19 +113,19 @@ def test_online_retail_cleaning(retail):
   out, log = clean.clean_tables(retail, today=TODAY)
   tx = out.transactions
   assert tx[["customer_id", "order_id"]].values.tolist() == [
-      ["12583", "536370"], ["16446", "553573"],
-      ["17850", "536365"], ["17850", "536380"], ["17850", "581485"]]
+      ["90001", "700003"], ["90002", "710001"],
+      ["90003", "700001"], ["90003", "700005"], ["90003", "790003"]]
   amounts = tx.set_index("order_id")["amount"]
-  np.testing.assert_allclose(amounts[["536365", "536370", "536380", "553573", "581485"]],
+  np.testing.assert_allclose(amounts[["700001", "700003", "700005", "710001", "790003"]],
                              [35.64, 90.0, 8 * 7.65, 4.2, 5.9])
-  # the £168,470 invoice 581483 went with its cancellation C581484
-  assert not tx["order_id"].isin(["581483", "C581484"]).any()
-  assert tx.groupby("customer_id")["amount"].sum()["16446"] == pytest.approx(4.2)
+  # the £168,470 invoice 790001 went with its cancellation C790002
+  assert not tx["order_id"].isin(["790001", "C790002"]).any()
+  assert tx.groupby("customer_id")["amount"].sum()["90002"] == pytest.approx(4.2)
   assert list(tx.columns) == ["customer_id", "order_id", "timestamp", "amount"]  # marks dropped
   lines = out.items.set_index(["order_id", "product_id"])
-  assert lines.loc[("536380", "22752"), ["quantity", "amount"]].tolist() == [
+  assert lines.loc[("700005", "10007"), ["quantity", "amount"]].tolist() == [
       8.0, pytest.approx(61.2)]
-  assert ("536370", "22728") not in lines.index and ("536370", "22727") in lines.index
+  assert ("700003", "10006") not in lines.index and ("700003", "10005") in lines.index
   assert (out.items["quantity"] > 0).all() and adapters.DUPLICATE not in out.items
   assert out.items["order_id"].isin(tx["order_id"]).all()
   assert _affected(log, "transactions") == {
@@ -301,15 +301,15 @@ def test_womens_clothing(load):
   _check_dtypes(t)
   rv = t.reviews
   assert rv["review_id"].tolist() == ["0", "1", "2", "3", "4"]  # the unnamed index column
-  assert rv["product_id"].tolist() == ["767", "1080", "1077", "1080", "847"]
+  assert rv["product_id"].tolist() == ["501", "502", "503", "502", "504"]
   assert rv["rating"].tolist() == [4.0, 5.0, 3.0, 2.0, 5.0]
   assert rv["customer_id"].isna().all() and rv["timestamp"].isna().all()
-  assert rv.loc[1, "text"].endswith('am 5\'8".  i love the length.')  # doubled quotes
-  assert "\n" in rv.loc[2, "text"] and rv.loc[2, "title"] == "Some major design flaws"
+  assert rv.loc[1, "text"].endswith('am 5\'4".  fits well.')  # doubled quotes
+  assert "\n" in rv.loc[2, "text"] and rv.loc[2, "title"] == "Not for me"
   assert rv["recommended"].tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
   assert rv["age"].tolist() == [33.0, 34.0, 60.0, 50.0, 47.0]
   assert t.products.set_index("product_id")["category"].to_dict() == {
-      "767": "Intimates", "1080": "Dresses", "1077": "Dresses", "847": "Blouses"}
+      "501": "Intimates", "502": "Dresses", "503": "Dresses", "504": "Blouses"}
   assert len(t.transactions) == 0 and len(t.customers) == 0 and len(t.items) == 0
   out, log = clean.clean_tables(t, today=TODAY)
   assert _affected(log, "reviews") == {"missing customer id": 5, "empty text": 1}
