@@ -42,7 +42,7 @@ SENTENCES = [
     "Runs small; order one size up. The fabric is thin but soft, and the colour is exactly as "
     "pictured.",
     "I returned it.",
-    "Absolutely wonderful - silky and sexy and comfortable",
+    "Soft fabric and a lovely colour - very comfortable",
     "The shoes arrived in 2 days, size 38 EU, $49.99 well spent!!!",
     "Customer service never answered my emails about the refund.",
     "Café crème, naïve façade: the jacket's label says 100% coton.",
