@@ -281,6 +281,31 @@ def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> n
   return is_test
 
 
+def _reviews_before(review_scores: pd.DataFrame, embeddings: np.ndarray, before: dt.date
+                    ) -> tuple[pd.DataFrame, np.ndarray]:
+  """The reviews (and their embedding rows) with a customer, dated before ``before``."""
+  r = review_scores.reset_index(drop=True)
+  mask = (r["customer_id"].notna() & r["timestamp"].notna()
+          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
+  return r[mask].reset_index(drop=True), embeddings[mask]
+
+
+def _customer_review_embeddings(r: pd.DataFrame, emb: np.ndarray
+                                ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+  """Per reviewing customer: (customer ids, latest review's embedding, mean embedding).
+
+  The latest review counts on its own too: what a customer said last (say, that they will not be
+  back) is diluted in the mean of many reviews. Ties in time go to the later row.
+  """
+  codes, uniques = pd.factorize(r["customer_id"].astype(str))
+  sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
+  np.add.at(sums, codes, emb)
+  mean_emb = sums / np.bincount(codes)[:, None]  # [customers, hidden]
+  newest_first = np.lexsort((np.arange(len(r)), r["timestamp"].to_numpy()))[::-1]
+  _, first = np.unique(codes[newest_first], return_index=True)  # codes 0..n-1, all present
+  return pd.Index(uniques, name="customer_id"), emb[newest_first[first]], mean_emb
+
+
 @dataclasses.dataclass
 class TextFeaturizer:
   """Per-customer text features: review-embedding PCA, sentiment aggregates and a text return score.
@@ -317,10 +342,7 @@ class TextFeaturizer:
   def transform(self, customer_ids: pd.Series, review_scores: pd.DataFrame,
                 embeddings: np.ndarray, before: dt.date) -> pd.DataFrame:
     """Text features of each customer from their reviews dated before ``before``."""
-    r = review_scores.reset_index(drop=True)
-    mask = (r["customer_id"].notna() & r["timestamp"].notna()
-            & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
-    r, emb = r[mask].reset_index(drop=True), embeddings[mask]
+    r, emb = _reviews_before(review_scores, embeddings, before)
     out = pd.DataFrame(index=pd.Index(customer_ids.astype(str), name="customer_id"))
     if len(r):
       g = r.sort_values("timestamp", kind="stable").groupby("customer_id")["sentiment"]
@@ -328,23 +350,14 @@ class TextFeaturizer:
       out["sent_min"] = g.min()
       out["sent_last"] = g.last()
       out["n_negative_reviews"] = r.assign(neg=r["sentiment"] < 0).groupby("customer_id")["neg"].sum()
-      codes, uniques = pd.factorize(r["customer_id"].astype(str))
-      sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
-      np.add.at(sums, codes, emb)
-      mean_emb = sums / np.bincount(codes)[:, None]
-      # The latest review on its own too: what a customer said last (say, that they will not be
-      # back) is diluted in the mean of many reviews.
-      newest_first = np.lexsort((np.arange(len(r)), r["timestamp"].to_numpy()))[::-1]
-      _, first = np.unique(codes[newest_first], return_index=True)  # codes 0..n-1, all present
-      last_row = newest_first[first]
+      index, last_emb, mean_emb = _customer_review_embeddings(r, emb)
       k = len(self.components)
-      index = pd.Index(uniques, name="customer_id")
-      for prefix, vectors in (("text_pc", mean_emb), ("last_text_pc", emb[last_row])):
+      for prefix, vectors in (("text_pc", mean_emb), ("last_text_pc", last_emb)):
         proj = (vectors - self.mean) @ self.components.T  # [customers, text_dims]
         out = out.join(pd.DataFrame(proj, index=index,
                                     columns=[f"{prefix}{i + 1}" for i in range(k)]))
       if self.return_coef is not None:
-        both = np.concatenate([emb[last_row], mean_emb], axis=1)  # [customers, 2 * hidden]
+        both = np.concatenate([last_emb, mean_emb], axis=1)  # [customers, 2 * hidden]
         out = out.join(pd.Series(both @ self.return_coef + self.return_intercept, index=index,
                                  name="text_return_logit"))
     out["has_text"] = out.get("sent_mean", pd.Series(index=out.index, dtype=float)).notna()
@@ -389,15 +402,15 @@ def fit_text_return_score(fz: TextFeaturizer, review_scores: pd.DataFrame,
   """
   from sklearn.linear_model import LogisticRegression
   from sklearn.model_selection import StratifiedKFold
-  probe = dataclasses.replace(fz, return_coef=np.zeros(2 * embeddings.shape[1]))
-  probed = probe.transform(customers, review_scores, embeddings, before)
-  has = probed["has_text"].to_numpy() > 0
+  index, last_emb, mean_emb = _customer_review_embeddings(
+      *_reviews_before(review_scores, embeddings, before))
+  pos = index.get_indexer(customers.astype(str))  # -1: the customer wrote no review before
+  has = pos >= 0
   y = np.asarray(returned, dtype=int)[has]
   if has.sum() < MIN_RETURN_SCORE_CUSTOMERS or min(y.sum(), (1 - y).sum()) < MIN_RETURN_SCORE_CLASS:
     return fz, None
-  # the [latest, mean] embeddings of each reviewer, rebuilt through the featurizer's own code
-  ids = probed["customer_id"].to_numpy()[has]
-  X = _review_embedding_pairs(review_scores, embeddings, ids, before)
+  ids = customers.astype(str).to_numpy()[has]
+  X = np.concatenate([last_emb[pos[has]], mean_emb[pos[has]]], axis=1)  # [reviewers, 2 * hidden]
   make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
   oof = np.zeros(len(y))
   for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
@@ -406,18 +419,6 @@ def fit_text_return_score(fz: TextFeaturizer, review_scores: pd.DataFrame,
   fitted = dataclasses.replace(fz, return_coef=full.coef_[0].astype(np.float64),
                                return_intercept=float(full.intercept_[0]))
   return fitted, pd.Series(oof, index=pd.Index(ids, name="customer_id"), name="text_return_logit")
-
-
-def _review_embedding_pairs(review_scores: pd.DataFrame, embeddings: np.ndarray, ids: np.ndarray,
-                            before: dt.date) -> np.ndarray:
-  """[len(ids), 2 * hidden]: each customer's latest review embedding, then their mean one."""
-  hidden = embeddings.shape[1]
-  unit = TextFeaturizer(np.eye(hidden), np.zeros(hidden))  # identity "PCA": raw embeddings
-  f = unit.transform(pd.Series(ids), review_scores, embeddings, before).set_index("customer_id")
-  f = f.loc[[str(i) for i in ids]]
-  last = f[[f"last_text_pc{i + 1}" for i in range(hidden)]].to_numpy()
-  mean = f[[f"text_pc{i + 1}" for i in range(hidden)]].to_numpy()
-  return np.concatenate([last, mean], axis=1)
 
 
 VALUE_MODELS = {

@@ -367,7 +367,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   # text columns as pandas' string dtype, which is what scores.parquet reads back as: a frame
   # scored in memory then equals the written one (object columns would not)
   for col in seg.columns:
-    if seg[col].dtype == object and seg[col].map(lambda v: isinstance(v, str) or v is None).all():
+    kind = pd.api.types.infer_dtype(seg[col], skipna=True)
+    if seg[col].dtype == object and kind in ("string", "empty"):
       seg[col] = seg[col].astype("str")
   return seg
 

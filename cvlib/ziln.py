@@ -181,10 +181,11 @@ def calibrate_interval(logits: Any, y: np.ndarray, interval: float, *,
                                 interval_scale=scale)["quantiles"], np.float64)
     return float(np.mean((y >= q[:, 0]) & (y <= q[:, 1])))
 
-  if coverage(hi) <= interval:
-    return hi, coverage(hi)
-  if coverage(lo) >= interval:
-    return lo, coverage(lo)
+  widest, narrowest = coverage(hi), coverage(lo)
+  if widest <= interval:
+    return hi, widest
+  if narrowest >= interval:
+    return lo, narrowest
   a, b = lo, hi
   for _ in range(30):
     mid = 0.5 * (a + b)
