@@ -218,9 +218,21 @@ class BertEmbeddings(nnx.Module):
 
   def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array, *,
                deterministic: bool) -> jax.Array:
-    positions = jnp.arange(input_ids.shape[1])[None, :]  # [1, seq]
-    x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
-         + self.token_type_embeddings(token_type_ids))  # [batch, seq, hidden]
+    # Looked up in the float32 tables, summed, then cast to the compute dtype. nnx.Embed casts
+    # the table first, so its gradient is a bfloat16 scatter-add, and XLA's GPU scatter of a
+    # [batch * seq] update into one table row (every token type is 0, every row has position 0)
+    # serialises: it took most of a bfloat16 training step on an H200. Here the positions are a
+    # slice (its gradient is a pad) and the few token types a select (a sum), so the only
+    # scatter left is the word table's, in float32. Same values as the casting lookups in
+    # float32; in bfloat16 the three are summed before rounding instead of after.
+    table = self.token_type_embeddings.embedding[...]  # [types, hidden]
+    types = jnp.zeros((), table.dtype)
+    for t in range(table.shape[0]):
+      types = types + jnp.where((token_type_ids == t)[..., None], table[t], 0.0)
+    seq = input_ids.shape[1]
+    x = (jnp.take(self.word_embeddings.embedding[...], input_ids, axis=0)
+         + self.position_embeddings.embedding[...][None, :seq] + types)  # [batch, seq, hidden]
+    x = x.astype(self.word_embeddings.dtype or x.dtype)
     return self.dropout(self.LayerNorm(x), deterministic=deterministic)
 
 
