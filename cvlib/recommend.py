@@ -9,6 +9,16 @@ between the two. Two similarities are blended:
 * content (optional): cosine similarity of product embeddings (e.g. MiniLM embeddings of product
   descriptions or categories).
 
+The co-purchase part comes in two kinds (``method``):
+
+* ``"cooccurrence"``: the cosine above, optionally cut to each product's nearest ``neighbours``
+  (item-kNN);
+* ``"ease"``: EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019), the
+  closed-form ridge regression of each product's purchase column on all the others,
+  ``B = I - P / diag(P)`` with ``P = (X^T X + l2 I)^-1`` and ``diag(B) = 0``. It learns which
+  co-purchases carry information beyond popularity (weights can be negative); it needs the dense
+  [n_products, n_products] inverse, so it is limited to ``DENSE_PRODUCT_LIMIT`` products.
+
 Each part is min-max scaled per customer before blending, so ``alpha`` (the weight of the
 co-purchase part) means the same whatever the raw scales. Products with no positive score are
 filled in by popularity, and customers unseen at fit time get the popularity ranking.
@@ -26,6 +36,7 @@ import scipy.sparse as sp
 # Products up to this count keep a dense similarity matrix (4k x 4k float32 = 64 MB), which
 # scores a batch with one sparse @ dense product; above it the matrix stays sparse.
 DENSE_PRODUCT_LIMIT = 8192
+METHODS = ("cooccurrence", "ease")
 # Scores are computed for this many (customer, product) cells at a time to bound memory.
 _CELLS_PER_BATCH = 1 << 23
 
@@ -37,11 +48,13 @@ class Recommender:
   product_ids: pd.Index  # [n_products] column order of everything product-shaped
   purchases: sp.csr_matrix  # [n_customers, n_products] 1 where bought (or recency weight)
   bought: sp.csr_matrix  # [n_customers, n_products] 1 where bought, for exclusion
-  co_similarity: np.ndarray | sp.csr_matrix  # [n_products, n_products] zero diagonal
+  # [n_products, n_products] zero diagonal: row a holds what buying a adds to each product's score
+  co_similarity: np.ndarray | sp.csr_matrix
   embeddings: np.ndarray | None  # [n_products, dim] L2-normalised; zero rows where missing
   has_embedding: np.ndarray | None  # [n_products] bool
   popularity: np.ndarray  # [n_products] distinct buyers
   alpha: float  # weight of the co-purchase part when embeddings are given
+  method: str = "cooccurrence"  # see METHODS
 
 
 def _check_columns(df: pd.DataFrame, required: Sequence[str], where: str) -> None:
@@ -115,10 +128,44 @@ def keep_top_neighbours(similarity: np.ndarray | sp.csr_matrix, k: int
   return np.where(similarity >= thr, similarity, 0.0).astype(similarity.dtype, copy=False)
 
 
+def ease_weights(bought: sp.csr_matrix, l2: float) -> np.ndarray:
+  """EASE's item-item weights [n_products, n_products] from 0/1 purchases (zero diagonal).
+
+  ``B = -P / diag(P)`` off the diagonal, ``P = (X^T X + l2 I)^-1``: the closed form of
+  ``min ||X - X B||^2 + l2 ||B||^2`` subject to ``diag(B) = 0``. Computed in float64 (the Gram
+  matrix of a few thousand products inverts in seconds), returned as float32.
+  """
+  if not l2 > 0:
+    raise ValueError(f"l2 must be > 0, got {l2!r}")
+  gram = (bought.T @ bought).toarray().astype(np.float64)
+  gram[np.diag_indices_from(gram)] += l2
+  p = np.linalg.inv(gram)
+  weights = -p / np.diag(p)[None, :]
+  np.fill_diagonal(weights, 0.0)
+  return weights.astype(np.float32)
+
+
+def _cosine_similarity(bought: sp.csr_matrix, buyers: np.ndarray) -> np.ndarray | sp.csr_matrix:
+  """Cosine of the 0/1 purchase columns, zero diagonal; dense up to DENSE_PRODUCT_LIMIT."""
+  co = bought.T @ bought  # [n_products, n_products] customers who bought both
+  inv = (1.0 / np.sqrt(np.maximum(buyers, 1.0))).astype(np.float32)
+  if co.shape[0] <= DENSE_PRODUCT_LIMIT:
+    dense = co.toarray().astype(np.float32, copy=False)
+    dense *= inv[:, None]
+    dense *= inv[None, :]
+    np.fill_diagonal(dense, 0.0)
+    return dense
+  co = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr().astype(np.float32)
+  co.setdiag(0.0)
+  co.eliminate_zeros()
+  return co
+
+
 def fit_recommender(items_with_customer: pd.DataFrame, *,
                     product_embeddings: Mapping | pd.DataFrame | None = None, alpha: float = 0.5,
                     half_life_days: float | None = None,
-                    neighbours: int | None = None) -> Recommender:
+                    neighbours: int | None = None, method: str = "cooccurrence",
+                    l2: float = 250.0) -> Recommender:
   """Fits the co-purchase similarity (and stores product embeddings) from purchase lines.
 
   Args:
@@ -133,7 +180,10 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
     half_life_days: when set (needs timestamp), a customer's older purchases count less in their
       profile: weight 0.5 ** (age_days / half_life_days), age measured from the last timestamp.
     neighbours: keep only each product's this many most similar products
-      (:func:`keep_top_neighbours`); None keeps all.
+      (:func:`keep_top_neighbours`); None keeps all. Co-occurrence only.
+    method: "cooccurrence" (cosine item-kNN) or "ease" (see the module docstring; at most
+      ``DENSE_PRODUCT_LIMIT`` purchased products).
+    l2: EASE's ridge penalty; larger values pull the weights towards zero.
 
   Returns:
     A :class:`Recommender`.
@@ -146,6 +196,12 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
     raise ValueError("fit_recommender: no purchase lines")
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"fit_recommender: alpha must lie in [0, 1], got {alpha}")
+  if method not in METHODS:
+    raise ValueError(f"fit_recommender: method must be one of {METHODS}, got {method!r}")
+  if method == "ease" and neighbours is not None:
+    raise ValueError("fit_recommender: neighbours applies to method='cooccurrence' only")
+  if method == "ease" and not l2 > 0:
+    raise ValueError(f"fit_recommender: l2 must be > 0, got {l2!r}")
   lines = items_with_customer
   for col in ("customer_id", "product_id"):
     n_missing = int(lines[col].isna().sum())
@@ -154,6 +210,10 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
   cust_codes, customer_ids = pd.factorize(lines["customer_id"].astype(str), sort=True)
   prod_codes, product_ids = pd.factorize(lines["product_id"].astype(str), sort=True)
   n_c, n_p = len(customer_ids), len(product_ids)
+  if method == "ease" and n_p > DENSE_PRODUCT_LIMIT:
+    raise ValueError(f"fit_recommender: method='ease' needs a dense [products, products] inverse; "
+                     f"{n_p:,} purchased products exceed DENSE_PRODUCT_LIMIT "
+                     f"({DENSE_PRODUCT_LIMIT:,}): use method='cooccurrence'")
 
   bought = sp.csr_matrix((np.ones(len(lines), dtype=np.float32), (cust_codes, prod_codes)),
                          shape=(n_c, n_p))  # [n_customers, n_products] line counts
@@ -174,22 +234,13 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
     purchases = sp.csr_matrix((pair.to_numpy(), (pair.index.get_level_values(0),
                                                  pair.index.get_level_values(1))), shape=(n_c, n_p))
 
-  co = bought.T @ bought  # [n_products, n_products] customers who bought both
   buyers = np.asarray(bought.sum(axis=0), dtype=np.float32).ravel()  # [n_products] distinct buyers
-  inv = (1.0 / np.sqrt(np.maximum(buyers, 1.0))).astype(np.float32)
-  # Cosine of the binary purchase columns, no self-similarity.
-  if n_p <= DENSE_PRODUCT_LIMIT:
-    co_similarity = co.toarray().astype(np.float32, copy=False)
-    co_similarity *= inv[:, None]
-    co_similarity *= inv[None, :]
-    np.fill_diagonal(co_similarity, 0.0)
+  if method == "ease":
+    co_similarity = ease_weights(bought, l2)
   else:
-    co = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr().astype(np.float32)
-    co.setdiag(0.0)
-    co.eliminate_zeros()
-    co_similarity = co
-
+    co_similarity = _cosine_similarity(bought, buyers)
   if neighbours is not None:
+
     co_similarity = keep_top_neighbours(co_similarity, neighbours)
   embeddings = has_embedding = None
   if product_embeddings is not None:
@@ -200,7 +251,8 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
   return Recommender(customer_ids=pd.Index(customer_ids), product_ids=pd.Index(product_ids),
                      purchases=purchases.tocsr(), bought=bought.tocsr(),
                      co_similarity=co_similarity, embeddings=embeddings,
-                     has_embedding=has_embedding, popularity=buyers, alpha=float(alpha))
+                     has_embedding=has_embedding, popularity=buyers, alpha=float(alpha),
+                     method=method)
 
 
 def _minmax_rows(x: np.ndarray) -> np.ndarray:

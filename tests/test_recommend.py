@@ -216,7 +216,7 @@ def test_neighbours_cut_weak_links_from_recommendations():
   assert sim_cut[cut.product_ids.get_loc("b")] == sim_full[full.product_ids.get_loc("b")]
 
 
-def test_neighbourhood_is_chosen_inside_the_calibration_period():
+def test_recommender_is_chosen_inside_the_calibration_period():
   from cvlib import pipeline
   rng = np.random.default_rng(1)
   rows = []
@@ -225,7 +225,102 @@ def test_neighbourhood_is_chosen_inside_the_calibration_period():
       rows.append((f"c{c}", f"p{(c % 10) * 5 + rng.integers(5)}",
                    pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d))))
   items = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
-  best, scores = pipeline.choose_neighbours(items, candidates=(2, None))
-  assert best in (2, None) and set(scores) == {"2", "None"}
+  candidates = ({"method": "ease", "l2": 10.0}, {"method": "cooccurrence", "neighbours": 2},
+                {"method": "cooccurrence", "neighbours": None})
+  best, scores = pipeline.choose_recommender(items, candidates=candidates)
+  assert best in candidates
+  assert set(scores) == {"EASE (l2 10)", "co-purchase, 2 neighbours",
+                         "co-purchase, all neighbours"}
   assert all(0 <= v <= 1 for v in scores.values())
-  assert pipeline.choose_neighbours(items.drop(columns="timestamp")) == (None, {})
+  # without timestamps: the first candidate, nothing validated
+  assert pipeline.choose_recommender(items.drop(columns="timestamp"),
+                                     candidates=candidates) == (candidates[0], {})
+  # too many products for EASE: only the co-purchase candidates are tried
+  from cvlib import recommend
+  limit = recommend.DENSE_PRODUCT_LIMIT
+  try:
+    recommend.DENSE_PRODUCT_LIMIT = 10
+    best, scores = pipeline.choose_recommender(items, candidates=candidates)
+  finally:
+    recommend.DENSE_PRODUCT_LIMIT = limit
+  assert best["method"] == "cooccurrence" and not any(k.startswith("EASE") for k in scores)
+
+
+def test_ease_weights_are_the_constrained_ridge_regression():
+  # EASE's closed form equals regressing each product's column on all the other columns.
+  lines = _random_lines(n_customers=30, n_products=7, n_lines=90, seed=3)
+  model = rc.fit_recommender(lines, method="ease", l2=5.0)
+  x = model.bought.toarray().astype(np.float64)
+  for j in range(x.shape[1]):
+    others = np.delete(np.arange(x.shape[1]), j)
+    a = x[:, others]
+    b = np.linalg.solve(a.T @ a + 5.0 * np.eye(len(others)), a.T @ x[:, j])
+    np.testing.assert_allclose(model.co_similarity[others, j], b, atol=1e-5)
+    assert model.co_similarity[j, j] == 0.0
+  assert model.method == "ease"
+
+
+def test_ease_beats_popularity_on_two_clusters():
+  calib, hold = _two_clusters()
+  model = rc.fit_recommender(calib, method="ease", l2=10.0)
+  ours = rc.evaluate_recommendations(rc.recommend(model, k=3), hold, k=3, calibration=calib)
+  base = rc.evaluate_recommendations(rc.popularity_recommend(model, k=3), hold, k=3,
+                                     calibration=calib)
+  assert ours["hit_rate_at_3"] >= base["hit_rate_at_3"] + 0.2
+  recs = rc.recommend(model, ["c00", "c50"], k=5)
+  assert recs.loc[recs["customer_id"] == "c00", "product_id"].str.startswith("A").all()
+  assert recs.loc[recs["customer_id"] == "c50", "product_id"].str.startswith("B").all()
+
+
+def test_ease_settings_are_checked():
+  lines = _random_lines()
+  with pytest.raises(ValueError, match="method must be one of"):
+    rc.fit_recommender(lines, method="svd")
+  with pytest.raises(ValueError, match="neighbours applies to method='cooccurrence'"):
+    rc.fit_recommender(lines, method="ease", neighbours=5)
+  with pytest.raises(ValueError, match="l2 must be > 0"):
+    rc.fit_recommender(lines, method="ease", l2=0.0)
+  limit = rc.DENSE_PRODUCT_LIMIT
+  try:
+    rc.DENSE_PRODUCT_LIMIT = 3
+    with pytest.raises(ValueError, match="exceed DENSE_PRODUCT_LIMIT"):
+      rc.fit_recommender(lines, method="ease")
+  finally:
+    rc.DENSE_PRODUCT_LIMIT = limit
+
+
+def test_product_text_blend_is_tried_on_the_validation_window():
+  from cvlib import pipeline
+  rng = np.random.default_rng(1)
+  rows = []
+  for c in range(200):
+    for d in rng.choice(300, 6, replace=False):
+      rows.append((f"c{c}", f"p{(c % 10) * 5 + rng.integers(5)}",
+                   pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d))))
+  items = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+  products = sorted(items["product_id"].unique())
+  emb = pd.DataFrame(rng.normal(size=(len(products), 4)), index=products)
+  candidates = ({"method": "cooccurrence", "neighbours": None},)
+  best, scores = pipeline.choose_recommender(items, candidates=candidates, embeddings=emb)
+  assert set(scores) == {"co-purchase, all neighbours",
+                         "co-purchase, all neighbours + product text 10%",
+                         "co-purchase, all neighbours + product text 30%"}
+  assert pipeline.recommender_label(best) in scores
+  assert scores[pipeline.recommender_label(best)] == max(scores.values())
+
+
+def test_product_embeddings_use_the_description_else_the_category():
+  from types import SimpleNamespace
+
+  from cvlib import pipeline
+  products = pd.DataFrame({"product_id": ["a", "b", "c", "d"],
+                           "category": ["garden", "kitchen", None, None],
+                           "description": ["red watering can", None, "blue teapot", "  "]})
+  emb = pipeline.product_embeddings(SimpleNamespace(products=products), language="en")
+  assert list(emb.index) == ["a", "b", "c"]  # d has no text
+  np.testing.assert_allclose(np.linalg.norm(emb.to_numpy(), axis=1), 1.0, atol=1e-5)
+  from cvlib import pretrained
+  expected = pretrained.embed(["red watering can", "kitchen"], buckets=(16, 32, 64))
+  np.testing.assert_allclose(emb.loc[["a", "b"]].to_numpy(), expected, atol=1e-5)
+  # another language without the shop's own encoder: no product vectors
+  assert pipeline.product_embeddings(SimpleNamespace(products=products), language="pt") is None
