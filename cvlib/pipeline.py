@@ -1325,8 +1325,8 @@ def topics_summary(t: Topics | None) -> pd.DataFrame:
           "mean_rating": "mean stars", "share_negative": "negative", "trend": "trend (recent vs before)",
           "keywords": "keywords"}
   out = t.table[[c for c in cols if c in t.table]].rename(columns=cols)
-  if "keywords" in out:
-    out["keywords"] = out["keywords"].apply(lambda k: ", ".join(k))
+  if "keywords" in out:  # a list, or already "a, b, c" (topics.topic_table's form)
+    out["keywords"] = out["keywords"].apply(lambda k: k if isinstance(k, str) else ", ".join(k))
   return out
 
 
