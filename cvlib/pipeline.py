@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
+from cvlib import details
 from cvlib import features as feats
 from cvlib import privacy
 from cvlib.adapters import Tables
@@ -1352,7 +1353,10 @@ def save_topics(ws: Workspace, t: Topics | None) -> None:
                  for _, r in t.table.iterrows()]}})
 
 
-def report_topics(ws: Workspace, t: Topics | None, fig) -> None:
+def report_topics(ws: Workspace, t: Topics | None, fig,
+                  reviews: pd.DataFrame | None = None) -> None:
+  """The topics section; with ``reviews`` (:func:`review_details`) each topic links to its
+  reviews."""
   if t is None:
     ws.add_text("opinions", "What customers write about: not part of this report (too few "
                 "reviews with text).")
@@ -1360,10 +1364,33 @@ def report_topics(ws: Workspace, t: Topics | None, fig) -> None:
   ws.add_figure("opinions", fig, "What customers write about: reviews grouped by what they say "
                 "(clusters of the encoder's review embeddings), named by the words that set each "
                 "group apart; colour is the group's mean sentiment.")
-  ws.add_table("opinions", topics_summary(t), f"The {len(t.table)} topics: size, tone and whether "
-               "they are growing (share in the latest quarter of the reviews against before).",
-               floatfmt="{:.2f}")
+  summary = topics_summary(t)
+  links = None
+  if reviews is not None and len(reviews) == len(t.labels):
+    links = {"topic": [ws.add_page(
+        f"topic {row['label']}", f"Topic: {row['label']}",
+        details.reviews_for(reviews, t.labels == row["topic"], most_negative_first=False),
+        intro=f"The {row['n_reviews']:,} reviews of this topic, newest first.",
+        section="opinions", max_rows=details.MAX_ROWS) for _, row in t.table.iterrows()]}
+  ws.add_table("opinions", summary, f"The {len(t.table)} topics: size, tone and whether "
+               "they are growing (share in the latest quarter of the reviews against before)."
+               + (" Each topic links to its reviews." if links else ""),
+               floatfmt="{:.2f}", links=links)
   ws.add_table("opinions", t.examples, "Typical reviews of each topic (nearest its centre).")
+
+
+def review_details(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None = None
+                   ) -> pd.DataFrame | None:
+  """Every scored review as the detail pages list it (date, category, stars, sentiment, aspects,
+  text), in ``review_scores`` order; None without reviews."""
+  if not len(review_scores):
+    return None
+  categories = None
+  if tables.products is not None and "category" in tables.products:
+    categories = tables.products.drop_duplicates("product_id").set_index("product_id")["category"]
+  return details.review_list(
+      review_scores, tables.reviews.drop_duplicates("review_id").set_index("review_id")["text"],
+      categories=categories, tags=opinions.tags if opinions is not None else None)
 
 
 def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None, *,
@@ -1589,8 +1616,12 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
 
 def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                    profiles: pd.DataFrame | None, opinions: Opinions | None,
-                   recs: Recommendations, examples: pd.DataFrame, figures: list) -> None:
-  _report_opinions(ws, opinions)
+                   recs: Recommendations, examples: pd.DataFrame, figures: list,
+                   reviews: pd.DataFrame | None = None) -> None:
+  """The segments, opinions and recommendations sections. Each segment, value-by-risk cell and
+  action links to a page of its customers; with ``reviews`` (:func:`review_details`) each aspect
+  links to the reviews that mention it."""
+  _report_opinions(ws, opinions, reviews)
   if len(examples):
     ws.add_table("opinions", examples, "The most negative and the most positive reviews, as "
                  "customers wrote them.", floatfmt="{:.2f}")
@@ -1608,22 +1639,71 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
                   "share of predicted value")
   ws.add_figure("segments", figures[0], "Customers by value tier and churn risk: count and "
                 "share of predicted value in each cell.")
-  ws.add_table("segments", profiles.reset_index(), "Segment profiles: size, value, risk, "
-               "sentiment, what they buy and talk about, and the suggested action.")
+  cells, cell_links = _matrix_cells(ws, scores, matrix)
+  ws.add_table("segments", cells, "The same cells as a table: customers and share of predicted "
+               "value; each cell links to its customers.", links=cell_links)
+  table = profiles.reset_index()
+  key = table.columns[0]  # the segment name
+  ws.add_table("segments", table, "Segment profiles: size, value, risk, sentiment, what they buy "
+               "and talk about, and the suggested action. Each segment links to its customers.",
+               links={key: [_customer_page(ws, scores, scores[key] == name, f"segment {name}",
+                                           f"Segment: {name}") if key in scores else None
+                            for name in table[key]]})
   ws.add_figure("segments", figures[1], "Segment sizes and their share of predicted value.")
-  actions = scores.groupby("action").agg(customers=("customer_key", "size"),
-                                         predicted_value=("predicted_value", "sum"))
-  ws.add_table("segments", actions.sort_values("predicted_value", ascending=False).reset_index(),
-               "Next-best actions: customers and predicted value per action.")
+  actions = (scores.groupby("action").agg(customers=("customer_key", "size"),
+                                          predicted_value=("predicted_value", "sum"))
+             .sort_values("predicted_value", ascending=False).reset_index())
+  ws.add_table("segments", actions, "Next-best actions: customers and predicted value per action; "
+               "each action links to its customers.",
+               links={"action": [_customer_page(ws, scores, scores["action"] == a, f"action {a}",
+                                                f"Action: {a}") for a in actions["action"]]})
 
 
-def _report_opinions(ws: Workspace, opinions: Opinions | None) -> None:
+def _customer_page(ws: Workspace, scores: pd.DataFrame, mask: pd.Series, name: str,
+                   title: str) -> str:
+  rows = details.customer_list(scores, mask)
+  return ws.add_page(name, title, rows, section="segments", max_rows=details.MAX_ROWS,
+                     intro=f"{len(rows):,} customers, highest predicted value first"
+                     + (f" (the first {details.MAX_ROWS:,} here; all of them in scores.parquet)."
+                        if len(rows) > details.MAX_ROWS else "."))
+
+
+def _matrix_cells(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, dict[str, list[str | None]]]:
+  """The value-by-risk matrix as a table (tiers down, risk bands across) with a page per cell."""
+  tiers = list(dict.fromkeys(matrix["value_tier"]))
+  bands = list(dict.fromkeys(matrix["risk_band"]))
+  cells = pd.DataFrame({"value tier": tiers})
+  links: dict[str, list[str | None]] = {}
+  for band in bands:
+    column, hrefs = f"{band} churn risk", []
+    texts = []
+    for tier in tiers:
+      row = matrix[(matrix["value_tier"] == tier) & (matrix["risk_band"] == band)].iloc[0]
+      texts.append(f"{int(row['n_customers']):,} · {row['share_value']:.0%} of value")
+      mask = (scores["value_tier"] == tier) & (scores["risk_band"] == band)
+      hrefs.append(_customer_page(ws, scores, mask, f"cell {tier} value {band} risk",
+                                  f"{tier} value, {band} churn risk") if mask.any() else None)
+    cells[column], links[column] = texts, hrefs
+  return cells, links
+
+
+def _report_opinions(ws: Workspace, opinions: Opinions | None,
+                     reviews: pd.DataFrame | None = None) -> None:
   if opinions is None:
     ws.add_text("opinions", "Not part of this report: no aspect lexicon for this language, or no "
                 "review text.")
     return
-  ws.add_table("opinions", opinions.table.reset_index(), "How often each aspect is mentioned and "
-               "with which sentiment.")
+  table = opinions.table.reset_index()
+  links = None
+  if reviews is not None and len(reviews) == len(opinions.tags) and "aspect" in table:
+    tags = opinions.tags.reset_index(drop=True)
+    links = {"aspect": [ws.add_page(
+        f"aspect {a}", f"Reviews that mention {a}", details.reviews_for(reviews, tags[a]),
+        intro="Most negative first.", section="opinions", max_rows=details.MAX_ROWS)
+        if a in tags and tags[a].any() else None for a in table["aspect"]]}
+  ws.add_table("opinions", table, "How often each aspect is mentioned and with which sentiment."
+               + (" Each aspect links to its reviews." if links else ""), links=links)
   if opinions.metrics:
     ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
                 f"labelled reviews: precision {opinions.metrics['precision']:.2f}, recall "
@@ -1680,7 +1760,8 @@ def plot_value_importance(importance: pd.DataFrame | None):
 class Monitoring:
   weekly: pd.DataFrame  # per week (and category): reviews, share negative, mean rating
   flags: pd.DataFrame  # the weekly rows with their control band and status
-  explanations: pd.DataFrame  # the reviews behind each flagged week
+  explanations: pd.DataFrame  # the reviews behind each flagged week (the three most telling)
+  flag_reviews: pd.DataFrame  # the same, up to details.MAX_ROWS per week: the flag's page
 
 
 def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Monitoring | None:
@@ -1698,7 +1779,8 @@ def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Moni
   weekly = monitoring.weekly_opinion(rs, by="category")
   flags = monitoring.control_flags(weekly, limits="exact")
   texts = tables.reviews.set_index("review_id")["text"]
-  return Monitoring(weekly, flags, monitoring.flag_explanations(rs, flags, texts))
+  return Monitoring(weekly, flags, monitoring.flag_explanations(rs, flags, texts),
+                    monitoring.flag_explanations(rs, flags, texts, n=details.MAX_ROWS))
 
 
 def plot_monitoring(mon: Monitoring | None):
@@ -1740,6 +1822,23 @@ def report_explanations(ws: Workspace, scores: pd.DataFrame, mon: Monitoring | N
     ws.add_text("opinions", f"{len(worse)} category-weeks had a share of negative reviews above "
                 "their control band." + (" The reviews behind each are listed below." if len(worse)
                                          else ""))
+    if len(worse):
+      flags = worse.reset_index(drop=True)
+      cols = [c for c in ("category", "week", "n_reviews", "n_negative", "share_negative",
+                          "upper") if c in flags]
+      hrefs = []
+      for _, f in flags.iterrows():
+        behind = mon.flag_reviews
+        behind = behind[(behind["category"] == f["category"]) & (behind["week"] == f["week"])]
+        shown = [c for c in ("rating", "sentiment", "text") if c in behind]
+        hrefs.append(ws.add_page(
+            f"flag {f['category']} {pd.Timestamp(f['week']):%Y-%m-%d}",
+            f"{f['category']}, week of {pd.Timestamp(f['week']):%Y-%m-%d}: "
+            f"{f['share_negative']:.0%} negative", behind[shown].reset_index(drop=True),
+            intro="The week's reviews in this category, most negative first.",
+            section="opinions", max_rows=details.MAX_ROWS))
+      ws.add_table("opinions", flags[cols], "Flagged category-weeks; each links to the week's "
+                   "reviews.", floatfmt="{:.2f}", links={"category": hrefs})
     if len(mon.explanations):
       cols = [c for c in ("category", "week", "status", "share_negative", "rating", "sentiment",
                           "text") if c in mon.explanations]

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 
 from cvlib.config import STAGES
-from cvlib.workspace import SECTIONS
+from cvlib.workspace import SECTIONS, page_slug
 
 NOTEBOOKS = {stage: f"{i + 1:02d}_{stage}" for i, stage in enumerate(STAGES)}
 
@@ -59,7 +59,7 @@ _PAGE = jinja2.Template("""<!DOCTYPE html>
 <figcaption>{{ p.caption }}</figcaption></figure>
 {% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><table><thead><tr>
 {% for c in p.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in p.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+{% for row in p.rows %}<tr>{% for v in row %}<td>{% if v is mapping %}<a href="{{ v.href }}">{{ v.text }}</a>{% else %}{{ v }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
 {% endif %}{% else %}<div class="na">Not part of this run: {{ missing_reason.get(key, "this stage did not run.") }}</div>
 {% endfor %}</section>{% endfor %}
@@ -80,6 +80,22 @@ baselines. Customer ids are pseudonymised; customer text is shown as written.</l
 <li><a href="metrics.json">metrics.json</a> · <a href="run.json">run.json</a></li></ul></section>
 <footer>cvlib {{ version }} · params {{ params_file }} · commit {{ commit or "unknown" }} ·
 run {{ started }} to {{ ended }}</footer>
+</main></body></html>""", autoescape=True)
+
+_DETAIL = jinja2.Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title><style>{{ css }}</style></head>
+<body><main>
+<p class="sub"><a href="../index.html{% if back %}#{{ back }}{% endif %}">&larr; back to the report</a></p>
+<h1>{{ title }}</h1>
+{% if intro %}<p>{{ intro }}</p>{% endif %}
+<p class="cap">{% if truncated %}First {{ rows|length }} of {{ total_rows }} rows.{% else %}{{ total_rows }} rows.{% endif %}
+Customer ids are pseudonymised; customer text is shown as written.</p>
+<table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+</tbody></table>
+<footer>cvlib · {{ dataset }}</footer>
 </main></body></html>""", autoescape=True)
 
 _INDEX = jinja2.Template("""<!DOCTYPE html>
@@ -124,9 +140,27 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
       version=run_info.get("cvlib_version", "?"), params_file=run_info.get("params_file", "?"),
       commit=run_info.get("git_commit"), started=run_info.get("started", ""),
       ended=run_info.get("ended", ""))
+  render_pages(run_dir, parts.get("page", []), dataset=metrics.get("dataset", run_dir.name))
   out = run_dir / "index.html"
   out.write_text(html, encoding="utf-8")
   return out
+
+
+def render_pages(run_dir: Path, pages: list[dict], *, dataset: str) -> list[Path]:
+  """Writes the detail pages (``details/*.html``), replacing those of earlier renders."""
+  folder = run_dir / "details"
+  if folder.is_dir():
+    for old in folder.glob("*.html"):
+      old.unlink()
+  written = []
+  for page in pages:
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{page_slug(page['name'])}.html"
+    path.write_text(_DETAIL.render(css=_CSS, dataset=dataset, **{k: page[k] for k in (
+        "title", "intro", "back", "columns", "rows", "truncated", "total_rows")}),
+                    encoding="utf-8")
+    written.append(path)
+  return written
 
 
 def render_reports_index(out_dir: Path) -> Path:

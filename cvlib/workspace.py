@@ -12,6 +12,8 @@ import base64
 import io
 import json
 import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +135,59 @@ class Workspace:
                "png": base64.b64encode(buf.getvalue()).decode("ascii")})
 
   def add_table(self, section: str, df: pd.DataFrame, caption: str, max_rows: int = 20,
-                floatfmt: str = "{:,.3g}") -> None:
-    """A table, stored as display strings (escaped when rendered)."""
+                floatfmt: str = "{:,.3g}",
+                links: Mapping[str, Sequence[str | None]] | None = None) -> None:
+    """A table, stored as display strings (escaped when rendered).
+
+    Args:
+      links: column name -> one href per row of ``df`` (None for no link), e.g. the detail pages
+        from :meth:`add_page`; those cells become links.
+    """
     shown = df.head(max_rows)
-    cells = [[_fmt(v, floatfmt) for v in row] for row in shown.itertuples(index=False)]
+    cells: list[list[Any]] = [[_fmt(v, floatfmt) for v in row]
+                              for row in shown.itertuples(index=False)]
+    for column, hrefs in (links or {}).items():
+      if column not in df.columns:
+        raise ValueError(f"links: {column!r} is not a column of the table ({list(df.columns)})")
+      if len(hrefs) != len(df):
+        raise ValueError(f"links[{column!r}]: need one href per row ({len(df)}), got {len(hrefs)}")
+      j = list(shown.columns).index(column)
+      for i, href in enumerate(list(hrefs)[:len(shown)]):
+        if href is not None:
+          cells[i][j] = {"text": cells[i][j], "href": check_href(href)}
     self._add({"kind": "table", "section": section, "caption": caption,
                "columns": [str(c) for c in shown.columns], "rows": cells,
                "truncated": len(df) > max_rows, "total_rows": len(df)})
+
+  def add_page(self, name: str, title: str, df: pd.DataFrame, *, intro: str = "",
+               section: str | None = None, max_rows: int = 500,
+               floatfmt: str = "{:,.3g}") -> str:
+    """A detail page, ``details/<name>.html``: the customers or reviews behind a number.
+
+    Args:
+      name: the page's name, made into a file name (letters, digits and dashes); a name given
+        twice in one stage gets a numbered suffix.
+      title: the page heading.
+      df: the rows to list; the first ``max_rows`` are shown, with the total.
+      intro: a sentence above the table (how rows are ordered, where the rest is).
+      section: the stakeholder-page section the page links back to.
+
+    Returns:
+      The page's href relative to the run folder, for :meth:`add_table`'s ``links``.
+    """
+    if section is not None and section not in SECTIONS:
+      raise ValueError(f"section must be one of {', '.join(SECTIONS)}, got {section!r}")
+    slug = page_slug(f"{self.stage}-{name}")
+    taken = {p["name"] for p in self._parts if p["kind"] == "page"}
+    base, n = slug, 2
+    while slug in taken:
+      slug, n = f"{base}-{n}", n + 1
+    shown = df.head(max_rows)
+    self._add({"kind": "page", "name": slug, "title": title, "intro": intro, "back": section,
+               "columns": [str(c) for c in shown.columns],
+               "rows": [[_fmt(v, floatfmt) for v in row] for row in shown.itertuples(index=False)],
+               "truncated": len(df) > max_rows, "total_rows": len(df)})
+    return f"details/{slug}.html"
 
   def _add(self, part: dict) -> None:
     if "section" in part and part["section"] not in SECTIONS:
@@ -150,6 +198,23 @@ class Workspace:
   def _write_parts(self) -> None:
     p = self.path("report", f"{self.stage}.json")
     p.write_text(json.dumps({"stage": self.stage, "parts": self._parts}))
+
+
+_HREF = re.compile(r"^(details/[a-z0-9-]+\.html|[A-Za-z0-9_-]+\.html|#[a-z0-9-]+)$")
+
+
+def page_slug(name: str) -> str:
+  """A file-name-safe form of a page name: lower-case letters, digits and single dashes."""
+  slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
+  return slug[:80].rstrip("-") or "page"
+
+
+def check_href(href: str) -> str:
+  """Only links inside the run folder (a detail page, a sibling page, an anchor) are allowed."""
+  if not isinstance(href, str) or not _HREF.match(href):
+    raise ValueError(f"href {href!r} is not a page of the run folder (details/<name>.html, "
+                     "<name>.html or #anchor)")
+  return href
 
 
 def _fmt(v: Any, floatfmt: str) -> str:

@@ -131,8 +131,25 @@ def test_scores_are_pseudonymised(tiny_run):
   assert scores["churn_probability"].between(0, 1).all()
   assert (scores["value_lo"] <= scores["value_hi"]).all()
   # no raw customer id ("C00001"-style) appears in any page
-  for page in tiny_run.glob("*.html"):
+  for page in tiny_run.glob("**/*.html"):
     assert not re.search(r"\bC\d{5}\b", page.read_text()), page.name
+
+
+def test_segments_cells_actions_aspects_and_topics_link_to_what_is_behind_them(tiny_run):
+  html = (tiny_run / "index.html").read_text()
+  hrefs = re.findall(r'<a href="(details/[^"]+)">', html)
+  assert hrefs and all((tiny_run / h).is_file() for h in hrefs)
+  kinds = {h.split("/")[1].split("-")[1] for h in hrefs}  # details/segment-<kind>-...
+  assert {"segment", "cell", "action", "aspect", "topic"} <= kinds, kinds
+  scores = pd.read_parquet(tiny_run / "scores.parquet")
+  # a segment's page lists its customers (pseudonymised), highest predicted value first
+  name = scores["rfm_segment"].value_counts().index[0]
+  slug = re.sub(r"[^a-z0-9]+", "-", f"segment segment {name}".lower()).strip("-")
+  page = (tiny_run / "details" / f"{slug}.html").read_text()
+  keys = re.findall(r"<td>(c-[0-9a-f]{12})</td>", page)
+  members = scores[scores["rfm_segment"] == name].sort_values("predicted_value", ascending=False)
+  assert keys == members["customer_key"].head(len(keys)).tolist() and len(keys) > 0
+  assert 'href="../index.html#segments"' in page
 
 
 def test_stakeholder_page_has_no_code_and_the_required_parts(tiny_run):

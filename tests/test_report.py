@@ -174,6 +174,42 @@ def test_render_index_content(hostile_run):
   assert html.count("Not part of this run") == len(workspace.SECTIONS) - 2
 
 
+def test_linked_cells_and_detail_pages(tmp_path):
+  run = tmp_path / "demo"
+  ws = Workspace(run, "segment")
+  members = pd.DataFrame({"customer_key": ["c-1", "c-2", "c-3"], "review": [SCRIPT, IMG, "ok"]})
+  href = ws.add_page(f"At risk {SCRIPT}", f"Customers: At risk {SCRIPT}", members,
+                     intro=f"Sorted by value {IMG}", section="segments", max_rows=2)
+  assert href == "details/segment-at-risk-script-alert-1-script.html"
+  # the same name twice gets its own file
+  assert ws.add_page(f"At risk {SCRIPT}", "again", members).endswith("-2.html")
+  table = pd.DataFrame({"segment": [f"At risk {SCRIPT}", "Lost"], "customers": [3, 0]})
+  ws.add_table("segments", table, "Segments", links={"segment": [href, None]})
+  with pytest.raises(ValueError, match="not a page of the run folder"):
+    ws.add_table("segments", table, "x", links={"segment": ["javascript:alert(1)", None]})
+  with pytest.raises(ValueError, match="not a page of the run folder"):
+    ws.add_table("segments", table, "x", links={"segment": ["https://evil.example/x.html", None]})
+  with pytest.raises(ValueError, match="one href per row"):
+    ws.add_table("segments", table, "x", links={"segment": [href]})
+  with pytest.raises(ValueError, match="not a column"):
+    ws.add_table("segments", table, "x", links={"nope": [href, None]})
+  stale = run / "details" / "old.html"
+  stale.parent.mkdir(parents=True)
+  stale.write_text("stale")
+  html = report.render_index(run, {"dataset": "demo"}, {}).read_text(encoding="utf-8")
+  assert f'<td><a href="{href}">At risk {SCRIPT_ESCAPED}</a></td>' in html
+  assert "<td>Lost</td>" in html
+  assert not stale.exists()  # pages of an earlier render are replaced
+  page = (run / href).read_text(encoding="utf-8")
+  assert "<script" not in page and IMG not in page
+  assert f"<h1>Customers: At risk {SCRIPT_ESCAPED}</h1>" in page
+  assert f"<td>{SCRIPT_ESCAPED}</td>" in page and f"<td>{IMG_ESCAPED}</td>" in page
+  assert "<td>ok</td>" not in page and "First 2 of 3 rows." in page
+  assert 'href="../index.html#segments"' in page
+  assert sorted(p.name for p in (run / "details").iterdir()) == [
+      "segment-at-risk-script-alert-1-script-2.html", "segment-at-risk-script-alert-1-script.html"]
+
+
 def test_render_index_default_title_and_reason(tmp_path):
   run = tmp_path / "shop"
   Workspace(run, "preprocess")
