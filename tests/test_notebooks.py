@@ -140,7 +140,7 @@ def test_segments_cells_actions_aspects_and_topics_link_to_what_is_behind_them(t
   hrefs = re.findall(r'<a href="(details/[^"]+)">', html)
   assert hrefs and all((tiny_run / h).is_file() for h in hrefs)
   kinds = {h.split("/")[1].split("-")[1] for h in hrefs}  # details/segment-<kind>-...
-  assert {"segment", "cell", "action", "aspect", "topic"} <= kinds, kinds
+  assert {"segment", "cell", "action", "aspect", "topic", "cluster"} <= kinds, kinds
   scores = pd.read_parquet(tiny_run / "scores.parquet")
   # a segment's page lists its customers (pseudonymised), highest predicted value first
   name = scores["rfm_segment"].value_counts().index[0]
