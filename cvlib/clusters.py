@@ -149,7 +149,7 @@ def report_customer_clusters(ws: Workspace, cc: CustomerClusters | None,
     rows = details.customer_list(scores, scores["customer_key"].isin(keys))
     hrefs.append(ws.add_page(
         f"cluster {row['label']}", f"Customers who write about: {row['label']}", rows,
-        section="segments", max_rows=details.MAX_ROWS,
+        section="segments", max_rows=details.MAX_ROWS, floatfmt="{:,.2f}",
         intro=f"{len(keys):,} customers in this group ({len(rows):,} of them scored), highest "
               "predicted value first."))
   shown = cc.table.drop(columns=["cluster"]).rename(columns={

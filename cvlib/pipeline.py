@@ -1663,7 +1663,7 @@ def _customer_page(ws: Workspace, scores: pd.DataFrame, mask: pd.Series, name: s
                    title: str) -> str:
   rows = details.customer_list(scores, mask)
   return ws.add_page(name, title, rows, section="segments", max_rows=details.MAX_ROWS,
-                     intro=f"{len(rows):,} customers, highest predicted value first"
+                     floatfmt="{:,.2f}", intro=f"{len(rows):,} customers, highest predicted value first"
                      + (f" (the first {details.MAX_ROWS:,} here; all of them in scores.parquet)."
                         if len(rows) > details.MAX_ROWS else "."))
 

@@ -30,7 +30,7 @@ padding-bottom:.25em} .sub{color:#5b6b7c;margin:0 0 1em}
 .card .n{color:#5b6b7c;font-size:.8em}
 table{border-collapse:collapse;font-size:.88em;margin:.5em 0 .3em} th,td{border:1px solid #dde3ea;
 padding:4px 8px;text-align:left;vertical-align:top} th{background:#eef2f6}
-td{max-width:480px;overflow-wrap:anywhere}
+td{max-width:480px;overflow-wrap:anywhere} td:first-child{white-space:nowrap}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eef2f6}
 figcaption,.cap{color:#5b6b7c;font-size:.88em}
 .warn{background:#fff5e0;border-left:4px solid #e3a008;padding:8px 12px;margin:.5em 0}
