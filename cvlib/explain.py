@@ -23,6 +23,7 @@ import pandas as pd
 from flax import nnx
 from matplotlib.figure import Figure
 
+from cvlib import features
 from cvlib import value_metrics as vm
 from cvlib import ziln
 from cvlib.plots import BLUE, GREY
@@ -275,8 +276,8 @@ def integrated_gradients(predictor: ziln.ZILNPredictor, X: pd.DataFrame, *,
 # -----------------------------------------------------------------------------------------------
 # Readable drivers
 
-# Money columns enter the value models as log1p (cvlib.features.feature_matrix).
-LOG_MONEY = ("total_spend", "avg_order_value", "monetary_value", "spend_last_90d")
+# Money and count columns enter the value models as log1p (cvlib.features.feature_matrix).
+LOG_MONEY = features.LOG_SCALED
 # Rating columns are imputed when a customer never reviewed (has_review = 0).
 _RATING_COLUMNS = ("mean_rating", "min_rating", "last_rating", "share_low_ratings",
                    "days_since_last_review")

@@ -222,15 +222,27 @@ def compute_rfm_summary(transactions: pd.DataFrame, cutoff: dt.date, horizon_day
   return df
 
 
+# Inputs that feature_matrix log-scales: money and counts.
+LOG_SCALED = ("total_spend", "avg_order_value", "monetary_value", "spend_last_90d", "frequency",
+              "n_orders", "n_items", "n_products", "n_categories", "orders_last_90d",
+              "avg_basket_size", "n_reviews")
+
+
 def feature_matrix(features: pd.DataFrame, columns: tuple[str, ...] = BEHAVIOUR_FEATURES +
                    REVIEW_FEATURES) -> np.ndarray:
-  """The model input: chosen columns as float32, money log-scaled, missing review values imputed.
+  """The model input: chosen columns as float32, money and counts log-scaled, missing review
+  values imputed.
+
+  Money and counts are heavy-tailed (one Online Retail wholesaler bought 128,029 items; the median
+  customer 300): standardised as they are, a handful of customers sit 30 standard deviations out
+  and the value network's predicted total came out 2.9 times the truth there. log1p brings them
+  in (total 0.9 times the truth, decile MAPE 0.58 -> 0.19).
 
   Missing review features (customers who never wrote one) become a neutral value plus an indicator
   column ``has_review`` so a model can tell "no review" from "a 3-star review".
   """
   X = features[list(columns)].astype("float64").copy()
-  for col in ("total_spend", "avg_order_value", "monetary_value", "spend_last_90d"):
+  for col in LOG_SCALED:
     if col in X:
       X[col] = np.log1p(X[col].clip(lower=0))
   if "mean_rating" in X:

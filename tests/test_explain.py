@@ -196,7 +196,8 @@ def test_integrated_gradients_validation(toy_ziln):
 
 
 def test_top_drivers_formatting():
-  X = pd.DataFrame({"n_orders": [7.0, 1.0], "days_since_last": [200.0, 3.0],
+  # counts and money as the model sees them (log1p, cvlib.features.feature_matrix)
+  X = pd.DataFrame({"n_orders": np.log1p([7.0, 1.0]), "days_since_last": [200.0, 3.0],
                     "total_spend": [np.log1p(1234.0), np.log1p(20.0)],
                     "mean_rating": [4.5, 3.0], "has_review": [1.0, 0.0],
                     "text_pc2": [0.31, -0.2], "mystery": [0.5, 2.0]})

@@ -212,7 +212,7 @@ def test_feature_matrix(tiny_features):
   np.testing.assert_array_equal(has_review, [1, 0, 0, 1])  # A and E wrote reviews
   i = {c: k for k, c in enumerate(cols)}
   np.testing.assert_allclose(X[:, i["total_spend"]], np.log1p([65.0, 12.0, 8.0, 75.0]), rtol=1e-6)
-  np.testing.assert_allclose(X[:, i["frequency"]], [2, 0, 0, 1])
+  np.testing.assert_allclose(X[:, i["frequency"]], np.log1p([2, 0, 0, 1]), rtol=1e-6)  # counts too
   # missing ratings become a neutral 3, missing days since a review the longest history
   np.testing.assert_allclose(X[:, i["mean_rating"]], [3.5, 3.0, 3.0, 3.0])
   np.testing.assert_allclose(X[:, i["share_low_ratings"]], [0.5, 0.0, 0.0, 0.0])
