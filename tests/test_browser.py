@@ -35,7 +35,7 @@ def browser():
 
 def _pages(run_dir: Path) -> list[Path]:
   return [run_dir / "index.html", run_dir.parent / "index.html",
-          *sorted(run_dir.glob("0*_*.html"))]
+          *sorted(run_dir.glob("0*_*.html")), *sorted(run_dir.glob("details/*.html"))]
 
 
 def _assert_clean(browser: Browser, page: Path) -> None:
@@ -71,8 +71,9 @@ def hostile_run(tmp_path_factory) -> Path:
   reviews.loc[worst, "text"] = HOSTILE
   reviews.loc[worst, "rating"] = 1.0
   products = f["products"].copy()
-  popular = f["items"]["product_id"].value_counts().index[:3]
-  products.loc[products["product_id"].isin(popular), "description"] = HOSTILE_PRODUCT
+  # every product name is an attack (with its number, so that products stay distinguishable):
+  # the report's table of the most recommended products shows some of them, whichever they are
+  products["description"] = HOSTILE_PRODUCT + " " + products["product_id"].astype(str)
   lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
                            suffixes=("", "_order")).merge(products, on="product_id")
   lines[["customer_id", "order_id", "timestamp", "product_id", "description", "quantity",
@@ -100,3 +101,10 @@ def test_hostile_text_is_shown_literally_and_never_runs(browser, hostile_run):
   assert browser.script("return document.querySelectorAll('img:not([src^=\"data:\"]), svg, "
                         "a[href^=\"javascript\"], script').length;") == 0
   browser.screenshot(ARTIFACTS / "hostile-report.png")
+  # the detail page of the reviews that mention service lists the hostile ones as written
+  page = hostile_run / "details" / "segment-aspect-service.html"
+  browser.open(page)
+  text = browser.text()
+  assert sum(h[:40] in text for h in HOSTILE) >= 1, "hostile reviews should be listed as written"
+  assert browser.script("return document.querySelectorAll('img, svg, script, "
+                        "a[href^=\"javascript\"]').length;") == 0
