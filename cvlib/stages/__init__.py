@@ -1,0 +1,1 @@
+"""The steps of the four stages, one module per concern; :mod:`cvlib.pipeline` re-exports them."""

@@ -1,0 +1,570 @@
+"""Stage 2, fine-tune: sentiment data and fine-tuning, the encoder's path per language, text features per customer.
+
+Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cvlib.stages.preprocess import NOT_APPLICABLE, Prepared
+from cvlib.stages.value import E2E_MODEL, NETWORK_INPUTS
+from cvlib.workspace import Workspace
+
+
+# --- 02 finetune: sentiment ---------------------------------------------------------------------
+
+@dataclasses.dataclass
+class SentimentData:
+  """Labelled reviews split for fine-tuning and testing (stratified, seeded)."""
+  class_names: list[str]
+  train_texts: list[str]
+  train_labels: np.ndarray
+  val_texts: list[str]
+  val_labels: np.ndarray
+  test_texts: list[str]
+  test_labels: np.ndarray
+  n_labelled: int
+
+  def summary(self) -> pd.DataFrame:
+    rows = []
+    for split, labels in (("train", self.train_labels), ("validation", self.val_labels),
+                          ("test", self.test_labels)):
+      counts = np.bincount(labels, minlength=len(self.class_names))
+      rows.append({"split": split, "reviews": len(labels),
+                   **{name: int(c) for name, c in zip(self.class_names, counts)}})
+    return pd.DataFrame(rows)
+
+
+def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: float,
+                        max_train_examples: int, seed: int, min_per_class: int = 10
+                        ) -> SentimentData | None:
+  """Labels reviews from their ratings and splits them; None when there is too little to learn.
+
+  Returns:
+    The split, or None when fewer than ``min_per_class`` labelled reviews exist for some class.
+  """
+  from sklearn.model_selection import train_test_split
+
+  from cvlib import sentiment
+  has = reviews["text"].notna() & reviews["rating"].notna()
+  r = reviews[has]
+  if not len(r):
+    return None
+  labels, keep = sentiment.labels_from_ratings(r["rating"].to_numpy(), label_scheme)
+  texts = r["text"].to_numpy()[keep].tolist()
+  labels = np.asarray(labels)[keep]
+  if len(labels) == 0:
+    return None
+  names = sentiment.class_names(label_scheme)
+  counts = np.bincount(labels, minlength=len(names))
+  if counts.min() < min_per_class:
+    return None
+  idx = np.arange(len(labels))
+  rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
+  train, val = train_test_split(rest, test_size=0.15, stratify=labels[rest], random_state=seed)
+  if max_train_examples and len(train) > max_train_examples:
+    train, _ = train_test_split(train, train_size=max_train_examples, stratify=labels[train],
+                                random_state=seed)
+  pick = lambda ix: [texts[i] for i in ix]
+  return SentimentData(names, pick(train), labels[train], pick(val), labels[val], pick(test),
+                       labels[test], len(labels))
+
+
+# Languages written without spaces between words: the bag-of-words baseline uses characters.
+CHAR_LANGUAGES = ("zh", "ja", "th")
+
+
+def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *, label_scheme: str,
+                      seed: int, buckets: tuple[int, ...], language: str = "en",
+                      encoder: Any = None) -> dict[str, Any] | None:
+  """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data).
+
+  The lexicon baseline (VADER) reads English only; for other languages it is null, with a note.
+  ``encoder`` (the ``prepare_encoder`` result) names the model and adds how it was made.
+  """
+  from cvlib import sentiment
+  if data is None:
+    return None
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
+  pred = proba.argmax(axis=1)
+  ours = sentiment.classification_metrics(data.test_labels, pred)
+  strip = lambda m: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+  vader = None
+  if language == "en":
+    vader = strip(sentiment.classification_metrics(
+        data.test_labels, sentiment.vader_predict(data.test_texts, label_scheme)))
+  tfidf = sentiment.classification_metrics(
+      data.test_labels, sentiment.tfidf_logreg(
+          data.train_texts + data.val_texts, np.concatenate([data.train_labels, data.val_labels]),
+          data.test_texts, seed=seed,
+          analyzer="char" if language in CHAR_LANGUAGES else "word"))
+  name = encoder_name(encoder) if encoder is not None else "MiniLM-L6, fine-tuned"
+  out = {"model": name, "label_scheme": label_scheme,
+         "classes": data.class_names, "n_train": len(data.train_labels),
+         "n_test": len(data.test_labels), **strip(ours),
+         "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
+  if encoder is not None:
+    # minus its run time: metrics.json must be identical for a seed apart from timing_s
+    out["encoder"] = {"description": encoder.description,
+                      **{k: v for k, v in encoder.details.items() if k != "seconds"}}
+  if vader is None:
+    out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
+  return out
+
+
+def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
+  if metrics is None:
+    return pd.DataFrame()
+  rows = [{"model": metrics["model"], "accuracy": metrics["accuracy"],
+           "macro_f1": metrics["macro_f1"]}]
+  names = {"lexicon": "VADER lexicon (no training)", "tfidf_logreg": "TF-IDF + logistic regression"}
+  for key, m in metrics["baselines"].items():
+    if m is not None:
+      rows.append({"model": names.get(key, key), **m})
+  return pd.DataFrame(rows)
+
+
+def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
+                  buckets: tuple[int, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+  """Sentiment score in [-1, 1] and an embedding for every review with text.
+
+  Returns:
+    (frame with review_id, customer_id, product_id, timestamp, rating, sentiment, p_negative;
+    embeddings [n, hidden] in the frame's row order).
+  """
+  from cvlib import sentiment
+  r = reviews[reviews["text"].notna()].reset_index(drop=True)
+  proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
+                                                 buckets=buckets)
+  # positive minus negative probability: the same scale for the binary and 3-class schemes
+  score = proba[:, -1] - proba[:, 0] if len(r) else np.zeros(0)
+  cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
+          if c in r.columns]
+  out = r[cols].copy()
+  out["sentiment"] = score.astype("float64")
+  out["p_negative"] = proba[:, 0].astype("float64") if len(r) else np.zeros(0)
+  return out, emb.astype(np.float32)
+
+
+# --- 02 finetune: customer value ----------------------------------------------------------------
+
+def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> np.ndarray:
+  """A seeded random customer split: True for test customers (never seen in training)."""
+  rng = np.random.default_rng(seed)
+  n = len(features)
+  is_test = np.zeros(n, dtype=bool)
+  is_test[rng.permutation(n)[: int(round(test_size * n))]] = True
+  return is_test
+
+
+def _reviews_before(review_scores: pd.DataFrame, embeddings: np.ndarray, before: dt.date
+                    ) -> tuple[pd.DataFrame, np.ndarray]:
+  """The reviews (and their embedding rows) with a customer, dated before ``before``."""
+  r = review_scores.reset_index(drop=True)
+  mask = (r["customer_id"].notna() & r["timestamp"].notna()
+          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
+  return r[mask].reset_index(drop=True), embeddings[mask]
+
+
+def _customer_review_embeddings(r: pd.DataFrame, emb: np.ndarray
+                                ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+  """Per reviewing customer: (customer ids, latest review's embedding, mean embedding).
+
+  The latest review counts on its own too: what a customer said last (say, that they will not be
+  back) is diluted in the mean of many reviews. Ties in time go to the later row.
+  """
+  codes, uniques = pd.factorize(r["customer_id"].astype(str))
+  sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
+  np.add.at(sums, codes, emb)
+  mean_emb = sums / np.bincount(codes)[:, None]  # [customers, hidden]
+  newest_first = np.lexsort((np.arange(len(r)), r["timestamp"].to_numpy()))[::-1]
+  _, first = np.unique(codes[newest_first], return_index=True)  # codes 0..n-1, all present
+  return pd.Index(uniques, name="customer_id"), emb[newest_first[first]], mean_emb
+
+
+@dataclasses.dataclass
+class TextFeaturizer:
+  """Per-customer text features: review-embedding PCA, sentiment aggregates and a text return score.
+
+  The return score is a logistic regression from a customer's review embeddings (their latest
+  review and the mean of all) to whether they bought again in the holdout period, fitted on the
+  training customers: what they wrote that says "I'll be back" or "never again" beyond the stars,
+  in one number the value network can use (a few PCA directions of the embeddings miss it).
+  """
+  components: np.ndarray  # [text_dims, hidden] PCA directions fitted on training customers
+  mean: np.ndarray  # [hidden]
+  return_coef: np.ndarray | None = None  # [2 * hidden]: latest review, then mean embedding
+  return_intercept: float = 0.0
+
+  def save(self, path: Path) -> None:
+    """Writes the state (numpy .npz, no pickle) so scoring can rebuild the same features."""
+    extra = {} if self.return_coef is None else {
+        "return_coef": self.return_coef, "return_intercept": np.float64(self.return_intercept)}
+    np.savez(path, components=self.components, mean=self.mean, **extra)
+
+  @classmethod
+  def load(cls, path: Path) -> TextFeaturizer:
+    with np.load(path, allow_pickle=False) as z:
+      if "return_coef" in z:
+        return cls(z["components"], z["mean"], z["return_coef"], float(z["return_intercept"]))
+      return cls(z["components"], z["mean"])
+
+  def names(self) -> list[str]:
+    k = len(self.components)
+    return (["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text"]
+            + [f"text_pc{i + 1}" for i in range(k)] + [f"last_text_pc{i + 1}" for i in range(k)]
+            + (["text_return_logit"] if self.return_coef is not None else []))
+
+  def transform(self, customer_ids: pd.Series, review_scores: pd.DataFrame,
+                embeddings: np.ndarray, before: dt.date) -> pd.DataFrame:
+    """Text features of each customer from their reviews dated before ``before``."""
+    r, emb = _reviews_before(review_scores, embeddings, before)
+    out = pd.DataFrame(index=pd.Index(customer_ids.astype(str), name="customer_id"))
+    if len(r):
+      g = r.sort_values("timestamp", kind="stable").groupby("customer_id")["sentiment"]
+      out["sent_mean"] = g.mean()
+      out["sent_min"] = g.min()
+      out["sent_last"] = g.last()
+      out["n_negative_reviews"] = r.assign(neg=r["sentiment"] < 0).groupby("customer_id")["neg"].sum()
+      index, last_emb, mean_emb = _customer_review_embeddings(r, emb)
+      k = len(self.components)
+      for prefix, vectors in (("text_pc", mean_emb), ("last_text_pc", last_emb)):
+        proj = (vectors - self.mean) @ self.components.T  # [customers, text_dims]
+        out = out.join(pd.DataFrame(proj, index=index,
+                                    columns=[f"{prefix}{i + 1}" for i in range(k)]))
+      if self.return_coef is not None:
+        both = np.concatenate([last_emb, mean_emb], axis=1)  # [customers, 2 * hidden]
+        out = out.join(pd.Series(both @ self.return_coef + self.return_intercept, index=index,
+                                 name="text_return_logit"))
+    out["has_text"] = out.get("sent_mean", pd.Series(index=out.index, dtype=float)).notna()
+    out = out.reindex(columns=self.names())
+    return out.fillna(0.0).astype("float64").reset_index()
+
+
+def fit_text_featurizer(review_scores: pd.DataFrame, embeddings: np.ndarray,
+                        train_customers: pd.Series, before: dt.date, text_dims: int) -> TextFeaturizer:
+  """PCA of training customers' review embeddings dated before ``before`` (no test leakage)."""
+  r = review_scores.reset_index(drop=True)
+  mask = (r["customer_id"].isin(set(train_customers)) & r["timestamp"].notna()
+          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
+  emb = embeddings[mask].astype(np.float64)
+  hidden = embeddings.shape[1] if embeddings.ndim == 2 else 0
+  if len(emb) < 2 or text_dims == 0:
+    return TextFeaturizer(np.zeros((0, hidden)), np.zeros(hidden))
+  mean = emb.mean(axis=0)
+  _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
+  k = min(text_dims, vt.shape[0])
+  comps = vt[:k]
+  # fix each component's sign so the result is deterministic across BLAS builds
+  signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
+  return TextFeaturizer(comps * signs[:, None], mean)
+
+
+# The text return score needs this many training reviewers, and this many of each outcome.
+MIN_RETURN_SCORE_CUSTOMERS, MIN_RETURN_SCORE_CLASS = 100, 20
+
+
+def fit_text_return_score(fz: TextFeaturizer, review_scores: pd.DataFrame,
+                          embeddings: np.ndarray, customers: pd.Series, returned: np.ndarray,
+                          before: dt.date, *, seed: int, folds: int = 5
+                          ) -> tuple[TextFeaturizer, pd.Series | None]:
+  """Adds the text return score to ``fz``, fitted on ``customers`` (the training customers).
+
+  Returns:
+    (featurizer with the score, out-of-fold logits of the training reviewers indexed by
+    customer_id): a training customer's own score must not come from a model that saw their
+    outcome, or the value network would trust it too much. (fz, None) when too few training
+    customers reviewed to learn it.
+  """
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.model_selection import StratifiedKFold
+  index, last_emb, mean_emb = _customer_review_embeddings(
+      *_reviews_before(review_scores, embeddings, before))
+  pos = index.get_indexer(customers.astype(str))  # -1: the customer wrote no review before
+  has = pos >= 0
+  y = np.asarray(returned, dtype=int)[has]
+  if has.sum() < MIN_RETURN_SCORE_CUSTOMERS or min(y.sum(), (1 - y).sum()) < MIN_RETURN_SCORE_CLASS:
+    return fz, None
+  ids = customers.astype(str).to_numpy()[has]
+  X = np.concatenate([last_emb[pos[has]], mean_emb[pos[has]]], axis=1)  # [reviewers, 2 * hidden]
+  make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
+  oof = np.zeros(len(y))
+  for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+    oof[te] = make().fit(X[tr], y[tr]).decision_function(X[te])
+  full = make().fit(X, y)
+  fitted = dataclasses.replace(fz, return_coef=full.coef_[0].astype(np.float64),
+                               return_intercept=float(full.intercept_[0]))
+  return fitted, pd.Series(oof, index=pd.Index(ids, name="customer_id"), name="text_return_logit")
+
+
+def describe_sentiment_data(data: SentimentData | None) -> pd.DataFrame | str:
+  return data.summary() if data is not None else (
+      "No reviews with both text and a rating (or too few per class): sentiment is skipped.")
+
+
+def mlm_texts(reviews: pd.DataFrame, data: SentimentData | None) -> list[str]:
+  """Review texts the encoder may learn from before fine-tuning: all but the sentiment test split.
+
+  Unlabelled reviews (no rating, or a neutral one the label scheme drops) stay in: masked-LM needs
+  no labels. Every copy of a test text is left out, so the test split stays unseen.
+  """
+  texts = reviews["text"].dropna().astype(str)
+  texts = texts[texts.str.strip() != ""].tolist()
+  held_out = set(data.test_texts) if data is not None else set()
+  return [t for t in texts if t not in held_out]
+
+
+def learns_from_scratch(cfg, language: str) -> bool:
+  """True when the run builds its own vocabulary and small BERT (``finetune.encoder``, language)."""
+  return cfg.encoder == "scratch" or (cfg.encoder == "minilm" and language != "en")
+
+
+def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, language: str,
+                    seed: int, mlm_steps: int | None = None, progress: bool = True):
+  """The encoder to fine-tune: MiniLM, a folder's BERT, or a small BERT from scratch (see
+  ``encoders.prepare_encoder``), with ``cfg.mlm_steps`` of masked-LM on ``mlm_texts`` first.
+
+  A dataset without review text has nothing to pretrain on or to score: the pretrained MiniLM
+  stands in, whatever the language.
+
+  Returns:
+    An ``encoders.EncoderResult``.
+  """
+  from cvlib import encoders
+  texts = mlm_texts(reviews, data)
+  steps = cfg.mlm_steps if mlm_steps is None else mlm_steps
+  encoder, lang = cfg.encoder, language
+  if not texts:
+    steps = 0
+    if learns_from_scratch(cfg, language):
+      encoder, lang = "minilm", "en"
+  return encoders.prepare_encoder(
+      texts, language=lang, encoder=encoder, num_layers=cfg.num_layers, mlm_steps=steps,
+      mlm_batch_size=cfg.mlm_batch_size, mlm_learning_rate=cfg.mlm_learning_rate,
+      mlm_max_texts=cfg.mlm_max_texts, mask_rate=cfg.mask_rate, vocab_size=cfg.vocab_size,
+      small_layers=cfg.small_layers, small_hidden=cfg.small_hidden, small_heads=cfg.small_heads,
+      small_intermediate=cfg.small_intermediate, buckets=cfg.buckets, dtype=cfg.dtype, seed=seed,
+      progress=progress)
+
+
+def encoder_story(details: dict[str, Any] | None) -> str:
+  """One plain sentence on where the sentiment model's language knowledge came from."""
+  from cvlib import encoders
+  if not details:
+    return "A pretrained English language model (MiniLM) read the reviews."
+  lang = encoders.LANGUAGE_NAMES.get(details.get("language"), details.get("language"))
+  if details.get("kind") == "scratch":
+    return (f"The pretrained English language model does not read {lang}, so a small language "
+            f"model learnt this shop's own vocabulary and wording from {details['mlm_texts']:,} "
+            "of its reviews (masked-word training).")
+  base = ("A pretrained English language model (MiniLM)" if details.get("kind") == "minilm"
+          else "The pretrained language model given in the parameters")
+  if details.get("mlm_steps"):
+    return (f"{base} was first adapted to this shop's wording by masked-word training on "
+            f"{details['mlm_texts']:,} of its reviews.")
+  return f"{base} read the reviews."
+
+
+def encoder_name(encoder) -> str:
+  """A short name of a prepared encoder for tables: "MiniLM-L6 + domain MLM", "small BERT ..."."""
+  if encoder.kind == "scratch":
+    name = f"small BERT {encoder.config.num_layers}x{encoder.config.hidden_size} from scratch"
+  elif encoder.kind == "minilm":
+    name = "MiniLM-L6"
+  else:
+    name = "BERT checkpoint"
+  if encoder.mlm_history is not None and encoder.kind != "scratch":
+    name += " + domain MLM"
+  return name + ", fine-tuned"
+
+
+def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
+  """Puts a classifier head on the prepared encoder and fine-tunes it on ``data``.
+
+  Without labelled data the encoder is returned with an untrained head (its embeddings still
+  feed the text-aware value model) and an empty history.
+
+  Returns:
+    (model, tokenizer, history DataFrame).
+  """
+  from cvlib import sentiment
+  n_labels = len(data.class_names) if data is not None else 2
+  model = encoder.make_classifier(n_labels, seed=seed)
+  if data is None:
+    return model, encoder.tokenizer, pd.DataFrame()
+  model, history = sentiment.finetune_sentiment(
+      model, encoder.tokenizer, data.train_texts, data.train_labels, data.val_texts,
+      data.val_labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
+      learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
+      weight_decay=cfg.weight_decay, patience=cfg.patience, seed=seed, buckets=cfg.buckets)
+  return model, encoder.tokenizer, history
+
+
+def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
+                        sent: dict[str, Any] | None, *, language: str,
+                        seed: int) -> dict[str, Any] | None:
+  """With ``finetune.compare_mlm``: the downstream effect of the domain MLM.
+
+  Fine-tunes the same pretrained encoder again, without MLM, with the same data, settings and
+  seed, and scores it on the same test split.
+
+  Returns:
+    ``sent`` with "mlm_effect": {"with_mlm": {accuracy, macro_f1}, "without_mlm": {...},
+    "macro_f1_gain", "accuracy_gain"}, or null when the comparison is off or does not apply.
+  """
+  from cvlib import sentiment
+  if sent is None:
+    return None
+  if not cfg.compare_mlm or data is None:
+    return {**sent, "mlm_effect": None}
+  encoder = prepare_encoder(cfg, reviews, data, language=language, seed=seed, mlm_steps=0)
+  model, tokenizer, _ = fine_tune_sentiment(cfg, data, encoder, seed=seed)
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=cfg.buckets)
+  m = sentiment.classification_metrics(data.test_labels, proba.argmax(axis=1))
+  without = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+  with_mlm = {"accuracy": sent["accuracy"], "macro_f1": sent["macro_f1"]}
+  return {**sent, "mlm_effect": {
+      "with_mlm": with_mlm, "without_mlm": without,
+      "macro_f1_gain": with_mlm["macro_f1"] - without["macro_f1"],
+      "accuracy_gain": with_mlm["accuracy"] - without["accuracy"]}}
+
+
+def plot_mlm(encoder) -> Any:
+  """The masked-LM loss curve of the prepared encoder, or None when it had no MLM."""
+  from cvlib import mlm
+  if encoder.mlm_history is None or not len(encoder.mlm_history):
+    return None
+  return mlm.plot_mlm_history(encoder.mlm_history)
+
+
+@dataclasses.dataclass
+class CustomerText:
+  """Text features per customer at the cutoff (back-test) and at as_of (forward scores)."""
+  featurizer: TextFeaturizer | None
+  calibration: pd.DataFrame | None
+  now: pd.DataFrame | None
+
+
+def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep: Prepared,
+                       is_test: np.ndarray, *, text_dims: int, seed: int = 0) -> CustomerText:
+  """Text features, or all None when no customer wrote a review before the cutoff."""
+  usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
+  if not prep.has_customers or not usable.any() or not (review_scores.loc[usable, "timestamp"]
+                              < pd.Timestamp(prep.cutoff)).any():
+    return CustomerText(None, None, None)
+  train_ids = prep.features["customer_id"][~is_test]
+  fz = fit_text_featurizer(review_scores, embeddings, train_ids, prep.cutoff, text_dims)
+  returned = prep.features["holdout_value"].to_numpy()[~is_test] > 0
+  fz, oof = fit_text_return_score(fz, review_scores, embeddings, train_ids, returned, prep.cutoff,
+                                  seed=seed)
+  calibration = fz.transform(prep.features["customer_id"], review_scores, embeddings, prep.cutoff)
+  if oof is not None:  # training reviewers get their out-of-fold score
+    ids = calibration["customer_id"].astype(str)
+    in_oof = ids.isin(oof.index)
+    calibration.loc[in_oof, "text_return_logit"] = oof.reindex(ids[in_oof]).to_numpy()
+  return CustomerText(fz, calibration,
+                      fz.transform(prep.features_now["customer_id"], review_scores, embeddings,
+                                   prep.as_of))
+
+
+def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
+                  review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
+                  text: CustomerText, networks: dict, encoder: Any = None,
+                  e2e: tuple[Any, pd.DataFrame] | None = None) -> dict:
+  """Writes the fine-tuned encoder, the value networks, review scores and text features."""
+  from cvlib import pretrained
+  pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
+                          tokenizer=tokenizer)
+  for name, (predictor, hist) in networks.items():
+    predictor.save(ws.path("models", name))
+    ws.save_frame(f"history_{name}", hist)
+  ws.save_frame("finetune_history", history)
+  if e2e is not None:
+    e2e[0].save(ws.path("models", E2E_MODEL))
+    ws.save_frame(f"history_{E2E_MODEL}", e2e[1])
+  if encoder is not None and encoder.mlm_history is not None:
+    ws.save_frame("mlm_history", encoder.mlm_history)
+  ws.save_frame("review_scores", review_scores)
+  ws.save_array("review_embeddings", embeddings)
+  ws.save_array("is_test", is_test)
+  if text.calibration is not None:
+    ws.save_frame("text_calibration", text.calibration)
+    ws.save_frame("text_now", text.now)
+    text.featurizer.save(ws.path("models", "text_featurizer.npz"))
+  metrics = {"sentiment": sent}
+  if sent is None:
+    metrics["notes"] = {"sentiment": NOT_APPLICABLE["sentiment"]}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict) -> None:
+  if networks:
+    ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
+                  "marked.")
+  if sent is None:
+    ws.add_text("sentiment", "This dataset has no reviews with both text and a star rating, so "
+                "no sentiment model was trained.")
+    return
+  best_base = max((m for m in sent["baselines"].values() if m), key=lambda m: m["macro_f1"])
+  ws.add_headline("sentiment macro-F1", f"{sent['macro_f1']:.2f}",
+                  f"best baseline {best_base['macro_f1']:.2f}")
+  ws.add_text("sentiment", f"{encoder_story(sent.get('encoder'))} It was then fine-tuned on "
+              f"{sent['n_train']:,} reviews to predict sentiment from the text "
+              f"({', '.join(sent['classes'])}, from the star ratings) and tested on "
+              f"{sent['n_test']:,} reviews it never saw.")
+  ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
+               "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model.")
+  if best_base["macro_f1"] > sent["macro_f1"]:
+    ws.add_text("sentiment", f"On this shop's reviews a simpler model reads sentiment better "
+                f"(macro-F1 {best_base['macro_f1']:.2f} against {sent['macro_f1']:.2f}); the "
+                "encoder's scores are still used below because they come with the review "
+                "embeddings the value model reads, but treat single review scores with care.")
+  effect = sent.get("mlm_effect")
+  if effect:
+    ws.add_table("sentiment", pd.DataFrame([
+        {"encoder": "adapted to the shop's reviews first (domain MLM)", **effect["with_mlm"]},
+        {"encoder": "fine-tuned directly", **effect["without_mlm"]}]),
+        f"Does adapting to the shop's wording first help? Same held-out reviews, same settings: "
+        f"macro-F1 {effect['macro_f1_gain']:+.3f}.")
+  if len(figures) > 2 and figures[2] is not None:
+    enc = sent.get("encoder") or {}
+    ws.add_figure("sentiment", figures[2], "Masked-word training on the shop's reviews "
+                  f"({enc.get('mlm_steps', 0):,} steps of {enc.get('mlm_batch_size', 0)} "
+                  "reviews): loss (lower is better) and the share of hidden words guessed right.")
+  ws.add_figure("sentiment", figures[0], "Fine-tuning: loss and validation macro-F1 per epoch.")
+
+
+@dataclasses.dataclass
+class Finetuned:
+  networks: dict
+  is_test: np.ndarray
+  text: CustomerText
+  review_scores: pd.DataFrame
+  e2e: Any = None  # the end-to-end model's E2EPredictor, when value.end_to_end trained one
+
+
+def load_finetune(ws: Workspace) -> Finetuned:
+  """What stage 2 left: value networks, test split, text features and review scores."""
+  from cvlib import ziln
+  networks = {}
+  for name in NETWORK_INPUTS:
+    folder = ws.root / "models" / name
+    if folder.exists():
+      networks[name] = (ziln.ZILNPredictor.load(folder), ws.load_frame(f"history_{name}"))
+  text = CustomerText(None, None, None)
+  if ws.has("text_calibration"):
+    text = CustomerText(TextFeaturizer.load(ws.root / "models" / "text_featurizer.npz"),
+                        ws.load_frame("text_calibration"), ws.load_frame("text_now"))
+  e2e = None
+  if (ws.root / "models" / E2E_MODEL).exists():
+    from cvlib import history_text
+    e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
+  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e)

@@ -1,0 +1,168 @@
+"""Stage 1, preprocess: the run folder, customers split by time, the cleaning report.
+
+Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+from cvlib import features as feats
+from cvlib import privacy
+from cvlib.adapters import Tables
+from cvlib.clean import CleaningLog
+from cvlib.config import Params
+from cvlib.workspace import Workspace
+
+
+def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace:
+  """The run folder; interactive sessions (no run_dir) get ``reports/.interactive/<dataset>``."""
+  if run_dir is None:
+    from cvlib.runner import REPO
+    run_dir = str(REPO / "reports" / ".interactive" / params.dataset)
+  return Workspace(run_dir, stage)
+
+
+# --- 01 preprocess ------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Prepared:
+  """The calibration/holdout split and the customer tables built from it."""
+  cutoff: dt.date | None  # first day of the holdout period (None: no transactions)
+  as_of: dt.date | None  # the day after the last event: forward-looking scores are as of this day
+  horizon_days: int
+  features: pd.DataFrame  # per customer, features before cutoff + holdout targets (back-test)
+  features_now: pd.DataFrame  # per customer, features before as_of (for forward scores)
+  cal_items: pd.DataFrame  # customer-product purchases before cutoff
+  hold_items: pd.DataFrame  # customer-product purchases in the holdout period
+
+  @property
+  def has_customers(self) -> bool:
+    """Whether customer value applies: some customer bought in the calibration period."""
+    return len(self.features) > 0
+
+  def split_info(self, tables: Tables) -> dict[str, Any]:
+    tx = tables.transactions
+    iso = lambda d: d.isoformat() if d else None
+    return {"cutoff": iso(self.cutoff), "as_of": iso(self.as_of),
+            "horizon_days": self.horizon_days,
+            "data_start": tx["timestamp"].min().date().isoformat() if len(tx) else None,
+            "data_end": tx["timestamp"].max().date().isoformat() if len(tx) else None,
+            "calibration_customers": len(self.features),
+            "returned_share": float(self.features["returned"].mean()) if len(self.features) else None}
+
+
+def prepare_customers(params: Params, tables: Tables) -> Prepared:
+  """Splits by time and computes customer features for the back-test and for forward scores.
+
+  Args:
+    params: the run's params (split section and report salt are used).
+    tables: cleaned canonical tables.
+
+  Returns:
+    The split and feature tables, each with a pseudonymous ``customer_key``.
+  """
+  h = params.split.horizon_days
+  args = (tables.transactions, tables.items, tables.products, tables.reviews)
+  if not len(tables.transactions):  # reviews only: the customer tables stay empty
+    cutoff = as_of = None
+    features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
+    features_now = features.copy()
+  else:
+    cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h,
+                                 tables.meta)
+    as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
+    features = feats.compute_customer_features(*args, cutoff, h)
+    features_now = feats.compute_customer_features(*args, as_of, h)
+  salt, _ = privacy.resolve_salt(params.report.salt)
+  for df in (features, features_now):
+    df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
+  cal_items, hold_items = feats.holdout_items(tables.transactions, tables.items,
+                                              cutoff or dt.date(2000, 1, 1), h)
+  return Prepared(cutoff, as_of, h, features, features_now, cal_items, hold_items)
+
+
+def save_prepared(ws: Workspace, params: Params, raw: Tables, cleaned: Tables, log: CleaningLog,
+                  prep: Prepared) -> dict[str, Any]:
+  """Writes stage 1's artifacts and metrics; returns the metrics."""
+  for name in ("transactions", "items", "products", "reviews"):
+    ws.save_frame(name, getattr(cleaned, name))
+  for name, frame in cleaned.truth.items():
+    ws.save_frame(f"truth_{name}", frame)
+  ws.save_frame("features", prep.features)
+  ws.save_frame("features_now", prep.features_now)
+  ws.save_frame("cal_items", prep.cal_items)
+  ws.save_frame("hold_items", prep.hold_items)
+  ws.save_frame("cleaning_log", log.to_frame())
+  ws.save_json("split", prep.split_info(cleaned))
+  ws.save_json("sources", raw.sources)
+  _, default_salt = privacy.resolve_salt(params.report.salt)
+  if default_salt:
+    ws.add_warning("Customer keys use cvlib's default pseudonymisation key: set CVLIB_SALT (or "
+                   "report.salt in the params) to a secret so keys cannot be matched to raw ids.")
+  n_customers = int(cleaned.transactions["customer_id"].nunique())
+  metrics = {"counts": {"customers": n_customers, "transactions": len(cleaned.transactions),
+                        "reviews": len(cleaned.reviews), "items": len(cleaned.items),
+                        "products": len(cleaned.products)},
+             "split": prep.split_info(cleaned),
+             "cleaning": {"steps": len(log.rows),
+                          "rows_removed": int(sum(r["affected"] for r in log.rows
+                                                  if r["action"] == "removed"))}}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def load_prepared(ws: Workspace) -> tuple[Tables, Prepared]:
+  """What stage 1 left in the run folder, for the later stages."""
+  split = ws.load_json("split")
+  day = lambda s: dt.date.fromisoformat(s) if s else None
+  tables = Tables(customers=pd.DataFrame(), transactions=ws.load_frame("transactions"),
+                  items=ws.load_frame("items"), products=ws.load_frame("products"),
+                  reviews=ws.load_frame("reviews"),
+                  truth={n: ws.load_frame(f"truth_{n}") for n in ("truth", "review_aspects")
+                         if ws.has(f"truth_{n}")})
+  prep = Prepared(day(split["cutoff"]), day(split["as_of"]),
+                  split["horizon_days"], ws.load_frame("features"),
+                  ws.load_frame("features_now"), ws.load_frame("cal_items"),
+                  ws.load_frame("hold_items"))
+  return tables, prep
+
+
+# --- helpers the notebooks call (kept here so each notebook cell is one call) ------------------
+
+def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: list) -> None:
+  """Stage 1's parts of the stakeholder page."""
+  c, s = metrics["counts"], metrics["split"]
+  ws.add_headline("customers", f"{c['customers']:,}", f"{c['transactions']:,} orders")
+  ws.add_headline("reviews", f"{c['reviews']:,}")
+  if s["cutoff"] is None:
+    ws.add_text("data", "This dataset holds reviews only, without orders: customer value, churn, "
+                "segments and recommendations do not apply; sentiment and opinions do.")
+  else:
+    ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}. Models learn from the "
+                f"calibration period before {s['cutoff']} and are checked on the "
+                f"{s['horizon_days']} days after it; {s['returned_share']:.0%} of customers bought "
+                "again in that holdout period.")
+  for fig, caption in zip(figures, ("Orders per week; the holdout period is shaded.",
+                                    "Star ratings of reviews.",
+                                    "Spend in the holdout period per customer.")):
+    ws.add_figure("data", fig, caption)
+  ws.add_table("data", log.to_frame(), "Cleaning log: every step, the rows it touched and what "
+               "was done with them.", max_rows=40)
+
+
+# Fewer returning test customers than this and the model comparison is noise (olist: 8).
+MIN_RETURNING = 30
+
+# Why a part of the report is empty, in the reader's words.
+NOT_APPLICABLE = {
+    "value": "this dataset has no orders linked to customers, so customer value and churn do "
+             "not apply",
+    "sentiment": "this dataset has no reviews with both text and a rating",
+    "recommendations": "this dataset has no product-level purchases before and after the cutoff",
+    "aspects": "no labelled aspect sample exists for this dataset's reviews",
+}

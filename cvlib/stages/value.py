@@ -1,0 +1,483 @@
+"""Stages 2-3, value: the ZILN networks and their inputs, the back-test against the baselines, forward scores.
+
+Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import threadpoolctl
+
+from cvlib import features as feats
+from cvlib.adapters import Tables
+from cvlib.stages.preprocess import MIN_RETURNING, NOT_APPLICABLE, Prepared
+from cvlib.workspace import Workspace
+
+
+VALUE_MODELS = {
+    "ziln": "ZILN network, purchase history",
+    "ziln_ratings": "ZILN network, purchase history + star ratings",
+    "ziln_text": "ZILN network, purchase history + ratings + review text",
+    "ziln_e2e": "End to end: history as text through the encoder, with the numbers, ZILN head",
+    "bgnbd_gg": "BG/NBD + Gamma-Gamma",
+    "gbt": "Gradient-boosted trees",
+    "spend": "Past spend rate",
+}
+
+
+# What each value network sees: the ablation "do reviews help, and does their text add to the stars?"
+NETWORK_INPUTS = {"ziln": ("history",), "ziln_ratings": ("history", "ratings"),
+                  "ziln_text": ("history", "ratings", "text")}
+
+
+def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None = None, *,
+                 ratings: bool = True) -> pd.DataFrame:
+  """The numeric matrix a value model sees, as a DataFrame with named columns.
+
+  Args:
+    features: customer features from :func:`cvlib.features.compute_customer_features`.
+    text: per-customer text features (``TextFeaturizer.transform``), or None.
+    ratings: include the star-rating features.
+  """
+  cols = list(feats.BEHAVIOUR_FEATURES + feats.REVIEW_FEATURES)
+  X = pd.DataFrame(feats.feature_matrix(features), columns=cols + ["has_review"])
+  if not ratings:
+    X = X[list(feats.BEHAVIOUR_FEATURES)]
+  if text is not None:
+    t = text.set_index("customer_id").reindex(features["customer_id"].astype(str))
+    X = pd.concat([X, t.reset_index(drop=True).astype("float32")], axis=1)
+  return X
+
+
+def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
+  uses = NETWORK_INPUTS[name]
+  return model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
+
+
+def _value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Training customers split into fitting and validation (early stopping) rows: 85/15, seeded."""
+  train_idx = np.flatnonzero(~is_test)
+  rng = np.random.default_rng(seed + 1)
+  val_mask = np.zeros(len(train_idx), bool)
+  val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
+  return train_idx[~val_mask], train_idx[val_mask]
+
+
+def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
+                         *, cfg, seed: int) -> dict[str, Any]:
+  """Trains the ZILN networks (without and, when text exists, with text) on training customers.
+
+  Returns:
+    {name: (predictor, history)}.
+  """
+  from cvlib import ziln
+  if not len(features):
+    return {}
+  y = features["holdout_value"].to_numpy(np.float64)
+  fit_idx, val_idx = _value_split(is_test, seed)
+  out = {}
+  has_ratings = features["n_reviews"].gt(0).any()
+  for name, uses in NETWORK_INPUTS.items():
+    if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
+      continue  # nothing to add over the simpler network
+    X = network_inputs(name, features, text)
+    out[name] = ziln.train_ziln(
+        X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
+        dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
+        interval=cfg.interval)
+  return out
+
+
+E2E_MODEL = "ziln_e2e"
+
+
+def history_texts(prep: Prepared, tables: Tables, *, at: str = "cutoff",
+                  max_chars: int = 600) -> list[str]:
+  """Each customer's history as text (``history_text.customer_history_texts``), before the cutoff
+  (``at="cutoff"``, rows of ``prep.features``) or before as_of (``"as_of"``, ``features_now``)."""
+  from cvlib import history_text
+  feats_ = prep.features if at == "cutoff" else prep.features_now
+  when = prep.cutoff if at == "cutoff" else prep.as_of
+  return history_text.customer_history_texts(
+      tables.transactions, tables.reviews, feats_["customer_id"].astype(str), when,
+      items=tables.items, products=tables.products, max_chars=max_chars)
+
+
+def _e2e_numeric(features: pd.DataFrame) -> pd.DataFrame:
+  """The end-to-end model's numbers: what the ratings network sees (history, and stars if any)."""
+  with_ratings = "n_reviews" in features and features["n_reviews"].gt(0).any()
+  return network_inputs("ziln_ratings" if with_ratings else "ziln", features, None)
+
+
+def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
+                     is_test: np.ndarray, *, cfg, seed: int) -> tuple[Any, pd.DataFrame] | None:
+  """With ``value.end_to_end``: the end-to-end value model on the training customers.
+
+  The encoder starts from ``model`` (the fine-tuned sentiment classifier's encoder). Training and
+  validation customers are the same as the value networks'.
+
+  Returns:
+    (E2EPredictor, history), or None when off or there are no customers.
+  """
+  from cvlib import history_text
+  if not cfg.end_to_end or not prep.has_customers or not len(prep.features):
+    return None
+  y = prep.features["holdout_value"].to_numpy(np.float64)
+  fit_idx, val_idx = _value_split(is_test, seed)
+  if cfg.e2e_max_customers and len(fit_idx) > cfg.e2e_max_customers:
+    rng = np.random.default_rng(seed + 2)
+    fit_idx = np.sort(rng.choice(fit_idx, cfg.e2e_max_customers, replace=False))
+  texts = history_texts(prep, tables, max_chars=cfg.e2e_max_chars)
+  numeric = _e2e_numeric(prep.features)
+  pick = lambda ix: [texts[i] for i in ix]  # noqa: E731
+  return history_text.train_e2e_ziln(
+      pick(fit_idx), numeric.iloc[fit_idx], y[fit_idx], pick(val_idx), numeric.iloc[val_idx],
+      y[val_idx], encoder_model=model, tokenizer=tokenizer, epochs=cfg.e2e_epochs,
+      batch_size=cfg.e2e_batch_size, learning_rate=cfg.e2e_learning_rate,
+      head_learning_rate=cfg.e2e_head_learning_rate, seed=seed)
+
+
+def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepared,
+                               tables: Tables, *, interval: float,
+                               max_chars: int = 600) -> pd.DataFrame | None:
+  """Adds the end-to-end model's columns (value, p_return, interval) to the back-test frame."""
+  if preds is None or e2e is None:
+    return preds
+  qs = ((1 - interval) / 2, (1 + interval) / 2)
+  p = e2e.predict(history_texts(prep, tables, max_chars=max_chars),
+                  _e2e_numeric(prep.features), qs=qs)
+  out = preds.copy()
+  out[f"{E2E_MODEL}_value"] = p["predicted_value"].to_numpy()
+  out[f"{E2E_MODEL}_p_return"] = p["p_return"].to_numpy()
+  out[f"{E2E_MODEL}_lo"] = p["q10"].to_numpy()
+  out[f"{E2E_MODEL}_hi"] = p["q90"].to_numpy()
+  return out
+
+
+# --- 03 evaluate -------------------------------------------------------------------------------
+
+def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict,
+                         is_test: np.ndarray, *, horizon_days: int, interval: float, seed: int
+                         ) -> tuple[pd.DataFrame, dict[str, Any]]:
+  """Every value model's prediction for every customer (the networks are already trained).
+
+  BG/NBD + Gamma-Gamma are fitted on everyone's calibration history (they never see the
+  holdout); the trees are trained on training customers' holdout values like the networks.
+
+  Returns:
+    (frame with customer_id, is_test, y_true, returned and per model ``<m>_value``,
+    ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
+  """
+  from cvlib import baselines, btyd
+  if not networks or not len(features):
+    return None, {}
+  y = features["holdout_value"].to_numpy(np.float64)
+  out = pd.DataFrame({"customer_id": features["customer_id"],
+                      "customer_key": features["customer_key"], "is_test": is_test, "y_true": y,
+                      "returned": features["returned"].to_numpy()})
+  info: dict[str, Any] = {}
+  qs = ((1 - interval) / 2, (1 + interval) / 2)
+  for name, (predictor, _) in networks.items():
+    p = predictor.predict(network_inputs(name, features, text), qs=qs)
+    out[f"{name}_value"] = p["predicted_value"].to_numpy()
+    out[f"{name}_p_return"] = p["p_return"].to_numpy()
+    out[f"{name}_lo"] = p["q10"].to_numpy()
+    out[f"{name}_hi"] = p["q90"].to_numpy()
+  f = features
+  bgf, bgf_params = btyd.fit_bgnbd(f["frequency"], f["recency_days"], f["T_days"])
+  ggf, gg_params = btyd.fit_gamma_gamma(f["frequency"], f["monetary_value"])
+  pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
+                         f["monetary_value"], horizon=horizon_days)
+  out["bgnbd_gg_value"] = pb["predicted_value"].to_numpy()
+  out["bgnbd_gg_p_return"] = _p_return_bgnbd(bgf, f, horizon_days)
+  info["bgnbd"] = bgf_params
+  info["gamma_gamma"] = gg_params
+  X = model_inputs(features).to_numpy()
+  # one OpenMP thread: on a few thousand rows more threads only add contention with the kernel's
+  # JAX threads (measured 60x slower on a busy 2-core machine)
+  with threadpoolctl.threadpool_limits(limits=1):
+    gbt = baselines.train_gbt(X[~is_test], y[~is_test], seed=seed)
+    out["gbt_value"] = gbt.predict(X)  # expm1 of the log1p model, clipped at 0
+    returned = y[~is_test] > 0
+    if 0 < returned.sum() < len(returned):
+      gbt_ret = baselines.train_gbt_return(X[~is_test], returned, seed=seed)
+      out["gbt_p_return"] = gbt_ret.predict_proba(X)[:, 1]
+  out["spend_value"] = baselines.spend_baseline(f["total_spend"].to_numpy(),
+                                                f["T_days"].to_numpy(), horizon_days)
+  return out, info
+
+
+def _p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
+  """P(at least one purchase in the horizon) under BG/NBD.
+
+  A customer buys again only if alive at the cutoff, and dropout happens only after a purchase,
+  so P(return) = P(alive) * (1 - E[exp(-lambda t)]), where lambda's posterior given alive is
+  Gamma(r + x, alpha + T): E[exp(-lambda t)] = ((alpha + T) / (alpha + T + t)) ** (r + x).
+  """
+  r, alpha = float(bgf.params_["r"]), float(bgf.params_["alpha"])
+  x = f["frequency"].to_numpy(np.float64)
+  T = f["T_days"].to_numpy(np.float64)
+  p_alive = np.asarray(bgf.conditional_probability_alive(x, f["recency_days"].to_numpy(np.float64),
+                                                         T), dtype=np.float64)
+  p_alive = np.nan_to_num(p_alive, nan=1.0)  # NaN only at the no-dropout boundary: alive
+  p_none = ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
+  return np.clip(p_alive * (1 - p_none), 0.0, 1.0)
+
+
+def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int) -> dict[str, Any] | None:
+  """CONTRACT clv metrics on test customers, with bootstrap Gini differences (None: no customers)."""
+  from cvlib import value_metrics as vm
+  if preds is None:
+    return None
+  test = preds[preds["is_test"]]
+  y = test["y_true"].to_numpy()
+  models = {}
+  for name in VALUE_MODELS:
+    if f"{name}_value" not in test:
+      continue
+    p_ret = test[f"{name}_p_return"].to_numpy() if f"{name}_p_return" in test else None
+    m = vm.value_metrics(y, test[f"{name}_value"].to_numpy(), p_return=p_ret)
+    if f"{name}_lo" in test:
+      m["interval_coverage"] = vm.interval_coverage(y, test[f"{name}_lo"].to_numpy(),
+                                                    test[f"{name}_hi"].to_numpy())
+    models[name] = m
+  best = max(models, key=lambda k: models[k]["gini"])
+  diffs = {}
+  for name in models:
+    if name != best:
+      d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{best}_value"].to_numpy(),
+                                         test[f"{name}_value"].to_numpy(), seed=seed)
+      diffs[f"{best} - {name}"] = {"diff": d, "lo95": lo, "hi95": hi}
+  ablation = {}
+  for key, (a, b) in {"do_reviews_help": ("ziln_text", "ziln"),
+                      "does_text_help": ("ziln_text", "ziln_ratings"),
+                      "do_ratings_help": ("ziln_ratings", "ziln"),
+                      "does_end_to_end_help": (
+                          E2E_MODEL, "ziln_ratings" if "ziln_ratings" in models else "ziln")
+                      }.items():
+    if a in models and b in models:
+      d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{a}_value"].to_numpy(),
+                                         test[f"{b}_value"].to_numpy(), seed=seed)
+      ablation[key] = {"with": a, "without": b, "gini_with": models[a]["gini"],
+                       "gini_without": models[b]["gini"], "diff": d, "lo95": lo, "hi95": hi,
+                       "verdict": ("helped" if lo > 0 else "hurt" if hi < 0 else
+                                   "no clear difference")}
+  return {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()), "best": best, "models": models, "gini_differences": diffs,
+          "ablation": ablation}
+
+
+def churn_metrics(preds: pd.DataFrame | None, model: str | None) -> dict[str, Any] | None:
+  """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD."""
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  if preds is None or model is None:
+    return None
+  test = preds[preds["is_test"]]
+  churned = ~test["returned"].to_numpy(bool)
+  if churned.all() or not churned.any():
+    return {"auc": None, "pr_auc": None, "model": model,
+            "note": "every test customer is in one class; AUC undefined"}
+  out = {"model": model, "churn_rate": float(churned.mean())}
+  for name, key in ((model, ""), ("bgnbd_gg", "bgnbd_")):
+    p = 1 - test[f"{name}_p_return"].to_numpy()
+    out[f"{key}auc"] = float(roc_auc_score(churned, p))
+    out[f"{key}pr_auc"] = float(average_precision_score(churned, p))
+  return out
+
+
+def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
+  rows = []
+  if clv is None:
+    return pd.DataFrame(rows)
+  for name, m in clv["models"].items():
+    rows.append({"model": VALUE_MODELS.get(name, name), "Gini": m["gini"],
+                 "Spearman": m["spearman"], "decile MAPE": m["decile_mape"],
+                 "top 20% share of value": m.get("top20_share"),
+                 "AUC returning": m["auc_returning"], "MAE": m["mae"],
+                 "80% interval coverage": m.get("interval_coverage")})
+  return pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
+
+
+# scores.parquet columns (more follow from the segment rules)
+SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
+                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
+                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
+                 "model"]
+
+
+# --- 04 segment --------------------------------------------------------------------------------
+
+def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None, best: str, *,
+                   horizon_days: int, interval: float, seg_cfg, raw_ids: bool) -> pd.DataFrame:
+  """Scores as of the end of the data: value over the next horizon, churn, interval, segment.
+
+  The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
+  every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
+  edges, value-tier thresholds) are fitted on these customers and kept in
+  ``scores.attrs["scoring_reference"]``; :func:`save_segment` stores them with the models, and
+  ``cvlib score`` scores new data through the same :func:`cvlib.scoring.score_frame`.
+  """
+  from cvlib import scoring
+  if best is None:
+    return pd.DataFrame(columns=SCORE_COLUMNS)
+  ref = scoring.fit_reference(prep.features_now, text_now,
+                              {n: predictor for n, (predictor, _) in networks.items()}, best,
+                              as_of=prep.as_of, horizon_days=horizon_days, interval=interval,
+                              value_tiers=seg_cfg.value_tiers,
+                              risk_thresholds=seg_cfg.risk_thresholds)
+  seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
+                            as_of=prep.as_of, raw_ids=raw_ids)
+  seg.attrs["warnings"] = list(ref.warnings)  # score_frame set completeness_gap
+  seg.attrs["scoring_reference"] = ref.to_dict()
+  return seg
+
+
+def scoring_model(clv: dict | None, networks: dict) -> str | None:
+  """The network that scores customers: the back-test's best network."""
+  if clv is None:
+    return None
+  nets = [m for m in clv["models"] if m in networks]
+  return max(nets, key=lambda m: clv["models"][m]["gini"])
+
+
+def plot_deciles(preds: pd.DataFrame | None, clv: dict | None):
+  """Decile chart of the three best models, or a placeholder when value does not apply."""
+  from cvlib import plots, value_metrics as vm
+  if clv is None:
+    return plots.plot_not_applicable("Decile chart", "no customers with orders")
+  return vm.plot_decile_chart(decile_tables(preds, clv))
+
+
+def plot_gains(preds: pd.DataFrame | None):
+  from cvlib import plots, value_metrics as vm
+  if preds is None:
+    return plots.plot_not_applicable("Gain curves", "no customers with orders")
+  return vm.plot_gain_curves(*gain_inputs(preds))
+
+
+def ablation_table(clv: dict | None) -> pd.DataFrame:
+  """The "do reviews help?" comparisons, one row each (empty when value does not apply)."""
+  return pd.DataFrame(clv["ablation"]).T if clv and clv.get("ablation") else pd.DataFrame()
+
+
+def gini_difference_table(clv: dict | None) -> pd.DataFrame:
+  """Best model minus each other model: Gini difference with its bootstrap 95% interval."""
+  return pd.DataFrame(clv["gini_differences"]).T if clv else pd.DataFrame()
+
+
+def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
+  from cvlib import value_metrics as vm
+  test = preds[preds["is_test"]]
+  order = sorted(clv["models"], key=lambda m: -clv["models"][m]["gini"])[:3]
+  return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
+                                           test[f"{m}_value"].to_numpy()) for m in order}
+
+
+def gain_inputs(preds: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  test = preds[preds["is_test"]]
+  return test["y_true"].to_numpy(), {VALUE_MODELS[m]: test[f"{m}_value"].to_numpy()
+                                     for m in VALUE_MODELS if f"{m}_value" in test}
+
+
+def oracle_metrics(preds: pd.DataFrame | None, truth: dict[str, pd.DataFrame]) -> dict | None:
+  """Against the simulator's true expected value (synthetic data only; else None).
+
+  Returns:
+    The Gini of the true expected holdout value (the ceiling for any model on this holdout) and
+    each model's Spearman correlation with the true expected value, on test customers.
+  """
+  from scipy.stats import spearmanr
+
+  from cvlib import value_metrics as vm
+  if "truth" not in truth or preds is None:
+    return None
+  t = truth["truth"].set_index("customer_id")["expected_value_holdout"]
+  test = preds[preds["is_test"]]
+  expected = t.reindex(test["customer_id"].astype(str)).to_numpy()
+  ok = ~np.isnan(expected)
+  spearman = {m: float(spearmanr(test[f"{m}_value"].to_numpy()[ok], expected[ok]).statistic)
+              for m in VALUE_MODELS if f"{m}_value" in test}
+  return {"gini": vm.gini_normalised(test["y_true"].to_numpy()[ok], expected[ok]),
+          "n": int(ok.sum()), "spearman_vs_true_expected_value": spearman,
+          "note": "Gini of the true expected holdout value: the ceiling for any model"}
+
+
+def save_evaluate(ws: Workspace, preds: pd.DataFrame | None, clv: dict | None,
+                  churn: dict | None, info: dict, oracle: dict | None) -> dict:
+  ws.save_json("clv", clv)
+  ws.save_json("btyd_params", info)
+  if clv is None:
+    metrics = {"clv": None, "churn": None, "oracle": None,
+               "notes": {"clv": NOT_APPLICABLE["value"], "churn": NOT_APPLICABLE["value"]}}
+  else:
+    ws.save_frame("predictions", preds.drop(columns=["customer_id"]))
+    horizon = int(ws.load_json("split")["horizon_days"])
+    metrics = {"clv": {"horizon_days": horizon, **clv}, "churn": churn, "oracle": oracle}
+  ws.save_metrics(metrics)
+  return metrics
+
+
+def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle: dict | None,
+                    figures: list) -> None:
+  if clv is None:
+    ws.add_text("value", f"Not part of this report: {NOT_APPLICABLE['value']}.")
+    return
+  best = clv["models"][clv["best"]]
+  if clv.get("n_test_returning", MIN_RETURNING) < MIN_RETURNING:
+    ws.add_warning(f"Only {clv['n_test_returning']} of {clv['n_test']:,} test customers bought "
+                   "again in the holdout period: too few to tell the value models apart; read "
+                   "the comparison below as noise.")
+  ws.add_headline("ranking quality (Gini)", f"{best['gini']:.2f}", VALUE_MODELS[clv["best"]])
+  ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
+              f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
+              f"top 20% of customers hold {best['top20_share']:.0%} of their actual holdout spend.")
+  ws.add_table("value", model_table(clv), "Back-test on test customers, best first.")
+  questions = {"do_reviews_help": "Do reviews (stars and text) add to purchase history?",
+               "do_ratings_help": "Do star ratings add to purchase history?",
+               "does_text_help": "Does review text add to the star ratings?"}
+  for key, question in questions.items():
+    a = clv["ablation"].get(key)
+    if a:
+      ws.add_text("value", f"{question} Gini {a['gini_with']:.3f} with, {a['gini_without']:.3f} "
+                  f"without (difference {a['diff']:+.3f}, 95% interval {a['lo95']:+.3f} to "
+                  f"{a['hi95']:+.3f}): {a['verdict']}.")
+  if oracle:
+    rho = oracle["spearman_vs_true_expected_value"]
+    ws.add_text("value", f"On this synthetic shop the true expected spend reaches a Gini of "
+                f"{oracle['gini']:.3f}: no model can rank better than that on this holdout. "
+                "Spearman correlation of each model's prediction with the true expected spend: "
+                + ", ".join(f"{VALUE_MODELS[m]} {r:.3f}" for m, r in rho.items()) + ".")
+  if churn.get("auc") is not None:
+    ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f} "
+                f"(BG/NBD {churn['bgnbd_auc']:.3f}), PR-AUC {churn['pr_auc']:.3f}.")
+  for fig, caption in zip(figures, (
+      "Decile chart: customers ranked by predicted value, mean predicted vs actual holdout "
+      "spend per tenth.", "Gain curves: share of holdout spend captured by the top-ranked "
+      "customers.", "What the scoring model relies on: the drop in Gini when each input is "
+      "shuffled (test customers).")):
+    ws.add_figure("value", fig, caption)
+
+
+# --- explanations and opinion monitoring (cvlib.explain, cvlib.monitoring) ----------------------
+
+def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
+                     text: pd.DataFrame | None, is_test: np.ndarray, *, seed: int
+                     ) -> pd.DataFrame | None:
+  """Permutation importance (Gini drop) of the scoring network's inputs on test customers."""
+  from cvlib import explain
+  if name is None:
+    return None
+  predictor, _ = networks[name]
+  X = network_inputs(name, features, text)[is_test].reset_index(drop=True)
+  y = features["holdout_value"].to_numpy()[is_test]
+  return explain.permutation_importance(predictor.predict, X, y, seed=seed)
+
+
+def plot_value_importance(importance: pd.DataFrame | None):
+  from cvlib import explain, plots
+  if importance is None:
+    return plots.plot_not_applicable("Feature importance", NOT_APPLICABLE["value"])
+  return explain.plot_importance(importance)
