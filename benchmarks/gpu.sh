@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The encoder's GPU checks in one go (about 6 minutes on one H200): speed and model FLOPs
-# utilisation in bfloat16 for a BERT-base-sized encoder and for MiniLM, then the sentiment targets
-# on the three real review sets with full training data (run side by side, sharing the GPU).
+# The encoder's GPU checks in one go (about 8 minutes on one H200): speed and model FLOPs
+# utilisation in bfloat16 for a BERT-base-sized encoder and for MiniLM, the training step's
+# variants, then the sentiment targets on the three real review sets with full training data (run
+# side by side, sharing the GPU). Since the embedding fix a MiniLM step takes ~12 ms at batch 256,
+# so SCRATCH_MLM_STEPS of several thousand fit the time limits.
 #
 #   CVLIB_MODEL_PATH=/path/to/minilm CVLIB_DATA_DIR=/path/to/datasets OUT=/tmp/gpu \
 #     bash benchmarks/gpu.sh
@@ -29,6 +31,15 @@ for cfg in bert_base minilm; do
     --bucket-reviews 0 --rounds 3 --repeats 5 --out "$OUT/encoder_gpu_$cfg.json" \
     > "$LOGS/encoder_$cfg.log" 2>&1 || echo "encoder $cfg failed: rc $?" | tee -a "$OUT/gpu.txt"
   tail -n 5 "$LOGS/encoder_$cfg.log"
+done
+
+# Where the training step's time goes: the step written several ways (benchmarks/train_step_probe.py).
+for cfg in bert_base minilm; do
+  timeout "${PROBE_TIMEOUT:-120}" $PY benchmarks/train_step_probe.py --config "$cfg" --model-path "$MODEL" \
+    --dtype bfloat16 --attention "${ATTENTION:-cudnn}" --batch 256 --length 128 \
+    --variants "${PROBE_VARIANTS:-nnx,functional,forward}" --out "$OUT/train_step_probe_$cfg.json" \
+    > "$LOGS/probe_$cfg.log" 2>&1 || echo "probe $cfg failed: rc $?" | tee -a "$OUT/gpu.txt"
+  tail -n 3 "$LOGS/probe_$cfg.log"
 done
 
 # Accuracy: three runs side by side, each allocating GPU memory as it needs it.
