@@ -1,6 +1,6 @@
 """The keyword aspect tagger against hand labels on real reviews (and on a few synthetic ones).
 
-``tests/data/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
+``cvlib/data/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
 guide in ``tests/data/README.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
 file, 60 Portuguese Olist reviews and 40 reviews of cvlib's synthetic shop. For each of the six
 aspects of ``cvlib.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from cvlib import aspects  # noqa: E402  pylint: disable=wrong-import-position
 
 DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
-LABELS = REPO / "tests" / "data" / "aspects_labelled.csv"
+LABELS = REPO / "cvlib" / "data" / "aspects_labelled.csv"
 RESULTS = HERE / "results" / "aspects_labelled.json"
 ASPECTS = list(aspects.DEFAULT_ASPECTS)
 POLARITIES = ("pos", "neg", "mixed")
@@ -180,7 +180,7 @@ def load_labels(path: Path = LABELS) -> pd.DataFrame:
   fills it in.
 
   Args:
-    path: the CSV (default ``tests/data/aspects_labelled.csv``).
+    path: the CSV (default ``cvlib/data/aspects_labelled.csv``).
 
   Returns:
     The table, every column as str except the six 0/1 aspect columns (int).

@@ -593,6 +593,33 @@ def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
   return precision, recall, f1
 
 
+# The hand-labelled sample shipped with cvlib (cvlib/data/README.md) and the adapters whose
+# review ids are its row ids, so that a report on that dataset can score the tagger on it.
+LABELLED_FILE = "data/aspects_labelled.csv"
+LABELLED_SOURCES = {"womens_clothing": "womens"}
+
+
+def labelled_sample(source: str) -> pd.DataFrame:
+  """The hand-labelled reviews of one source ("womens", "olist" or "synthetic").
+
+  Returns:
+    review_id (str, the source's row id) and one bool column per aspect of DEFAULT_ASPECTS.
+
+  Raises:
+    ValueError: no labelled row has that source.
+  """
+  from importlib import resources  # pylint: disable=import-outside-toplevel
+  with resources.files("cvlib").joinpath(LABELLED_FILE).open("r", encoding="utf-8") as f:
+    labels = pd.read_csv(f, dtype={"row_id": str})
+  rows = labels[labels["source"] == source]
+  if not len(rows):
+    raise ValueError(f"no labelled reviews of source {source!r}; sources: "
+                     f"{sorted(labels['source'].unique())}")
+  out = rows[list(DEFAULT_ASPECTS)].astype(bool)
+  out.insert(0, "review_id", rows["row_id"].astype(str))
+  return out.reset_index(drop=True)
+
+
 def aspect_metrics(pred_tags: pd.DataFrame, true_tags: pd.DataFrame) -> dict:
   """Micro-averaged precision, recall and F1 of aspect tags, plus per-aspect numbers.
 

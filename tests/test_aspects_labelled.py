@@ -1,7 +1,7 @@
-"""The aspect tagger on the hand-labelled reviews of tests/data/aspects_labelled.csv.
+"""The aspect tagger on the hand-labelled reviews of cvlib/data/aspects_labelled.csv.
 
 The labels were made by reading the reviews before running the tagger (guide and origins in
-tests/data/README.md, "aspects_labelled.csv"); benchmarks/aspects_labelled.py reports the full
+cvlib/data/README.md, "aspects_labelled.csv"); benchmarks/aspects_labelled.py reports the full
 numbers. Here: the file's integrity (no data needed), and, when the datasets are present, that
 the texts read back by row id are the ones labelled and a regression floor on the English
 (womens) micro precision and recall of the keyword tagger.
@@ -23,7 +23,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from cvlib import aspects as asp
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "tests" / "data" / "aspects_labelled.csv"
+DATA = REPO / "cvlib" / "data" / "aspects_labelled.csv"
 # benchmarks/ is not a package: load the script as a module for its reading rules.
 _SPEC = importlib.util.spec_from_file_location("aspects_labelled_benchmark",
                                                REPO / "benchmarks" / "aspects_labelled.py")
@@ -152,3 +152,39 @@ def test_package_is_not_fuzzy_matched_to_packaging():
   tags = asp.tag_aspects(["i took it out of the package", "Nicely packaged", "the packagin tore"])
   assert not tags.loc[0, "packaging"]
   assert tags.loc[1, "packaging"] and tags.loc[2, "packaging"]  # real typos still matched
+
+
+def test_labelled_sample_ships_with_the_package():
+  from cvlib import aspects
+  womens = aspects.labelled_sample("womens")
+  assert len(womens) == 120 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert list(womens.columns[1:]) == list(aspects.DEFAULT_ASPECTS)
+  assert all(womens[c].dtype == bool for c in womens.columns[1:])
+  with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
+    aspects.labelled_sample("amazon")
+
+
+def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
+  # reviews with the labelled rows' ids and invented texts that say what the labels say
+  from types import SimpleNamespace
+
+  from cvlib import aspects, pipeline
+  womens = aspects.labelled_sample("womens")
+  phrase = {"delivery": "delivery was fast", "quality": "the quality is great",
+            "price": "the price is fair", "size_fit": "the size fits", "service": "customer "
+            "service helped", "packaging": "the packaging was neat"}
+  texts = [". ".join(phrase[a] for a in phrase if row[a]) or "I wore it to a wedding"
+           for _, row in womens.iterrows()]
+  reviews = pd.DataFrame({"review_id": womens["review_id"], "text": texts})
+  scores = pd.DataFrame({"review_id": womens["review_id"], "sentiment": 0.5})
+  tables = SimpleNamespace(reviews=reviews, truth={})
+  opinions = pipeline.make_aspect_opinions(scores, tables, language="en",
+                                           adapter="womens_clothing")
+  m = opinions.metrics
+  assert m["labelled_sample"] == 120 and "hand-labelled" in m["labels"]
+  assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
+  assert pipeline.make_aspect_opinions(scores, tables, language="en").metrics is None
+  # too few of the labelled reviews in the data: no metrics
+  few = pipeline.make_aspect_opinions(scores.head(10), tables, language="en",
+                                      adapter="womens_clothing")
+  assert few.metrics is None

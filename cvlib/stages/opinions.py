@@ -29,7 +29,8 @@ ASPECT_LEXICONS = {"en": "DEFAULT_ASPECTS", "pt": "PORTUGUESE_ASPECTS"}
 
 
 def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
-                         encoder_dir: Path | None = None) -> Opinions | None:
+                         encoder_dir: Path | None = None,
+                         adapter: str | None = None) -> Opinions | None:
   """Aspect mentions and their sentiment per review; precision/recall where labels exist.
 
   Args:
@@ -38,6 +39,8 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     language: picks the aspect seed lexicon; None is returned for a language without one.
     encoder_dir: the fine-tuned sentiment encoder; clause polarity for languages other than
       English comes from it (VADER, the English default, does not read Portuguese).
+    adapter: the data adapter; for one in ``aspects.LABELLED_SOURCES`` the tagger is scored on
+      the hand-labelled reviews of that dataset (synthetic data is scored on its own truth).
 
   Returns:
     The tags, polarities, aspect table and metrics; None when aspects do not apply.
@@ -64,7 +67,29 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     m = aspects.aspect_metrics(tags.reset_index(drop=True), true_tags)
     metrics = {"labelled_sample": len(texts), "precision": m["precision"], "recall": m["recall"],
                "f1": m["f1"], "labels": "synthetic ground truth (the generator's aspect list)"}
+  elif adapter in aspects.LABELLED_SOURCES:
+    metrics = _hand_labelled_metrics(review_scores, tags, aspects.LABELLED_SOURCES[adapter])
   return Opinions(tags, polarity, table, metrics)
+
+
+# Fewer labelled reviews among the scored ones than this give no precision/recall worth showing.
+MIN_LABELLED = 20
+
+
+def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, source: str
+                           ) -> dict | None:
+  from cvlib import aspects
+  labelled = aspects.labelled_sample(source)
+  pos = {rid: i for i, rid in enumerate(review_scores["review_id"].astype(str))}
+  hit = labelled[labelled["review_id"].isin(pos)].reset_index(drop=True)
+  columns = [c for c in tags.columns if c in hit.columns]
+  if len(hit) < MIN_LABELLED or not columns:
+    return None
+  pred = tags.reset_index(drop=True).iloc[[pos[r] for r in hit["review_id"]]][columns]
+  m = aspects.aspect_metrics(pred.reset_index(drop=True), hit[columns])
+  return {"labelled_sample": len(hit), "precision": m["precision"], "recall": m["recall"],
+          "f1": m["f1"], "labels": f"hand-labelled reviews of this dataset ({len(hit)}, "
+                                   "cvlib/data/aspects_labelled.csv)"}
 
 
 def _encoder_sentiment_fn(encoder_dir: Path):
@@ -250,8 +275,8 @@ def report_opinions(ws: Workspace, opinions: Opinions | None,
                + (" Each aspect links to its reviews." if links else ""), links=links)
   if opinions.metrics:
     ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
-                f"labelled reviews: precision {opinions.metrics['precision']:.2f}, recall "
-                f"{opinions.metrics['recall']:.2f}.")
+                f"labelled reviews ({opinions.metrics['labels']}): precision "
+                f"{opinions.metrics['precision']:.2f}, recall {opinions.metrics['recall']:.2f}.")
 
 
 @dataclasses.dataclass
