@@ -31,6 +31,7 @@ padding-bottom:.25em} .sub{color:#5b6b7c;margin:0 0 1em}
 table{border-collapse:collapse;font-size:.88em;margin:.5em 0 .3em} th,td{border:1px solid #dde3ea;
 padding:4px 8px;text-align:left;vertical-align:top} th{background:#eef2f6}
 td{max-width:480px;overflow-wrap:anywhere} td:first-child{white-space:nowrap}
+.tw{overflow-x:auto;max-width:100%}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eef2f6}
 figcaption,.cap{color:#5b6b7c;font-size:.88em}
 .warn{background:#fff5e0;border-left:4px solid #e3a008;padding:8px 12px;margin:.5em 0}
@@ -57,10 +58,10 @@ _PAGE = jinja2.Template("""<!DOCTYPE html>
 {% if p.kind == "text" %}<p>{{ p.text }}</p>
 {% elif p.kind == "figure" %}<figure><img alt="{{ p.caption }}" src="data:image/png;base64,{{ p.png }}">
 <figcaption>{{ p.caption }}</figcaption></figure>
-{% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><table><thead><tr>
+{% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><div class="tw"><table><thead><tr>
 {% for c in p.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in p.rows %}<tr>{% for v in row %}<td>{% if v is mapping %}<a href="{{ v.href }}">{{ v.text }}</a>{% else %}{{ v }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
-</tbody></table>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
+</tbody></table></div>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
 {% endif %}{% else %}<div class="na">Not part of this run: {{ missing_reason.get(key, "this stage did not run.") }}</div>
 {% endfor %}</section>{% endfor %}
 <section id="how"><h2>How to read this</h2>
@@ -92,9 +93,9 @@ _DETAIL = jinja2.Template("""<!DOCTYPE html>
 {% if intro %}<p>{{ intro }}</p>{% endif %}
 <p class="cap">{% if truncated %}First {{ rows|length }} of {{ total_rows }} rows.{% else %}{{ total_rows }} rows.{% endif %}
 Customer ids are pseudonymised; customer text is shown as written.</p>
-<table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+<div class="tw"><table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 <footer>cvlib · {{ dataset }}</footer>
 </main></body></html>""", autoescape=True)
 
