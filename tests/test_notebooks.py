@@ -135,6 +135,12 @@ def test_scores_are_pseudonymised(tiny_run):
     assert not re.search(r"\bC\d{5}\b", page.read_text()), page.name
 
 
+def test_segment_profiles_name_what_their_customers_talk_about(tiny_run):
+  profiles = pd.read_parquet(tiny_run / "artifacts" / "segment_profiles.parquet")
+  named = profiles["top_aspects"].fillna("").str.contains(r"\(\d+%\)")
+  assert named.sum() >= len(profiles) // 2, profiles["top_aspects"].tolist()
+
+
 def test_segments_cells_actions_aspects_and_topics_link_to_what_is_behind_them(tiny_run):
   html = (tiny_run / "index.html").read_text()
   hrefs = re.findall(r'<a href="(details/[^"]+)">', html)

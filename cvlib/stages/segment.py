@@ -42,8 +42,9 @@ def plot_segments(profiles: pd.DataFrame | None):
 
 
 def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: pd.DataFrame,
-                          tables: Tables) -> pd.DataFrame | None:
-  """Segment profile table with sentiment and top categories, keyed by pseudonymous key."""
+                          tables: Tables, opinions: Opinions | None = None) -> pd.DataFrame | None:
+  """Segment profile table with sentiment, top categories and (with ``opinions``, the aspect tags
+  of ``review_scores``' reviews) top aspects, keyed by pseudonymous key."""
   from cvlib import segments
   if not len(scores):
     return None
@@ -56,8 +57,14 @@ def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: p
   cats = pd.DataFrame({"customer_id": lines["customer_id"].astype(str).map(key),
                        "category": lines["category"], "amount": lines["amount"]}) \
       .dropna(subset=["customer_id"])
+  aspect_rows = None
+  if opinions is not None and len(opinions.tags) == len(review_scores):
+    who = review_scores["customer_id"].astype("string").map(key)
+    aspect_rows = (opinions.tags.reset_index(drop=True).astype(bool)
+                   .assign(customer_id=who.to_numpy()).dropna(subset=["customer_id"]))
   seg_input = scores.assign(customer_id=scores["customer_key"])
-  return segments.segment_profiles(seg_input, sentiment=sent, categories=cats)
+  return segments.segment_profiles(seg_input, sentiment=sent, categories=cats,
+                                   aspects=aspect_rows)
 
 
 @dataclasses.dataclass
