@@ -286,19 +286,31 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
                "value; each cell links to its customers.", links=cell_links)
   table = profiles.reset_index()
   key = table.columns[0]  # the segment name
+  links = [_customer_page(ws, scores, scores[key] == name, f"segment {name}", f"Segment: {name}")
+           if key in scores else None for name in table[key]]
+  table = table.rename(columns={key: "segment", **PROFILE_COLUMNS})
   ws.add_table("segments", table, "Segment profiles: size, value, risk, sentiment, what they buy "
                "and talk about, and the suggested action. Each segment links to its customers.",
-               links={key: [_customer_page(ws, scores, scores[key] == name, f"segment {name}",
-                                           f"Segment: {name}") if key in scores else None
-                            for name in table[key]]})
+               links={"segment": links})
   ws.add_figure("segments", figures[1], "Segment sizes and their share of predicted value.")
   actions = (scores.groupby("action").agg(customers=("customer_key", "size"),
                                           predicted_value=("predicted_value", "sum"))
              .sort_values("predicted_value", ascending=False).reset_index())
-  ws.add_table("segments", actions, "Next-best actions: customers and predicted value per action; "
-               "each action links to its customers.",
+  ws.add_table("segments", actions.rename(columns={"predicted_value": "predicted value"}),
+               "Next-best actions: customers and predicted value per action; each action links "
+               "to its customers.",
                links={"action": [_customer_page(ws, scores, scores["action"] == a, f"action {a}",
                                                 f"Action: {a}") for a in actions["action"]]})
+
+
+# The profile table's columns as the stakeholder page names them.
+PROFILE_COLUMNS = {"n_customers": "customers", "share_customers": "share of customers",
+                   "share_value": "share of predicted value",
+                   "mean_predicted_value": "mean predicted value",
+                   "mean_churn_probability": "mean churn probability",
+                   "mean_sentiment": "mean sentiment", "top_aspects": "top aspects",
+                   "top_category": "top category", "suggested_action": "suggested action",
+                   "action_reason": "why"}
 
 
 def _customer_page(ws: Workspace, scores: pd.DataFrame, mask: pd.Series, name: str,
