@@ -274,3 +274,29 @@ def test_plot_opinion_trend():
   assert len(one.axes) == 1
   empty = monitoring.plot_opinion_trend(monitoring.weekly_opinion(reviews.iloc[:0]), title="none")
   assert isinstance(empty, Figure)
+
+
+def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
+  from types import SimpleNamespace
+
+  from cvlib import pipeline
+  from cvlib.workspace import Workspace
+  weeks = {w: (40, 4) for w in range(10)}
+  weeks[10] = (40, 25)
+  reviews = _reviews(weeks).assign(product_id="p1")
+  reviews.loc[reviews["review_id"] == "x-10-0", "sentiment"] = -0.95
+  texts = pd.DataFrame({"review_id": reviews["review_id"],
+                        "text": [f"<b>review</b> {r}" for r in reviews["review_id"]]})
+  tables = SimpleNamespace(products=pd.DataFrame({"product_id": ["p1"], "category": ["toys"]}),
+                           reviews=texts)
+  mon = pipeline.make_opinion_monitoring(reviews, tables)
+  worse = mon.flags[mon.flags["status"] == "worse"]
+  assert len(worse) == 1
+  ws = Workspace(tmp_path / "run", "segment")
+  pipeline.report_explanations(ws, pd.DataFrame(), mon, pipeline.plot_monitoring(mon))
+  table = next(p for p in ws._parts if p["kind"] == "table" and "Flagged" in p["caption"])
+  cell = table["rows"][0][0]
+  assert cell["text"] == "toys" and cell["href"].startswith("details/segment-flag-toys-")
+  page = next(p for p in ws._parts if p["kind"] == "page")
+  assert page["total_rows"] == 40  # all the week's reviews, not only the three shown inline
+  assert page["rows"][0][-1] == "<b>review</b> x-10-0"  # most negative first, escaped on render
