@@ -44,6 +44,7 @@ from cvlib.stages.finetune import (  # noqa: F401
     make_customer_text,
     save_finetune,
     report_finetune,
+    sentiment_word_effects,
     Finetuned,
     load_finetune,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "make_customer_text",
     "save_finetune",
     "report_finetune",
+    "sentiment_word_effects",
     "Finetuned",
     "load_finetune",
     "VALUE_MODELS",

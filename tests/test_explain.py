@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
@@ -306,3 +307,25 @@ def test_word_attributions_validation(polar_classifier):
     explain.word_attributions(model, tokenizer, "good", target_class=2)
   with pytest.raises(ValueError, match="text must be a str"):
     explain.word_attributions(model, tokenizer, None, target_class=0)
+
+
+def test_sentiment_word_effects_name_the_words_behind_confident_calls_and_mistakes(
+    polar_classifier):
+  from cvlib import pipeline
+  model, tokenizer = polar_classifier
+  texts = ["the delivery was terrible", "the parcel was great", "the quality was awful",
+           "the service was excellent", "the box was terrible"]
+  labels = np.array([0, 1, 0, 1, 1])  # the last one is labelled positive: a mistake
+  data = pipeline.SentimentData(class_names=["negative", "positive"], train_texts=[],
+                                train_labels=np.array([], int), val_texts=[],
+                                val_labels=np.array([], int), test_texts=texts,
+                                test_labels=labels, n_labelled=len(texts))
+  out = pipeline.sentiment_word_effects(model, tokenizer, data, buckets=(16,), n=1)
+  assert out["case"].tolist() == ["confident negative", "confident positive",
+                                  "confident mistake"]
+  mistake = out.iloc[2]
+  assert mistake["review"] == "the box was terrible" and mistake["predicted"] == "negative"
+  assert mistake["true"] == "positive" and mistake["words for it"].startswith("terrible (+")
+  assert out.iloc[1]["words for it"].split(" (")[0] in ("great", "excellent")
+  empty = dataclasses.replace(data, test_texts=[], test_labels=np.array([], int))
+  assert pipeline.sentiment_word_effects(model, tokenizer, empty).empty

@@ -505,7 +505,53 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   return metrics
 
 
-def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict) -> None:
+def sentiment_word_effects(model, tokenizer, data: SentimentData | None, *,
+                           buckets: tuple[int, ...] = (32, 64, 128), n: int = 3, top: int = 3,
+                           max_chars: int = 300) -> pd.DataFrame:
+  """The words that moved the sentiment model on a few held-out reviews.
+
+  Picks the ``n`` test reviews it calls most confidently for the first class (negative) and for
+  the last (positive), and its ``n`` most confident mistakes; for each, every word is dropped in
+  turn (:func:`cvlib.explain.word_attributions`) and the ``top`` words that pushed hardest
+  towards the predicted class and against it are listed with the change in probability.
+
+  Returns:
+    One row per review: case, predicted class, its probability, the true class, the words for and
+    against, the review (cut at ``max_chars``); empty without test reviews.
+  """
+  from cvlib import explain, sentiment
+  if data is None or not len(data.test_texts):
+    return pd.DataFrame()
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
+  pred, conf = proba.argmax(axis=1), proba.max(axis=1)
+  truth = np.asarray(data.test_labels)
+  last = proba.shape[1] - 1
+  order = np.argsort(-conf, kind="stable")  # most confident first
+  cases = [(f"confident {data.class_names[0]}", [i for i in order if pred[i] == 0 == truth[i]]),
+           (f"confident {data.class_names[last]}",
+            [i for i in order if pred[i] == last == truth[i]]),
+           ("confident mistake", [i for i in order if pred[i] != truth[i]])]
+
+  def words(scores: list[tuple[str, float]], sign: int) -> str:
+    picked = sorted((x for x in scores if sign * x[1] > 0.005 and any(ch.isalnum() for ch in x[0])),
+                    key=lambda x: -sign * x[1])[:top]  # words, not punctuation
+    return ", ".join(f"{w} ({v:+.2f})" for w, v in picked)
+
+  rows = []
+  for case, picks in cases:
+    for i in picks[:n]:
+      text = data.test_texts[i]
+      scores = explain.word_attributions(model, tokenizer, text, target_class=int(pred[i]),
+                                         buckets=buckets)
+      rows.append({"case": case, "predicted": data.class_names[pred[i]],
+                   "probability": float(conf[i]), "true": data.class_names[truth[i]],
+                   "words for it": words(scores, +1), "words against it": words(scores, -1),
+                   "review": text if len(text) <= max_chars else text[:max_chars] + "…"})
+  return pd.DataFrame(rows)
+
+
+def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict,
+                    word_effects: pd.DataFrame | None = None) -> None:
   if networks:
     ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
                   "marked.")
@@ -540,6 +586,11 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
                   f"({enc.get('mlm_steps', 0):,} steps of {enc.get('mlm_batch_size', 0)} "
                   "reviews): loss (lower is better) and the share of hidden words guessed right.")
   ws.add_figure("sentiment", figures[0], "Fine-tuning: loss and validation macro-F1 per epoch.")
+  if word_effects is not None and len(word_effects):
+    ws.add_table("sentiment", word_effects, "Which words moved the model, on held-out reviews: "
+                 "each word dropped in turn, with the change in the probability of the predicted "
+                 "class (its most confident calls each way, and its most confident mistakes).",
+                 floatfmt="{:.2f}")
 
 
 @dataclasses.dataclass
