@@ -335,6 +335,7 @@ def evaluate(labels: pd.DataFrame, *, fuzzy: bool = True,
   out: dict[str, Any] = {}
   groups = {src: labels[labels["source"] == src] for src in [*SOURCES, "synthetic"]}
   groups["english"] = labels[labels["language"] == "en"]
+  tagged: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
   for name, rows in groups.items():
     rows = rows.reset_index(drop=True)
     (language,) = set(rows["language"])
@@ -374,6 +375,11 @@ def evaluate(labels: pd.DataFrame, *, fuzzy: bool = True,
           "polarity_agreement": _num(np.mean(same_pol)) if same_pol else None}
       result["tagger_vs_generator_truth"] = _scores(pred, gen_tags)["micro"]
     out[name] = result
+    tagged[name] = (pred, true)
+  # The whole sample: each row tagged with its own language's seeds, scored together.
+  pred = pd.concat([tagged["english"][0], tagged["olist"][0]], ignore_index=True)
+  true = pd.concat([tagged["english"][1], tagged["olist"][1]], ignore_index=True)
+  out["all"] = {"n_reviews": len(pred), "language": "en+pt", "tags": _scores(pred, true)}
   return out
 
 
@@ -416,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(results, indent=2) + "\n")
   for name, r in results["sources"].items():
-    m, p = r["tags"]["micro"], r["polarity"]
+    m, p = r["tags"]["micro"], r.get("polarity")
     pol = (f", polarity acc {p['accuracy_strict']} (pos/neg only {p['accuracy_pos_neg']})"
            if p else "")
     print(f"{name:9s} n={r['n_reviews']:3d}  P {m['precision']}  R {m['recall']}  F1 {m['f1']}  "
