@@ -35,7 +35,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encoder import _default_model_path, make_ids, model_flops_per_sequence  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable-next=wrong-import-position
+from encoder import _default_model_path, make_ids, model_flops_per_sequence  # noqa: E402
 
 PEAK_BF16_FLOPS = 989e12  # H200 dense bfloat16
 

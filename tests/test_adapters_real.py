@@ -12,7 +12,6 @@ import datetime as dt
 import gzip
 import hashlib
 import os
-import re
 import shutil
 from pathlib import Path
 

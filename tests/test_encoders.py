@@ -1,11 +1,10 @@
 """Tests for cvlib.encoders.prepare_encoder: the three paths, tiny sizes."""
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from cvlib import bert, encoders, pretrained
+from cvlib import encoders, pretrained
 
 PT = ["o produto chegou rápido e é ótimo", "péssimo, veio quebrado", "recomendo o vendedor",
       "não gostei da qualidade", "entrega antes do prazo, ótimo",

@@ -1,7 +1,6 @@
 """Tests for cvlib.pretrained: MiniLM loading, tokenizer, bucketed batches, embeddings, saving."""
 
 import json
-import warnings
 from pathlib import Path
 
 import jax

@@ -1,4 +1,5 @@
-"""Stage 2, fine-tune: sentiment data and fine-tuning, the encoder's path per language, text features per customer.
+"""Stage 2, fine-tune: sentiment data and fine-tuning, the encoder's path per language, text
+features per customer.
 
 Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
 """

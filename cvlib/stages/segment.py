@@ -316,10 +316,11 @@ PROFILE_COLUMNS = {"n_customers": "customers", "share_customers": "share of cust
 def _customer_page(ws: Workspace, scores: pd.DataFrame, mask: pd.Series, name: str,
                    title: str) -> str:
   rows = details.customer_list(scores, mask)
+  more = (f" (the first {details.MAX_ROWS:,} here; all of them in scores.parquet)."
+          if len(rows) > details.MAX_ROWS else ".")
   return ws.add_page(name, title, rows, section="segments", max_rows=details.MAX_ROWS,
-                     floatfmt="{:,.2f}", intro=f"{len(rows):,} customers, highest predicted value first"
-                     + (f" (the first {details.MAX_ROWS:,} here; all of them in scores.parquet)."
-                        if len(rows) > details.MAX_ROWS else "."))
+                     floatfmt="{:,.2f}",
+                     intro=f"{len(rows):,} customers, highest predicted value first{more}")
 
 
 def _matrix_cells(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame

@@ -1,4 +1,5 @@
-"""Stages 2-3, value: the ZILN networks and their inputs, the back-test against the baselines, forward scores.
+"""Stages 2-3, value: the ZILN networks and their inputs, the back-test against the baselines,
+forward scores.
 
 Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
 """
