@@ -216,15 +216,19 @@ def test_neighbours_cut_weak_links_from_recommendations():
   assert sim_cut[cut.product_ids.get_loc("b")] == sim_full[full.product_ids.get_loc("b")]
 
 
-def test_recommender_is_chosen_inside_the_calibration_period():
-  from cvlib import pipeline
-  rng = np.random.default_rng(1)
+def _dated_items(rng: np.random.Generator) -> pd.DataFrame:
+  """200 customers, 6 dated purchases each within their group's 5 products, over 300 days."""
   rows = []
   for c in range(200):
     for d in rng.choice(300, 6, replace=False):
       rows.append((f"c{c}", f"p{(c % 10) * 5 + rng.integers(5)}",
                    pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d))))
-  items = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+  return pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+
+
+def test_recommender_is_chosen_inside_the_calibration_period(monkeypatch):
+  from cvlib import pipeline
+  items = _dated_items(np.random.default_rng(1))
   candidates = ({"method": "ease", "l2": 10.0}, {"method": "cooccurrence", "neighbours": 2},
                 {"method": "cooccurrence", "neighbours": None})
   best, scores = pipeline.choose_recommender(items, candidates=candidates)
@@ -236,13 +240,8 @@ def test_recommender_is_chosen_inside_the_calibration_period():
   assert pipeline.choose_recommender(items.drop(columns="timestamp"),
                                      candidates=candidates) == (candidates[0], {})
   # too many products for EASE: only the co-purchase candidates are tried
-  from cvlib import recommend
-  limit = recommend.DENSE_PRODUCT_LIMIT
-  try:
-    recommend.DENSE_PRODUCT_LIMIT = 10
-    best, scores = pipeline.choose_recommender(items, candidates=candidates)
-  finally:
-    recommend.DENSE_PRODUCT_LIMIT = limit
+  monkeypatch.setattr(rc, "DENSE_PRODUCT_LIMIT", 10)
+  best, scores = pipeline.choose_recommender(items, candidates=candidates)
   assert best["method"] == "cooccurrence" and not any(k.startswith("EASE") for k in scores)
 
 
@@ -272,7 +271,7 @@ def test_ease_beats_popularity_on_two_clusters():
   assert recs.loc[recs["customer_id"] == "c50", "product_id"].str.startswith("B").all()
 
 
-def test_ease_settings_are_checked():
+def test_ease_settings_are_checked(monkeypatch):
   lines = _random_lines()
   with pytest.raises(ValueError, match="method must be one of"):
     rc.fit_recommender(lines, method="svd")
@@ -280,24 +279,15 @@ def test_ease_settings_are_checked():
     rc.fit_recommender(lines, method="ease", neighbours=5)
   with pytest.raises(ValueError, match="l2 must be > 0"):
     rc.fit_recommender(lines, method="ease", l2=0.0)
-  limit = rc.DENSE_PRODUCT_LIMIT
-  try:
-    rc.DENSE_PRODUCT_LIMIT = 3
-    with pytest.raises(ValueError, match="exceed DENSE_PRODUCT_LIMIT"):
-      rc.fit_recommender(lines, method="ease")
-  finally:
-    rc.DENSE_PRODUCT_LIMIT = limit
+  monkeypatch.setattr(rc, "DENSE_PRODUCT_LIMIT", 3)
+  with pytest.raises(ValueError, match="exceed DENSE_PRODUCT_LIMIT"):
+    rc.fit_recommender(lines, method="ease")
 
 
 def test_product_text_blend_is_tried_on_the_validation_window():
   from cvlib import pipeline
   rng = np.random.default_rng(1)
-  rows = []
-  for c in range(200):
-    for d in rng.choice(300, 6, replace=False):
-      rows.append((f"c{c}", f"p{(c % 10) * 5 + rng.integers(5)}",
-                   pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d))))
-  items = pd.DataFrame(rows, columns=["customer_id", "product_id", "timestamp"])
+  items = _dated_items(rng)
   products = sorted(items["product_id"].unique())
   emb = pd.DataFrame(rng.normal(size=(len(products), 4)), index=products)
   candidates = ({"method": "cooccurrence", "neighbours": None},)
