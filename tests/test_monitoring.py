@@ -292,6 +292,10 @@ def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
   mon = pipeline.make_opinion_monitoring(reviews, tables)
   worse = mon.flags[mon.flags["status"] == "worse"]
   assert len(worse) == 1
+  # the inline explanations are what flag_explanations gives with its default n
+  direct = monitoring.flag_explanations(reviews.assign(category="toys"), mon.flags,
+                                        texts.set_index("review_id")["text"])
+  pd.testing.assert_frame_equal(mon.explanations, direct)
   ws = Workspace(tmp_path / "run", "segment")
   pipeline.report_explanations(ws, pd.DataFrame(), mon, pipeline.plot_monitoring(mon))
   table = next(p for p in ws._parts if p["kind"] == "table" and "Flagged" in p["caption"])

@@ -302,8 +302,10 @@ def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Moni
   weekly = monitoring.weekly_opinion(rs, by="category")
   flags = monitoring.control_flags(weekly, limits="exact")
   texts = tables.reviews.set_index("review_id")["text"]
-  return Monitoring(weekly, flags, monitoring.flag_explanations(rs, flags, texts),
-                    monitoring.flag_explanations(rs, flags, texts, n=details.MAX_ROWS))
+  # One pass: the page lists up to MAX_ROWS reviews per flagged week in rank order; the report's
+  # inline explanations are the first three of them (flag_explanations' default n).
+  behind = monitoring.flag_explanations(rs, flags, texts, n=details.MAX_ROWS)
+  return Monitoring(weekly, flags, behind[behind["rank"] <= 3].reset_index(drop=True), behind)
 
 
 def plot_monitoring(mon: Monitoring | None):
