@@ -74,8 +74,8 @@ def make_customer_clusters(review_scores: pd.DataFrame, embeddings: np.ndarray,
   """
   if "customer_id" not in review_scores or not len(review_scores):
     return None
-  key_of = keys.drop_duplicates("customer_id").set_index(
-      keys["customer_id"].drop_duplicates().astype(str))["customer_key"]
+  unique = keys.drop_duplicates("customer_id")
+  key_of = pd.Series(unique["customer_key"].to_numpy(), index=unique["customer_id"].astype(str))
   keep = review_scores["customer_id"].astype(str).isin(key_of.index).to_numpy()
   review_scores, embeddings = review_scores[keep], np.asarray(embeddings)[keep]
   customers, vectors = customer_embeddings(review_scores, embeddings)

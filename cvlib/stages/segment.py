@@ -110,11 +110,12 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
   products = tables.products
   if products is None or not len(products):
     return None
-  text = pd.Series(pd.NA, index=products.index, dtype="string")
-  for col in ("category", "description"):  # a description wins over a category
-    if col in products:
-      value = products[col].astype("string").str.strip().replace("", pd.NA)
-      text = value.fillna(text) if col == "description" else text.fillna(value)
+  def column(name: str) -> pd.Series:  # stripped text, <NA> where missing or blank
+    if name not in products:
+      return pd.Series(pd.NA, index=products.index, dtype="string")
+    return products[name].astype("string").str.strip().replace("", pd.NA)
+
+  text = column("description").fillna(column("category"))  # a description wins
   keep = text.notna()
   if not keep.any():
     return None
