@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import statistics
@@ -98,7 +99,7 @@ def functional_step(model: Any, optimizer: Any, deterministic: bool,
     loss, g = nnx.value_and_grad(loss_fn)(m, batch)
     return loss, g
 
-  @functools_partial_donate
+  @functools.partial(jax.jit, donate_argnums=(0,))
   def step(state: Any, batch: dict[str, Any]) -> Any:
     m, o = nnx.merge(graphdef, state)
     loss, g = nnx.value_and_grad(loss_fn)(m, batch)
@@ -110,11 +111,6 @@ def functional_step(model: Any, optimizer: Any, deterministic: bool,
   if not update:
     return (lambda s, b: (s, grads(s, b))), state
   return step, state
-
-
-def functools_partial_donate(fn: Callable) -> Callable:
-  import jax  # pylint: disable=import-outside-toplevel
-  return jax.jit(fn, donate_argnums=(0,))
 
 
 def time_variant(name: str, step: Callable, state: Any, batch: dict[str, Any],
