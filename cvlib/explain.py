@@ -276,8 +276,6 @@ def integrated_gradients(predictor: ziln.ZILNPredictor, X: pd.DataFrame, *,
 # -----------------------------------------------------------------------------------------------
 # Readable drivers
 
-# Money and count columns enter the value models as log1p (cvlib.features.feature_matrix).
-LOG_MONEY = features.LOG_SCALED
 # Rating columns are imputed when a customer never reviewed (has_review = 0).
 _RATING_COLUMNS = ("mean_rating", "min_rating", "last_rating", "share_low_ratings",
                    "days_since_last_review")
@@ -357,14 +355,15 @@ def describe_feature(feature: str, value: float, *, reviewed: bool = True,
     feature: a value-model input name.
     value: its value as the model saw it.
     reviewed: False when the customer never reviewed (their rating inputs are imputed).
-    log_money: money columns hold log1p(amount), as in :func:`cvlib.pipeline.model_inputs`.
+    log_money: money and count columns (``features.LOG_SCALED``) hold log1p(value), as in
+      :func:`cvlib.pipeline.model_inputs`.
 
   Returns:
     The phrase; unknown features read ``"<name> = <value>"``.
   """
   if not reviewed and feature in _RATING_COLUMNS:
     return "no reviews yet"
-  if log_money and feature in LOG_MONEY:
+  if log_money and feature in features.LOG_SCALED:  # money and counts enter the models as log1p
     value = math.expm1(value)
   if feature in _TEMPLATES:
     return _TEMPLATES[feature](value)
@@ -386,7 +385,8 @@ def top_drivers(attributions: pd.DataFrame, X: pd.DataFrame, *, k: int = 3,
     attributions: :func:`integrated_gradients` output (value units), rows aligned with ``X``.
     X: the model inputs the attributions explain (same columns and row order).
     k: drivers per customer (>= 1), largest absolute attribution first.
-    log_money: money columns of ``X`` hold log1p(amount) (true for ``pipeline.model_inputs``).
+    log_money: money and count columns of ``X`` hold log1p(value) (true for
+      ``pipeline.model_inputs``).
     sep: joins a customer's drivers.
 
   Returns:
@@ -476,5 +476,5 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
   return [(text[s:e], float(score)) for (s, e), score in zip(spans, scores)]
 
 
-__all__ = ["FEATURE_NAMES", "LOG_MONEY", "describe_feature", "integrated_gradients",
+__all__ = ["FEATURE_NAMES", "describe_feature", "integrated_gradients",
            "permutation_importance", "plot_importance", "top_drivers", "word_attributions"]
