@@ -200,8 +200,6 @@ def fit_recommender(items_with_customer: pd.DataFrame, *,
     raise ValueError(f"fit_recommender: method must be one of {METHODS}, got {method!r}")
   if method == "ease" and neighbours is not None:
     raise ValueError("fit_recommender: neighbours applies to method='cooccurrence' only")
-  if method == "ease" and not l2 > 0:
-    raise ValueError(f"fit_recommender: l2 must be > 0, got {l2!r}")
   lines = items_with_customer
   for col in ("customer_id", "product_id"):
     n_missing = int(lines[col].isna().sum())
