@@ -167,25 +167,22 @@ def choose_recommender(cal_items: pd.DataFrame, *, candidates=RECOMMENDERS, shar
   who = who[pd.Index(who).isin(early["customer_id"])]
   if len(early) < 100 or len(who) < 30:
     return dict(usable[0]), {}
-  scores = {}
+  scores: dict[str, float] = {}
 
-  def score(settings: dict[str, Any]) -> float:
-    model = recommend.fit_recommender(early[["customer_id", "product_id"]], **settings)
-    recs = recommend.recommend(model, list(who), k=10)
-    scores[recommender_label(settings)] = recommend.evaluate_recommendations(
-        recs, late[["customer_id", "product_id"]], k=10)["hit_rate_at_10"]
-    return scores[recommender_label(settings)]
+  def best_of(settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scores each setting on the validation window; the best, the first of equals."""
+    for s in settings:
+      model = recommend.fit_recommender(early[["customer_id", "product_id"]], **s)
+      recs = recommend.recommend(model, list(who), k=10)
+      scores[recommender_label(s)] = recommend.evaluate_recommendations(
+          recs, late[["customer_id", "product_id"]], k=10)["hit_rate_at_10"]
+    return max(settings, key=lambda s: scores[recommender_label(s)])
 
-  best = usable[0]
-  for settings in usable:
-    if score(settings) > scores[recommender_label(best)]:  # first of equals
-      best = settings
+  best = best_of(usable)
   if embeddings is not None and early["product_id"].astype(str).isin(embeddings.index).any():
-    plain = best
-    for alpha in CONTENT_ALPHAS:
-      blended = {**plain, "product_embeddings": embeddings, "alpha": alpha}
-      if score(blended) > scores[recommender_label(best)]:
-        best = blended
+    blends = [{**best, "product_embeddings": embeddings, "alpha": a} for a in CONTENT_ALPHAS]
+    best_of(blends)
+    best = max([best, *blends], key=lambda s: scores[recommender_label(s)])  # plain wins ties
   return dict(best), scores
 
 
