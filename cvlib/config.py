@@ -100,6 +100,9 @@ class ValueConfig:
   patience: int = 20
   text_dims: int = 4  # review-embedding dimensions (PCA) given to the text-aware model
   test_size: float = 0.3  # share of customers held out for evaluation
+  # A second back-test over every customer: the networks (with their text features) and the trees
+  # are retrained on all folds but one and predict that one. 0 or 1 turns it off.
+  cv_folds: int = 5
   interval: float = 0.8  # central prediction interval reported per customer
   # The end-to-end model: each customer's history written as text, read by the fine-tuned encoder
   # with the numeric features, ZILN head, trained end to end. Slow on CPU; back-test only (the
@@ -404,6 +407,7 @@ def _check(p: Params, name: str) -> list[str]:
   need(v.text_dims >= 0, "value.text_dims", ">= 0", v.text_dims)
   need(0 < v.test_size < 1, "value.test_size", "in (0, 1)", v.test_size)
   need(0 < v.interval < 1, "value.interval", "in (0, 1)", v.interval)
+  need(0 <= v.cv_folds <= 20, "value.cv_folds", "in [0, 20]", v.cv_folds)
   s = p.segment
   need(all(0 < x < 1 for x in s.value_tiers) and sum(s.value_tiers) < 1, "segment.value_tiers",
        "two shares in (0, 1) summing below 1", s.value_tiers)

@@ -601,6 +601,7 @@ class Finetuned:
   text: CustomerText
   review_scores: pd.DataFrame
   e2e: Any = None  # the end-to-end model's E2EPredictor, when value.end_to_end trained one
+  embeddings: np.ndarray | None = None  # review embeddings, rows of review_scores
 
 
 def load_finetune(ws: Workspace) -> Finetuned:
@@ -619,4 +620,5 @@ def load_finetune(ws: Workspace) -> Finetuned:
   if (ws.root / "models" / E2E_MODEL).exists():
     from cvlib import history_text
     e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
-  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e)
+  return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e,
+                   ws.load_array("review_embeddings"))
