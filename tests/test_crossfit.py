@@ -82,6 +82,8 @@ def test_crossfit_metrics_reach_clv_and_the_scoring_choice(stage3, tiny_params):
   nets = {m: c["models"][m]["gini"] for m in fin.networks if m in c["models"]}
   assert pipeline.scoring_model(clv, fin.networks) == max(nets, key=nets.get)
   assert "crossfit" not in pipeline.evaluate_value_models(preds, seed=0)
+  table = pipeline.ablation_table(clv)
+  assert table.groupby("customers").size().to_dict() == {"all, cross-fitted": 3, "test": 3}
 
 
 def test_tiny_report_has_crossfit_metrics(tiny_run):
@@ -89,4 +91,6 @@ def test_tiny_report_has_crossfit_metrics(tiny_run):
   m = json.loads((tiny_run / "metrics.json").read_text())
   assert m["clv"]["crossfit"]["folds"] == 2
   assert (tiny_run / "artifacts" / "predictions_crossfit.parquet").is_file()
-  assert "Cross-fitted back-test on every customer" in (tiny_run / "index.html").read_text()
+  page = (tiny_run / "index.html").read_text()
+  assert "Cross-fitted back-test on every customer" in page
+  assert "without on all 300 customers, cross-fitted (difference" in page  # the ablation's answer

@@ -454,8 +454,14 @@ def plot_gains(preds: pd.DataFrame | None):
 
 
 def ablation_table(clv: dict | None) -> pd.DataFrame:
-  """The "do reviews help?" comparisons, one row each (empty when value does not apply)."""
-  return pd.DataFrame(clv["ablation"]).T if clv and clv.get("ablation") else pd.DataFrame()
+  """The "do reviews help?" comparisons, one row each on the test customers and, when the
+  cross-fitted back-test ran, one each on every customer (empty when value does not apply)."""
+  if not clv:
+    return pd.DataFrame()
+  frames = [pd.DataFrame(clv["ablation"]).T.assign(customers="test")] if clv["ablation"] else []
+  if (clv.get("crossfit") or {}).get("ablation"):
+    frames.append(pd.DataFrame(clv["crossfit"]["ablation"]).T.assign(customers="all, cross-fitted"))
+  return pd.concat(frames) if frames else pd.DataFrame()
 
 
 def gini_difference_table(clv: dict | None) -> pd.DataFrame:
@@ -554,12 +560,15 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
   questions = {"do_reviews_help": "Do reviews (stars and text) add to purchase history?",
                "do_ratings_help": "Do star ratings add to purchase history?",
                "does_text_help": "Does review text add to the star ratings?"}
+  ablation, on = clv["ablation"], f"the {clv['n_test']:,} test customers"
+  if cv and cv.get("ablation"):  # the steadier answer: every customer
+    ablation, on = cv["ablation"], f"all {cv['n_test']:,} customers, cross-fitted"
   for key, question in questions.items():
-    a = clv["ablation"].get(key)
+    a = ablation.get(key)
     if a:
       ws.add_text("value", f"{question} Gini {a['gini_with']:.3f} with, {a['gini_without']:.3f} "
-                  f"without (difference {a['diff']:+.3f}, 95% interval {a['lo95']:+.3f} to "
-                  f"{a['hi95']:+.3f}): {a['verdict']}.")
+                  f"without on {on} (difference {a['diff']:+.3f}, 95% interval "
+                  f"{a['lo95']:+.3f} to {a['hi95']:+.3f}): {a['verdict']}.")
   if oracle:
     rho = oracle["spearman_vs_true_expected_value"]
     ws.add_text("value", f"On this synthetic shop the true expected spend reaches a Gini of "
