@@ -60,8 +60,10 @@ class SplitConfig:
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
   # "minilm" (the installed package; English), "scratch" (a WordPiece vocabulary and a small BERT
-  # learnt from the shop's reviews with masked-LM; what other languages get from "minilm"), or a
-  # folder with config.json, model.safetensors and tokenizer.json
+  # learnt from the shop's reviews with masked-LM; what other languages get from "minilm"),
+  # "transfer" (a WordPiece vocabulary learnt from the reviews on MiniLM's layers, embeddings
+  # started from MiniLM's, then masked-LM), or a folder with config.json, model.safetensors and
+  # tokenizer.json
   encoder: str = "minilm"
   num_layers: int | None = None  # keep only the first k layers (fast tests); None keeps all
   label_scheme: str = "binary"  # one of LABEL_SCHEMES: how star ratings become sentiment labels
@@ -372,11 +374,12 @@ def _check(p: Params, name: str) -> list[str]:
        "finetune.buckets", "increasing lengths > 2", f.buckets)
   need(0 < f.test_size < 1, "finetune.test_size", "in (0, 1)", f.test_size)
   need(f.mlm_steps >= 0, "finetune.mlm_steps", ">= 0", f.mlm_steps)
-  scratch = f.encoder == "scratch" or (f.encoder == "minilm" and p.language != "en")
+  scratch = (f.encoder in ("scratch", "transfer")
+             or (f.encoder == "minilm" and p.language != "en"))
   if scratch:
     need(f.mlm_steps > 0, "finetune.mlm_steps",
-         f"> 0 when the encoder is learnt from scratch (encoder {f.encoder!r}, language "
-         f"{p.language!r}: MiniLM's vocabulary is English)", f.mlm_steps)
+         f"> 0 when the encoder's vocabulary is learnt from the reviews (encoder {f.encoder!r}, "
+         f"language {p.language!r}: MiniLM's vocabulary is English)", f.mlm_steps)
   need(f.mlm_batch_size > 0, "finetune.mlm_batch_size", "> 0", f.mlm_batch_size)
   need(f.mlm_learning_rate is None or 0 < f.mlm_learning_rate < 1, "finetune.mlm_learning_rate",
        "in (0, 1) or null", f.mlm_learning_rate)

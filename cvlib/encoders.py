@@ -11,6 +11,12 @@ report.
 - Other languages with ``encoder="minilm"`` (MiniLM's vocabulary is English), or
   ``encoder="scratch"``: a WordPiece vocabulary learnt from the texts and a small BERT
   (``BertConfig.small``) pretrained from scratch on them with masked-LM; ``mlm_steps`` must be > 0.
+- ``encoder="transfer"`` (any language): a WordPiece vocabulary learnt from the texts on MiniLM's
+  layers. Each new piece's embedding starts from MiniLM's vectors of the same text
+  (``pretrained.transfer_word_embeddings``), then masked-LM on the texts adapts embeddings and
+  layers together (``mlm_steps`` > 0). The transformer layers keep what they learnt in English
+  (Artetxe, Ruder & Yogatama 2020 found such layers transfer across languages once the embeddings
+  are relearnt).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ LANGUAGE_NAMES = {"en": "English", "pt": "Portuguese", "zh": "Chinese", "es": "S
 # Measured on 3,500 Women's clothing reviews, 60 steps of 32 from MiniLM: encoder 5e-5 with the head
 # at the same rate left the loss at 6.2 (6% of masked tokens right); head 1e-3: 5.8 (9%);
 # encoder 1e-4, head 3e-3: 5.0 (20%) and still falling. MiniLM ships without an MLM head.
-_DEFAULT_MLM_LR = {"pretrained": 1e-4, "scratch": 5e-4}
+_DEFAULT_MLM_LR = {"pretrained": 1e-4, "scratch": 5e-4, "transfer": 2e-4}
 _DEFAULT_HEAD_LR_UNTRAINED = 3e-3
 
 
@@ -157,19 +163,22 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
     if value is not None and not value > 0:
       raise ValueError(f"{name} must be > 0 or None, got {value!r}")
   if not isinstance(encoder, str) or not encoder:
-    raise ValueError(f"encoder must be 'minilm', 'scratch' or a model folder, got {encoder!r}")
-  kind = encoder if encoder in ("minilm", "scratch") else "checkpoint"
+    raise ValueError(f"encoder must be 'minilm', 'scratch', 'transfer' or a model folder, got {encoder!r}")
+  kind = encoder if encoder in ("minilm", "scratch", "transfer") else "checkpoint"
   fallback = kind == "minilm" and language != "en"
   if fallback:
     kind = "scratch"  # MiniLM's WordPiece vocabulary is English-only
+  if kind == "transfer" and mlm_steps == 0:
+    raise ValueError("encoder 'transfer' learns a vocabulary for MiniLM's layers, which needs "
+                     "mlm_steps > 0 to learn its embeddings")
   if kind == "scratch" and mlm_steps == 0:
     raise ValueError(f"language {language!r} with encoder {encoder!r} trains a small BERT from "
                      "scratch, which needs mlm_steps > 0 (MiniLM's vocabulary is English; give "
                      "a folder of a pretrained BERT in that language as encoder to skip MLM)")
   mlm_texts = _sample([t for t in texts if t.strip()], mlm_max_texts, seed)
-  if (mlm_steps or kind == "scratch") and not mlm_texts:
+  if (mlm_steps or kind in ("scratch", "transfer")) and not mlm_texts:
     raise ValueError("no non-blank text to pretrain on")
-  lr = mlm_learning_rate or _DEFAULT_MLM_LR["scratch" if kind == "scratch" else "pretrained"]
+  lr = mlm_learning_rate or _DEFAULT_MLM_LR[kind if kind in _DEFAULT_MLM_LR else "pretrained"]
   head_lr = mlm_head_learning_rate or lr
   start = time.perf_counter()
   details: dict[str, Any] = {"kind": kind, "language": language, "mlm_steps": mlm_steps,
@@ -190,6 +199,23 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
     base = (f"small BERT {config.num_layers}x{config.hidden_size} pretrained from scratch on "
             f"{len(mlm_texts):,} {_language_name(language)} reviews with a "
             f"{tokenizer.get_vocab_size():,}-piece WordPiece vocabulary learnt from them")
+  elif kind == "transfer":
+    tokenizer = wordpiece.train_wordpiece(mlm_texts, language=language, vocab_size=vocab_size,
+                                          max_length=buckets[-1])
+    mlm_model, report = pretrained.load_masked_lm(None, num_layers, seed=seed, dtype=dtype,
+                                                  tokenizer=tokenizer)
+    config = mlm_model.bert.config
+    if mlm_head_learning_rate is None:
+      head_lr = _DEFAULT_HEAD_LR_UNTRAINED
+    vocab = wordpiece.describe_vocabulary(tokenizer, mlm_texts[:2000])
+    details.update(vocab_size=tokenizer.get_vocab_size(),
+                   tokens_per_word=vocab["tokens_per_word"], unk_share=vocab["unk_share"],
+                   embeddings_from_minilm=report["transfer"])
+    base = (f"MiniLM-L6's layers with a {tokenizer.get_vocab_size():,}-piece WordPiece "
+            f"vocabulary learnt from {len(mlm_texts):,} {_language_name(language)} reviews "
+            f"({report['transfer']['copied']:,} pieces shared with MiniLM's)")
+    if num_layers is not None:
+      base += f", first {config.num_layers} layer(s)"
   else:
     path = None if kind == "minilm" else encoder
     tokenizer = pretrained.load_tokenizer(path, max_length=buckets[-1])
@@ -215,7 +241,7 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
     first, last = _loss_summary(history)
     details.update(mlm_loss_first=first, mlm_loss_last=last, mlm_learning_rate=lr,
                    mlm_head_learning_rate=head_lr, mlm_batch_size=mlm_batch_size)
-    if kind == "scratch":
+    if kind in ("scratch", "transfer"):
       description = f"{base} ({mlm_steps:,} MLM steps, loss {first:.2f} -> {last:.2f})"
     else:
       description = (f"{base} + domain MLM ({mlm_steps:,} steps on {len(mlm_texts):,} reviews, "

@@ -384,8 +384,46 @@ _MLM_HEAD_TABLE: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+WORD_EMBEDDINGS_KEY = "embeddings.word_embeddings.weight"
+
+
+def transfer_word_embeddings(new_tokenizer: Tokenizer, old_tokenizer: Tokenizer,
+                             old_embeddings: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+  """Word embeddings for a new vocabulary, started from a pretrained model's.
+
+  A new piece the old vocabulary also has (``[CLS]``, ``de``, ``##s``) keeps its old vector. Any
+  other is the mean of the old vectors of the pieces the old tokenizer cuts its text into
+  (``##ção`` is cut as the word ``cao`` would be). A piece the old tokenizer leaves empty gets the
+  mean of all old vectors. The transformer layers above then see inputs in the space they were
+  trained on, and masked-LM only has to refine them.
+
+  Returns:
+    ([new vocabulary, hidden] float32 matrix, {"copied", "composed", "mean"}: pieces per route).
+  """
+  old_vocab = old_tokenizer.get_vocab()
+  fallback = old_embeddings.mean(axis=0)
+  out = np.empty((new_tokenizer.get_vocab_size(), old_embeddings.shape[1]), np.float32)
+  counts = {"copied": 0, "composed": 0, "mean": 0}
+  specials = set(special_token_ids(old_tokenizer))
+  for piece, i in new_tokenizer.get_vocab().items():
+    if piece in old_vocab:
+      out[i] = old_embeddings[old_vocab[piece]]
+      counts["copied"] += 1
+      continue
+    ids = [t for t in old_tokenizer.encode(piece.removeprefix("##"), add_special_tokens=False).ids
+           if t not in specials]
+    if ids:
+      out[i] = old_embeddings[ids].mean(axis=0)
+      counts["composed"] += 1
+    else:
+      out[i] = fallback
+      counts["mean"] += 1
+  return out, counts
+
+
 def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None = None, *,
-                   seed: int = 0, dtype: str = "float32") -> tuple[BertForMaskedLM, dict[str, Any]]:
+                   seed: int = 0, dtype: str = "float32", tokenizer: Tokenizer | None = None
+                   ) -> tuple[BertForMaskedLM, dict[str, Any]]:
   """A BertForMaskedLM whose encoder (and MLM head, if the checkpoint has one) is pretrained.
 
   all-MiniLM-L6-v2 ships without its masked-LM head (it was trained as a sentence encoder), so
@@ -397,16 +435,28 @@ def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None
     num_layers: keep only the first num_layers layers; None keeps all.
     seed: seeds the head's initialisation and dropout.
     dtype: compute dtype of activations.
+    tokenizer: another vocabulary (say, one learnt from Portuguese reviews): the model keeps the
+      checkpoint's layers, positions and LayerNorms, and its word embeddings start from
+      :func:`transfer_word_embeddings`; a head bias of the checkpoint's vocabulary is not loaded.
 
   Returns:
-    (model, report): report is load_bert_state_dict's, plus "head": the head keys loaded.
+    (model, report): report is load_bert_state_dict's, plus "head": the head keys loaded, and
+    with ``tokenizer`` "transfer": how the new pieces were started.
 
   Raises:
     ValueError: the checkpoint does not fit (every problem listed).
   """
   config = load_config(path, num_layers, dtype=dtype)
-  model = BertForMaskedLM(config, rngs=nnx.Rngs(seed))
   state_dict = load_file(str(_weights_file(path)))
+  transfer = None
+  if tokenizer is not None:
+    config = dataclasses.replace(config, vocab_size=tokenizer.get_vocab_size())
+    key = next(k for k in state_dict if k.removeprefix("bert.") == WORD_EMBEDDINGS_KEY)
+    state_dict[key], transfer = transfer_word_embeddings(
+        tokenizer, load_tokenizer(path), np.asarray(state_dict[key], np.float32))
+    state_dict = {k: v for k, v in state_dict.items() if k != "cls.predictions.bias"
+                  and not k.startswith("cls.predictions.decoder")}
+  model = BertForMaskedLM(config, rngs=nnx.Rngs(seed))
   head = {k: v for k, v in state_dict.items() if k.startswith("cls.")}
   report = load_bert_state_dict(model, {k: v for k, v in state_dict.items()
                                         if not k.startswith("cls.")})
@@ -420,6 +470,8 @@ def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None
                          f"{nnx_key} {params[nnx_key].shape}")
       params[nnx_key].set_value(jnp.asarray(value, jnp.float32))
       report["head"].append(ckpt_key)
+  if transfer is not None:
+    report["transfer"] = transfer
   return model, report
 
 

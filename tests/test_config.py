@@ -162,9 +162,11 @@ def test_columns_not_a_mapping(write_params, columns):
     ("dataset: a\nfinetune: {buckets: []}", r"finetune.buckets must be increasing lengths"),
     ("dataset: a\nfinetune: {test_size: 1}", r"finetune.test_size must be in \(0, 1\)"),
     ("dataset: a\nlanguage: Portuguese", r"language must be an ISO 639 code"),
-    ("dataset: a\nlanguage: pt", r"finetune.mlm_steps must be > 0 when the encoder is learnt "
-     r"from scratch \(encoder 'minilm', language 'pt': MiniLM's vocabulary is English\)"),
+    ("dataset: a\nlanguage: pt", r"finetune.mlm_steps must be > 0 when the encoder's vocabulary "
+     r"is learnt from the reviews \(encoder 'minilm', language 'pt': MiniLM's vocabulary is "
+     r"English\)"),
     ("dataset: a\nfinetune: {encoder: scratch}", r"finetune.mlm_steps must be > 0 when"),
+    ("dataset: a\nlanguage: pt\nfinetune: {encoder: transfer}", r"finetune.mlm_steps must be > 0 when"),
     ("dataset: a\nfinetune: {mlm_steps: -1}", r"finetune.mlm_steps must be >= 0"),
     ("dataset: a\nfinetune: {compare_mlm: true}", r"finetune.compare_mlm must be false unless"),
     ("dataset: a\nlanguage: zh\nfinetune: {mlm_steps: 5, compare_mlm: true}",

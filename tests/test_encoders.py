@@ -75,3 +75,80 @@ def test_validation():
     encoders.prepare_encoder(["", " "], language="pt", mlm_steps=2)
   with pytest.raises(FileNotFoundError, match="does not exist"):
     encoders.prepare_encoder(EN, encoder="/nonexistent/bert")
+
+
+def test_transfer_keeps_minilm_layers_under_a_learnt_vocabulary():
+  result = encoders.prepare_encoder(PT, language="pt", encoder="transfer", num_layers=1,
+                                    mlm_steps=2, vocab_size=120, buckets=(16,), mlm_batch_size=8,
+                                    progress=False, seed=0)
+  assert result.kind == "transfer" and result.language == "pt"
+  assert "ótimo" in result.tokenizer.get_vocab()
+  assert result.config.vocab_size == result.tokenizer.get_vocab_size() <= 120
+  assert (result.config.num_layers, result.config.hidden_size) == (1, 384)  # MiniLM's shape
+  assert result.description.startswith("MiniLM-L6's layers with a ")
+  counts = result.details["embeddings_from_minilm"]
+  assert sum(counts.values()) == result.config.vocab_size and counts["copied"] > 10
+  assert len(result.mlm_history) == 2
+
+
+def test_transfer_word_embeddings_copy_or_compose_minilm_vectors():
+  from cvlib import wordpiece
+  new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
+  old = pretrained.load_tokenizer()
+  old_emb = np.random.default_rng(0).normal(size=(old.get_vocab_size(), 4)).astype(np.float32)
+  emb, counts = pretrained.transfer_word_embeddings(new, old, old_emb)
+  assert emb.shape == (new.get_vocab_size(), 4)
+  assert sum(counts.values()) == new.get_vocab_size()
+  old_vocab = old.get_vocab()
+  for piece, i in new.get_vocab().items():
+    if piece in old_vocab:  # [CLS], [MASK], "o", "##s" ...: the same vector
+      np.testing.assert_array_equal(emb[i], old_emb[old_vocab[piece]])
+  # a piece MiniLM does not have is the mean of the pieces MiniLM cuts its text into
+  piece = next(p for p in new.get_vocab() if p not in old_vocab and len(p) > 3)
+  ids = old.encode(piece.removeprefix("##"), add_special_tokens=False).ids
+  np.testing.assert_allclose(emb[new.token_to_id(piece)], old_emb[ids].mean(axis=0), rtol=1e-6)
+
+
+def test_load_masked_lm_with_a_new_vocabulary_keeps_the_layers():
+  from cvlib import wordpiece
+  new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
+  model, report = pretrained.load_masked_lm(num_layers=1, tokenizer=new)
+  reference, _ = pretrained.load_masked_lm(num_layers=1)
+  got, ref = _params(model), _params(reference)
+  assert got["bert.embeddings.word_embeddings.embedding"].shape == (new.get_vocab_size(), 384)
+  assert got["bias"].shape == (new.get_vocab_size(),)
+  for key in ("bert.encoder.layer.0.intermediate.dense.kernel",
+              "bert.embeddings.position_embeddings.embedding",
+              "bert.embeddings.LayerNorm.scale"):
+    np.testing.assert_array_equal(got[key], ref[key])
+  cls = new.token_to_id("[CLS]")
+  np.testing.assert_array_equal(got["bert.embeddings.word_embeddings.embedding"][cls],
+                                ref["bert.embeddings.word_embeddings.embedding"][101])
+  assert report["transfer"]["copied"] > 10
+
+
+def test_transfer_needs_mlm_steps():
+  with pytest.raises(ValueError, match="encoder 'transfer' learns a vocabulary"):
+    encoders.prepare_encoder(PT, language="pt", encoder="transfer", mlm_steps=0)
+
+
+def test_report_words_for_each_encoder_kind():
+  from types import SimpleNamespace
+
+  from cvlib import pipeline
+  story = pipeline.encoder_story
+  assert "MiniLM" in story(None)
+  assert "small language model learnt" in story({"kind": "scratch", "language": "pt",
+                                                  "mlm_texts": 1200})
+  words = story({"kind": "transfer", "language": "pt", "mlm_texts": 1200})
+  assert "learnt to read Portuguese" in words and "1,200" in words
+  assert "adapted to this shop's wording" in story({"kind": "minilm", "language": "en",
+                                                     "mlm_steps": 10, "mlm_texts": 50})
+  config = SimpleNamespace(num_layers=4, hidden_size=256)
+  name = pipeline.encoder_name
+  assert name(SimpleNamespace(kind="scratch", config=config, mlm_history=1)) == (
+      "small BERT 4x256 from scratch, fine-tuned")
+  assert name(SimpleNamespace(kind="transfer", config=config, mlm_history=1)) == (
+      "MiniLM-L6 layers, shop vocabulary, fine-tuned")
+  assert name(SimpleNamespace(kind="minilm", config=config, mlm_history=1)) == (
+      "MiniLM-L6 + domain MLM, fine-tuned")

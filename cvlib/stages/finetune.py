@@ -323,8 +323,9 @@ def mlm_texts(reviews: pd.DataFrame, data: SentimentData | None) -> list[str]:
 
 
 def learns_from_scratch(cfg, language: str) -> bool:
-  """True when the run builds its own vocabulary and small BERT (``finetune.encoder``, language)."""
-  return cfg.encoder == "scratch" or (cfg.encoder == "minilm" and language != "en")
+  """True when the run learns its own vocabulary (``finetune.encoder``, language): a small BERT
+  from scratch, or MiniLM's layers under the new vocabulary ("transfer")."""
+  return cfg.encoder in ("scratch", "transfer") or (cfg.encoder == "minilm" and language != "en")
 
 
 def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, language: str,
@@ -365,6 +366,10 @@ def encoder_story(details: dict[str, Any] | None) -> str:
     return (f"The pretrained English language model does not read {lang}, so a small language "
             f"model learnt this shop's own vocabulary and wording from {details['mlm_texts']:,} "
             "of its reviews (masked-word training).")
+  if details.get("kind") == "transfer":
+    return (f"A pretrained English language model (MiniLM) learnt to read {lang}: it was given "
+            f"this shop's own vocabulary and trained on {details['mlm_texts']:,} of its reviews "
+            "(masked-word training), keeping what it knew about how sentences work.")
   base = ("A pretrained English language model (MiniLM)" if details.get("kind") == "minilm"
           else "The pretrained language model given in the parameters")
   if details.get("mlm_steps"):
@@ -377,11 +382,13 @@ def encoder_name(encoder) -> str:
   """A short name of a prepared encoder for tables: "MiniLM-L6 + domain MLM", "small BERT ..."."""
   if encoder.kind == "scratch":
     name = f"small BERT {encoder.config.num_layers}x{encoder.config.hidden_size} from scratch"
+  elif encoder.kind == "transfer":
+    name = "MiniLM-L6 layers, shop vocabulary"
   elif encoder.kind == "minilm":
     name = "MiniLM-L6"
   else:
     name = "BERT checkpoint"
-  if encoder.mlm_history is not None and encoder.kind != "scratch":
+  if encoder.mlm_history is not None and encoder.kind not in ("scratch", "transfer"):
     name += " + domain MLM"
   return name + ", fine-tuned"
 
