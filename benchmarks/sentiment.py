@@ -98,7 +98,7 @@ def run_encoder(args: argparse.Namespace, language: str, mlm_texts: list[str], p
       buckets=buckets, dtype=args.dtype, seed=args.seed, progress=True)
   prepare_s = time.perf_counter() - t
   model = prepared.make_classifier(2, seed=args.seed)
-  lr = args.learning_rate or (1e-4 if prepared.kind == "scratch" else 5e-5)
+  lr = args.learning_rate or (1e-4 if prepared.kind in ("scratch", "transfer") else 5e-5)
   t = time.perf_counter()
   model, history = sentiment.finetune_sentiment(
       model, prepared.tokenizer, pick(parts["train"]), y[parts["train"]], pick(parts["val"]),
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--dataset", choices=sorted(DATASETS), default="womens_clothing")
   p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-  p.add_argument("--encoder", default="minilm", help="minilm, scratch or a model folder")
+  p.add_argument("--encoder", default="minilm", help="minilm, scratch, transfer or a model folder")
   p.add_argument("--model-path", default=None,
                  help="a BERT folder to use instead of the installed MiniLM (English)")
   p.add_argument("--mlm-steps", default="0",
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--epochs", type=int, default=2)
   p.add_argument("--batch-size", type=int, default=32)
   p.add_argument("--learning-rate", type=float, default=None,
-                 help="default 5e-5 for pretrained encoders, 1e-4 from scratch")
+                 help="default 5e-5 for pretrained encoders, 1e-4 from scratch or transfer")
   p.add_argument("--buckets", default="32,64,128")
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   p.add_argument("--seed", type=int, default=0)
