@@ -10,6 +10,9 @@ datasets folder beside the repository):
 - ``olist``: "review_comment_message", review_score >= 4 vs <= 2 (Portuguese; likewise from
   scratch).
 
+For the two other languages ``--encoder transfer`` puts the learnt vocabulary on MiniLM's layers
+instead of a small BERT (see ``cvlib.encoders``).
+
 Split as ``pipeline.make_sentiment_data`` splits: stratified 80/20 train/test with the seed, then
 15% of the training part for validation (early stopping), then, with ``--max-train``, a
 stratified sample of the training part. The test reviews never reach the MLM or the vocabulary:
