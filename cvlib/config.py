@@ -57,6 +57,10 @@ class SplitConfig:
   horizon_days: int = 180  # length of the holdout (prediction) period
 
 
+# finetune.encoder values that name a way to build the encoder; anything else is a model folder
+BUILT_ENCODERS = ("minilm", "scratch", "transfer")
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
   # "minilm" (the installed package; English), "scratch" (a WordPiece vocabulary and a small BERT

@@ -32,6 +32,7 @@ from flax import nnx
 from tokenizers import Tokenizer
 
 from cvlib import mlm, pretrained, wordpiece
+from cvlib.config import BUILT_ENCODERS
 from cvlib.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 LANGUAGE_NAMES = {"en": "English", "pt": "Portuguese", "zh": "Chinese", "es": "Spanish",
@@ -164,7 +165,7 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
       raise ValueError(f"{name} must be > 0 or None, got {value!r}")
   if not isinstance(encoder, str) or not encoder:
     raise ValueError(f"encoder must be 'minilm', 'scratch', 'transfer' or a model folder, got {encoder!r}")
-  kind = encoder if encoder in ("minilm", "scratch", "transfer") else "checkpoint"
+  kind = encoder if encoder in BUILT_ENCODERS else "checkpoint"
   fallback = kind == "minilm" and language != "en"
   if fallback:
     kind = "scratch"  # MiniLM's WordPiece vocabulary is English-only
@@ -258,4 +259,4 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
                        language=language, details=details)
 
 
-__all__ = ["EncoderResult", "LANGUAGE_NAMES", "prepare_encoder"]
+__all__ = ["BUILT_ENCODERS", "EncoderResult", "LANGUAGE_NAMES", "prepare_encoder"]

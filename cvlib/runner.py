@@ -231,8 +231,9 @@ def validate_inputs(params: Params):
   from cvlib.adapters import DataError, load_data
   from cvlib.clean import clean_tables
   from cvlib.features import choose_cutoff
+  from cvlib.config import BUILT_ENCODERS
   f = params.finetune
-  if f.encoder != "minilm":
+  if f.encoder not in BUILT_ENCODERS:  # a model folder
     folder = params.resolve_path(f.encoder)
     missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json")
                if not (folder / n).is_file()]

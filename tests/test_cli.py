@@ -57,6 +57,16 @@ def test_validate_with_override(capsys):
   assert "25 customers" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("encoder", ["scratch", "transfer"])
+def test_validate_accepts_built_encoders(encoder, capsys):
+  """Encoders cvlib builds are not folders to look for (``scratch`` once was)."""
+  args = ["validate", str(TINY), "--set", "data.customers=25", "--set",
+          f"finetune.encoder={encoder}", "--set", "finetune.compare_mlm=false"]
+  assert cli.main(args) == 0, capsys.readouterr().err
+  assert cli.main(["validate", str(TINY), "--set", "finetune.encoder=no_such_folder"]) == 2
+  assert "finetune.encoder:" in capsys.readouterr().err
+
+
 def test_validate_missing_columns_exits_2(bad_generic, tmp_path, capsys):
   assert cli.main(["validate", str(bad_generic)]) == 2
   out, err = capsys.readouterr()
