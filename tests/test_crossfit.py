@@ -82,6 +82,10 @@ def test_crossfit_metrics_reach_clv_and_the_scoring_choice(stage3, tiny_params):
   nets = {m: c["models"][m]["gini"] for m in fin.networks if m in c["models"]}
   assert pipeline.scoring_model(clv, fin.networks) == max(nets, key=nets.get)
   assert "crossfit" not in pipeline.evaluate_value_models(preds, seed=0)
+  churn = pipeline.churn_metrics(preds, "ziln", cv)
+  assert churn["crossfit"]["n"] == len(preds) and churn["n"] == int(preds["is_test"].sum())
+  assert 0.0 <= churn["crossfit"]["auc"] <= 1.0 and "crossfit" not in pipeline.churn_metrics(
+      preds, "ziln")
   table = pipeline.ablation_table(clv)
   assert table.groupby("customers").size().to_dict() == {"all, cross-fitted": 3, "test": 3}
 
@@ -94,3 +98,4 @@ def test_tiny_report_has_crossfit_metrics(tiny_run):
   page = (tiny_run / "index.html").read_text()
   assert "Cross-fitted back-test on every customer" in page
   assert "without on all 300 customers, cross-fitted (difference" in page  # the ablation's answer
+  assert "Over all 300 customers, cross-fitted: AUC" in page  # churn

@@ -360,19 +360,28 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
           "ablation": ablation}
 
 
-def churn_metrics(preds: pd.DataFrame | None, model: str | None) -> dict[str, Any] | None:
-  """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD."""
-  from sklearn.metrics import average_precision_score, roc_auc_score
+def churn_metrics(preds: pd.DataFrame | None, model: str | None,
+                  crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
+  """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD, on the
+  test customers; with ``crossfit`` (and the model in it) the same on every customer under
+  ``"crossfit"``."""
   if preds is None or model is None:
     return None
-  test = preds[preds["is_test"]]
-  churned = ~test["returned"].to_numpy(bool)
+  out = _churn(preds[preds["is_test"]], model)
+  if crossfit is not None and f"{model}_p_return" in crossfit:
+    out["crossfit"] = _churn(crossfit, model)
+  return out
+
+
+def _churn(frame: pd.DataFrame, model: str) -> dict[str, Any]:
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  churned = ~frame["returned"].to_numpy(bool)
   if churned.all() or not churned.any():
     return {"auc": None, "pr_auc": None, "model": model,
-            "note": "every test customer is in one class; AUC undefined"}
-  out = {"model": model, "churn_rate": float(churned.mean())}
+            "note": "every customer is in one class; AUC undefined"}
+  out = {"model": model, "churn_rate": float(churned.mean()), "n": int(len(frame))}
   for name, key in ((model, ""), ("bgnbd_gg", "bgnbd_")):
-    p = 1 - test[f"{name}_p_return"].to_numpy()
+    p = 1 - frame[f"{name}_p_return"].to_numpy()
     out[f"{key}auc"] = float(roc_auc_score(churned, p))
     out[f"{key}pr_auc"] = float(average_precision_score(churned, p))
   return out
@@ -576,8 +585,13 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
                 "Spearman correlation of each model's prediction with the true expected spend: "
                 + ", ".join(f"{VALUE_MODELS[m]} {r:.3f}" for m, r in rho.items()) + ".")
   if churn.get("auc") is not None:
+    every = (churn.get("crossfit") or {})
+    more = (f" Over all {every['n']:,} customers, cross-fitted: AUC {every['auc']:.3f} (BG/NBD "
+            f"{every['bgnbd_auc']:.3f}), PR-AUC {every['pr_auc']:.3f}."
+            if every.get("auc") is not None else "")
     ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f} "
-                f"(BG/NBD {churn['bgnbd_auc']:.3f}), PR-AUC {churn['pr_auc']:.3f}.")
+                f"(BG/NBD {churn['bgnbd_auc']:.3f}), PR-AUC {churn['pr_auc']:.3f} on the test "
+                f"customers.{more}")
   for fig, caption in zip(figures, (
       "Decile chart: customers ranked by predicted value, mean predicted vs actual holdout "
       "spend per tenth.", "Gain curves: share of holdout spend captured by the top-ranked "
