@@ -61,6 +61,14 @@ class SplitConfig:
 BUILT_ENCODERS = ("minilm", "scratch", "transfer")
 
 
+def learns_own_vocabulary(finetune: Any, language: str) -> bool:
+  """Whether a run learns its vocabulary from the shop's reviews (so needs masked-LM steps): a
+  small BERT from scratch, MiniLM's layers under a new vocabulary ("transfer"), or "minilm" asked
+  for another language (MiniLM's vocabulary is English, so that falls back to scratch)."""
+  return (finetune.encoder in ("scratch", "transfer")
+          or (finetune.encoder == "minilm" and language != "en"))
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
   # "minilm" (the installed package; English), "scratch" (a WordPiece vocabulary and a small BERT
@@ -378,8 +386,7 @@ def _check(p: Params, name: str) -> list[str]:
        "finetune.buckets", "increasing lengths > 2", f.buckets)
   need(0 < f.test_size < 1, "finetune.test_size", "in (0, 1)", f.test_size)
   need(f.mlm_steps >= 0, "finetune.mlm_steps", ">= 0", f.mlm_steps)
-  scratch = (f.encoder in ("scratch", "transfer")
-             or (f.encoder == "minilm" and p.language != "en"))
+  scratch = learns_own_vocabulary(f, p.language)
   if scratch:
     need(f.mlm_steps > 0, "finetune.mlm_steps",
          f"> 0 when the encoder's vocabulary is learnt from the reviews (encoder {f.encoder!r}, "

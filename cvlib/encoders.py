@@ -185,33 +185,30 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
   details: dict[str, Any] = {"kind": kind, "language": language, "mlm_steps": mlm_steps,
                              "mlm_texts": len(mlm_texts) if mlm_steps else 0}
 
-  if kind == "scratch":
+  own_vocabulary = kind in ("scratch", "transfer")
+  if own_vocabulary:
     tokenizer = wordpiece.train_wordpiece(mlm_texts, language=language, vocab_size=vocab_size,
                                           max_length=buckets[-1])
+    vocab = wordpiece.describe_vocabulary(tokenizer, mlm_texts[:2000])
+    details.update(vocab_size=tokenizer.get_vocab_size(),
+                   tokens_per_word=vocab["tokens_per_word"], unk_share=vocab["unk_share"])
+  if kind == "scratch":
     config = dataclasses.replace(
         BertConfig.small(tokenizer.get_vocab_size(), num_layers=small_layers,
                          hidden_size=small_hidden, num_heads=small_heads,
                          intermediate_size=small_intermediate,
                          max_position_embeddings=max(128, buckets[-1])), dtype=dtype)
     mlm_model = BertForMaskedLM(config, rngs=nnx.Rngs(seed))
-    vocab = wordpiece.describe_vocabulary(tokenizer, mlm_texts[:2000])
-    details.update(vocab_size=tokenizer.get_vocab_size(),
-                   tokens_per_word=vocab["tokens_per_word"], unk_share=vocab["unk_share"])
     base = (f"small BERT {config.num_layers}x{config.hidden_size} pretrained from scratch on "
             f"{len(mlm_texts):,} {_language_name(language)} reviews with a "
             f"{tokenizer.get_vocab_size():,}-piece WordPiece vocabulary learnt from them")
   elif kind == "transfer":
-    tokenizer = wordpiece.train_wordpiece(mlm_texts, language=language, vocab_size=vocab_size,
-                                          max_length=buckets[-1])
     mlm_model, report = pretrained.load_masked_lm(None, num_layers, seed=seed, dtype=dtype,
                                                   tokenizer=tokenizer)
     config = mlm_model.bert.config
     if mlm_head_learning_rate is None:
       head_lr = _DEFAULT_HEAD_LR_UNTRAINED
-    vocab = wordpiece.describe_vocabulary(tokenizer, mlm_texts[:2000])
-    details.update(vocab_size=tokenizer.get_vocab_size(),
-                   tokens_per_word=vocab["tokens_per_word"], unk_share=vocab["unk_share"],
-                   embeddings_from_minilm=report["transfer"])
+    details["embeddings_from_minilm"] = report["transfer"]
     base = (f"MiniLM-L6's layers with a {tokenizer.get_vocab_size():,}-piece WordPiece "
             f"vocabulary learnt from {len(mlm_texts):,} {_language_name(language)} reviews "
             f"({report['transfer']['copied']:,} pieces shared with MiniLM's)")
@@ -242,7 +239,7 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
     first, last = _loss_summary(history)
     details.update(mlm_loss_first=first, mlm_loss_last=last, mlm_learning_rate=lr,
                    mlm_head_learning_rate=head_lr, mlm_batch_size=mlm_batch_size)
-    if kind in ("scratch", "transfer"):
+    if own_vocabulary:
       description = f"{base} ({mlm_steps:,} MLM steps, loss {first:.2f} -> {last:.2f})"
     else:
       description = (f"{base} + domain MLM ({mlm_steps:,} steps on {len(mlm_texts):,} reviews, "

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cvlib import config
 from cvlib.stages.preprocess import NOT_APPLICABLE, Prepared
 from cvlib.stages.value import E2E_MODEL, NETWORK_INPUTS
 from cvlib.workspace import Workspace
@@ -323,9 +324,8 @@ def mlm_texts(reviews: pd.DataFrame, data: SentimentData | None) -> list[str]:
 
 
 def learns_from_scratch(cfg, language: str) -> bool:
-  """True when the run learns its own vocabulary (``finetune.encoder``, language): a small BERT
-  from scratch, or MiniLM's layers under the new vocabulary ("transfer")."""
-  return cfg.encoder in ("scratch", "transfer") or (cfg.encoder == "minilm" and language != "en")
+  """True when the run learns its own vocabulary (``config.learns_own_vocabulary``)."""
+  return config.learns_own_vocabulary(cfg, language)
 
 
 def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, language: str,

@@ -264,8 +264,7 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
   out.insert(2, "is_test", True)
   out.insert(3, "fold", fold)
   qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
-  cols: dict[str, np.ndarray] = {}
-  trained: list[set[str]] = []  # the models each fold could train (ratings or text may be absent)
+  cols: dict[str, np.ndarray] = {}  # NaN where a fold could not train the model (no ratings, ...)
   for k in range(cfg.cv_folds):
     held = fold == k
     text = None
@@ -280,13 +279,10 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
         cols.setdefault(f"{name}_{col}", np.full(n, np.nan))[held] = p[src].to_numpy()
     value, p_return = _gbt_predictions(features, held, seed=seed + k)
     cols.setdefault("gbt_value", np.full(n, np.nan))[held] = value[held]
-    cols.setdefault("gbt_p_return", np.full(n, np.nan))[held] = (
-        p_return[held] if p_return is not None else np.nan)
-    trained.append(set(networks) | {"gbt"})
-  everywhere = set.intersection(*trained)
+    if p_return is not None:
+      cols.setdefault("gbt_p_return", np.full(n, np.nan))[held] = p_return[held]
   for col, values in cols.items():
-    if col.rsplit("_", 2 if col.endswith("_p_return") else 1)[0] in everywhere and not (
-        np.isnan(values).any()):
+    if not np.isnan(values).any():  # only what every fold predicted
       out[col] = values
   return out
 
