@@ -1,6 +1,7 @@
 """Tests for cvlib.bert: shapes, masking, dropout, pooling and the tied masked-LM head."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -171,6 +172,64 @@ def test_dropout_scales_kept_values_and_follows_the_seed():
   again = bert.Dropout(0.25, rngs=nnx.Rngs(dropout=3))
   np.testing.assert_array_equal(y, np.asarray(again(x, deterministic=False)))
   np.testing.assert_array_equal(np.asarray(layer(x, deterministic=True)), np.asarray(x))
+
+
+def _qkv_bias(batch=4, seq=9, heads=2, head_dim=4, seed=0):
+  rng = np.random.default_rng(seed)
+  q, k, v = (jnp.asarray(rng.standard_normal((batch, seq, heads, head_dim)), jnp.float32)
+             for _ in range(3))
+  lengths = np.array([seq, 5, 1, 7])[:batch]
+  mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+  return q, k, v, bert.make_attention_bias(jnp.asarray(mask))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+@pytest.mark.parametrize("block", [None, 1, 2, 4])
+def test_attention_matches_the_reference_with_its_gradients(rate, block):
+  q, k, v, bias = _qkv_bias()
+  seeds = jnp.asarray([12345, 678], jnp.uint32)
+  weights = jnp.asarray(np.random.default_rng(1).standard_normal(q.shape), jnp.float32)
+
+  def loss(fn, q, k, v):
+    return jnp.sum(fn(q, k, v, bias, seeds, rate) * weights)
+
+  fast = functools.partial(bert.scaled_dot_product_attention, block=block)
+  np.testing.assert_allclose(np.asarray(fast(q, k, v, bias, seeds, rate)),
+                             np.asarray(bert.attention_reference(q, k, v, bias, seeds, rate)),
+                             atol=1e-6)
+  got = jax.jit(jax.grad(functools.partial(loss, fast), argnums=(0, 1, 2)))(q, k, v)
+  want = jax.grad(functools.partial(loss, bert.attention_reference), argnums=(0, 1, 2))(q, k, v)
+  for g, w in zip(got, want):
+    assert np.abs(np.asarray(w)).max() > 0.1  # not trivially zero
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
+
+
+def test_attention_dropout_mask_is_the_full_arrays_and_blocks_must_divide():
+  q, k, v, bias = _qkv_bias()
+  seeds = jnp.asarray([7, 8], jnp.uint32)
+  # Values through identity-like attention show the mask: each block uses the full array's mask,
+  # so every block size gives the same output.
+  outs = [np.asarray(bert.scaled_dot_product_attention(q, k, v, bias, seeds, 0.5, block=b))
+          for b in (1, 2, 4)]
+  np.testing.assert_array_equal(outs[0], outs[1])
+  np.testing.assert_array_equal(outs[0], outs[2])
+  with pytest.raises(ValueError, match="does not divide the batch 4"):
+    bert.scaled_dot_product_attention(q, k, v, bias, seeds, 0.0, block=3)
+  # CPU: as many whole sequences as fit in 4 MiB of scores, dividing the batch.
+  assert [bert._attention_block_size(b, 12, 128) for b in (1, 6, 7, 32)] == [1, 3, 1, 4]
+  assert bert._attention_block_size(32, 12, 64) == 16
+  assert bert._attention_block_size(32, 12, 32) == 32
+  assert bert._attention_block_size(3, 12, 512) == 1
+
+
+def test_attention_dropout_is_the_layers_mask():
+  """The attention layer draws its seeds as dropout_keep_mask does, so a model's dropout is the
+  hash mask of the probabilities' shape, whatever the blocking."""
+  q, k, v, bias = _qkv_bias()
+  key = jax.random.key(5)
+  seeds = jax.random.bits(key, (2,), jnp.uint32)
+  keep = bert.dropout_keep_mask(key, (4, 2, 9, 9), 0.2)
+  np.testing.assert_array_equal(np.asarray(keep), np.asarray(bert._keep_mask(seeds, keep.shape, 0.2)))
 
 
 def test_bfloat16_compute_is_close_to_float32():

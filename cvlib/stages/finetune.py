@@ -461,8 +461,13 @@ class CustomerText:
 
 
 def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep: Prepared,
-                       is_test: np.ndarray, *, text_dims: int, seed: int = 0) -> CustomerText:
-  """Text features, or all None when no customer wrote a review before the cutoff."""
+                       is_test: np.ndarray, *, text_dims: int, seed: int = 0,
+                       now: bool = True) -> CustomerText:
+  """Text features, or all None when no customer wrote a review before the cutoff.
+
+  ``now=False`` skips the features at as_of (``CustomerText.now`` None): the cross-fitted
+  back-test needs only the calibration ones.
+  """
   usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
   if not prep.has_customers or not usable.any() or not (review_scores.loc[usable, "timestamp"]
                               < pd.Timestamp(prep.cutoff)).any():
@@ -477,6 +482,8 @@ def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep
     ids = calibration["customer_id"].astype(str)
     in_oof = ids.isin(oof.index)
     calibration.loc[in_oof, "text_return_logit"] = oof.reindex(ids[in_oof]).to_numpy()
+  if not now:
+    return CustomerText(fz, calibration, None)
   return CustomerText(fz, calibration,
                       fz.transform(prep.features_now["customer_id"], review_scores, embeddings,
                                    prep.as_of))

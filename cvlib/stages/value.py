@@ -270,7 +270,7 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
     text = None
     if review_scores is not None and embeddings is not None:
       text = make_customer_text(review_scores, embeddings, prep, held, text_dims=cfg.text_dims,
-                                seed=seed + k).calibration
+                                seed=seed + k, now=False).calibration
     networks = train_value_networks(features, text, held, cfg=cfg, seed=seed + k)
     for name, (predictor, _) in networks.items():
       p = predictor.predict(network_inputs(name, features.loc[held], text), qs=qs)
