@@ -420,9 +420,12 @@ def top_drivers(attributions: pd.DataFrame, X: pd.DataFrame, *, k: int = 3,
 # -----------------------------------------------------------------------------------------------
 # Words that moved a sentiment prediction
 
-# A word: letters/digits with inner apostrophes ("isn't" stays whole), or a run of punctuation
+# A word: one CJK ideograph (Chinese and Japanese write without spaces, and the learnt
+# vocabularies for them are mostly single characters, so a whole clause would otherwise be one
+# "word"), letters/digits with inner apostrophes ("isn't" stays whole), or a run of punctuation
 # ("...", "!!").
-_WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]+")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’][^\W{_CJK}]+)*|[^\w\s]+")
 
 
 def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: int,

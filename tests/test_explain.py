@@ -292,6 +292,14 @@ def test_word_attributions_one_score_per_word_in_order(polar_classifier):
   assert explain.word_attributions(model, tokenizer, "  ", target_class=0) == []
 
 
+def test_word_attributions_split_chinese_into_characters(polar_classifier):
+  """Chinese has no spaces: each ideograph is a word, not the whole clause."""
+  model, tokenizer = polar_classifier
+  scores = explain.word_attributions(model, tokenizer, "东西很差，isn't it", target_class=0,
+                                     buckets=(16, 32))
+  assert [w for w, _ in scores] == ["东", "西", "很", "差", "，", "isn't", "it"]
+
+
 def test_word_attributions_past_the_length_limit_score_zero(polar_classifier):
   model, tokenizer = polar_classifier
   text = "the delivery was terrible " + " ".join(["fine"] * 30)
