@@ -289,9 +289,13 @@ def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax
   scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
   probs = jax.nn.softmax(scores * (1.0 / math.sqrt(q.shape[-1])) + mask_bias, axis=-1)
   if rate:
-    keep = _keep_mask(seeds, probs.shape, rate)
-    probs = jnp.where(keep, probs / (1.0 - rate), 0.0)
+    probs = _dropped(probs, _keep_mask(seeds, probs.shape, rate), rate)
   return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
+def _dropped(x: jax.Array, keep: jax.Array, rate: float) -> jax.Array:
+  """Inverted dropout with a given keep-mask (the forward pass and its gradient alike)."""
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def _attention_block_size(batch: int, heads: int, seq: int) -> int:
@@ -360,7 +364,7 @@ def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_
     i, qb, kb, vb, bias_b = xs
     probs = probabilities(heads_first(qb), heads_first(kb), bias_b)
     if rate:
-      probs = jnp.where(keep_mask(i), probs / (1.0 - rate), 0.0)
+      probs = _dropped(probs, keep_mask(i), rate)
     return heads_first(jnp.einsum("bhqk,bhkd->bhqd", probs.astype(vb.dtype), heads_first(vb)))
 
   def backward_block(xs):
@@ -371,8 +375,7 @@ def scaled_dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_
     d_dropped = jnp.einsum("bhqd,bhkd->bhqk", dob, vb, preferred_element_type=jnp.float32)
     if rate:
       keep = keep_mask(i)
-      dropped = jnp.where(keep, probs / (1.0 - rate), 0.0)
-      d_probs = jnp.where(keep, d_dropped / (1.0 - rate), 0.0)
+      dropped, d_probs = _dropped(probs, keep, rate), _dropped(d_dropped, keep, rate)
     else:
       dropped, d_probs = probs, d_dropped
     dv = jnp.einsum("bhqk,bhqd->bhkd", dropped.astype(vb.dtype), dob)
