@@ -151,11 +151,11 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
     shutil.rmtree(tmp, ignore_errors=True)
     _sweep_stale(out_dir, params.dataset)
     before = _child_pids()
-    if chosen[0] != STAGES[0]:  # later stages re-run on a copy of the last run's output
-      shutil.copytree(final, tmp, symlinks=True)
-    else:
-      tmp.mkdir()
     try:
+      if chosen[0] != STAGES[0]:  # later stages re-run on a copy of the last run's output
+        shutil.copytree(final, tmp, symlinks=True)
+      else:
+        tmp.mkdir()
       timings = _execute(params, Path(params_file).resolve(), list(overrides), chosen, tmp, log)
       _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
       _swap(tmp, final, params.report.keep_history)

@@ -3,6 +3,7 @@ succeeds; earlier runs are kept under history/; runs are deterministic."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -30,11 +31,17 @@ def _start_run(out: Path) -> subprocess.Popen:
 
 
 def _wait_for_kernel_work(out: Path, timeout: float = 120) -> None:
-  """Returns once the run's temporary folder holds the executing notebook."""
+  """Returns once the run's temporary folder holds the executing notebook.
+
+  The folder starts as a copy of the last run, notebook included: papermill's own copy is the one
+  whose parameters name the temporary folder.
+  """
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    if list(out.glob(".tiny.tmp-*/04_segment.ipynb")):
-      return
+    for nb in out.glob(".tiny.tmp-*/04_segment.ipynb"):
+      with contextlib.suppress(OSError):
+        if nb.parent.name in nb.read_text():
+          return
     time.sleep(0.2)
   raise TimeoutError("the run never started its notebook")
 
@@ -58,6 +65,23 @@ def test_killed_run_keeps_previous_report_and_next_run_succeeds(tiny_run, tmp_pa
   assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
   assert not list(out.glob(".tiny.*-*")), "leftover temporary folders"
   assert (out / "tiny" / "index.html").read_bytes() != before["index.html"]
+
+
+def test_stop_while_copying_the_last_run_leaves_no_temporary_folder(tiny_run, tmp_path,
+                                                                  monkeypatch):
+  """A signal can land while a later-stage run copies the last run; the copy is cleaned up too."""
+  out = _copy_run(tiny_run, tmp_path)
+  copytree = shutil.copytree
+
+  def copy_then_stop(*args, **kwargs):
+    copytree(*args, **kwargs)
+    raise SystemExit(143)  # what cvlib.cli's SIGTERM handler raises
+
+  monkeypatch.setattr(shutil, "copytree", copy_then_stop)
+  with pytest.raises(SystemExit):
+    cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], log=lambda s: None)
+  assert not list(out.glob(".tiny.*-*")), "the copy of the last run was left behind"
+  assert (out / "tiny" / "index.html").is_file()
 
 
 def test_previous_runs_kept_under_history(tiny_run, tmp_path):
