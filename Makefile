@@ -13,21 +13,34 @@ export CVLIB_DATA_DIR
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/var/cvlib/matplotlib
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
+CXX ?= g++
+NATIVE := cvlib/native/_cpu_attention.so
+NATIVE_FLAGS ?= -O3 -march=native -std=c++17 -shared -fPIC -Wall
 
 .PHONY: report test test-slow install install-dev lock clean-venv
 
-report: $(VENV)/.installed
+report: $(VENV)/.installed $(NATIVE)
 	$(BIN)/cvlib run $(PARAMS) --out $(OUT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(NATIVE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Real-data tests (minutes); they skip themselves when $CVLIB_DATA_DIR is not set.
-test-slow: $(VENV)/.installed-dev
+test-slow: $(VENV)/.installed-dev $(NATIVE)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install: $(VENV)/.installed $(NATIVE)
+install-dev: $(VENV)/.installed-dev $(NATIVE)
+
+# The fused CPU attention kernel (cvlib/cpu_attention.py), compiled for this machine's CPU against
+# the installed jaxlib's FFI headers. Without a C++ compiler cvlib runs attention as XLA code.
+$(NATIVE): cvlib/native/cpu_attention.cc $(VENV)/.installed
+	@if command -v $(CXX) >/dev/null; then \
+	  $(CXX) $(NATIVE_FLAGS) -isystem "$$($(BIN)/python -c 'import jax.ffi; print(jax.ffi.include_dir())')" \
+	    $< -o $@.tmp && mv $@.tmp $@; \
+	else \
+	  echo "cvlib: no C++ compiler ($(CXX)): attention on CPU runs as XLA code (slower)"; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -47,6 +47,7 @@ CHANGES: dict[str, tuple[Any, str, Callable, Callable]] = {
                   bert.BertEmbeddings.__call__),
     "attention": (bert, "scaled_dot_product_attention", bert.attention_reference,
                   bert.scaled_dot_product_attention),
+    "cpu_kernel": (bert, "attention", bert.scaled_dot_product_attention, bert.attention),
 }
 
 

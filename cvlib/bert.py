@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cvlib import cpu_attention
+
 # HF BERT initialises every Linear and Embed from N(0, 0.02).
 _INIT = nnx.initializers.normal(stddev=0.02)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -55,7 +57,8 @@ class BertConfig:
     attention_dropout: dropout rate on attention probabilities.
     layer_norm_eps: LayerNorm epsilon (HF BERT: 1e-12).
     dtype: compute dtype of activations, "float32" or "bfloat16" (parameters stay float32).
-    attention: "xla" (einsums, any device, supports attention dropout) or "cudnn" (fused
+    attention: "xla" (any device, supports attention dropout; on one CPU device in float32 the
+      fused kernel of ``cpu_attention`` when it is built, else einsums) or "cudnn" (fused
       ``jax.nn.dot_product_attention`` on NVIDIA GPUs, bfloat16 only; attention dropout is not
       applied in that kernel, so set attention_dropout to 0 with it).
   """
@@ -278,8 +281,18 @@ class BertSelfAttention(nnx.Module):
     rate = 0.0 if deterministic else self.dropout.rate
     seeds = (jax.random.bits(self.dropout.rngs(), (2,), jnp.uint32) if rate
              else jnp.zeros((2,), jnp.uint32))
-    context = scaled_dot_product_attention(q, k, v, mask_bias, seeds, rate)
+    context = attention(q, k, v, mask_bias, seeds, rate)
     return context.reshape(batch, seq, hidden)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax.Array, seeds: jax.Array,
+              rate: float) -> jax.Array:
+  """What ``BertSelfAttention`` computes with ``attention="xla"``: the fused CPU kernel
+  (``cpu_attention``) where it can run, else ``scaled_dot_product_attention``; same arguments and
+  results (same dropout mask), up to float rounding."""
+  if cpu_attention.usable(q):
+    return cpu_attention.attention(q, k, v, mask_bias, seeds, rate)
+  return scaled_dot_product_attention(q, k, v, mask_bias, seeds, rate)
 
 
 def attention_reference(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax.Array,
