@@ -33,7 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cvlib import cpu_attention
+from cvlib import cpu_attention, hostmem
+
+hostmem.keep_freed_memory()  # before XLA's threads first allocate; see cvlib.hostmem
 
 # HF BERT initialises every Linear and Embed from N(0, 0.02).
 _INIT = nnx.initializers.normal(stddev=0.02)
