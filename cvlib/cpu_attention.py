@@ -62,19 +62,19 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax.Array, se
            "keep_prob": np.float32(1.0 - rate)}
   seeds = seeds.astype(jnp.uint32)
 
-  def forward(q, k, v):
+  def forward(q, k, v, want_lse):
     return jax.ffi.ffi_call(
         "cvlib_attention_forward",
         (jax.ShapeDtypeStruct(q.shape, jnp.float32),
          jax.ShapeDtypeStruct((batch, heads, seq), jnp.float32)),
-        vmap_method="sequential")(q, k, v, bias, seeds, **attrs)
+        vmap_method="sequential")(q, k, v, bias, seeds, want_lse=want_lse, **attrs)
 
   @jax.custom_vjp
   def attend(q, k, v):
-    return forward(q, k, v)[0]
+    return forward(q, k, v, want_lse=False)[0]  # no gradient taken: no log-sum-exp needed
 
   def attend_forward(q, k, v):
-    out, lse = forward(q, k, v)
+    out, lse = forward(q, k, v, want_lse=True)
     return out, (q, k, v, out, lse)
 
   def attend_backward(saved, d_out):

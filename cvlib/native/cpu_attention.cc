@@ -22,6 +22,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -34,6 +35,7 @@ constexpr int kW = 16;                                      // floats per vector
 typedef float vf __attribute__((vector_size(kW * 4)));      // lowered to AVX-512, AVX2 or SSE
 typedef int32_t vi __attribute__((vector_size(kW * 4)));
 typedef uint32_t vu __attribute__((vector_size(kW * 4)));
+typedef float vfu __attribute__((vector_size(kW * 4), aligned(4)));  // at any float address
 
 inline vf splat(float x) { return vf{} + x; }
 
@@ -141,60 +143,83 @@ inline void tile_abt(const float* a, int64_t lda, const vf* bt, int64_t sv, int6
 constexpr int kRows = 4;  // rows per tile of tile_abt; row counts are padded to a multiple of 8
 
 // C = A Bt for rows [0, m) (m a multiple of kRows): C[i] = A[i] (k floats) times Bt ([k][sv]).
-void product_abt(const float* a, int64_t lda, const vf* bt, int64_t sv, int64_t k, int64_t m,
-                 vf* c) {
-  for (int64_t i = 0; i < m; i += kRows) {
+// A has `rows` rows (stride lda) and may be the caller's array: the tile that ends past it is
+// computed from a zero-padded copy, and C's rows from `rows` on that no tile reaches stay unset.
+void product_abt(const float* a, int64_t lda, int64_t rows, const vf* bt, int64_t sv, int64_t k,
+                 int64_t m, vf* c) {
+  std::vector<float> tail;
+  for (int64_t i = 0; i < m && i < rows; i += kRows) {
     const float* ai = a + i * lda;
+    int64_t ld = lda;
+    if (i + kRows > rows) {
+      tail.assign(kRows * k, 0.0f);
+      for (int64_t r = 0; r < rows - i; ++r) std::memcpy(&tail[r * k], ai + r * lda, k * 4);
+      ai = tail.data();
+      ld = k;
+    }
     vf* ci = c + i * sv;
     int64_t j0 = 0;
-    for (; j0 + 4 <= sv; j0 += 4) tile_abt<kRows, 4>(ai, lda, bt, sv, k, j0, ci);
+    for (; j0 + 4 <= sv; j0 += 4) tile_abt<kRows, 4>(ai, ld, bt, sv, k, j0, ci);
     switch (sv - j0) {
-      case 3: tile_abt<kRows, 3>(ai, lda, bt, sv, k, j0, ci); break;
-      case 2: tile_abt<kRows, 2>(ai, lda, bt, sv, k, j0, ci); break;
-      case 1: tile_abt<kRows, 1>(ai, lda, bt, sv, k, j0, ci); break;
+      case 3: tile_abt<kRows, 3>(ai, ld, bt, sv, k, j0, ci); break;
+      case 2: tile_abt<kRows, 2>(ai, ld, bt, sv, k, j0, ci); break;
+      case 1: tile_abt<kRows, 1>(ai, ld, bt, sv, k, j0, ci); break;
       default: break;
     }
   }
 }
 
-// C[r] = sum_j A(r, j) * B[j], r < R, where A(r, j) = a[r * rs + j * cs] (so A or A transposed)
-// and B is [k][DV] vectors; C is [*][dv] vectors.
+// C[r] = sum_j A(r, j) * B[j], r < R, where A(r, j) = a[r * rs + j * cs] (so A or A transposed),
+// B is k rows of DV vectors (stride ldb vectors) and C's rows have stride ldc vectors.
 template <int R, int DV>
-inline void tile_ab(const float* a, int64_t rs, int64_t cs, const vf* b, int64_t k, vf* c) {
+inline void tile_ab(const float* a, int64_t rs, int64_t cs, const vfu* b, int64_t ldb,
+                    int64_t k, vfu* c, int64_t ldc) {
   vf acc[R][DV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < DV; ++v) acc[r][v] = vf{};
   for (int64_t j = 0; j < k; ++j) {
     vf bv[DV];
-    for (int v = 0; v < DV; ++v) bv[v] = b[j * DV + v];
+    for (int v = 0; v < DV; ++v) bv[v] = b[j * ldb + v];
     for (int r = 0; r < R; ++r) {
       const vf ar = splat(a[r * rs + j * cs]);
       for (int v = 0; v < DV; ++v) acc[r][v] += ar * bv[v];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < DV; ++v) c[r * DV + v] = acc[r][v];
+    for (int v = 0; v < DV; ++v) c[r * ldc + v] = acc[r][v];
 }
 
+// Rows [0, rows) of C = A B, R at a time; the last tile goes through a buffer, so C may be the
+// caller's array.
 template <int R, int DV>
-void product_ab_t(const float* a, int64_t rs, int64_t cs, const vf* b, int64_t k, int64_t m,
-                  vf* c) {
-  for (int64_t i = 0; i < m; i += R) tile_ab<R, DV>(a + i * rs, rs, cs, b, k, c + i * DV);
+void product_ab_t(const float* a, int64_t rs, int64_t cs, const vfu* b, int64_t ldb, int64_t k,
+                  int64_t rows, vfu* c, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + R <= rows; i += R) tile_ab<R, DV>(a + i * rs, rs, cs, b, ldb, k, c + i * ldc, ldc);
+  if (i < rows) {
+    vfu tail[R * DV];
+    tile_ab<R, DV>(a + i * rs, rs, cs, b, ldb, k, tail, DV);
+    for (int64_t r = 0; r < rows - i; ++r)
+      for (int v = 0; v < DV; ++v) c[(i + r) * ldc + v] = tail[r * DV + v];
+  }
 }
 
-// C = A B for rows [0, m) (m a multiple of 8), A(i, j) = a[i * rs + j * cs], B [k][dv] vectors.
-void product_ab(const float* a, int64_t rs, int64_t cs, const vf* b, int64_t dv, int64_t k,
-                int64_t m, vf* c) {
+// Rows [0, rows) of C = A B, A(i, j) = a[i * rs + j * cs] with at least R-rounded rows (padding
+// rows of P are zero), B k rows of dv vectors (stride ldb), C rows of dv vectors (stride ldc).
+void product_ab(const float* a, int64_t rs, int64_t cs, const vfu* b, int64_t ldb, int64_t dv,
+                int64_t k, int64_t rows, vfu* c, int64_t ldc) {
   switch (dv) {
-    case 1: product_ab_t<8, 1>(a, rs, cs, b, k, m, c); return;
-    case 2: product_ab_t<8, 2>(a, rs, cs, b, k, m, c); return;
-    case 3: product_ab_t<4, 3>(a, rs, cs, b, k, m, c); return;
-    case 4: product_ab_t<4, 4>(a, rs, cs, b, k, m, c); return;
+    case 1: product_ab_t<8, 1>(a, rs, cs, b, ldb, k, rows, c, ldc); return;
+    case 2: product_ab_t<8, 2>(a, rs, cs, b, ldb, k, rows, c, ldc); return;
+    case 3: product_ab_t<4, 3>(a, rs, cs, b, ldb, k, rows, c, ldc); return;
+    case 4: product_ab_t<4, 4>(a, rs, cs, b, ldb, k, rows, c, ldc); return;
     default:
-      for (int64_t i = 0; i < m; ++i) {
-        for (int64_t v = 0; v < dv; ++v) c[i * dv + v] = vf{};
-        for (int64_t j = 0; j < k; ++j)
-          for (int64_t v = 0; v < dv; ++v) c[i * dv + v] += splat(a[i * rs + j * cs]) * b[j * dv + v];
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t v = 0; v < dv; ++v) {
+          vf acc = vf{};
+          for (int64_t j = 0; j < k; ++j) acc += splat(a[i * rs + j * cs]) * b[j * ldb + v];
+          c[i * ldc + v] = acc;
+        }
       }
   }
 }
@@ -212,15 +237,41 @@ thread_local Scratch scratch;
 
 int64_t padded_rows(const Shape& s) { return (s.seq + 7) / 8 * 8; }
 
-// Head h of sequence b, transposed into [dim][sv] vectors (padding: 0).
+// One level of a 16 x 16 transpose: swaps bit S of the row index with bit S of the lane index
+// between rows r and r + S (the off-diagonal S x S blocks of each 2S x 2S block).
+template <int S, size_t... L>
+inline void swap_level(vf& a, vf& b, std::index_sequence<L...>) {
+  const vf lo = __builtin_shufflevector(a, b, ((L & S) == 0 ? L : kW + L - S)...);
+  const vf hi = __builtin_shufflevector(a, b, ((L & S) == 0 ? L + S : kW + L)...);
+  a = lo;
+  b = hi;
+}
+
+template <int S>
+inline void swap_level(vf* m) {
+  for (int r = 0; r < kW; ++r)
+    if ((r & S) == 0) swap_level<S>(m[r], m[r + S], std::make_index_sequence<kW>());
+}
+
+// Head h of sequence b, transposed into [dim][sv] vectors (padding: 0), 16 x 16 at a time.
 void load_transposed(const float* src, const Shape& s, int64_t b, int64_t h, vf* t) {
-  std::fill(t, t + s.dim * s.sv, vf{});
-  float* tf = reinterpret_cast<float*>(t);
   const float* head = src + s.at(b, 0, h);
   const int64_t stride = s.heads * s.dim;  // from one token to the next
-  for (int64_t d = 0; d < s.dim; ++d) {
-    float* row = tf + d * s.sv * kW;
-    for (int64_t j = 0; j < s.seq; ++j) row[j] = head[j * stride + d];
+  for (int64_t jv = 0; jv < s.sv; ++jv) {
+    for (int64_t d0 = 0; d0 < s.dim; d0 += kW) {
+      const int64_t rows = std::min<int64_t>(kW, s.seq - jv * kW);
+      const int64_t cols = std::min<int64_t>(kW, s.dim - d0);
+      vf m[kW];
+      for (int64_t r = 0; r < kW; ++r) {
+        m[r] = vf{};
+        if (r < rows) std::memcpy(&m[r], head + (jv * kW + r) * stride + d0, cols * sizeof(float));
+      }
+      swap_level<8>(m);
+      swap_level<4>(m);
+      swap_level<2>(m);
+      swap_level<1>(m);
+      for (int64_t c = 0; c < cols; ++c) t[(d0 + c) * s.sv + jv] = m[c];
+    }
   }
 }
 
@@ -237,10 +288,13 @@ inline void copy_floats(float* dst, const float* src, int64_t n) {
 
 // Head h of sequence b as padded_rows x dv vectors (row-major; padding: 0).
 void load_rows(const float* src, const Shape& s, int64_t b, int64_t h, vf* rows) {
-  std::fill(rows, rows + padded_rows(s) * s.dv, vf{});
   float* rf = reinterpret_cast<float*>(rows);
-  for (int64_t j = 0; j < s.seq; ++j)
-    copy_floats(rf + j * s.dv * kW, src + s.at(b, j, h), s.dim);
+  const int64_t width = s.dv * kW;
+  for (int64_t j = 0; j < s.seq; ++j) {
+    copy_floats(rf + j * width, src + s.at(b, j, h), s.dim);
+    std::fill(rf + j * width + s.dim, rf + (j + 1) * width, 0.0f);
+  }
+  std::fill(rows + s.seq * s.dv, rows + padded_rows(s) * s.dv, vf{});
 }
 
 void store_rows(const vf* rows, const Shape& s, int64_t b, int64_t h, float* dst) {
@@ -258,21 +312,40 @@ uint32_t first_index(const Shape& s, int64_t b, int64_t h, int64_t i) {
   return static_cast<uint32_t>(((b * s.heads + h) * s.seq + i) * s.seq);  // wraps like JAX's
 }
 
+// Rows of head h of sequence b as B operands or results of product_ab: read and written in place
+// when a head's dim is whole vectors, else through a zero-padded copy in scratch slot `slot`.
+struct HeadRows {
+  const Shape& s;
+  bool direct;
+  int64_t ld;  // vectors from one token's row to the next
+  HeadRows(const Shape& shape) : s(shape), direct(shape.dim % kW == 0),
+      ld(direct ? shape.heads * shape.dim / kW : shape.dv) {}
+  const vfu* in(const float* src, int64_t b, int64_t h, int slot) const {
+    if (direct) return reinterpret_cast<const vfu*>(src + s.at(b, 0, h));
+    vf* rows = scratch.get(slot, padded_rows(s) * s.dv);
+    load_rows(src, s, b, h, rows);
+    return rows;
+  }
+  vfu* out(float* dst, int64_t b, int64_t h, int slot) const {
+    if (direct) return reinterpret_cast<vfu*>(dst + s.at(b, 0, h));
+    return scratch.get(slot, padded_rows(s) * s.dv);
+  }
+  void done(const vfu* rows, float* dst, int64_t b, int64_t h) const {
+    if (!direct) store_rows(reinterpret_cast<const vf*>(rows), s, b, h, dst);
+  }
+};
+
 void forward_head(const float* q, const float* k, const float* v, const float* bias,
-                  const Shape& s, float scale, const Dropout& drop, int64_t b, int64_t h,
-                  float* out, float* lse) {
-  const int64_t m = padded_rows(s), sv = s.sv, dv = s.dv;
-  vf* qr = scratch.get(0, m * dv);
-  vf* kt = scratch.get(1, s.dim * sv);
-  vf* vr = scratch.get(2, m * dv);
-  vf* bias_v = scratch.get(3, sv);
-  vf* p = scratch.get(4, m * sv);
-  vf* o = scratch.get(5, m * dv);
-  load_rows(q, s, b, h, qr);
+                  const Shape& s, float scale, const Dropout& drop, bool want_lse, int64_t b,
+                  int64_t h, float* out, float* lse) {
+  const int64_t m = padded_rows(s), sv = s.sv, dv = s.dv, token = s.heads * s.dim;
+  const HeadRows rows(s);
+  vf* kt = scratch.get(0, s.dim * sv);
+  vf* bias_v = scratch.get(1, sv);
+  vf* p = scratch.get(2, m * sv);
   load_transposed(k, s, b, h, kt);
-  load_rows(v, s, b, h, vr);
   load_bias(bias, s, b, bias_v);
-  product_abt(reinterpret_cast<const float*>(qr), dv * kW, kt, sv, s.dim, m, p);
+  product_abt(q + s.at(b, 0, h), token, s.seq, kt, sv, s.dim, m, p);
   for (int64_t i = 0; i < s.seq; ++i) {
     vf* pi = p + i * sv;
     vf mx = splat(-INFINITY);
@@ -287,7 +360,7 @@ void forward_head(const float* q, const float* k, const float* v, const float* b
       sum += pi[jv];
     }
     const float total = hsum(sum);
-    lse[(b * s.heads + h) * s.seq + i] = row_max + std::log(total);
+    if (want_lse) lse[(b * s.heads + h) * s.seq + i] = row_max + std::log(total);
     const float norm = 1.0f / total, kept_norm = norm / drop.keep_prob;
     if (drop.on) {
       const uint32_t first = first_index(s, b, h, i);
@@ -301,34 +374,29 @@ void forward_head(const float* q, const float* k, const float* v, const float* b
     }
   }
   for (int64_t i = s.seq; i < m; ++i) std::fill(p + i * sv, p + (i + 1) * sv, vf{});
-  product_ab(reinterpret_cast<const float*>(p), sv * kW, 1, vr, dv, s.seq, m, o);
-  store_rows(o, s, b, h, out);
+  vfu* o = rows.out(out, b, h, 4);
+  product_ab(reinterpret_cast<const float*>(p), sv * kW, 1, rows.in(v, b, h, 3), rows.ld, dv,
+             s.seq, s.seq, o, rows.ld);
+  rows.done(o, out, b, h);
 }
 
 void backward_head(const float* q, const float* k, const float* v, const float* o,
                    const float* dout, const float* bias, const float* lse, const Shape& s,
                    float scale, const Dropout& drop, int64_t b, int64_t h, float* dq, float* dk,
                    float* dv) {
-  const int64_t m = padded_rows(s), sv = s.sv, nv = s.dv;
-  vf* qr = scratch.get(0, m * nv);
-  vf* dor = scratch.get(1, m * nv);
-  vf* kt = scratch.get(2, s.dim * sv);
-  vf* vt = scratch.get(3, s.dim * sv);
-  vf* kr = scratch.get(4, m * nv);
-  vf* p = scratch.get(5, m * sv);    // probabilities, then the dropped probabilities
-  vf* dp = scratch.get(6, m * sv);   // gradient of the dropped probabilities, then of the scores
-  vf* res = scratch.get(7, m * nv + sv);
-  vf* bias_v = res + m * nv;
-  load_rows(q, s, b, h, qr);
-  load_rows(dout, s, b, h, dor);
+  const int64_t m = padded_rows(s), sv = s.sv, nv = s.dv, token = s.heads * s.dim;
+  const HeadRows rows(s);
+  vf* kt = scratch.get(0, s.dim * sv);
+  vf* vt = scratch.get(1, s.dim * sv);
+  vf* p = scratch.get(2, m * sv);    // probabilities, then the dropped probabilities
+  vf* dp = scratch.get(3, m * sv);   // gradient of the dropped probabilities, then of the scores
+  vf* bias_v = scratch.get(4, sv);
   load_transposed(k, s, b, h, kt);
   load_transposed(v, s, b, h, vt);
-  load_rows(k, s, b, h, kr);
   load_bias(bias, s, b, bias_v);
-  const int64_t lda = nv * kW;
   const float inv_keep = 1.0f / drop.keep_prob;
-  product_abt(reinterpret_cast<const float*>(qr), lda, kt, sv, s.dim, m, p);
-  product_abt(reinterpret_cast<const float*>(dor), lda, vt, sv, s.dim, m, dp);
+  product_abt(q + s.at(b, 0, h), token, s.seq, kt, sv, s.dim, m, p);
+  product_abt(dout + s.at(b, 0, h), token, s.seq, vt, sv, s.dim, m, dp);
   for (int64_t i = 0; i < s.seq; ++i) {
     vf* pi = p + i * sv;
     vf* dpi = dp + i * sv;
@@ -358,14 +426,17 @@ void backward_head(const float* q, const float* k, const float* v, const float* 
   }
   const float* pf = reinterpret_cast<const float*>(p);
   const float* dsf = reinterpret_cast<const float*>(dp);
-  product_ab(dsf, sv * kW, 1, kr, nv, s.seq, m, res);  // dq = dS K
-  store_rows(res, s, b, h, dq);
-  product_ab(dsf, 1, sv * kW, qr, nv, s.seq, m, res);  // dk = dS^T Q
-  store_rows(res, s, b, h, dk);
-  product_ab(pf, 1, sv * kW, dor, nv, s.seq, m, res);  // dv = dropped(P)^T dO
-  store_rows(res, s, b, h, dv);
+  const int64_t ld = rows.ld;
+  vfu* res = rows.out(dq, b, h, 5);
+  product_ab(dsf, sv * kW, 1, rows.in(k, b, h, 6), ld, nv, s.seq, s.seq, res, ld);  // dq = dS K
+  rows.done(res, dq, b, h);
+  res = rows.out(dk, b, h, 5);
+  product_ab(dsf, 1, sv * kW, rows.in(q, b, h, 6), ld, nv, s.seq, s.seq, res, ld);  // dk = dS^T Q
+  rows.done(res, dk, b, h);
+  res = rows.out(dv, b, h, 5);
+  product_ab(pf, 1, sv * kW, rows.in(dout, b, h, 6), ld, nv, s.seq, s.seq, res, ld);  // dv = P^T dO
+  rows.done(res, dv, b, h);
 }
-
 
 // Runs fn(item) for item in [0, n) on the calling thread and the pool's. Items are claimed from
 // a shared counter; the call returns when all are done (tasks that start late find none left).
@@ -411,7 +482,8 @@ Dropout make_dropout(ffi::Buffer<ffi::U32> seeds, uint32_t threshold, float keep
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
                    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> bias,
                    ffi::Buffer<ffi::U32> seeds, float scale, uint32_t threshold, float keep_prob,
-                   ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> lse) {
+                   bool want_lse, ffi::ResultBuffer<ffi::F32> out,
+                   ffi::ResultBuffer<ffi::F32> lse) {
   if (q.dimensions().size() != 4) return ffi::Error::InvalidArgument("q must be 4-D");
   const Shape s = make_shape(q.dimensions());
   const Dropout drop = make_dropout(seeds, threshold, keep_prob);
@@ -419,7 +491,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ff
   const float* bp = bias.typed_data();
   float *op = out->typed_data(), *lp = lse->typed_data();
   parallel_for(pool, s.batch * s.heads, [&](int64_t item) {
-    forward_head(qp, kp, vp, bp, s, scale, drop, item / s.heads, item % s.heads, op, lp);
+    forward_head(qp, kp, vp, bp, s, scale, drop, want_lse, item / s.heads, item % s.heads, op, lp);
   });
   return ffi::Error::Success();
 }
@@ -454,6 +526,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CvlibAttentionForward, Forward,
                                   .Attr<float>("scale")
                                   .Attr<uint32_t>("threshold")
                                   .Attr<float>("keep_prob")
+                                  .Attr<bool>("want_lse")
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
