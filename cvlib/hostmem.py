@@ -3,8 +3,8 @@
 XLA:CPU allocates each call's temporary buffer with ``posix_memalign`` (1.2 GB for a MiniLM
 training step at 32 x 128) and frees it at the end of the call. glibc serves allocations that
 large with a fresh ``mmap`` and returns them with ``munmap``, so every step faults in every page
-again: 313,000 page faults and 0.54 s of kernel time per step on the 2-core machine, a quarter of
-the step. Keeping freed memory in the process (one malloc arena, no mmap for large blocks, no
+again: 313,813 page faults and 0.51 s of kernel time per 1.9 s step on the 2-core machine
+(``benchmarks/results/host_memory.json``). Keeping freed memory in the process (one malloc arena, no mmap for large blocks, no
 trimming of the heap below 2 GB) makes the next call reuse it (``benchmarks/host_memory.py``
 measures both ways).
 
