@@ -13,9 +13,7 @@ export CVLIB_DATA_DIR
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/var/cvlib/matplotlib
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
-CXX ?= g++
 NATIVE := cvlib/native/_cpu_attention.so
-NATIVE_FLAGS ?= -O3 -march=native -std=c++17 -shared -fPIC -Wall
 
 .PHONY: report test test-slow install install-dev lock clean-venv
 
@@ -35,12 +33,7 @@ install-dev: $(VENV)/.installed-dev $(NATIVE)
 # The fused CPU attention kernel (cvlib/cpu_attention.py), compiled for this machine's CPU against
 # the installed jaxlib's FFI headers. Without a C++ compiler cvlib runs attention as XLA code.
 $(NATIVE): cvlib/native/cpu_attention.cc $(VENV)/.installed
-	@if command -v $(CXX) >/dev/null; then \
-	  $(CXX) $(NATIVE_FLAGS) -isystem "$$($(BIN)/python -c 'import jax.ffi; print(jax.ffi.include_dir())')" \
-	    $< -o $@.tmp && mv $@.tmp $@; \
-	else \
-	  echo "cvlib: no C++ compiler ($(CXX)): attention on CPU runs as XLA code (slower)"; \
-	fi
+	$(BIN)/python -m cvlib.cpu_attention build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -7,9 +7,10 @@ that head's keys and values in cache and each query row's scores in registers, f
 mask is ``bert.dropout_keep_mask``'s, so it computes what ``bert.attention_reference`` computes, up
 to float rounding.
 
-``make install`` (and ``make test``) compiles it with the machine's C++ compiler; without the
-compiled library (no compiler, a pip install without make) ``available()`` is False and cvlib
-uses the XLA version. It handles float32 on the CPU backend only.
+``make install`` (and ``make test``) compiles it with the machine's C++ compiler
+(``python -m cvlib.cpu_attention build`` does the same in any environment); without the compiled
+library (no compiler, a pip install without make) ``available()`` is False and cvlib uses the XLA
+version. It handles float32 on the CPU backend only.
 """
 
 from __future__ import annotations
@@ -18,13 +19,41 @@ import ctypes
 import functools
 import math
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+SOURCE = Path(__file__).parent / "native" / "cpu_attention.cc"
 LIBRARY = Path(__file__).parent / "native" / "_cpu_attention.so"
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-Wall")
+
+
+def find_compiler() -> str | None:
+  """$CXX, else g++ or c++ on the PATH."""
+  return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def build(compiler: str | None = None) -> Path:
+  """Compiles the kernel for this machine's CPU into ``LIBRARY`` (``-march=native``: rebuild it
+  on another CPU rather than copying it).
+
+  Raises:
+    RuntimeError: no C++ compiler.
+    subprocess.CalledProcessError: the compiler failed (its messages are on stderr).
+  """
+  compiler = compiler or find_compiler()
+  if not compiler:
+    raise RuntimeError("no C++ compiler (set CXX or install g++)")
+  partial = LIBRARY.with_name(LIBRARY.name + ".tmp")
+  subprocess.run([compiler, *FLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE),
+                  "-o", str(partial)], check=True)
+  os.replace(partial, LIBRARY)  # a half-written library is never loaded
+  return LIBRARY
 
 
 @functools.cache
@@ -86,3 +115,14 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax.Array, se
 
   attend.defvjp(attend_forward, attend_backward)
   return attend(q, k, v)
+
+
+if __name__ == "__main__":
+  # python -m cvlib.cpu_attention build: what make install runs. Without a compiler it says so
+  # and succeeds (cvlib then uses the XLA attention); a compiler error fails.
+  if sys.argv[1:] != ["build"]:
+    sys.exit("usage: python -m cvlib.cpu_attention build")
+  if not find_compiler():
+    print("cvlib: no C++ compiler (g++): attention on CPU runs as XLA code (slower)")
+  else:
+    print(f"cvlib: built {build()}")
