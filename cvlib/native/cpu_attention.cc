@@ -1,10 +1,12 @@
 // Fused multi-head attention for CPUs, forward and backward, as XLA FFI custom calls.
 //
 // softmax(q k^T * scale + bias) with dropout, times v, computed one (sequence, head) at a time:
-// that head's keys and values are repacked into small aligned buffers that stay in L1/L2, and
-// each query row's scores, probabilities and output are produced in registers and a row buffer,
-// never as a [batch, heads, seq, seq] array in memory. The backward pass recomputes the
-// probabilities from q, k and the forward pass's log-sum-exp (FlashAttention-2's recipe).
+// that head's keys are transposed into a small buffer, its [seq, seq] scores go through the
+// softmax in a buffer that stays in L2, and the two products are register-tiled. Nothing of size
+// [batch, heads, seq, seq] is written to memory. Queries, values and results are read and written
+// in place when a head's dim is whole vectors (16 floats), else through padded copies. The
+// backward pass recomputes the probabilities from q, k and the forward pass's log-sum-exp
+// (FlashAttention-2's recipe).
 //
 // The dropout mask is cvlib.bert.dropout_keep_mask's hash of the element's flat index in
 // [batch, heads, seq, seq], so this kernel and the XLA version drop the same probabilities.
@@ -12,7 +14,8 @@
 // Work is split over XLA's intra-op thread pool by (sequence, head); each is done by one thread
 // start to finish, so results do not depend on the number of threads.
 //
-// Built by `make` (g++ -O3 -march=native); cvlib.cpu_attention loads it when present.
+// Built by `python -m cvlib.cpu_attention build` (make install runs it: g++ -O3 -march=native);
+// cvlib.cpu_attention loads it when present.
 
 #include <algorithm>
 #include <atomic>
