@@ -1,9 +1,9 @@
 """A fused attention kernel for CPUs (``cvlib/native/cpu_attention.cc``), called through XLA's FFI.
 
 XLA's CPU code for attention makes several passes over the [batch, heads, seq, seq] scores (the
-softmax's max, exp and sum are separate loops); the kernel does one (sequence, head) at a time with
-that head's keys and values in cache and each query row's scores in registers, forward and backward
-(the backward pass recomputes the probabilities from the forward pass's log-sum-exp). Its dropout
+softmax's max, exp and sum are separate loops); the kernel does one (sequence, head) at a time, its
+[seq, seq] scores in cache, forward and backward (the backward pass recomputes the probabilities
+from the forward pass's log-sum-exp). Its dropout
 mask is ``bert.dropout_keep_mask``'s, so it computes what ``bert.attention_reference`` computes, up
 to float rounding.
 
