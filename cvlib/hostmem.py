@@ -41,9 +41,8 @@ def keep_freed_memory() -> bool:
     return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only (musl has no such function)
-    mallopt = libc.mallopt
-  except (OSError, AttributeError):
+  except OSError:
     return False
-  del gnu_get_libc_version
-  return all(mallopt(option, value) == 1 for option, value in _SETTINGS)
+  if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (musl has no such function)
+    return False
+  return all(libc.mallopt(option, value) == 1 for option, value in _SETTINGS)
