@@ -21,7 +21,10 @@ training part (train + validation): TF-IDF + logistic regression (word 1-2 grams
 grams for Chinese) and, for English, VADER.
 
 ``--mlm-steps 0,2000`` runs the encoder path once per value, which is the with/without domain
-MLM comparison. Every run writes one JSON (settings, per-epoch history, MLM history, timings).
+MLM comparison. Every run writes one JSON (settings, per-epoch history, MLM history, timings),
+with ``blend_with_tfidf``: the encoder combined with TF-IDF + LR as reports combine them
+(``finetune.blend_tfidf``; TF-IDF trained on the encoder's training reviews, the weight chosen on
+validation). ``--save-proba`` keeps the encoder's validation and test probabilities.
 
 Usage::
 
@@ -85,6 +88,26 @@ def split(labels: np.ndarray, seed: int, max_train: int) -> dict[str, np.ndarray
   return {"train": train, "val": val, "test": test, "train_full": full}
 
 
+def blend_with_tfidf(language: str, pick: Any, y: np.ndarray, parts: dict[str, np.ndarray],
+                     val_proba: np.ndarray, test_proba: np.ndarray, scores: Any,
+                     seed: int) -> dict[str, Any]:
+  """The encoder combined with TF-IDF + LR as reports combine them (``sentiment.fit_blend``).
+
+  TF-IDF learns from the encoder's training reviews only; the weight is chosen on validation
+  macro-F1, and only then is the test part scored.
+  """
+  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  blend = sentiment.fit_blend(val_proba, pick(parts["train"]), y[parts["train"]],
+                              pick(parts["val"]), y[parts["val"]], seed=seed,
+                              analyzer="char" if language == "zh" else "word")
+  test_texts = pick(parts["test"])
+  tfidf_test = blend.tfidf.predict_proba(test_texts)
+  return {"encoder_weight": blend.weight,
+          "validation": blend.validation.to_dict(orient="list"),
+          "tfidf_same_training": scores(tfidf_test.argmax(1)),
+          **scores(blend.proba(test_proba, test_texts).argmax(1))}
+
+
 def run_encoder(args: argparse.Namespace, language: str, mlm_texts: list[str], pick: Any,
                 y: np.ndarray, parts: dict[str, np.ndarray], mlm_steps: int,
                 scores: Any) -> dict[str, Any]:
@@ -112,9 +135,15 @@ def run_encoder(args: argparse.Namespace, language: str, mlm_texts: list[str], p
   t = time.perf_counter()
   proba = sentiment.predict_proba(model, prepared.tokenizer, pick(parts["test"]), buckets=buckets)
   predict_s = time.perf_counter() - t
+  val_proba = sentiment.predict_proba(model, prepared.tokenizer, pick(parts["val"]),
+                                      buckets=buckets)
+  blend = blend_with_tfidf(language, pick, y, parts, val_proba, proba, scores, args.seed)
+  if args.save_proba:
+    np.savez(args.save_proba, val_index=parts["val"], val_proba=val_proba,
+             test_index=parts["test"], test_proba=proba)
   mlm_history = prepared.mlm_history
   return {"encoder": prepared.description, "kind": prepared.kind, "mlm_steps": mlm_steps,
-          **scores(proba.argmax(1)),
+          **scores(proba.argmax(1)), "blend_with_tfidf": blend,
           "settings": {"epochs": args.epochs, "batch_size": args.batch_size,
                        "learning_rate": lr, "buckets": list(buckets), "dtype": args.dtype,
                        "mlm_batch_size": args.mlm_batch_size,
@@ -155,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--no-baselines", action="store_true")
+  p.add_argument("--save-proba", type=Path, default=None,
+                 help="an .npz for the encoder's validation and test probabilities")
   p.add_argument("--out", type=Path, default=None,
                  help="default benchmarks/results/sentiment_<dataset>.json")
   args = p.parse_args(argv)

@@ -96,6 +96,10 @@ class FinetuneConfig:
   mlm_max_texts: int = 0  # a seeded sample of at most this many texts; 0 uses all
   mask_rate: float = 0.15  # share of tokens masked (80% [MASK], 10% random, 10% kept)
   compare_mlm: bool = False  # also fine-tune without MLM and report the difference (2x the time)
+  # Combine the fine-tuned encoder with TF-IDF + logistic regression (trained on the same reviews),
+  # the encoder's weight chosen on the validation reviews (1.0 keeps it alone); review scores
+  # use the combination. false: the encoder alone.
+  blend_tfidf: bool = True
   vocab_size: int = 16000  # WordPiece vocabulary size from scratch (an upper bound)
   small_layers: int = 4  # the from-scratch BERT's shape
   small_hidden: int = 256

@@ -491,12 +491,13 @@ def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
 # --- review text ---------------------------------------------------------------------------------
 
 def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
-                   buckets: tuple[int, ...], batch_size: int
+                   buckets: tuple[int, ...], batch_size: int, blend: Any = None
                    ) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment and embedding of every review with text, every batch of one fixed shape.
 
   The same as ``pipeline.score_reviews`` when ``batch_size`` is the run's (64); batches of one
-  text each (the per-customer scorer) agree with it to float32 rounding.
+  text each (the per-customer scorer) agree with it to float32 rounding. ``blend``: the run's
+  TF-IDF blend (``sentiment.SentimentBlend``), when it saved one.
 
   Returns:
     (frame with review_id, customer_id, timestamp, rating, sentiment, p_negative;
@@ -516,6 +517,8 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
       real = batch["index"] >= 0
       out[batch["index"][real]] = res[real]
   proba, emb = out[:, :k], out[:, k:]
+  if blend is not None:
+    proba = blend.proba(proba, r["text"].tolist())
   score = proba[:, -1] - proba[:, 0]  # positive minus negative, as pipeline.score_reviews
   cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
           if c in r.columns]
@@ -552,6 +555,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   """
   from cvlib import features as feats
   from cvlib import pipeline
+  from cvlib.sentiment import BLEND_FILE
   run_dir = Path(run_dir)
   models = run_dir / "models"
   models.mkdir(exist_ok=True)
@@ -590,7 +594,13 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                "expects": "review texts (str); tokenized with tokenizer.json, cut to the largest "
                           "bucket",
                "outputs": "class probabilities (negative first) and the L2-normalised mean-pooled "
-                          "embedding"}
+                          "embedding",
+               "sentiment_blend": (None if not (models / "encoder" / BLEND_FILE).exists()
+                                   else {"path": f"encoder/{BLEND_FILE}",
+                                         "outputs": "review sentiment: encoder_weight x the "
+                                                    "encoder's class probabilities + (1 - "
+                                                    "encoder_weight) x TF-IDF + logistic "
+                                                    "regression's (sentiment.SentimentBlend)"})}
   featurizer = None
   if (models / "text_featurizer.npz").exists():
     with np.load(models / "text_featurizer.npz", allow_pickle=False) as z:
@@ -754,7 +764,7 @@ class Scorer:
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
                drivers: bool = False):
-    from cvlib import pipeline, pretrained, ziln
+    from cvlib import pipeline, pretrained, sentiment, ziln
     self.run_dir = Path(run_dir)
     self.drivers = drivers
     self.manifest = load_manifest(self.run_dir, verify=verify)
@@ -777,11 +787,12 @@ class Scorer:
     self.buckets = tuple((params.get("finetune") or {}).get("buckets") or (32, 64, 128))
     self.catalogue = (pd.read_parquet(models / CATALOGUE_FILE)
                       if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
-    self.encoder = self.tokenizer = self.featurizer = None
+    self.encoder = self.tokenizer = self.featurizer = self.blend = None
     if self.needs_text:
       self.featurizer = pipeline.TextFeaturizer.load(models / "text_featurizer.npz")
       self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
       self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
+      self.blend = sentiment.SentimentBlend.load(models / "encoder")
     self.fast_features = _fast_features_agree()
     if warm_up:
       self._warm_up()
@@ -904,7 +915,8 @@ class Scorer:
       keep = (reviews["customer_id"].notna() & reviews["timestamp"].notna()
               & (reviews["timestamp"] < pd.Timestamp(as_of)))
       review_scores, emb = encode_reviews(self.encoder, self.tokenizer, reviews[keep],
-                                          buckets=self.buckets, batch_size=encoder_batch)
+                                          buckets=self.buckets, batch_size=encoder_batch,
+                                          blend=self.blend)
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
                        raw_ids=raw_ids, version=self.version, drivers=self.drivers)

@@ -168,6 +168,7 @@ def test_manifest_describes_the_models_folder(tiny_run):
   assert m["split"]["as_of"] == _as_of(tiny_run).isoformat() and m["split"]["cutoff"]
   assert m["features"]["behaviour"] == list(features.BEHAVIOUR_FEATURES)
   assert m["encoder"]["tokenizer"] == "tokenizer.json" and m["encoder"]["buckets"]
+  assert m["encoder"]["sentiment_blend"]["path"] == "encoder/sentiment_tfidf.npz"
   assert set(m["value_models"]) == {"ziln", "ziln_ratings", "ziln_text"}
   assert m["value_models"]["ziln_text"]["inputs"] == ["history", "ratings", "text"]
   assert m["scoring"]["model"] in m["value_models"]
@@ -309,6 +310,7 @@ def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny
   from cvlib import pipeline
   tables, _ = tiny_clean
   scorer = scoring.Scorer(tiny_run, model="ziln_text", drivers=True)
+  assert scorer.blend is not None and scorer.blend.weight < 1.0  # review scores are combined
   ours = scorer.score_tables(tables)
   art = tiny_run / "artifacts"
   theirs = scoring.score_frame(pd.read_parquet(art / "features_now.parquet"),

@@ -283,6 +283,12 @@ def test_tfidf_logreg():
   assert sentiment.classification_metrics(test_y, pred)["macro_f1"] > 0.9
   with pytest.raises(ValueError, match="at least two classes"):
     sentiment.tfidf_logreg(["a", "b"], [1, 1], ["c"])
+  fitted = sentiment.fit_tfidf_logreg(train_x, train_y, seed=0)
+  proba = fitted.predict_proba(test_x)
+  assert proba.shape == (60, 2) and np.allclose(proba.sum(1), 1.0)
+  np.testing.assert_array_equal(proba.argmax(1), pred)
+  with pytest.raises(ValueError, match="200 training texts but 3 labels"):
+    sentiment.fit_tfidf_logreg(train_x, [0, 1, 0])
 
 
 def test_classification_metrics():
@@ -332,3 +338,65 @@ def test_finetune_writes_orbax_checkpoints_and_restores_the_best(tokenizer, tmp_
   for a, b in zip(jax.tree.leaves(nnx.state(model, nnx.Param)),
                   jax.tree.leaves(nnx.state(fresh, nnx.Param))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the model returned is the best
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder combined with TF-IDF
+
+
+def test_blend_leans_on_tfidf_when_the_encoder_guesses_and_keeps_a_perfect_encoder():
+  (train_x, train_y), (val_x, val_y) = _polar_reviews(200, seed=1), _polar_reviews(80, seed=2)
+  rng = np.random.default_rng(0)
+  noise = rng.dirichlet([1.0, 1.0], size=len(val_y))  # an encoder that learnt nothing
+  blend = sentiment.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
+  assert blend.weight <= 0.5
+  assert list(blend.validation.columns) == ["weight", "accuracy", "macro_f1"]
+  assert len(blend.validation) == len(sentiment.BLEND_WEIGHTS)
+  chosen = blend.validation.set_index("weight").loc[blend.weight, "macro_f1"]
+  assert chosen == blend.validation["macro_f1"].max() > 0.9
+  perfect = np.eye(2)[val_y] * 0.98 + 0.01
+  blend = sentiment.fit_blend(perfect, train_x, train_y, val_x, val_y, seed=0)
+  assert blend.weight == 1.0  # ties go to the encoder
+  np.testing.assert_array_equal(blend.proba(perfect, val_x), perfect)
+
+
+def test_blend_proba_mixes_the_two_models():
+  (train_x, train_y), (val_x, val_y) = _polar_reviews(200, seed=1), _polar_reviews(40, seed=2)
+  enc = np.random.default_rng(1).dirichlet([1.0, 1.0], size=len(val_y))
+  blend = sentiment.fit_blend(enc, train_x, train_y, val_x, val_y, seed=0)
+  blend.weight = 0.3
+  tfidf = blend.tfidf.predict_proba(val_x)
+  np.testing.assert_allclose(blend.proba(enc, val_x), 0.3 * enc + 0.7 * tfidf)
+  assert blend.proba(np.zeros((0, 2)), []).shape == (0, 2)
+  with pytest.raises(ValueError, match="3 encoder rows but 40 texts"):
+    blend.proba(enc[:3], val_x)
+
+
+def test_blend_save_and_load_give_the_same_probabilities(tmp_path):
+  train = ["很好用非常满意", "质量很好喜欢", "太差了退货", "质量差不满意", "物流慢\n但是好"] * 6
+  labels = np.array([1, 1, 0, 0, 1] * 6)
+  val = ["非常满意很好", "太差了", "不满意", "喜欢"]
+  enc = np.array([[0.4, 0.6], [0.7, 0.3], [0.45, 0.55], [0.2, 0.8]])
+  blend = sentiment.fit_blend(enc, train, labels, val, [1, 0, 0, 1], seed=0, analyzer="char")
+  blend.weight = 0.4
+  path = blend.save(tmp_path / "enc")
+  assert path.name == sentiment.BLEND_FILE
+  loaded = sentiment.SentimentBlend.load(tmp_path / "enc")
+  new = ["满意", "退货了，太差", "unseen words 好"]
+  enc_new = np.full((3, 2), 0.5)
+  np.testing.assert_allclose(loaded.proba(enc_new, new), blend.proba(enc_new, new), rtol=1e-12)
+  assert loaded.weight == 0.4
+  pd.testing.assert_frame_equal(loaded.validation, blend.validation)
+  assert sentiment.SentimentBlend.load(tmp_path / "none") is None
+  with np.load(path, allow_pickle=False) as z:  # plain arrays: no pickle needed to read it
+    assert z["coef"].shape[0] == 1
+
+
+def test_fit_blend_rejects_bad_inputs():
+  (train_x, train_y), (val_x, val_y) = _polar_reviews(60, seed=1), _polar_reviews(10, seed=2)
+  with pytest.raises(ValueError, match=r"must be \[len\(val_texts\)=10, classes\]"):
+    sentiment.fit_blend(np.ones((9, 2)) / 2, train_x, train_y, val_x, val_y)
+  with pytest.raises(ValueError, match="every class 0..2"):
+    sentiment.fit_blend(np.ones((10, 3)) / 3, train_x, train_y, val_x, val_y)
+  with pytest.raises(ValueError, match="no validation texts"):
+    sentiment.fit_blend(np.ones((0, 2)), train_x, train_y, [], [])

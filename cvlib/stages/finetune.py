@@ -83,13 +83,32 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
 CHAR_LANGUAGES = ("zh", "ja", "th")
 
 
+def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | None, *,
+                       language: str, seed: int) -> Any:
+  """With ``finetune.blend_tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
+
+  Returns:
+    A ``sentiment.SentimentBlend`` (TF-IDF fitted on the training reviews, the encoder's weight
+    chosen on the validation reviews), or None when off or without labelled reviews.
+  """
+  from cvlib import sentiment
+  if data is None or not cfg.blend_tfidf:
+    return None
+  val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
+  return sentiment.fit_blend(val_proba, data.train_texts, data.train_labels, data.val_texts,
+                             data.val_labels, seed=seed,
+                             analyzer="char" if language in CHAR_LANGUAGES else "word")
+
+
 def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *, label_scheme: str,
                       seed: int, buckets: tuple[int, ...], language: str = "en",
-                      encoder: Any = None) -> dict[str, Any] | None:
+                      encoder: Any = None, blend: Any = None) -> dict[str, Any] | None:
   """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data).
 
   The lexicon baseline (VADER) reads English only; for other languages it is null, with a note.
-  ``encoder`` (the ``prepare_encoder`` result) names the model and adds how it was made.
+  ``encoder`` (the ``prepare_encoder`` result) names the model and adds how it was made. With
+  ``blend`` (:func:`combine_with_tfidf`) the combination's scores go under ``"combined"``; the
+  top-level scores stay the encoder's own.
   """
   from cvlib import sentiment
   if data is None:
@@ -118,6 +137,16 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
                       **{k: v for k, v in encoder.details.items() if k != "seconds"}}
   if vader is None:
     out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
+  if blend is not None:
+    both = sentiment.classification_metrics(
+        data.test_labels, blend.proba(proba, data.test_texts).argmax(axis=1),
+        num_classes=len(data.class_names))
+    chosen = blend.validation.set_index("weight").loc[blend.weight]
+    out["combined"] = {"model": f"{name} + TF-IDF + logistic regression",
+                       "encoder_weight": blend.weight, **strip(both),
+                       "validation_macro_f1": float(chosen["macro_f1"]),
+                       "validation_macro_f1_encoder_alone":
+                           float(blend.validation["macro_f1"].iloc[-1])}
   return out
 
 
@@ -130,12 +159,20 @@ def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
   for key, m in metrics["baselines"].items():
     if m is not None:
       rows.append({"model": names.get(key, key), **m})
+  both = metrics.get("combined")
+  if both:
+    rows.insert(1, {"model": f"the two combined (encoder weight {both['encoder_weight']:.2f}, "
+                             "chosen on validation reviews)",
+                    "accuracy": both["accuracy"], "macro_f1": both["macro_f1"]})
   return pd.DataFrame(rows)
 
 
 def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
-                  buckets: tuple[int, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+                  buckets: tuple[int, ...], blend: Any = None) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment score in [-1, 1] and an embedding for every review with text.
+
+  With ``blend`` (:func:`combine_with_tfidf`) the score and p_negative come from the combined
+  probabilities; the embedding is the encoder's either way.
 
   Returns:
     (frame with review_id, customer_id, product_id, timestamp, rating, sentiment, p_negative;
@@ -145,6 +182,8 @@ def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
                                                  buckets=buckets)
+  if blend is not None:
+    proba = blend.proba(proba, r["text"].tolist())
   # positive minus negative probability: the same scale for the binary and 3-class schemes
   score = proba[:, -1] - proba[:, 0] if len(r) else np.zeros(0)
   cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
@@ -492,11 +531,14 @@ def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep
 def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
                   review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
                   text: CustomerText, networks: dict, encoder: Any = None,
-                  e2e: tuple[Any, pd.DataFrame] | None = None) -> dict:
-  """Writes the fine-tuned encoder, the value networks, review scores and text features."""
+                  e2e: tuple[Any, pd.DataFrame] | None = None, blend: Any = None) -> dict:
+  """Writes the fine-tuned encoder (with its TF-IDF blend), the value networks, review scores and
+  text features."""
   from cvlib import pretrained
   pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
                           tokenizer=tokenizer)
+  if blend is not None:
+    blend.save(ws.path("models", "encoder"))
   for name, (predictor, hist) in networks.items():
     predictor.save(ws.path("models", name))
     ws.save_frame(f"history_{name}", hist)
@@ -575,19 +617,32 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
                 "no sentiment model was trained.")
     return
   best_base = max((m for m in sent["baselines"].values() if m), key=lambda m: m["macro_f1"])
-  ws.add_headline("sentiment macro-F1", f"{sent['macro_f1']:.2f}",
-                  f"best baseline {best_base['macro_f1']:.2f}")
+  both = sent.get("combined")
+  used = both or sent  # what the review scores below come from
+  ws.add_headline("sentiment macro-F1", f"{used['macro_f1']:.2f}",
+                  (f"encoder alone {sent['macro_f1']:.2f}, " if both else "")
+                  + f"best baseline {best_base['macro_f1']:.2f}")
   ws.add_text("sentiment", f"{encoder_story(sent.get('encoder'))} It was then fine-tuned on "
               f"{sent['n_train']:,} reviews to predict sentiment from the text "
               f"({', '.join(sent['classes'])}, from the star ratings) and tested on "
               f"{sent['n_test']:,} reviews it never saw.")
   ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
-               "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model.")
-  if best_base["macro_f1"] > sent["macro_f1"]:
+               "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model"
+               + (", and the encoder and the bag-of-words model combined." if both else "."))
+  if both:
+    w = both["encoder_weight"]
+    how = ("the encoder alone did best on the validation reviews, so review scores are the "
+           "encoder's" if w >= 1.0 else
+           f"review scores below mix the two: {w:.0%} the encoder's probabilities, {1 - w:.0%} "
+           "the bag-of-words model's (trained on the same reviews)")
+    ws.add_text("sentiment", f"Which model scores the reviews was settled on validation reviews, "
+                f"before the test: {how}. Review embeddings are the encoder's either way.")
+  if best_base["macro_f1"] > used["macro_f1"]:
     ws.add_text("sentiment", f"On this shop's reviews a simpler model reads sentiment better "
-                f"(macro-F1 {best_base['macro_f1']:.2f} against {sent['macro_f1']:.2f}); the "
-                "encoder's scores are still used below because they come with the review "
-                "embeddings the value model reads, but treat single review scores with care.")
+                f"(macro-F1 {best_base['macro_f1']:.2f} against {used['macro_f1']:.2f}); the "
+                "scores below are still the encoder's (or the combination's) because they come "
+                "with the review embeddings the value model reads, but treat single review "
+                "scores with care.")
   effect = sent.get("mlm_effect")
   if effect:
     ws.add_table("sentiment", pd.DataFrame([

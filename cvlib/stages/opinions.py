@@ -93,13 +93,18 @@ def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, sour
 
 
 def _encoder_sentiment_fn(encoder_dir: Path):
-  """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2."""
+  """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2 (with its
+  TF-IDF blend when it has one, as the review scores)."""
   from cvlib import pretrained, sentiment
   model, _ = pretrained.load_saved_encoder(encoder_dir)
   tokenizer = pretrained.load_tokenizer(encoder_dir)
+  blend = sentiment.SentimentBlend.load(encoder_dir)
 
   def score(clauses):
-    proba = sentiment.predict_proba(model, tokenizer, list(clauses), buckets=(32, 64, 128))
+    clauses = list(clauses)
+    proba = sentiment.predict_proba(model, tokenizer, clauses, buckets=(32, 64, 128))
+    if blend is not None:
+      proba = blend.proba(proba, clauses)
     return proba[:, -1] - proba[:, 0]
   return score
 
