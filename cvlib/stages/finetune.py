@@ -640,9 +640,9 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
   if best_base["macro_f1"] > used["macro_f1"]:
     ws.add_text("sentiment", f"On this shop's reviews a simpler model reads sentiment better "
                 f"(macro-F1 {best_base['macro_f1']:.2f} against {used['macro_f1']:.2f}); the "
-                "scores below are still the encoder's (or the combination's) because they come "
-                "with the review embeddings the value model reads, but treat single review "
-                "scores with care.")
+                f"scores below are still {'the combination' if both else 'the encoder'}'s "
+                "because they come with the review embeddings the value model reads, but treat "
+                "single review scores with care.")
   effect = sent.get("mlm_effect")
   if effect:
     ws.add_table("sentiment", pd.DataFrame([
@@ -657,7 +657,8 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
                   "reviews): loss (lower is better) and the share of hidden words guessed right.")
   ws.add_figure("sentiment", figures[0], "Fine-tuning: loss and validation macro-F1 per epoch.")
   if word_effects is not None and len(word_effects):
-    ws.add_table("sentiment", word_effects, "Which words moved the model, on held-out reviews: "
+    moved = "encoder" if both else "model"
+    ws.add_table("sentiment", word_effects, f"Which words moved the {moved}, on held-out reviews: "
                  "each word dropped in turn, with the change in the probability of the predicted "
                  "class (its most confident calls each way, and its most confident mistakes).",
                  floatfmt="{:.2f}")
