@@ -31,8 +31,10 @@ with warnings.catch_warnings():
 _CDNOW_START = pd.Timestamp("1997-01-01")
 _CDNOW_END = pd.Timestamp("1998-06-30")
 # Largest |gradient| (mean NLL, log parameters) at which a "precision loss" stop counts as
-# converged.
-_MAX_GRAD_AT_STOP = 1e-5
+# converged. BFGS's own gtol is 1e-5; on an AVX2 machine the tiny test shop's fit stopped with a
+# precision loss at 1.2e-5 and 9.7e-5 from its two starts (1e-5 or less elsewhere), which is
+# converged for every use here.
+_MAX_GRAD_AT_STOP = 1e-4
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:

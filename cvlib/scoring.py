@@ -327,7 +327,7 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   """The scores table for customers: value, interval, churn, RFM segment, tier, risk, action.
 
   Every row depends on its own customer only, so scoring one customer, a chunk or all of them
-  gives the same row.
+  gives the same row (to float32 rounding for text models: see ``encode_reviews``).
 
   Args:
     features: customer features as of ``as_of`` (``features.compute_customer_features`` plus
@@ -495,9 +495,11 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
                    ) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment and embedding of every review with text, every batch of one fixed shape.
 
-  The same as ``pipeline.score_reviews`` when ``batch_size`` is the run's (64); batches of one
-  text each (the per-customer scorer) agree with it to float32 rounding. ``blend``: the run's
-  TF-IDF blend (``sentiment.SentimentBlend``), when it saved one.
+  The same as ``pipeline.score_reviews`` on the same reviews when ``batch_size`` is the run's
+  (64); on other sets of reviews (one customer, a chunk) a review lands elsewhere in its batch,
+  and on some CPUs (AVX2) XLA's float32 result then differs in the last bit, so scores agree
+  with the run's to float32 rounding. ``blend``: the run's TF-IDF blend
+  (``blend.SentimentBlend``), when it saved one.
 
   Returns:
     (frame with review_id, customer_id, timestamp, rating, sentiment, p_negative;
@@ -555,7 +557,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   """
   from cvlib import features as feats
   from cvlib import pipeline
-  from cvlib.sentiment import BLEND_FILE
+  from cvlib.blend import BLEND_FILE
   run_dir = Path(run_dir)
   models = run_dir / "models"
   models.mkdir(exist_ok=True)
@@ -600,7 +602,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                                          "outputs": "review sentiment: encoder_weight x the "
                                                     "encoder's class probabilities + (1 - "
                                                     "encoder_weight) x TF-IDF + logistic "
-                                                    "regression's (sentiment.SentimentBlend)"})}
+                                                    "regression's (cvlib.blend.SentimentBlend)"})}
   featurizer = None
   if (models / "text_featurizer.npz").exists():
     with np.load(models / "text_featurizer.npz", allow_pickle=False) as z:
@@ -764,7 +766,8 @@ class Scorer:
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
                drivers: bool = False):
-    from cvlib import pipeline, pretrained, sentiment, ziln
+    from cvlib import blend as blend_lib
+    from cvlib import pipeline, pretrained, ziln
     self.run_dir = Path(run_dir)
     self.drivers = drivers
     self.manifest = load_manifest(self.run_dir, verify=verify)
@@ -792,7 +795,7 @@ class Scorer:
       self.featurizer = pipeline.TextFeaturizer.load(models / "text_featurizer.npz")
       self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
       self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
-      self.blend = sentiment.SentimentBlend.load(models / "encoder")
+      self.blend = blend_lib.SentimentBlend.load(models / "encoder")
     self.fast_features = _fast_features_agree()
     if warm_up:
       self._warm_up()

@@ -27,6 +27,10 @@ def _restore_sigterm():
   signal.signal(signal.SIGTERM, before)  # cli.main installs its own handler
 
 
+# A few float32 roundings (2**-23 each) apart.
+FLOAT32_RTOL = 1e-6
+
+
 def _as_of(run: Path) -> dt.date:
   return dt.date.fromisoformat(json.loads((run / "artifacts" / "split.json").read_text())["as_of"])
 
@@ -316,7 +320,9 @@ def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny
   theirs = scoring.score_frame(pd.read_parquet(art / "features_now.parquet"),
                                pd.read_parquet(art / "text_now.parquet"), scorer.predictor,
                                "ziln_text", scorer.reference, as_of=_as_of(tiny_run))
-  pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+  # The scorer encodes only the reviews before as_of, so a review can sit elsewhere in its batch
+  # than in the run: on some CPUs (AVX2) XLA's float32 result then differs in the last bit.
+  pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=FLOAT32_RTOL, atol=0)
   assert pipeline.NETWORK_INPUTS["ziln_text"][-1] == "text"
 
 
@@ -325,12 +331,14 @@ def test_chunked_scoring_equals_unchunked(tiny_run, tiny_clean, tmp_path):
   scorer = scoring.Scorer(tiny_run, model="ziln_text", drivers=True)  # chunks: encoder, drivers
   whole = scorer.score_tables(tables, chunk_size=10_000)
   chunked = scorer.score_tables(tables, chunk_size=37)
-  pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+  # other chunks put reviews elsewhere in the encoder's batches: equal to float32 rounding
+  pd.testing.assert_frame_equal(chunked, whole, check_exact=False, rtol=FLOAT32_RTOL, atol=0)
   n = scorer.score_tables(tables, chunk_size=64, out=tmp_path / "s.parquet")
   assert n == len(whole) == 300
   whole.to_parquet(tmp_path / "whole.parquet", index=False)  # the same types as read back
   pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"),
-                                pd.read_parquet(tmp_path / "whole.parquet"), check_exact=True)
+                                pd.read_parquet(tmp_path / "whole.parquet"), check_exact=False,
+                                rtol=FLOAT32_RTOL, atol=0)
 
 
 def test_scorer_input_checks(tiny_run, tiny_clean):

@@ -360,6 +360,24 @@ def test_blend_leans_on_tfidf_when_the_encoder_guesses_and_keeps_a_perfect_encod
   np.testing.assert_array_equal(blend.proba(perfect, val_x), perfect)
 
 
+def test_blend_keeps_tfidf_refitted_on_training_and_validation_reviews():
+  (train_x, train_y), (val_x, val_y) = _polar_reviews(120, seed=1), _polar_reviews(60, seed=2)
+  noise = np.random.default_rng(0).dirichlet([1.0, 1.0], size=len(val_y))
+  blend = sentiment.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
+  assert blend.weight < 1.0
+  both = sentiment.fit_tfidf_logreg([*train_x, *val_x], np.concatenate([train_y, val_y]), 0)
+  train_only = sentiment.fit_tfidf_logreg(train_x, train_y, 0)
+  new = _polar_reviews(30, seed=3)[0]
+  np.testing.assert_allclose(blend.tfidf.predict_proba(new), both.predict_proba(new))
+  assert len(blend.tfidf.named_steps["tfidf"].vocabulary_) > len(
+      train_only.named_steps["tfidf"].vocabulary_)  # words seen only in validation are known
+  # The weight was chosen with the training-only model: the table says so.
+  w = blend.validation.set_index("weight")
+  tfidf_val = train_only.predict_proba(val_x)
+  mix = (blend.weight * noise + (1 - blend.weight) * tfidf_val).argmax(1)
+  assert w.loc[blend.weight, "accuracy"] == pytest.approx(np.mean(mix == val_y))
+
+
 def test_blend_proba_mixes_the_two_models():
   (train_x, train_y), (val_x, val_y) = _polar_reviews(200, seed=1), _polar_reviews(40, seed=2)
   enc = np.random.default_rng(1).dirichlet([1.0, 1.0], size=len(val_y))

@@ -88,8 +88,9 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
   """With ``finetune.blend_tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
 
   Returns:
-    A ``sentiment.SentimentBlend`` (TF-IDF fitted on the training reviews, the encoder's weight
-    chosen on the validation reviews), or None when off or without labelled reviews.
+    A ``blend.SentimentBlend`` (the encoder's weight chosen on the validation reviews against
+    TF-IDF fitted on the training reviews, then TF-IDF refitted on both), or None when off or
+    without labelled reviews.
   """
   from cvlib import sentiment
   if data is None or not cfg.blend_tfidf:
@@ -141,12 +142,11 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
     both = sentiment.classification_metrics(
         data.test_labels, blend.proba(proba, data.test_texts).argmax(axis=1),
         num_classes=len(data.class_names))
-    chosen = blend.validation.set_index("weight").loc[blend.weight]
+    by_weight = blend.validation.set_index("weight")["macro_f1"]
     out["combined"] = {"model": f"{name} + TF-IDF + logistic regression",
                        "encoder_weight": blend.weight, **strip(both),
-                       "validation_macro_f1": float(chosen["macro_f1"]),
-                       "validation_macro_f1_encoder_alone":
-                           float(blend.validation["macro_f1"].iloc[-1])}
+                       "validation_macro_f1": float(by_weight.loc[blend.weight]),
+                       "validation_macro_f1_encoder_alone": float(by_weight.loc[1.0])}
   return out
 
 

@@ -96,9 +96,10 @@ def _encoder_sentiment_fn(encoder_dir: Path):
   """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2 (with its
   TF-IDF blend when it has one, as the review scores)."""
   from cvlib import pretrained, sentiment
+  from cvlib.blend import SentimentBlend
   model, _ = pretrained.load_saved_encoder(encoder_dir)
   tokenizer = pretrained.load_tokenizer(encoder_dir)
-  blend = sentiment.SentimentBlend.load(encoder_dir)
+  blend = SentimentBlend.load(encoder_dir)
 
   def score(clauses):
     clauses = list(clauses)
