@@ -24,7 +24,8 @@ grams for Chinese) and, for English, VADER.
 MLM comparison. Every run writes one JSON (settings, per-epoch history, MLM history, timings),
 with ``blend_with_tfidf``: the encoder combined with TF-IDF + LR as reports combine them
 (``finetune.blend_tfidf``; the weight chosen on validation against TF-IDF trained on the
-encoder's training reviews, then TF-IDF refitted on training + validation). ``--save-proba`` keeps the encoder's validation and test probabilities.
+encoder's training reviews, then TF-IDF refitted on training + validation). ``--save-proba``
+keeps the encoder's validation and test probabilities.
 
 Usage::
 
@@ -102,11 +103,10 @@ def blend_with_tfidf(language: str, pick: Any, y: np.ndarray, parts: dict[str, n
                               pick(parts["val"]), y[parts["val"]], seed=seed,
                               analyzer="char" if language == "zh" else "word")
   tfidf_test = blend.tfidf.predict_proba(pick(parts["test"]))
-  mixed = blend.weight * np.asarray(test_proba, np.float64) + (1 - blend.weight) * tfidf_test
   return {"encoder_weight": blend.weight,
           "validation": blend.validation.to_dict(orient="list"),
           "tfidf_kept": scores(tfidf_test.argmax(1)),
-          **scores(mixed.argmax(1))}
+          **scores(blend.mix(test_proba, tfidf_test).argmax(1))}
 
 
 def run_encoder(args: argparse.Namespace, language: str, mlm_texts: list[str], pick: Any,

@@ -47,8 +47,11 @@ class SentimentBlend:
       raise ValueError(f"{len(encoder_proba)} encoder rows but {len(texts)} texts")
     if self.weight >= 1.0 or not len(texts):
       return encoder_proba
-    tfidf = self.tfidf.predict_proba(list(texts))
-    return self.weight * encoder_proba + (1.0 - self.weight) * tfidf
+    return self.mix(encoder_proba, self.tfidf.predict_proba(list(texts)))
+
+  def mix(self, encoder_proba: np.ndarray, tfidf_proba: np.ndarray) -> np.ndarray:
+    """``weight * encoder_proba + (1 - weight) * tfidf_proba``, for TF-IDF already predicted."""
+    return self.weight * np.asarray(encoder_proba, np.float64) + (1.0 - self.weight) * tfidf_proba
 
   def save(self, folder: str | os.PathLike) -> Path:
     """Writes ``folder/sentiment_tfidf.npz``: the weight, vocabulary, idf and coefficients.
