@@ -13,7 +13,7 @@ export CVLIB_DATA_DIR
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/var/cvlib/matplotlib
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
-NATIVE := cvlib/native/_cpu_attention.so
+NATIVE := cvlib/text/native/_cpu_attention.so
 
 .PHONY: report test test-slow install install-dev lock clean-venv
 
@@ -32,8 +32,8 @@ install-dev: $(VENV)/.installed-dev $(NATIVE)
 
 # The fused CPU attention kernel (cvlib/cpu_attention.py), compiled for this machine's CPU against
 # the installed jaxlib's FFI headers. Without a C++ compiler cvlib runs attention as XLA code.
-$(NATIVE): cvlib/native/cpu_attention.cc $(VENV)/.installed
-	$(BIN)/python -m cvlib.cpu_attention build
+$(NATIVE): cvlib/text/native/cpu_attention.cc $(VENV)/.installed
+	$(BIN)/python -m cvlib.text.cpu_attention build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -1,9 +1,9 @@
 """The keyword aspect tagger against hand labels on real reviews (and on a few synthetic ones).
 
-``cvlib/data/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
+``cvlib/insight/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
 guide in ``tests/data/README.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
 file, 60 Portuguese Olist reviews and 40 reviews of cvlib's synthetic shop. For each of the six
-aspects of ``cvlib.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
+aspects of ``cvlib.insight.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed).
 
 The CSV stores the texts of the synthetic rows only. The real datasets are never copied into the
@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from cvlib import aspects  # noqa: E402  pylint: disable=wrong-import-position
+from cvlib.insight import aspects  # noqa: E402  pylint: disable=wrong-import-position
 
 DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
 LABELS = REPO / "cvlib" / "data" / "aspects_labelled.csv"
@@ -157,7 +157,7 @@ def make_sample(data_dir: Path = DATA_DIR, seed: int = SEED) -> pd.DataFrame:
   Raises:
     FileNotFoundError: a dataset file is missing.
   """
-  from cvlib import synthetic  # pylint: disable=import-outside-toplevel
+  from cvlib.data import synthetic  # pylint: disable=import-outside-toplevel
   parts = []
   for source, (_, _, language, n) in SOURCES.items():
     texts = read_texts(source, data_dir)
@@ -180,7 +180,7 @@ def load_labels(path: Path = LABELS) -> pd.DataFrame:
   fills it in.
 
   Args:
-    path: the CSV (default ``cvlib/data/aspects_labelled.csv``).
+    path: the CSV (default ``cvlib/insight/aspects_labelled.csv``).
 
   Returns:
     The table, every column as str except the six 0/1 aspect columns (int).
@@ -384,7 +384,7 @@ def evaluate(labels: pd.DataFrame, *, fuzzy: bool = True,
 
 
 def _minilm_embed(texts: list[str]) -> np.ndarray:
-  from cvlib import pretrained  # pylint: disable=import-outside-toplevel
+  from cvlib.text import pretrained  # pylint: disable=import-outside-toplevel
   return pretrained.embed(texts)
 
 

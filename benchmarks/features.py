@@ -4,8 +4,8 @@ Ten million synthetic transactions of one million customers (by default), summar
 (BTYD frequency / recency / T / monetary value over the calibration period, purchase days and spend
 in the holdout) by:
 
-- ``cvlib``: :func:`cvlib.features.compute_rfm_summary` (DuckDB SQL);
-- ``cvlib_features``: :func:`cvlib.features.compute_customer_features`, everything the value models
+- ``cvlib``: :func:`cvlib.data.features.compute_rfm_summary` (DuckDB SQL);
+- ``cvlib_features``: :func:`cvlib.data.features.compute_customer_features`, everything the value models
   see (DuckDB; no items or reviews here), for scale (its holdout counts orders, not days);
 - ``pandas``: the same summary as pandas groupbys;
 - ``lifetimes``: ``lifetimes.utils.calibration_and_holdout_data`` (freq "D"), the BTYD library's
@@ -88,7 +88,7 @@ def make_transactions(n_transactions: int, n_customers: int, seed: int = 0) -> p
 # --- implementations ------------------------------------------------------------------------------
 
 def run_cvlib(tx: pd.DataFrame) -> pd.DataFrame:
-  from cvlib import features
+  from cvlib.data import features
   return features.compute_rfm_summary(tx, CUTOFF, HORIZON_DAYS).set_index("customer_id")
 
 
@@ -99,7 +99,7 @@ def _order_value(out: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_cvlib_features(tx: pd.DataFrame) -> pd.DataFrame:
-  from cvlib import features, schema
+  from cvlib.data import features, schema
   f = features.compute_customer_features(tx, schema.empty_table("items"),
                                          schema.empty_table("products"),
                                          schema.empty_table("reviews"), CUTOFF, HORIZON_DAYS)

@@ -1,4 +1,4 @@
-"""What ``cvlib.hostmem.keep_freed_memory`` buys: the MiniLM step with glibc's default malloc and
+"""What ``cvlib.text.hostmem.keep_freed_memory`` buys: the MiniLM step with glibc's default malloc and
 with cvlib's setting, in separate processes taking turns (the setting is process-wide).
 
 Each worker process times ``--steps`` calls after two warm-up calls and reports the median
@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 
 def worker(op: str, length: int, steps: int) -> dict:
   sys.path.insert(0, str(HERE))
-  from encoder import JaxSide, _default_model_path  # imports cvlib.bert: the policy applies here
-  from cvlib import hostmem
+  from encoder import JaxSide, _default_model_path  # imports cvlib.text.bert: the policy applies here
+  from cvlib.text import hostmem
   side = JaxSide(argparse.Namespace(config="minilm", model_path=_default_model_path(),
                                     dtype="float32", attention="xla"))
   batch = side.batch(32, length)

@@ -2,17 +2,17 @@
 
 Measures
 
-- batch throughput: :meth:`cvlib.scoring.Scorer.score_tables` on one million customers (by
+- batch throughput: :meth:`cvlib.serve.scorer.Scorer.score_tables` on one million customers (by
   default) with the behaviour-only network (``ziln``: purchase history), in chunks of 50,000
   customers, written to parquet, with the ``top_drivers`` explanations as ``cvlib score`` writes
   them and without; and, on a subsample, with the text-aware network (``ziln_text``), whose
   reviews go through the fine-tuned encoder (extrapolated to the full set);
-- per-customer latency (p50, p99) of :meth:`cvlib.scoring.Scorer.score` on one customer's events,
+- per-customer latency (p50, p99) of :meth:`cvlib.serve.scorer.Scorer.score` on one customer's events,
   behaviour-only and text-aware, against a plain scikit-learn pipeline (StandardScaler +
   HistGradientBoostingRegressor) on the same features: model-only (features precomputed) and end
   to end (features computed from the events by the same function).
 
-Data: the synthetic shop (``cvlib.synthetic``, 2,000 customers, cleaned) tiled with renamed
+Data: the synthetic shop (``cvlib.data.synthetic``, 2,000 customers, cleaned) tiled with renamed
 customers, orders and reviews up to the requested size, so orders, lines, products and reviews
 have the demo's distributions at a fraction of the generator's cost. Models: a run of the
 synthetic shop with the full six-layer MiniLM (one short fine-tuning epoch: its cost does not
@@ -80,11 +80,11 @@ def make_tables(n_customers: int, folder: Path, seed: int = 11) -> None:
   The cleaned synthetic shop of :data:`BASE_CUSTOMERS` customers is repeated with every id
   suffixed by the copy number (products are shared).
   """
-  from cvlib import synthetic
-  from cvlib.adapters import Tables
-  from cvlib.clean import clean_tables
+  from cvlib.data import synthetic
+  from cvlib.data.adapters import Tables
+  from cvlib.data.clean import clean_tables
   frames = synthetic.make_demo_data(n_customers=BASE_CUSTOMERS, seed=seed)
-  from cvlib import schema
+  from cvlib.data import schema
   tables = Tables(**{n: schema.coerce_table(n, frames[n]) for n in
                      ("customers", "transactions", "items", "products", "reviews")})
   clean, _ = clean_tables(tables)
@@ -119,7 +119,7 @@ def make_tables(n_customers: int, folder: Path, seed: int = 11) -> None:
 
 
 def read_tables(folder: Path, customers: set | None = None):
-  from cvlib.adapters import Tables
+  from cvlib.data.adapters import Tables
   frames = {n: pd.read_parquet(folder / f"{n}.parquet")
             for n in ("transactions", "items", "products", "reviews")}
   if customers is not None:
@@ -147,8 +147,8 @@ def build_run(out: Path) -> Path:
 def worker_batch(run_dir: Path, data: Path, model: str, customers: int | None, result: Path,
                  drivers: bool = True) -> dict:
   """Scores every customer (or the first ``customers``) in chunks; times cleaning separately."""
-  from cvlib.clean import clean_tables
-  from cvlib.scoring import Scorer
+  from cvlib.data.clean import clean_tables
+  from cvlib.serve.scorer import Scorer
   load_before = _load()
   keep = None
   if customers is not None:
@@ -190,8 +190,9 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
 
-  from cvlib import features as feats
-  from cvlib import pipeline, scoring
+  from cvlib.data import features as feats
+  from cvlib import pipeline
+  from cvlib.serve import scorer as scoring
   load_before = _load()
   tables = read_tables(data)
   rng = np.random.default_rng(seed)

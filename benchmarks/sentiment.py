@@ -11,7 +11,7 @@ datasets folder beside the repository):
   scratch).
 
 For the two other languages ``--encoder transfer`` puts the learnt vocabulary on MiniLM's layers
-instead of a small BERT (see ``cvlib.encoders``).
+instead of a small BERT (see ``cvlib.text.encoders``).
 
 Split as ``pipeline.make_sentiment_data`` splits: stratified 80/20 train/test with the seed, then
 15% of the training part for validation (early stopping), then, with ``--max-train``, a
@@ -64,7 +64,7 @@ DATASETS = {
 
 def load_reviews(name: str, data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
   """All review texts of a dataset, and binary labels with a mask of the labelled ones."""
-  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
   file, text_col, label_col, kind, _ = DATASETS[name]
   frame = pd.read_csv(data_dir / file, usecols=[text_col, label_col], encoding="utf-8-sig")
   frame = frame.dropna()
@@ -98,7 +98,7 @@ def blend_with_tfidf(language: str, pick: Any, y: np.ndarray, parts: dict[str, n
   reviews, TF-IDF is then refitted on training + validation reviews, and only then is the test
   part scored.
   """
-  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
   blend = sentiment.fit_blend(val_proba, pick(parts["train"]), y[parts["train"]],
                               pick(parts["val"]), y[parts["val"]], seed=seed,
                               analyzer="char" if language == "zh" else "word")
@@ -112,7 +112,7 @@ def blend_with_tfidf(language: str, pick: Any, y: np.ndarray, parts: dict[str, n
 def run_encoder(args: argparse.Namespace, language: str, mlm_texts: list[str], pick: Any,
                 y: np.ndarray, parts: dict[str, np.ndarray], mlm_steps: int,
                 scores: Any) -> dict[str, Any]:
-  from cvlib import encoders, sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import encoders, sentiment  # pylint: disable=import-outside-toplevel
   buckets = tuple(int(b) for b in args.buckets.split(","))
   encoder = args.model_path or args.encoder
   t = time.perf_counter()
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   import jax  # pylint: disable=import-outside-toplevel
 
-  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
   start_all = time.perf_counter()
   language = DATASETS[args.dataset][4]
   texts, labels, keep = load_reviews(args.dataset, args.data_dir)

@@ -45,7 +45,7 @@ PEAK_BF16_FLOPS = 989e12  # H200 dense bfloat16
 def build(args: argparse.Namespace, dropout: bool = True) -> tuple[Any, Any, Any]:
   from flax import nnx  # pylint: disable=import-outside-toplevel
 
-  from cvlib import bert, pretrained, sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import bert, pretrained, sentiment  # pylint: disable=import-outside-toplevel
   if args.config == "minilm":
     config = pretrained.load_config(args.model_path)
   else:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   import jax  # pylint: disable=import-outside-toplevel
 
-  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
   rows: list[dict[str, Any]] = []
   result: dict[str, Any] = {}
   for name in args.variants.split(","):

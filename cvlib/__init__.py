@@ -26,11 +26,11 @@ __all__ = ["load_params", "load_data", "embed", "run", "Scorer", "ParamsError", 
 _LAZY = {
     "load_params": ("cvlib.config", "load_params"),
     "ParamsError": ("cvlib.config", "ParamsError"),
-    "load_data": ("cvlib.adapters", "load_data"),
-    "DataError": ("cvlib.adapters", "DataError"),
-    "embed": ("cvlib.pretrained", "embed"),
+    "load_data": ("cvlib.data.adapters", "load_data"),
+    "DataError": ("cvlib.data.adapters", "DataError"),
+    "embed": ("cvlib.text.pretrained", "embed"),
     "run": ("cvlib.runner", "run"),
-    "Scorer": ("cvlib.scoring", "Scorer"),
+    "Scorer": ("cvlib.serve.scorer", "Scorer"),
 }
 
 

@@ -63,9 +63,9 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
   args = make_parser().parse_args(argv)
   signal.signal(signal.SIGTERM, _on_sigterm)
-  from cvlib.adapters import DataError
+  from cvlib.data.adapters import DataError
   from cvlib.runner import RunFailed
-  from cvlib.scoring import ModelFolderError
+  from cvlib.serve.scorer import ModelFolderError
   try:
     if args.command == "run" and args.all_dir is not None:
       if args.params is not None:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamsError([f"--customers must be > 0, got {args.customers}"])
       if args.seed < 0:
         raise ParamsError([f"--seed must be >= 0, got {args.seed}"])
-      from cvlib import synthetic
+      from cvlib.data import synthetic
       paths = synthetic.write_demo_data(Path(args.out_dir), n_customers=args.customers,
                                         seed=args.seed)
       print(f"Wrote {len(paths)} files to {args.out_dir}")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_all(folder: str, out: str, overrides: list[str], stages: list[str] | None) -> int:
   """``cvlib run --all``: 0 if every dataset succeeded; 2 if the failures were all bad params or
   data; 1 otherwise. Each failure gets its lines on stderr."""
-  from cvlib.adapters import DataError
+  from cvlib.data.adapters import DataError
   from cvlib.runner import RunFailed, run_all
   results = run_all(folder, out=out, overrides=overrides, stages=stages)
   failed = {path: e for path, e in results.items() if e is not None}
@@ -135,9 +135,11 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
   import pandas as pd
 
-  from cvlib import privacy, scoring
-  from cvlib.adapters import DataError, load_data
-  from cvlib.clean import clean_tables
+  from cvlib.data import privacy
+
+  from cvlib.serve import scorer as scoring
+  from cvlib.data.adapters import DataError, load_data
+  from cvlib.data.clean import clean_tables
   from cvlib.config import load_params
   problems = []
   day = None

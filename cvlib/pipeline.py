@@ -1,6 +1,6 @@
 """The steps the four notebooks call, one function per step, so the notebooks stay thin and every
 step is tested. Each step takes params sections and frames and returns frames, models or metrics;
-the ``save_*`` functions put results into the run folder (:class:`cvlib.workspace.Workspace`).
+the ``save_*`` functions put results into the run folder (:class:`cvlib.report.workspace.Workspace`).
 
 The steps live in :mod:`cvlib.stages` (one module per stage or concern); this module re-exports
 them so that a notebook needs one import.

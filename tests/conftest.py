@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cvlib import schema
+from cvlib.data import schema
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO / "params"
@@ -73,8 +73,8 @@ def make_items(rows: list[tuple]) -> pd.DataFrame:
 
 
 def make_tables(**frames: pd.DataFrame):
-  """A :class:`cvlib.adapters.Tables` with empty canonical tables where none is given."""
-  from cvlib.adapters import CANONICAL_FILES, Tables
+  """A :class:`cvlib.data.adapters.Tables` with empty canonical tables where none is given."""
+  from cvlib.data.adapters import CANONICAL_FILES, Tables
   full = {n: frames.pop(n) if n in frames else schema.empty_table(n) for n in CANONICAL_FILES}
   return Tables(**full, **frames)
 
@@ -110,14 +110,14 @@ def tiny_params():
 @pytest.fixture(scope="session")
 def tiny_tables(tiny_params):
   """The tiny synthetic shop (300 customers), as the adapter returns it. Do not modify."""
-  from cvlib import adapters
+  from cvlib.data import adapters
   return adapters.load_data(tiny_params)
 
 
 @pytest.fixture(scope="session")
 def tiny_clean(tiny_tables):
   """The tiny synthetic shop after cleaning, and the cleaning log. Do not modify."""
-  from cvlib import clean
+  from cvlib.data import clean
   return clean.clean_tables(tiny_tables)
 
 
@@ -144,7 +144,7 @@ value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
 
 
 def synthetic_frames(n_customers: int = 200, seed: int = 3) -> dict[str, pd.DataFrame]:
-  from cvlib import synthetic
+  from cvlib.data import synthetic
   return synthetic.make_demo_data(n_customers=n_customers, seed=seed)
 
 

@@ -1,4 +1,4 @@
-"""Tests for cvlib.adapters: the generic file reader and the synthetic adapter."""
+"""Tests for cvlib.data.adapters: the generic file reader and the synthetic adapter."""
 
 import gzip
 import hashlib
@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import adapters, config, schema, synthetic
-from cvlib.adapters import DataError
+from cvlib.data import adapters, schema, synthetic
+
+from cvlib import config
+from cvlib.data.adapters import DataError
 
 TX_COLUMNS = {"customer_id": "cust", "order_id": "order", "timestamp": "ts", "amount": "total"}
 # line-level export: two lines of order 1, one of order 2; ids exported as floats
@@ -388,7 +390,7 @@ def test_synthetic_in_memory(write_params):
   assert t.counts() == {n: len(getattr(t, n)) for n in adapters.CANONICAL_FILES}
   assert set(t.truth) == {"truth", "review_aspects"}
   assert t.meta == {"start": "2023-01-01", "horizon_days": 180, "calibration_end": "2024-01-01"}
-  assert t.sources[0]["path"].startswith("generated: cvlib.synthetic (customers=40, seed=3)")
+  assert t.sources[0]["path"].startswith("generated: cvlib.data.synthetic (customers=40, seed=3)")
   again = adapters.load_data(p)
   assert t.sources[0]["sha256"] == again.sources[0]["sha256"]
   pd.testing.assert_frame_equal(t.transactions, again.transactions)

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import adapters, clean, cli, config, features, schema
-from cvlib.adapters import DataError
+from cvlib.data import adapters, clean, features, schema
+
+from cvlib import cli, config
+from cvlib.data.adapters import DataError
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parents[1]

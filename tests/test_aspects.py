@@ -1,4 +1,4 @@
-"""Tests for cvlib.aspects."""
+"""Tests for cvlib.insight.aspects."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from cvlib import aspects as asp
+from cvlib.insight import aspects as asp
 
 ASPECTS = list(asp.DEFAULT_ASPECTS)
 

@@ -1,7 +1,7 @@
-"""The aspect tagger on the hand-labelled reviews of cvlib/data/aspects_labelled.csv.
+"""The aspect tagger on the hand-labelled reviews of cvlib/insight/aspects_labelled.csv.
 
 The labels were made by reading the reviews before running the tagger (guide and origins in
-cvlib/data/README.md, "aspects_labelled.csv"); benchmarks/aspects_labelled.py reports the full
+cvlib/insight/aspects_labelled.md, "aspects_labelled.csv"); benchmarks/aspects_labelled.py reports the full
 numbers. Here: the file's integrity (no data needed), and, when the datasets are present, that
 the texts read back by row id are the ones labelled and a regression floor on the English
 (womens) micro precision and recall of the keyword tagger.
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from cvlib import aspects as asp
+from cvlib.insight import aspects as asp
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "cvlib" / "data" / "aspects_labelled.csv"
@@ -155,7 +155,7 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 
 
 def test_labelled_sample_ships_with_the_package():
-  from cvlib import aspects
+  from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
   assert len(womens) == 120 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[1:]) == list(aspects.DEFAULT_ASPECTS)
@@ -168,7 +168,9 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   # reviews with the labelled rows' ids and invented texts that say what the labels say
   from types import SimpleNamespace
 
-  from cvlib import aspects, pipeline
+  from cvlib.insight import aspects
+
+  from cvlib import pipeline
   womens = aspects.labelled_sample("womens")
   phrase = {"delivery": "delivery was fast", "quality": "the quality is great",
             "price": "the price is fair", "size_fit": "the size fits", "service": "customer "

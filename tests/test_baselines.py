@@ -1,4 +1,4 @@
-"""Tests for cvlib.baselines."""
+"""Tests for cvlib.value.baselines."""
 
 import pickle
 
@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from cvlib import baselines
+from cvlib.value import baselines
 
 
 def test_spend_baseline():

@@ -1,4 +1,4 @@
-"""Tests for cvlib.bert: shapes, masking, dropout, pooling and the tied masked-LM head."""
+"""Tests for cvlib.text.bert: shapes, masking, dropout, pooling and the tied masked-LM head."""
 
 import dataclasses
 import functools
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cvlib import bert
+from cvlib.text import bert
 
 CONFIG = bert.BertConfig.tiny(vocab_size=50)
 

@@ -1,4 +1,4 @@
-"""Tests for cvlib.btyd: the CDNOW reference fit of Fader, Hardie & Lee (2005) and edge cases."""
+"""Tests for cvlib.value.btyd: the CDNOW reference fit of Fader, Hardie & Lee (2005) and edge cases."""
 
 import contextlib
 import io
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cvlib import btyd
+from cvlib.value import btyd
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""Tests for cvlib.clean: what is removed or flagged, and that the log says so."""
+"""Tests for cvlib.data.clean: what is removed or flagged, and that the log says so."""
 
 import numpy as np
 import pandas as pd
 
-from cvlib import clean
+from cvlib.data import clean
 
 BASE = [("a", "1", "2023-01-01", 10.0), ("b", "2", "2023-01-02", 20.0),
         ("c", "3", "2023-01-03", 30.0)]

@@ -1,11 +1,11 @@
-"""Tests for cvlib.clusters: customers grouped by what they write."""
+"""Tests for cvlib.insight.clusters: customers grouped by what they write."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import clusters
-from cvlib.workspace import Workspace
+from cvlib.insight import clusters
+from cvlib.report.workspace import Workspace
 
 
 def _shop(n_per_group=40, seed=0):

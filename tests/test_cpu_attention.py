@@ -1,4 +1,4 @@
-"""The fused CPU attention kernel (cvlib/native/cpu_attention.cc) against the textbook attention."""
+"""The fused CPU attention kernel (cvlib/text/native/cpu_attention.cc) against the textbook attention."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvlib import bert, cpu_attention
+from cvlib.text import bert, cpu_attention
 
 needs_kernel = pytest.mark.skipif(not cpu_attention.available(),
                                   reason="the CPU attention kernel is not built (no C++ compiler)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cvlib import pipeline
-from cvlib.workspace import Workspace
+from cvlib.report.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""Tests for cvlib.details: the customer and review lists behind the report's links."""
+"""Tests for cvlib.report.details: the customer and review lists behind the report's links."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import details
+from cvlib.report import details
 
 
 def _scores():

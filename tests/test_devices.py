@@ -1,4 +1,4 @@
-"""Tests for cvlib.devices: data parallel steps on 2 fake CPU devices equal single-device steps."""
+"""Tests for cvlib.text.devices: data parallel steps on 2 fake CPU devices equal single-device steps."""
 
 import json
 import os
@@ -10,14 +10,14 @@ import jax
 import numpy as np
 import pytest
 
-from cvlib import bert, devices
+from cvlib.text import bert, devices
 
 # Runs in a fresh interpreter: the device count is fixed when JAX starts.
 _SCRIPT = textwrap.dedent("""
     import json
     import numpy as np, jax, jax.numpy as jnp
     from flax import nnx
-    from cvlib import bert, devices, mlm, sentiment
+    from cvlib.text import bert, devices, mlm, sentiment
 
     assert jax.device_count() == 2, jax.devices()
     mesh = devices.make_mesh()

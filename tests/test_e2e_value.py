@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from flax import nnx
 
-from cvlib import bert, history_text, mlm, wordpiece, ziln
+from cvlib.text import bert, mlm, wordpiece
+
+from cvlib.value import history_text, ziln
 
 WORDS = "order review stars items dress socks shoes great small returned bag".split()
 # Few, short steps: one bucket, so the train step compiles once per test session.

@@ -1,10 +1,10 @@
-"""Tests for cvlib.encoders.prepare_encoder: the three paths, tiny sizes."""
+"""Tests for cvlib.text.encoders.prepare_encoder: the three paths, tiny sizes."""
 
 import numpy as np
 import pytest
 from flax import nnx
 
-from cvlib import encoders, pretrained
+from cvlib.text import encoders, pretrained
 
 PT = ["o produto chegou rápido e é ótimo", "péssimo, veio quebrado", "recomendo o vendedor",
       "não gostei da qualidade", "entrega antes do prazo, ótimo",
@@ -92,7 +92,7 @@ def test_transfer_keeps_minilm_layers_under_a_learnt_vocabulary():
 
 
 def test_transfer_word_embeddings_copy_or_compose_minilm_vectors():
-  from cvlib import wordpiece
+  from cvlib.text import wordpiece
   new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
   old = pretrained.load_tokenizer()
   old_emb = np.random.default_rng(0).normal(size=(old.get_vocab_size(), 4)).astype(np.float32)
@@ -110,7 +110,7 @@ def test_transfer_word_embeddings_copy_or_compose_minilm_vectors():
 
 
 def test_load_masked_lm_with_a_new_vocabulary_keeps_the_layers():
-  from cvlib import wordpiece
+  from cvlib.text import wordpiece
   new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
   model, report = pretrained.load_masked_lm(num_layers=1, tokenizer=new)
   reference, _ = pretrained.load_masked_lm(num_layers=1)

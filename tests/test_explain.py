@@ -12,8 +12,10 @@ import pytest
 from flax import nnx
 from matplotlib.figure import Figure
 
-from cvlib import bert as bert_lib
-from cvlib import explain, pretrained, sentiment, ziln
+from cvlib.text import bert as bert_lib
+from cvlib.insight import explain
+from cvlib.text import pretrained, sentiment
+from cvlib.value import ziln
 
 # ----------------------------------------------------------------------------------------------
 # Permutation importance
@@ -41,7 +43,7 @@ def test_permutation_importance_ranks_the_planted_column_first():
   # an unused column loses nothing, exactly
   assert imp.set_index("feature").loc["noise", "importance"] == 0.0
   assert imp.set_index("feature").loc["noise", "std"] == 0.0
-  from cvlib.value_metrics import gini_normalised
+  from cvlib.value.metrics import gini_normalised
   assert imp.attrs["baseline_score"] == pytest.approx(gini_normalised(y, _toy_predict(X)))
 
 
@@ -53,7 +55,7 @@ def test_permutation_importance_is_seeded_and_matches_a_manual_shuffle():
   c = explain.permutation_importance(_toy_predict, X, y, n_repeats=3, seed=6)
   assert not np.allclose(a["importance"], c["importance"])
   # reference: the same shuffles done by hand (column "signal" is number 2)
-  from cvlib.value_metrics import gini_normalised
+  from cvlib.value.metrics import gini_normalised
   rng = np.random.default_rng([5, 2])
   scores = []
   for _ in range(3):
@@ -197,7 +199,7 @@ def test_integrated_gradients_validation(toy_ziln):
 
 
 def test_top_drivers_formatting():
-  # counts and money as the model sees them (log1p, cvlib.features.feature_matrix)
+  # counts and money as the model sees them (log1p, cvlib.data.features.feature_matrix)
   X = pd.DataFrame({"n_orders": np.log1p([7.0, 1.0]), "days_since_last": [200.0, 3.0],
                     "total_spend": [np.log1p(1234.0), np.log1p(20.0)],
                     "mean_rating": [4.5, 3.0], "has_review": [1.0, 0.0],
@@ -221,7 +223,7 @@ def test_top_drivers_formatting():
 
 
 def test_describe_feature_covers_every_model_input():
-  from cvlib.features import BEHAVIOUR_FEATURES, REVIEW_FEATURES
+  from cvlib.data.features import BEHAVIOUR_FEATURES, REVIEW_FEATURES
   text = ["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text", "text_pc1"]
   for name in (*BEHAVIOUR_FEATURES, *REVIEW_FEATURES, "has_review", *text):
     phrase = explain.describe_feature(name, 2.0)

@@ -1,4 +1,4 @@
-"""Tests for cvlib.features: the time split and per-customer features (DuckDB vs pandas)."""
+"""Tests for cvlib.data.features: the time split and per-customer features (DuckDB vs pandas)."""
 
 import datetime as dt
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import features
+from cvlib.data import features
 
 CUTOFF = dt.date(2015, 2, 1)
 HORIZON = 30
@@ -83,7 +83,7 @@ def test_dtypes(tiny_features):
 
 
 def test_empty_items_and_reviews(tiny_shop):
-  from cvlib import schema
+  from cvlib.data import schema
   f = features.compute_customer_features(tiny_shop["transactions"], schema.empty_table("items"),
                                          schema.empty_table("products"),
                                          schema.empty_table("reviews"), CUTOFF, HORIZON)

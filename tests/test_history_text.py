@@ -1,4 +1,4 @@
-"""Tests for cvlib.history_text.customer_history_texts: a customer's history written as text."""
+"""Tests for cvlib.value.history_text.customer_history_texts: a customer's history written as text."""
 
 import datetime as dt
 
@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvlib import history_text, schema
+from cvlib.value import history_text
+
+from cvlib.data import schema
 from conftest import (TINY_ITEMS, TINY_PRODUCTS, TINY_REVIEWS, TINY_TRANSACTIONS, make_items,
                       make_reviews, make_transactions)
 

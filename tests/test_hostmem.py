@@ -1,4 +1,4 @@
-"""cvlib.hostmem: freed memory is reused instead of being unmapped and faulted in again."""
+"""cvlib.text.hostmem: freed memory is reused instead of being unmapped and faulted in again."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 PROBE = r"""
 import ctypes, json, resource
-import cvlib.bert  # applies the policy when imported
-from cvlib import hostmem
+import cvlib.text.bert  # applies the policy when imported
+from cvlib.text import hostmem
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p

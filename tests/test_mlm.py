@@ -1,4 +1,4 @@
-"""Tests for cvlib.mlm: BERT masking, the MLM step and loop, handing the encoder on."""
+"""Tests for cvlib.text.mlm: BERT masking, the MLM step and loop, handing the encoder on."""
 
 import dataclasses
 
@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 from tokenizers import Tokenizer, models
 
-from cvlib import bert, mlm, wordpiece
+from cvlib.text import bert, mlm, wordpiece
 
 SPECIAL = [0, 1, 2, 3, 4]  # [PAD] [UNK] [CLS] [SEP] [MASK], as wordpiece.train_wordpiece numbers
 MASK_ID = 4

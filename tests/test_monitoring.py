@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from cvlib import monitoring
+from cvlib.insight import monitoring
 
 MONDAY = pd.Timestamp("2024-01-01")  # a Monday: weekly periods start here
 
@@ -280,7 +280,7 @@ def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
   from types import SimpleNamespace
 
   from cvlib import pipeline
-  from cvlib.workspace import Workspace
+  from cvlib.report.workspace import Workspace
   weeks = {w: (40, 4) for w in range(10)}
   weeks[10] = (40, 25)
   reviews = _reviews(weeks).assign(product_id="p1")

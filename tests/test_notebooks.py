@@ -72,7 +72,7 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
 def test_sentiment_combined_with_tfidf_is_reported_saved_and_scores_the_reviews(tiny_run):
   import numpy as np
 
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   m = json.loads((tiny_run / "metrics.json").read_text())
   both = m["sentiment"]["combined"]
   assert both["model"] == m["sentiment"]["model"] + " + TF-IDF + logistic regression"
@@ -83,7 +83,7 @@ def test_sentiment_combined_with_tfidf_is_reported_saved_and_scores_the_reviews(
   chosen = blend.validation.set_index("weight").loc[blend.weight, "macro_f1"]
   assert chosen == both["validation_macro_f1"] == blend.validation["macro_f1"].max()
   # the review scores are the combination's: recompute a few from the saved models
-  from cvlib import pretrained
+  from cvlib.text import pretrained
   scores = pd.read_parquet(tiny_run / "artifacts" / "review_scores.parquet").head(20)
   reviews = pd.read_parquet(tiny_run / "artifacts" / "reviews.parquet").set_index("review_id")
   texts = reviews.loc[scores["review_id"], "text"].tolist()
@@ -125,7 +125,7 @@ def test_end_to_end_model_is_in_the_back_test_only(tiny_run):
   assert 0 <= e2e["interval_coverage"] <= 1 and e2e["n"] == m["clv"]["n_test"]
   assert m["clv"]["ablation"]["does_end_to_end_help"]["without"] == "ziln_ratings"
   assert (tiny_run / "models" / "ziln_e2e" / "e2e_ziln.safetensors").exists()
-  from cvlib import scoring
+  from cvlib.serve import scorer as scoring
   ref = scoring.ScoringReference.load(tiny_run / "models" / scoring.REFERENCE_FILE)
   assert ref.scoring_model in ("ziln", "ziln_ratings", "ziln_text")
 

@@ -1,4 +1,4 @@
-"""Tests for cvlib.pretrained: MiniLM loading, tokenizer, bucketed batches, embeddings, saving."""
+"""Tests for cvlib.text.pretrained: MiniLM loading, tokenizer, bucketed batches, embeddings, saving."""
 
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 from scipy.special import erf
 
-from cvlib import bert, pretrained
+from cvlib.text import bert, pretrained
 
 SENTENCES = ["the delivery was late", "shipping took forever", "I love this dress"]
 

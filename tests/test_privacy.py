@@ -1,4 +1,4 @@
-"""Tests for cvlib.privacy: keyed, deterministic pseudonyms and where the key comes from."""
+"""Tests for cvlib.data.privacy: keyed, deterministic pseudonyms and where the key comes from."""
 
 import hashlib
 import hmac
@@ -6,7 +6,7 @@ import hmac
 import pandas as pd
 import pytest
 
-from cvlib import privacy
+from cvlib.data import privacy
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for cvlib.recommend."""
+"""Tests for cvlib.insight.recommend."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse
 
-from cvlib import recommend as rc
+from cvlib.insight import recommend as rc
 
 
 def _two_clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -309,7 +309,7 @@ def test_product_embeddings_use_the_description_else_the_category():
   emb = pipeline.product_embeddings(SimpleNamespace(products=products), language="en")
   assert list(emb.index) == ["a", "b", "c"]  # d has no text
   np.testing.assert_allclose(np.linalg.norm(emb.to_numpy(), axis=1), 1.0, atol=1e-5)
-  from cvlib import pretrained
+  from cvlib.text import pretrained
   expected = pretrained.embed(["red watering can", "kitchen"], buckets=(16, 32, 64))
   np.testing.assert_allclose(emb.loc[["a", "b"]].to_numpy(), expected, atol=1e-5)
   # another language without the shop's own encoder: no product vectors

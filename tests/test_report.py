@@ -1,4 +1,4 @@
-"""Tests for cvlib.workspace and cvlib.report: report parts, metrics JSON and escaped HTML."""
+"""Tests for cvlib.report.workspace and cvlib.report.html: report parts, metrics JSON and escaped HTML."""
 
 import base64
 import datetime as dt
@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cvlib import report, workspace  # noqa: E402
-from cvlib.workspace import StageMissingError, Workspace  # noqa: E402
+from cvlib.report import html as report, workspace  # noqa: E402
+from cvlib.report.workspace import StageMissingError, Workspace  # noqa: E402
 
 SCRIPT = "<script>alert(1)</script>"
 SCRIPT_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

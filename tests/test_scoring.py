@@ -1,4 +1,4 @@
-"""Tests for cvlib.scoring and `cvlib score` / `cvlib run --all`: the run's own scores come back
+"""Tests for cvlib.serve.scorer and `cvlib score` / `cvlib run --all`: the run's own scores come back
 exactly, the models folder checks itself, and one customer, a chunk and everyone score alike."""
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from cvlib import cli, features, scoring, segments
+from cvlib import cli
+
+from cvlib.data import features
+
+from cvlib.serve import scorer as scoring
+
+from cvlib.insight import segments
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "params" / "tiny.yaml"
@@ -120,7 +126,7 @@ def test_small_feature_path_sums_in_duckdbs_order():
   """Amounts whose sum depends on the order (1e16 + 1 - 1e16) and fractional quantities."""
   rng = np.random.default_rng(0)
   n = 600
-  from cvlib import schema
+  from cvlib.data import schema
   tx = schema.coerce_table("transactions", pd.DataFrame({
       "customer_id": rng.choice([f"a{i}" for i in range(40)], n),
       "order_id": [f"o{i}" for i in range(n)],

@@ -1,11 +1,11 @@
-"""Tests for cvlib.segments."""
+"""Tests for cvlib.insight.segments."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from cvlib import segments as sg
+from cvlib.insight import segments as sg
 
 
 def _customers(n: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Tests for cvlib.sentiment: labels, optimiser, steps, fine-tuning, prediction and baselines."""
+"""Tests for cvlib.text.sentiment: labels, optimiser, steps, fine-tuning, prediction and baselines."""
 
 import dataclasses
 
@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvlib import bert, pretrained, sentiment
+from cvlib.text import bert, pretrained, sentiment
 
 POSITIVE = ["great", "excellent", "wonderful", "perfect", "lovely", "fantastic", "amazing"]
 NEGATIVE = ["terrible", "awful", "broken", "horrible", "useless", "disappointing", "bad"]

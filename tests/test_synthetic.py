@@ -1,4 +1,4 @@
-"""Tests for cvlib.synthetic: the demo shop's tables, its story and its warts."""
+"""Tests for cvlib.data.synthetic: the demo shop's tables, its story and its warts."""
 
 import json
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cvlib import schema, synthetic
+from cvlib.data import schema, synthetic
 
 START = pd.Timestamp("2023-01-01")
 CAL_END = START + pd.Timedelta(days=365)

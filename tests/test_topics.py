@@ -1,4 +1,4 @@
-"""Tests for cvlib.topics: clusters recover known themes, c-TF-IDF by hand, the topic table."""
+"""Tests for cvlib.insight.topics: clusters recover known themes, c-TF-IDF by hand, the topic table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
-from cvlib import topics
+from cvlib.insight import topics
 
 THEMES = {
     "delivery": "delivery shipping courier arrived tracking parcel dispatch late".split(),

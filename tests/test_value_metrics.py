@@ -1,4 +1,4 @@
-"""Tests for cvlib.value_metrics: known limits, hand cases and an independent Gini reference."""
+"""Tests for cvlib.value.metrics: known limits, hand cases and an independent Gini reference."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from cvlib import value_metrics as vm
+from cvlib.value import metrics as vm
 
 
 def _values(n: int, seed: int) -> np.ndarray:

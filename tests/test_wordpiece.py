@@ -1,8 +1,8 @@
-"""Tests for cvlib.wordpiece: corpus vocabularies for Portuguese, Chinese and English."""
+"""Tests for cvlib.text.wordpiece: corpus vocabularies for Portuguese, Chinese and English."""
 
 import pytest
 
-from cvlib import pretrained, wordpiece
+from cvlib.text import pretrained, wordpiece
 
 PT = ["O produto chegou rápido e é ótimo.", "Péssimo, veio quebrado e não funciona.",
       "Recomendo o vendedor, entrega antes do prazo.", "Não gostei da qualidade do tecido.",

@@ -1,4 +1,4 @@
-"""Tests for cvlib.ziln: loss/prediction numerics against scipy and sampling, and training."""
+"""Tests for cvlib.value.ziln: loss/prediction numerics against scipy and sampling, and training."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from scipy import stats
 
-from cvlib import ziln
+from cvlib.value import ziln
 
 
 def _ziln_data(n: int, seed: int, n_features: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import pandas as pd
 from cvlib import config
 from cvlib.stages.preprocess import NOT_APPLICABLE, Prepared
 from cvlib.stages.value import E2E_MODEL, NETWORK_INPUTS
-from cvlib.workspace import Workspace
+from cvlib.report.workspace import Workspace
 
 
 # --- 02 finetune: sentiment ---------------------------------------------------------------------
@@ -54,7 +54,7 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
   """
   from sklearn.model_selection import train_test_split
 
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   has = reviews["text"].notna() & reviews["rating"].notna()
   r = reviews[has]
   if not len(r):
@@ -92,7 +92,7 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
     TF-IDF fitted on the training reviews, then TF-IDF refitted on both), or None when off or
     without labelled reviews.
   """
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   if data is None or not cfg.blend_tfidf:
     return None
   val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
@@ -111,7 +111,7 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
   ``blend`` (:func:`combine_with_tfidf`) the combination's scores go under ``"combined"``; the
   top-level scores stay the encoder's own.
   """
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   if data is None:
     return None
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
@@ -178,7 +178,7 @@ def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
     (frame with review_id, customer_id, product_id, timestamp, rating, sentiment, p_negative;
     embeddings [n, hidden] in the frame's row order).
   """
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
                                                  buckets=buckets)
@@ -378,7 +378,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
   Returns:
     An ``encoders.EncoderResult``.
   """
-  from cvlib import encoders
+  from cvlib.text import encoders
   texts = mlm_texts(reviews, data)
   steps = cfg.mlm_steps if mlm_steps is None else mlm_steps
   encoder, lang = cfg.encoder, language
@@ -397,7 +397,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
 
 def encoder_story(details: dict[str, Any] | None) -> str:
   """One plain sentence on where the sentiment model's language knowledge came from."""
-  from cvlib import encoders
+  from cvlib.text import encoders
   if not details:
     return "A pretrained English language model (MiniLM) read the reviews."
   lang = encoders.LANGUAGE_NAMES.get(details.get("language"), details.get("language"))
@@ -441,7 +441,7 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
   Returns:
     (model, tokenizer, history DataFrame).
   """
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   n_labels = len(data.class_names) if data is not None else 2
   model = encoder.make_classifier(n_labels, seed=seed)
   if data is None:
@@ -466,7 +466,7 @@ def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
     ``sent`` with "mlm_effect": {"with_mlm": {accuracy, macro_f1}, "without_mlm": {...},
     "macro_f1_gain", "accuracy_gain"}, or null when the comparison is off or does not apply.
   """
-  from cvlib import sentiment
+  from cvlib.text import sentiment
   if sent is None:
     return None
   if not cfg.compare_mlm or data is None:
@@ -485,7 +485,7 @@ def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
 
 def plot_mlm(encoder) -> Any:
   """The masked-LM loss curve of the prepared encoder, or None when it had no MLM."""
-  from cvlib import mlm
+  from cvlib.text import mlm
   if encoder.mlm_history is None or not len(encoder.mlm_history):
     return None
   return mlm.plot_mlm_history(encoder.mlm_history)
@@ -534,7 +534,7 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
                   e2e: tuple[Any, pd.DataFrame] | None = None, blend: Any = None) -> dict:
   """Writes the fine-tuned encoder (with its TF-IDF blend), the value networks, review scores and
   text features."""
-  from cvlib import pretrained
+  from cvlib.text import pretrained
   pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
                           tokenizer=tokenizer)
   if blend is not None:
@@ -569,14 +569,15 @@ def sentiment_word_effects(model, tokenizer, data: SentimentData | None, *,
 
   Picks the ``n`` test reviews it calls most confidently for the first class (negative) and for
   the last (positive), and its ``n`` most confident mistakes; for each, every word is dropped in
-  turn (:func:`cvlib.explain.word_attributions`) and the ``top`` words that pushed hardest
+  turn (:func:`cvlib.insight.explain.word_attributions`) and the ``top`` words that pushed hardest
   towards the predicted class and against it are listed with the change in probability.
 
   Returns:
     One row per review: case, predicted class, its probability, the true class, the words for and
     against, the review (cut at ``max_chars``); empty without test reviews.
   """
-  from cvlib import explain, sentiment
+  from cvlib.insight import explain
+  from cvlib.text import sentiment
   if data is None or not len(data.test_texts):
     return pd.DataFrame()
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
@@ -676,7 +677,7 @@ class Finetuned:
 
 def load_finetune(ws: Workspace) -> Finetuned:
   """What stage 2 left: value networks, test split, text features and review scores."""
-  from cvlib import ziln
+  from cvlib.value import ziln
   networks = {}
   for name in NETWORK_INPUTS:
     folder = ws.root / "models" / name
@@ -688,7 +689,7 @@ def load_finetune(ws: Workspace) -> Finetuned:
                         ws.load_frame("text_calibration"), ws.load_frame("text_now"))
   e2e = None
   if (ws.root / "models" / E2E_MODEL).exists():
-    from cvlib import history_text
+    from cvlib.value import history_text
     e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
   return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e,
                    ws.load_array("review_embeddings"))

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib import details
-from cvlib.adapters import Tables
-from cvlib.workspace import Workspace
+from cvlib.report import details
+from cvlib.data.adapters import Tables
+from cvlib.report.workspace import Workspace
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
   Returns:
     The tags, polarities, aspect table and metrics; None when aspects do not apply.
   """
-  from cvlib import aspects
+  from cvlib.insight import aspects
   if language not in ASPECT_LEXICONS or not len(review_scores):
     return None
   lexicon = getattr(aspects, ASPECT_LEXICONS[language])
@@ -78,7 +78,7 @@ MIN_LABELLED = 20
 
 def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, source: str
                            ) -> dict | None:
-  from cvlib import aspects
+  from cvlib.insight import aspects
   labelled = aspects.labelled_sample(source)
   pos = {rid: i for i, rid in enumerate(review_scores["review_id"].astype(str))}
   hit = labelled[labelled["review_id"].isin(pos)].reset_index(drop=True)
@@ -89,14 +89,14 @@ def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, sour
   m = aspects.aspect_metrics(pred.reset_index(drop=True), hit[columns])
   return {"labelled_sample": len(hit), "precision": m["precision"], "recall": m["recall"],
           "f1": m["f1"], "labels": f"hand-labelled reviews of this dataset ({len(hit)}, "
-                                   "cvlib/data/aspects_labelled.csv)"}
+                                   "cvlib/insight/aspects_labelled.csv)"}
 
 
 def _encoder_sentiment_fn(encoder_dir: Path):
   """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2 (with its
   TF-IDF blend when it has one, as the review scores)."""
-  from cvlib import pretrained, sentiment
-  from cvlib.blend import SentimentBlend
+  from cvlib.text import pretrained, sentiment
+  from cvlib.text.blend import SentimentBlend
   model, _ = pretrained.load_saved_encoder(encoder_dir)
   tokenizer = pretrained.load_tokenizer(encoder_dir)
   blend = SentimentBlend.load(encoder_dir)
@@ -113,7 +113,7 @@ def _encoder_sentiment_fn(encoder_dir: Path):
 @dataclasses.dataclass
 class Topics:
   """What customers write about: review clusters named by their keywords."""
-  table: pd.DataFrame  # one row per topic (cvlib.topics.topic_table), largest first
+  table: pd.DataFrame  # one row per topic (cvlib.insight.topics.topic_table), largest first
   labels: np.ndarray  # topic of each scored review, in review_scores order
   silhouette: pd.Series  # silhouette per tried k (how the number of topics was chosen)
   examples: pd.DataFrame  # topic, review text: the reviews nearest each topic's centre
@@ -130,7 +130,7 @@ def make_review_topics(review_scores: pd.DataFrame, embeddings: np.ndarray, tabl
   Returns:
     The topics, or None with fewer than ``MIN_TOPIC_REVIEWS`` reviews with text.
   """
-  from cvlib import topics
+  from cvlib.insight import topics
   if len(review_scores) < MIN_TOPIC_REVIEWS or len(embeddings) != len(review_scores):
     return None
   texts = (tables.reviews.set_index("review_id")["text"]
@@ -170,7 +170,7 @@ def topics_summary(t: Topics | None) -> pd.DataFrame:
 
 
 def plot_topics(t: Topics | None) -> Any:
-  from cvlib import topics
+  from cvlib.insight import topics
   return None if t is None else topics.plot_topics(t.table)
 
 
@@ -299,7 +299,7 @@ def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Moni
   The band uses exact binomial limits: with a few reviews a week the normal approximation flags
   ten times too many weeks (measured by the module's tests).
   """
-  from cvlib import monitoring
+  from cvlib.insight import monitoring
   dated = review_scores.dropna(subset=["timestamp"])
   if len(dated) < 50:
     return None
@@ -315,7 +315,8 @@ def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Moni
 
 
 def plot_monitoring(mon: Monitoring | None):
-  from cvlib import monitoring, plots
+  from cvlib.insight import monitoring
+  from cvlib.report import plots
   if mon is None:
     return plots.plot_not_applicable("Opinion over time", "reviews carry no dates")
   return monitoring.plot_opinion_trend(mon.weekly, mon.flags,

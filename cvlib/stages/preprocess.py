@@ -11,12 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from cvlib import features as feats
-from cvlib import privacy
-from cvlib.adapters import Tables
-from cvlib.clean import CleaningLog
+from cvlib.data import features as feats
+from cvlib.data import privacy
+from cvlib.data.adapters import Tables
+from cvlib.data.clean import CleaningLog
 from cvlib.config import Params
-from cvlib.workspace import Workspace
+from cvlib.report.workspace import Workspace
 
 
 def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace:

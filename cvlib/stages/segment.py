@@ -11,16 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from cvlib import details
-from cvlib.adapters import Tables
+from cvlib.report import details
+from cvlib.data.adapters import Tables
 from cvlib.stages.opinions import Opinions, report_opinions
 from cvlib.stages.preprocess import NOT_APPLICABLE, Prepared
-from cvlib.workspace import Workspace
+from cvlib.report.workspace import Workspace
 
 
 def make_value_risk_matrix(scores: pd.DataFrame, seg_cfg) -> pd.DataFrame | None:
   """Customers and predicted value per (value tier, churn risk) cell; None without scores."""
-  from cvlib import segments
+  from cvlib.insight import segments
   if not len(scores):
     return None
   return segments.value_risk_matrix(scores, value_tiers=seg_cfg.value_tiers,
@@ -28,14 +28,16 @@ def make_value_risk_matrix(scores: pd.DataFrame, seg_cfg) -> pd.DataFrame | None
 
 
 def plot_matrix(matrix: pd.DataFrame | None):
-  from cvlib import plots, segments
+  from cvlib.report import plots
+  from cvlib.insight import segments
   if matrix is None:
     return plots.plot_not_applicable("Value by churn risk", NOT_APPLICABLE["value"])
   return segments.plot_value_risk_matrix(matrix)
 
 
 def plot_segments(profiles: pd.DataFrame | None):
-  from cvlib import plots, segments
+  from cvlib.report import plots
+  from cvlib.insight import segments
   if profiles is None:
     return plots.plot_not_applicable("Segments", NOT_APPLICABLE["value"])
   return segments.plot_segment_sizes(profiles)
@@ -45,7 +47,7 @@ def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: p
                           tables: Tables, opinions: Opinions | None = None) -> pd.DataFrame | None:
   """Segment profile table with sentiment, top categories and (with ``opinions``, the aspect tags
   of ``review_scores``' reviews) top aspects, keyed by pseudonymous key."""
-  from cvlib import segments
+  from cvlib.insight import segments
   if not len(scores):
     return None
   key = dict(zip(prep.features_now["customer_id"].astype(str), prep.features_now["customer_key"]))
@@ -106,7 +108,7 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
   English; None for products without text or another language without a saved encoder.
   Returns a DataFrame indexed by product_id, one column per dimension (unit-norm rows).
   """
-  from cvlib import pretrained
+  from cvlib.text import pretrained
   products = tables.products
   if products is None or not len(products):
     return None
@@ -150,7 +152,7 @@ def choose_recommender(cal_items: pd.DataFrame, *, candidates=RECOMMENDERS, shar
     (the best candidate's settings, {label: validation hit rate}); the first candidate that
     applies and {} without timestamps or with too little data on either side.
   """
-  from cvlib import recommend
+  from cvlib.insight import recommend
   n_products = cal_items["product_id"].nunique()
   usable = [c for c in candidates
             if c.get("method") != "ease" or n_products <= recommend.DENSE_PRODUCT_LIMIT]
@@ -193,7 +195,7 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int, language: st
   The method and its setting are chosen on a validation window inside the calibration period
   (:func:`choose_recommender`).
   """
-  from cvlib import recommend
+  from cvlib.insight import recommend
   if not len(prep.cal_items):
     return Recommendations(pd.DataFrame(), None)
   embeddings = product_embeddings(tables, language=language, encoder_dir=encoder_dir)
@@ -226,7 +228,7 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int, language: st
 def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                  profiles: pd.DataFrame | None, opinions: Opinions | None,
                  recs: Recommendations) -> dict:
-  from cvlib import scoring
+  from cvlib.serve import scorer as scoring
   ref = scores.attrs.get("scoring_reference")
   if ref is not None:  # what `cvlib score` needs to segment new customers as these
     scoring.ScoringReference.from_dict(ref).save(ws.path("models", scoring.REFERENCE_FILE))

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
-from cvlib import features as feats
-from cvlib.adapters import Tables
+from cvlib.data import features as feats
+from cvlib.data.adapters import Tables
 from cvlib.stages.preprocess import MIN_RETURNING, NOT_APPLICABLE, Prepared
-from cvlib.workspace import Workspace
+from cvlib.report.workspace import Workspace
 
 
 VALUE_MODELS = {
@@ -39,7 +39,7 @@ def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None = None, *,
   """The numeric matrix a value model sees, as a DataFrame with named columns.
 
   Args:
-    features: customer features from :func:`cvlib.features.compute_customer_features`.
+    features: customer features from :func:`cvlib.data.features.compute_customer_features`.
     text: per-customer text features (``TextFeaturizer.transform``), or None.
     ratings: include the star-rating features.
   """
@@ -74,7 +74,7 @@ def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_t
   Returns:
     {name: (predictor, history)}.
   """
-  from cvlib import ziln
+  from cvlib.value import ziln
   if not len(features):
     return {}
   y = features["holdout_value"].to_numpy(np.float64)
@@ -100,7 +100,7 @@ def history_texts(prep: Prepared, tables: Tables, *, at: str = "cutoff",
                   max_chars: int = 600) -> list[str]:
   """Each customer's history as text (``history_text.customer_history_texts``), before the cutoff
   (``at="cutoff"``, rows of ``prep.features``) or before as_of (``"as_of"``, ``features_now``)."""
-  from cvlib import history_text
+  from cvlib.value import history_text
   feats_ = prep.features if at == "cutoff" else prep.features_now
   when = prep.cutoff if at == "cutoff" else prep.as_of
   return history_text.customer_history_texts(
@@ -124,7 +124,7 @@ def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
   Returns:
     (E2EPredictor, history), or None when off or there are no customers.
   """
-  from cvlib import history_text
+  from cvlib.value import history_text
   if not cfg.end_to_end or not prep.has_customers or not len(prep.features):
     return None
   y = prep.features["holdout_value"].to_numpy(np.float64)
@@ -173,7 +173,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
     (frame with customer_id, is_test, y_true, returned and per model ``<m>_value``,
     ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
   """
-  from cvlib import baselines, btyd
+  from cvlib.value import baselines, btyd
   if not networks or not len(features):
     return None, {}
   y = features["holdout_value"].to_numpy(np.float64)
@@ -209,7 +209,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
 def _gbt_predictions(features: pd.DataFrame, is_test: np.ndarray, *, seed: int
                      ) -> tuple[np.ndarray, np.ndarray | None]:
   """The trees, trained on the training customers: (value, P(return) or None) for everyone."""
-  from cvlib import baselines
+  from cvlib.value import baselines
   X = model_inputs(features).to_numpy()
   y = features["holdout_value"].to_numpy(np.float64)
   p_return = None
@@ -311,7 +311,7 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
   With ``crossfit`` (:func:`crossfit_value_models`), the same metrics over every customer go under
   ``"crossfit"``, with the number of folds.
   """
-  from cvlib import value_metrics as vm
+  from cvlib.value import metrics as vm
   if preds is None:
     return None
   if crossfit is not None:
@@ -413,9 +413,9 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
   every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
   edges, value-tier thresholds) are fitted on these customers and kept in
   ``scores.attrs["scoring_reference"]``; :func:`save_segment` stores them with the models, and
-  ``cvlib score`` scores new data through the same :func:`cvlib.scoring.score_frame`.
+  ``cvlib score`` scores new data through the same :func:`cvlib.serve.scorer.score_frame`.
   """
-  from cvlib import scoring
+  from cvlib.serve import scorer as scoring
   if best is None:
     return pd.DataFrame(columns=SCORE_COLUMNS)
   ref = scoring.fit_reference(prep.features_now, text_now,
@@ -445,14 +445,16 @@ def scoring_model(clv: dict | None, networks: dict) -> str | None:
 
 def plot_deciles(preds: pd.DataFrame | None, clv: dict | None):
   """Decile chart of the three best models, or a placeholder when value does not apply."""
-  from cvlib import plots, value_metrics as vm
+  from cvlib.report import plots
+  from cvlib.value import metrics as vm
   if clv is None:
     return plots.plot_not_applicable("Decile chart", "no customers with orders")
   return vm.plot_decile_chart(decile_tables(preds, clv))
 
 
 def plot_gains(preds: pd.DataFrame | None):
-  from cvlib import plots, value_metrics as vm
+  from cvlib.report import plots
+  from cvlib.value import metrics as vm
   if preds is None:
     return plots.plot_not_applicable("Gain curves", "no customers with orders")
   return vm.plot_gain_curves(*gain_inputs(preds))
@@ -475,7 +477,7 @@ def gini_difference_table(clv: dict | None) -> pd.DataFrame:
 
 
 def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
-  from cvlib import value_metrics as vm
+  from cvlib.value import metrics as vm
   test = preds[preds["is_test"]]
   order = sorted(clv["models"], key=lambda m: -clv["models"][m]["gini"])[:3]
   return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
@@ -497,7 +499,7 @@ def oracle_metrics(preds: pd.DataFrame | None, truth: dict[str, pd.DataFrame]) -
   """
   from scipy.stats import spearmanr
 
-  from cvlib import value_metrics as vm
+  from cvlib.value import metrics as vm
   if "truth" not in truth or preds is None:
     return None
   t = truth["truth"].set_index("customer_id")["expected_value_holdout"]
@@ -596,13 +598,13 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
     ws.add_figure("value", fig, caption)
 
 
-# --- explanations and opinion monitoring (cvlib.explain, cvlib.monitoring) ----------------------
+# --- explanations and opinion monitoring (cvlib.insight.explain, cvlib.insight.monitoring) ----------------------
 
 def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
                      text: pd.DataFrame | None, is_test: np.ndarray, *, seed: int
                      ) -> pd.DataFrame | None:
   """Permutation importance (Gini drop) of the scoring network's inputs on test customers."""
-  from cvlib import explain
+  from cvlib.insight import explain
   if name is None:
     return None
   predictor, _ = networks[name]
@@ -612,7 +614,8 @@ def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
 
 
 def plot_value_importance(importance: pd.DataFrame | None):
-  from cvlib import explain, plots
+  from cvlib.insight import explain
+  from cvlib.report import plots
   if importance is None:
     return plots.plot_not_applicable("Feature importance", NOT_APPLICABLE["value"])
   return explain.plot_importance(importance)

@@ -1,7 +1,7 @@
 """BERT encoder in flax.nnx (post-LayerNorm, like Hugging Face ``BertModel``).
 
 Attribute names follow the Hugging Face checkpoint names so the key table in
-``cvlib.pretrained`` reads almost as an identity map: ``embeddings.word_embeddings``,
+``cvlib.text.pretrained`` reads almost as an identity map: ``embeddings.word_embeddings``,
 ``encoder.layer[i].attention.self_attn.query``, ``...attention.output.dense``,
 ``...intermediate.dense``, ``...output.LayerNorm``, ``pooler.dense``. The differences are nnx's
 own parameter names (``kernel`` for ``weight`` of a Linear, stored transposed; ``embedding`` for an
@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cvlib import cpu_attention, hostmem
+from cvlib.text import cpu_attention, hostmem
 
-hostmem.keep_freed_memory()  # before XLA's threads first allocate; see cvlib.hostmem
+hostmem.keep_freed_memory()  # before XLA's threads first allocate; see cvlib.text.hostmem
 
 # HF BERT initialises every Linear and Embed from N(0, 0.02).
 _INIT = nnx.initializers.normal(stddev=0.02)
@@ -661,7 +661,7 @@ class BertForZILN(nnx.Module):
   The customer's history, written as text, goes through the encoder; its mean-pooled vector is
   concatenated with the customer's (standardised) numeric features and a small MLP
   (Linear, GELU, dropout) emits ``(return log-odds, mu, pre-softplus sigma)`` for
-  ``cvlib.ziln.ziln_loss``. The head runs in float32 whatever the encoder's compute dtype. Its
+  ``cvlib.value.ziln.ziln_loss``. The head runs in float32 whatever the encoder's compute dtype. Its
   output layer starts near zero (N(0, 0.02) kernel, zero bias) so that, after
   ``set_output_bias(ziln.make_output_bias(y))``, training starts at the marginal fit of y.
 

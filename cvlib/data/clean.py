@@ -3,7 +3,7 @@
 Order of the steps (each runs on what the previous ones left):
 
 1. order lines marked as exact duplicates of an earlier input row
-   (:data:`cvlib.adapters.DUPLICATE`); their orders' amounts are reduced by the duplicated lines;
+   (:data:`cvlib.data.adapters.DUPLICATE`); their orders' amounts are reduced by the duplicated lines;
 2. orders: exact duplicate rows, missing customer id, missing timestamp, out-of-range date, orders
    marked cancelled (never fulfilled);
 3. cancellations and returns: each order line with a negative quantity is matched to the earlier
@@ -27,7 +27,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from cvlib.adapters import DUPLICATE, STATUS, Tables
+from cvlib.data.adapters import DUPLICATE, STATUS, Tables
 
 # No online shop sold before this day: earlier dates are typos or 1900/1970 "zero" dates.
 EARLIEST_DATE = dt.date(1990, 1, 1)
@@ -52,7 +52,7 @@ def clean_tables(tables: Tables, today: dt.date | None = None) -> tuple[Tables, 
   """Removes rows that cannot be used and flags doubtful ones, logging each step.
 
   Args:
-    tables: canonical tables from :func:`cvlib.adapters.load_data`.
+    tables: canonical tables from :func:`cvlib.data.adapters.load_data`.
     today: dates after this day are out of range (default: the current date).
 
   Returns:

@@ -2,7 +2,7 @@
 
 Loading and applying a saved combination needs numpy, pandas and scikit-learn only, so the runner
 (the run's model manifest) and other light readers need not load jax; fitting one uses the
-baseline of ``cvlib.sentiment``, imported when called.
+baseline of ``cvlib.text.sentiment``, imported when called.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def fit_blend(encoder_val_proba: np.ndarray, train_texts: Sequence[str],
   Raises:
     ValueError: mismatched lengths, or a class missing from the training labels.
   """
-  from cvlib.sentiment import classification_metrics, fit_tfidf_logreg
+  from cvlib.text.sentiment import classification_metrics, fit_tfidf_logreg
   encoder_val_proba = np.asarray(encoder_val_proba, np.float64)
   y_val = np.asarray(val_labels)
   if not len(val_texts):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from cvlib import pretrained
+from cvlib.text import pretrained
 
 # In this order, so that [PAD] is id 0 as in BERT's vocabularies (padding code assumes it).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -23,9 +23,9 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
-from cvlib import bert as bert_lib
-from cvlib import devices
-from cvlib.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from cvlib.text import bert as bert_lib
+from cvlib.text import devices
+from cvlib.text.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 # If a notebook later imports transformers or sentence-transformers in this process, they must
 # not try to reach a hub either (the machines running reports have no network).

@@ -3,7 +3,7 @@
 Data parallel training here is plain SPMD: one ``Mesh`` with a single ``"data"`` axis over the
 devices, the model and optimizer state replicated (``NamedSharding(mesh, P())``), every batch
 split along its first axis (``NamedSharding(mesh, P("data"))``). The jit'd steps of
-``cvlib.sentiment`` and ``cvlib.mlm`` are unchanged: XLA's partitioner sees the input shardings,
+``cvlib.text.sentiment`` and ``cvlib.text.mlm`` are unchanged: XLA's partitioner sees the input shardings,
 runs each device on its slice of the batch and inserts the all-reduce of the gradients, so the
 result equals the single-device step up to float summation order.
 
@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from cvlib.bert import BertConfig
+from cvlib.text.bert import BertConfig
 
 DATA_AXIS = "data"
 

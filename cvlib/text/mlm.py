@@ -28,8 +28,8 @@ import pandas as pd
 from flax import nnx
 from tokenizers import Tokenizer
 
-from cvlib import devices, pretrained, sentiment
-from cvlib.bert import BertForMaskedLM
+from cvlib.text import devices, pretrained, sentiment
+from cvlib.text.bert import BertForMaskedLM
 
 Batch = dict[str, jax.Array]
 IGNORE_LABEL = -100  # labels of positions that are not predicted (Hugging Face's convention)

@@ -31,9 +31,9 @@ import pandas as pd
 from flax import nnx
 from tokenizers import Tokenizer
 
-from cvlib import mlm, pretrained, wordpiece
+from cvlib.text import mlm, pretrained, wordpiece
 from cvlib.config import BUILT_ENCODERS
-from cvlib.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from cvlib.text.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 LANGUAGE_NAMES = {"en": "English", "pt": "Portuguese", "zh": "Chinese", "es": "Spanish",
                   "fr": "French", "de": "German", "it": "Italian", "nl": "Dutch", "ja": "Japanese",

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib import details, topics
-from cvlib.workspace import Workspace
+from cvlib.report import details
+
+from cvlib.insight import topics
+from cvlib.report.workspace import Workspace
 
 # Clustering needs this many customers with text; fewer give clusters of a handful.
 MIN_CUSTOMERS = 60

@@ -23,10 +23,10 @@ import pandas as pd
 from flax import nnx
 from matplotlib.figure import Figure
 
-from cvlib import features
-from cvlib import value_metrics as vm
-from cvlib import ziln
-from cvlib.plots import BLUE, GREY
+from cvlib.data import features
+from cvlib.value import metrics as vm
+from cvlib.value import ziln
+from cvlib.report.plots import BLUE, GREY
 
 # -----------------------------------------------------------------------------------------------
 # Permutation importance
@@ -63,7 +63,7 @@ def permutation_importance(predict_fn: Callable[[pd.DataFrame], Any], X: pd.Data
       independently: the shuffled copies of all repeats go through it in one call per column.
     X: [n, features] model inputs, named columns.
     y: [n] actual values (e.g. holdout spend).
-    metric: "gini" (normalised Gini, :func:`cvlib.value_metrics.gini_normalised`) or a callable
+    metric: "gini" (normalised Gini, :func:`cvlib.value.metrics.gini_normalised`) or a callable
       ``metric(y, pred) -> float`` where higher is better.
     n_repeats: shuffles per column (>= 1).
     seed: seeds the shuffles; column j uses ``np.random.default_rng([seed, j])``.
@@ -205,7 +205,7 @@ def integrated_gradients(predictor: ziln.ZILNPredictor, X: pd.DataFrame, *,
   attributions sum to ``f(x) - f(b)`` up to the quadrature error of the midpoint rule.
 
   Args:
-    predictor: a trained :class:`cvlib.ziln.ZILNPredictor`.
+    predictor: a trained :class:`cvlib.value.ziln.ZILNPredictor`.
     X: [n, features] raw model inputs with the training columns (``pipeline.network_inputs``).
     baseline: the reference customer: "median" or "mean" of ``X`` per column, or one value per
       feature (array or Series indexed by feature).
@@ -442,7 +442,7 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
   (``buckets[-1]`` tokens) are never seen and score 0.
 
   Args:
-    model: a :class:`cvlib.bert.BertForSequenceClassification` (fine-tuned sentiment model).
+    model: a :class:`cvlib.text.bert.BertForSequenceClassification` (fine-tuned sentiment model).
     tokenizer: its tokenizer (``pretrained.load_tokenizer``).
     text: one review.
     target_class: the class index, e.g. 0 for "negative" (``sentiment.class_names``).
@@ -455,7 +455,7 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
   Raises:
     ValueError: text is not a string, or target_class is not a class of the model.
   """
-  from cvlib import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
   if not isinstance(text, str):
     raise ValueError(f"text must be a str, got {type(text).__name__}")
   num_labels = int(getattr(model, "num_labels", 0))

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib import privacy, schema
-from cvlib.adapters import file_sha256
+from cvlib.data import privacy, schema
+from cvlib.data.adapters import file_sha256
 
 # JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.
 
@@ -56,7 +56,7 @@ SMALL_CALL = 64
 DRIVERS = 3
 
 # What each customer feature means (the manifest copies this; a test keeps it in step with
-# cvlib.features). Days are whole days between purchase dates; "as of" is the scoring day.
+# cvlib.data.features). Days are whole days between purchase dates; "as of" is the scoring day.
 FEATURE_DEFINITIONS = {
     "frequency": "repeat purchase days before as_of (purchase days - 1) (log1p in the model)",
     "recency_days": "days from the first to the last purchase day",
@@ -118,7 +118,7 @@ def _make_block_fn(predictor: Any, interval: float) -> Callable:
   import jax
   from flax import nnx
 
-  from cvlib import ziln
+  from cvlib.value import ziln
   graphdef, state = nnx.split(nnx.view(predictor.model, deterministic=True))
   qs = _interval_levels(interval)
   # the same cap and interval calibration as ZILNPredictor.predict, so the scores equal the
@@ -139,7 +139,7 @@ def predict_values(predictor: Any, X: pd.DataFrame, *, interval: float) -> dict[
   """A value network's predictions, computed block by block so no row depends on the others.
 
   Args:
-    predictor: a :class:`cvlib.ziln.ZILNPredictor`.
+    predictor: a :class:`cvlib.value.ziln.ZILNPredictor`.
     X: its inputs (``pipeline.network_inputs``), columns in training order.
     interval: central interval level, e.g. 0.8 for the 10% and 90% quantiles.
 
@@ -175,7 +175,7 @@ def predict_values(predictor: Any, X: pd.DataFrame, *, interval: float) -> dict[
 
 def model_version(name: str, predictor: Any) -> str:
   """``<network>-<12 hex>``: a digest of the network's weights, standardiser and config."""
-  from cvlib import ziln
+  from cvlib.value import ziln
   h = hashlib.sha256(json.dumps(predictor.config, sort_keys=True).encode())
   for key, var in sorted(ziln._flat_params(predictor.model).items()):
     h.update(key.encode())
@@ -204,8 +204,8 @@ class ScoringReference:
   baselines: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
   def segment_reference(self, name: str):
-    """The :class:`cvlib.segments.SegmentReference` for scores of network ``name``."""
-    from cvlib import segments
+    """The :class:`cvlib.insight.segments.SegmentReference` for scores of network ``name``."""
+    from cvlib.insight import segments
     if name not in self.value_cuts:
       raise ValueError(f"no value-tier cut-offs for network {name!r} (have: "
                        f"{', '.join(self.value_cuts)})")
@@ -293,7 +293,8 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   Raises:
     ValueError: no customers, or ``scoring_model`` not among the networks.
   """
-  from cvlib import pipeline, segments
+  from cvlib import pipeline
+  from cvlib.insight import segments
   if not len(features):
     raise ValueError("fit_reference: no customers")
   if scoring_model not in networks:
@@ -345,7 +346,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   Returns:
     One row per customer, in the order of ``features``.
   """
-  from cvlib import pipeline, segments
+  from cvlib import pipeline
+  from cvlib.insight import segments
   anchored = anchor_features(features, reference.data_start, as_of)
   X = pipeline.network_inputs(name, anchored, text)
   pred = predict_values(predictor, X, interval=reference.interval)
@@ -357,7 +359,7 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   seg["model"] = name
   seg["model_version"] = version or model_version(name, predictor)
   if drivers and name in reference.baselines:
-    from cvlib import explain
+    from cvlib.insight import explain
     attributions = explain.integrated_gradients(predictor, X,
                                                 baseline=np.asarray(reference.baselines[name]))
     seg["top_drivers"] = explain.top_drivers(attributions, X, k=DRIVERS)
@@ -404,7 +406,7 @@ def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
   Returns:
     The columns, types and row order of ``features.compute_customer_features``.
   """
-  from cvlib import features as feats
+  from cvlib.data import features as feats
   cut = np.datetime64(cutoff, "us")
   end = cut + np.timedelta64(horizon_days, "D")
   cut90 = np.datetime64(cutoff, "D") - np.timedelta64(90, "D")
@@ -507,7 +509,7 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   """
   import jax.numpy as jnp
 
-  from cvlib import pretrained, sentiment
+  from cvlib.text import pretrained, sentiment
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   k = model.num_labels
   out = np.zeros((len(r), k + model.bert.config.hidden_size), np.float32)
@@ -555,9 +557,9 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   Returns:
     The manifest's path.
   """
-  from cvlib import features as feats
+  from cvlib.data import features as feats
   from cvlib import pipeline
-  from cvlib.blend import BLEND_FILE
+  from cvlib.text.blend import BLEND_FILE
   run_dir = Path(run_dir)
   models = run_dir / "models"
   models.mkdir(exist_ok=True)
@@ -602,7 +604,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                                          "outputs": "review sentiment: encoder_weight x the "
                                                     "encoder's class probabilities + (1 - "
                                                     "encoder_weight) x TF-IDF + logistic "
-                                                    "regression's (cvlib.blend.SentimentBlend)"})}
+                                                    "regression's (cvlib.text.blend.SentimentBlend)"})}
   featurizer = None
   if (models / "text_featurizer.npz").exists():
     with np.load(models / "text_featurizer.npz", allow_pickle=False) as z:
@@ -638,7 +640,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
       "training_data": run_info.get("inputs", []),
       "split": {k: split.get(k) for k in ("cutoff", "as_of", "horizon_days", "data_start",
                                           "data_end")},
-      "features": {"function": "cvlib.features.compute_customer_features",
+      "features": {"function": "cvlib.data.features.compute_customer_features",
                    "as_of": split.get("as_of"), "calibration_cutoff": split.get("cutoff"),
                    "definitions": FEATURE_DEFINITIONS,
                    "behaviour": list(feats.BEHAVIOUR_FEATURES),
@@ -766,8 +768,10 @@ class Scorer:
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
                drivers: bool = False):
-    from cvlib import blend as blend_lib
-    from cvlib import pipeline, pretrained, ziln
+    from cvlib.text import blend as blend_lib
+    from cvlib import pipeline
+    from cvlib.text import pretrained
+    from cvlib.value import ziln
     self.run_dir = Path(run_dir)
     self.drivers = drivers
     self.manifest = load_manifest(self.run_dir, verify=verify)
@@ -803,7 +807,7 @@ class Scorer:
   def _warm_up(self) -> None:
     import jax.numpy as jnp
 
-    from cvlib import sentiment
+    from cvlib.text import sentiment
     width = self.predictor.config["in_features"]
     _block_fn(self.predictor, self.reference.interval)(jnp.zeros((PREDICT_BLOCK, width),
                                                                  jnp.float32))
@@ -835,8 +839,8 @@ class Scorer:
     Raises:
       ValueError: missing columns or values that do not convert.
     """
-    from cvlib.adapters import Tables
-    from cvlib.clean import clean_tables
+    from cvlib.data.adapters import Tables
+    from cvlib.data.clean import clean_tables
     tables = Tables(customers=pd.DataFrame(), transactions=_canonical("transactions", transactions),
                     items=_canonical("items", items),
                     products=self.catalogue if products is None else products,
@@ -861,7 +865,7 @@ class Scorer:
     """Scores every customer of cleaned canonical tables, ``chunk_size`` customers at a time.
 
     Args:
-      tables: cleaned :class:`cvlib.adapters.Tables`.
+      tables: cleaned :class:`cvlib.data.adapters.Tables`.
       as_of: the scoring day (default: the day after the last transaction).
       out: a .parquet or .csv file to stream the rows to; None returns them as one DataFrame.
       chunk_size: customers per chunk (bounds the memory of features, encoder and network).
@@ -906,7 +910,7 @@ class Scorer:
   def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
                    reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
                    encoder_batch: int, small: bool = False) -> pd.DataFrame:
-    from cvlib import features as feats
+    from cvlib.data import features as feats
     compute = compute_features_small if small else feats.compute_customer_features
     f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
@@ -934,7 +938,7 @@ def _fast_features_agree() -> bool:
   """
   import warnings
 
-  from cvlib import features as feats
+  from cvlib.data import features as feats
   ts = pd.Timestamp("2024-01-01")
   tx = schema.coerce_table("transactions", pd.DataFrame({
       "customer_id": ["a", "a", "a", "a", "b", "c", "c"],
@@ -959,7 +963,7 @@ def _fast_features_agree() -> bool:
     got = compute_features_small(tx, items, products, reviews, cutoff, 90)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
   except (AssertionError, KeyError, ValueError, TypeError) as e:
-    warnings.warn(f"cvlib.scoring: the per-customer feature path disagrees with "
+    warnings.warn(f"cvlib.serve.scorer: the per-customer feature path disagrees with "
                   f"features.compute_customer_features ({type(e).__name__}); using DuckDB for "
                   "every call (slower, same numbers)", RuntimeWarning, stacklevel=3)
     return False

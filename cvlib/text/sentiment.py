@@ -24,10 +24,10 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline
 from tokenizers import Tokenizer
 
-from cvlib import bert as bert_lib
-from cvlib import devices, pretrained
-from cvlib.blend import BLEND_FILE, BLEND_WEIGHTS, SentimentBlend, fit_blend
-from cvlib.bert import BertForSequenceClassification
+from cvlib.text import bert as bert_lib
+from cvlib.text import devices, pretrained
+from cvlib.text.blend import BLEND_FILE, BLEND_WEIGHTS, SentimentBlend, fit_blend
+from cvlib.text.bert import BertForSequenceClassification
 
 Batch = dict[str, jax.Array]
 

@@ -593,9 +593,9 @@ def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
   return precision, recall, f1
 
 
-# The hand-labelled sample shipped with cvlib (cvlib/data/README.md) and the adapters whose
+# The hand-labelled sample shipped with cvlib (cvlib/insight/aspects_labelled.md) and the adapters whose
 # review ids are its row ids, so that a report on that dataset can score the tagger on it.
-LABELLED_FILE = "data/aspects_labelled.csv"
+LABELLED_FILE = "insight/aspects_labelled.csv"
 LABELLED_SOURCES = {"womens_clothing": "womens"}
 
 

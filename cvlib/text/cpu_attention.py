@@ -1,4 +1,4 @@
-"""A fused attention kernel for CPUs (``cvlib/native/cpu_attention.cc``), called through XLA's FFI.
+"""A fused attention kernel for CPUs (``cvlib/text/native/cpu_attention.cc``), called through XLA's FFI.
 
 XLA's CPU code for attention makes several passes over the [batch, heads, seq, seq] scores (the
 softmax's max, exp and sum are separate loops); the kernel does one (sequence, head) at a time, its
@@ -8,7 +8,7 @@ mask is ``bert.dropout_keep_mask``'s, so it computes what ``bert.attention_refer
 to float rounding.
 
 ``make install`` (and ``make test``) compiles it with the machine's C++ compiler
-(``python -m cvlib.cpu_attention build`` does the same in any environment); without the compiled
+(``python -m cvlib.text.cpu_attention build`` does the same in any environment); without the compiled
 library (no compiler, a pip install without make) ``available()`` is False and cvlib uses the XLA
 version. It handles float32 on the CPU backend only.
 """
@@ -118,10 +118,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask_bias: jax.Array, se
 
 
 if __name__ == "__main__":
-  # python -m cvlib.cpu_attention build: what make install runs. Without a compiler it says so
+  # python -m cvlib.text.cpu_attention build: what make install runs. Without a compiler it says so
   # and succeeds (cvlib then uses the XLA attention); a compiler error fails.
   if sys.argv[1:] != ["build"]:
-    sys.exit("usage: python -m cvlib.cpu_attention build")
+    sys.exit("usage: python -m cvlib.text.cpu_attention build")
   if not find_compiler():
     print("cvlib: no C++ compiler (g++): attention on CPU runs as XLA code (slower)")
   else:

@@ -9,7 +9,7 @@ trimming of the heap below 2 GB) makes the next call reuse it (``benchmarks/host
 measures both ways).
 
 ``keep_freed_memory`` sets that with ``mallopt``. It must run before XLA's threads first allocate
-(threads keep the arena they started with), so ``cvlib.bert`` calls it when imported. It is
+(threads keep the arena they started with), so ``cvlib.text.bert`` calls it when imported. It is
 process-wide: peak heap memory stays with the process until it exits (report stages run in their
 own processes). ``CVLIB_MALLOC=default`` leaves glibc's defaults, and so does a ``GLIBC_TUNABLES``
 or ``MALLOC_ARENA_MAX`` setting of the user's own.

@@ -1,4 +1,4 @@
-"""Adapters: read a shop's files into cvlib's canonical tables (see :mod:`cvlib.schema`).
+"""Adapters: read a shop's files into cvlib's canonical tables (see :mod:`cvlib.data.schema`).
 
 Every problem found at the edge is collected and raised once as :class:`DataError`, one message per
 problem naming the file, the column and sample row numbers (1-based data rows, header excluded).
@@ -23,7 +23,7 @@ folder, then ``$CVLIB_DATA_DIR``):
   reviews only, label 1 -> rating 5, label 0 -> rating 1.
 
 Adapters leave rows they find doubtful in the tables and mark them (:data:`STATUS`,
-:data:`DUPLICATE`); :mod:`cvlib.clean` removes them and counts each one in the cleaning log.
+:data:`DUPLICATE`); :mod:`cvlib.data.clean` removes them and counts each one in the cleaning log.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cvlib import schema
+from cvlib.data import schema
 from cvlib.config import Params, TableSpec
 
 # Plausible dates for shop data: earlier ones, and ones in the future, are errors in the input.
@@ -51,7 +51,7 @@ MAX_BAD_TIMESTAMP_SHARE = 0.01
 # The synthetic shop's calendar: one year of history, then a 180-day holdout.
 SYNTHETIC_CALENDAR = {"start": "2023-01-01", "calibration_days": 365, "horizon_days": 180}
 CANONICAL_FILES = ("customers", "transactions", "items", "products", "reviews")
-# Marks adapters may add for cleaning; cvlib.clean acts on them, logs it and drops the columns.
+# Marks adapters may add for cleaning; cvlib.data.clean acts on them, logs it and drops the columns.
 STATUS = "status"  # transactions: "purchase" | "cancellation" (a document reversing earlier
                    # purchase lines) | "cancelled" (an order that was never fulfilled)
 DUPLICATE = "duplicate"  # items: True where the line repeats an earlier input row exactly
@@ -109,7 +109,7 @@ def _source(path: Path) -> dict:
 # --- synthetic ----------------------------------------------------------------------------------
 
 def _load_synthetic(params: Params) -> Tables:
-  from cvlib import synthetic  # the generator is only needed here
+  from cvlib.data import synthetic  # the generator is only needed here
 
   d = params.data
   if d.path is None:
@@ -118,7 +118,7 @@ def _load_synthetic(params: Params) -> Tables:
     meta = {"start": cal["start"], "horizon_days": cal["horizon_days"],
             "calibration_end": (pd.Timestamp(cal["start"])
                                 + pd.Timedelta(days=cal["calibration_days"])).date().isoformat()}
-    sources = [{"path": f"generated: cvlib.synthetic (customers={d.customers}, seed={d.seed})",
+    sources = [{"path": f"generated: cvlib.data.synthetic (customers={d.customers}, seed={d.seed})",
                 "sha256": _frames_sha256(frames), "bytes": 0}]
   else:
     folder = params.resolve_path(d.path)

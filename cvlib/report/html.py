@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 
 from cvlib.config import STAGES
-from cvlib.workspace import SECTIONS, page_slug
+from cvlib.report.workspace import SECTIONS, page_slug
 
 NOTEBOOKS = {stage: f"{i + 1:02d}_{stage}" for i, stage in enumerate(STAGES)}
 

@@ -8,7 +8,7 @@ short text, oldest first, e.g.::
 
 ``train_e2e_ziln`` fine-tunes a ``bert.BertForZILN`` (the encoder copied from any cvlib BERT)
 on those texts plus the customer's numeric features, with the zero-inflated lognormal loss of
-``cvlib.ziln``, and returns an ``E2EPredictor`` whose ``predict`` gives the same columns as
+``cvlib.value.ziln``, and returns an ``E2EPredictor`` whose ``predict`` gives the same columns as
 ``ziln.ZILNPredictor.predict``.
 """
 
@@ -34,8 +34,10 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
-from cvlib import devices, mlm, pretrained, sentiment, ziln
-from cvlib.bert import BertConfig, BertForZILN
+from cvlib.text import devices, mlm, pretrained, sentiment
+
+from cvlib.value import ziln
+from cvlib.text.bert import BertConfig, BertForZILN
 
 Batch = dict[str, jax.Array]
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cvlib.plots import BLUE, GREY, ORANGE
+from cvlib.report.plots import BLUE, GREY, ORANGE
 
 # The columns weekly_opinion writes; any other column of its output is a group column.
 WEEKLY_COLUMNS = ("week", "n_reviews", "n_negative", "share_negative", "mean_rating",

@@ -1,0 +1,1 @@
+"""The report: the run folder a stage writes into (workspace), HTML pages, detail pages and plots."""

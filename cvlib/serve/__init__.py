@@ -1,0 +1,1 @@
+"""A finished run as a model folder: its manifest and ``cvlib score`` (:class:`Scorer`)."""
