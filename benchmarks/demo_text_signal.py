@@ -2,7 +2,7 @@
 
 Reads a finished demo run (default ``reports/demo``) and measures, on its test customers:
 
-1. the text return score (``pipeline.fit_text_return_score``, fitted on the training customers as
+1. the text return score (``text_features.fit_text_return_score``, fitted on the training customers as
    the run does): AUC for "bought again in the holdout" among test customers who reviewed;
 2. an upper bound for text: the ratings network retrained with the TRUE stated intent of each
    customer's latest review (read off the generator's intent sentences, known only because the
@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--out", type=Path, default=HERE / "results" / "demo_text_signal.json")
   args = p.parse_args(argv)
 
-  from cvlib import config, pipeline  # pylint: disable=import-outside-toplevel
+  from cvlib import config
+  from cvlib.stages import evaluate
+  from cvlib.value import networks
+  from cvlib.value import text_features
 
   from cvlib.data import synthetic
 
@@ -55,8 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
   y = features["holdout_value"].to_numpy(np.float64)
   train_ids = features["customer_id"][~is_test]
 
-  fz = pipeline.fit_text_featurizer(scores, emb, train_ids, cutoff.date(), params.value.text_dims)
-  fz, _ = pipeline.fit_text_return_score(fz, scores, emb, train_ids, y[~is_test] > 0,
+  fz = text_features.fit_text_featurizer(scores, emb, train_ids, cutoff.date(), params.value.text_dims)
+  fz, _ = text_features.fit_text_return_score(fz, scores, emb, train_ids, y[~is_test] > 0,
                                          cutoff.date(), seed=params.seed)
   test = fz.transform(features["customer_id"][is_test], scores, emb, cutoff.date())
   has = test["has_text"].to_numpy() > 0
@@ -72,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
   r["intent"] = np.where(says[False], -1, np.where(says[True], 1, 0))
   latest = (r[(r["timestamp"] < cutoff) & r["customer_id"].notna()].sort_values("timestamp")
             .groupby("customer_id")["intent"].last())
-  base = pipeline.network_inputs("ziln_ratings", features, None)
-  fit_idx, val_idx = pipeline._value_split(is_test, params.seed)  # pylint: disable=protected-access
+  base = networks.network_inputs("ziln_ratings", features, None)
+  fit_idx, val_idx = networks.value_split(is_test, params.seed)  # pylint: disable=protected-access
   v = params.value
   ginis = {}
   for name, X in (("ratings", base),
@@ -92,16 +95,16 @@ def main(argv: list[str] | None = None) -> dict:
   reviewed = features["n_reviews"].to_numpy() > 0
   true_rate = np.where(reviewed, np.log(t["lambda"].to_numpy() * t["zeta"].to_numpy()), 0.0)
   intent = features["customer_id"].astype(str).map(latest).fillna(0).to_numpy()
-  fold = pipeline.crossfit_folds(len(features), 5, params.seed)
+  fold = evaluate.crossfit_folds(len(features), 5, params.seed)
   cv = {}
-  for name, X in (("history", pipeline.network_inputs("ziln", features, None)),
+  for name, X in (("history", networks.network_inputs("ziln", features, None)),
                   ("ratings", base), ("ratings + true intent", base.assign(true_intent=intent)),
                   ("ratings + true spend rate of reviewers",
                    base.assign(true_rate=true_rate, reviewed=reviewed.astype(float)))):
     pred = np.zeros(len(y))
     for k in range(5):
       held = fold == k
-      fi, vi = pipeline._value_split(held, params.seed + k)  # pylint: disable=protected-access
+      fi, vi = networks.value_split(held, params.seed + k)  # pylint: disable=protected-access
       predictor, _ = ziln.train_ziln(X.iloc[fi], y[fi], X.iloc[vi], y[vi], hidden=v.hidden,
                                      dropout=v.dropout, epochs=v.epochs,
                                      batch_size=v.batch_size, learning_rate=v.learning_rate,

@@ -191,7 +191,7 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
   from sklearn.preprocessing import StandardScaler
 
   from cvlib.data import features as feats
-  from cvlib import pipeline
+  from cvlib.value import networks
   from cvlib.serve import scorer as scoring
   load_before = _load()
   tables = read_tables(data)
@@ -222,7 +222,7 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
   ref = behaviour.reference
   split = json.loads((run_dir / "artifacts" / "split.json").read_text())
   cutoff = dt.date.fromisoformat(split["cutoff"])
-  X_cal = pipeline.network_inputs("ziln", scoring.anchor_features(cal, ref.data_start, cutoff),
+  X_cal = networks.network_inputs("ziln", scoring.anchor_features(cal, ref.data_start, cutoff),
                                   None)
   peer = make_pipeline(StandardScaler(), HistGradientBoostingRegressor(max_iter=200,
                                                                         random_state=0))
@@ -230,7 +230,7 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
 
   def features_of(ev, compute=scoring.compute_features_small):
     f = compute(ev["transactions"], ev["items"], products, ev["reviews"], as_of, ref.horizon_days)
-    return pipeline.network_inputs("ziln", scoring.anchor_features(f, ref.data_start, as_of),
+    return networks.network_inputs("ziln", scoring.anchor_features(f, ref.data_start, as_of),
                                    None)
 
   def peer_end_to_end(ev):  # the same features (the scorer's path), then the peer's model

@@ -13,7 +13,7 @@ datasets folder beside the repository):
 For the two other languages ``--encoder transfer`` puts the learnt vocabulary on MiniLM's layers
 instead of a small BERT (see ``cvlib.text.encoders``).
 
-Split as ``pipeline.make_sentiment_data`` splits: stratified 80/20 train/test with the seed, then
+Split as ``cvlib.stages.finetune.make_sentiment_data`` splits: stratified 80/20 train/test with the seed, then
 15% of the training part for validation (early stopping), then, with ``--max-train``, a
 stratified sample of the training part. The test reviews never reach the MLM or the vocabulary:
 those learn from every other review of the file, labelled or not. Baselines see the whole

@@ -20,6 +20,9 @@ ADAPTERS = ("synthetic", "generic", "olist", "online_retail", "cdnow", "womens_c
             "chinese_reviews")
 LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
+
+# The source tree: notebooks/, params/ and reports/ sit beside the package.
+REPO = Path(__file__).resolve().parents[1]
 RESERVED_NAMES = ("history", "failed")  # folders of the reports directory itself
 
 

@@ -21,11 +21,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
+from cvlib.config import BUILT_ENCODERS, REPO, STAGES, Params, ParamsError, load_params
+from cvlib.data.adapters import DataError, load_data
+from cvlib.data.clean import clean_tables
+from cvlib.data.features import choose_cutoff
 from cvlib.report import html as report
-from cvlib.config import STAGES, ParamsError, Params, load_params
 from cvlib.report.workspace import to_jsonable
+from cvlib.serve import scorer as scoring
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("cvlib", "jax", "jaxlib", "flax", "optax", "transformers", "tokenizers", "safetensors",
             "numpy", "pandas", "pyarrow", "scikit-learn", "duckdb", "lifetimes", "matplotlib",
             "papermill", "nbconvert", "nbclient", "ipykernel", "vaderSentiment",
@@ -228,10 +231,6 @@ def validate_inputs(params: Params):
     DataError: unreadable or unusable data, including data too short for the split.
     ParamsError: a configured file (e.g. a local encoder folder) is missing.
   """
-  from cvlib.data.adapters import DataError, load_data
-  from cvlib.data.clean import clean_tables
-  from cvlib.data.features import choose_cutoff
-  from cvlib.config import BUILT_ENCODERS
   f = params.finetune
   if f.encoder not in BUILT_ENCODERS:  # a model folder
     folder = params.resolve_path(f.encoder)
@@ -366,7 +365,6 @@ def _finish(params: Params, params_path: Path, overrides: list[str], tmp: Path,
   }
   (tmp / "run.json").write_text(json.dumps(to_jsonable(run_info), indent=2))
   report.render_index(tmp, metrics, run_info)
-  from cvlib.serve import scorer as scoring
   scoring.write_manifest(tmp, to_jsonable(run_info))  # last: it hashes what models/ holds now
 
 

@@ -170,7 +170,7 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
 
   from cvlib.insight import aspects
 
-  from cvlib import pipeline
+  from cvlib.stages import segment
   womens = aspects.labelled_sample("womens")
   phrase = {"delivery": "delivery was fast", "quality": "the quality is great",
             "price": "the price is fair", "size_fit": "the size fits", "service": "customer "
@@ -180,13 +180,13 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   reviews = pd.DataFrame({"review_id": womens["review_id"], "text": texts})
   scores = pd.DataFrame({"review_id": womens["review_id"], "sentiment": 0.5})
   tables = SimpleNamespace(reviews=reviews, truth={})
-  opinions = pipeline.make_aspect_opinions(scores, tables, language="en",
+  opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
   assert m["labelled_sample"] == 120 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
-  assert pipeline.make_aspect_opinions(scores, tables, language="en").metrics is None
+  assert segment.make_aspect_opinions(scores, tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
-  few = pipeline.make_aspect_opinions(scores.head(10), tables, language="en",
+  few = segment.make_aspect_opinions(scores.head(10), tables, language="en",
                                       adapter="womens_clothing")
   assert few.metrics is None

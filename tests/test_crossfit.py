@@ -7,7 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cvlib import pipeline
+from cvlib.stages import evaluate
+from cvlib.stages import finetune
+from cvlib.stages import preprocess
+from cvlib.value import networks
 from cvlib.report.workspace import Workspace
 
 
@@ -15,9 +18,9 @@ from cvlib.report.workspace import Workspace
 def stage3(tiny_run, tiny_params):
   """What stage 3 starts from, read from the tiny run (not modified)."""
   ws = Workspace(tiny_run, "evaluate")
-  tables, prep = pipeline.load_prepared(ws)
-  fin = pipeline.load_finetune(ws)
-  preds, _ = pipeline.predict_value_models(
+  tables, prep = preprocess.load_prepared(ws)
+  fin = finetune.load_finetune(ws)
+  preds, _ = evaluate.predict_value_models(
       prep.features, fin.text.calibration, fin.networks, fin.is_test,
       horizon_days=prep.horizon_days, interval=tiny_params.value.interval, seed=tiny_params.seed)
   return prep, fin, preds
@@ -25,15 +28,15 @@ def stage3(tiny_run, tiny_params):
 
 def _crossfit(stage3, cfg, prep=None):
   p, fin, preds = stage3
-  return pipeline.crossfit_value_models(preds, prep or p, fin.review_scores, fin.embeddings,
+  return evaluate.crossfit_value_models(preds, prep or p, fin.review_scores, fin.embeddings,
                                         cfg=cfg, seed=0)
 
 
 def test_folds_are_balanced_and_seeded():
-  a = pipeline.crossfit_folds(103, 5, seed=0)
+  a = evaluate.crossfit_folds(103, 5, seed=0)
   assert np.bincount(a).tolist() == [21, 21, 21, 20, 20]
-  assert (a == pipeline.crossfit_folds(103, 5, seed=0)).all()
-  assert not (a == pipeline.crossfit_folds(103, 5, seed=1)).all()
+  assert (a == evaluate.crossfit_folds(103, 5, seed=0)).all()
+  assert not (a == evaluate.crossfit_folds(103, 5, seed=1)).all()
 
 
 def test_every_customer_scored_once_by_models_blind_to_their_holdout(stage3, tiny_params):
@@ -67,26 +70,26 @@ def test_every_customer_scored_once_by_models_blind_to_their_holdout(stage3, tin
 def test_off_or_too_few_customers_gives_none(stage3, tiny_params):
   assert _crossfit(stage3, dataclasses.replace(tiny_params.value, cv_folds=0)) is None
   assert _crossfit(stage3, dataclasses.replace(tiny_params.value, cv_folds=20)) is None
-  assert pipeline.crossfit_value_models(None, stage3[0], None, None, cfg=tiny_params.value,
+  assert evaluate.crossfit_value_models(None, stage3[0], None, None, cfg=tiny_params.value,
                                         seed=0) is None
 
 
 def test_crossfit_metrics_reach_clv_and_the_scoring_choice(stage3, tiny_params):
   _, fin, preds = stage3
   cv = _crossfit(stage3, tiny_params.value)
-  clv = pipeline.evaluate_value_models(preds, seed=0, crossfit=cv)
+  clv = evaluate.evaluate_value_models(preds, seed=0, crossfit=cv)
   c = clv["crossfit"]
   assert c["folds"] == 2 and c["n_test"] == len(preds)
   assert set(c["models"]) == {"ziln", "ziln_ratings", "ziln_text", "gbt", "bgnbd_gg", "spend"}
   assert 0.0 <= c["models"]["ziln"]["interval_coverage"] <= 1.0
   nets = {m: c["models"][m]["gini"] for m in fin.networks if m in c["models"]}
-  assert pipeline.scoring_model(clv, fin.networks) == max(nets, key=nets.get)
-  assert "crossfit" not in pipeline.evaluate_value_models(preds, seed=0)
-  churn = pipeline.churn_metrics(preds, "ziln", cv)
+  assert networks.scoring_model(clv, fin.networks) == max(nets, key=nets.get)
+  assert "crossfit" not in evaluate.evaluate_value_models(preds, seed=0)
+  churn = evaluate.churn_metrics(preds, "ziln", cv)
   assert churn["crossfit"]["n"] == len(preds) and churn["n"] == int(preds["is_test"].sum())
-  assert 0.0 <= churn["crossfit"]["auc"] <= 1.0 and "crossfit" not in pipeline.churn_metrics(
+  assert 0.0 <= churn["crossfit"]["auc"] <= 1.0 and "crossfit" not in evaluate.churn_metrics(
       preds, "ziln")
-  table = pipeline.ablation_table(clv)
+  table = evaluate.ablation_table(clv)
   assert table.groupby("customers").size().to_dict() == {"all, cross-fitted": 3, "test": 3}
 
 

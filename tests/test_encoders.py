@@ -135,8 +135,8 @@ def test_transfer_needs_mlm_steps():
 def test_report_words_for_each_encoder_kind():
   from types import SimpleNamespace
 
-  from cvlib import pipeline
-  story = pipeline.encoder_story
+  from cvlib.stages import finetune
+  story = finetune.encoder_story
   assert "MiniLM" in story(None)
   assert "small language model learnt" in story({"kind": "scratch", "language": "pt",
                                                   "mlm_texts": 1200})
@@ -145,7 +145,7 @@ def test_report_words_for_each_encoder_kind():
   assert "adapted to this shop's wording" in story({"kind": "minilm", "language": "en",
                                                      "mlm_steps": 10, "mlm_texts": 50})
   config = SimpleNamespace(num_layers=4, hidden_size=256)
-  name = pipeline.encoder_name
+  name = finetune.encoder_name
   assert name(SimpleNamespace(kind="scratch", config=config, mlm_history=1)) == (
       "small BERT 4x256 from scratch, fine-tuned")
   assert name(SimpleNamespace(kind="transfer", config=config, mlm_history=1)) == (

@@ -321,16 +321,16 @@ def test_word_attributions_validation(polar_classifier):
 
 def test_sentiment_word_effects_name_the_words_behind_confident_calls_and_mistakes(
     polar_classifier):
-  from cvlib import pipeline
+  from cvlib.stages import finetune
   model, tokenizer = polar_classifier
   texts = ["the delivery was terrible", "the parcel was great", "the quality was awful",
            "the service was excellent", "the box was terrible"]
   labels = np.array([0, 1, 0, 1, 1])  # the last one is labelled positive: a mistake
-  data = pipeline.SentimentData(class_names=["negative", "positive"], train_texts=[],
+  data = finetune.SentimentData(class_names=["negative", "positive"], train_texts=[],
                                 train_labels=np.array([], int), val_texts=[],
                                 val_labels=np.array([], int), test_texts=texts,
                                 test_labels=labels, n_labelled=len(texts))
-  out = pipeline.sentiment_word_effects(model, tokenizer, data, buckets=(16,), n=1)
+  out = finetune.sentiment_word_effects(model, tokenizer, data, buckets=(16,), n=1)
   assert out["case"].tolist() == ["confident negative", "confident positive",
                                   "confident mistake"]
   mistake = out.iloc[2]
@@ -338,4 +338,4 @@ def test_sentiment_word_effects_name_the_words_behind_confident_calls_and_mistak
   assert mistake["true"] == "positive" and mistake["words for it"].startswith("terrible (+")
   assert out.iloc[1]["words for it"].split(" (")[0] in ("great", "excellent")
   empty = dataclasses.replace(data, test_texts=[], test_labels=np.array([], int))
-  assert pipeline.sentiment_word_effects(model, tokenizer, empty).empty
+  assert finetune.sentiment_word_effects(model, tokenizer, empty).empty

@@ -279,7 +279,7 @@ def test_plot_opinion_trend():
 def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
   from types import SimpleNamespace
 
-  from cvlib import pipeline
+  from cvlib.stages import segment
   from cvlib.report.workspace import Workspace
   weeks = {w: (40, 4) for w in range(10)}
   weeks[10] = (40, 25)
@@ -289,7 +289,7 @@ def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
                         "text": [f"<b>review</b> {r}" for r in reviews["review_id"]]})
   tables = SimpleNamespace(products=pd.DataFrame({"product_id": ["p1"], "category": ["toys"]}),
                            reviews=texts)
-  mon = pipeline.make_opinion_monitoring(reviews, tables)
+  mon = segment.make_opinion_monitoring(reviews, tables)
   worse = mon.flags[mon.flags["status"] == "worse"]
   assert len(worse) == 1
   # the inline explanations are what flag_explanations gives with its default n
@@ -297,7 +297,7 @@ def test_a_flagged_week_in_the_report_links_to_its_reviews(tmp_path):
                                         texts.set_index("review_id")["text"])
   pd.testing.assert_frame_equal(mon.explanations, direct)
   ws = Workspace(tmp_path / "run", "segment")
-  pipeline.report_explanations(ws, pd.DataFrame(), mon, pipeline.plot_monitoring(mon))
+  segment.report_explanations(ws, pd.DataFrame(), mon, segment.plot_monitoring(mon))
   table = next(p for p in ws._parts if p["kind"] == "table" and "Flagged" in p["caption"])
   cell = table["rows"][0][0]
   assert cell["text"] == "toys" and cell["href"].startswith("details/segment-flag-toys-")

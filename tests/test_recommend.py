@@ -227,21 +227,21 @@ def _dated_items(rng: np.random.Generator) -> pd.DataFrame:
 
 
 def test_recommender_is_chosen_inside_the_calibration_period(monkeypatch):
-  from cvlib import pipeline
+  from cvlib.insight import recommend
   items = _dated_items(np.random.default_rng(1))
   candidates = ({"method": "ease", "l2": 10.0}, {"method": "cooccurrence", "neighbours": 2},
                 {"method": "cooccurrence", "neighbours": None})
-  best, scores = pipeline.choose_recommender(items, candidates=candidates)
+  best, scores = recommend.choose_recommender(items, candidates=candidates)
   assert best in candidates
   assert set(scores) == {"EASE (l2 10)", "co-purchase, 2 neighbours",
                          "co-purchase, all neighbours"}
   assert all(0 <= v <= 1 for v in scores.values())
   # without timestamps: the first candidate, nothing validated
-  assert pipeline.choose_recommender(items.drop(columns="timestamp"),
+  assert recommend.choose_recommender(items.drop(columns="timestamp"),
                                      candidates=candidates) == (candidates[0], {})
   # too many products for EASE: only the co-purchase candidates are tried
   monkeypatch.setattr(rc, "DENSE_PRODUCT_LIMIT", 10)
-  best, scores = pipeline.choose_recommender(items, candidates=candidates)
+  best, scores = recommend.choose_recommender(items, candidates=candidates)
   assert best["method"] == "cooccurrence" and not any(k.startswith("EASE") for k in scores)
 
 
@@ -285,32 +285,32 @@ def test_ease_settings_are_checked(monkeypatch):
 
 
 def test_product_text_blend_is_tried_on_the_validation_window():
-  from cvlib import pipeline
+  from cvlib.insight import recommend
   rng = np.random.default_rng(1)
   items = _dated_items(rng)
   products = sorted(items["product_id"].unique())
   emb = pd.DataFrame(rng.normal(size=(len(products), 4)), index=products)
   candidates = ({"method": "cooccurrence", "neighbours": None},)
-  best, scores = pipeline.choose_recommender(items, candidates=candidates, embeddings=emb)
+  best, scores = recommend.choose_recommender(items, candidates=candidates, embeddings=emb)
   assert set(scores) == {"co-purchase, all neighbours",
                          "co-purchase, all neighbours + product text 10%",
                          "co-purchase, all neighbours + product text 30%"}
-  assert pipeline.recommender_label(best) in scores
-  assert scores[pipeline.recommender_label(best)] == max(scores.values())
+  assert recommend.recommender_label(best) in scores
+  assert scores[recommend.recommender_label(best)] == max(scores.values())
 
 
 def test_product_embeddings_use_the_description_else_the_category():
   from types import SimpleNamespace
 
-  from cvlib import pipeline
+  from cvlib.stages import segment
   products = pd.DataFrame({"product_id": ["a", "b", "c", "d"],
                            "category": ["garden", "kitchen", None, None],
                            "description": ["red watering can", None, "blue teapot", "  "]})
-  emb = pipeline.product_embeddings(SimpleNamespace(products=products), language="en")
+  emb = segment.product_embeddings(SimpleNamespace(products=products), language="en")
   assert list(emb.index) == ["a", "b", "c"]  # d has no text
   np.testing.assert_allclose(np.linalg.norm(emb.to_numpy(), axis=1), 1.0, atol=1e-5)
   from cvlib.text import pretrained
   expected = pretrained.embed(["red watering can", "kitchen"], buckets=(16, 32, 64))
   np.testing.assert_allclose(emb.loc[["a", "b"]].to_numpy(), expected, atol=1e-5)
   # another language without the shop's own encoder: no product vectors
-  assert pipeline.product_embeddings(SimpleNamespace(products=products), language="pt") is None
+  assert segment.product_embeddings(SimpleNamespace(products=products), language="pt") is None

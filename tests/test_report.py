@@ -269,26 +269,26 @@ def _sent(combined):
     (1.0, "the encoder alone did best on the validation reviews"),
 ])
 def test_finetune_report_says_which_model_scores_the_reviews(tmp_path, weight, says):
-  from cvlib import pipeline
+  from cvlib.stages import finetune
   combined = {"model": "x + TF-IDF", "encoder_weight": weight, "accuracy": 0.9, "macro_f1": 0.87}
   ws = Workspace(tmp_path, "finetune")
   fig = plt.figure()
-  pipeline.report_finetune(ws, _sent(combined), [fig], {})
+  finetune.report_finetune(ws, _sent(combined), [fig], {})
   parts = report.load_parts(tmp_path)
   text = " ".join(p.get("text", "") for p in parts["sentiment"])
   assert says in text and "a simpler model reads sentiment better" not in text
   headline = parts["headline"][0]
   assert headline["value"] == "0.87" and headline["note"] == "encoder alone 0.80, best baseline 0.84"
-  table = pipeline.sentiment_table(_sent(combined))
+  table = finetune.sentiment_table(_sent(combined))
   assert table["model"].tolist()[1].startswith(f"the two combined (encoder weight {weight:.2f}")
 
 
 def test_finetune_report_without_the_combination_warns_when_a_baseline_is_better(tmp_path):
-  from cvlib import pipeline
+  from cvlib.stages import finetune
   ws = Workspace(tmp_path, "finetune")
-  pipeline.report_finetune(ws, _sent(None), [plt.figure()], {})
+  finetune.report_finetune(ws, _sent(None), [plt.figure()], {})
   parts = report.load_parts(tmp_path)
   text = " ".join(p.get("text", "") for p in parts["sentiment"])
   assert "a simpler model reads sentiment better (macro-F1 0.84 against 0.80)" in text
   assert parts["headline"][0]["note"] == "best baseline 0.84"
-  assert len(pipeline.sentiment_table(_sent(None))) == 2
+  assert len(finetune.sentiment_table(_sent(None))) == 2

@@ -317,7 +317,7 @@ def test_scorer_text_model_one_customer_matches_batch_to_float32(tiny_run, tiny_
 
 def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny_clean):
   """Scores from the saved encoder equal scores from the text features the run computed."""
-  from cvlib import pipeline
+  from cvlib.value import networks
   tables, _ = tiny_clean
   scorer = scoring.Scorer(tiny_run, model="ziln_text", drivers=True)
   assert scorer.blend is not None and scorer.blend.weight < 1.0  # review scores are combined
@@ -329,7 +329,7 @@ def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny
   # The scorer encodes only the reviews before as_of, so a review can sit elsewhere in its batch
   # than in the run: on some CPUs (AVX2) XLA's float32 result then differs in the last bit.
   pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=FLOAT32_RTOL, atol=0)
-  assert pipeline.NETWORK_INPUTS["ziln_text"][-1] == "text"
+  assert networks.NETWORK_INPUTS["ziln_text"][-1] == "text"
 
 
 def test_chunked_scoring_equals_unchunked(tiny_run, tiny_clean, tmp_path):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cvlib import pipeline
+from cvlib.value import text_features
 
 CUTOFF = dt.date(2024, 1, 1)
 
@@ -36,7 +36,7 @@ def _reviews(n_customers: int = 400, seed: int = 0, hidden: int = 8):
 def test_latest_review_features_use_the_newest_review_before_the_cutoff():
   reviews, emb, _ = _reviews(20)
   hidden = emb.shape[1]
-  unit = pipeline.TextFeaturizer(np.eye(hidden), np.zeros(hidden))
+  unit = text_features.TextFeaturizer(np.eye(hidden), np.zeros(hidden))
   out = unit.transform(pd.Series(["C0000", "C0001", "nobody"]), reviews, emb, CUTOFF)
   out = out.set_index("customer_id")
   np.testing.assert_allclose(out.loc["C0000", [f"last_text_pc{i + 1}" for i in range(hidden)]],
@@ -50,8 +50,8 @@ def test_text_return_score_learns_from_training_customers_only():
   reviews, emb, returns = _reviews()
   ids = pd.Series([f"C{i:04d}" for i in range(len(returns))])
   train = np.arange(len(ids)) < 300
-  fz = pipeline.fit_text_featurizer(reviews, emb, ids[train], CUTOFF, 2)
-  fz, oof = pipeline.fit_text_return_score(fz, reviews, emb, ids[train], returns[train], CUTOFF,
+  fz = text_features.fit_text_featurizer(reviews, emb, ids[train], CUTOFF, 2)
+  fz, oof = text_features.fit_text_return_score(fz, reviews, emb, ids[train], returns[train], CUTOFF,
                                            seed=0)
   assert fz.names()[-1] == "text_return_logit"
   # out-of-fold scores for the training customers, and they carry the signal
@@ -65,8 +65,8 @@ def test_text_return_score_learns_from_training_customers_only():
 def test_text_return_score_needs_enough_reviewers():
   reviews, emb, returns = _reviews(40)
   ids = pd.Series([f"C{i:04d}" for i in range(40)])
-  fz = pipeline.fit_text_featurizer(reviews, emb, ids, CUTOFF, 2)
-  same, oof = pipeline.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=0)
+  fz = text_features.fit_text_featurizer(reviews, emb, ids, CUTOFF, 2)
+  same, oof = text_features.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=0)
   assert oof is None and same.return_coef is None
   assert "text_return_logit" not in same.names()
 
@@ -74,11 +74,11 @@ def test_text_return_score_needs_enough_reviewers():
 def test_featurizer_round_trips_with_and_without_the_score(tmp_path):
   reviews, emb, returns = _reviews(300)
   ids = pd.Series([f"C{i:04d}" for i in range(300)])
-  fz = pipeline.fit_text_featurizer(reviews, emb, ids, CUTOFF, 3)
-  scored, _ = pipeline.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=0)
+  fz = text_features.fit_text_featurizer(reviews, emb, ids, CUTOFF, 3)
+  scored, _ = text_features.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=0)
   for f in (fz, scored):
     f.save(tmp_path / "fz.npz")
-    back = pipeline.TextFeaturizer.load(tmp_path / "fz.npz")
+    back = text_features.TextFeaturizer.load(tmp_path / "fz.npz")
     assert back.names() == f.names()
     pd.testing.assert_frame_equal(back.transform(ids, reviews, emb, CUTOFF),
                                   f.transform(ids, reviews, emb, CUTOFF))
@@ -88,7 +88,7 @@ def test_featurizer_round_trips_with_and_without_the_score(tmp_path):
 def test_text_return_score_is_deterministic(seed):
   reviews, emb, returns = _reviews(200)
   ids = pd.Series([f"C{i:04d}" for i in range(200)])
-  fz = pipeline.fit_text_featurizer(reviews, emb, ids, CUTOFF, 2)
-  a = pipeline.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=seed)[1]
-  b = pipeline.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=seed)[1]
+  fz = text_features.fit_text_featurizer(reviews, emb, ids, CUTOFF, 2)
+  a = text_features.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=seed)[1]
+  b = text_features.fit_text_return_score(fz, reviews, emb, ids, returns, CUTOFF, seed=seed)[1]
   pd.testing.assert_series_equal(a, b)

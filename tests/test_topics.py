@@ -320,14 +320,14 @@ def test_plot_topics(corpus, labels):
 
 
 def test_topics_summary_shows_keywords_as_words():
-  from cvlib import pipeline
+  from cvlib.stages import segment
   table = pd.DataFrame({"topic": [0], "label": ["great, quality, good"],
                         "keywords": ["great, quality, good, happy"], "n_reviews": [5],
                         "share": [1.0]})
-  t = pipeline.Topics(table=table, labels=np.zeros(5, int), silhouette=pd.Series(dtype=float),
+  t = segment.Topics(table=table, labels=np.zeros(5, int), silhouette=pd.Series(dtype=float),
                       examples=pd.DataFrame())
-  assert pipeline.topics_summary(t)["keywords"].tolist() == ["great, quality, good, happy"]
+  assert segment.topics_summary(t)["keywords"].tolist() == ["great, quality, good, happy"]
   listed = table.assign(keywords=[["great", "quality"]])
-  t = pipeline.Topics(table=listed, labels=np.zeros(5, int), silhouette=pd.Series(dtype=float),
+  t = segment.Topics(table=listed, labels=np.zeros(5, int), silhouette=pd.Series(dtype=float),
                       examples=pd.DataFrame())
-  assert pipeline.topics_summary(t)["keywords"].tolist() == ["great, quality"]
+  assert segment.topics_summary(t)["keywords"].tolist() == ["great, quality"]

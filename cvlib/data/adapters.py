@@ -41,6 +41,7 @@ import pandas as pd
 
 from cvlib.data import schema
 from cvlib.config import Params, TableSpec
+from cvlib.data import synthetic
 
 # Plausible dates for shop data: earlier ones, and ones in the future, are errors in the input.
 EARLIEST_DATE = "1990-01-01"
@@ -109,7 +110,6 @@ def _source(path: Path) -> dict:
 # --- synthetic ----------------------------------------------------------------------------------
 
 def _load_synthetic(params: Params) -> Tables:
-  from cvlib.data import synthetic  # the generator is only needed here
 
   d = params.data
   if d.path is None:

@@ -1,6 +1,6 @@
 """Customers grouped by what they write: clusters of each customer's mean review embedding.
 
-Review topics (``pipeline.make_review_topics``) say what reviews are about; these clusters say
+Review topics (``cvlib.stages.segment.make_review_topics``) say what reviews are about; these clusters say
 which kinds of customers write them. Each customer with review text becomes one point, the mean
 of their reviews' encoder embeddings; k-means picks the number of clusters by silhouette
 (``topics.cluster_reviews``), each cluster is named by the class-based TF-IDF keywords of its
@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib.report import details
-
 from cvlib.insight import topics
-from cvlib.report.workspace import Workspace
 
 # Clustering needs this many customers with text; fewer give clusters of a handful.
 MIN_CUSTOMERS = 60
@@ -118,49 +115,3 @@ def make_customer_clusters(review_scores: pd.DataFrame, embeddings: np.ndarray,
   return CustomerClusters(pd.DataFrame(rows), members, sil)
 
 
-def save_customer_clusters(ws: Workspace, cc: CustomerClusters | None) -> dict:
-  """The clusters' table and members as artifacts; their summary in metrics.json."""
-  if cc is None:
-    metrics = {"customer_clusters": None,
-               "notes": {"customer_clusters": f"fewer than {MIN_CUSTOMERS} customers with review "
-                                              "text"}}
-  else:
-    ws.save_frame("customer_clusters", cc.table)
-    ws.save_frame("customer_cluster_members", cc.members)
-    metrics = {"customer_clusters": {
-        "n_clusters": int(len(cc.table)), "silhouette": float(cc.silhouette.max()),
-        "customers": int(len(cc.members)),
-        "clusters": [{"label": r["label"], "customers": int(r["customers"]),
-                      "share_value": (None if pd.isna(r.get("share_value", np.nan))
-                                      else float(r["share_value"]))}
-                     for _, r in cc.table.iterrows()]}}
-  ws.save_metrics(metrics)
-  return metrics
-
-
-def report_customer_clusters(ws: Workspace, cc: CustomerClusters | None,
-                             scores: pd.DataFrame) -> None:
-  """The segments section's table of text clusters, each linked to its customers."""
-  if cc is None:
-    ws.add_text("segments", "Customers grouped by what they write: not part of this report "
-                f"(fewer than {MIN_CUSTOMERS} customers with review text).")
-    return
-  hrefs = []
-  for _, row in cc.table.iterrows():
-    keys = cc.members.loc[cc.members["cluster"] == row["cluster"], "customer_key"]
-    rows = details.customer_list(scores, scores["customer_key"].isin(keys))
-    hrefs.append(ws.add_page(
-        f"cluster {row['label']}", f"Customers who write about: {row['label']}", rows,
-        section="segments", max_rows=details.MAX_ROWS, floatfmt="{:,.2f}",
-        intro=f"{len(keys):,} customers in this group ({len(rows):,} of them scored), highest "
-              "predicted value first."))
-  shown = cc.table.drop(columns=["cluster"]).rename(columns={
-      "label": "group", "share_customers": "share of customers with text",
-      "mean_sentiment": "mean sentiment", "share_value": "share of predicted value",
-      "mean_predicted_value": "mean predicted value",
-      "mean_churn_probability": "mean churn probability"})
-  ws.add_table("segments", shown, f"Customers grouped by what they write: {len(cc.table)} groups "
-               f"of the {len(cc.members):,} customers with review text (clusters of each "
-               "customer's mean review embedding, number chosen by silhouette, named by their "
-               "distinctive words). Each group links to its customers.", floatfmt="{:.2f}",
-               links={"group": hrefs})

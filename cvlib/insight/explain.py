@@ -206,7 +206,7 @@ def integrated_gradients(predictor: ziln.ZILNPredictor, X: pd.DataFrame, *,
 
   Args:
     predictor: a trained :class:`cvlib.value.ziln.ZILNPredictor`.
-    X: [n, features] raw model inputs with the training columns (``pipeline.network_inputs``).
+    X: [n, features] raw model inputs with the training columns (``cvlib.value.networks.network_inputs``).
     baseline: the reference customer: "median" or "mean" of ``X`` per column, or one value per
       feature (array or Series indexed by feature).
     steps: midpoints on the straight path (>= 1). ReLU gradients jump along the path, so the
@@ -356,7 +356,7 @@ def describe_feature(feature: str, value: float, *, reviewed: bool = True,
     value: its value as the model saw it.
     reviewed: False when the customer never reviewed (their rating inputs are imputed).
     log_money: money and count columns (``features.LOG_SCALED``) hold log1p(value), as in
-      :func:`cvlib.pipeline.model_inputs`.
+      :func:`cvlib.value.networks.model_inputs`.
 
   Returns:
     The phrase; unknown features read ``"<name> = <value>"``.
@@ -386,7 +386,7 @@ def top_drivers(attributions: pd.DataFrame, X: pd.DataFrame, *, k: int = 3,
     X: the model inputs the attributions explain (same columns and row order).
     k: drivers per customer (>= 1), largest absolute attribution first.
     log_money: money and count columns of ``X`` hold log1p(value) (true for
-      ``pipeline.model_inputs``).
+      ``cvlib.value.networks.model_inputs``).
     sep: joins a customer's drivers.
 
   Returns:

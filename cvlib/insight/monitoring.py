@@ -75,7 +75,7 @@ def weekly_opinion(review_scores: pd.DataFrame, *, by: str | Sequence[str] | Non
 
   Args:
     review_scores: one row per review with ``timestamp`` and ``sentiment`` and/or ``rating``
-      (:func:`cvlib.pipeline.score_reviews` output, with any group column joined by the caller).
+      (:func:`cvlib.stages.finetune.score_reviews` output, with any group column joined by the caller).
     by: group column(s), e.g. "category" or "product_id"; None for the whole shop.
     freq: pandas period frequency; "W" is calendar weeks Monday to Sunday.
 

@@ -2,7 +2,7 @@
 
 Every segment, value-by-risk cell, action, aspect, topic and opinion flag on the stakeholder page
 links to a detail page (``Workspace.add_page``) listing the customers (pseudonymised) or reviews
-behind it. This module builds those lists as plain DataFrames; ``cvlib.pipeline`` adds the pages.
+behind it. This module builds those lists as plain DataFrames; ``cvlib.stages.segment`` adds the pages.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib.config import STAGES
+from cvlib.config import REPO, STAGES, Params
 
 # Where each part goes on the stakeholder page, in page order.
 SECTIONS = {
@@ -245,3 +245,10 @@ def to_jsonable(obj: Any) -> Any:
   if hasattr(obj, "isoformat"):
     return obj.isoformat()
   return obj
+
+
+def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace:
+  """The run folder; interactive sessions (no run_dir) get ``reports/.interactive/<dataset>``."""
+  if run_dir is None:
+    run_dir = str(REPO / "reports" / ".interactive" / params.dataset)
+  return Workspace(run_dir, stage)

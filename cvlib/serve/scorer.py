@@ -7,7 +7,7 @@ the way the run placed its own), the product catalogue and ``manifest.json``, wh
 versions, params, training data and the sha256 of every file. Loading checks the manifest first.
 
 One function, :func:`score_frame`, turns customer features into the scores table; the run's own
-stage 4 (``pipeline.forward_scores``), ``cvlib score`` (:meth:`Scorer.score_tables`, in chunks of
+stage 4 (``cvlib.stages.segment.forward_scores``), ``cvlib score`` (:meth:`Scorer.score_tables`, in chunks of
 customers) and :meth:`Scorer.score` (one customer's events) all call it, so the same inputs give
 the same row. Two things keep rows independent of who else is scored: the networks always run on
 blocks of :data:`PREDICT_BLOCK` rows (XLA's CPU matmul rounds differently for other batch shapes),
@@ -35,6 +35,14 @@ import pandas as pd
 
 from cvlib.data import privacy, schema
 from cvlib.data.adapters import file_sha256
+from cvlib.value.networks import NETWORK_INPUTS, VALUE_MODELS, network_inputs
+from cvlib.value.text_features import TextFeaturizer
+from cvlib.data import features as feats
+from cvlib.data.adapters import Tables
+from cvlib.data.clean import clean_tables
+from cvlib.insight import segments
+from cvlib.text import blend as blend_lib
+from cvlib.text.blend import BLEND_FILE
 
 # JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.
 
@@ -45,14 +53,14 @@ CATALOGUE_FILE = "catalogue.parquet"
 # Rows per value-network call: one compiled shape whatever the number of customers scored.
 PREDICT_BLOCK = 512
 # Rows per encoder batch in batch scoring: the shape the run encoded its reviews with
-# (``pipeline.score_reviews``), so ``cvlib score`` gives the run's text features bit for bit.
+# (``cvlib.stages.finetune.score_reviews``), so ``cvlib score`` gives the run's text features bit for bit.
 ENCODER_BATCH = 64
 # Customers per chunk in batch scoring: features, encoder and network work on one chunk at a time.
 DEFAULT_CHUNK = 50_000
 # Up to this many customers, Scorer.score computes features in numpy (compute_features_small)
 # instead of a DuckDB query, whose fixed cost dominates a service call.
 SMALL_CALL = 64
-# Drivers per customer in top_drivers (pipeline.add_drivers' default).
+# Drivers per customer in top_drivers (explain.add_drivers' default).
 DRIVERS = 3
 
 # What each customer feature means (the manifest copies this; a test keeps it in step with
@@ -140,7 +148,7 @@ def predict_values(predictor: Any, X: pd.DataFrame, *, interval: float) -> dict[
 
   Args:
     predictor: a :class:`cvlib.value.ziln.ZILNPredictor`.
-    X: its inputs (``pipeline.network_inputs``), columns in training order.
+    X: its inputs (``cvlib.value.networks.network_inputs``), columns in training order.
     interval: central interval level, e.g. 0.8 for the 10% and 90% quantiles.
 
   Returns:
@@ -205,7 +213,6 @@ class ScoringReference:
 
   def segment_reference(self, name: str):
     """The :class:`cvlib.insight.segments.SegmentReference` for scores of network ``name``."""
-    from cvlib.insight import segments
     if name not in self.value_cuts:
       raise ValueError(f"no value-tier cut-offs for network {name!r} (have: "
                        f"{', '.join(self.value_cuts)})")
@@ -293,8 +300,6 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   Raises:
     ValueError: no customers, or ``scoring_model`` not among the networks.
   """
-  from cvlib import pipeline
-  from cvlib.insight import segments
   if not len(features):
     raise ValueError("fit_reference: no customers")
   if scoring_model not in networks:
@@ -304,9 +309,9 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   anchored = anchor_features(features, data_start, as_of)
   cuts, baselines, ref, warnings = {}, {}, None, []
   for name, predictor in networks.items():
-    if "text" in pipeline.NETWORK_INPUTS[name] and text is None:
+    if "text" in NETWORK_INPUTS[name] and text is None:
       continue
-    X = pipeline.network_inputs(name, anchored, text)
+    X = network_inputs(name, anchored, text)
     baselines[name] = tuple(X.median().to_numpy(np.float64).tolist())  # explain's "median"
     pred = predict_values(predictor, X, interval=interval)
     ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
@@ -335,7 +340,7 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
       customer_key).
     text: text features (``TextFeaturizer.transform``) when the network reads text, else None.
     predictor: the value network.
-    name: its name (a key of ``pipeline.NETWORK_INPUTS``).
+    name: its name (a key of ``NETWORK_INPUTS``).
     reference: the run's scoring reference.
     as_of: the scoring day.
     raw_ids: add the raw customer_id after customer_key.
@@ -346,10 +351,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   Returns:
     One row per customer, in the order of ``features``.
   """
-  from cvlib import pipeline
-  from cvlib.insight import segments
   anchored = anchor_features(features, reference.data_start, as_of)
-  X = pipeline.network_inputs(name, anchored, text)
+  X = network_inputs(name, anchored, text)
   pred = predict_values(predictor, X, interval=reference.interval)
   df = _segment_input(anchored, pred)
   # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed
@@ -406,7 +409,6 @@ def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
   Returns:
     The columns, types and row order of ``features.compute_customer_features``.
   """
-  from cvlib.data import features as feats
   cut = np.datetime64(cutoff, "us")
   end = cut + np.timedelta64(horizon_days, "D")
   cut90 = np.datetime64(cutoff, "D") - np.timedelta64(90, "D")
@@ -497,7 +499,7 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
                    ) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment and embedding of every review with text, every batch of one fixed shape.
 
-  The same as ``pipeline.score_reviews`` on the same reviews when ``batch_size`` is the run's
+  The same as ``cvlib.stages.finetune.score_reviews`` on the same reviews when ``batch_size`` is the run's
   (64); on other sets of reviews (one customer, a chunk) a review lands elsewhere in its batch,
   and on some CPUs (AVX2) XLA's float32 result then differs in the last bit, so scores agree
   with the run's to float32 rounding. ``blend``: the run's TF-IDF blend
@@ -523,7 +525,7 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   proba, emb = out[:, :k], out[:, k:]
   if blend is not None:
     proba = blend.proba(proba, r["text"].tolist())
-  score = proba[:, -1] - proba[:, 0]  # positive minus negative, as pipeline.score_reviews
+  score = proba[:, -1] - proba[:, 0]  # positive minus negative, as cvlib.stages.finetune.score_reviews
   cols = [c for c in ("review_id", "customer_id", "product_id", "timestamp", "rating")
           if c in r.columns]
   frame = r[cols].copy()
@@ -557,9 +559,6 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   Returns:
     The manifest's path.
   """
-  from cvlib.data import features as feats
-  from cvlib import pipeline
-  from cvlib.text.blend import BLEND_FILE
   run_dir = Path(run_dir)
   models = run_dir / "models"
   models.mkdir(exist_ok=True)
@@ -573,13 +572,13 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   ref_path = models / REFERENCE_FILE
   ref = ScoringReference.load(ref_path) if ref_path.exists() else None
   networks = {}
-  for name, uses in pipeline.NETWORK_INPUTS.items():
+  for name, uses in NETWORK_INPUTS.items():
     cfg_path = models / name / "ziln.json"
     if cfg_path.exists():
       cfg = json.loads(cfg_path.read_text())["config"]
       networks[name] = {
           "path": name, "files": ["ziln.safetensors", "ziln.json"], "inputs": list(uses),
-          "description": pipeline.VALUE_MODELS.get(name), "in_features": cfg["in_features"],
+          "description": VALUE_MODELS.get(name), "in_features": cfg["in_features"],
           "feature_names": cfg.get("feature_names"), "hidden": cfg.get("hidden"),
           "outputs": {"predicted_value": f"expected spend in the {split.get('horizon_days')} "
                                          "days after as_of (ZILN mean)",
@@ -768,8 +767,6 @@ class Scorer:
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
                drivers: bool = False):
-    from cvlib.text import blend as blend_lib
-    from cvlib import pipeline
     from cvlib.text import pretrained
     from cvlib.value import ziln
     self.run_dir = Path(run_dir)
@@ -787,7 +784,7 @@ class Scorer:
                               f"(have: {', '.join(usable)})"])
     self.predictor = ziln.ZILNPredictor.load(models / self.name)
     self.version = model_version(self.name, self.predictor)
-    self.needs_text = "text" in pipeline.NETWORK_INPUTS[self.name]
+    self.needs_text = "text" in NETWORK_INPUTS[self.name]
     self.horizon_days = self.reference.horizon_days
     params = self.manifest["params"]["values"]
     self.salt = salt or privacy.resolve_salt((params.get("report") or {}).get("salt"))[0]
@@ -796,7 +793,7 @@ class Scorer:
                       if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
     self.encoder = self.tokenizer = self.featurizer = self.blend = None
     if self.needs_text:
-      self.featurizer = pipeline.TextFeaturizer.load(models / "text_featurizer.npz")
+      self.featurizer = TextFeaturizer.load(models / "text_featurizer.npz")
       self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
       self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
       self.blend = blend_lib.SentimentBlend.load(models / "encoder")
@@ -839,8 +836,6 @@ class Scorer:
     Raises:
       ValueError: missing columns or values that do not convert.
     """
-    from cvlib.data.adapters import Tables
-    from cvlib.data.clean import clean_tables
     tables = Tables(customers=pd.DataFrame(), transactions=_canonical("transactions", transactions),
                     items=_canonical("items", items),
                     products=self.catalogue if products is None else products,
@@ -903,14 +898,12 @@ class Scorer:
 
   # --- shared ---------------------------------------------------------------------------------
   def _empty(self, raw_ids: bool) -> pd.DataFrame:
-    from cvlib import pipeline
-    cols = list(pipeline.SCORE_COLUMNS) + ["model_version"]
+    cols = list(SCORE_COLUMNS) + ["model_version"]
     return pd.DataFrame(columns=cols[:1] + ["customer_id"] + cols[1:] if raw_ids else cols)
 
   def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
                    reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
                    encoder_batch: int, small: bool = False) -> pd.DataFrame:
-    from cvlib.data import features as feats
     compute = compute_features_small if small else feats.compute_customer_features
     f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
@@ -938,7 +931,6 @@ def _fast_features_agree() -> bool:
   """
   import warnings
 
-  from cvlib.data import features as feats
   ts = pd.Timestamp("2024-01-01")
   tx = schema.coerce_table("transactions", pd.DataFrame({
       "customer_id": ["a", "a", "a", "a", "b", "c", "c"],
@@ -1043,3 +1035,10 @@ class _Sink:
       self.writer.close()
     os.replace(self.tmp, self.path)  # readers never see a half-written file
     return None
+
+
+# scores.parquet columns (more follow from the segment rules)
+SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
+                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
+                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
+                 "model"]

@@ -1,23 +1,37 @@
-"""Stage 2, fine-tune: sentiment data and fine-tuning, the encoder's path per language, text
-features per customer.
+"""Stage 2, fine-tune (notebook 02): sentiment data, the encoder's path per language (masked-LM,
+fine-tuning, the TF-IDF combination), review scores, text features per customer and the value
+networks trained on them.
 
-Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+Each step takes its params section and its inputs; ``save_finetune`` writes what the later stages
+read back with ``load_finetune``. JAX loads inside the steps that train or run the encoder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cvlib import config
-from cvlib.stages.preprocess import NOT_APPLICABLE, Prepared
-from cvlib.stages.value import E2E_MODEL, NETWORK_INPUTS
+from cvlib.data.adapters import Tables
+from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace
+from cvlib.stages.notes import NOT_APPLICABLE
+from cvlib.value.networks import (E2E_MODEL, NETWORK_INPUTS, e2e_numeric, history_texts,
+                                  train_value_networks, value_split)
+from cvlib.value.text_features import CustomerText, TextFeaturizer, make_customer_text
+
+
+# The steps notebook 02 calls, in its order.
+__all__ = [
+    "make_sentiment_data", "describe_sentiment_data", "prepare_encoder", "plot_mlm",
+    "fine_tune_sentiment", "combine_with_tfidf", "sentiment_metrics", "sentiment_table",
+    "sentiment_word_effects", "compare_without_mlm", "score_reviews", "split_customers",
+    "make_customer_text", "train_value_networks", "train_end_to_end", "save_finetune",
+    "report_finetune", "load_finetune"
+]
 
 
 # --- 02 finetune: sentiment ---------------------------------------------------------------------
@@ -205,146 +219,6 @@ def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> n
   return is_test
 
 
-def _reviews_before(review_scores: pd.DataFrame, embeddings: np.ndarray, before: dt.date
-                    ) -> tuple[pd.DataFrame, np.ndarray]:
-  """The reviews (and their embedding rows) with a customer, dated before ``before``."""
-  r = review_scores.reset_index(drop=True)
-  mask = (r["customer_id"].notna() & r["timestamp"].notna()
-          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
-  return r[mask].reset_index(drop=True), embeddings[mask]
-
-
-def _customer_review_embeddings(r: pd.DataFrame, emb: np.ndarray
-                                ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
-  """Per reviewing customer: (customer ids, latest review's embedding, mean embedding).
-
-  The latest review counts on its own too: what a customer said last (say, that they will not be
-  back) is diluted in the mean of many reviews. Ties in time go to the later row.
-  """
-  codes, uniques = pd.factorize(r["customer_id"].astype(str))
-  sums = np.zeros((len(uniques), emb.shape[1]), np.float64)
-  np.add.at(sums, codes, emb)
-  mean_emb = sums / np.bincount(codes)[:, None]  # [customers, hidden]
-  newest_first = np.lexsort((np.arange(len(r)), r["timestamp"].to_numpy()))[::-1]
-  _, first = np.unique(codes[newest_first], return_index=True)  # codes 0..n-1, all present
-  return pd.Index(uniques, name="customer_id"), emb[newest_first[first]], mean_emb
-
-
-@dataclasses.dataclass
-class TextFeaturizer:
-  """Per-customer text features: review-embedding PCA, sentiment aggregates and a text return score.
-
-  The return score is a logistic regression from a customer's review embeddings (their latest
-  review and the mean of all) to whether they bought again in the holdout period, fitted on the
-  training customers: what they wrote that says "I'll be back" or "never again" beyond the stars,
-  in one number the value network can use (a few PCA directions of the embeddings miss it).
-  """
-  components: np.ndarray  # [text_dims, hidden] PCA directions fitted on training customers
-  mean: np.ndarray  # [hidden]
-  return_coef: np.ndarray | None = None  # [2 * hidden]: latest review, then mean embedding
-  return_intercept: float = 0.0
-
-  def save(self, path: Path) -> None:
-    """Writes the state (numpy .npz, no pickle) so scoring can rebuild the same features."""
-    extra = {} if self.return_coef is None else {
-        "return_coef": self.return_coef, "return_intercept": np.float64(self.return_intercept)}
-    np.savez(path, components=self.components, mean=self.mean, **extra)
-
-  @classmethod
-  def load(cls, path: Path) -> TextFeaturizer:
-    with np.load(path, allow_pickle=False) as z:
-      if "return_coef" in z:
-        return cls(z["components"], z["mean"], z["return_coef"], float(z["return_intercept"]))
-      return cls(z["components"], z["mean"])
-
-  def names(self) -> list[str]:
-    k = len(self.components)
-    return (["sent_mean", "sent_min", "sent_last", "n_negative_reviews", "has_text"]
-            + [f"text_pc{i + 1}" for i in range(k)] + [f"last_text_pc{i + 1}" for i in range(k)]
-            + (["text_return_logit"] if self.return_coef is not None else []))
-
-  def transform(self, customer_ids: pd.Series, review_scores: pd.DataFrame,
-                embeddings: np.ndarray, before: dt.date) -> pd.DataFrame:
-    """Text features of each customer from their reviews dated before ``before``."""
-    r, emb = _reviews_before(review_scores, embeddings, before)
-    out = pd.DataFrame(index=pd.Index(customer_ids.astype(str), name="customer_id"))
-    if len(r):
-      g = r.sort_values("timestamp", kind="stable").groupby("customer_id")["sentiment"]
-      out["sent_mean"] = g.mean()
-      out["sent_min"] = g.min()
-      out["sent_last"] = g.last()
-      out["n_negative_reviews"] = r.assign(neg=r["sentiment"] < 0).groupby("customer_id")["neg"].sum()
-      index, last_emb, mean_emb = _customer_review_embeddings(r, emb)
-      k = len(self.components)
-      for prefix, vectors in (("text_pc", mean_emb), ("last_text_pc", last_emb)):
-        proj = (vectors - self.mean) @ self.components.T  # [customers, text_dims]
-        out = out.join(pd.DataFrame(proj, index=index,
-                                    columns=[f"{prefix}{i + 1}" for i in range(k)]))
-      if self.return_coef is not None:
-        both = np.concatenate([last_emb, mean_emb], axis=1)  # [customers, 2 * hidden]
-        out = out.join(pd.Series(both @ self.return_coef + self.return_intercept, index=index,
-                                 name="text_return_logit"))
-    out["has_text"] = out.get("sent_mean", pd.Series(index=out.index, dtype=float)).notna()
-    out = out.reindex(columns=self.names())
-    return out.fillna(0.0).astype("float64").reset_index()
-
-
-def fit_text_featurizer(review_scores: pd.DataFrame, embeddings: np.ndarray,
-                        train_customers: pd.Series, before: dt.date, text_dims: int) -> TextFeaturizer:
-  """PCA of training customers' review embeddings dated before ``before`` (no test leakage)."""
-  r = review_scores.reset_index(drop=True)
-  mask = (r["customer_id"].isin(set(train_customers)) & r["timestamp"].notna()
-          & (r["timestamp"] < pd.Timestamp(before))).to_numpy()
-  emb = embeddings[mask].astype(np.float64)
-  hidden = embeddings.shape[1] if embeddings.ndim == 2 else 0
-  if len(emb) < 2 or text_dims == 0:
-    return TextFeaturizer(np.zeros((0, hidden)), np.zeros(hidden))
-  mean = emb.mean(axis=0)
-  _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
-  k = min(text_dims, vt.shape[0])
-  comps = vt[:k]
-  # fix each component's sign so the result is deterministic across BLAS builds
-  signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
-  return TextFeaturizer(comps * signs[:, None], mean)
-
-
-# The text return score needs this many training reviewers, and this many of each outcome.
-MIN_RETURN_SCORE_CUSTOMERS, MIN_RETURN_SCORE_CLASS = 100, 20
-
-
-def fit_text_return_score(fz: TextFeaturizer, review_scores: pd.DataFrame,
-                          embeddings: np.ndarray, customers: pd.Series, returned: np.ndarray,
-                          before: dt.date, *, seed: int, folds: int = 5
-                          ) -> tuple[TextFeaturizer, pd.Series | None]:
-  """Adds the text return score to ``fz``, fitted on ``customers`` (the training customers).
-
-  Returns:
-    (featurizer with the score, out-of-fold logits of the training reviewers indexed by
-    customer_id): a training customer's own score must not come from a model that saw their
-    outcome, or the value network would trust it too much. (fz, None) when too few training
-    customers reviewed to learn it.
-  """
-  from sklearn.linear_model import LogisticRegression
-  from sklearn.model_selection import StratifiedKFold
-  index, last_emb, mean_emb = _customer_review_embeddings(
-      *_reviews_before(review_scores, embeddings, before))
-  pos = index.get_indexer(customers.astype(str))  # -1: the customer wrote no review before
-  has = pos >= 0
-  y = np.asarray(returned, dtype=int)[has]
-  if has.sum() < MIN_RETURN_SCORE_CUSTOMERS or min(y.sum(), (1 - y).sum()) < MIN_RETURN_SCORE_CLASS:
-    return fz, None
-  ids = customers.astype(str).to_numpy()[has]
-  X = np.concatenate([last_emb[pos[has]], mean_emb[pos[has]]], axis=1)  # [reviewers, 2 * hidden]
-  make = lambda: LogisticRegression(C=1.0, max_iter=2000)  # noqa: E731
-  oof = np.zeros(len(y))
-  for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-    oof[te] = make().fit(X[tr], y[tr]).decision_function(X[te])
-  full = make().fit(X, y)
-  fitted = dataclasses.replace(fz, return_coef=full.coef_[0].astype(np.float64),
-                               return_intercept=float(full.intercept_[0]))
-  return fitted, pd.Series(oof, index=pd.Index(ids, name="customer_id"), name="text_return_logit")
-
-
 def describe_sentiment_data(data: SentimentData | None) -> pd.DataFrame | str:
   return data.summary() if data is not None else (
       "No reviews with both text and a rating (or too few per class): sentiment is skipped.")
@@ -489,43 +363,6 @@ def plot_mlm(encoder) -> Any:
   if encoder.mlm_history is None or not len(encoder.mlm_history):
     return None
   return mlm.plot_mlm_history(encoder.mlm_history)
-
-
-@dataclasses.dataclass
-class CustomerText:
-  """Text features per customer at the cutoff (back-test) and at as_of (forward scores)."""
-  featurizer: TextFeaturizer | None
-  calibration: pd.DataFrame | None
-  now: pd.DataFrame | None
-
-
-def make_customer_text(review_scores: pd.DataFrame, embeddings: np.ndarray, prep: Prepared,
-                       is_test: np.ndarray, *, text_dims: int, seed: int = 0,
-                       now: bool = True) -> CustomerText:
-  """Text features, or all None when no customer wrote a review before the cutoff.
-
-  ``now=False`` skips the features at as_of (``CustomerText.now`` None): the cross-fitted
-  back-test needs only the calibration ones.
-  """
-  usable = review_scores["customer_id"].notna() & review_scores["timestamp"].notna()
-  if not prep.has_customers or not usable.any() or not (review_scores.loc[usable, "timestamp"]
-                              < pd.Timestamp(prep.cutoff)).any():
-    return CustomerText(None, None, None)
-  train_ids = prep.features["customer_id"][~is_test]
-  fz = fit_text_featurizer(review_scores, embeddings, train_ids, prep.cutoff, text_dims)
-  returned = prep.features["holdout_value"].to_numpy()[~is_test] > 0
-  fz, oof = fit_text_return_score(fz, review_scores, embeddings, train_ids, returned, prep.cutoff,
-                                  seed=seed)
-  calibration = fz.transform(prep.features["customer_id"], review_scores, embeddings, prep.cutoff)
-  if oof is not None:  # training reviewers get their out-of-fold score
-    ids = calibration["customer_id"].astype(str)
-    in_oof = ids.isin(oof.index)
-    calibration.loc[in_oof, "text_return_logit"] = oof.reindex(ids[in_oof]).to_numpy()
-  if not now:
-    return CustomerText(fz, calibration, None)
-  return CustomerText(fz, calibration,
-                      fz.transform(prep.features_now["customer_id"], review_scores, embeddings,
-                                   prep.as_of))
 
 
 def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
@@ -693,3 +530,31 @@ def load_finetune(ws: Workspace) -> Finetuned:
     e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
   return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e,
                    ws.load_array("review_embeddings"))
+
+
+def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
+                     is_test: np.ndarray, *, cfg, seed: int) -> tuple[Any, pd.DataFrame] | None:
+  """With ``value.end_to_end``: the end-to-end value model on the training customers.
+
+  The encoder starts from ``model`` (the fine-tuned sentiment classifier's encoder). Training and
+  validation customers are the same as the value networks'.
+
+  Returns:
+    (E2EPredictor, history), or None when off or there are no customers.
+  """
+  from cvlib.value import history_text
+  if not cfg.end_to_end or not prep.has_customers or not len(prep.features):
+    return None
+  y = prep.features["holdout_value"].to_numpy(np.float64)
+  fit_idx, val_idx = value_split(is_test, seed)
+  if cfg.e2e_max_customers and len(fit_idx) > cfg.e2e_max_customers:
+    rng = np.random.default_rng(seed + 2)
+    fit_idx = np.sort(rng.choice(fit_idx, cfg.e2e_max_customers, replace=False))
+  texts = history_texts(prep, tables, max_chars=cfg.e2e_max_chars)
+  numeric = e2e_numeric(prep.features)
+  pick = lambda ix: [texts[i] for i in ix]  # noqa: E731
+  return history_text.train_e2e_ziln(
+      pick(fit_idx), numeric.iloc[fit_idx], y[fit_idx], pick(val_idx), numeric.iloc[val_idx],
+      y[val_idx], encoder_model=model, tokenizer=tokenizer, epochs=cfg.e2e_epochs,
+      batch_size=cfg.e2e_batch_size, learning_rate=cfg.e2e_learning_rate,
+      head_learning_rate=cfg.e2e_head_learning_rate, seed=seed)

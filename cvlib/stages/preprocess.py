@@ -1,59 +1,32 @@
-"""Stage 1, preprocess: the run folder, customers split by time, the cleaning report.
+"""Stage 1, preprocess (notebook 01): customers split by time, their features, the cleaning report.
 
-Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+Each step takes its params section and its inputs; ``save_prepared`` writes what the later stages
+read back with ``load_prepared``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
 import pandas as pd
 
+from cvlib.config import Params
 from cvlib.data import features as feats
 from cvlib.data import privacy
 from cvlib.data.adapters import Tables
 from cvlib.data.clean import CleaningLog
-from cvlib.config import Params
+from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace
 
 
-def open_workspace(params: Params, run_dir: str | None, stage: str) -> Workspace:
-  """The run folder; interactive sessions (no run_dir) get ``reports/.interactive/<dataset>``."""
-  if run_dir is None:
-    from cvlib.runner import REPO
-    run_dir = str(REPO / "reports" / ".interactive" / params.dataset)
-  return Workspace(run_dir, stage)
+# The steps notebook 01 calls, in its order.
+__all__ = [
+    "prepare_customers", "save_prepared", "report_preprocess", "load_prepared"
+]
 
 
 # --- 01 preprocess ------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Prepared:
-  """The calibration/holdout split and the customer tables built from it."""
-  cutoff: dt.date | None  # first day of the holdout period (None: no transactions)
-  as_of: dt.date | None  # the day after the last event: forward-looking scores are as of this day
-  horizon_days: int
-  features: pd.DataFrame  # per customer, features before cutoff + holdout targets (back-test)
-  features_now: pd.DataFrame  # per customer, features before as_of (for forward scores)
-  cal_items: pd.DataFrame  # customer-product purchases before cutoff
-  hold_items: pd.DataFrame  # customer-product purchases in the holdout period
-
-  @property
-  def has_customers(self) -> bool:
-    """Whether customer value applies: some customer bought in the calibration period."""
-    return len(self.features) > 0
-
-  def split_info(self, tables: Tables) -> dict[str, Any]:
-    tx = tables.transactions
-    iso = lambda d: d.isoformat() if d else None
-    return {"cutoff": iso(self.cutoff), "as_of": iso(self.as_of),
-            "horizon_days": self.horizon_days,
-            "data_start": tx["timestamp"].min().date().isoformat() if len(tx) else None,
-            "data_end": tx["timestamp"].max().date().isoformat() if len(tx) else None,
-            "calibration_customers": len(self.features),
-            "returned_share": float(self.features["returned"].mean()) if len(self.features) else None}
 
 
 def prepare_customers(params: Params, tables: Tables) -> Prepared:
@@ -155,14 +128,3 @@ def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: l
                "was done with them.", max_rows=40)
 
 
-# Fewer returning test customers than this and the model comparison is noise (olist: 8).
-MIN_RETURNING = 30
-
-# Why a part of the report is empty, in the reader's words.
-NOT_APPLICABLE = {
-    "value": "this dataset has no orders linked to customers, so customer value and churn do "
-             "not apply",
-    "sentiment": "this dataset has no reviews with both text and a rating",
-    "recommendations": "this dataset has no product-level purchases before and after the cutoff",
-    "aspects": "no labelled aspect sample exists for this dataset's reviews",
-}

@@ -418,3 +418,20 @@ def cdnow_sample_rfm(
   out.index = out.index.astype("string")
   out.index.name = "customer_id"
   return out
+
+
+def p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
+  """P(at least one purchase in the horizon) under BG/NBD.
+
+  A customer buys again only if alive at the cutoff, and dropout happens only after a purchase,
+  so P(return) = P(alive) * (1 - E[exp(-lambda t)]), where lambda's posterior given alive is
+  Gamma(r + x, alpha + T): E[exp(-lambda t)] = ((alpha + T) / (alpha + T + t)) ** (r + x).
+  """
+  r, alpha = float(bgf.params_["r"]), float(bgf.params_["alpha"])
+  x = f["frequency"].to_numpy(np.float64)
+  T = f["T_days"].to_numpy(np.float64)
+  p_alive = np.asarray(bgf.conditional_probability_alive(x, f["recency_days"].to_numpy(np.float64),
+                                                         T), dtype=np.float64)
+  p_alive = np.nan_to_num(p_alive, nan=1.0)  # NaN only at the no-dropout boundary: alive
+  p_none = ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
+  return np.clip(p_alive * (1 - p_none), 0.0, 1.0)

@@ -1,7 +1,6 @@
-"""Stages 2-3, value: the ZILN networks and their inputs, the back-test against the baselines,
-forward scores.
-
-Called by the notebooks through :mod:`cvlib.pipeline`, which re-exports every name here.
+"""Stage 3, evaluate (notebook 03): every value model's back-test against the baselines, on the test
+customers and cross-fitted over every customer; churn, the oracle on synthetic shops, and what the
+scoring network relies on.
 """
 
 from __future__ import annotations
@@ -12,134 +11,26 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
-from cvlib.data import features as feats
 from cvlib.data.adapters import Tables
-from cvlib.stages.preprocess import MIN_RETURNING, NOT_APPLICABLE, Prepared
+from cvlib.data.split import Prepared
+from cvlib.report import plots
 from cvlib.report.workspace import Workspace
+from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE
+from cvlib.value import baselines, btyd
+from cvlib.value import metrics as vm
+from cvlib.value.networks import (E2E_MODEL, VALUE_MODELS, e2e_numeric, history_texts,
+                                  model_inputs, network_inputs, scoring_model,
+                                  train_value_networks)
+from cvlib.value.text_features import make_customer_text
 
 
-VALUE_MODELS = {
-    "ziln": "ZILN network, purchase history",
-    "ziln_ratings": "ZILN network, purchase history + star ratings",
-    "ziln_text": "ZILN network, purchase history + ratings + review text",
-    "ziln_e2e": "End to end: history as text through the encoder, with the numbers, ZILN head",
-    "bgnbd_gg": "BG/NBD + Gamma-Gamma",
-    "gbt": "Gradient-boosted trees",
-    "spend": "Past spend rate",
-}
-
-
-# What each value network sees: the ablation "do reviews help, and does their text add to the stars?"
-NETWORK_INPUTS = {"ziln": ("history",), "ziln_ratings": ("history", "ratings"),
-                  "ziln_text": ("history", "ratings", "text")}
-
-
-def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None = None, *,
-                 ratings: bool = True) -> pd.DataFrame:
-  """The numeric matrix a value model sees, as a DataFrame with named columns.
-
-  Args:
-    features: customer features from :func:`cvlib.data.features.compute_customer_features`.
-    text: per-customer text features (``TextFeaturizer.transform``), or None.
-    ratings: include the star-rating features.
-  """
-  cols = list(feats.BEHAVIOUR_FEATURES + feats.REVIEW_FEATURES)
-  X = pd.DataFrame(feats.feature_matrix(features), columns=cols + ["has_review"])
-  if not ratings:
-    X = X[list(feats.BEHAVIOUR_FEATURES)]
-  if text is not None:
-    t = text.set_index("customer_id").reindex(features["customer_id"].astype(str))
-    X = pd.concat([X, t.reset_index(drop=True).astype("float32")], axis=1)
-  return X
-
-
-def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
-  uses = NETWORK_INPUTS[name]
-  return model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
-
-
-def _value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Training customers split into fitting and validation (early stopping) rows: 85/15, seeded."""
-  train_idx = np.flatnonzero(~is_test)
-  rng = np.random.default_rng(seed + 1)
-  val_mask = np.zeros(len(train_idx), bool)
-  val_mask[rng.permutation(len(train_idx))[: max(1, int(0.15 * len(train_idx)))]] = True
-  return train_idx[~val_mask], train_idx[val_mask]
-
-
-def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
-                         *, cfg, seed: int) -> dict[str, Any]:
-  """Trains the ZILN networks (without and, when text exists, with text) on training customers.
-
-  Returns:
-    {name: (predictor, history)}.
-  """
-  from cvlib.value import ziln
-  if not len(features):
-    return {}
-  y = features["holdout_value"].to_numpy(np.float64)
-  fit_idx, val_idx = _value_split(is_test, seed)
-  out = {}
-  has_ratings = features["n_reviews"].gt(0).any()
-  for name, uses in NETWORK_INPUTS.items():
-    if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
-      continue  # nothing to add over the simpler network
-    X = network_inputs(name, features, text)
-    out[name] = ziln.train_ziln(
-        X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
-        dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
-        interval=cfg.interval)
-  return out
-
-
-E2E_MODEL = "ziln_e2e"
-
-
-def history_texts(prep: Prepared, tables: Tables, *, at: str = "cutoff",
-                  max_chars: int = 600) -> list[str]:
-  """Each customer's history as text (``history_text.customer_history_texts``), before the cutoff
-  (``at="cutoff"``, rows of ``prep.features``) or before as_of (``"as_of"``, ``features_now``)."""
-  from cvlib.value import history_text
-  feats_ = prep.features if at == "cutoff" else prep.features_now
-  when = prep.cutoff if at == "cutoff" else prep.as_of
-  return history_text.customer_history_texts(
-      tables.transactions, tables.reviews, feats_["customer_id"].astype(str), when,
-      items=tables.items, products=tables.products, max_chars=max_chars)
-
-
-def _e2e_numeric(features: pd.DataFrame) -> pd.DataFrame:
-  """The end-to-end model's numbers: what the ratings network sees (history, and stars if any)."""
-  with_ratings = "n_reviews" in features and features["n_reviews"].gt(0).any()
-  return network_inputs("ziln_ratings" if with_ratings else "ziln", features, None)
-
-
-def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
-                     is_test: np.ndarray, *, cfg, seed: int) -> tuple[Any, pd.DataFrame] | None:
-  """With ``value.end_to_end``: the end-to-end value model on the training customers.
-
-  The encoder starts from ``model`` (the fine-tuned sentiment classifier's encoder). Training and
-  validation customers are the same as the value networks'.
-
-  Returns:
-    (E2EPredictor, history), or None when off or there are no customers.
-  """
-  from cvlib.value import history_text
-  if not cfg.end_to_end or not prep.has_customers or not len(prep.features):
-    return None
-  y = prep.features["holdout_value"].to_numpy(np.float64)
-  fit_idx, val_idx = _value_split(is_test, seed)
-  if cfg.e2e_max_customers and len(fit_idx) > cfg.e2e_max_customers:
-    rng = np.random.default_rng(seed + 2)
-    fit_idx = np.sort(rng.choice(fit_idx, cfg.e2e_max_customers, replace=False))
-  texts = history_texts(prep, tables, max_chars=cfg.e2e_max_chars)
-  numeric = _e2e_numeric(prep.features)
-  pick = lambda ix: [texts[i] for i in ix]  # noqa: E731
-  return history_text.train_e2e_ziln(
-      pick(fit_idx), numeric.iloc[fit_idx], y[fit_idx], pick(val_idx), numeric.iloc[val_idx],
-      y[val_idx], encoder_model=model, tokenizer=tokenizer, epochs=cfg.e2e_epochs,
-      batch_size=cfg.e2e_batch_size, learning_rate=cfg.e2e_learning_rate,
-      head_learning_rate=cfg.e2e_head_learning_rate, seed=seed)
+# The steps notebook 03 calls, in its order.
+__all__ = [
+    "predict_value_models", "add_end_to_end_predictions", "crossfit_value_models",
+    "evaluate_value_models", "model_table", "ablation_table", "gini_difference_table",
+    "plot_deciles", "plot_gains", "scoring_model", "churn_metrics", "oracle_metrics",
+    "value_importance", "plot_value_importance", "save_evaluate", "report_evaluate"
+]
 
 
 def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepared,
@@ -150,7 +41,7 @@ def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepa
     return preds
   qs = ((1 - interval) / 2, (1 + interval) / 2)
   p = e2e.predict(history_texts(prep, tables, max_chars=max_chars),
-                  _e2e_numeric(prep.features), qs=qs)
+                  e2e_numeric(prep.features), qs=qs)
   out = preds.copy()
   out[f"{E2E_MODEL}_value"] = p["predicted_value"].to_numpy()
   out[f"{E2E_MODEL}_p_return"] = p["p_return"].to_numpy()
@@ -173,7 +64,6 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
     (frame with customer_id, is_test, y_true, returned and per model ``<m>_value``,
     ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
   """
-  from cvlib.value import baselines, btyd
   if not networks or not len(features):
     return None, {}
   y = features["holdout_value"].to_numpy(np.float64)
@@ -194,7 +84,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
   pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
                          f["monetary_value"], horizon=horizon_days)
   out["bgnbd_gg_value"] = pb["predicted_value"].to_numpy()
-  out["bgnbd_gg_p_return"] = _p_return_bgnbd(bgf, f, horizon_days)
+  out["bgnbd_gg_p_return"] = btyd.p_return_bgnbd(bgf, f, horizon_days)
   info["bgnbd"] = bgf_params
   info["gamma_gamma"] = gg_params
   value, p_return = _gbt_predictions(features, is_test, seed=seed)
@@ -209,7 +99,6 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
 def _gbt_predictions(features: pd.DataFrame, is_test: np.ndarray, *, seed: int
                      ) -> tuple[np.ndarray, np.ndarray | None]:
   """The trees, trained on the training customers: (value, P(return) or None) for everyone."""
-  from cvlib.value import baselines
   X = model_inputs(features).to_numpy()
   y = features["holdout_value"].to_numpy(np.float64)
   p_return = None
@@ -250,7 +139,6 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
     :func:`evaluate_value_models` reads it unchanged) and a ``fold`` column; None when off
     (``cv_folds`` < 2), when there are no predictions, or when a fold would be too small to train on.
   """
-  from cvlib.stages.finetune import make_customer_text
   if preds is None or cfg.cv_folds < 2:
     return None
   features = prep.features
@@ -287,23 +175,6 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
   return out
 
 
-def _p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
-  """P(at least one purchase in the horizon) under BG/NBD.
-
-  A customer buys again only if alive at the cutoff, and dropout happens only after a purchase,
-  so P(return) = P(alive) * (1 - E[exp(-lambda t)]), where lambda's posterior given alive is
-  Gamma(r + x, alpha + T): E[exp(-lambda t)] = ((alpha + T) / (alpha + T + t)) ** (r + x).
-  """
-  r, alpha = float(bgf.params_["r"]), float(bgf.params_["alpha"])
-  x = f["frequency"].to_numpy(np.float64)
-  T = f["T_days"].to_numpy(np.float64)
-  p_alive = np.asarray(bgf.conditional_probability_alive(x, f["recency_days"].to_numpy(np.float64),
-                                                         T), dtype=np.float64)
-  p_alive = np.nan_to_num(p_alive, nan=1.0)  # NaN only at the no-dropout boundary: alive
-  p_none = ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
-  return np.clip(p_alive * (1 - p_none), 0.0, 1.0)
-
-
 def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
                           crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
   """CONTRACT clv metrics on test customers, with bootstrap Gini differences (None: no customers).
@@ -311,7 +182,6 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
   With ``crossfit`` (:func:`crossfit_value_models`), the same metrics over every customer go under
   ``"crossfit"``, with the number of folds.
   """
-  from cvlib.value import metrics as vm
   if preds is None:
     return None
   if crossfit is not None:
@@ -396,65 +266,17 @@ def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
   return pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
 
 
-# scores.parquet columns (more follow from the segment rules)
-SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
-                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
-                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
-                 "model"]
-
-
 # --- 04 segment --------------------------------------------------------------------------------
-
-def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None, best: str, *,
-                   horizon_days: int, interval: float, seg_cfg, raw_ids: bool) -> pd.DataFrame:
-  """Scores as of the end of the data: value over the next horizon, churn, interval, segment.
-
-  The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
-  every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
-  edges, value-tier thresholds) are fitted on these customers and kept in
-  ``scores.attrs["scoring_reference"]``; :func:`save_segment` stores them with the models, and
-  ``cvlib score`` scores new data through the same :func:`cvlib.serve.scorer.score_frame`.
-  """
-  from cvlib.serve import scorer as scoring
-  if best is None:
-    return pd.DataFrame(columns=SCORE_COLUMNS)
-  ref = scoring.fit_reference(prep.features_now, text_now,
-                              {n: predictor for n, (predictor, _) in networks.items()}, best,
-                              as_of=prep.as_of, horizon_days=horizon_days, interval=interval,
-                              value_tiers=seg_cfg.value_tiers,
-                              risk_thresholds=seg_cfg.risk_thresholds)
-  seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
-                            as_of=prep.as_of, raw_ids=raw_ids)
-  seg.attrs["warnings"] = list(ref.warnings)  # score_frame set completeness_gap
-  seg.attrs["scoring_reference"] = ref.to_dict()
-  return seg
-
-
-def scoring_model(clv: dict | None, networks: dict) -> str | None:
-  """The network that scores customers: the back-test's best network, judged on every customer
-  when the cross-fitted back-test ran (three times the test customers, so less noise), else on
-  the test customers."""
-  if clv is None:
-    return None
-  models = clv["models"]
-  if clv.get("crossfit") and any(m in networks for m in clv["crossfit"]["models"]):
-    models = clv["crossfit"]["models"]
-  nets = [m for m in models if m in networks]
-  return max(nets, key=lambda m: models[m]["gini"])
 
 
 def plot_deciles(preds: pd.DataFrame | None, clv: dict | None):
   """Decile chart of the three best models, or a placeholder when value does not apply."""
-  from cvlib.report import plots
-  from cvlib.value import metrics as vm
   if clv is None:
     return plots.plot_not_applicable("Decile chart", "no customers with orders")
   return vm.plot_decile_chart(decile_tables(preds, clv))
 
 
 def plot_gains(preds: pd.DataFrame | None):
-  from cvlib.report import plots
-  from cvlib.value import metrics as vm
   if preds is None:
     return plots.plot_not_applicable("Gain curves", "no customers with orders")
   return vm.plot_gain_curves(*gain_inputs(preds))
@@ -477,7 +299,6 @@ def gini_difference_table(clv: dict | None) -> pd.DataFrame:
 
 
 def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
-  from cvlib.value import metrics as vm
   test = preds[preds["is_test"]]
   order = sorted(clv["models"], key=lambda m: -clv["models"][m]["gini"])[:3]
   return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
@@ -499,7 +320,6 @@ def oracle_metrics(preds: pd.DataFrame | None, truth: dict[str, pd.DataFrame]) -
   """
   from scipy.stats import spearmanr
 
-  from cvlib.value import metrics as vm
   if "truth" not in truth or preds is None:
     return None
   t = truth["truth"].set_index("customer_id")["expected_value_holdout"]
@@ -615,7 +435,6 @@ def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
 
 def plot_value_importance(importance: pd.DataFrame | None):
   from cvlib.insight import explain
-  from cvlib.report import plots
   if importance is None:
     return plots.plot_not_applicable("Feature importance", NOT_APPLICABLE["value"])
   return explain.plot_importance(importance)
