@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from cvlib.insight import aspects  # noqa: E402  pylint: disable=wrong-import-position
 
 DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
-LABELS = REPO / "cvlib" / "data" / "aspects_labelled.csv"
+LABELS = REPO / "cvlib" / "insight" / "aspects_labelled.csv"
 RESULTS = HERE / "results" / "aspects_labelled.json"
 ASPECTS = list(aspects.DEFAULT_ASPECTS)
 POLARITIES = ("pos", "neg", "mixed")
@@ -384,8 +384,8 @@ def evaluate(labels: pd.DataFrame, *, fuzzy: bool = True,
 
 
 def _minilm_embed(texts: list[str]) -> np.ndarray:
-  from cvlib.text import pretrained  # pylint: disable=import-outside-toplevel
-  return pretrained.embed(texts)
+  from cvlib.text import embedding  # pylint: disable=import-outside-toplevel
+  return embedding.embed(texts)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from cvlib.text import bert, devices, pretrained, sentiment  # noqa: E402
+from cvlib.text import bert, checkpoint, devices, sentiment  # noqa: E402
 
 
 def old_embedding_call(self, input_ids, token_type_ids, *, deterministic):
@@ -65,7 +65,7 @@ def _train_step(model, optimizer, batch):
 
 def _side(op: str, batch: dict[str, Any]) -> Callable[[], Any]:
   """A model and its compiled step, traced with the code in place now; returns one call."""
-  model = pretrained.load_classifier(2)
+  model = checkpoint.load_classifier(2)
   model = model[0] if isinstance(model, tuple) else model
   if op == "train":
     tx = sentiment.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)

@@ -165,10 +165,10 @@ class JaxSide:
     import jax  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
-    from cvlib.text import bert, pretrained, sentiment  # pylint: disable=import-outside-toplevel
+    from cvlib.text import bert, checkpoint, sentiment  # pylint: disable=import-outside-toplevel
     self.jax, self.nnx, self.sentiment = jax, nnx, sentiment
     if args.config == "minilm":
-      config = pretrained.load_config(args.model_path)
+      config = checkpoint.load_config(args.model_path)
     else:
       config = getattr(bert.BertConfig, args.config)()
     changes = {"dtype": args.dtype, "attention": args.attention}
@@ -177,7 +177,7 @@ class JaxSide:
     self.config = dataclasses.replace(config, **changes)
     self.model = bert.BertForSequenceClassification(self.config, 2, rngs=nnx.Rngs(0))
     if args.config == "minilm":
-      pretrained.load_bert_weights(self.model, args.model_path)
+      checkpoint.load_bert_weights(self.model, args.model_path)
     tx = sentiment.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
     self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
     self.cache: dict[tuple[int, int], Any] = {}
@@ -242,13 +242,13 @@ def bucketing(jax_side: JaxSide, args: argparse.Namespace, name: str, path: Path
   """
   import pandas as pd  # pylint: disable=import-outside-toplevel
 
-  from cvlib.text import pretrained  # pylint: disable=import-outside-toplevel
+  from cvlib.text import tokens  # pylint: disable=import-outside-toplevel
   jnp = jax_side.jax.numpy
   texts = pd.read_csv(path, usecols=[column])[column].dropna().astype(str)
   texts = texts[texts.str.strip() != ""]
   texts = texts.sample(n=min(args.bucket_reviews, len(texts)), random_state=0).tolist()
-  tokenizer = pretrained.load_tokenizer(args.model_path, max_length=128)
-  ids = pretrained.tokenize_texts(tokenizer, texts, max_length=128)
+  tokenizer = tokens.load_tokenizer(args.model_path, max_length=128)
+  ids = tokens.tokenize_texts(tokenizer, texts, max_length=128)
   lengths = np.asarray([len(x) for x in ids])
   out: dict[str, Any] = {
       "dataset": name, "source": f"{path} ({column})", "reviews": len(texts),
@@ -259,7 +259,7 @@ def bucketing(jax_side: JaxSide, args: argparse.Namespace, name: str, path: Path
     row: dict[str, Any] = {"reviews": n}
     plans = {}
     for scheme, buckets in BUCKETINGS.items():
-      batches = pretrained.batches_from_ids(ids[:n], np.arange(n) % 2, batch_size=args.batch,
+      batches = tokens.batches_from_ids(ids[:n], np.arange(n) % 2, batch_size=args.batch,
                                             buckets=buckets)
       batches = [{k: jnp.asarray(b[k]) for k in ("input_ids", "attention_mask", "label",
                                                    "weight")} for b in batches]

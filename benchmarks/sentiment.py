@@ -64,14 +64,14 @@ DATASETS = {
 
 def load_reviews(name: str, data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
   """All review texts of a dataset, and binary labels with a mask of the labelled ones."""
-  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import labels as sentiment_labels  # pylint: disable=import-outside-toplevel
   file, text_col, label_col, kind, _ = DATASETS[name]
   frame = pd.read_csv(data_dir / file, usecols=[text_col, label_col], encoding="utf-8-sig")
   frame = frame.dropna()
   frame = frame[frame[text_col].astype(str).str.strip() != ""]
   texts = frame[text_col].astype(str).str.replace("\ufeff", "", regex=False).tolist()
   if kind == "rating":
-    labels, keep = sentiment.labels_from_ratings(frame[label_col].to_numpy(), "binary")
+    labels, keep = sentiment_labels.labels_from_ratings(frame[label_col].to_numpy(), "binary")
   else:
     labels = frame[label_col].to_numpy().astype(int)
     keep = np.isin(labels, (0, 1))
@@ -92,14 +92,14 @@ def split(labels: np.ndarray, seed: int, max_train: int) -> dict[str, np.ndarray
 def blend_with_tfidf(language: str, pick: Any, y: np.ndarray, parts: dict[str, np.ndarray],
                      val_proba: np.ndarray, test_proba: np.ndarray, scores: Any,
                      seed: int) -> dict[str, Any]:
-  """The encoder combined with TF-IDF + LR as reports combine them (``sentiment.fit_blend``).
+  """The encoder combined with TF-IDF + LR as reports combine them (``blend_lib.fit_blend``).
 
   The weight is chosen on validation macro-F1 against TF-IDF trained on the encoder's training
   reviews, TF-IDF is then refitted on training + validation reviews, and only then is the test
   part scored.
   """
-  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
-  blend = sentiment.fit_blend(val_proba, pick(parts["train"]), y[parts["train"]],
+  from cvlib.text import blend as blend_lib  # pylint: disable=import-outside-toplevel
+  blend = blend_lib.fit_blend(val_proba, pick(parts["train"]), y[parts["train"]],
                               pick(parts["val"]), y[parts["val"]], seed=seed,
                               analyzer="char" if language == "zh" else "word")
   tfidf_test = blend.tfidf.predict_proba(pick(parts["test"]))
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   import jax  # pylint: disable=import-outside-toplevel
 
-  from cvlib.text import sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib.text import labels as sentiment_labels, sentiment_baselines  # pylint: disable=import-outside-toplevel
   start_all = time.perf_counter()
   language = DATASETS[args.dataset][4]
   texts, labels, keep = load_reviews(args.dataset, args.data_dir)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"MLM/vocabulary", flush=True)
 
   def scores(pred: np.ndarray) -> dict[str, float]:
-    m = sentiment.classification_metrics(y[parts["test"]], pred, num_classes=2)
+    m = sentiment_labels.classification_metrics(y[parts["test"]], pred, num_classes=2)
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 
   device = jax.devices()[0]
@@ -228,11 +228,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t = time.perf_counter()
     trainval = np.concatenate([parts["train_full"], parts["val"]])
     analyzer = "char" if language == "zh" else "word"
-    result["baselines"]["tfidf_logreg"] = scores(sentiment.tfidf_logreg(
+    result["baselines"]["tfidf_logreg"] = scores(sentiment_baselines.tfidf_logreg(
         pick(trainval), y[trainval], pick(parts["test"]), seed=args.seed, analyzer=analyzer))
     result["baselines"]["tfidf_logreg"]["analyzer"] = analyzer
     if language == "en":
-      result["baselines"]["vader"] = scores(sentiment.vader_predict(pick(parts["test"]),
+      result["baselines"]["vader"] = scores(sentiment_baselines.vader_predict(pick(parts["test"]),
                                                                     "binary"))
     result["baselines"]["seconds"] = time.perf_counter() - t
     print(json.dumps(result["baselines"]), flush=True)

@@ -28,7 +28,7 @@ _LAZY = {
     "ParamsError": ("cvlib.config", "ParamsError"),
     "load_data": ("cvlib.data.adapters", "load_data"),
     "DataError": ("cvlib.data.adapters", "DataError"),
-    "embed": ("cvlib.text.pretrained", "embed"),
+    "embed": ("cvlib.text.embedding", "embed"),
     "run": ("cvlib.runner", "run"),
     "Scorer": ("cvlib.serve.scorer", "Scorer"),
 }

@@ -23,7 +23,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from cvlib.insight import aspects as asp
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "cvlib" / "data" / "aspects_labelled.csv"
+DATA = REPO / "cvlib" / "insight" / "aspects_labelled.csv"
 # benchmarks/ is not a package: load the script as a module for its reading rules.
 _SPEC = importlib.util.spec_from_file_location("aspects_labelled_benchmark",
                                                REPO / "benchmarks" / "aspects_labelled.py")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cvlib.text import encoders, pretrained
+from cvlib.text import checkpoint, encoders, tokens
 
 PT = ["o produto chegou rápido e é ótimo", "péssimo, veio quebrado", "recomendo o vendedor",
       "não gostei da qualidade", "entrega antes do prazo, ótimo",
@@ -48,7 +48,7 @@ def test_english_minilm_without_and_with_domain_mlm():
   assert plain.kind == "minilm" and plain.mlm_history is None
   assert plain.description == "MiniLM-L6 (all-MiniLM-L6-v2), first 1 layer(s)"
   model = plain.make_classifier(2, seed=0)
-  reference, _ = pretrained.load_classifier(2, num_layers=1, seed=0)
+  reference, _ = checkpoint.load_classifier(2, num_layers=1, seed=0)
   for (ka, va), (kb, vb) in zip(sorted(_params(model).items()),
                                 sorted(_params(reference).items())):
     assert ka == kb
@@ -94,9 +94,9 @@ def test_transfer_keeps_minilm_layers_under_a_learnt_vocabulary():
 def test_transfer_word_embeddings_copy_or_compose_minilm_vectors():
   from cvlib.text import wordpiece
   new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
-  old = pretrained.load_tokenizer()
+  old = tokens.load_tokenizer()
   old_emb = np.random.default_rng(0).normal(size=(old.get_vocab_size(), 4)).astype(np.float32)
-  emb, counts = pretrained.transfer_word_embeddings(new, old, old_emb)
+  emb, counts = checkpoint.transfer_word_embeddings(new, old, old_emb)
   assert emb.shape == (new.get_vocab_size(), 4)
   assert sum(counts.values()) == new.get_vocab_size()
   old_vocab = old.get_vocab()
@@ -112,8 +112,8 @@ def test_transfer_word_embeddings_copy_or_compose_minilm_vectors():
 def test_load_masked_lm_with_a_new_vocabulary_keeps_the_layers():
   from cvlib.text import wordpiece
   new = wordpiece.train_wordpiece(PT, language="pt", vocab_size=120, max_length=16)
-  model, report = pretrained.load_masked_lm(num_layers=1, tokenizer=new)
-  reference, _ = pretrained.load_masked_lm(num_layers=1)
+  model, report = checkpoint.load_masked_lm(num_layers=1, tokenizer=new)
+  reference, _ = checkpoint.load_masked_lm(num_layers=1)
   got, ref = _params(model), _params(reference)
   assert got["bert.embeddings.word_embeddings.embedding"].shape == (new.get_vocab_size(), 384)
   assert got["bias"].shape == (new.get_vocab_size(),)

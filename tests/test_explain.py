@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from cvlib.text import bert as bert_lib
 from cvlib.insight import explain
-from cvlib.text import pretrained, sentiment
+from cvlib.text import checkpoint, embedding, sentiment, tokens
 from cvlib.value import ziln
 
 # ----------------------------------------------------------------------------------------------
@@ -252,11 +252,11 @@ def polar_classifier():
   """One MiniLM layer with a logistic-regression head on its mean-pooled output (fitted in a
   second, no gradient training): a real tokenizer and encoder with a known polarity."""
   from sklearn.linear_model import LogisticRegression
-  tokenizer = pretrained.load_tokenizer()
-  model, _ = pretrained.load_classifier(2, num_layers=1, seed=0)
+  tokenizer = tokens.load_tokenizer()
+  model, _ = checkpoint.load_classifier(2, num_layers=1, seed=0)
   texts = [f"the {t} was {w}" for t in THINGS for w in POSITIVE + NEGATIVE]
   labels = [int(w in POSITIVE) for t in THINGS for w in POSITIVE + NEGATIVE]
-  feats = pretrained.predict_batched(_pooled, model, tokenizer, texts, out_dim=384, buckets=(16,))
+  feats = embedding.predict_batched(_pooled, model, tokenizer, texts, out_dim=384, buckets=(16,))
   clf = LogisticRegression(C=10.0, max_iter=2000).fit(feats, labels)
   w, c = clf.coef_[0] / 2, clf.intercept_[0] / 2  # softmax over (-s, s) = sigmoid(2s)
   model.classifier.kernel[...] = jnp.asarray(np.stack([-w, w], axis=1), jnp.float32)

@@ -72,23 +72,23 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
 def test_sentiment_combined_with_tfidf_is_reported_saved_and_scores_the_reviews(tiny_run):
   import numpy as np
 
-  from cvlib.text import sentiment
+  from cvlib.text import blend as blend_lib, sentiment
   m = json.loads((tiny_run / "metrics.json").read_text())
   both = m["sentiment"]["combined"]
   assert both["model"] == m["sentiment"]["model"] + " + TF-IDF + logistic regression"
   assert 0 < both["macro_f1"] <= 1 and 0 < both["accuracy"] <= 1
   assert both["validation_macro_f1"] >= both["validation_macro_f1_encoder_alone"]
-  blend = sentiment.SentimentBlend.load(tiny_run / "models" / "encoder")
+  blend = blend_lib.SentimentBlend.load(tiny_run / "models" / "encoder")
   assert blend.weight == both["encoder_weight"] < 1.0  # the tiny encoder needs the help
   chosen = blend.validation.set_index("weight").loc[blend.weight, "macro_f1"]
   assert chosen == both["validation_macro_f1"] == blend.validation["macro_f1"].max()
   # the review scores are the combination's: recompute a few from the saved models
-  from cvlib.text import pretrained
+  from cvlib.text import checkpoint, tokens
   scores = pd.read_parquet(tiny_run / "artifacts" / "review_scores.parquet").head(20)
   reviews = pd.read_parquet(tiny_run / "artifacts" / "reviews.parquet").set_index("review_id")
   texts = reviews.loc[scores["review_id"], "text"].tolist()
-  model, _ = pretrained.load_saved_encoder(tiny_run / "models" / "encoder")
-  tok = pretrained.load_tokenizer(tiny_run / "models" / "encoder")
+  model, _ = checkpoint.load_saved_encoder(tiny_run / "models" / "encoder")
+  tok = tokens.load_tokenizer(tiny_run / "models" / "encoder")
   proba = blend.proba(sentiment.predict_proba(model, tok, texts, buckets=(32,)), texts)
   np.testing.assert_allclose(scores["sentiment"], proba[:, 1] - proba[:, 0], atol=1e-5)
   html = (tiny_run / "02_finetune.html").read_text()

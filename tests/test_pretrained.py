@@ -11,19 +11,20 @@ from flax import nnx
 from safetensors.numpy import load_file
 from scipy.special import erf
 
-from cvlib.text import bert, pretrained
+from cvlib.text import bert, embedding, tokens
+from cvlib.text import checkpoint as ckpt
 
 SENTENCES = ["the delivery was late", "shipping took forever", "I love this dress"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint():
-  return load_file(str(pretrained.minilm_path() / "model.safetensors"))
+  return load_file(str(tokens.minilm_path() / "model.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-  return pretrained.load_tokenizer()
+  return tokens.load_tokenizer()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,13 +81,13 @@ def _encode(tokenizer, texts):
 
 
 def test_minilm_path_and_bad_folders(tmp_path):
-  folder = pretrained.minilm_path()
+  folder = tokens.minilm_path()
   assert (folder / "model.safetensors").is_file()
-  assert pretrained.minilm_path(str(folder)) == folder
+  assert tokens.minilm_path(str(folder)) == folder
   with pytest.raises(FileNotFoundError, match="lacks config.json, model.safetensors"):
-    pretrained.minilm_path(tmp_path)
+    tokens.minilm_path(tmp_path)
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    pretrained.minilm_path(tmp_path / "nope")
+    tokens.minilm_path(tmp_path / "nope")
 
 
 def test_tokenizer_matches_sentence_transformers_settings(tokenizer):
@@ -96,10 +97,10 @@ def test_tokenizer_matches_sentence_transformers_settings(tokenizer):
   assert encs[0].ids[4:] == [0, 0, 0] and encs[0].attention_mask[4:] == [0, 0, 0]
   long = tokenizer.encode("word " * 400)
   assert len(long.ids) == 256 and long.ids[-1] == 102
-  short = pretrained.load_tokenizer(max_length=16).encode("word " * 400)
+  short = tokens.load_tokenizer(max_length=16).encode("word " * 400)
   assert len(short.ids) == 16
   with pytest.raises(ValueError, match=r"max_length must be an int in \[2, 512\]"):
-    pretrained.load_tokenizer(max_length=1000)
+    tokens.load_tokenizer(max_length=1000)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_tokenizer_matches_sentence_transformers_settings(tokenizer):
 
 
 def test_loader_reports_every_problem_at_once(checkpoint):
-  config = pretrained.load_config(num_layers=1)
+  config = ckpt.load_config(num_layers=1)
   model = bert.BertModel(config, rngs=nnx.Rngs(0))
   before = np.asarray(model.embeddings.word_embeddings.embedding[...]).copy()
   bad = dict(checkpoint)
@@ -116,7 +117,7 @@ def test_loader_reports_every_problem_at_once(checkpoint):
   bad["embeddings.LayerNorm.bias"] = np.zeros(383, np.float32)
   del bad["pooler.dense.bias"]
   with pytest.raises(ValueError, match="4 problem") as info:
-    pretrained.load_bert_state_dict(model, bad)
+    ckpt.load_bert_state_dict(model, bad)
   message = str(info.value)
   assert "missing from checkpoint: encoder.layer.0.attention.self.query.weight" in message
   assert "unexpected in checkpoint: encoder.layer.0.attention.self.kwery.weight" in message
@@ -127,7 +128,7 @@ def test_loader_reports_every_problem_at_once(checkpoint):
                                 before)
   # Non-strict: warn, load everything else.
   with pytest.warns(UserWarning, match="4 problem"):
-    report = pretrained.load_bert_state_dict(model, bad, strict=False)
+    report = ckpt.load_bert_state_dict(model, bad, strict=False)
   assert "embeddings.word_embeddings.weight" in report["loaded"]
   np.testing.assert_array_equal(np.asarray(model.embeddings.word_embeddings.embedding[...]),
                                 checkpoint["embeddings.word_embeddings.weight"])
@@ -138,17 +139,17 @@ def test_loader_reads_a_safetensors_file_with_bert_prefix(tmp_path, checkpoint):
   keep = {f"bert.{k}": v for k, v in checkpoint.items()
           if not k.startswith("encoder.layer.") or k.startswith("encoder.layer.0.")}
   save_file(keep, str(tmp_path / "w.safetensors"))
-  model = bert.BertModel(pretrained.load_config(num_layers=1), rngs=nnx.Rngs(0))
-  report = pretrained.load_bert_weights(model, tmp_path / "w.safetensors")
+  model = bert.BertModel(ckpt.load_config(num_layers=1), rngs=nnx.Rngs(0))
+  report = ckpt.load_bert_weights(model, tmp_path / "w.safetensors")
   assert report["unused"] == ["embeddings.position_ids"] and not report["unexpected"]
   # A model deeper than the checkpoint: the missing layers are errors.
-  deep = bert.BertModel(pretrained.load_config(num_layers=2), rngs=nnx.Rngs(0))
+  deep = bert.BertModel(ckpt.load_config(num_layers=2), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="missing from checkpoint: encoder.layer.1"):
-    pretrained.load_bert_weights(deep, tmp_path / "w.safetensors")
+    ckpt.load_bert_weights(deep, tmp_path / "w.safetensors")
 
 
 def test_truncated_minilm_loads(checkpoint):
-  model, config = pretrained.load_encoder(num_layers=1)
+  model, config = ckpt.load_encoder(num_layers=1)
   assert config.num_layers == 1 and len(model.encoder.layer) == 1
   q = model.encoder.layer[0].attention.self_attn.query.kernel[...]
   np.testing.assert_array_equal(np.asarray(q),
@@ -156,24 +157,24 @@ def test_truncated_minilm_loads(checkpoint):
   np.testing.assert_array_equal(np.asarray(model.embeddings.LayerNorm.scale[...]),
                                 checkpoint["embeddings.LayerNorm.weight"])
   # Layers 1-5 of the checkpoint are expected-unused; a fresh load reports them.
-  report = pretrained.load_bert_weights(model)
+  report = ckpt.load_bert_weights(model)
   assert "encoder.layer.5.output.dense.weight" in report["unused"]
   assert not report["unexpected"] and not report["missing"]
   with pytest.raises(ValueError, match=r"num_layers must be an int in \[1, 6\]"):
-    pretrained.load_config(num_layers=7)
+    ckpt.load_config(num_layers=7)
 
 
 def test_config_from_hf_validation():
-  hf = json.loads((pretrained.minilm_path() / "config.json").read_text())
-  assert pretrained.config_from_hf(hf) == bert.BertConfig.minilm_l6()
+  hf = json.loads((tokens.minilm_path() / "config.json").read_text())
+  assert ckpt.config_from_hf(hf) == bert.BertConfig.minilm_l6()
   with pytest.raises(ValueError, match="hidden_act must be 'gelu'"):
-    pretrained.config_from_hf({**hf, "hidden_act": "relu"})
+    ckpt.config_from_hf({**hf, "hidden_act": "relu"})
   with pytest.raises(ValueError, match="key 'hidden_size' missing"):
-    pretrained.config_from_hf({k: v for k, v in hf.items() if k != "hidden_size"})
+    ckpt.config_from_hf({k: v for k, v in hf.items() if k != "hidden_size"})
 
 
 def test_first_layer_matches_numpy_reference(checkpoint, tokenizer):
-  model, _ = pretrained.load_encoder(num_layers=1)
+  model, _ = ckpt.load_encoder(num_layers=1)
   ids, mask = _encode(tokenizer, SENTENCES)
   got, _ = model(jnp.asarray(ids), jnp.asarray(mask))
   want = _np_bert(checkpoint, ids, mask, num_layers=1)
@@ -186,7 +187,7 @@ def test_first_layer_matches_numpy_reference(checkpoint, tokenizer):
 
 
 def test_full_minilm_embeddings(checkpoint, tokenizer):
-  emb = pretrained.embed(SENTENCES)
+  emb = embedding.embed(SENTENCES)
   assert emb.shape == (3, 384) and emb.dtype == np.float32
   np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
   cos = emb @ emb.T
@@ -199,9 +200,9 @@ def test_full_minilm_embeddings(checkpoint, tokenizer):
   want = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
   np.testing.assert_allclose(emb, want, atol=2e-6)  # seen: 1.6e-7
   # Row order follows the input; a text alone (another batch shape) embeds the same.
-  np.testing.assert_allclose(pretrained.embed(SENTENCES[::-1]), emb[::-1], atol=1e-5)
-  np.testing.assert_allclose(pretrained.embed([SENTENCES[2]])[0], emb[2], atol=1e-5)
-  assert pretrained.embed([]).shape == (0, 384)
+  np.testing.assert_allclose(embedding.embed(SENTENCES[::-1]), emb[::-1], atol=1e-5)
+  np.testing.assert_allclose(embedding.embed([SENTENCES[2]])[0], emb[2], atol=1e-5)
+  assert embedding.embed([]).shape == (0, 384)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,8 +212,8 @@ def test_full_minilm_embeddings(checkpoint, tokenizer):
 def test_make_batches_fixed_shapes_and_original_order(tokenizer):
   texts = [f"review number {i} " + "very " * (i % 7) * 4 for i in range(23)]
   labels = np.arange(23) % 2
-  ids = pretrained.tokenize_texts(tokenizer, texts)
-  batches = pretrained.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32))
+  ids = tokens.tokenize_texts(tokenizer, texts)
+  batches = tokens.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32))
   seen = []
   for batch in batches:
     length = batch["input_ids"].shape[1]
@@ -231,16 +232,16 @@ def test_make_batches_fixed_shapes_and_original_order(tokenizer):
       seen.append(i)
   assert sorted(seen) == list(range(23))
   # Shuffling is a permutation, reproducible for a seed.
-  a = pretrained.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32),
+  a = tokens.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32),
                               shuffle=True, seed=3)
-  b = pretrained.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32),
+  b = tokens.make_batches(tokenizer, texts, labels, batch_size=4, buckets=(8, 16, 32),
                               shuffle=True, seed=3)
   assert [list(x["index"]) for x in a] == [list(x["index"]) for x in b]
   assert sorted(i for x in a for i in x["index"] if i >= 0) == list(range(23))
 
 
 def test_make_batches_truncates_to_largest_bucket_keeping_sep(tokenizer):
-  (batch,) = pretrained.make_batches(tokenizer, ["word " * 50], batch_size=2, buckets=(8, 16))
+  (batch,) = tokens.make_batches(tokenizer, ["word " * 50], batch_size=2, buckets=(8, 16))
   assert batch["input_ids"].shape == (2, 16)
   assert batch["input_ids"][0, 0] == 101 and batch["input_ids"][0, 15] == 102
   assert batch["input_ids"][0, 14] != 102
@@ -253,22 +254,22 @@ def test_make_batches_truncates_to_largest_bucket_keeping_sep(tokenizer):
 ])
 def test_make_batches_validation(tokenizer, kwargs, match):
   with pytest.raises(ValueError, match=match):
-    pretrained.make_batches(tokenizer, ["a", "b"], **{"batch_size": 2, **kwargs})
+    tokens.make_batches(tokenizer, ["a", "b"], **{"batch_size": 2, **kwargs})
 
 
 def test_texts_must_be_strings(tokenizer):
   with pytest.raises(ValueError, match=r"texts\[1\] is nan"):
-    pretrained.make_batches(tokenizer, ["fine", float("nan")], batch_size=2)
+    tokens.make_batches(tokenizer, ["fine", float("nan")], batch_size=2)
   with pytest.raises(ValueError, match="single string"):
-    pretrained.make_batches(tokenizer, "just one", batch_size=2)
+    tokens.make_batches(tokenizer, "just one", batch_size=2)
   with pytest.raises(ValueError, match="one entry per text"):
-    pretrained.make_batches(tokenizer, ["a", "b"], [0], batch_size=2)
+    tokens.make_batches(tokenizer, ["a", "b"], [0], batch_size=2)
 
 
 def test_inference_batch_size():
-  assert pretrained.inference_batch_size(3, 64) == 4
-  assert pretrained.inference_batch_size(1, 64) == 1
-  assert pretrained.inference_batch_size(1000, 64) == 64
+  assert tokens.inference_batch_size(3, 64) == 4
+  assert tokens.inference_batch_size(1, 64) == 1
+  assert tokens.inference_batch_size(1000, 64) == 64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,29 +279,29 @@ def test_inference_batch_size():
 def test_save_and_load_roundtrip(tmp_path, tokenizer):
   config = bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size())
   model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
-  pretrained.save_encoder(model, config, tmp_path / "m", tokenizer=tokenizer)
-  loaded, loaded_config = pretrained.load_saved_encoder(tmp_path / "m")
+  ckpt.save_encoder(model, config, tmp_path / "m", tokenizer=tokenizer)
+  loaded, loaded_config = ckpt.load_saved_encoder(tmp_path / "m")
   assert loaded_config == config and isinstance(loaded, bert.BertForSequenceClassification)
   assert loaded.num_labels == 3 and loaded.pooling == "mean"
   ids, mask = _encode(tokenizer, SENTENCES)
   np.testing.assert_array_equal(np.asarray(loaded(ids, mask)), np.asarray(model(ids, mask)))
-  tok = pretrained.load_tokenizer(tmp_path / "m")
+  tok = tokens.load_tokenizer(tmp_path / "m")
   assert tok.encode("hello").ids == tokenizer.encode("hello").ids
   with pytest.raises(ValueError, match="differs from the model's"):
-    pretrained.save_encoder(model, bert.BertConfig.tiny(), tmp_path / "x")
+    ckpt.save_encoder(model, bert.BertConfig.tiny(), tmp_path / "x")
   with pytest.raises(FileNotFoundError, match="lacks cvlib_model.json"):
-    pretrained.load_saved_encoder(tmp_path)
+    ckpt.load_saved_encoder(tmp_path)
 
 
 def test_load_saved_encoder_reports_mismatch(tmp_path):
   config = bert.BertConfig.tiny()
-  pretrained.save_encoder(bert.BertModel(config, rngs=nnx.Rngs(0)), config, tmp_path)
+  ckpt.save_encoder(bert.BertModel(config, rngs=nnx.Rngs(0)), config, tmp_path)
   meta = json.loads((tmp_path / "cvlib_model.json").read_text())
   meta["config"]["intermediate_size"] = 48
   meta["add_pooler"] = False
   (tmp_path / "cvlib_model.json").write_text(json.dumps(meta))
   with pytest.raises(ValueError, match="problem") as info:
-    pretrained.load_saved_encoder(tmp_path)
+    ckpt.load_saved_encoder(tmp_path)
   assert "unexpected: pooler.dense.kernel" in str(info.value)
   assert "shape mismatch: encoder.layer.0.intermediate.dense.kernel" in str(info.value)
 
@@ -315,11 +316,11 @@ def test_parity_with_pytorch_reference():
   ref = json.loads(PARITY.read_text())
   sentences = ref["sentences"]
   assert len(sentences) >= 20 and any(ord(c) > 127 for s in sentences for c in s)
-  tokenizer = pretrained.load_tokenizer(max_length=ref["max_length"])
-  ids = pretrained.tokenize_texts(tokenizer, sentences)
+  tokenizer = tokens.load_tokenizer(max_length=ref["max_length"])
+  ids = tokens.tokenize_texts(tokenizer, sentences)
   assert [list(x) for x in ids] == ref["input_ids"]  # same WordPiece ids, truncation included
   assert max(len(x) for x in ids) == ref["max_length"]  # the long review was cut at 256
-  emb = pretrained.embed(sentences, tokenizer=tokenizer, buckets=(32, 64, 128, 256))
+  emb = embedding.embed(sentences, tokenizer=tokenizer, buckets=(32, 64, 128, 256))
   want = np.asarray(ref["embeddings"], np.float32)
   assert emb.dtype == np.float32 and emb.shape == want.shape == (len(sentences), 384)
   assert np.abs(emb - want).max() <= 1e-4  # seen: 2.9e-7
@@ -330,7 +331,7 @@ def test_parity_with_pytorch_reference():
 
 
 def test_load_masked_lm_from_minilm(checkpoint):
-  model, report = pretrained.load_masked_lm(num_layers=1)
+  model, report = ckpt.load_masked_lm(num_layers=1)
   assert isinstance(model, bert.BertForMaskedLM) and report["head"] == []  # MiniLM has no head
   np.testing.assert_array_equal(np.asarray(model.bert.embeddings.word_embeddings.embedding[...]),
                                 checkpoint["embeddings.word_embeddings.weight"])
@@ -338,7 +339,7 @@ def test_load_masked_lm_from_minilm(checkpoint):
 
 
 def test_special_token_ids(tokenizer):
-  assert pretrained.special_token_ids(tokenizer) == [0, 100, 101, 102, 103]
+  assert tokens.special_token_ids(tokenizer) == [0, 100, 101, 102, 103]
 
 
 def _tiny_classifier(seed):
@@ -353,7 +354,7 @@ def _same_params(a, b):
 
 
 def test_orbax_checkpoints_round_trip_and_keep_the_best(tmp_path):
-  best = pretrained.Checkpoints(tmp_path / "best", best_metric="f1")
+  best = ckpt.Checkpoints(tmp_path / "best", best_metric="f1")
   models = {step: _tiny_classifier(step) for step in (1, 2, 3)}
   for step, f1 in ((1, 0.5), (2, 0.9), (3, 0.7)):
     best.save(step, models[step], metrics={"f1": f1})
@@ -368,12 +369,12 @@ def test_orbax_checkpoints_round_trip_and_keep_the_best(tmp_path):
     best.restore(restored, step=9)
   best.close()
   # A fresh manager on the same folder finds the step; without best_metric: the latest.
-  assert pretrained.Checkpoints(tmp_path / "best", best_metric="f1").best_step() == 2
-  last = pretrained.Checkpoints(tmp_path / "last", max_to_keep=2)
+  assert ckpt.Checkpoints(tmp_path / "best", best_metric="f1").best_step() == 2
+  last = ckpt.Checkpoints(tmp_path / "last", max_to_keep=2)
   for step in (1, 2, 3):
     last.save(step, models[step])
   assert last.steps == [2, 3] and last.best_step() == 3
   last.restore(restored)
   assert _same_params(restored, models[3])
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    pretrained.Checkpoints(tmp_path / "empty").restore(restored)
+    ckpt.Checkpoints(tmp_path / "empty").restore(restored)

@@ -309,8 +309,8 @@ def test_product_embeddings_use_the_description_else_the_category():
   emb = segment.product_embeddings(SimpleNamespace(products=products), language="en")
   assert list(emb.index) == ["a", "b", "c"]  # d has no text
   np.testing.assert_allclose(np.linalg.norm(emb.to_numpy(), axis=1), 1.0, atol=1e-5)
-  from cvlib.text import pretrained
-  expected = pretrained.embed(["red watering can", "kitchen"], buckets=(16, 32, 64))
+  from cvlib.text import embedding
+  expected = embedding.embed(["red watering can", "kitchen"], buckets=(16, 32, 64))
   np.testing.assert_allclose(emb.loc[["a", "b"]].to_numpy(), expected, atol=1e-5)
   # another language without the shop's own encoder: no product vectors
   assert segment.product_embeddings(SimpleNamespace(products=products), language="pt") is None

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvlib.text import bert, pretrained, sentiment
+from cvlib.text import bert, blend as blend_lib, checkpoint, labels as sentiment_labels, sentiment, sentiment_baselines, tokens
 
 POSITIVE = ["great", "excellent", "wonderful", "perfect", "lovely", "fantastic", "amazing"]
 NEGATIVE = ["terrible", "awful", "broken", "horrible", "useless", "disappointing", "bad"]
@@ -35,7 +35,7 @@ def _polar_reviews(n, seed, positive_share=0.7):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-  return pretrained.load_tokenizer()
+  return tokens.load_tokenizer()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,28 +44,28 @@ def tokenizer():
 
 def test_labels_from_ratings_schemes():
   ratings = [1, 2, 3, 4, 5, np.nan, 2.5]
-  labels, keep = sentiment.labels_from_ratings(ratings, "binary")
+  labels, keep = sentiment_labels.labels_from_ratings(ratings, "binary")
   np.testing.assert_array_equal(labels, [0, 0, -1, 1, 1, -1, -1])
   np.testing.assert_array_equal(keep, [1, 1, 0, 1, 1, 0, 0])
-  labels, keep = sentiment.labels_from_ratings(ratings, "binary_keep_neutral")
+  labels, keep = sentiment_labels.labels_from_ratings(ratings, "binary_keep_neutral")
   np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, -1, 0])
-  labels, keep = sentiment.labels_from_ratings(ratings, "three_class")
+  labels, keep = sentiment_labels.labels_from_ratings(ratings, "three_class")
   np.testing.assert_array_equal(labels, [0, 0, 1, 2, 2, -1, 1])
   np.testing.assert_array_equal(keep, labels >= 0)
   nullable = pd.Series([5, None, 1], dtype="Float64")
-  np.testing.assert_array_equal(sentiment.labels_from_ratings(nullable)[0], [1, -1, 0])
-  assert sentiment.class_names("three_class") == ["negative", "neutral", "positive"]
-  assert sentiment.class_names("binary") == ["negative", "positive"]
+  np.testing.assert_array_equal(sentiment_labels.labels_from_ratings(nullable)[0], [1, -1, 0])
+  assert sentiment_labels.class_names("three_class") == ["negative", "neutral", "positive"]
+  assert sentiment_labels.class_names("binary") == ["negative", "positive"]
 
 
 def test_labels_from_ratings_validation():
   with pytest.raises(ValueError, match="scheme must be one of binary, binary_keep_neutral, "
                                        "three_class; got 'five_class'"):
-    sentiment.labels_from_ratings([1, 5], "five_class")
+    sentiment_labels.labels_from_ratings([1, 5], "five_class")
   with pytest.raises(ValueError, match=r"ratings must lie in \[1, 5\]; got \[0.0, 6.0\]"):
-    sentiment.labels_from_ratings([0, 3, 6])
+    sentiment_labels.labels_from_ratings([0, 3, 6])
   with pytest.raises(ValueError, match="scheme must be one of"):
-    sentiment.class_names("stars")
+    sentiment_labels.class_names("stars")
 
 
 def test_class_weights_are_balanced():
@@ -189,7 +189,7 @@ def test_loss_is_weighted_cross_entropy():
 
 
 def _finetune(tokenizer, train, val, **kwargs):
-  model, _ = pretrained.load_classifier(2, num_layers=1, seed=0)
+  model, _ = checkpoint.load_classifier(2, num_layers=1, seed=0)
   args = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-4, "seed": 0, "progress": False,
           **kwargs}
   return sentiment.finetune_sentiment(model, tokenizer, *train, *val, **args)
@@ -213,7 +213,7 @@ def test_finetune_learns_and_is_deterministic(tokenizer):
   proba = sentiment.predict_proba(model_a, tokenizer, val[0])
   assert proba.shape == (60, 2)
   np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
-  metrics = sentiment.classification_metrics(val[1], proba.argmax(1))
+  metrics = sentiment_labels.classification_metrics(val[1], proba.argmax(1))
   assert metrics["macro_f1"] == pytest.approx(history["val_macro_f1"].max())
   reordered = sentiment.predict_proba(model_a, tokenizer, val[0][::-1])
   np.testing.assert_allclose(reordered, proba[::-1], atol=1e-6)
@@ -270,36 +270,36 @@ def test_finetune_validation(tokenizer):
 
 def test_vader_predict():
   texts = ["I love this, it is great!", "Terrible, awful, broken.", "The box is brown."]
-  np.testing.assert_array_equal(sentiment.vader_predict(texts, "three_class"), [2, 0, 1])
-  np.testing.assert_array_equal(sentiment.vader_predict(texts, "binary"), [1, 0, 0])
+  np.testing.assert_array_equal(sentiment_baselines.vader_predict(texts, "three_class"), [2, 0, 1])
+  np.testing.assert_array_equal(sentiment_baselines.vader_predict(texts, "binary"), [1, 0, 0])
   with pytest.raises(ValueError, match="scheme must be one of"):
-    sentiment.vader_predict(texts, "stars")
+    sentiment_baselines.vader_predict(texts, "stars")
 
 
 def test_tfidf_logreg():
   (train_x, train_y), (test_x, test_y) = _polar_reviews(200, seed=1), _polar_reviews(60, seed=2)
-  pred = sentiment.tfidf_logreg(train_x, train_y, test_x, seed=0)
+  pred = sentiment_baselines.tfidf_logreg(train_x, train_y, test_x, seed=0)
   assert pred.shape == (60,)
-  assert sentiment.classification_metrics(test_y, pred)["macro_f1"] > 0.9
+  assert sentiment_labels.classification_metrics(test_y, pred)["macro_f1"] > 0.9
   with pytest.raises(ValueError, match="at least two classes"):
-    sentiment.tfidf_logreg(["a", "b"], [1, 1], ["c"])
-  fitted = sentiment.fit_tfidf_logreg(train_x, train_y, seed=0)
+    sentiment_baselines.tfidf_logreg(["a", "b"], [1, 1], ["c"])
+  fitted = sentiment_baselines.fit_tfidf_logreg(train_x, train_y, seed=0)
   proba = fitted.predict_proba(test_x)
   assert proba.shape == (60, 2) and np.allclose(proba.sum(1), 1.0)
   np.testing.assert_array_equal(proba.argmax(1), pred)
   with pytest.raises(ValueError, match="200 training texts but 3 labels"):
-    sentiment.fit_tfidf_logreg(train_x, [0, 1, 0])
+    sentiment_baselines.fit_tfidf_logreg(train_x, [0, 1, 0])
 
 
 def test_classification_metrics():
-  assert sentiment.classification_metrics([0, 1, 1], [0, 1, 1]) == {
+  assert sentiment_labels.classification_metrics([0, 1, 1], [0, 1, 1]) == {
       "accuracy": 1.0, "macro_f1": 1.0, "n": 3}
   # Always predicting the majority class: accuracy 0.75, F1 (0 + 6/7) / 2.
-  m = sentiment.classification_metrics([0, 1, 1, 1], [1, 1, 1, 1])
+  m = sentiment_labels.classification_metrics([0, 1, 1, 1], [1, 1, 1, 1])
   assert m["accuracy"] == 0.75 and m["macro_f1"] == pytest.approx(3 / 7)
-  assert sentiment.classification_metrics([0, 0], [0, 0], num_classes=2)["macro_f1"] == 0.5
+  assert sentiment_labels.classification_metrics([0, 0], [0, 0], num_classes=2)["macro_f1"] == 0.5
   with pytest.raises(ValueError, match="equal length"):
-    sentiment.classification_metrics([0, 1], [0])
+    sentiment_labels.classification_metrics([0, 1], [0])
 
 
 def test_plot_history():
@@ -315,10 +315,10 @@ def test_plot_history():
 def test_tfidf_char_analyzer_reads_text_without_spaces():
   train = ["很好用非常满意", "质量很好喜欢", "太差了退货", "质量差不满意"] * 5
   labels = np.array([1, 1, 0, 0] * 5)
-  pred = sentiment.tfidf_logreg(train, labels, ["非常满意很好", "太差了"], seed=0, analyzer="char")
+  pred = sentiment_baselines.tfidf_logreg(train, labels, ["非常满意很好", "太差了"], seed=0, analyzer="char")
   assert pred.tolist() == [1, 0]
   with pytest.raises(ValueError, match="analyzer must be 'word' or 'char'"):
-    sentiment.tfidf_logreg(train, labels, ["x"], analyzer="bytes")
+    sentiment_baselines.tfidf_logreg(train, labels, ["x"], analyzer="bytes")
 
 
 def test_finetune_writes_orbax_checkpoints_and_restores_the_best(tokenizer, tmp_path):
@@ -330,8 +330,8 @@ def test_finetune_writes_orbax_checkpoints_and_restores_the_best(tokenizer, tmp_
       model, tokenizer, *train, *val, epochs=3, batch_size=8, learning_rate=3e-3, patience=None,
       seed=0, progress=False, buckets=(16,), checkpoint_dir=tmp_path / "ckpt")
   best_epoch = int(history.loc[history["best"], "epoch"].iloc[0])
-  best = pretrained.Checkpoints(tmp_path / "ckpt" / "best", best_metric="val_macro_f1")
-  last = pretrained.Checkpoints(tmp_path / "ckpt" / "last")
+  best = checkpoint.Checkpoints(tmp_path / "ckpt" / "best", best_metric="val_macro_f1")
+  last = checkpoint.Checkpoints(tmp_path / "ckpt" / "last")
   assert best.steps == [best_epoch] and last.steps == [3]
   fresh = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(9))
   best.restore(fresh)
@@ -348,14 +348,14 @@ def test_blend_leans_on_tfidf_when_the_encoder_guesses_and_keeps_a_perfect_encod
   (train_x, train_y), (val_x, val_y) = _polar_reviews(200, seed=1), _polar_reviews(80, seed=2)
   rng = np.random.default_rng(0)
   noise = rng.dirichlet([1.0, 1.0], size=len(val_y))  # an encoder that learnt nothing
-  blend = sentiment.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
+  blend = blend_lib.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
   assert blend.weight <= 0.5
   assert list(blend.validation.columns) == ["weight", "accuracy", "macro_f1"]
-  assert len(blend.validation) == len(sentiment.BLEND_WEIGHTS)
+  assert len(blend.validation) == len(blend_lib.BLEND_WEIGHTS)
   chosen = blend.validation.set_index("weight").loc[blend.weight, "macro_f1"]
   assert chosen == blend.validation["macro_f1"].max() > 0.9
   perfect = np.eye(2)[val_y] * 0.98 + 0.01
-  blend = sentiment.fit_blend(perfect, train_x, train_y, val_x, val_y, seed=0)
+  blend = blend_lib.fit_blend(perfect, train_x, train_y, val_x, val_y, seed=0)
   assert blend.weight == 1.0  # ties go to the encoder
   np.testing.assert_array_equal(blend.proba(perfect, val_x), perfect)
 
@@ -363,10 +363,10 @@ def test_blend_leans_on_tfidf_when_the_encoder_guesses_and_keeps_a_perfect_encod
 def test_blend_keeps_tfidf_refitted_on_training_and_validation_reviews():
   (train_x, train_y), (val_x, val_y) = _polar_reviews(120, seed=1), _polar_reviews(60, seed=2)
   noise = np.random.default_rng(0).dirichlet([1.0, 1.0], size=len(val_y))
-  blend = sentiment.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
+  blend = blend_lib.fit_blend(noise, train_x, train_y, val_x, val_y, seed=0)
   assert blend.weight < 1.0
-  both = sentiment.fit_tfidf_logreg([*train_x, *val_x], np.concatenate([train_y, val_y]), 0)
-  train_only = sentiment.fit_tfidf_logreg(train_x, train_y, 0)
+  both = sentiment_baselines.fit_tfidf_logreg([*train_x, *val_x], np.concatenate([train_y, val_y]), 0)
+  train_only = sentiment_baselines.fit_tfidf_logreg(train_x, train_y, 0)
   new = _polar_reviews(30, seed=3)[0]
   np.testing.assert_allclose(blend.tfidf.predict_proba(new), both.predict_proba(new))
   assert len(blend.tfidf.named_steps["tfidf"].vocabulary_) > len(
@@ -381,7 +381,7 @@ def test_blend_keeps_tfidf_refitted_on_training_and_validation_reviews():
 def test_blend_proba_mixes_the_two_models():
   (train_x, train_y), (val_x, val_y) = _polar_reviews(200, seed=1), _polar_reviews(40, seed=2)
   enc = np.random.default_rng(1).dirichlet([1.0, 1.0], size=len(val_y))
-  blend = sentiment.fit_blend(enc, train_x, train_y, val_x, val_y, seed=0)
+  blend = blend_lib.fit_blend(enc, train_x, train_y, val_x, val_y, seed=0)
   blend.weight = 0.3
   tfidf = blend.tfidf.predict_proba(val_x)
   np.testing.assert_allclose(blend.proba(enc, val_x), 0.3 * enc + 0.7 * tfidf)
@@ -395,17 +395,17 @@ def test_blend_save_and_load_give_the_same_probabilities(tmp_path):
   labels = np.array([1, 1, 0, 0, 1] * 6)
   val = ["非常满意很好", "太差了", "不满意", "喜欢"]
   enc = np.array([[0.4, 0.6], [0.7, 0.3], [0.45, 0.55], [0.2, 0.8]])
-  blend = sentiment.fit_blend(enc, train, labels, val, [1, 0, 0, 1], seed=0, analyzer="char")
+  blend = blend_lib.fit_blend(enc, train, labels, val, [1, 0, 0, 1], seed=0, analyzer="char")
   blend.weight = 0.4
   path = blend.save(tmp_path / "enc")
-  assert path.name == sentiment.BLEND_FILE
-  loaded = sentiment.SentimentBlend.load(tmp_path / "enc")
+  assert path.name == blend_lib.BLEND_FILE
+  loaded = blend_lib.SentimentBlend.load(tmp_path / "enc")
   new = ["满意", "退货了，太差", "unseen words 好"]
   enc_new = np.full((3, 2), 0.5)
   np.testing.assert_allclose(loaded.proba(enc_new, new), blend.proba(enc_new, new), rtol=1e-12)
   assert loaded.weight == 0.4
   pd.testing.assert_frame_equal(loaded.validation, blend.validation)
-  assert sentiment.SentimentBlend.load(tmp_path / "none") is None
+  assert blend_lib.SentimentBlend.load(tmp_path / "none") is None
   with np.load(path, allow_pickle=False) as z:  # plain arrays: no pickle needed to read it
     assert z["coef"].shape[0] == 1
 
@@ -413,8 +413,8 @@ def test_blend_save_and_load_give_the_same_probabilities(tmp_path):
 def test_fit_blend_rejects_bad_inputs():
   (train_x, train_y), (val_x, val_y) = _polar_reviews(60, seed=1), _polar_reviews(10, seed=2)
   with pytest.raises(ValueError, match=r"must be \[len\(val_texts\)=10, classes\]"):
-    sentiment.fit_blend(np.ones((9, 2)) / 2, train_x, train_y, val_x, val_y)
+    blend_lib.fit_blend(np.ones((9, 2)) / 2, train_x, train_y, val_x, val_y)
   with pytest.raises(ValueError, match="every class 0..2"):
-    sentiment.fit_blend(np.ones((10, 3)) / 3, train_x, train_y, val_x, val_y)
+    blend_lib.fit_blend(np.ones((10, 3)) / 3, train_x, train_y, val_x, val_y)
   with pytest.raises(ValueError, match="no validation texts"):
-    sentiment.fit_blend(np.ones((0, 2)), train_x, train_y, [], [])
+    blend_lib.fit_blend(np.ones((0, 2)), train_x, train_y, [], [])

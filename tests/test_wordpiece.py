@@ -2,7 +2,7 @@
 
 import pytest
 
-from cvlib.text import pretrained, wordpiece
+from cvlib.text import tokens, wordpiece
 
 PT = ["O produto chegou rápido e é ótimo.", "Péssimo, veio quebrado e não funciona.",
       "Recomendo o vendedor, entrega antes do prazo.", "Não gostei da qualidade do tecido.",
@@ -33,7 +33,7 @@ def test_chinese_characters_are_single_tokens():
   stats = wordpiece.describe_vocabulary(tok, ZH)
   assert stats["unk_share"] == 0.0 and stats["tokens_per_word"] == pytest.approx(1.0)
   # MiniLM's English vocabulary: many Chinese characters are [UNK].
-  assert wordpiece.describe_vocabulary(pretrained.load_tokenizer(), ZH)["unk_share"] > 0.3
+  assert wordpiece.describe_vocabulary(tokens.load_tokenizer(), ZH)["unk_share"] > 0.3
 
 
 def test_vocabulary_is_deterministic_and_bounded():
@@ -50,11 +50,11 @@ def test_saved_tokenizer_loads_like_minilm(tmp_path):
                                   max_length=64)
   path = wordpiece.save_tokenizer(tok, tmp_path / "enc")
   assert path.name == "tokenizer.json" and path.is_file()
-  loaded = pretrained.load_tokenizer(tmp_path / "enc", max_length=8)
+  loaded = tokens.load_tokenizer(tmp_path / "enc", max_length=8)
   assert loaded.encode(PT[2]).ids[:7] == tok.encode(PT[2]).ids[:7]
   assert len(loaded.encode(PT[2]).ids) == 8  # the loader's truncation applies
-  assert pretrained.special_token_ids(loaded) == [0, 1, 2, 3, 4]
-  batches = pretrained.make_batches(loaded, PT[:4], batch_size=2, buckets=(8,))
+  assert tokens.special_token_ids(loaded) == [0, 1, 2, 3, 4]
+  batches = tokens.make_batches(loaded, PT[:4], batch_size=2, buckets=(8,))
   assert batches[0]["input_ids"].shape == (2, 8) and batches[0]["input_ids"][0, 0] == 2  # [CLS]
 
 

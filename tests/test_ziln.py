@@ -107,12 +107,12 @@ def test_one_train_step_changes_every_parameter():
   x, y = _ziln_data(64, seed=0, n_features=6)
   model = ziln.ZILNModel(6, (8, 4), 0.1, rngs=nnx.Rngs(0), output_bias=ziln.make_output_bias(y))
   optimizer = nnx.Optimizer(model, ziln.make_optimizer(1e-2, 1e-4), wrt=nnx.Param)
-  before = {k: np.asarray(v[...]).copy() for k, v in ziln._flat_params(model).items()}
+  before = {k: np.asarray(v[...]).copy() for k, v in ziln.flat_params(model).items()}
   batch = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32),
            "w": jnp.ones(64, jnp.float32)}
   loss = ziln.train_step(model, optimizer, batch)
   assert np.isfinite(float(loss))
-  after = {k: np.asarray(v[...]) for k, v in ziln._flat_params(model).items()}
+  after = {k: np.asarray(v[...]) for k, v in ziln.flat_params(model).items()}
   assert set(before) == set(after) and len(before) == 6
   for k in before:
     assert np.all(before[k] != after[k]), f"{k} has entries the step did not change"

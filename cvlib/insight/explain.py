@@ -230,8 +230,7 @@ def integrated_gradients(predictor: ziln.ZILNPredictor, X: pd.DataFrame, *,
     raise ValueError(f"X columns {list(X.columns)} differ from the training columns {names}")
   if not isinstance(steps, (int, np.integer)) or steps < 1:
     raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-  # pylint: disable-next=protected-access
-  x = ziln._check_features(X, "X", predictor.config["in_features"])
+  x = ziln.check_features(X, "X", predictor.config["in_features"])
   b = _baseline_row(X, baseline)
   if not np.isfinite(b).all():
     raise ValueError(f"baseline holds NaN/inf: {b.tolist()}")
@@ -443,9 +442,9 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
 
   Args:
     model: a :class:`cvlib.text.bert.BertForSequenceClassification` (fine-tuned sentiment model).
-    tokenizer: its tokenizer (``pretrained.load_tokenizer``).
+    tokenizer: its tokenizer (``tokens.load_tokenizer``).
     text: one review.
-    target_class: the class index, e.g. 0 for "negative" (``sentiment.class_names``).
+    target_class: the class index, e.g. 0 for "negative" (``sentiment_labels.class_names``).
     buckets: sequence length buckets, as for ``sentiment.predict_proba``.
     batch_size: texts per forward pass.
 

@@ -185,7 +185,7 @@ def model_version(name: str, predictor: Any) -> str:
   """``<network>-<12 hex>``: a digest of the network's weights, standardiser and config."""
   from cvlib.value import ziln
   h = hashlib.sha256(json.dumps(predictor.config, sort_keys=True).encode())
-  for key, var in sorted(ziln._flat_params(predictor.model).items()):
+  for key, var in sorted(ziln.flat_params(predictor.model).items()):
     h.update(key.encode())
     h.update(np.ascontiguousarray(np.asarray(var[...], np.float32)).tobytes())
   h.update(json.dumps(predictor.standardiser.to_dict(), sort_keys=True).encode())
@@ -511,14 +511,14 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   """
   import jax.numpy as jnp
 
-  from cvlib.text import pretrained, sentiment
+  from cvlib.text import sentiment, tokens
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   k = model.num_labels
   out = np.zeros((len(r), k + model.bert.config.hidden_size), np.float32)
   if len(r):
-    for batch in pretrained.make_batches(tokenizer, r["text"].tolist(), batch_size=batch_size,
+    for batch in tokens.make_batches(tokenizer, r["text"].tolist(), batch_size=batch_size,
                                          buckets=buckets):
-      res = np.asarray(sentiment._proba_embed_step(model, jnp.asarray(batch["input_ids"]),
+      res = np.asarray(sentiment.proba_embed_step(model, jnp.asarray(batch["input_ids"]),
                                                    jnp.asarray(batch["attention_mask"])))
       real = batch["index"] >= 0
       out[batch["index"][real]] = res[real]
@@ -767,7 +767,7 @@ class Scorer:
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
                drivers: bool = False):
-    from cvlib.text import pretrained
+    from cvlib.text import checkpoint, tokens
     from cvlib.value import ziln
     self.run_dir = Path(run_dir)
     self.drivers = drivers
@@ -794,8 +794,8 @@ class Scorer:
     self.encoder = self.tokenizer = self.featurizer = self.blend = None
     if self.needs_text:
       self.featurizer = TextFeaturizer.load(models / "text_featurizer.npz")
-      self.encoder, _ = pretrained.load_saved_encoder(models / "encoder")
-      self.tokenizer = pretrained.load_tokenizer(models / "encoder", max_length=max(self.buckets))
+      self.encoder, _ = checkpoint.load_saved_encoder(models / "encoder")
+      self.tokenizer = tokens.load_tokenizer(models / "encoder", max_length=max(self.buckets))
       self.blend = blend_lib.SentimentBlend.load(models / "encoder")
     self.fast_features = _fast_features_agree()
     if warm_up:
@@ -811,7 +811,7 @@ class Scorer:
     if self.needs_text:
       for length in self.buckets:  # one compiled shape per bucket: [1, length]
         ids = jnp.zeros((1, length), jnp.int32)
-        sentiment._proba_embed_step(self.encoder, ids, jnp.ones((1, length), jnp.int32))
+        sentiment.proba_embed_step(self.encoder, ids, jnp.ones((1, length), jnp.int32))
 
   # --- one customer or a few ----------------------------------------------------------------
   def score(self, transactions: pd.DataFrame, reviews: pd.DataFrame | None = None, *,

@@ -19,6 +19,9 @@ from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace
 from cvlib.stages.notes import NOT_APPLICABLE
+from cvlib.text import blend as blend_lib
+from cvlib.text import labels as sentiment_labels
+from cvlib.text import sentiment_baselines
 from cvlib.value.networks import (E2E_MODEL, NETWORK_INPUTS, e2e_numeric, history_texts,
                                   train_value_networks, value_split)
 from cvlib.value.text_features import CustomerText, TextFeaturizer, make_customer_text
@@ -68,17 +71,16 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
   """
   from sklearn.model_selection import train_test_split
 
-  from cvlib.text import sentiment
   has = reviews["text"].notna() & reviews["rating"].notna()
   r = reviews[has]
   if not len(r):
     return None
-  labels, keep = sentiment.labels_from_ratings(r["rating"].to_numpy(), label_scheme)
+  labels, keep = sentiment_labels.labels_from_ratings(r["rating"].to_numpy(), label_scheme)
   texts = r["text"].to_numpy()[keep].tolist()
   labels = np.asarray(labels)[keep]
   if len(labels) == 0:
     return None
-  names = sentiment.class_names(label_scheme)
+  names = sentiment_labels.class_names(label_scheme)
   counts = np.bincount(labels, minlength=len(names))
   if counts.min() < min_per_class:
     return None
@@ -102,7 +104,7 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
   """With ``finetune.blend_tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
 
   Returns:
-    A ``blend.SentimentBlend`` (the encoder's weight chosen on the validation reviews against
+    A ``blend_lib.SentimentBlend`` (the encoder's weight chosen on the validation reviews against
     TF-IDF fitted on the training reviews, then TF-IDF refitted on both), or None when off or
     without labelled reviews.
   """
@@ -110,7 +112,7 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
   if data is None or not cfg.blend_tfidf:
     return None
   val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
-  return sentiment.fit_blend(val_proba, data.train_texts, data.train_labels, data.val_texts,
+  return blend_lib.fit_blend(val_proba, data.train_texts, data.train_labels, data.val_texts,
                              data.val_labels, seed=seed,
                              analyzer="char" if language in CHAR_LANGUAGES else "word")
 
@@ -130,14 +132,14 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
     return None
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
   pred = proba.argmax(axis=1)
-  ours = sentiment.classification_metrics(data.test_labels, pred)
+  ours = sentiment_labels.classification_metrics(data.test_labels, pred)
   strip = lambda m: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
   vader = None
   if language == "en":
-    vader = strip(sentiment.classification_metrics(
-        data.test_labels, sentiment.vader_predict(data.test_texts, label_scheme)))
-  tfidf = sentiment.classification_metrics(
-      data.test_labels, sentiment.tfidf_logreg(
+    vader = strip(sentiment_labels.classification_metrics(
+        data.test_labels, sentiment_baselines.vader_predict(data.test_texts, label_scheme)))
+  tfidf = sentiment_labels.classification_metrics(
+      data.test_labels, sentiment_baselines.tfidf_logreg(
           data.train_texts + data.val_texts, np.concatenate([data.train_labels, data.val_labels]),
           data.test_texts, seed=seed,
           analyzer="char" if language in CHAR_LANGUAGES else "word"))
@@ -153,7 +155,7 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
   if vader is None:
     out["notes"] = {"lexicon": f"VADER is an English lexicon; not run on language {language!r}"}
   if blend is not None:
-    both = sentiment.classification_metrics(
+    both = sentiment_labels.classification_metrics(
         data.test_labels, blend.proba(proba, data.test_texts).argmax(axis=1),
         num_classes=len(data.class_names))
     by_weight = blend.validation.set_index("weight")["macro_f1"]
@@ -348,7 +350,7 @@ def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
   encoder = prepare_encoder(cfg, reviews, data, language=language, seed=seed, mlm_steps=0)
   model, tokenizer, _ = fine_tune_sentiment(cfg, data, encoder, seed=seed)
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=cfg.buckets)
-  m = sentiment.classification_metrics(data.test_labels, proba.argmax(axis=1))
+  m = sentiment_labels.classification_metrics(data.test_labels, proba.argmax(axis=1))
   without = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
   with_mlm = {"accuracy": sent["accuracy"], "macro_f1": sent["macro_f1"]}
   return {**sent, "mlm_effect": {
@@ -371,8 +373,8 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
                   e2e: tuple[Any, pd.DataFrame] | None = None, blend: Any = None) -> dict:
   """Writes the fine-tuned encoder (with its TF-IDF blend), the value networks, review scores and
   text features."""
-  from cvlib.text import pretrained
-  pretrained.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
+  from cvlib.text import checkpoint
+  checkpoint.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
                           tokenizer=tokenizer)
   if blend is not None:
     blend.save(ws.path("models", "encoder"))

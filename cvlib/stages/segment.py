@@ -98,7 +98,7 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
   English; None for products without text or another language without a saved encoder.
   Returns a DataFrame indexed by product_id, one column per dimension (unit-norm rows).
   """
-  from cvlib.text import pretrained
+  from cvlib.text import checkpoint, embedding, tokens
   products = tables.products
   if products is None or not len(products):
     return None
@@ -114,14 +114,14 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
   ids, text = products.loc[keep, "product_id"].astype(str), text[keep].str.lower()
   saved = encoder_dir is not None and (Path(encoder_dir) / "cvlib_model.json").is_file()
   if saved:
-    model, _ = pretrained.load_saved_encoder(encoder_dir)
-    tokenizer = pretrained.load_tokenizer(encoder_dir)
+    model, _ = checkpoint.load_saved_encoder(encoder_dir)
+    tokenizer = tokens.load_tokenizer(encoder_dir)
   elif language == "en":
     model = tokenizer = None  # the installed MiniLM
   else:
     return None
   unique = pd.unique(text.to_numpy())
-  vectors = pretrained.embed(list(unique), model=model, tokenizer=tokenizer, buckets=(16, 32, 64))
+  vectors = embedding.embed(list(unique), model=model, tokenizer=tokenizer, buckets=(16, 32, 64))
   rows = pd.Index(unique).get_indexer(text.to_numpy())
   return (pd.DataFrame(vectors[rows], index=pd.Index(ids, name="product_id"))
           .groupby(level=0).first())
@@ -454,9 +454,9 @@ def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, sour
 def _encoder_sentiment_fn(encoder_dir: Path):
   """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2 (with its
   TF-IDF blend when it has one, as the review scores)."""
-  from cvlib.text import pretrained, sentiment
-  model, _ = pretrained.load_saved_encoder(encoder_dir)
-  tokenizer = pretrained.load_tokenizer(encoder_dir)
+  from cvlib.text import checkpoint, sentiment, tokens
+  model, _ = checkpoint.load_saved_encoder(encoder_dir)
+  tokenizer = tokens.load_tokenizer(encoder_dir)
   blend = SentimentBlend.load(encoder_dir)
 
   def score(clauses):

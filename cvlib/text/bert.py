@@ -1,7 +1,7 @@
 """BERT encoder in flax.nnx (post-LayerNorm, like Hugging Face ``BertModel``).
 
 Attribute names follow the Hugging Face checkpoint names so the key table in
-``cvlib.text.pretrained`` reads almost as an identity map: ``embeddings.word_embeddings``,
+``cvlib.text.checkpoint`` reads almost as an identity map: ``embeddings.word_embeddings``,
 ``encoder.layer[i].attention.self_attn.query``, ``...attention.output.dense``,
 ``...intermediate.dense``, ``...output.LayerNorm``, ``pooler.dense``. The differences are nnx's
 own parameter names (``kernel`` for ``weight`` of a Linear, stored transposed; ``embedding`` for an

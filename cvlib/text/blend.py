@@ -1,8 +1,8 @@
 """The fine-tuned encoder combined with TF-IDF + logistic regression, and how it is saved.
 
-Loading and applying a saved combination needs numpy, pandas and scikit-learn only, so the runner
-(the run's model manifest) and other light readers need not load jax; fitting one uses the
-baseline of ``cvlib.text.sentiment``, imported when called.
+Fitting, loading and applying a combination needs numpy, pandas and scikit-learn only (the
+TF-IDF baseline of :mod:`cvlib.text.sentiment_baselines`), so the runner (the run's model
+manifest) and other light readers need not load jax.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+
+from cvlib.text.labels import classification_metrics
+from cvlib.text.sentiment_baselines import fit_tfidf_logreg
 
 
 BLEND_FILE = "sentiment_tfidf.npz"
@@ -119,7 +122,6 @@ def fit_blend(encoder_val_proba: np.ndarray, train_texts: Sequence[str],
   Raises:
     ValueError: mismatched lengths, or a class missing from the training labels.
   """
-  from cvlib.text.sentiment import classification_metrics, fit_tfidf_logreg
   encoder_val_proba = np.asarray(encoder_val_proba, np.float64)
   y_val = np.asarray(val_labels)
   if not len(val_texts):

@@ -13,7 +13,7 @@ report.
   (``BertConfig.small``) pretrained from scratch on them with masked-LM; ``mlm_steps`` must be > 0.
 - ``encoder="transfer"`` (any language): a WordPiece vocabulary learnt from the texts on MiniLM's
   layers. Each new piece's embedding starts from MiniLM's vectors of the same text
-  (``pretrained.transfer_word_embeddings``), then masked-LM on the texts adapts embeddings and
+  (``checkpoint.transfer_word_embeddings``), then masked-LM on the texts adapts embeddings and
   layers together (``mlm_steps`` > 0). The transformer layers keep what they learnt in English
   (Artetxe, Ruder & Yogatama 2020 found such layers transfer across languages once the embeddings
   are relearnt).
@@ -31,7 +31,7 @@ import pandas as pd
 from flax import nnx
 from tokenizers import Tokenizer
 
-from cvlib.text import mlm, pretrained, wordpiece
+from cvlib.text import checkpoint, mlm, tokens, wordpiece
 from cvlib.config import BUILT_ENCODERS
 from cvlib.text.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
@@ -153,9 +153,9 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
   Raises:
     ValueError: a bad argument (named), scratch without mlm_steps, or no usable text.
   """
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
   wordpiece.normalizer_options(language)  # validates the code
-  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
+  buckets = tokens.check_buckets(buckets)
   _check_positive("mlm_steps", mlm_steps, allow_zero=True)
   _check_positive("mlm_batch_size", mlm_batch_size)
   _check_positive("mlm_max_texts", mlm_max_texts, allow_zero=True)
@@ -203,7 +203,7 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
             f"{len(mlm_texts):,} {_language_name(language)} reviews with a "
             f"{tokenizer.get_vocab_size():,}-piece WordPiece vocabulary learnt from them")
   elif kind == "transfer":
-    mlm_model, report = pretrained.load_masked_lm(None, num_layers, seed=seed, dtype=dtype,
+    mlm_model, report = checkpoint.load_masked_lm(None, num_layers, seed=seed, dtype=dtype,
                                                   tokenizer=tokenizer)
     config = mlm_model.bert.config
     if mlm_head_learning_rate is None:
@@ -216,14 +216,14 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
       base += f", first {config.num_layers} layer(s)"
   else:
     path = None if kind == "minilm" else encoder
-    tokenizer = pretrained.load_tokenizer(path, max_length=buckets[-1])
+    tokenizer = tokens.load_tokenizer(path, max_length=buckets[-1])
     if mlm_steps:
-      mlm_model, report = pretrained.load_masked_lm(path, num_layers, seed=seed, dtype=dtype)
+      mlm_model, report = checkpoint.load_masked_lm(path, num_layers, seed=seed, dtype=dtype)
       config = mlm_model.bert.config
       if mlm_head_learning_rate is None and not report["head"]:
         head_lr = _DEFAULT_HEAD_LR_UNTRAINED  # a fresh head next to a trained encoder
     else:
-      bert_model, config = pretrained.load_encoder(path, num_layers, seed=seed, dtype=dtype)
+      bert_model, config = checkpoint.load_encoder(path, num_layers, seed=seed, dtype=dtype)
     name = "MiniLM-L6 (all-MiniLM-L6-v2)" if kind == "minilm" else f"BERT from {encoder}"
     if num_layers is not None:
       name += f", first {config.num_layers} layer(s)"
@@ -249,7 +249,7 @@ def prepare_encoder(texts: Sequence[str], *, language: str = "en", encoder: str 
   if fallback:
     description += "; MiniLM was not used because its vocabulary is English"
   details["seconds"] = time.perf_counter() - start
-  params = pretrained._flat_params(bert_model)  # pylint: disable=protected-access
+  params = checkpoint.flat_params(bert_model)
   details["parameters"] = int(sum(np.prod(v.shape) for v in params.values()))
   return EncoderResult(tokenizer=tokenizer, config=config, encoder=bert_model,
                        mlm_history=history, description=description, kind=kind,

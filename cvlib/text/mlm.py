@@ -28,7 +28,7 @@ import pandas as pd
 from flax import nnx
 from tokenizers import Tokenizer
 
-from cvlib.text import devices, pretrained, sentiment
+from cvlib.text import checkpoint, devices, sentiment, tokens
 from cvlib.text.bert import BertForMaskedLM
 
 Batch = dict[str, jax.Array]
@@ -202,7 +202,7 @@ def _masking_setup(tokenizer: Tokenizer, vocab_size: int) -> dict[str, Any]:
   if tokenizer.get_vocab_size() > vocab_size:
     raise ValueError(f"the tokenizer has {tokenizer.get_vocab_size()} ids but the model only "
                      f"{vocab_size} embeddings")
-  return {"mask_id": mask_id, "special_ids": pretrained.special_token_ids(tokenizer),
+  return {"mask_id": mask_id, "special_ids": tokens.special_token_ids(tokenizer),
           "vocab_size": tokenizer.get_vocab_size()}
 
 
@@ -226,7 +226,7 @@ def make_mlm_batches(ids: Sequence[np.ndarray], *, batch_size: int, buckets: Seq
   """
   rng = np.random.default_rng([seed, 1])  # a stream apart from the shuffling one
   out = []
-  for batch in pretrained.batches_from_ids(ids, None, batch_size=batch_size, buckets=buckets,
+  for batch in tokens.batches_from_ids(ids, None, batch_size=batch_size, buckets=buckets,
                                            shuffle=shuffle, seed=seed, pad_id=pad_id):
     masked = mask_tokens(batch["input_ids"], batch["attention_mask"], rng=rng,
                          mask_rate=mask_rate, **masking)
@@ -286,20 +286,20 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
       raise ValueError(f"{name} must be an int >= 1, got {value!r}")
   if not 0.0 <= warmup_ratio < 1.0:
     raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
   if not texts:
     raise ValueError("texts is empty: MLM pretraining needs text")
-  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
+  buckets = tokens.check_buckets(buckets)
   devices.check_batch_size(batch_size, mesh)
   config = model.bert.config
   if buckets[-1] > config.max_position_embeddings:
     raise ValueError(f"the largest bucket ({buckets[-1]}) exceeds the model's "
                      f"max_position_embeddings ({config.max_position_embeddings})")
   masking = _masking_setup(tokenizer, config.vocab_size)
-  ids = pretrained.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
+  ids = tokens.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
   make_epoch = functools.partial(
       make_mlm_batches, ids, batch_size=batch_size, buckets=buckets, masking=masking,
-      mask_rate=mask_rate, pad_id=pretrained._pad_id(tokenizer))  # pylint: disable=protected-access
+      mask_rate=mask_rate, pad_id=tokens.pad_token_id(tokenizer))
   first = make_epoch(seed=seed + 1)
   total_steps = steps if steps is not None else epochs * len(first)
   warmup_steps = int(round(warmup_ratio * total_steps))
@@ -359,11 +359,11 @@ def evaluate_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
   Returns:
     {"loss", "perplexity", "accuracy", "targets"}.
   """
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
-  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
+  buckets = tokens.check_buckets(buckets)
   masking = _masking_setup(tokenizer, model.bert.config.vocab_size)
-  ids = pretrained.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
-  pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
+  ids = tokens.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
+  pad_id = tokens.pad_token_id(tokenizer)
   ce_sum = correct_sum = targets = 0.0
   for batch in make_mlm_batches(ids, batch_size=batch_size, buckets=buckets, seed=seed,
                                 masking=masking, mask_rate=mask_rate, shuffle=False,
@@ -419,8 +419,8 @@ def transfer_encoder(source: Any, target: Any) -> list[str]:
   Raises:
     ValueError: the encoders' shapes differ.
   """
-  src_bert = pretrained._as_bert(source)  # pylint: disable=protected-access
-  dst_bert = pretrained._as_bert(target)  # pylint: disable=protected-access
+  src_bert = checkpoint.as_bert(source)
+  dst_bert = checkpoint.as_bert(target)
   src, dst = src_bert.config, dst_bert.config
   shape = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
            "max_position_embeddings", "type_vocab_size")
@@ -428,9 +428,9 @@ def transfer_encoder(source: Any, target: Any) -> list[str]:
           if getattr(src, k) != getattr(dst, k)}
   if diff:
     raise ValueError(f"encoder shapes differ (source, target): {diff}")
-  src_params = pretrained._flat_params(src_bert)  # pylint: disable=protected-access
+  src_params = checkpoint.flat_params(src_bert)
   not_copied = []
-  for key, var in pretrained._flat_params(dst_bert).items():  # pylint: disable=protected-access
+  for key, var in checkpoint.flat_params(dst_bert).items():
     if key in src_params:
       var.set_value(jnp.array(src_params[key][...], copy=True))  # no shared buffers
     else:

@@ -18,80 +18,17 @@ import numpy as np
 import optax
 import pandas as pd
 from flax import nnx
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.pipeline import Pipeline
 from tokenizers import Tokenizer
 
 from cvlib.text import bert as bert_lib
-from cvlib.text import devices, pretrained
-from cvlib.text.blend import BLEND_FILE, BLEND_WEIGHTS, SentimentBlend, fit_blend
+from cvlib.text import checkpoint, devices, embedding, tokens
 from cvlib.text.bert import BertForSequenceClassification
+from cvlib.text.labels import classification_metrics
 
 Batch = dict[str, jax.Array]
 
 # ----------------------------------------------------------------------------------------------
 # Labels
-
-_CLASS_NAMES = {
-    "binary": ("negative", "positive"),  # 1-2 stars vs 4-5 stars; 3 stars dropped
-    "binary_keep_neutral": ("negative", "positive"),  # 3 stars counted as negative
-    "three_class": ("negative", "neutral", "positive"),
-}
-SCHEMES = tuple(_CLASS_NAMES)
-
-
-def _check_scheme(scheme: str) -> str:
-  if scheme not in _CLASS_NAMES:
-    raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
-  return scheme
-
-
-def class_names(scheme: str = "binary") -> list[str]:
-  """Class names of a labelling scheme, index = label."""
-  return list(_CLASS_NAMES[_check_scheme(scheme)])
-
-
-def labels_from_ratings(ratings: Sequence[float] | np.ndarray | pd.Series,
-                        scheme: str = "binary") -> tuple[np.ndarray, np.ndarray]:
-  """Sentiment labels from 1-5 star ratings.
-
-  Ratings <= 2 are negative, >= 4 positive, anything between (3, or a half star such as 2.5)
-  neutral. "binary" drops neutral, "binary_keep_neutral" counts it as negative (an unhappy-enough
-  customer), "three_class" keeps it as its own class. Missing ratings are always dropped.
-
-  Args:
-    ratings: star ratings in [1, 5]; NaN / None / <NA> allowed.
-    scheme: "binary", "binary_keep_neutral" or "three_class".
-
-  Returns:
-    (labels int64 [n], keep bool [n]); labels are -1 where keep is False, so use labels[keep].
-
-  Raises:
-    ValueError: unknown scheme, or a rating outside [1, 5].
-  """
-  _check_scheme(scheme)
-  series = pd.Series(ratings)
-  try:
-    r = pd.to_numeric(series, errors="raise").to_numpy(dtype="float64", na_value=np.nan)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"ratings must be numbers in [1, 5] or missing: {e}") from e
-  present = ~np.isnan(r)
-  bad = present & ((r < 1) | (r > 5))
-  if bad.any():
-    raise ValueError(f"ratings must lie in [1, 5]; got {np.unique(r[bad])[:10].tolist()} "
-                     f"at positions {np.flatnonzero(bad)[:10].tolist()}")
-  negative, positive = present & (r <= 2), present & (r >= 4)
-  neutral = present & ~negative & ~positive
-  labels = np.full(len(r), -1, np.int64)
-  if scheme == "binary":
-    labels[negative], labels[positive] = 0, 1
-  elif scheme == "binary_keep_neutral":
-    labels[negative | neutral], labels[positive] = 0, 1
-  else:
-    labels[negative], labels[neutral], labels[positive] = 0, 1, 2
-  return labels, labels >= 0
 
 
 def compute_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
@@ -283,35 +220,6 @@ def _model_batch(batch: dict[str, np.ndarray], class_weights: np.ndarray,
 # Fine-tuning
 
 
-def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-                           num_classes: int | None = None) -> dict[str, float]:
-  """Accuracy and macro-F1.
-
-  Args:
-    y_true: true labels.
-    y_pred: predicted labels.
-    num_classes: average F1 over classes 0..num_classes-1 (a class never predicted nor present
-      scores 0); None averages over the labels that occur in y_true or y_pred.
-
-  Returns:
-    {"accuracy", "macro_f1", "n"}.
-
-  Raises:
-    ValueError: different lengths or no examples.
-  """
-  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-  if y_true.shape != y_pred.shape or y_true.ndim != 1:
-    raise ValueError(f"y_true and y_pred must be 1-d of equal length, got {y_true.shape} and "
-                     f"{y_pred.shape}")
-  if y_true.size == 0:
-    raise ValueError("no examples to score")
-  labels = list(range(num_classes)) if num_classes is not None else None
-  return {"accuracy": float(accuracy_score(y_true, y_pred)),
-          "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
-                                     zero_division=0)),
-          "n": int(y_true.size)}
-
-
 def _check_labelled(texts: Sequence[str], labels: Any, num_labels: int,
                     what: str) -> np.ndarray:
   labels = np.asarray(labels)
@@ -384,7 +292,7 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
 
   Args:
     model: a BertForSequenceClassification, updated in place (and returned).
-    tokenizer: from ``pretrained.load_tokenizer``.
+    tokenizer: from ``tokens.load_tokenizer``.
     train_texts: training texts.
     train_labels: int labels in [0, model.num_labels).
     val_texts: validation texts.
@@ -424,15 +332,15 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   num_labels = model.num_labels
   train_y = _check_labelled(train_texts, train_labels, num_labels, "train")
   val_y = _check_labelled(val_texts, val_labels, num_labels, "validation")
-  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
-  pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
+  buckets = tokens.check_buckets(buckets)
+  pad_id = tokens.pad_token_id(tokenizer)
   devices.check_batch_size(batch_size, mesh)
 
   class_weights = compute_class_weights(train_y, num_labels)
-  train_ids = pretrained.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1])
-  val_batches = pretrained.make_batches(tokenizer, val_texts, val_y, batch_size=batch_size,
+  train_ids = tokens.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1])
+  val_batches = tokens.make_batches(tokenizer, val_texts, val_y, batch_size=batch_size,
                                         buckets=buckets)
-  make_epoch = functools.partial(pretrained.batches_from_ids, train_ids, train_y,
+  make_epoch = functools.partial(tokens.batches_from_ids, train_ids, train_y,
                                  batch_size=batch_size, buckets=buckets, shuffle=True,
                                  pad_id=pad_id)
   steps_per_epoch = len(make_epoch(seed=seed))
@@ -449,8 +357,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     devices.replicate(model, optimizer, mesh=mesh)
   best_ckpt = last_ckpt = None
   if checkpoint_dir is not None:
-    best_ckpt = pretrained.Checkpoints(Path(checkpoint_dir) / "best", best_metric="val_macro_f1")
-    last_ckpt = pretrained.Checkpoints(Path(checkpoint_dir) / "last")
+    best_ckpt = checkpoint.Checkpoints(Path(checkpoint_dir) / "best", best_metric="val_macro_f1")
+    last_ckpt = checkpoint.Checkpoints(Path(checkpoint_dir) / "last")
 
   rows, best_f1, best_params, stale = [], -math.inf, None, 0
   for epoch in range(1, epochs + 1):
@@ -509,15 +417,15 @@ def _proba_step(model: BertForSequenceClassification, input_ids: jax.Array,
 
 def predict_proba(model: BertForSequenceClassification, tokenizer: Tokenizer,
                   texts: Sequence[str], *, batch_size: int = 64,
-                  buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS) -> np.ndarray:
+                  buckets: Sequence[int] = tokens.DEFAULT_BUCKETS) -> np.ndarray:
   """Class probabilities [len(texts), num_labels], row i for texts[i]."""
-  return pretrained.predict_batched(_proba_step, model, tokenizer, texts,
+  return embedding.predict_batched(_proba_step, model, tokenizer, texts,
                                     out_dim=model.num_labels, batch_size=batch_size,
                                     buckets=buckets)
 
 
 @devices.inference_jit
-def _proba_embed_step(model: BertForSequenceClassification, input_ids: jax.Array,
+def proba_embed_step(model: BertForSequenceClassification, input_ids: jax.Array,
                       attention_mask: jax.Array) -> jax.Array:
   sequence_output, cls_pooled = model.bert(input_ids, attention_mask, deterministic=True)
   mean = bert_lib.mean_pool(sequence_output, attention_mask)  # [batch, hidden]
@@ -528,7 +436,7 @@ def _proba_embed_step(model: BertForSequenceClassification, input_ids: jax.Array
 
 def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tokenizer,
                             texts: Sequence[str], *, batch_size: int = 64,
-                            buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS
+                            buckets: Sequence[int] = tokens.DEFAULT_BUCKETS
                             ) -> tuple[np.ndarray, np.ndarray]:
   """``predict_proba`` and ``encode_texts`` in one encoder pass (half the time of both).
 
@@ -537,7 +445,7 @@ def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tok
     order of texts.
   """
   k = model.num_labels
-  out = pretrained.predict_batched(_proba_embed_step, model, tokenizer, texts,
+  out = embedding.predict_batched(proba_embed_step, model, tokenizer, texts,
                                    out_dim=k + model.bert.config.hidden_size,
                                    batch_size=batch_size, buckets=buckets)
   return out[:, :k], out[:, k:]
@@ -545,12 +453,12 @@ def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tok
 
 def encode_texts(model_or_bert: Any, tokenizer: Tokenizer, texts: Sequence[str], *,
                  batch_size: int = 64,
-                 buckets: Sequence[int] = pretrained.DEFAULT_BUCKETS) -> np.ndarray:
+                 buckets: Sequence[int] = tokens.DEFAULT_BUCKETS) -> np.ndarray:
   """Mean-pooled, L2-normalised embeddings [len(texts), hidden] from a (fine-tuned) BERT.
 
   Args:
     model_or_bert: a BertModel or a model with ``.bert`` (a fine-tuned classifier).
-    tokenizer: from ``pretrained.load_tokenizer``.
+    tokenizer: from ``tokens.load_tokenizer``.
     texts: strings.
     batch_size: rows per batch.
     buckets: sequence length buckets.
@@ -558,82 +466,12 @@ def encode_texts(model_or_bert: Any, tokenizer: Tokenizer, texts: Sequence[str],
   Returns:
     float32 [len(texts), hidden], in the order of texts.
   """
-  return pretrained.embed(texts, model=model_or_bert, tokenizer=tokenizer, batch_size=batch_size,
+  return embedding.embed(texts, model=model_or_bert, tokenizer=tokenizer, batch_size=batch_size,
                           buckets=buckets)
 
 
 # ----------------------------------------------------------------------------------------------
 # Baselines
-
-
-@functools.lru_cache(maxsize=1)
-def _vader() -> Any:
-  # Imported on first use: loading VADER's lexicon takes a moment most runs do not need.
-  from vaderSentiment import vaderSentiment  # pylint: disable=import-outside-toplevel
-  return vaderSentiment.SentimentIntensityAnalyzer()
-
-
-def vader_predict(texts: Sequence[str], scheme: str = "binary") -> np.ndarray:
-  """Labels from VADER's compound score (English lexicon; weak on other languages).
-
-  Uses VADER's documented thresholds: compound >= 0.05 positive, <= -0.05 negative, neutral in
-  between. The binary schemes call everything below 0.05 negative.
-
-  Returns:
-    int64 labels [len(texts)] in the scheme's classes.
-  """
-  _check_scheme(scheme)
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
-  analyzer = _vader()
-  compound = np.asarray([analyzer.polarity_scores(t)["compound"] for t in texts], np.float64)
-  if scheme == "three_class":
-    return np.where(compound >= 0.05, 2, np.where(compound <= -0.05, 0, 1)).astype(np.int64)
-  return (compound >= 0.05).astype(np.int64)
-
-
-def fit_tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
-                     seed: int = 0, *, analyzer: str = "word") -> Pipeline:
-  """Fits the TF-IDF + class-balanced logistic regression baseline.
-
-  ``analyzer="word"`` uses word 1-2 grams; ``"char"`` uses character 1-3 grams, the usual choice
-  for languages written without spaces (Chinese).
-
-  Returns:
-    a fitted sklearn Pipeline (``predict``, ``predict_proba`` on lists of texts).
-
-  Raises:
-    ValueError: fewer than two classes in train_labels, mismatched lengths or a bad analyzer.
-  """
-  train_texts = pretrained._check_texts(train_texts)  # pylint: disable=protected-access
-  y = np.asarray(train_labels)
-  if len(y) != len(train_texts):
-    raise ValueError(f"{len(train_texts)} training texts but {len(y)} labels")
-  if len(np.unique(y)) < 2:
-    raise ValueError(f"need at least two classes in train_labels, got {np.unique(y).tolist()}")
-  if analyzer not in ("word", "char"):
-    raise ValueError(f"analyzer must be 'word' or 'char', got {analyzer!r}")
-  vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=(1, 2) if analyzer == "word" else
-                               (1, 3), sublinear_tf=True, strip_accents="unicode", min_df=1)
-  clf = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)
-  return Pipeline([("tfidf", vectorizer), ("logreg", clf)]).fit(train_texts, y)
-
-
-def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[int] | np.ndarray,
-                 test_texts: Sequence[str], seed: int = 0, *,
-                 analyzer: str = "word") -> np.ndarray:
-  """TF-IDF + class-balanced logistic regression baseline (see ``fit_tfidf_logreg``).
-
-  Returns:
-    int64 predicted labels [len(test_texts)].
-
-  Raises:
-    ValueError: fewer than two classes in train_labels or mismatched lengths.
-  """
-  model = fit_tfidf_logreg(train_texts, train_labels, seed, analyzer=analyzer)
-  test_texts = pretrained._check_texts(test_texts)  # pylint: disable=protected-access
-  if not test_texts:
-    return np.zeros(0, np.int64)
-  return model.predict(test_texts).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -669,9 +507,7 @@ def plot_history(history: pd.DataFrame) -> matplotlib.figure.Figure:
 
 
 __all__ = [
-    "BLEND_FILE", "BLEND_WEIGHTS", "SCHEMES", "SentimentBlend", "class_names",
-    "classification_metrics", "compute_class_weights", "decay_mask", "encode_texts", "eval_step",
-    "finetune_sentiment", "fit_blend", "fit_tfidf_logreg", "labels_from_ratings", "loss_fn",
-    "make_optimizer", "make_schedule", "plot_history", "predict_proba", "predict_proba_and_embed",
-    "tfidf_logreg", "train_step", "vader_predict",
+    "compute_class_weights", "decay_mask", "encode_texts", "eval_step", "finetune_sentiment",
+    "loss_fn", "make_optimizer", "make_schedule", "plot_history", "predict_proba",
+    "predict_proba_and_embed", "train_step",
 ]

@@ -7,7 +7,7 @@ CJK character its own word) and pre-tokeniser (whitespace and punctuation) from 
 ``tokenizers``, a WordPiece vocabulary learnt by greedy pair merging with "##" continuations
 (``_learn_vocabulary``, deterministic), [CLS] ... [SEP] around each text. The result is a fast
 ``tokenizers.Tokenizer``; its saved ``tokenizer.json`` loads with
-``pretrained.load_tokenizer(folder)`` like MiniLM's.
+``tokens.load_tokenizer(folder)`` like MiniLM's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from cvlib.text import pretrained
+from cvlib.text import tokens
 
 # In this order, so that [PAD] is id 0 as in BERT's vocabularies (padding code assumes it).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -142,7 +142,7 @@ def train_wordpiece(texts: Sequence[str], *, language: str, vocab_size: int = 16
   Raises:
     ValueError: bad sizes or a corpus without text.
   """
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
   if not any(t.strip() for t in texts):
     raise ValueError("texts has no non-blank text to learn a vocabulary from")
   if not isinstance(vocab_size, int) or vocab_size < len(SPECIAL_TOKENS) + 1:
@@ -191,9 +191,9 @@ def describe_vocabulary(tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str,
   Returns:
     {"vocab_size", "tokens_per_word", "unk_share", "texts"} (special tokens not counted).
   """
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
   unk = tokenizer.token_to_id("[UNK]")
-  skip = set(pretrained.special_token_ids(tokenizer)) - {unk}
+  skip = set(tokens.special_token_ids(tokenizer)) - {unk}
   whole = Tokenizer.from_str(tokenizer.to_str())  # a copy that neither truncates nor pads
   whole.no_truncation()
   whole.no_padding()

@@ -34,7 +34,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
-from cvlib.text import devices, mlm, pretrained, sentiment
+from cvlib.text import checkpoint, devices, mlm, sentiment, tokens
 
 from cvlib.value import ziln
 from cvlib.text.bert import BertConfig, BertForZILN
@@ -377,9 +377,9 @@ def _logits_step(model: BertForZILN, input_ids: jax.Array, attention_mask: jax.A
 def _epoch_batches(ids: Sequence[np.ndarray], numeric: np.ndarray, y: np.ndarray, *,
                    batch_size: int, buckets: tuple[int, ...], shuffle: bool, seed: int,
                    pad_id: int) -> list[dict[str, np.ndarray]]:
-  """pretrained.batches_from_ids plus each row's numeric features and label (0 for filler)."""
+  """tokens.batches_from_ids plus each row's numeric features and label (0 for filler)."""
   out = []
-  for batch in pretrained.batches_from_ids(ids, None, batch_size=batch_size, buckets=buckets,
+  for batch in tokens.batches_from_ids(ids, None, batch_size=batch_size, buckets=buckets,
                                            shuffle=shuffle, seed=seed, pad_id=pad_id):
     rows = np.maximum(batch["index"], 0)  # filler rows borrow row 0; their weight is 0
     out.append({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
@@ -419,7 +419,7 @@ def _numeric_array(numeric: Any, n: int, n_numeric: int, name: str) -> np.ndarra
     raise ValueError(f"{name} must be 2-D with one row per text ({n}), got shape {arr.shape}")
   if arr.shape[0] == 0:
     return arr.reshape(0, n_numeric)
-  return ziln._check_features(arr, name, n_numeric)  # pylint: disable=protected-access
+  return ziln.check_features(arr, name, n_numeric)
 
 
 @dataclasses.dataclass
@@ -437,14 +437,14 @@ class E2EPredictor:
 
   def logits(self, texts: Sequence[str], numeric: Any = None) -> np.ndarray:
     """[n, 3] ZILN logits for history texts and raw (unstandardised) numeric features."""
-    texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
+    texts = tokens.check_texts(texts)
     arr = _numeric_array(numeric, len(texts), self.config["n_numeric"], "numeric")
     if not texts:
       return np.zeros((0, 3), np.float32)
     buckets = tuple(self.config["buckets"])
-    ids = pretrained.tokenize_texts(self.tokenizer, texts, max_length=buckets[-1])
-    rows = pretrained.inference_batch_size(len(texts), self.config["batch_size"])
-    pad_id = pretrained._pad_id(self.tokenizer)  # pylint: disable=protected-access
+    ids = tokens.tokenize_texts(self.tokenizer, texts, max_length=buckets[-1])
+    rows = tokens.inference_batch_size(len(texts), self.config["batch_size"])
+    pad_id = tokens.pad_token_id(self.tokenizer)
     batches = _epoch_batches(ids, self.standardiser.transform(arr), np.zeros(len(texts)),
                              batch_size=rows, buckets=buckets, shuffle=False, seed=0,
                              pad_id=pad_id)
@@ -484,7 +484,7 @@ class E2EPredictor:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    params = pretrained._flat_params(self.model)  # pylint: disable=protected-access
+    params = checkpoint.flat_params(self.model)
     save_file({k: np.asarray(v[...]) for k, v in params.items()}, str(folder / _WEIGHTS_FILE),
               metadata={"format": "cvlib-e2e-ziln-1"})
     meta = {"format": "cvlib-e2e-ziln-1", "config": self.config,
@@ -510,7 +510,7 @@ class E2EPredictor:
     model = BertForZILN(BertConfig(**config["bert"]), config["n_numeric"], hidden=config["hidden"],
                         dropout=config["dropout"], rngs=nnx.Rngs(0))
     weights = load_file(str(folder / _WEIGHTS_FILE))
-    params = pretrained._flat_params(model)  # pylint: disable=protected-access
+    params = checkpoint.flat_params(model)
     problems = [f"missing: {k}" for k in sorted(set(params) - set(weights))]
     problems += [f"unexpected: {k}" for k in sorted(set(weights) - set(params))]
     problems += [f"shape mismatch: {k}: saved {weights[k].shape}, model {params[k].shape}"
@@ -556,7 +556,7 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
     val_texts: validation texts for early stopping.
     val_numeric: [m, n_numeric] validation features (None when numeric is None).
     val_y: [m] validation values.
-    encoder_model: a cvlib BertModel or a model with ``.bert`` (e.g. ``pretrained.load_encoder``,
+    encoder_model: a cvlib BertModel or a model with ``.bert`` (e.g. ``checkpoint.load_encoder``,
       a fine-tuned sentiment classifier, an MLM-adapted model).
     tokenizer: the encoder's tokenizer.
     epochs: maximum number of epochs.
@@ -592,8 +592,8 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
     raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
   if not 0.0 <= warmup_ratio < 1.0:
     raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
-  texts = pretrained._check_texts(texts)  # pylint: disable=protected-access
-  val_texts = pretrained._check_texts(val_texts)  # pylint: disable=protected-access
+  texts = tokens.check_texts(texts)
+  val_texts = tokens.check_texts(val_texts)
   if not texts or not val_texts:
     raise ValueError(f"need training and validation texts, got {len(texts)} and "
                      f"{len(val_texts)}")
@@ -603,11 +603,11 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
   n_numeric = 0 if numeric is None else int(np.asarray(numeric).shape[-1])
   x_train = _numeric_array(numeric, len(texts), n_numeric, "numeric")
   x_val = _numeric_array(val_numeric, len(val_texts), n_numeric, "val_numeric")
-  y_train = ziln._check_labels(y, "y", len(texts))  # pylint: disable=protected-access
-  y_val = ziln._check_labels(val_y, "val_y", len(val_texts))  # pylint: disable=protected-access
-  source = pretrained._as_bert(encoder_model)  # pylint: disable=protected-access
+  y_train = ziln.check_labels(y, "y", len(texts))
+  y_val = ziln.check_labels(val_y, "val_y", len(val_texts))
+  source = checkpoint.as_bert(encoder_model)
   bert_config = source.config
-  buckets = pretrained._check_buckets(buckets)  # pylint: disable=protected-access
+  buckets = tokens.check_buckets(buckets)
   if buckets[-1] > bert_config.max_position_embeddings:
     raise ValueError(f"the largest bucket ({buckets[-1]}) exceeds the encoder's "
                      f"max_position_embeddings ({bert_config.max_position_embeddings})")
@@ -626,9 +626,9 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
             "batch_size": int(batch_size)}
   predictor = E2EPredictor(model, tokenizer, standardiser, config)
 
-  pad_id = pretrained._pad_id(tokenizer)  # pylint: disable=protected-access
-  train_ids = pretrained.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
-  val_ids = pretrained.tokenize_texts(tokenizer, val_texts, max_length=buckets[-1])
+  pad_id = tokens.pad_token_id(tokenizer)
+  train_ids = tokens.tokenize_texts(tokenizer, texts, max_length=buckets[-1])
+  val_ids = tokens.tokenize_texts(tokenizer, val_texts, max_length=buckets[-1])
   make_epoch = functools.partial(_epoch_batches, train_ids, standardiser.transform(x_train),
                                  y_train, batch_size=batch_size, buckets=buckets, shuffle=True,
                                  pad_id=pad_id)

