@@ -228,7 +228,7 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
                                                                         random_state=0))
   peer.fit(X_cal, np.log1p(cal["holdout_value"].to_numpy()))
 
-  def features_of(ev, compute=scoring.compute_features_small):
+  def features_of(ev, compute=feats.compute_features_small):
     f = compute(ev["transactions"], ev["items"], products, ev["reviews"], as_of, ref.horizon_days)
     return networks.network_inputs("ziln", scoring.anchor_features(f, ref.data_start, as_of),
                                    None)

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
   signal.signal(signal.SIGTERM, _on_sigterm)
   from cvlib.data.adapters import DataError
   from cvlib.runner import RunFailed
-  from cvlib.serve.scorer import ModelFolderError
+  from cvlib.serve.model_folder import ModelFolderError
   try:
     if args.command == "run" and args.all_dir is not None:
       if args.params is not None:

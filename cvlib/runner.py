@@ -27,7 +27,7 @@ from cvlib.data.clean import clean_tables
 from cvlib.data.features import choose_cutoff
 from cvlib.report import html as report
 from cvlib.report.workspace import to_jsonable
-from cvlib.serve import scorer as scoring
+from cvlib.serve import model_folder
 
 PACKAGES = ("cvlib", "jax", "jaxlib", "flax", "optax", "transformers", "tokenizers", "safetensors",
             "numpy", "pandas", "pyarrow", "scikit-learn", "duckdb", "lifetimes", "matplotlib",
@@ -365,7 +365,7 @@ def _finish(params: Params, params_path: Path, overrides: list[str], tmp: Path,
   }
   (tmp / "run.json").write_text(json.dumps(to_jsonable(run_info), indent=2))
   report.render_index(tmp, metrics, run_info)
-  scoring.write_manifest(tmp, to_jsonable(run_info))  # last: it hashes what models/ holds now
+  model_folder.write_manifest(tmp, to_jsonable(run_info))  # last: it hashes what models/ holds now
 
 
 def package_versions() -> dict[str, str | None]:

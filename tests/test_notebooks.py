@@ -125,8 +125,8 @@ def test_end_to_end_model_is_in_the_back_test_only(tiny_run):
   assert 0 <= e2e["interval_coverage"] <= 1 and e2e["n"] == m["clv"]["n_test"]
   assert m["clv"]["ablation"]["does_end_to_end_help"]["without"] == "ziln_ratings"
   assert (tiny_run / "models" / "ziln_e2e" / "e2e_ziln.safetensors").exists()
-  from cvlib.serve import scorer as scoring
-  ref = scoring.ScoringReference.load(tiny_run / "models" / scoring.REFERENCE_FILE)
+  from cvlib.serve import model_folder
+  ref = model_folder.ScoringReference.load(tiny_run / "models" / model_folder.REFERENCE_FILE)
   assert ref.scoring_model in ("ziln", "ziln_ratings", "ziln_text")
 
 

@@ -18,6 +18,7 @@ from cvlib import cli
 
 from cvlib.data import features
 
+from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 
 from cvlib.insight import segments
@@ -100,7 +101,7 @@ def test_reference_validation():
 
 
 def test_feature_definitions_cover_every_model_feature():
-  assert set(scoring.FEATURE_DEFINITIONS) == set(features.BEHAVIOUR_FEATURES
+  assert set(features.FEATURE_DEFINITIONS) == set(features.BEHAVIOUR_FEATURES
                                                   + features.REVIEW_FEATURES)
 
 
@@ -110,7 +111,7 @@ def test_small_feature_path_equals_duckdb_on_the_hand_made_shop(tiny_shop, cutof
   t = tiny_shop
   args = (t["transactions"], t["items"], t["products"], t["reviews"],
           dt.date.fromisoformat(cutoff), horizon)
-  pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+  pd.testing.assert_frame_equal(features.compute_features_small(*args),
                                 features.compute_customer_features(*args), check_exact=True)
 
 
@@ -118,7 +119,7 @@ def test_small_feature_path_equals_duckdb_on_the_tiny_shop(tiny_clean):
   tables, _ = tiny_clean
   for cutoff in (dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 6, 29)):
     args = (tables.transactions, tables.items, tables.products, tables.reviews, cutoff, 180)
-    pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+    pd.testing.assert_frame_equal(features.compute_features_small(*args),
                                   features.compute_customer_features(*args), check_exact=True)
 
 
@@ -143,34 +144,34 @@ def test_small_feature_path_sums_in_duckdbs_order():
       "timestamp": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 30, 80), "D"),
       "rating": rng.choice([1.0, 2.0, 3.5, 5.0, np.nan], 80), "text": "x"}))
   args = (tx, items, products, reviews, dt.date(2023, 12, 1), 90)
-  pd.testing.assert_frame_equal(scoring.compute_features_small(*args),
+  pd.testing.assert_frame_equal(features.compute_features_small(*args),
                                 features.compute_customer_features(*args), check_exact=True)
 
 
 def test_scorer_falls_back_to_duckdb_when_the_small_path_disagrees(monkeypatch):
-  scoring._fast_features_agree.cache_clear()
-  right = scoring.compute_features_small
+  features.small_path_agrees.cache_clear()
+  right = features.compute_features_small
   wrong = lambda *a: right(*a).assign(n_orders=-1.0)
-  monkeypatch.setattr(scoring, "compute_features_small", wrong)
+  monkeypatch.setattr(features, "compute_features_small", wrong)
   with pytest.warns(RuntimeWarning, match="using DuckDB"):
-    assert scoring._fast_features_agree() is False
+    assert features.small_path_agrees() is False
   monkeypatch.undo()
-  scoring._fast_features_agree.cache_clear()
-  assert scoring._fast_features_agree() is True
+  features.small_path_agrees.cache_clear()
+  assert features.small_path_agrees() is True
 
 
 def test_run_without_value_model_is_not_scorable(tmp_path):
   (tmp_path / "artifacts").mkdir()
   (tmp_path / "artifacts" / "split.json").write_text(json.dumps({"cutoff": None, "as_of": None}))
-  scoring.write_manifest(tmp_path, {"dataset": "reviews_only", "params": {}})
-  with pytest.raises(scoring.ModelFolderError, match="no value model"):
+  model_folder.write_manifest(tmp_path, {"dataset": "reviews_only", "params": {}})
+  with pytest.raises(model_folder.ModelFolderError, match="no value model"):
     scoring.Scorer(tmp_path)
 
 
 # --- the run's models folder ---------------------------------------------------------------------
 
 def test_manifest_describes_the_models_folder(tiny_run):
-  m = scoring.load_manifest(tiny_run)
+  m = model_folder.load_manifest(tiny_run)
   run = json.loads((tiny_run / "run.json").read_text())
   assert m["cvlib_version"] == run["packages"]["cvlib"] and m["packages"]["jax"]
   assert m["params"]["values"] == run["params"] and len(m["params"]["sha256"]) == 64

@@ -7,10 +7,15 @@ boundaries, so differences are taken on epoch days explicitly.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import warnings
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+
+from cvlib.data import schema
 
 # Behaviour features the value models see (all computed from the calibration period only).
 BEHAVIOUR_FEATURES = (
@@ -267,3 +272,183 @@ def holdout_items(transactions: pd.DataFrame, items: pd.DataFrame, cutoff: dt.da
   hold = lines[(lines["timestamp"] >= cut) & (lines["timestamp"] < end)]
   cols = ["customer_id", "product_id", "timestamp"]
   return cal[cols].reset_index(drop=True), hold[cols].reset_index(drop=True)
+
+
+# What each customer feature means (the manifest copies this; a test keeps it in step with
+# cvlib.data.features). Days are whole days between purchase dates; "as of" is the scoring day.
+FEATURE_DEFINITIONS = {
+    "frequency": "repeat purchase days before as_of (purchase days - 1) (log1p in the model)",
+    "recency_days": "days from the first to the last purchase day",
+    "T_days": "days from the first purchase day to as_of",
+    "days_since_last": "days from the last purchase day to as_of",
+    "n_orders": "orders before as_of (log1p in the model)",
+    "total_spend": "sum of order amounts (log1p in the model)",
+    "avg_order_value": "mean order amount (log1p in the model)",
+    "monetary_value": "mean spend of the repeat purchase days, 0 without repeats (log1p)",
+    "n_items": "units bought (order lines' quantity) (log1p in the model)",
+    "n_products": "distinct products bought (log1p in the model)",
+    "n_categories": "distinct product categories bought (log1p in the model)",
+    "spend_last_90d": "spend in the 90 days before as_of (log1p in the model)",
+    "orders_last_90d": "orders in the 90 days before as_of (log1p in the model)",
+    "mean_interpurchase_days": "mean gap between purchase days (T_days without a repeat)",
+    "std_interpurchase_days": "population std of the gaps (0 without two gaps)",
+    "max_interpurchase_days": "longest gap between purchase days (T_days without a repeat)",
+    "avg_basket_size": "units per order (log1p in the model)",
+    "n_reviews": "reviews written before as_of (log1p in the model)",
+    "mean_rating": "mean star rating (3 without reviews)",
+    "min_rating": "lowest star rating (3 without reviews)",
+    "last_rating": "latest star rating (3 without reviews)",
+    "share_low_ratings": "share of reviews with 1-2 stars (0 without reviews)",
+    "days_since_last_review": "days from the latest review to as_of (without reviews: days from "
+                              "the run's data start to as_of)",
+}
+
+
+def _seq_sum(values: np.ndarray) -> float:
+  """Left-to-right sum, as DuckDB's SUM/AVG accumulate (numpy's sum is pairwise)."""
+  return float(np.cumsum(values)[-1]) if len(values) else 0.0
+
+
+def _welford_std(values: np.ndarray) -> float:
+  """Population std by DuckDB's STDDEV_POP update rule (Welford), value by value."""
+  count, mean, dsquared = 0, 0.0, 0.0
+  for x in values.tolist():
+    count += 1
+    new_mean = mean + (x - mean) / count
+    dsquared = dsquared + (x - new_mean) * (x - mean)
+    mean = new_mean
+  return float(np.sqrt(dsquared / count)) if count > 1 else 0.0
+
+
+def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
+                           products: pd.DataFrame, reviews: pd.DataFrame, cutoff: dt.date,
+                           horizon_days: int) -> pd.DataFrame:
+  """``features.compute_customer_features`` for a few customers, in numpy (no query engine).
+
+  The same definitions and the same floating-point order (sums left to right in input order,
+  spend per day in day order, Welford for the std), so the numbers match the DuckDB query's bit
+  for bit; a DuckDB query costs tens of milliseconds to plan and run, this a fraction of one per
+  customer. :class:`Scorer` checks the two agree when it loads and falls back to DuckDB if not.
+
+  Returns:
+    The columns, types and row order of ``features.compute_customer_features``.
+  """
+  cut = np.datetime64(cutoff, "us")
+  end = cut + np.timedelta64(horizon_days, "D")
+  cut90 = np.datetime64(cutoff, "D") - np.timedelta64(90, "D")
+  tx_c = transactions["customer_id"].to_numpy(object, na_value=None)
+  tx_t = transactions["timestamp"].to_numpy("datetime64[us]")
+  tx_a = transactions["amount"].to_numpy(np.float64)
+  tx_o = transactions["order_id"].to_numpy(object, na_value=None)
+  ok = ~pd.isna(tx_c) & ~np.isnat(tx_t)
+  category = dict(zip(products["product_id"].to_numpy(object, na_value=None),
+                      products["category"].to_numpy(object, na_value=None)))
+  lines: dict[Any, list[tuple[Any, float]]] = {}
+  for order, product, qty in zip(items["order_id"].to_numpy(object, na_value=None),
+                                 items["product_id"].to_numpy(object, na_value=None),
+                                 items["quantity"].to_numpy(np.float64)):
+    lines.setdefault(order, []).append((product, qty))
+  rv_c = reviews["customer_id"].to_numpy(object, na_value=None)
+  rv_t = reviews["timestamp"].to_numpy("datetime64[us]")
+  rv_r = reviews["rating"].to_numpy(np.float64)
+  rv_ok = ~pd.isna(rv_c) & ~np.isnat(rv_t) & (rv_t < cut)
+  nan = float("nan")
+  rows = []
+  for customer in sorted(set(tx_c[ok & (tx_t < cut)].tolist())):
+    mine = ok & (tx_c == customer)
+    cal = mine & (tx_t < cut)
+    t, a, o = tx_t[cal], tx_a[cal], tx_o[cal]
+    day = t.astype("datetime64[D]")
+    days, inverse = np.unique(day, return_inverse=True)  # sorted purchase days
+    spend = np.array([_seq_sum(a[inverse == k]) for k in range(len(days))])
+    gaps = np.diff(days).astype(np.float64)  # [purchase days - 1]
+    n_days = len(days)
+    recent = day >= cut90
+    qty, prods, cats = [], set(), set()
+    for order in o.tolist():
+      for product, q in lines.get(order, ()):
+        qty.append(q)
+        prods.add(product)
+        c = category.get(product)
+        if c is not None:
+          cats.add(c)
+    n_items = _seq_sum(np.asarray(qty))
+    r = rv_ok & (rv_c == customer)
+    ratings, rtimes = rv_r[r], rv_t[r]
+    rated = ~np.isnan(ratings)
+    last = nan
+    if rated.any():  # DuckDB's arg_max skips NULL ratings; ties go to the first row
+      rt = rtimes[rated]
+      last = float(ratings[rated][int(np.flatnonzero(rt == rt.max())[0])])
+    hold = mine & (tx_t >= cut) & (tx_t < end)
+    total = _seq_sum(a)
+    rows.append({
+        "customer_id": customer, "first_purchase": days[0].astype("datetime64[us]"),
+        "frequency": n_days - 1, "recency_days": float((days[-1] - days[0]).astype(int)),
+        "T_days": float((np.datetime64(cutoff, "D") - days[0]).astype(int)),
+        "days_since_last": float((np.datetime64(cutoff, "D") - days[-1]).astype(int)),
+        "n_orders": len(a), "total_spend": total, "avg_order_value": total / len(a),
+        "monetary_value": _seq_sum(spend[1:]) / (n_days - 1) if n_days > 1 else 0.0,
+        "n_items": n_items, "n_products": len(prods), "n_categories": len(cats),
+        "spend_last_90d": _seq_sum(a[recent]), "orders_last_90d": int(recent.sum()),
+        "mean_interpurchase_days": _seq_sum(gaps) / len(gaps) if len(gaps) else nan,
+        "std_interpurchase_days": _welford_std(gaps) if len(gaps) else nan,
+        "max_interpurchase_days": float(gaps.max()) if len(gaps) else nan,
+        "avg_basket_size": n_items / len(a),
+        "n_reviews": int(r.sum()),
+        "mean_rating": _seq_sum(ratings[rated]) / rated.sum() if rated.any() else nan,
+        "min_rating": float(ratings[rated].min()) if rated.any() else nan,
+        "last_rating": last,
+        "share_low_ratings": float((ratings[rated] <= 2).sum()) / rated.sum()
+        if rated.any() else nan,
+        "days_since_last_review": float((np.datetime64(cutoff, "D")
+                                         - rtimes.astype("datetime64[D]").max()).astype(int))
+        if r.any() else nan,
+        "holdout_value": _seq_sum(tx_a[hold]), "holdout_orders": int(hold.sum())})
+  cols = (["customer_id", "first_purchase"] + list(BEHAVIOUR_FEATURES)
+          + list(REVIEW_FEATURES) + ["holdout_value", "holdout_orders"])
+  # one constructor call with typed arrays: a column-by-column astype costs more than the rest
+  df = pd.DataFrame({
+      "customer_id": pd.array([row["customer_id"] for row in rows], dtype="string"),
+      "first_purchase": np.array([row["first_purchase"] for row in rows], "datetime64[us]"),
+      **{col: np.array([row[col] for row in rows], np.float64) for col in cols[2:]}})
+  df["returned"] = df["holdout_orders"] > 0
+  return df
+
+
+@functools.lru_cache(maxsize=1)
+def small_path_agrees() -> bool:
+  """Whether :func:`compute_features_small` gives DuckDB's features on a probe shop (bit for bit).
+
+  A guard for the day ``features.compute_customer_features`` changes and this copy does not: the
+  scorer then falls back to DuckDB (slower, never different), with a warning.
+  """
+  ts = pd.Timestamp("2024-01-01")
+  tx = schema.coerce_table("transactions", pd.DataFrame({
+      "customer_id": ["a", "a", "a", "a", "b", "c", "c"],
+      "order_id": ["1", "2", "3", "4", "5", "6", "7"],
+      "timestamp": [ts, ts + pd.Timedelta(hours=5), ts + pd.Timedelta(days=40),
+                    ts + pd.Timedelta(days=300), ts + pd.Timedelta(days=10),
+                    ts + pd.Timedelta(days=200), ts + pd.Timedelta(days=420)],
+      "amount": [0.1, 0.2, 1e16, 0.3, 0.0, 7.25, 3.0]}))
+  items = schema.coerce_table("items", pd.DataFrame({
+      "order_id": ["1", "1", "3", "6"], "product_id": ["p", "q", "p", "r"],
+      "quantity": [1.0, 0.5, 2.0, 1.0], "unit_price": [1.0, 1.0, 1.0, 1.0],
+      "amount": [1.0, 0.5, 2.0, 1.0]}))
+  products = schema.coerce_table("products", pd.DataFrame({
+      "product_id": ["p", "q", "r"], "category": ["x", None, "y"], "description": [None] * 3}))
+  reviews = schema.coerce_table("reviews", pd.DataFrame({
+      "review_id": ["r1", "r2", "r3", "r4"], "customer_id": ["a", "a", None, "c"],
+      "timestamp": [ts + pd.Timedelta(days=2), ts + pd.Timedelta(days=50), ts, ts],
+      "rating": [2.0, None, 5.0, 4.0], "text": ["ok", "no", "x", "y"]}))
+  cutoff = dt.date(2024, 12, 1)
+  try:
+    expected = compute_customer_features(tx, items, products, reviews, cutoff, 90)
+    got = compute_features_small(tx, items, products, reviews, cutoff, 90)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+  except (AssertionError, KeyError, ValueError, TypeError) as e:
+    warnings.warn(f"cvlib.serve.scorer: the per-customer feature path disagrees with "
+                  f"features.compute_customer_features ({type(e).__name__}); using DuckDB for "
+                  "every call (slower, same numbers)", RuntimeWarning, stacklevel=3)
+    return False
+  return True

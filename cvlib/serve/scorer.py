@@ -1,26 +1,20 @@
-"""Scoring with a finished run's models: the self-describing ``models/`` folder and the scorers.
-
-A run's ``models/`` folder holds everything scoring needs: the fine-tuned encoder and its
-tokenizer, the text featurizer, the value networks, the scoring reference (the run's RFM score
-edges, value-tier cut-offs and data start, so that population-relative rules place new customers
-the way the run placed its own), the product catalogue and ``manifest.json``, which records the
-versions, params, training data and the sha256 of every file. Loading checks the manifest first.
+"""Scoring with a finished run's models (``cvlib score``, :class:`Scorer`).
 
 One function, :func:`score_frame`, turns customer features into the scores table; the run's own
-stage 4 (``cvlib.stages.segment.forward_scores``), ``cvlib score`` (:meth:`Scorer.score_tables`, in chunks of
-customers) and :meth:`Scorer.score` (one customer's events) all call it, so the same inputs give
-the same row. Two things keep rows independent of who else is scored: the networks always run on
-blocks of :data:`PREDICT_BLOCK` rows (XLA's CPU matmul rounds differently for other batch shapes),
-and the one population-relative feature, "days since last review" of a customer who never wrote
-one, is anchored to the run's data start instead of the scored population's longest history.
-A service call (:meth:`Scorer.score`, a few customers) computes the features in numpy
-(:func:`compute_features_small`, the DuckDB query's numbers bit for bit) because the query's fixed
-cost would be most of the call.
+stage 4 (``cvlib.stages.segment.forward_scores``), ``cvlib score`` (:meth:`Scorer.score_tables`, in
+chunks of customers) and :meth:`Scorer.score` (one customer's events) all call it, so the same
+inputs give the same row. Two things keep rows independent of who else is scored: the networks
+always run on blocks of :data:`PREDICT_BLOCK` rows (XLA's CPU matmul rounds differently for other
+batch shapes), and the one population-relative feature, "days since last review" of a customer who
+never wrote one, is anchored to the run's data start instead of the scored population's longest
+history. A service call (:meth:`Scorer.score`, a few customers) computes the features in numpy
+(``features.compute_features_small``, the DuckDB query's numbers bit for bit) because the query's
+fixed cost would be most of the call. The folder's layout and manifest are
+:mod:`cvlib.serve.model_folder`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -34,22 +28,19 @@ import numpy as np
 import pandas as pd
 
 from cvlib.data import privacy, schema
-from cvlib.data.adapters import file_sha256
-from cvlib.value.networks import NETWORK_INPUTS, VALUE_MODELS, network_inputs
+from cvlib.value.networks import NETWORK_INPUTS, network_inputs
 from cvlib.value.text_features import TextFeaturizer
 from cvlib.data import features as feats
 from cvlib.data.adapters import Tables
 from cvlib.data.clean import clean_tables
 from cvlib.insight import segments
 from cvlib.text import blend as blend_lib
-from cvlib.text.blend import BLEND_FILE
+from cvlib.serve.model_folder import (CATALOGUE_FILE, ENCODER_DIR, MODELS_DIR, REFERENCE_FILE,
+                                      TEXT_FEATURIZER_FILE, ModelFolderError,
+                                      ScoringReference, load_manifest)
 
 # JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.
 
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "cvlib-models-1"
-REFERENCE_FILE = "scoring_reference.json"
-CATALOGUE_FILE = "catalogue.parquet"
 # Rows per value-network call: one compiled shape whatever the number of customers scored.
 PREDICT_BLOCK = 512
 # Rows per encoder batch in batch scoring: the shape the run encoded its reviews with
@@ -63,42 +54,11 @@ SMALL_CALL = 64
 # Drivers per customer in top_drivers (explain.add_drivers' default).
 DRIVERS = 3
 
-# What each customer feature means (the manifest copies this; a test keeps it in step with
-# cvlib.data.features). Days are whole days between purchase dates; "as of" is the scoring day.
-FEATURE_DEFINITIONS = {
-    "frequency": "repeat purchase days before as_of (purchase days - 1) (log1p in the model)",
-    "recency_days": "days from the first to the last purchase day",
-    "T_days": "days from the first purchase day to as_of",
-    "days_since_last": "days from the last purchase day to as_of",
-    "n_orders": "orders before as_of (log1p in the model)",
-    "total_spend": "sum of order amounts (log1p in the model)",
-    "avg_order_value": "mean order amount (log1p in the model)",
-    "monetary_value": "mean spend of the repeat purchase days, 0 without repeats (log1p)",
-    "n_items": "units bought (order lines' quantity) (log1p in the model)",
-    "n_products": "distinct products bought (log1p in the model)",
-    "n_categories": "distinct product categories bought (log1p in the model)",
-    "spend_last_90d": "spend in the 90 days before as_of (log1p in the model)",
-    "orders_last_90d": "orders in the 90 days before as_of (log1p in the model)",
-    "mean_interpurchase_days": "mean gap between purchase days (T_days without a repeat)",
-    "std_interpurchase_days": "population std of the gaps (0 without two gaps)",
-    "max_interpurchase_days": "longest gap between purchase days (T_days without a repeat)",
-    "avg_basket_size": "units per order (log1p in the model)",
-    "n_reviews": "reviews written before as_of (log1p in the model)",
-    "mean_rating": "mean star rating (3 without reviews)",
-    "min_rating": "lowest star rating (3 without reviews)",
-    "last_rating": "latest star rating (3 without reviews)",
-    "share_low_ratings": "share of reviews with 1-2 stars (0 without reviews)",
-    "days_since_last_review": "days from the latest review to as_of (without reviews: days from "
-                              "the run's data start to as_of)",
-}
-
-
-class ModelFolderError(ValueError):
-  """A run's models/ folder that cannot be used; ``problems`` holds one message per problem."""
-
-  def __init__(self, problems: list[str]):
-    self.problems = list(problems)
-    super().__init__("\n".join(self.problems))
+# scores.parquet columns (more follow from the segment rules)
+SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
+                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
+                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
+                 "model"]
 
 
 # --- the value networks, one compiled shape -----------------------------------------------------
@@ -193,65 +153,6 @@ def model_version(name: str, predictor: Any) -> str:
 
 
 # --- the scoring reference ------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ScoringReference:
-  """What the run's population fixed for scoring anyone later: segment edges, data start."""
-  scoring_model: str  # the network the run scored with (the back-test's best network)
-  as_of: dt.date  # the run's scoring day
-  data_start: dt.date  # the run's first purchase day: anchors days_since_last_review's filler
-  horizon_days: int
-  interval: float
-  n_customers: int
-  rfm_edges: dict[str, tuple[float, ...]]
-  value_cuts: dict[str, tuple[float | None, float | None]]  # network -> (high_from, medium_from)
-  value_tiers: tuple[float, float]
-  risk_thresholds: tuple[float, float]
-  warnings: tuple[str, ...] = ()
-  # network -> the median customer's inputs: the baseline of the top_drivers explanations
-  baselines: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
-
-  def segment_reference(self, name: str):
-    """The :class:`cvlib.insight.segments.SegmentReference` for scores of network ``name``."""
-    if name not in self.value_cuts:
-      raise ValueError(f"no value-tier cut-offs for network {name!r} (have: "
-                       f"{', '.join(self.value_cuts)})")
-    high, medium = self.value_cuts[name]
-    return segments.SegmentReference(self.rfm_edges, high, medium, self.value_tiers,
-                                     self.risk_thresholds)
-
-  def to_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    d.update(as_of=self.as_of.isoformat(), data_start=self.data_start.isoformat(),
-             rfm_edges={k: list(v) for k, v in self.rfm_edges.items()},
-             value_cuts={k: list(v) for k, v in self.value_cuts.items()},
-             value_tiers=list(self.value_tiers), risk_thresholds=list(self.risk_thresholds),
-             warnings=list(self.warnings),
-             baselines={k: list(v) for k, v in self.baselines.items()}, format=1)
-    return d
-
-  @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> ScoringReference:
-    d = dict(d)
-    d.pop("format", None)
-    d["as_of"] = dt.date.fromisoformat(d["as_of"])
-    d["data_start"] = dt.date.fromisoformat(d["data_start"])
-    d["rfm_edges"] = {k: tuple(float(x) for x in v) for k, v in d["rfm_edges"].items()}
-    d["value_cuts"] = {k: tuple(None if x is None else float(x) for x in v)
-                       for k, v in d["value_cuts"].items()}
-    d["value_tiers"] = tuple(d["value_tiers"])
-    d["risk_thresholds"] = tuple(d["risk_thresholds"])
-    d["warnings"] = tuple(d.get("warnings", ()))
-    d["baselines"] = {k: tuple(float(x) for x in v) for k, v in d.get("baselines", {}).items()}
-    return cls(**d)
-
-  def save(self, path: Path) -> None:
-    # json writes floats with repr, so every edge reads back as the same double
-    Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False))
-
-  @classmethod
-  def load(cls, path: Path) -> ScoringReference:
-    return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def anchor_features(features: pd.DataFrame, reference_start: dt.date, as_of: dt.date
@@ -380,117 +281,6 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
 
 # --- features of a few customers, without DuckDB --------------------------------------------------
 
-def _seq_sum(values: np.ndarray) -> float:
-  """Left-to-right sum, as DuckDB's SUM/AVG accumulate (numpy's sum is pairwise)."""
-  return float(np.cumsum(values)[-1]) if len(values) else 0.0
-
-
-def _welford_std(values: np.ndarray) -> float:
-  """Population std by DuckDB's STDDEV_POP update rule (Welford), value by value."""
-  count, mean, dsquared = 0, 0.0, 0.0
-  for x in values.tolist():
-    count += 1
-    new_mean = mean + (x - mean) / count
-    dsquared = dsquared + (x - new_mean) * (x - mean)
-    mean = new_mean
-  return float(np.sqrt(dsquared / count)) if count > 1 else 0.0
-
-
-def compute_features_small(transactions: pd.DataFrame, items: pd.DataFrame,
-                           products: pd.DataFrame, reviews: pd.DataFrame, cutoff: dt.date,
-                           horizon_days: int) -> pd.DataFrame:
-  """``features.compute_customer_features`` for a few customers, in numpy (no query engine).
-
-  The same definitions and the same floating-point order (sums left to right in input order,
-  spend per day in day order, Welford for the std), so the numbers match the DuckDB query's bit
-  for bit; a DuckDB query costs tens of milliseconds to plan and run, this a fraction of one per
-  customer. :class:`Scorer` checks the two agree when it loads and falls back to DuckDB if not.
-
-  Returns:
-    The columns, types and row order of ``features.compute_customer_features``.
-  """
-  cut = np.datetime64(cutoff, "us")
-  end = cut + np.timedelta64(horizon_days, "D")
-  cut90 = np.datetime64(cutoff, "D") - np.timedelta64(90, "D")
-  tx_c = transactions["customer_id"].to_numpy(object, na_value=None)
-  tx_t = transactions["timestamp"].to_numpy("datetime64[us]")
-  tx_a = transactions["amount"].to_numpy(np.float64)
-  tx_o = transactions["order_id"].to_numpy(object, na_value=None)
-  ok = ~pd.isna(tx_c) & ~np.isnat(tx_t)
-  category = dict(zip(products["product_id"].to_numpy(object, na_value=None),
-                      products["category"].to_numpy(object, na_value=None)))
-  lines: dict[Any, list[tuple[Any, float]]] = {}
-  for order, product, qty in zip(items["order_id"].to_numpy(object, na_value=None),
-                                 items["product_id"].to_numpy(object, na_value=None),
-                                 items["quantity"].to_numpy(np.float64)):
-    lines.setdefault(order, []).append((product, qty))
-  rv_c = reviews["customer_id"].to_numpy(object, na_value=None)
-  rv_t = reviews["timestamp"].to_numpy("datetime64[us]")
-  rv_r = reviews["rating"].to_numpy(np.float64)
-  rv_ok = ~pd.isna(rv_c) & ~np.isnat(rv_t) & (rv_t < cut)
-  nan = float("nan")
-  rows = []
-  for customer in sorted(set(tx_c[ok & (tx_t < cut)].tolist())):
-    mine = ok & (tx_c == customer)
-    cal = mine & (tx_t < cut)
-    t, a, o = tx_t[cal], tx_a[cal], tx_o[cal]
-    day = t.astype("datetime64[D]")
-    days, inverse = np.unique(day, return_inverse=True)  # sorted purchase days
-    spend = np.array([_seq_sum(a[inverse == k]) for k in range(len(days))])
-    gaps = np.diff(days).astype(np.float64)  # [purchase days - 1]
-    n_days = len(days)
-    recent = day >= cut90
-    qty, prods, cats = [], set(), set()
-    for order in o.tolist():
-      for product, q in lines.get(order, ()):
-        qty.append(q)
-        prods.add(product)
-        c = category.get(product)
-        if c is not None:
-          cats.add(c)
-    n_items = _seq_sum(np.asarray(qty))
-    r = rv_ok & (rv_c == customer)
-    ratings, rtimes = rv_r[r], rv_t[r]
-    rated = ~np.isnan(ratings)
-    last = nan
-    if rated.any():  # DuckDB's arg_max skips NULL ratings; ties go to the first row
-      rt = rtimes[rated]
-      last = float(ratings[rated][int(np.flatnonzero(rt == rt.max())[0])])
-    hold = mine & (tx_t >= cut) & (tx_t < end)
-    total = _seq_sum(a)
-    rows.append({
-        "customer_id": customer, "first_purchase": days[0].astype("datetime64[us]"),
-        "frequency": n_days - 1, "recency_days": float((days[-1] - days[0]).astype(int)),
-        "T_days": float((np.datetime64(cutoff, "D") - days[0]).astype(int)),
-        "days_since_last": float((np.datetime64(cutoff, "D") - days[-1]).astype(int)),
-        "n_orders": len(a), "total_spend": total, "avg_order_value": total / len(a),
-        "monetary_value": _seq_sum(spend[1:]) / (n_days - 1) if n_days > 1 else 0.0,
-        "n_items": n_items, "n_products": len(prods), "n_categories": len(cats),
-        "spend_last_90d": _seq_sum(a[recent]), "orders_last_90d": int(recent.sum()),
-        "mean_interpurchase_days": _seq_sum(gaps) / len(gaps) if len(gaps) else nan,
-        "std_interpurchase_days": _welford_std(gaps) if len(gaps) else nan,
-        "max_interpurchase_days": float(gaps.max()) if len(gaps) else nan,
-        "avg_basket_size": n_items / len(a),
-        "n_reviews": int(r.sum()),
-        "mean_rating": _seq_sum(ratings[rated]) / rated.sum() if rated.any() else nan,
-        "min_rating": float(ratings[rated].min()) if rated.any() else nan,
-        "last_rating": last,
-        "share_low_ratings": float((ratings[rated] <= 2).sum()) / rated.sum()
-        if rated.any() else nan,
-        "days_since_last_review": float((np.datetime64(cutoff, "D")
-                                         - rtimes.astype("datetime64[D]").max()).astype(int))
-        if r.any() else nan,
-        "holdout_value": _seq_sum(tx_a[hold]), "holdout_orders": int(hold.sum())})
-  cols = (["customer_id", "first_purchase"] + list(feats.BEHAVIOUR_FEATURES)
-          + list(feats.REVIEW_FEATURES) + ["holdout_value", "holdout_orders"])
-  # one constructor call with typed arrays: a column-by-column astype costs more than the rest
-  df = pd.DataFrame({
-      "customer_id": pd.array([row["customer_id"] for row in rows], dtype="string"),
-      "first_purchase": np.array([row["first_purchase"] for row in rows], "datetime64[us]"),
-      **{col: np.array([row[col] for row in rows], np.float64) for col in cols[2:]}})
-  df["returned"] = df["holdout_orders"] > 0
-  return df
-
 
 # --- review text ---------------------------------------------------------------------------------
 
@@ -535,183 +325,6 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
 
 
 # --- the manifest ---------------------------------------------------------------------------------
-
-def _major_minor(version: str) -> tuple[int, ...]:
-  parts = version.split("+")[0].split(".")
-  try:
-    return tuple(int(p) for p in parts[:2])
-  except ValueError:
-    return tuple(parts[:2])
-
-
-def _cvlib_version() -> str:
-  import cvlib
-  return cvlib.__version__
-
-
-def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path:
-  """Writes ``models/manifest.json`` (and the product catalogue) into a finished run folder.
-
-  Args:
-    run_dir: the run folder (its artifacts/ and models/ as the stages left them).
-    run_info: the run's run.json content (params, inputs, packages).
-
-  Returns:
-    The manifest's path.
-  """
-  run_dir = Path(run_dir)
-  models = run_dir / "models"
-  models.mkdir(exist_ok=True)
-  products = run_dir / "artifacts" / "products.parquet"
-  if products.exists():  # item features need each product's category
-    pd.read_parquet(products, columns=["product_id", "category"]) \
-        .to_parquet(models / CATALOGUE_FILE, index=False)
-  split_path = run_dir / "artifacts" / "split.json"
-  split = json.loads(split_path.read_text()) if split_path.exists() else {}
-  params = run_info.get("params", {})
-  ref_path = models / REFERENCE_FILE
-  ref = ScoringReference.load(ref_path) if ref_path.exists() else None
-  networks = {}
-  for name, uses in NETWORK_INPUTS.items():
-    cfg_path = models / name / "ziln.json"
-    if cfg_path.exists():
-      cfg = json.loads(cfg_path.read_text())["config"]
-      networks[name] = {
-          "path": name, "files": ["ziln.safetensors", "ziln.json"], "inputs": list(uses),
-          "description": VALUE_MODELS.get(name), "in_features": cfg["in_features"],
-          "feature_names": cfg.get("feature_names"), "hidden": cfg.get("hidden"),
-          "outputs": {"predicted_value": f"expected spend in the {split.get('horizon_days')} "
-                                         "days after as_of (ZILN mean)",
-                      "value_lo/value_hi": "central interval of that spend",
-                      "churn_probability": "1 - P(any purchase in the horizon)"}}
-  encoder = None
-  enc_meta = models / "encoder" / "cvlib_model.json"
-  if enc_meta.exists():
-    meta = json.loads(enc_meta.read_text())
-    fin = params.get("finetune", {})
-    encoder = {"path": "encoder", "format": meta.get("format"), "model_class": meta["model_class"],
-               "checkpoint": "weights.safetensors", "tokenizer": "tokenizer.json",
-               "config": meta["config"], "num_labels": meta.get("num_labels"),
-               "label_scheme": fin.get("label_scheme"), "buckets": fin.get("buckets"),
-               "base_encoder": fin.get("encoder"),
-               "expects": "review texts (str); tokenized with tokenizer.json, cut to the largest "
-                          "bucket",
-               "outputs": "class probabilities (negative first) and the L2-normalised mean-pooled "
-                          "embedding",
-               "sentiment_blend": (None if not (models / "encoder" / BLEND_FILE).exists()
-                                   else {"path": f"encoder/{BLEND_FILE}",
-                                         "outputs": "review sentiment: encoder_weight x the "
-                                                    "encoder's class probabilities + (1 - "
-                                                    "encoder_weight) x TF-IDF + logistic "
-                                                    "regression's (cvlib.text.blend.SentimentBlend)"})}
-  featurizer = None
-  if (models / "text_featurizer.npz").exists():
-    with np.load(models / "text_featurizer.npz", allow_pickle=False) as z:
-      dims = int(z["components"].shape[0])
-    featurizer = {"path": "text_featurizer.npz", "text_dims": dims,
-                  "expects": "per review: sentiment, timestamp, customer and encoder embedding",
-                  "outputs": ["sent_mean", "sent_min", "sent_last", "n_negative_reviews",
-                              "has_text"] + [f"text_pc{i + 1}" for i in range(dims)]
-                             + [f"last_text_pc{i + 1}" for i in range(dims)]}
-  scoring = None
-  if ref is not None and ref.scoring_model in networks:
-    predictor_cfg = networks[ref.scoring_model]
-    scoring = {"model": ref.scoring_model, "reference": REFERENCE_FILE,
-               "catalogue": CATALOGUE_FILE if (models / CATALOGUE_FILE).exists() else None,
-               "churn_model": ref.scoring_model, "value_model": ref.scoring_model,
-               "needs_text": "text" in predictor_cfg["inputs"],
-               "explanations": "top_drivers: integrated gradients of the predicted value from "
-                               "the run's median customer (reference baselines)",
-               "as_of": ref.as_of.isoformat(), "horizon_days": ref.horizon_days,
-               "interval": ref.interval}
-  params_json = json.dumps(params, sort_keys=True, default=str)
-  manifest = {
-      "format": MANIFEST_FORMAT,
-      "cvlib_version": _cvlib_version(),
-      "dataset": run_info.get("dataset"),
-      "created": run_info.get("ended"),
-      "git_commit": run_info.get("git_commit"),
-      "python": run_info.get("python"),
-      "packages": run_info.get("packages", {}),
-      "params": {"sha256": hashlib.sha256(params_json.encode()).hexdigest(),
-                 "file": run_info.get("params_file"), "overrides": run_info.get("overrides", []),
-                 "values": params},
-      "training_data": run_info.get("inputs", []),
-      "split": {k: split.get(k) for k in ("cutoff", "as_of", "horizon_days", "data_start",
-                                          "data_end")},
-      "features": {"function": "cvlib.data.features.compute_customer_features",
-                   "as_of": split.get("as_of"), "calibration_cutoff": split.get("cutoff"),
-                   "definitions": FEATURE_DEFINITIONS,
-                   "behaviour": list(feats.BEHAVIOUR_FEATURES),
-                   "review": list(feats.REVIEW_FEATURES) + ["has_review"],
-                   "text": featurizer["outputs"] if featurizer else None,
-                   "days_since_last_review_without_reviews": "days from the reference's "
-                                                             "data_start to as_of"},
-      "encoder": encoder,
-      "text_featurizer": featurizer,
-      "value_models": networks,
-      "scoring": scoring,
-      "not_scorable": None if scoring else "this run has no value model (no customers with "
-                                           "orders), so `cvlib score` does not apply",
-  }
-  files = {}
-  for path in sorted(p for p in models.rglob("*") if p.is_file()):
-    rel = path.relative_to(models).as_posix()
-    if rel != MANIFEST_FILE:
-      files[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-  manifest["files"] = files
-  out = models / MANIFEST_FILE
-  tmp = out.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(manifest, indent=2, default=str))
-  os.replace(tmp, out)
-  return out
-
-
-def load_manifest(run_dir: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
-  """Reads and checks a run's ``models/manifest.json``.
-
-  Args:
-    run_dir: the run folder (e.g. ``reports/demo``).
-    verify: check every file's sha256 against the manifest.
-
-  Returns:
-    The manifest.
-
-  Raises:
-    ModelFolderError: no manifest, another cvlib major/minor version, or files missing or
-      altered since the run (every problem listed).
-  """
-  run_dir = Path(run_dir)
-  models = run_dir / "models"
-  path = models / MANIFEST_FILE
-  if not run_dir.is_dir():
-    raise ModelFolderError([f"{run_dir}: run folder not found"])
-  if not path.is_file():
-    raise ModelFolderError([f"{path}: missing; {run_dir} is not a finished cvlib run (or it was "
-                            "made by a cvlib without scoring support): run the report again"])
-  try:
-    manifest = json.loads(path.read_text())
-  except (OSError, ValueError) as e:
-    raise ModelFolderError([f"{path}: not readable JSON ({e})"]) from None
-  if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-    got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-    raise ModelFolderError([f"{path}: format {got!r} is not {MANIFEST_FORMAT!r}"])
-  ours, theirs = _cvlib_version(), str(manifest.get("cvlib_version"))
-  if _major_minor(ours) != _major_minor(theirs):
-    raise ModelFolderError([f"{path}: the models were written by cvlib {theirs}; this is cvlib "
-                            f"{ours} (major.minor must match): re-run the report with this "
-                            f"version, or score with cvlib {'.'.join(theirs.split('.')[:2])}"])
-  if verify:
-    problems = []
-    for rel, entry in sorted(manifest.get("files", {}).items()):
-      f = models / rel
-      if not f.is_file():
-        problems.append(f"{f}: missing (listed in {path})")
-      elif file_sha256(f) != entry["sha256"]:
-        problems.append(f"{f}: altered since the run (sha256 differs from {path})")
-    if problems:
-      raise ModelFolderError(problems)
-  return manifest
 
 
 # --- the scorer -----------------------------------------------------------------------------------
@@ -772,7 +385,7 @@ class Scorer:
     self.run_dir = Path(run_dir)
     self.drivers = drivers
     self.manifest = load_manifest(self.run_dir, verify=verify)
-    models = self.run_dir / "models"
+    models = self.run_dir / MODELS_DIR
     if not self.manifest.get("scoring"):
       raise ModelFolderError([f"{models}: {self.manifest.get('not_scorable')}"])
     self.reference = ScoringReference.load(models / REFERENCE_FILE)
@@ -793,11 +406,11 @@ class Scorer:
                       if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
     self.encoder = self.tokenizer = self.featurizer = self.blend = None
     if self.needs_text:
-      self.featurizer = TextFeaturizer.load(models / "text_featurizer.npz")
-      self.encoder, _ = checkpoint.load_saved_encoder(models / "encoder")
-      self.tokenizer = tokens.load_tokenizer(models / "encoder", max_length=max(self.buckets))
-      self.blend = blend_lib.SentimentBlend.load(models / "encoder")
-    self.fast_features = _fast_features_agree()
+      self.featurizer = TextFeaturizer.load(models / TEXT_FEATURIZER_FILE)
+      self.encoder, _ = checkpoint.load_saved_encoder(models / ENCODER_DIR)
+      self.tokenizer = tokens.load_tokenizer(models / ENCODER_DIR, max_length=max(self.buckets))
+      self.blend = blend_lib.SentimentBlend.load(models / ENCODER_DIR)
+    self.fast_features = feats.small_path_agrees()
     if warm_up:
       self._warm_up()
 
@@ -904,7 +517,7 @@ class Scorer:
   def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
                    reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
                    encoder_batch: int, small: bool = False) -> pd.DataFrame:
-    compute = compute_features_small if small else feats.compute_customer_features
+    compute = feats.compute_features_small if small else feats.compute_customer_features
     f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
       return self._empty(raw_ids)
@@ -920,46 +533,6 @@ class Scorer:
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
                        raw_ids=raw_ids, version=self.version, drivers=self.drivers)
-
-
-@functools.lru_cache(maxsize=1)
-def _fast_features_agree() -> bool:
-  """Whether :func:`compute_features_small` gives DuckDB's features on a probe shop (bit for bit).
-
-  A guard for the day ``features.compute_customer_features`` changes and this copy does not: the
-  scorer then falls back to DuckDB (slower, never different), with a warning.
-  """
-  import warnings
-
-  ts = pd.Timestamp("2024-01-01")
-  tx = schema.coerce_table("transactions", pd.DataFrame({
-      "customer_id": ["a", "a", "a", "a", "b", "c", "c"],
-      "order_id": ["1", "2", "3", "4", "5", "6", "7"],
-      "timestamp": [ts, ts + pd.Timedelta(hours=5), ts + pd.Timedelta(days=40),
-                    ts + pd.Timedelta(days=300), ts + pd.Timedelta(days=10),
-                    ts + pd.Timedelta(days=200), ts + pd.Timedelta(days=420)],
-      "amount": [0.1, 0.2, 1e16, 0.3, 0.0, 7.25, 3.0]}))
-  items = schema.coerce_table("items", pd.DataFrame({
-      "order_id": ["1", "1", "3", "6"], "product_id": ["p", "q", "p", "r"],
-      "quantity": [1.0, 0.5, 2.0, 1.0], "unit_price": [1.0, 1.0, 1.0, 1.0],
-      "amount": [1.0, 0.5, 2.0, 1.0]}))
-  products = schema.coerce_table("products", pd.DataFrame({
-      "product_id": ["p", "q", "r"], "category": ["x", None, "y"], "description": [None] * 3}))
-  reviews = schema.coerce_table("reviews", pd.DataFrame({
-      "review_id": ["r1", "r2", "r3", "r4"], "customer_id": ["a", "a", None, "c"],
-      "timestamp": [ts + pd.Timedelta(days=2), ts + pd.Timedelta(days=50), ts, ts],
-      "rating": [2.0, None, 5.0, 4.0], "text": ["ok", "no", "x", "y"]}))
-  cutoff = dt.date(2024, 12, 1)
-  try:
-    expected = feats.compute_customer_features(tx, items, products, reviews, cutoff, 90)
-    got = compute_features_small(tx, items, products, reviews, cutoff, 90)
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
-  except (AssertionError, KeyError, ValueError, TypeError) as e:
-    warnings.warn(f"cvlib.serve.scorer: the per-customer feature path disagrees with "
-                  f"features.compute_customer_features ({type(e).__name__}); using DuckDB for "
-                  "every call (slower, same numbers)", RuntimeWarning, stacklevel=3)
-    return False
-  return True
 
 
 def _customer_chunks(tx: pd.DataFrame, items: pd.DataFrame, reviews: pd.DataFrame,
@@ -1035,10 +608,3 @@ class _Sink:
       self.writer.close()
     os.replace(self.tmp, self.path)  # readers never see a half-written file
     return None
-
-
-# scores.parquet columns (more follow from the segment rules)
-SCORE_COLUMNS = ["customer_key", "predicted_value", "churn_probability", "value_lo", "value_hi",
-                 "recency_days", "frequency", "monetary", "total_spend", "r_score", "f_score",
-                 "m_score", "rfm_segment", "value_tier", "risk_band", "action", "action_reason",
-                 "model"]

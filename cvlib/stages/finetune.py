@@ -18,6 +18,7 @@ from cvlib import config
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace
+from cvlib.serve.model_folder import ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE
 from cvlib.stages.notes import NOT_APPLICABLE
 from cvlib.text import blend as blend_lib
 from cvlib.text import labels as sentiment_labels
@@ -374,16 +375,16 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   """Writes the fine-tuned encoder (with its TF-IDF blend), the value networks, review scores and
   text features."""
   from cvlib.text import checkpoint
-  checkpoint.save_encoder(model, model.bert.config, ws.path("models", "encoder"),
+  checkpoint.save_encoder(model, model.bert.config, ws.path(MODELS_DIR, ENCODER_DIR),
                           tokenizer=tokenizer)
   if blend is not None:
-    blend.save(ws.path("models", "encoder"))
+    blend.save(ws.path(MODELS_DIR, ENCODER_DIR))
   for name, (predictor, hist) in networks.items():
-    predictor.save(ws.path("models", name))
+    predictor.save(ws.path(MODELS_DIR, name))
     ws.save_frame(f"history_{name}", hist)
   ws.save_frame("finetune_history", history)
   if e2e is not None:
-    e2e[0].save(ws.path("models", E2E_MODEL))
+    e2e[0].save(ws.path(MODELS_DIR, E2E_MODEL))
     ws.save_frame(f"history_{E2E_MODEL}", e2e[1])
   if encoder is not None and encoder.mlm_history is not None:
     ws.save_frame("mlm_history", encoder.mlm_history)
@@ -393,7 +394,7 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   if text.calibration is not None:
     ws.save_frame("text_calibration", text.calibration)
     ws.save_frame("text_now", text.now)
-    text.featurizer.save(ws.path("models", "text_featurizer.npz"))
+    text.featurizer.save(ws.path(MODELS_DIR, TEXT_FEATURIZER_FILE))
   metrics = {"sentiment": sent}
   if sent is None:
     metrics["notes"] = {"sentiment": NOT_APPLICABLE["sentiment"]}
@@ -519,17 +520,17 @@ def load_finetune(ws: Workspace) -> Finetuned:
   from cvlib.value import ziln
   networks = {}
   for name in NETWORK_INPUTS:
-    folder = ws.root / "models" / name
+    folder = ws.root / MODELS_DIR / name
     if folder.exists():
       networks[name] = (ziln.ZILNPredictor.load(folder), ws.load_frame(f"history_{name}"))
   text = CustomerText(None, None, None)
   if ws.has("text_calibration"):
-    text = CustomerText(TextFeaturizer.load(ws.root / "models" / "text_featurizer.npz"),
+    text = CustomerText(TextFeaturizer.load(ws.root / MODELS_DIR / TEXT_FEATURIZER_FILE),
                         ws.load_frame("text_calibration"), ws.load_frame("text_now"))
   e2e = None
-  if (ws.root / "models" / E2E_MODEL).exists():
+  if (ws.root / MODELS_DIR / E2E_MODEL).exists():
     from cvlib.value import history_text
-    e2e = history_text.E2EPredictor.load(ws.root / "models" / E2E_MODEL)
+    e2e = history_text.E2EPredictor.load(ws.root / MODELS_DIR / E2E_MODEL)
   return Finetuned(networks, ws.load_array("is_test"), text, ws.load_frame("review_scores"), e2e,
                    ws.load_array("review_embeddings"))
 
