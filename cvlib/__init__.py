@@ -1,6 +1,6 @@
 """cvlib: what an online shop's customers are worth, and why.
 
-The stable entry points (CONTRACT.md)::
+The stable entry points (docs/contract.md)::
 
   params = cvlib.load_params("params/demo.yaml")
   tables = cvlib.load_data(params)

@@ -1,4 +1,4 @@
-"""The ``cvlib`` command line (CONTRACT.md).
+"""The ``cvlib`` command line (docs/contract.md).
 
 Exit status: 0 success; 2 bad params or bad input data (one line per problem on stderr, no
 traceback); 1 any other failure (with the path of the executed notebook that failed).
@@ -11,7 +11,13 @@ import signal
 import sys
 from pathlib import Path
 
-from cvlib.config import ParamsError
+from cvlib.config import ParamsError, load_params
+from cvlib.data import privacy, synthetic
+from cvlib.data.adapters import DataError, load_data
+from cvlib.data.clean import clean_tables
+from cvlib.runner import RunFailed, run, run_all, validate_inputs
+from cvlib.serve import scorer as scoring
+from cvlib.serve.model_folder import ModelFolderError
 
 
 def _split_stages(text: str) -> list[str]:
@@ -63,9 +69,6 @@ def _on_sigterm(signum, frame):
 def main(argv: list[str] | None = None) -> int:
   args = make_parser().parse_args(argv)
   signal.signal(signal.SIGTERM, _on_sigterm)
-  from cvlib.data.adapters import DataError
-  from cvlib.runner import RunFailed
-  from cvlib.serve.model_folder import ModelFolderError
   try:
     if args.command == "run" and args.all_dir is not None:
       if args.params is not None:
@@ -75,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
       if args.params is None:
         raise ParamsError(["cvlib run: give a params file (e.g. params/demo.yaml) or --all FOLDER"])
-      from cvlib.runner import run
       index = run(args.params, out=args.out, overrides=args.overrides, stages=args.stages)
       print(f"Report: {index}")
     elif args.command == "score":
@@ -88,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamsError([f"--customers must be > 0, got {args.customers}"])
       if args.seed < 0:
         raise ParamsError([f"--seed must be >= 0, got {args.seed}"])
-      from cvlib.data import synthetic
       paths = synthetic.write_demo_data(Path(args.out_dir), n_customers=args.customers,
                                         seed=args.seed)
       print(f"Wrote {len(paths)} files to {args.out_dir}")
@@ -107,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run_all(folder: str, out: str, overrides: list[str], stages: list[str] | None) -> int:
   """``cvlib run --all``: 0 if every dataset succeeded; 2 if the failures were all bad params or
   data; 1 otherwise. Each failure gets its lines on stderr."""
-  from cvlib.data.adapters import DataError
-  from cvlib.runner import RunFailed, run_all
   results = run_all(folder, out=out, overrides=overrides, stages=stages)
   failed = {path: e for path, e in results.items() if e is not None}
   for path, e in failed.items():
@@ -135,12 +134,7 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
   import pandas as pd
 
-  from cvlib.data import privacy
 
-  from cvlib.serve import scorer as scoring
-  from cvlib.data.adapters import DataError, load_data
-  from cvlib.data.clean import clean_tables
-  from cvlib.config import load_params
   problems = []
   day = None
   if as_of is not None:
@@ -175,8 +169,6 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
 
 def _validate(params_file: str, overrides: list[str]) -> None:
-  from cvlib.config import load_params
-  from cvlib.runner import validate_inputs
   params = load_params(params_file, overrides)
   cleaned, log = validate_inputs(params)
   counts = cleaned.counts()

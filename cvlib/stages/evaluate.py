@@ -177,7 +177,7 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
 
 def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
                           crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
-  """CONTRACT clv metrics on test customers, with bootstrap Gini differences (None: no customers).
+  """The clv metrics (docs/contract.md) on test customers, with bootstrap Gini differences (None: no customers).
 
   With ``crossfit`` (:func:`crossfit_value_models`), the same metrics over every customer go under
   ``"crossfit"``, with the number of folds.
