@@ -1,7 +1,7 @@
 """The keyword aspect tagger against hand labels on real reviews (and on a few synthetic ones).
 
-``cvlib/insight/aspects_labelled.csv`` holds 220 reviews labelled by reading them (see the labelling
-guide in ``tests/data/README.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
+``cvlib/insight/aspects_labelled.csv`` holds 220 reviews labelled by reading them (origin, licence and
+labelling guide in ``cvlib/insight/aspects_labelled.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
 file, 60 Portuguese Olist reviews and 40 reviews of cvlib's synthetic shop. For each of the six
 aspects of ``cvlib.insight.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed).

@@ -1,0 +1,1193 @@
+"""Writes docs/results.md and docs/benchmarks.md from the results files, and checks them.
+
+Every figure on those two pages is read from a file under ``benchmarks/results/``: the
+benchmarks' JSON (``benchmarks/results/*.json``, ``benchmarks/results/gpu/``) and snapshots of
+report runs' ``metrics.json`` (``benchmarks/results/reports/<dataset>.metrics.json``). Nothing
+here imports cvlib or JAX, so the check runs in a second.
+
+Usage::
+
+  python docs/generate.py            # rewrite both pages
+  python docs/generate.py --check    # exit 1, naming the page, when a committed page differs
+
+To refresh a page, rerun the benchmark (or copy a report run's metrics.json to
+``benchmarks/results/reports/<dataset>.metrics.json``), then run this script and commit both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+REPORTS = RESULTS / "reports"
+DOCS = REPO / "docs"
+WIDTH = 100
+DASH = "–"  # a cell with no value
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+def f2(x: float | None) -> str:
+  return DASH if _missing(x) else f"{x:.2f}"
+
+
+def f3(x: float | None) -> str:
+  return DASH if _missing(x) else f"{x:.3f}"
+
+
+def signed3(x: float | None) -> str:
+  return DASH if _missing(x) else f"{x:+.3f}"
+
+
+def pct(x: float | None, digits: int = 0) -> str:
+  return DASH if _missing(x) else f"{100 * x:.{digits}f}%"
+
+
+def count(x: float | None) -> str:
+  return DASH if _missing(x) else f"{int(round(x)):,}"
+
+
+def ratio(x: float | None) -> str:
+  return DASH if _missing(x) else f"{x:.2f}x"
+
+
+def rate(x: float | None) -> str:
+  """Sequences (or customers) per second: whole numbers from 100 up."""
+  if _missing(x):
+    return DASH
+  return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def secs(x: float | None) -> str:
+  if _missing(x):
+    return DASH
+  if x >= 90:
+    m, s = divmod(int(round(x)), 60)
+    return f"{m} min" if s == 0 else f"{m} min {s} s"
+  return f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
+
+
+def ms(x_s: float | None) -> str:
+  """Seconds shown as milliseconds."""
+  return DASH if _missing(x_s) else f"{1000 * x_s:.1f} ms"
+
+
+def gb(mb: float | None) -> str:
+  return DASH if _missing(mb) else f"{mb / 1024:.1f} GB"
+
+
+def plural(n: int, word: str) -> str:
+  return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _missing(x: Any) -> bool:
+  return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def link(rel: str, from_docs: bool = True) -> str:
+  """A markdown link to a repository file, relative to docs/."""
+  return f"[`{rel}`](../{rel})" if from_docs else f"`{rel}`"
+
+
+def table(headers: list[str], rows: Iterable[list[Any]], align: str | None = None) -> str:
+  """A markdown table; ``align`` holds one of 'l' / 'r' per column (default: first left)."""
+  rows = [[str(c) for c in r] for r in rows]
+  align = align or "l" + "r" * (len(headers) - 1)
+  marks = ["---:" if a == "r" else "---" for a in align]
+  out = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
+  out += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(out)
+
+
+def para(text: str) -> str:
+  text = " ".join(text.split())
+  return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+class Page:
+  """A page under construction: blocks of markdown, and the results files it read."""
+
+  def __init__(self, title: str):
+    self.blocks = [f"# {title}"]
+    self.used: list[str] = []
+
+  def load(self, rel: str) -> Any:
+    if rel not in self.used:
+      self.used.append(rel)
+    return json.loads((REPO / rel).read_text(encoding="utf-8"))
+
+  def read_text(self, rel: str) -> str:
+    if rel not in self.used:
+      self.used.append(rel)
+    return (REPO / rel).read_text(encoding="utf-8")
+
+  def h2(self, text: str) -> None:
+    self.blocks.append(f"## {text}")
+
+  def h3(self, text: str) -> None:
+    self.blocks.append(f"### {text}")
+
+  def p(self, text: str) -> None:
+    self.blocks.append(para(text))
+
+  def raw(self, text: str) -> None:
+    self.blocks.append(text.strip("\n"))
+
+  def table(self, headers, rows, align=None) -> None:
+    self.blocks.append(table(headers, rows, align))
+
+  def source(self, *rels: str, note: str = "") -> None:
+    files = ", ".join(link(r) for r in rels)
+    self.p(f"Source: {files}{'; ' + note if note else ''}.")
+
+  def render(self, header: str) -> str:
+    return header + "\n" + "\n\n".join(self.blocks) + "\n"
+
+
+def when(d: dict) -> str:
+  """The date a results file records, as YYYY-MM-DD HH:MM."""
+  for key in ("date", "written", "when"):
+    if d.get(key):
+      return str(d[key]).replace("T", " ")[:16]
+  return "undated"
+
+
+# --- benchmarks.md --------------------------------------------------------------------------------
+
+# Figures the README quoted that no results file holds; benchmarks.md lists them in its last note.
+UNBACKED = [
+    "the demo `make report` wall time and its per-stage split (no stored run.json of that run)",
+    "the features benchmark's number of customer-day groups",
+    "the scale run's split of preprocessing (reading, cleaning, features) and of evaluation "
+    "(bootstrap intervals) into sub-steps: the results file keeps stage totals only",
+    "the GPU profile of three BERT-base training steps (busy time, its split into matrix products "
+    "and memory-bound fusions): no trace is stored",
+    "sentiment and timings of report runs on women's clothing, Chinese reviews and Olist (encoder "
+    "alone, combined with TF-IDF, the baseline, minutes per run): no metrics.json of those runs "
+    "is stored",
+    "the English-MiniLM Olist sentiment run (macro-F1 against TF-IDF) from before the Portuguese "
+    "encoder: no results file",
+    "offline checks that left no file: TF-IDF with weaker regularisation (C = 4) on Chinese "
+    "sentiment, BG/NBD's predictions as inputs of the value network",
+    "XLA CPU flags tried on the training step (vector width, oneDNN, XNNPACK, fusions off): "
+    "no file",
+    "project targets that no results file records (the GPU MFU target, the CPU speed and "
+    "bucketing targets, the aspect tagger's precision and recall targets)",
+]
+
+
+def build_benchmarks() -> Page:
+  page = Page("Benchmarks")
+  cpus = page.load("benchmarks/results/features.json")["machine"]["cpus"]
+  page.p("Scripts under `benchmarks/` measure speed, memory and quality against named peers and "
+         "write JSON to `benchmarks/results/` (GPU runs to `benchmarks/results/gpu/`). This page is "
+         "generated from those files by `docs/generate.py`: every figure on it is read from the "
+         f"file named under its table. Unless a section says otherwise, the machine is the {cpus}-core "
+         "development VM (AMD EPYC, AVX2, no GPU), whose run-to-run spread is wide: read ratios "
+         "within a few percent of 1.0 as level. The results of report runs are in "
+         "[results.md](results.md).")
+  _features(page)
+  _scale(page)
+  _score(page)
+  _encoder_cpu(page)
+  _code_ab(page)
+  _host_memory(page)
+  _matmul(page)
+  _buckets(page)
+  _kernel_on_reviews(page)
+  _gpu_speed(page)
+  _gpu_step(page)
+  _sentiment(page)
+  _blend(page)
+  _aspects(page)
+  _demo_text(page)
+  page.h2("Figures without a results file")
+  page.p("The README used to quote these; no file under `benchmarks/results/` backs them, so they "
+         "are left out here:")
+  page.raw("\n".join(f"- {u}" for u in UNBACKED))
+  files = sorted(p.relative_to(REPO).as_posix() for p in RESULTS.rglob("*")
+                 if p.is_file() and p.suffix in (".json", ".log") and REPORTS not in p.parents)
+  unused = [f for f in files if f not in page.used]
+  if unused:
+    page.p("Results files not shown on this page: " + ", ".join(link(f) for f in unused) + ".")
+  return page
+
+
+FEATURE_LABELS = {"cvlib": "cvlib (DuckDB) summary", "cvlib_features": "cvlib, all customer features",
+                  "pandas": "pandas groupby", "lifetimes": "lifetimes `calibration_and_holdout_data`"}
+
+
+def _features(page: Page) -> None:
+  rel = "benchmarks/results/features.json"
+  d = page.load(rel)
+  page.h2("Customer features")
+  agree = d["agreement"]
+  max_rel = max(v["max_rel"] for a in agree.values() for v in a.values()
+                if isinstance(v, dict) and "max_rel" in v)
+  identical = all(a.get("identical") and a.get("same_customers") for a in agree.values())
+  page.p(f"The per-customer RFM summary with a calibration/holdout split, on "
+         f"{count(d['transactions'])} synthetic transactions of {count(d['customers'])} customers "
+         f"(`benchmarks/features.py`): each implementation in its own process, median of "
+         f"{d['repeats']} runs on {d['machine']['cpus']} cores. "
+         + (f"The implementations agree on every customer to a relative difference of "
+            f"{max_rel:.0e}." if identical else "The implementations do not agree: see the file."))
+  page.table(["implementation", "median", "peak RSS"],
+             [[FEATURE_LABELS.get(k, k), secs(r["median_s"]), gb(r["peak_rss_mb"])]
+              for k, r in d["runs"].items()])
+  sp, t = d["speedup"], d["targets"]
+  met = lambda x, target: "meets" if x >= target else "short of"
+  page.p(f"cvlib is {sp['cvlib_vs_pandas']}x faster than pandas ({met(sp['cvlib_vs_pandas'], t['cvlib_vs_pandas_min'])} "
+         f"the {t['cvlib_vs_pandas_min']}x the project aims for) and {sp['cvlib_vs_lifetimes']}x "
+         f"faster than lifetimes ({met(sp['cvlib_vs_lifetimes'], t['cvlib_vs_lifetimes_min'])} "
+         f"the {t['cvlib_vs_lifetimes_min']}x aimed for). Almost all of cvlib's time is the "
+         "grouping by customer and day.")
+  page.source(rel, note=f"written {when(d)}")
+
+
+def _scale(page: Page) -> None:
+  rel = "benchmarks/results/scale.json"
+  d = page.load(rel)
+  page.h2("A whole run at scale")
+  page.p(f"A whole `cvlib run` (`benchmarks/scale.py`) on {count(d['customers'])} synthetic "
+         f"customers and {count(d['transactions'])} order-level transactions in a Parquet file, "
+         "read through the generic adapter. There are no products or reviews, so the run is "
+         "preprocessing, the behaviour value network, the baselines and back-test, and forward "
+         "scores, segments and actions for every customer. Evaluation is the longest stage: the "
+         "bootstrap intervals of the Gini differences on the test customers, and fitting BG/NBD "
+         "and the trees.")
+  st = d["seconds_per_stage"]
+  rows = [["preprocess (read, validate, clean, features)", secs(st["preprocess"])],
+          [f"finetune (here: the value network, {d['value_epochs']} epochs)", secs(st["finetune"])],
+          ["evaluate (baselines, back-test)", secs(st["evaluate"])],
+          [f"segment (scores for {count(d['scores_rows'])} customers)", secs(st["segment"])],
+          ["whole run, wall clock", secs(d["run_wall_s"])],
+          ["peak resident memory, largest process", gb(d["peak_rss_mb_largest_process"])],
+          ["stakeholder page", f"{d['index_html_mb']:.1f} MB"]]
+  page.table(["", "result"], rows)
+  page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} cores, exit status {d['returncode']}")
+
+
+def _score(page: Page) -> None:
+  rel = "benchmarks/results/score.json"
+  d = page.load(rel)
+  page.h2("Scoring with a finished run")
+  b, nd, txt, lat = (d["batch_behaviour"], d["batch_behaviour_no_drivers"],
+                     d["batch_text_subsample"], d["latency"])
+  t, v = d["targets"], d["verdict"]
+  loads = [x for part in (b, nd, txt, lat) for k in ("load_avg_before", "load_avg_after")
+           for x in part.get(k, [])]
+  page.p(f"`benchmarks/score.py` scores with a run's models ({d['data']['how']}): a batch of "
+         f"{count(d['data']['customers'])} customers ({count(d['data']['transactions'])} orders) "
+         f"through `cvlib score`'s path in chunks of {count(b['chunk_size'])}, and single customers "
+         f"through `Scorer.score` ({lat['scorer_behaviour']['n']} calls). The "
+         f"{d['machine']['cpus']}-core machine was shared with other jobs (load average "
+         f"{min(loads):.1f} to {max(loads):.1f}).")
+  yes = lambda ok: "met" if ok else "not met"
+  rows = [
+      [f"{count(b['customers'])} customers, behaviour network, with cleaning and per-customer "
+       "drivers", secs(v["batch_1m_behaviour_s_with_cleaning"]), f"< {secs(t['batch_1m_behaviour_s'])}",
+       yes(v["batch_1m_behaviour_under_5_min"])],
+      ["the same without drivers", secs(v["batch_1m_behaviour_no_drivers_s_with_cleaning"]), "", ""],
+      ["peak memory of that", gb(b["peak_rss_with_cleaning_mb"]), f"< {gb(t['batch_peak_rss_mb'])}",
+       yes(v["batch_peak_rss_under_4_gb"])],
+      ["`Scorer.score`, one customer, behaviour network, p50 / p99",
+       f"{lat['scorer_behaviour']['p50_ms']} / {lat['scorer_behaviour']['p99_ms']} ms",
+       f"p50 < {t['latency_p50_behaviour_ms']} ms", yes(v["latency_p50_behaviour_under_20_ms"])],
+      ["`Scorer.score`, one customer with review text, p50 / p99",
+       f"{lat['scorer_text']['p50_ms']} / {lat['scorer_text']['p99_ms']} ms",
+       f"p50 < {t['latency_p50_text_ms']} ms", yes(v["latency_p50_text_under_100_ms"])],
+      ["peer: scikit-learn scaler + trees on the same features, p50",
+       f"{lat['peer_sklearn_end_to_end']['p50_ms']} ms", "", ""],
+      [f"text-aware network, batch of {count(txt['customers'])} customers",
+       f"{rate(txt['customers_per_s'])} customers/s", "", ""],
+  ]
+  page.table(["", "result", "target", ""], rows, "lrrl")
+  page.p("The text-aware network is bound by the encoder: each customer's reviews go through it "
+         "before the network runs.")
+  page.source(rel, note=f"run {when(d)}")
+
+
+def _ratio_range(d: dict, op: str) -> tuple[float, float]:
+  r = [x["cvlib_over_pytorch"] for x in d["results"] if x["op"] == op]
+  return min(r), max(r)
+
+
+def _encoder_cells(d: dict, op: str) -> list[str]:
+  cells = []
+  for length in d["settings"]["lengths"]:
+    r = next((x for x in d["results"] if x["op"] == op and x["length"] == length), None)
+    cells.append(DASH if r is None else f"{rate(r['cvlib']['seq_per_s'])} / "
+                 f"{rate(r['pytorch']['seq_per_s'])} ({ratio(r['cvlib_over_pytorch'])})")
+  return cells
+
+
+ENCODER_RUNS = [
+    ("benchmarks/results/encoder.json", "the first measured version"),
+    ("benchmarks/results/encoder_rerun.json", "after the float32 embedding lookup (the GPU fix)"),
+    ("benchmarks/results/encoder_attention.json", "attention with a hand-written backward pass"),
+    ("benchmarks/results/encoder_cpu_kernel.json", "the compiled CPU attention kernel and "
+                                                   "cvlib's malloc settings"),
+    ("benchmarks/results/encoder_cpu_kernel_same_malloc.json", "the same, PyTorch also given "
+                                                               "cvlib's malloc settings"),
+]
+
+
+def _encoder_cpu(page: Page) -> None:
+  rel = "benchmarks/results/encoder_cpu_kernel.json"
+  d = page.load(rel)
+  s, ver = d["settings"], d["versions"]
+  page.h2("The encoder on CPU against PyTorch")
+  page.p(f"`benchmarks/encoder.py` runs the same MiniLM weights in cvlib (JAX) and in PyTorch "
+         f"{ver['torch']} (transformers {ver['transformers']}, {ver['torch_attention']} attention): "
+         f"batch {s['batch']}, {s['threads']} threads, the two sides taking turns for "
+         f"{s['rounds']} rounds. Sequences per second, medians, cvlib / PyTorch:")
+  page.table(["step"] + [f"length {n}" for n in s["lengths"]],
+             [["inference"] + _encoder_cells(d, "inference"),
+              ["training step (AdamW)"] + _encoder_cells(d, "train")])
+  page.source(rel, note=f"run {when(d)}")
+  same = page.load("benchmarks/results/encoder_cpu_kernel_same_malloc.json")
+  page.p("A fairness check: PyTorch gains from cvlib's malloc settings too. With them set for both "
+         "processes (`GLIBC_TUNABLES`):")
+  page.table(["step"] + [f"length {n}" for n in same["settings"]["lengths"]],
+             [["inference"] + _encoder_cells(same, "inference"),
+              ["training step (AdamW)"] + _encoder_cells(same, "train")])
+  page.source("benchmarks/results/encoder_cpu_kernel_same_malloc.json", note=f"run {when(same)}")
+  page.p("The same benchmark over time, as the code changed (cvlib / PyTorch, lowest to highest "
+         "over the lengths measured):")
+  rows = []
+  for r, what in ENCODER_RUNS:
+    e = page.load(r)
+    lo_i, hi_i = _ratio_range(e, "inference")
+    lo_t, hi_t = _ratio_range(e, "train")
+    lengths = ", ".join(str(n) for n in e["settings"]["lengths"])
+    rows.append([link(r), when(e), what, lengths, f"{ratio(lo_i)}-{ratio(hi_i)}",
+                 f"{ratio(lo_t)}-{ratio(hi_t)}"])
+  page.table(["file", "run", "cvlib", "lengths", "inference", "training"], rows, "llllrr")
+  page.p("The embedding change between the first two rows is speed-neutral on CPU when timed in "
+         "one process (next section), so the difference between those rows is the machine's "
+         "run-to-run spread.")
+
+
+CODE_AB = [
+    ("benchmarks/results/cpu_kernel_ab.json", "compiled CPU attention kernel against XLA attention"),
+    ("benchmarks/results/attention_ab.json", "hand-written attention backward against autodiff"),
+    ("benchmarks/results/embedding_ab.json", "float32 embedding lookup against `nnx.Embed`"),
+]
+
+
+def _code_ab(page: Page) -> None:
+  page.h2("Code changes timed in one process")
+  page.p("`benchmarks/code_ab.py` times the old and the new version of one piece of the encoder "
+         "in the same process, taking turns, so that machine noise hits both alike (MiniLM, batch "
+         "32, sequences per second, medians). The compiled kernel is used on one CPU device in "
+         "float32; sharded runs, bfloat16 and GPUs keep the XLA code.")
+  rows = []
+  for rel, what in CODE_AB:
+    d = page.load(rel)
+    for r in d["results"]:
+      op = {"inference": "inference", "train": "training step"}.get(r.get("op"), "training step")
+      after_over = r.get("after_over_before", r["after"]["seq_per_s"] / r["before"]["seq_per_s"])
+      rows.append([what, op, r["length"], rate(r["before"]["seq_per_s"]),
+                   rate(r["after"]["seq_per_s"]), ratio(after_over)])
+  page.table(["change", "step", "length", "before", "after", "after / before"], rows, "llrrrr")
+  page.source(*(r for r, _ in CODE_AB))
+
+
+def _host_memory(page: Page) -> None:
+  rel = "benchmarks/results/host_memory.json"
+  d = page.load(rel)
+  page.h2("Keeping freed host memory")
+  page.p("XLA:CPU allocates a step's temporary buffers per call, and with glibc's defaults they "
+         "are mapped afresh, and page-faulted in, every time. `benchmarks/host_memory.py` runs the "
+         "step under glibc's defaults and under cvlib's settings (one malloc arena, no mmap, no "
+         "trimming), in separate processes taking turns:")
+  rows = []
+  for r in d["results"]:
+    a, b = r["default"], r["cvlib"]
+    rows.append([{"train": "training step"}.get(r["op"], r["op"]), f"{r['batch']} x {r['length']}",
+                 rate(a["seq_per_s"]), rate(b["seq_per_s"]), ratio(r["cvlib_over_default"]),
+                 f"{count(a['minor_faults_per_call'])} -> {count(b['minor_faults_per_call'])}",
+                 f"{a['system_s_per_call']:.2f} -> {b['system_s_per_call']:.2f} s"])
+  page.table(["step", "batch x length", "glibc defaults", "cvlib", "ratio",
+              "page faults per call", "kernel time per call"], rows, "llrrrrr")
+  page.source(rel, note=f"run {when(d)}")
+
+
+def _matmul(page: Page) -> None:
+  rel = "benchmarks/results/matmul_cpu.json"
+  d = page.load(rel)
+  sh = d["shape"]
+  page.h2("The training step's matrix products alone")
+  page.p(f"`benchmarks/matmul_cpu.py` times one dense layer's products, [{sh['rows']:,} x "
+         f"{sh['in']}] by [{sh['in']} x {sh['out']}], in JAX and in PyTorch ({d['threads']} "
+         f"threads, {d['repeats']} repeats): where a gap in the training step could come from.")
+  names = {"forward": "forward", "grad_x": "input gradient", "grad_w": "weight gradient"}
+  page.table(["product", "JAX", "PyTorch", "JAX speed / PyTorch's"],
+             [[names.get(k, k), f"{r['jax_ms']:.1f} ms", f"{r['torch_ms']:.1f} ms",
+               ratio(r["jax_over_torch_speed"])] for k, r in d["results"].items()])
+  page.source(rel, note=f"run {when(d)}")
+
+
+def _buckets(page: Page) -> None:
+  rel = "benchmarks/results/encoder.json"
+  d = page.load(rel)
+  page.h2("Length buckets")
+  page.p("Reviews are mostly far shorter than 128 tokens. Padding each batch only to the next of a "
+         "few lengths, instead of to 128, saves the work on padding; `benchmarks/encoder.py` "
+         "measures it on real reviews:")
+  rows = []
+  for b in d["bucketing"]:
+    tok = b["tokens_per_review"]
+    for op in ("inference", "train"):
+      r = b[op]
+      rows.append([DATASET_NAMES.get(b["dataset"], b["dataset"]), {"train": "training"}.get(op, op), count(r["reviews"]),
+                   f"{tok['median']:.0f} / {tok['p90']:.0f}", pct(tok["cut_at_128"], 1),
+                   ratio(r["buckets_32_64_128"]["speedup_vs_fixed_128"]),
+                   ratio(r["buckets_16_32_48_64_96_128"]["speedup_vs_fixed_128"])])
+  page.table(["reviews", "step", "n", "tokens median / p90", "cut at 128",
+              "buckets 32, 64, 128", "six buckets 16-128"], rows, "llrrrrr")
+  page.p("Speed-ups are against padding every batch to 128 tokens. Long reviews leave little "
+         "padding to remove; short ones gain most.")
+  page.source(rel, note=f"run {when(d)}")
+
+
+def _kernel_on_reviews(page: Page) -> None:
+  a_rel = "benchmarks/results/sentiment_womens_1000_cpu_kernel.json"
+  b_rel = "benchmarks/results/sentiment_womens_1000_xla_attention.json"
+  a, b = page.load(a_rel), page.load(b_rel)
+  ra, rb = a["runs"][0], b["runs"][0]
+  page.h2("The CPU attention kernel on real reviews")
+  page.p(f"Does the model learn the same with the compiled kernel? `benchmarks/sentiment.py` "
+         f"fine-tunes MiniLM on {count(a['split']['train'])} women's clothing reviews for "
+         f"{plural(ra['settings']['epochs'], 'epoch')} with length buckets and scores "
+         f"{count(a['split']['test'])} test reviews, once with the kernel and once with "
+         "`CVLIB_CPU_ATTENTION=0`:")
+  page.table(["attention", "accuracy", "macro-F1", "fine-tuning (with validation)",
+              "test predictions"],
+             [["compiled kernel", f3(ra["accuracy"]), f3(ra["macro_f1"]),
+               secs(ra["finetune_seconds"]), secs(ra["predict_seconds"])],
+              ["XLA", f3(rb["accuracy"]), f3(rb["macro_f1"]), secs(rb["finetune_seconds"]),
+               secs(rb["predict_seconds"])]])
+  page.source(a_rel, b_rel)
+
+
+GPU_MODELS = [("benchmarks/results/gpu/encoder_gpu_bert_base.json", "BERT-base size (12x768)"),
+              ("benchmarks/results/gpu/encoder_gpu_minilm.json", "MiniLM-L6 (6x384)")]
+
+
+def _gpu_speed(page: Page) -> None:
+  page.h2("GPU speed")
+  loaded = [(page.load(rel), name) for rel, name in GPU_MODELS]
+  first = loaded[0][0]
+  s = first["settings"]
+  peaks = [r["cvlib"]["tflops"] / r["cvlib"]["mfu"] for d, _ in loaded for r in d["results"]
+           if r["cvlib"].get("mfu")]
+  page.p(f"One {first['machine']['device_kind']} (`benchmarks/gpu.sh`), {s['dtype']} compute with "
+         f"float32 parameters, {s['attention']} fused attention, batch {s['batch']}: sequences per "
+         f"second and, in brackets, model FLOPs utilisation against the {statistics.median(peaks):.0f} "
+         "TFLOP/s dense peak the benchmark divides by. The training columns were measured before "
+         "the embedding fix of the next section.")
+  cols = [(op, n) for op in ("inference", "train") for n in s["lengths"]]
+  rows = []
+  for d, name in loaded:
+    cells = []
+    for op, n in cols:
+      r = next(x for x in d["results"] if x["op"] == op and x["length"] == n)
+      mfu = r["cvlib"]["mfu"]
+      cells.append(f"{rate(r['cvlib']['seq_per_s'])} ({pct(mfu, 1 if mfu < 0.1 else 0)})")
+    rows.append([name] + cells)
+  page.table(["model"] + [f"{'training step' if op == 'train' else op} {n}" for op, n in cols], rows)
+  page.source(*(rel for rel, _ in GPU_MODELS), note=f"run {when(first)}")
+
+
+def _probe(page: Page, rel: str) -> dict:
+  d = page.load(rel)
+  return {r["variant"]: r for r in d["results"]} | {"_": d}
+
+
+def _gpu_step(page: Page) -> None:
+  page.h2("The GPU training step before and after the embedding fix")
+  bb = _probe(page, "benchmarks/results/gpu/train_step_probe_bert_base_before.json")
+  ba = _probe(page, "benchmarks/results/gpu/train_step_probe_bert_base.json")
+  mb = _probe(page, "benchmarks/results/gpu/train_step_probe_minilm_before.json")
+  ma = _probe(page, "benchmarks/results/gpu/train_step_probe_minilm.json")
+  b512 = _probe(page, "benchmarks/results/gpu/train_step_probe_bert_base_512_before.json")
+  s = bb["_"]["settings"]
+  page.p(f"`benchmarks/train_step_probe.py` times the same step written several ways: cvlib's "
+         f"`nnx.jit` step, a pure `jax.jit` of the split state, without dropout, gradients only "
+         f"(forward and backward), forward only. For BERT-base (batch {s['batch']}, "
+         f"{s['length']} tokens, pipelined steps) forward took {ms(bb['forward']['pipelined_s'])} "
+         f"and forward + backward {ms(bb['grad_only']['pipelined_s'])}: the backward pass was "
+         "the problem, not the optimizer or dispatch.")
+  page.table(["variant (BERT-base, before the fix)", "pipelined step"],
+             [[k, ms(r["pipelined_s"])] for k, r in bb.items() if k != "_"])
+  page.p("`nnx.Embed` casts its table to bfloat16 before the lookup, which makes each embedding "
+         "gradient a bfloat16 scatter-add; every token of the batch adds into the one token-type "
+         "row and every row into position 0, and XLA's GPU scatter serialises on that. The "
+         "embeddings now look up in the float32 tables, take the positions as a slice and the "
+         "token types as a select (the same values in float32; the CPU parity test passes "
+         "unchanged). Same settings, cvlib's step:")
+
+  def cell(r):
+    return (f"{ms(r['pipelined_s'])}, {rate(r['seq_per_s_pipelined'])} seq/s "
+            f"({pct(r['mfu_pipelined'], 1)})")
+
+  page.table(["model", "before", "after"],
+             [["BERT-base size (12x768)", cell(bb["nnx"]), cell(ba["nnx"])],
+              ["MiniLM-L6 (6x384)", cell(mb["nnx"]), cell(ma["nnx"])]], "lrr")
+  page.p(f"MiniLM's step is now close to the host's dispatch time: "
+         f"{ms(ma['nnx']['dispatch_median_s'])} to return from the `nnx.jit` call, against "
+         f"{ms(mb['functional']['dispatch_median_s'])} for a plain `jax.jit` of the split state "
+         "(measured before the fix), so small models would gain from a functional step or several "
+         f"steps per call. Before the fix a batch of {b512['_']['settings']['batch']} did not help "
+         f"BERT-base either ({ms(b512['functional']['pipelined_s'])} a step, "
+         f"{pct(b512['functional']['mfu_pipelined'], 1)}).")
+  page.source("benchmarks/results/gpu/train_step_probe_bert_base_before.json",
+              "benchmarks/results/gpu/train_step_probe_bert_base.json",
+              "benchmarks/results/gpu/train_step_probe_minilm_before.json",
+              "benchmarks/results/gpu/train_step_probe_minilm.json",
+              "benchmarks/results/gpu/train_step_probe_bert_base_512_before.json")
+
+
+# sentiment benchmark runs: (file, device, file with the TF-IDF baseline on the same split or None)
+SENTIMENT_RUNS = [
+    ("benchmarks/results/gpu/sentiment_womens_clothing.json", "GPU", None),
+    ("benchmarks/results/sentiment_womens.json", "CPU", None),
+    ("benchmarks/results/gpu/sentiment_chinese_reviews.json", "GPU",
+     "benchmarks/results/sentiment_chinese_reviews_baselines.json"),
+    ("benchmarks/results/sentiment_chinese_reviews_transfer.json", "CPU", None),
+    ("benchmarks/results/gpu/sentiment_olist.json", "GPU",
+     "benchmarks/results/sentiment_olist_baselines.json"),
+    ("benchmarks/results/sentiment_olist_transfer.json", "CPU", None),
+    ("benchmarks/results/sentiment_olist_transfer_2000.json", "CPU", None),
+]
+DATASET_NAMES = {"womens_clothing": "Women's clothing", "chinese_reviews": "Chinese reviews",
+                 "olist": "Olist (Portuguese)", "demo": "demo (synthetic)",
+                 "online_retail": "Online Retail", "cdnow": "CDNOW"}
+ENCODER_KINDS = {"minilm": "MiniLM", "checkpoint": "MiniLM (a saved copy of its weights)",
+                 "scratch": "small BERT from scratch", "transfer": "MiniLM's layers, new vocabulary (`transfer`)"}
+
+
+def _same_split(a: dict, b: dict) -> bool:
+  keys = ("seed", "test_share", "labelled", "test", "stratified")
+  return all(a["split"].get(k) == b["split"].get(k) for k in keys)
+
+
+def sentiment_run(page: Page, rel: str, baseline_rel: str | None = None) -> dict:
+  """One sentiment benchmark file as a flat row (the old single-model layout too)."""
+  d = page.load(rel)
+  base = d.get("baselines") or {}
+  if baseline_rel and not base.get("tfidf_logreg") and not base.get("tfidf_logreg_full_train"):
+    other = page.load(baseline_rel)
+    if _same_split(d, other):
+      base = other["baselines"]
+  tfidf = base.get("tfidf_logreg") or base.get("tfidf_logreg_full_train") or {}
+  vader = base.get("vader") or {}
+  if "runs" in d:
+    r = d["runs"][0]
+    enc = r.get("encoder_details", {})
+    settings, history = r["settings"], r.get("history") or []
+    train = d["split"]["train"]
+    kind = r["kind"]
+    seconds = d.get("total_seconds")
+  else:  # the first layout: one "model"
+    r = d["model"]
+    enc, settings, history = {}, r["settings"], r.get("history") or []
+    train = d["split"]["train_used"]
+    kind = "minilm"
+    seconds = d.get("total_seconds")
+  return {"file": rel, "dataset": d["dataset"], "kind": kind, "encoder": r.get("encoder", r.get("name")),
+          "train": train, "train_full": d["split"].get("train_full"), "test": d["split"]["test"],
+          "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+          "tfidf": tfidf, "vader": vader, "epochs": settings.get("epochs"),
+          "epochs_run": len(history) or None,
+          "val_f1": [h["val_macro_f1"] for h in history],
+          "val_acc": [h["val_accuracy"] for h in history],
+          "mlm_steps": enc.get("mlm_steps", r.get("mlm_steps", 0)),
+          "mlm_batch": enc.get("mlm_batch_size"), "vocab": enc.get("vocab_size"),
+          "shared": (enc.get("embeddings_from_minilm") or {}).get("copied"),
+          "loss": (enc.get("mlm_loss_first"), enc.get("mlm_loss_last")),
+          "mlm_texts": enc.get("mlm_texts"), "seconds": seconds, "raw": d, "run": r}
+
+
+def _vs(x: float, y: float | None) -> str:
+  if _missing(y):
+    return ""
+  return "above" if x > y else "level with" if x == y else "below"
+
+
+def _sentiment(page: Page) -> None:
+  page.h2("Sentiment on real reviews")
+  rows = [(sentiment_run(page, rel, base), device) for rel, device, base in SENTIMENT_RUNS]
+  first = rows[0][0]["raw"]
+  page.p(f"`benchmarks/sentiment.py` on each dataset's labelled reviews: rating >= 4 positive, "
+         f"<= 2 negative, 3 left out; a stratified {pct(first['split']['test_share'])} test split "
+         f"with seed {first['split']['seed']}, and validation reviews taken from the training "
+         "part for early stopping. The GPU rows ran on one H200 through `benchmarks/gpu.sh`. "
+         "Accuracy / macro-F1 on the test reviews; the baselines learn from the same training "
+         "reviews (TF-IDF on characters for Chinese, on words otherwise; VADER reads English "
+         "only).")
+  table_rows = []
+  for r, device in rows:
+    tf, va = r["tfidf"], r["vader"]
+    table_rows.append([
+        DATASET_NAMES.get(r["dataset"], r["dataset"]), device, ENCODER_KINDS.get(r["kind"], r["kind"]),
+        count(r["train"]) + ("" if r["train"] == r["train_full"] else f" of {count(r['train_full'])}"),
+        count(r["test"]), f"{f3(r['accuracy'])} / {f3(r['macro_f1'])}",
+        f"{f3(tf.get('accuracy'))} / {f3(tf.get('macro_f1'))}" if tf else DASH,
+        f"{f3(va.get('accuracy'))} / {f3(va.get('macro_f1'))}" if va else DASH])
+  page.table(["reviews", "device", "encoder", "training reviews", "test reviews",
+              "accuracy / macro-F1", "TF-IDF + LR", "VADER"], table_rows, "llllrrrr")
+  page.p("How each encoder was prepared (masked-LM on the non-test reviews before fine-tuning):")
+  enc_rows = []
+  for r, device in rows:
+    lo, hi = r["loss"]
+    enc_rows.append([
+        DATASET_NAMES.get(r["dataset"], r["dataset"]), device, ENCODER_KINDS.get(r["kind"], r["kind"]),
+        DASH if not r["vocab"] else (f"{count(r['vocab'])} pieces"
+                                     + (f", {count(r['shared'])} of them MiniLM's" if r["shared"] else "")),
+        DASH if not r["mlm_steps"] else f"{count(r['mlm_steps'])} x {r['mlm_batch']}",
+        DASH if lo is None else f"{lo:.1f} -> {hi:.1f}",
+        f"{r['epochs_run'] or DASH} of {r['epochs']}", secs(r["seconds"])])
+  page.table(["reviews", "device", "encoder", "vocabulary", "masked-LM steps x batch",
+              "masked-LM loss", "epochs run", "whole run"], enc_rows, "llllrrrr")
+  page.source(*[r["file"] for r, _ in rows], *[b for _, _, b in SENTIMENT_RUNS if b])
+  # what the table says, in words
+  cpu_w, gpu_w = rows[1][0], rows[0][0]
+  targets = {m.group(1): float(m.group(2)) for k in cpu_w["raw"].get("targets", {})
+             if (m := re.fullmatch(r"(accuracy|macro_f1)>=([\d.]+)", k))}
+  if targets:
+    meets = all(gpu_w[k] >= v for k, v in targets.items())
+    page.p(f"Women's clothing against its target (accuracy >= {targets['accuracy']}, macro-F1 >= "
+           f"{targets['macro_f1']}, above TF-IDF): the GPU run with every training review "
+           f"{'meets' if meets else 'misses'} it; the CPU run on "
+           f"{count(cpu_w['train'])} of them {'meets' if all(cpu_w[k] >= v for k, v in targets.items()) else 'misses'} "
+           f"the thresholds and is {_vs(cpu_w['macro_f1'], cpu_w['tfidf'].get('macro_f1'))} "
+           "TF-IDF on macro-F1.")
+  scratch = [r for r, _ in rows if r["kind"] == "scratch"]
+  transfer = [r for r, _ in rows if r["kind"] == "transfer"]
+  words = [f"{DATASET_NAMES[r['dataset']]} {_vs(r['macro_f1'], r['tfidf'].get('macro_f1'))} TF-IDF "
+           f"({signed3(r['macro_f1'] - r['tfidf']['macro_f1'])} macro-F1)" for r in scratch if r["tfidf"]]
+  if words:
+    page.p("A small BERT pretrained from scratch on the shop's reviews: " + "; ".join(words) +
+           ". A few thousand steps of masked-LM on a few thousand to fifty thousand reviews is far "
+           "from a pretrained model.")
+  if scratch and transfer:
+    budget = lambda r: r["mlm_steps"] * r["mlm_batch"]
+    page.p("Keeping MiniLM's layers and relearning only what they read (`encoder: transfer`: a "
+           "WordPiece vocabulary learnt from the reviews, each new piece's embedding started from "
+           "MiniLM's vectors of the same text, then masked-LM on embeddings and layers together) "
+           f"needs less pretraining: the transfer runs saw {min(budget(r) for r in transfer):,} to "
+           f"{max(budget(r) for r in transfer):,} masked sequences against "
+           f"{max(budget(r) for r in scratch):,} from scratch. "
+           + "; ".join(f"{DATASET_NAMES[r['dataset']]}, {count(r['mlm_steps'])} steps and "
+                       f"{r['epochs']} epochs: {f3(r['accuracy'])} / {f3(r['macro_f1'])}, "
+                       f"{_vs(r['macro_f1'], r['tfidf'].get('macro_f1'))} TF-IDF by "
+                       f"{abs(r['macro_f1'] - r['tfidf']['macro_f1']):.3f} macro-F1"
+                       for r in transfer if r["tfidf"]) + ".")
+    zh = next((r for r in transfer if r["dataset"] == "chinese_reviews"), None)
+    if zh and len(zh["val_acc"]) > 1 and zh["val_acc"][-1] > zh["val_acc"][0]:
+      page.p(f"On Chinese, validation accuracy was still rising after the last epoch "
+             f"({f3(zh['val_acc'][0])} after the first, {f3(zh['val_acc'][-1])} after the last), so "
+             "more epochs and masked-LM (GPU work: `benchmarks/gpu.sh` runs `transfer` for both "
+             "languages) may move it further.")
+  _domain_mlm(page, gpu_w)
+
+
+def _domain_mlm(page: Page, without: dict) -> None:
+  rel = "benchmarks/results/gpu/sentiment_womens_clothing_mlm800.log"
+  if not (REPO / rel).exists():
+    return
+  text = page.read_text(rel)
+  mlm = re.search(r"mlm done: ([\d,]+) steps.*?loss ([\d.]+) -> ([\d.]+)", text)
+  best = re.search(r"val macro-F1 ([\d.]+) \(best\)", text)
+  if not (mlm and best and without["val_f1"]):
+    return
+  page.p(f"Domain masked-LM before fine-tuning MiniLM did not help on women's clothing (GPU, "
+         f"{mlm.group(1)} steps, loss {float(mlm.group(2)):.1f} to {float(mlm.group(3)):.1f}): best "
+         f"validation macro-F1 {best.group(1)} with it against {max(without['val_f1']):.3f} without "
+         f"(the run stopped before scoring the test split; {link(rel)}).")
+
+
+def _blend(page: Page) -> None:
+  rel = "benchmarks/results/sentiment_chinese_reviews_transfer_blend.json"
+  r = sentiment_run(page, rel)
+  earlier = sentiment_run(page, "benchmarks/results/sentiment_chinese_reviews_transfer.json")
+  b = r["run"]["blend_with_tfidf"]
+  page.h2("Sentiment: the encoder combined with TF-IDF")
+  page.p("`finetune.blend_tfidf` combines the fine-tuned encoder with TF-IDF + logistic "
+         "regression: class probabilities `w * encoder + (1 - w) * TF-IDF`, the encoder's weight "
+         "`w` chosen on the validation reviews. In this benchmark run the combination's TF-IDF "
+         "learnt from the training reviews only, while the baseline's learns from training and "
+         "validation reviews; the shipped code refits the combination's TF-IDF on both once the "
+         "weight is chosen.")
+  by_w = b.get("val_accuracy_by_weight", {})
+  page.table(["", "accuracy", "macro-F1"],
+             [["encoder alone", f3(r["accuracy"]), f3(r["macro_f1"])],
+              ["TF-IDF + LR, training reviews only", f3(b["tfidf_same_training"]["accuracy"]),
+               f3(b["tfidf_same_training"]["macro_f1"])],
+              ["TF-IDF + LR baseline (training + validation)", f3(r["tfidf"]["accuracy"]),
+               f3(r["tfidf"]["macro_f1"])],
+              [f"combined, encoder weight {b['weight']}", f3(b["accuracy"]), f3(b["macro_f1"])]])
+  page.p(f"{DATASET_NAMES[r['dataset']]}, `transfer` with {count(r['mlm_steps'])} masked-LM steps, "
+         f"{count(r['train'])} training and {count(r['test'])} test reviews. Validation accuracy "
+         f"was {f3(by_w.get('1.0'))} for the encoder alone and {f3(b['val_accuracy'])} at the "
+         f"chosen weight. The small weight says the encoder adds little to the bag of character "
+         f"n-grams here. Its encoder scored {f3(r['accuracy'])} where the same settings scored "
+         f"{f3(earlier['accuracy'])} before the CPU attention kernel: runs are deterministic for a "
+         "seed within one version of the code and one machine, not across changes to the "
+         "summation order or CPUs.")
+  page.source(rel, "benchmarks/results/sentiment_chinese_reviews_transfer.json")
+
+
+ASPECT_ROWS = [("womens", "women's clothing (English)"), ("olist", "Olist (Portuguese seed phrases)"),
+               ("synthetic", "synthetic demo reviews"), ("english", "all English rows"),
+               ("all", "all, each with its language's seed phrases")]
+
+
+def _aspects(page: Page) -> None:
+  rel = "benchmarks/results/aspects_labelled.json"
+  d = page.load(rel)
+  page.h2("Aspect tagging against hand labels")
+  page.p("`benchmarks/aspects_labelled.py` scores the keyword aspect tagger against reviews "
+         "labelled by reading them, before running the tagger (the labels ship with cvlib; the "
+         "real reviews' texts are read from the dataset files by row id, never stored). Micro-averaged over the six aspects; the second group of columns adds clauses "
+         "whose MiniLM cosine to a seed phrase reaches a threshold calibrated out of fold on the "
+         "labelled rows; the last column is VADER's polarity per tagged aspect against the labels.")
+  rows = []
+  for key, name in ASPECT_ROWS:
+    s = d["sources"].get(key)
+    if not s:
+      continue
+    m = s["tags"]["micro"]
+    e = (s.get("keywords_and_encoder") or {}).get("tags", {}).get("micro")
+    pol = (s.get("polarity") or {}).get("accuracy_strict")
+    rows.append([name, count(s["n_reviews"]), f3(m["precision"]), f3(m["recall"]), f3(m["f1"]),
+                 f"{f3(e['precision'])} / {f3(e['recall'])} / {f3(e['f1'])}" if e else DASH,
+                 pct(pol) if pol is not None else DASH])
+  page.table(["reviews", "n", "precision", "recall", "F1", "with encoder: P / R / F1",
+              "polarity right"], rows)
+  page.p("The report keeps the keyword tagger, and a `womens_clothing` report shows its precision "
+         "and recall on the labelled reviews it scores (`metrics.json` `aspects`). Synthetic labels "
+         "flatter the tagger. Most misses on real reviews are idioms (\"return\" read as service, "
+         "\"deal breaker\" as price) and, in Portuguese, seed words the lexicon lacks (\"recebi\", "
+         "\"tecido\"). The encoder adds nothing for Portuguese: MiniLM does not read it.")
+  page.source(rel)
+
+
+def _demo_text(page: Page) -> None:
+  rel = "benchmarks/results/demo_text_signal.json"
+  d = page.load(rel)
+  page.h2("What the demo's review text can tell about value")
+  page.p(f"The synthetic reviews carry something the stars do not: a share of them states whether "
+         f"the customer will order again, and that is their actual decision "
+         f"({pct(d['latest_review_states_intent_share'])} of latest reviews state it). "
+         f"`benchmarks/demo_text_signal.py` asks how much of that a value network could use: the "
+         f"text return score separates returning test reviewers with AUC "
+         f"{f3(d['text_return_score_auc_test_reviewers'])} ({count(d['test_reviewers'])} "
+         "reviewers), and each ceiling below gives the ratings network the truth as an extra input.")
+  g, cf = d["gini_test"], d["gini_crossfit_all_customers"]
+  rows = [[f"test split: {k}", f3(v)] for k, v in g.items()]
+  rows += [[f"cross-fitted, every customer: {k}", f3(v)] for k, v in cf.items()]
+  rows += [["the true expected spend (known to the simulator)", f3(d["gini_true_expected_value_all"])],
+           [f"whether the customer is still active at the cutoff, alone ({pct(d['alive_share'])} are)",
+            f3(d["gini_true_alive_flag_all"])]]
+  page.table(["value ranking", "Gini"], rows)
+  best_ceiling = max(v for k, v in cf.items() if k.startswith("ratings +"))
+  page.p(f"Even the truth about what reviews could reveal adds {signed3(best_ceiling - cf['history'])} "
+         f"Gini over purchase history alone ({pct(d['reviewers_share'])} of customers reviewed). What "
+         "ranks this shop is whether a customer is still active at the cutoff, which a review "
+         "tells only when it is about the customer's last order and states an intent. The "
+         "ranking is driven by how much customers spend, which the reviews do not tell.")
+  page.source(rel)
+
+
+# --- results.md -----------------------------------------------------------------------------------
+
+VALUE_MODELS = {
+    "ziln": "ZILN network, purchase history",
+    "ziln_ratings": "ZILN network, history + star ratings",
+    "ziln_text": "ZILN network, history + ratings + review text",
+    "ziln_e2e": "end to end: history as text through the encoder",
+    "bgnbd_gg": "BG/NBD + Gamma-Gamma",
+    "gbt": "gradient-boosted trees",
+    "spend": "past spend rate",
+}
+NETWORKS = ("ziln", "ziln_ratings", "ziln_text")  # the networks that can score (not the e2e model)
+ABLATION = {"do_ratings_help": "Do star ratings add to purchase history?",
+            "does_text_help": "Does review text add to the star ratings?",
+            "do_reviews_help": "Do reviews (stars and text) add to purchase history?",
+            "does_end_to_end_help": "Does the end-to-end model add to the best network?"}
+REPORT_ORDER = ("demo", "online_retail", "cdnow")
+
+# Figures the README quoted from report runs that no stored metrics.json backs.
+UNBACKED_RESULTS = [
+    "the Olist back-test (test split and cross-fitted) and the Olist, women's clothing and Chinese "
+    "report runs' sentiment: no snapshot of those runs is stored",
+    "what `cvlib validate` printed for each real dataset (customers, transactions, items, "
+    "products, reviews after cleaning) beyond the counts of the runs above",
+    "Online Retail's single customer who decides its test split (their rank, and the Gini "
+    "without them), and the effect of the large cancelled last-day invoice on the Gini",
+    "the demo's interval coverage before the intervals were calibrated, and the Gini change when "
+    "counts were log-scaled",
+    "run times of earlier report runs (each section gives its own run's stage times), and the "
+    "time `finetune.compare_mlm: false` saves on the demo",
+    "Online Retail's cleaning counts (exact duplicate lines, lines without a customer id), and "
+    "its decile MAPE and predicted total before counts were log-scaled",
+    "holdout hit rates of the recommenders the validation did not choose (EASE alone, the "
+    "earlier item-kNN)",
+    "the size and returning share of the population the value issue's baselines were measured on",
+    "the share of synthetic reviews that state an intent (a generator setting; "
+    "[benchmarks.md](benchmarks.md) gives the share among latest reviews)",
+]
+
+
+def report_snapshots() -> list[str]:
+  names = [p.name[:-len(".metrics.json")] for p in REPORTS.glob("*.metrics.json")]
+  return [n for n in REPORT_ORDER if n in names] + sorted(n for n in names if n not in REPORT_ORDER)
+
+
+def scoring_model(clv: dict) -> str | None:
+  """The network that writes scores.parquet: the best network of the cross-fitted back-test when
+  it ran, else of the test split (as the segment stage chooses it)."""
+  models = clv["models"]
+  if clv.get("crossfit") and any(m in NETWORKS for m in clv["crossfit"]["models"]):
+    models = clv["crossfit"]["models"]
+  nets = [m for m in models if m in NETWORKS]
+  return max(nets, key=lambda m: models[m]["gini"]) if nets else None
+
+
+def _provenance(page: Page, ds: str, m: dict) -> None:
+  rel = f"benchmarks/results/reports/{ds}.metrics.json"
+  page.load(rel)
+  run_rel = f"benchmarks/results/reports/{ds}.run.json"
+  timing = m.get("timing_s") or {}
+  total = sum(v for v in timing.values() if v)
+  stages = ", ".join(f"{k} {secs(v)}" for k, v in timing.items() if v is not None)
+  extra = ""
+  if (REPO / run_rel).exists():
+    run = page.load(run_rel)
+    commit = (run.get("git_commit") or "unknown")[:12]
+    params = Path(run.get("params_file") or "").name
+    extra = (f"; `cvlib run` of `params/{params}` at commit `{commit}`, "
+             f"{run.get('started', '?')[:16].replace('T', ' ')} to "
+             f"{run.get('ended', '?')[11:16]}; run record {link(run_rel)}")
+  page.p(f"Source: {link(rel)}{extra}. Stage times: {stages} ({secs(total)} in all).")
+
+
+def _model_table(page: Page, clv: dict, with_oracle: dict | None = None) -> None:
+  best = clv["best"]
+  diffs = clv.get("gini_differences") or {}
+  rows = []
+  order = sorted(clv["models"], key=lambda k: -(clv["models"][k]["gini"]
+                                                if not _missing(clv["models"][k]["gini"]) else -9))
+  for name in order:
+    mm = clv["models"][name]
+    d = diffs.get(f"{best} - {name}")
+    rows.append([VALUE_MODELS.get(name, name) + (" (best)" if name == best else ""),
+                 f3(mm["gini"]), f3(mm["spearman"]), f3(mm["decile_mape"]),
+                 f3(mm["auc_returning"]), f"{mm['mae']:,.1f}", f3(mm.get("interval_coverage")),
+                 pct(mm.get("top20_share")),
+                 DASH if d is None else f"{signed3(d['diff'])} ({signed3(d['lo95'])} to {signed3(d['hi95'])})"])
+  if with_oracle:
+    rows.append(["(true expected spend, known to the simulator)", f3(with_oracle["gini"])] + [""] * 7)
+  page.table(["model", "Gini", "Spearman", "decile MAPE", "AUC returning", "MAE",
+              "80% interval coverage", "top 20% share of spend", "best minus this (95% interval)"],
+             rows)
+
+
+def _ablation_rows(clv: dict, label: str) -> list[list[str]]:
+  rows = []
+  for key, q in ABLATION.items():
+    a = (clv.get("ablation") or {}).get(key)
+    if a:
+      rows.append([q, label, f3(a["gini_with"]), f3(a["gini_without"]), signed3(a["diff"]),
+                   f"{signed3(a['lo95'])} to {signed3(a['hi95'])}", a["verdict"]])
+  return rows
+
+
+def _value_section(page: Page, ds: str, m: dict) -> None:
+  clv = m.get("clv")
+  if not clv:
+    page.p("Customer value: not part of this report (" + ((m.get("notes") or {}).get("clv") or
+                                                          "no value model") + ").")
+    return
+  split = m.get("split") or {}
+  page.h3("Value back-test")
+  page.p(f"Spend over the {clv['horizon_days']} days after the cutoff ({split.get('cutoff', '?')}), "
+         f"predicted from the history before it. Test split: {count(clv['n_test'])} customers no "
+         f"model trained on, {count(clv['n_test_returning'])} of whom bought again.")
+  _model_table(page, clv, m.get("oracle"))
+  cv = clv.get("crossfit")
+  if cv:
+    page.p(f"Cross-fitted over every customer ({cv['folds']} folds: each customer predicted by "
+           f"models trained on the other folds): {count(cv['n_test'])} customers, "
+           f"{count(cv['n_test_returning'])} of whom bought again.")
+    _model_table(page, cv)
+  scorer = scoring_model(clv)
+  if scorer:
+    page.p(f"`scores.parquet` is written by the {VALUE_MODELS[scorer]} (`{scorer}`), the best "
+           f"network by Gini {'over every customer' if cv else 'on the test split'}.")
+  oracle = m.get("oracle")
+  if oracle and oracle.get("spearman_vs_true_expected_value"):
+    sp = oracle["spearman_vs_true_expected_value"]
+    page.p("Spearman correlation with the true expected spend (known to the simulator), test "
+           "split: " + ", ".join(f"{VALUE_MODELS.get(k, k)} {f3(v)}" for k, v in
+                                 sorted(sp.items(), key=lambda kv: -kv[1])) + ".")
+  rows = _ablation_rows(clv, "test split") + (_ablation_rows(cv, "every customer") if cv else [])
+  if rows:
+    page.p("Do reviews help? Gini with and without, the difference and its bootstrap 95% interval:")
+    page.table(["question", "customers", "with", "without", "difference", "95% interval",
+                "verdict"], rows, "llrrrrl")
+
+
+def _churn_section(page: Page, m: dict) -> None:
+  ch = m.get("churn")
+  if not ch:
+    return
+  page.h3("Churn")
+  rows = []
+  for label, c in (("test split", ch), ("every customer", ch.get("crossfit"))):
+    if c and c.get("auc") is not None:
+      rows.append([label, count(c["n"]), pct(c["churn_rate"]), f3(c["auc"]), f3(c["pr_auc"]),
+                   f3(c.get("bgnbd_auc")), f3(c.get("bgnbd_pr_auc"))])
+  if rows:
+    page.p(f"No purchase in the horizon, scored by the {VALUE_MODELS.get(ch['model'], ch['model'])} "
+           "(1 - its probability of returning) and by BG/NBD:")
+    page.table(["customers", "n", "churned", "AUC", "PR-AUC", "BG/NBD AUC", "BG/NBD PR-AUC"], rows)
+  elif ch.get("note"):
+    page.p(f"Churn: {ch['note']}.")
+
+
+def _sentiment_section(page: Page, m: dict) -> None:
+  s = m.get("sentiment")
+  if not s:
+    note = (m.get("notes") or {}).get("sentiment")
+    if note:
+      page.p(f"Sentiment: not part of this report ({note}).")
+    return
+  page.h3("Sentiment")
+  enc = s.get("encoder") or {}
+  page.p(f"{count(s['n_test'])} held-out reviews ({s.get('label_scheme', '')} labels), "
+         f"{count(s.get('n_train'))} training reviews. Encoder: {enc.get('description', s['model'])}.")
+  rows = [[s["model"], f3(s["accuracy"]), f3(s["macro_f1"])]]
+  comb = s.get("combined")
+  if comb:
+    rows.append([f"{comb['model']} (encoder weight {comb['encoder_weight']})", f3(comb["accuracy"]),
+                 f3(comb["macro_f1"])])
+  eff = s.get("mlm_effect")
+  if eff:
+    rows.append(["the same encoder fine-tuned without masked-LM", f3(eff["without_mlm"]["accuracy"]),
+                 f3(eff["without_mlm"]["macro_f1"])])
+  names = {"tfidf_logreg": "TF-IDF + logistic regression", "lexicon": "VADER lexicon"}
+  for k, b in (s.get("baselines") or {}).items():
+    if b:
+      rows.append([names.get(k, k), f3(b["accuracy"]), f3(b["macro_f1"])])
+  page.table(["model", "accuracy", "macro-F1"], rows)
+  if comb:
+    scored = "combination" if comb["encoder_weight"] < 1 else "encoder alone"
+    page.p(f"The review scores come from the {scored}: validation macro-F1 "
+           f"{f3(comb['validation_macro_f1'])} combined against "
+           f"{f3(comb['validation_macro_f1_encoder_alone'])} for the encoder alone.")
+
+
+def _recs_section(page: Page, m: dict) -> None:
+  r = m.get("recommendations")
+  if not r:
+    return
+  page.h3("Recommendations")
+  pop = r["popularity"]
+  page.p(f"Ten products per customer who bought in both periods ({count(r.get('n_customers'))} "
+         f"customers), products they had bought before never recommended, checked against their "
+         f"holdout purchases. Method chosen on the last quarter of the calibration period: "
+         f"{r.get('method', '?')}.")
+  lift = r["hit_rate_at_10"] / pop["hit_rate_at_10"] if pop["hit_rate_at_10"] else None
+  page.table(["", "hit rate at 10", "recall at 10"],
+             [[f"cvlib ({ratio(lift)} popularity's hit rate)", f3(r["hit_rate_at_10"]),
+               f3(r["recall_at_10"])],
+              ["popularity", f3(pop["hit_rate_at_10"]), f3(pop["recall_at_10"])]])
+  val = r.get("validation_hit_rate_at_10")
+  if val:
+    page.p("Validation hit rate at 10 of each candidate: " +
+           "; ".join(f"{k} {f3(v)}" for k, v in val.items()) + ".")
+
+
+def _other_section(page: Page, m: dict) -> None:
+  lines = []
+  c = m.get("counts") or {}
+  if c:
+    lines.append("Data after cleaning: " + ", ".join(f"{count(v)} {k}" for k, v in c.items()) +
+                 (f"; {count(m['cleaning']['rows_removed'])} rows removed in "
+                  f"{m['cleaning']['steps']} cleaning steps" if m.get("cleaning") else "") + ".")
+  seg = m.get("segments")
+  if seg:
+    acts = ", ".join(f"{k} {count(v)}" for k, v in (seg.get("actions") or {}).items())
+    lines.append(f"Segments: {seg['count']} RFM segments in use; actions: {acts}.")
+  a = m.get("aspects")
+  if a:
+    lines.append(f"Aspect tagging against {a.get('labels', 'labels')}: precision {f3(a['precision'])}, "
+                 f"recall {f3(a['recall'])} on {count(a['labelled_sample'])} reviews.")
+  t = m.get("topics")
+  if t and t.get("topics"):
+    lines.append(f"Review topics: {t['n_topics']} (silhouette {f2(t['silhouette'])}): " +
+                 "; ".join(f"\"{x['label']}\" ({pct(x['share'])} of reviews)" for x in t["topics"]) + ".")
+  cc = m.get("customer_clusters")
+  if cc and cc.get("clusters"):
+    lines.append(f"Customers by what they write: {cc['n_clusters']} groups of "
+                 f"{count(cc['customers'])} customers (silhouette {f2(cc['silhouette'])}): " +
+                 "; ".join(f"\"{x['label']}\" ({count(x['customers'])} customers, "
+                           f"{pct(x['share_value'])} of predicted value)" for x in cc["clusters"]) + ".")
+  mon = m.get("monitoring")
+  if mon:
+    lines.append(f"Opinion monitoring: {mon['weeks']} weeks in {mon['groups']} groups; "
+                 f"{mon['flags_worse']} weeks flagged worse, {mon['flags_improved']} improved.")
+  skipped = {k: v for k, v in (m.get("notes") or {}).items() if k not in ("sentiment", "clv")}
+  if skipped:
+    lines.append("Not part of this report: " +
+                 "; ".join(f"{k.replace('_', ' ')} ({v})" for k, v in skipped.items()) + ".")
+  if lines:
+    page.h3("Data, segments and opinions")
+    page.raw("\n".join(f"- {para(x)}".replace("\n", "\n  ") for x in lines))
+
+
+def _summary(page: Page, snaps: dict[str, dict]) -> None:
+  rows = []
+  for ds, m in snaps.items():
+    clv, ch, s, r = m.get("clv"), m.get("churn"), m.get("sentiment"), m.get("recommendations")
+    cv = (clv or {}).get("crossfit")
+    scorer = scoring_model(clv) if clv else None
+    base = cv or clv
+    rows.append([
+        DATASET_NAMES.get(ds, ds), count((m.get("counts") or {}).get("customers")),
+        DASH if not scorer else f"`{scorer}`",
+        DASH if not scorer else f"{f3(base['models'][scorer]['gini'])} / {f3(base['models'][scorer]['decile_mape'])}",
+        DASH if not clv else f"{f3(base['models']['bgnbd_gg']['gini'])} / {f3(base['models']['bgnbd_gg']['decile_mape'])}"
+        if "bgnbd_gg" in base["models"] else DASH,
+        DASH if not ch or ch.get("auc") is None else
+        f"{f3((ch.get('crossfit') or ch)['auc'])} ({f3((ch.get('crossfit') or ch).get('bgnbd_auc'))})",
+        DASH if not s else f"{f3(s['macro_f1'])} ({f3(s['baselines']['tfidf_logreg']['macro_f1'])})",
+        DASH if not r else f"{f3(r['hit_rate_at_10'])} ({f3(r['popularity']['hit_rate_at_10'])})"])
+  page.table(["dataset", "customers", "scores written by", "its Gini / decile MAPE",
+              "BG/NBD Gini / decile MAPE", "churn AUC (BG/NBD)", "sentiment macro-F1 (TF-IDF)",
+              "recommendation hit rate at 10 (popularity)"], rows, "lrlrrrrr")
+  page.p("Value and churn figures are over every customer (cross-fitted) where the run has them, "
+         "else over the test split. Each dataset's section below gives the test split too.")
+
+
+def _benchmark_sentiment(page: Page) -> None:
+  page.h2("Sentiment on the review datasets")
+  page.p("The review-only datasets (women's clothing, Chinese reviews) and Olist's reviews, from "
+         "the sentiment benchmark on a fixed split of every labelled review; how each encoder was "
+         "prepared, and the runs on a GPU, are in [benchmarks.md](benchmarks.md).")
+  rows = []
+  for rel, device, base in SENTIMENT_RUNS:
+    r = sentiment_run(page, rel, base)
+    tf, va = r["tfidf"], r["vader"]
+    rows.append([DATASET_NAMES.get(r["dataset"], r["dataset"]), device,
+                 ENCODER_KINDS.get(r["kind"], r["kind"]) +
+                 (f", {count(r['mlm_steps'])} masked-LM steps" if r["mlm_steps"] else ""),
+                 count(r["test"]), f3(r["accuracy"]), f3(r["macro_f1"]),
+                 f"{f3(tf.get('accuracy'))} / {f3(tf.get('macro_f1'))}" if tf else DASH,
+                 f"{f3(va.get('accuracy'))} / {f3(va.get('macro_f1'))}" if va else DASH, link(rel)])
+  page.table(["reviews", "device", "encoder", "test reviews", "accuracy", "macro-F1",
+              "TF-IDF + LR", "VADER", "file"], rows, "lllrrrrrl")
+
+
+GLOSSARY = """\
+- **Gini**: how well a model ranks customers by their actual holdout spend (normalised: 1 is the
+  perfect order, 0 no better than chance).
+- **Spearman**: rank correlation of predicted and actual spend.
+- **Decile MAPE**: customers cut into ten groups by predicted spend; the mean absolute percentage
+  error of each group's predicted total against its actual total (calibration; lower is better).
+- **AUC returning**: how well the prediction separates customers who buy again from those who
+  do not.
+- **MAE**: mean absolute error of predicted spend, in the shop's currency.
+- **80% interval coverage**: share of customers whose actual spend falls in their 80% interval.
+- **Churn AUC / PR-AUC**: how well the churn probability separates customers who buy nothing in
+  the horizon."""
+
+
+def build_results() -> Page:
+  page = Page("Results")
+  snaps = {ds: json.loads((REPORTS / f"{ds}.metrics.json").read_text(encoding="utf-8"))
+           for ds in report_snapshots()}
+  page.p("What report runs measured. Each dataset's section is generated by `docs/generate.py` "
+         "from a snapshot of that run's `metrics.json` in `benchmarks/results/reports/`; the "
+         "sentiment table of the review datasets comes from the sentiment benchmark's files. To "
+         "refresh a section, run the report, copy its `metrics.json` (and `run.json`) to "
+         "`benchmarks/results/reports/<dataset>.metrics.json` (`.run.json`) and run the script. "
+         "Speed and memory are in [benchmarks.md](benchmarks.md).")
+  page.raw(GLOSSARY)
+  page.h2("Summary")
+  _summary(page, snaps)
+  for ds, m in snaps.items():
+    page.h2(DATASET_NAMES.get(ds, ds))
+    _provenance(page, ds, m)
+    _value_section(page, ds, m)
+    _churn_section(page, m)
+    _sentiment_section(page, m)
+    _recs_section(page, m)
+    _other_section(page, m)
+  _benchmark_sentiment(page)
+  page.h2("Figures without a results file")
+  page.p("The README used to quote these from report runs; no stored file backs them, so they are "
+         "left out here:")
+  page.raw("\n".join(f"- {para(u)}".replace("\n", "\n  ") for u in UNBACKED_RESULTS))
+  return page
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def header(page: Page, what: str) -> str:
+  return f"<!-- generated by docs/generate.py from {what}; do not edit -->"
+
+
+def pages() -> dict[Path, str]:
+  """The generated pages: path -> text."""
+  bench = build_benchmarks()
+  results = build_results()
+  return {
+      DOCS / "benchmarks.md": bench.render(header(bench, "benchmarks/results/*.json and "
+                                                   "benchmarks/results/gpu/")),
+      DOCS / "results.md": results.render(header(results, "benchmarks/results/reports/*.metrics.json "
+                                                 "and benchmarks/results/sentiment_*.json")),
+  }
+
+
+def stale_pages() -> list[str]:
+  """Pages whose committed text differs from what the results files give (repository paths)."""
+  out = []
+  for path, text in pages().items():
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+      out.append(f"docs/{path.name}")
+  return out
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 if a page differs from what it would be")
+  args = parser.parse_args(argv)
+  if args.check:
+    stale = stale_pages()
+    for rel in stale:
+      print(f"{rel} is out of date with its results files: run python docs/generate.py",
+            file=sys.stderr)
+    return 1 if stale else 0
+  for path, text in pages().items():
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote docs/{path.name}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
