@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
   latest = (r[(r["timestamp"] < cutoff) & r["customer_id"].notna()].sort_values("timestamp")
             .groupby("customer_id")["intent"].last())
   base = networks.network_inputs("ziln_ratings", features, None)
-  fit_idx, val_idx = networks.value_split(is_test, params.seed)  # pylint: disable=protected-access
+  fit_idx, val_idx = networks.value_split(is_test, params.seed)
   v = params.value
   ginis = {}
   for name, X in (("ratings", base),
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     pred = np.zeros(len(y))
     for k in range(5):
       held = fold == k
-      fi, vi = networks.value_split(held, params.seed + k)  # pylint: disable=protected-access
+      fi, vi = networks.value_split(held, params.seed + k)
       predictor, _ = ziln.train_ziln(X.iloc[fi], y[fi], X.iloc[vi], y[vi], hidden=v.hidden,
                                      dropout=v.dropout, epochs=v.epochs,
                                      batch_size=v.batch_size, learning_rate=v.learning_rate,

@@ -21,15 +21,15 @@ def stage3(tiny_run, tiny_params):
   tables, prep = preprocess.load_prepared(ws)
   fin = finetune.load_finetune(ws)
   preds, _ = evaluate.predict_value_models(
-      prep.features, fin.text.calibration, fin.networks, fin.is_test,
-      horizon_days=prep.horizon_days, interval=tiny_params.value.interval, seed=tiny_params.seed)
+      tiny_params.value, prep.features, fin.text.calibration, fin.networks, fin.is_test,
+      horizon_days=prep.horizon_days, seed=tiny_params.seed)
   return prep, fin, preds
 
 
 def _crossfit(stage3, cfg, prep=None):
   p, fin, preds = stage3
-  return evaluate.crossfit_value_models(preds, prep or p, fin.review_scores, fin.embeddings,
-                                        cfg=cfg, seed=0)
+  return evaluate.crossfit_value_models(cfg, preds, prep or p, fin.review_scores, fin.embeddings,
+                                        seed=0)
 
 
 def test_folds_are_balanced_and_seeded():
@@ -70,7 +70,7 @@ def test_every_customer_scored_once_by_models_blind_to_their_holdout(stage3, tin
 def test_off_or_too_few_customers_gives_none(stage3, tiny_params):
   assert _crossfit(stage3, dataclasses.replace(tiny_params.value, cv_folds=0)) is None
   assert _crossfit(stage3, dataclasses.replace(tiny_params.value, cv_folds=20)) is None
-  assert evaluate.crossfit_value_models(None, stage3[0], None, None, cfg=tiny_params.value,
+  assert evaluate.crossfit_value_models(tiny_params.value, None, stage3[0], None, None,
                                         seed=0) is None
 
 

@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 from matplotlib.figure import Figure
 
+from cvlib.config import FinetuneConfig
 from cvlib.text import bert as bert_lib
 from cvlib.insight import explain
 from cvlib.text import checkpoint, embedding, sentiment, tokens
@@ -330,7 +331,8 @@ def test_sentiment_word_effects_name_the_words_behind_confident_calls_and_mistak
                                 train_labels=np.array([], int), val_texts=[],
                                 val_labels=np.array([], int), test_texts=texts,
                                 test_labels=labels, n_labelled=len(texts))
-  out = finetune.sentiment_word_effects(model, tokenizer, data, buckets=(16,), n=1)
+  cfg = FinetuneConfig(buckets=(16,))
+  out = finetune.sentiment_word_effects(cfg, model, tokenizer, data, n=1)
   assert out["case"].tolist() == ["confident negative", "confident positive",
                                   "confident mistake"]
   mistake = out.iloc[2]
@@ -338,4 +340,4 @@ def test_sentiment_word_effects_name_the_words_behind_confident_calls_and_mistak
   assert mistake["true"] == "positive" and mistake["words for it"].startswith("terrible (+")
   assert out.iloc[1]["words for it"].split(" (")[0] in ("great", "excellent")
   empty = dataclasses.replace(data, test_texts=[], test_labels=np.array([], int))
-  assert finetune.sentiment_word_effects(model, tokenizer, empty).empty
+  assert finetune.sentiment_word_effects(cfg, model, tokenizer, empty).empty

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cvlib.config import REPO, STAGES, Params
+from cvlib.serve.model_folder import ARTIFACTS_DIR, ENCODER_DIR, MODELS_DIR
 
 # Where each part goes on the stakeholder page, in page order.
 SECTIONS = {
@@ -50,12 +51,17 @@ class Workspace:
       raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     self.root = Path(run_dir)
     self.stage = stage
-    for sub in ("artifacts", "metrics", "report", "models"):
+    for sub in (ARTIFACTS_DIR, "metrics", "report", MODELS_DIR):
       (self.root / sub).mkdir(parents=True, exist_ok=True)
     self._parts: list[dict] = []
     self._metrics: dict[str, Any] = {}
     self._write_parts()  # a re-run stage starts with an empty part list ...
     self.save_metrics({})  # ... and no metrics
+
+  @property
+  def encoder_dir(self) -> Path:
+    """Where stage 2 saves the fine-tuned encoder (with its tokenizer and TF-IDF blend)."""
+    return self.root / MODELS_DIR / ENCODER_DIR
 
   # --- artifacts --------------------------------------------------------------------------------
   def path(self, *parts: str) -> Path:
@@ -64,37 +70,37 @@ class Workspace:
     return p
 
   def save_frame(self, name: str, df: pd.DataFrame) -> Path:
-    p = self.path("artifacts", f"{name}.parquet")
+    p = self.path(ARTIFACTS_DIR, f"{name}.parquet")
     df.to_parquet(p, index=False)
     return p
 
   def load_frame(self, name: str) -> pd.DataFrame:
-    p = self.root / "artifacts" / f"{name}.parquet"
+    p = self.root / ARTIFACTS_DIR / f"{name}.parquet"
     if not p.exists():
       raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
     return pd.read_parquet(p)
 
   def has(self, name: str) -> bool:
-    return (self.root / "artifacts" / f"{name}.parquet").exists()
+    return (self.root / ARTIFACTS_DIR / f"{name}.parquet").exists()
 
   def save_array(self, name: str, arr: np.ndarray) -> Path:
-    p = self.path("artifacts", f"{name}.npy")
+    p = self.path(ARTIFACTS_DIR, f"{name}.npy")
     np.save(p, arr, allow_pickle=False)
     return p
 
   def load_array(self, name: str) -> np.ndarray:
-    p = self.root / "artifacts" / f"{name}.npy"
+    p = self.root / ARTIFACTS_DIR / f"{name}.npy"
     if not p.exists():
       raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
     return np.load(p, allow_pickle=False)
 
   def save_json(self, name: str, obj: Any) -> Path:
-    p = self.path("artifacts", f"{name}.json")
+    p = self.path(ARTIFACTS_DIR, f"{name}.json")
     p.write_text(json.dumps(to_jsonable(obj), indent=2))
     return p
 
   def load_json(self, name: str) -> Any:
-    p = self.root / "artifacts" / f"{name}.json"
+    p = self.root / ARTIFACTS_DIR / f"{name}.json"
     if not p.exists():
       raise StageMissingError(f"{p} not found: run the stage that writes {name!r} first")
     return json.loads(p.read_text())

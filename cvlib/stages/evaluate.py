@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import threadpoolctl
 
+from cvlib.config import ValueConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.report import plots
@@ -33,14 +34,14 @@ __all__ = [
 ]
 
 
-def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepared,
-                               tables: Tables, *, interval: float,
-                               max_chars: int = 600) -> pd.DataFrame | None:
-  """Adds the end-to-end model's columns (value, p_return, interval) to the back-test frame."""
+def add_end_to_end_predictions(cfg: ValueConfig, preds: pd.DataFrame | None, e2e: Any,
+                               prep: Prepared, tables: Tables) -> pd.DataFrame | None:
+  """Adds the end-to-end model's columns (value, p_return, ``cfg.interval``) to the back-test
+  frame; histories cut at ``cfg.e2e_max_chars`` as in training."""
   if preds is None or e2e is None:
     return preds
-  qs = ((1 - interval) / 2, (1 + interval) / 2)
-  p = e2e.predict(history_texts(prep, tables, max_chars=max_chars),
+  qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
+  p = e2e.predict(history_texts(prep, tables, max_chars=cfg.e2e_max_chars),
                   e2e_numeric(prep.features), qs=qs)
   out = preds.copy()
   out[f"{E2E_MODEL}_value"] = p["predicted_value"].to_numpy()
@@ -52,8 +53,8 @@ def add_end_to_end_predictions(preds: pd.DataFrame | None, e2e: Any, prep: Prepa
 
 # --- 03 evaluate -------------------------------------------------------------------------------
 
-def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict,
-                         is_test: np.ndarray, *, horizon_days: int, interval: float, seed: int
+def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.DataFrame | None,
+                         networks: dict, is_test: np.ndarray, *, horizon_days: int, seed: int
                          ) -> tuple[pd.DataFrame, dict[str, Any]]:
   """Every value model's prediction for every customer (the networks are already trained).
 
@@ -71,7 +72,7 @@ def predict_value_models(features: pd.DataFrame, text: pd.DataFrame | None, netw
                       "customer_key": features["customer_key"], "is_test": is_test, "y_true": y,
                       "returned": features["returned"].to_numpy()})
   info: dict[str, Any] = {}
-  qs = ((1 - interval) / 2, (1 + interval) / 2)
+  qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
   for name, (predictor, _) in networks.items():
     p = predictor.predict(network_inputs(name, features, text), qs=qs)
     out[f"{name}_value"] = p["predicted_value"].to_numpy()
@@ -119,9 +120,9 @@ def crossfit_folds(n: int, folds: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed + 3).permutation(n) % folds
 
 
-def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
+def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Prepared,
                           review_scores: pd.DataFrame | None, embeddings: np.ndarray | None, *,
-                          cfg, seed: int) -> pd.DataFrame | None:
+                          seed: int) -> pd.DataFrame | None:
   """The back-test over every customer: each predicted by models that never saw them.
 
   Customers are cut into ``cfg.cv_folds`` folds; for each fold the value networks (and the text
@@ -159,7 +160,7 @@ def crossfit_value_models(preds: pd.DataFrame | None, prep: Prepared,
     if review_scores is not None and embeddings is not None:
       text = make_customer_text(review_scores, embeddings, prep, held, text_dims=cfg.text_dims,
                                 seed=seed + k, now=False).calibration
-    networks = train_value_networks(features, text, held, cfg=cfg, seed=seed + k)
+    networks = train_value_networks(cfg, features, text, held, seed=seed + k)
     for name, (predictor, _) in networks.items():
       p = predictor.predict(network_inputs(name, features.loc[held], text), qs=qs)
       for col, src in (("value", "predicted_value"), ("p_return", "p_return"), ("lo", "q10"),

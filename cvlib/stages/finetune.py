@@ -25,7 +25,8 @@ from cvlib.text import labels as sentiment_labels
 from cvlib.text import sentiment_baselines
 from cvlib.value.networks import (E2E_MODEL, NETWORK_INPUTS, e2e_numeric, history_texts,
                                   train_value_networks, value_split)
-from cvlib.value.text_features import CustomerText, TextFeaturizer, make_customer_text
+from cvlib.value import text_features
+from cvlib.value.text_features import CustomerText, TextFeaturizer
 
 
 # The steps notebook 02 calls, in its order.
@@ -62,10 +63,10 @@ class SentimentData:
     return pd.DataFrame(rows)
 
 
-def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: float,
-                        max_train_examples: int, seed: int, min_per_class: int = 10
-                        ) -> SentimentData | None:
-  """Labels reviews from their ratings and splits them; None when there is too little to learn.
+def make_sentiment_data(cfg: config.FinetuneConfig, reviews: pd.DataFrame, *, seed: int,
+                        min_per_class: int = 10) -> SentimentData | None:
+  """Labels reviews from their ratings (``cfg.label_scheme``) and splits them: ``cfg.test_size``
+  for test, 15% of the rest for validation, training capped at ``cfg.max_train_examples``.
 
   Returns:
     The split, or None when fewer than ``min_per_class`` labelled reviews exist for some class.
@@ -76,6 +77,7 @@ def make_sentiment_data(reviews: pd.DataFrame, *, label_scheme: str, test_size: 
   r = reviews[has]
   if not len(r):
     return None
+  label_scheme, test_size, max_train_examples = cfg.label_scheme, cfg.test_size, cfg.max_train_examples
   labels, keep = sentiment_labels.labels_from_ratings(r["rating"].to_numpy(), label_scheme)
   texts = r["text"].to_numpy()[keep].tolist()
   labels = np.asarray(labels)[keep]
@@ -118,8 +120,8 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
                              analyzer="char" if language in CHAR_LANGUAGES else "word")
 
 
-def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *, label_scheme: str,
-                      seed: int, buckets: tuple[int, ...], language: str = "en",
+def sentiment_metrics(cfg: config.FinetuneConfig, model: Any, tokenizer: Any,
+                      data: SentimentData | None, *, seed: int, language: str = "en",
                       encoder: Any = None, blend: Any = None) -> dict[str, Any] | None:
   """Test-set accuracy and macro-F1 of the model and of the two baselines (None without data).
 
@@ -131,6 +133,7 @@ def sentiment_metrics(model: Any, tokenizer: Any, data: SentimentData | None, *,
   from cvlib.text import sentiment
   if data is None:
     return None
+  label_scheme, buckets = cfg.label_scheme, cfg.buckets
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
   pred = proba.argmax(axis=1)
   ours = sentiment_labels.classification_metrics(data.test_labels, pred)
@@ -184,9 +187,9 @@ def sentiment_table(metrics: dict[str, Any] | None) -> pd.DataFrame:
   return pd.DataFrame(rows)
 
 
-def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
-                  buckets: tuple[int, ...], blend: Any = None) -> tuple[pd.DataFrame, np.ndarray]:
-  """Sentiment score in [-1, 1] and an embedding for every review with text.
+def score_reviews(cfg: config.FinetuneConfig, model: Any, tokenizer: Any, reviews: pd.DataFrame,
+                  *, blend: Any = None) -> tuple[pd.DataFrame, np.ndarray]:
+  """Sentiment score in [-1, 1] and an embedding for every review with text (``cfg.buckets``).
 
   With ``blend`` (:func:`combine_with_tfidf`) the score and p_negative come from the combined
   probabilities; the embedding is the encoder's either way.
@@ -198,7 +201,7 @@ def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   from cvlib.text import sentiment
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
-                                                 buckets=buckets)
+                                                 buckets=cfg.buckets)
   if blend is not None:
     proba = blend.proba(proba, r["text"].tolist())
   # positive minus negative probability: the same scale for the binary and 3-class schemes
@@ -213,8 +216,10 @@ def score_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
 
 # --- 02 finetune: customer value ----------------------------------------------------------------
 
-def split_customers(features: pd.DataFrame, *, test_size: float, seed: int) -> np.ndarray:
-  """A seeded random customer split: True for test customers (never seen in training)."""
+def split_customers(cfg: config.ValueConfig, features: pd.DataFrame, *, seed: int) -> np.ndarray:
+  """A seeded random customer split: True for the ``cfg.test_size`` share of test customers
+  (never seen in training)."""
+  test_size = cfg.test_size
   rng = np.random.default_rng(seed)
   n = len(features)
   is_test = np.zeros(n, dtype=bool)
@@ -402,9 +407,8 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   return metrics
 
 
-def sentiment_word_effects(model, tokenizer, data: SentimentData | None, *,
-                           buckets: tuple[int, ...] = (32, 64, 128), n: int = 3, top: int = 3,
-                           max_chars: int = 300) -> pd.DataFrame:
+def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: SentimentData | None,
+                           *, n: int = 3, top: int = 3, max_chars: int = 300) -> pd.DataFrame:
   """The words that moved the sentiment model on a few held-out reviews.
 
   Picks the ``n`` test reviews it calls most confidently for the first class (negative) and for
@@ -420,6 +424,7 @@ def sentiment_word_effects(model, tokenizer, data: SentimentData | None, *,
   from cvlib.text import sentiment
   if data is None or not len(data.test_texts):
     return pd.DataFrame()
+  buckets = cfg.buckets
   proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
   pred, conf = proba.argmax(axis=1), proba.max(axis=1)
   truth = np.asarray(data.test_labels)
@@ -535,8 +540,18 @@ def load_finetune(ws: Workspace) -> Finetuned:
                    ws.load_array("review_embeddings"))
 
 
-def train_end_to_end(prep: Prepared, tables: Tables, model: Any, tokenizer: Any,
-                     is_test: np.ndarray, *, cfg, seed: int) -> tuple[Any, pd.DataFrame] | None:
+def make_customer_text(cfg: config.ValueConfig, review_scores: pd.DataFrame, embeddings: np.ndarray,
+                       prep: Prepared, is_test: np.ndarray, *, seed: int) -> CustomerText:
+  """Text features per customer (``cfg.text_dims`` embedding directions, sentiment aggregates and
+  the text return score), fitted on the training customers; all None without reviews before the
+  cutoff (:func:`cvlib.value.text_features.make_customer_text`)."""
+  return text_features.make_customer_text(review_scores, embeddings, prep, is_test,
+                                          text_dims=cfg.text_dims, seed=seed)
+
+
+def train_end_to_end(cfg: config.ValueConfig, prep: Prepared, tables: Tables, model: Any,
+                     tokenizer: Any, is_test: np.ndarray, *, seed: int
+                     ) -> tuple[Any, pd.DataFrame] | None:
   """With ``value.end_to_end``: the end-to-end value model on the training customers.
 
   The encoder starts from ``model`` (the fine-tuned sentiment classifier's encoder). Training and

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cvlib.config import Params, SegmentConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.insight import aspects, monitoring, recommend, segments, topics
@@ -39,12 +40,12 @@ __all__ = [
 ]
 
 
-def make_value_risk_matrix(scores: pd.DataFrame, seg_cfg) -> pd.DataFrame | None:
+def make_value_risk_matrix(cfg: SegmentConfig, scores: pd.DataFrame) -> pd.DataFrame | None:
   """Customers and predicted value per (value tier, churn risk) cell; None without scores."""
   if not len(scores):
     return None
-  return segments.value_risk_matrix(scores, value_tiers=seg_cfg.value_tiers,
-                                    risk_thresholds=seg_cfg.risk_thresholds)
+  return segments.value_risk_matrix(scores, value_tiers=cfg.value_tiers,
+                                    risk_thresholds=cfg.risk_thresholds)
 
 
 def plot_matrix(matrix: pd.DataFrame | None):
@@ -128,8 +129,8 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
           .groupby(level=0).first())
 
 
-def make_recommendations(prep: Prepared, tables: Tables, *, k: int, language: str = "en",
-                         encoder_dir: Path | None = None) -> Recommendations:
+def make_recommendations(cfg: SegmentConfig, prep: Prepared, tables: Tables, *,
+                         language: str = "en", encoder_dir: Path | None = None) -> Recommendations:
   """Fitted on calibration purchases, evaluated on holdout purchases against popularity.
 
   The method and its setting are chosen on a validation window inside the calibration period
@@ -142,7 +143,7 @@ def make_recommendations(prep: Prepared, tables: Tables, *, k: int, language: st
   model = recommend.fit_recommender(prep.cal_items[["customer_id", "product_id"]], **settings)
   customers = prep.hold_items["customer_id"].unique()
   customers = customers[pd.Index(customers).isin(prep.cal_items["customer_id"])]
-  # the contract's metrics are at 10 whatever k the shop asks for
+  k = cfg.top_k  # the contract's metrics are at 10 whatever k the shop asks for
   recs = recommend.recommend(model, list(customers), k=max(k, 10))
   pop = recommend.popularity_recommend(model, list(customers), k=10)
   hold = prep.hold_items[["customer_id", "product_id"]]
@@ -305,9 +306,11 @@ def _report_recommendations(ws: Workspace, recs: Recommendations) -> None:
                  "customers.")
 
 
-def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None, best: str, *,
-                   horizon_days: int, interval: float, seg_cfg, raw_ids: bool) -> pd.DataFrame:
+def forward_scores(params: Params, prep: Prepared, networks: dict, text_now: pd.DataFrame | None,
+                   best: str | None) -> pd.DataFrame:
   """Scores as of the end of the data: value over the next horizon, churn, interval, segment.
+
+  Reads the ``value.interval``, the ``segment`` rules and ``report.raw_ids_in_scores``.
 
   The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
   every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
@@ -317,13 +320,15 @@ def forward_scores(prep: Prepared, networks: dict, text_now: pd.DataFrame | None
   """
   if best is None:
     return pd.DataFrame(columns=SCORE_COLUMNS)
+  seg_cfg = params.segment
   ref = scoring.fit_reference(prep.features_now, text_now,
                               {n: predictor for n, (predictor, _) in networks.items()}, best,
-                              as_of=prep.as_of, horizon_days=horizon_days, interval=interval,
+                              as_of=prep.as_of, horizon_days=prep.horizon_days,
+                              interval=params.value.interval,
                               value_tiers=seg_cfg.value_tiers,
                               risk_thresholds=seg_cfg.risk_thresholds)
   seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
-                            as_of=prep.as_of, raw_ids=raw_ids)
+                            as_of=prep.as_of, raw_ids=params.report.raw_ids_in_scores)
   seg.attrs["warnings"] = list(ref.warnings)  # score_frame set completeness_gap
   seg.attrs["scoring_reference"] = ref.to_dict()
   return seg

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cvlib.config import ValueConfig
 from cvlib.data import features as feats
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
@@ -68,8 +69,8 @@ def value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
   return train_idx[~val_mask], train_idx[val_mask]
 
 
-def train_value_networks(features: pd.DataFrame, text: pd.DataFrame | None, is_test: np.ndarray,
-                         *, cfg, seed: int) -> dict[str, Any]:
+def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.DataFrame | None,
+                         is_test: np.ndarray, *, seed: int) -> dict[str, Any]:
   """Trains the ZILN networks (without and, when text exists, with text) on training customers.
 
   Returns:
