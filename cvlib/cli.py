@@ -170,7 +170,8 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
 def _validate(params_file: str, overrides: list[str]) -> None:
   params = load_params(params_file, overrides)
-  cleaned, log = validate_inputs(params)
+  inputs = validate_inputs(params)
+  cleaned, log = inputs.cleaned, inputs.log
   counts = cleaned.counts()
   print(f"{params_file}: OK: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
   for row in log.rows:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Iterator
 
 from cvlib.config import BUILT_ENCODERS, REPO, STAGES, Params, ParamsError, load_params
-from cvlib.data.adapters import DataError, load_data
-from cvlib.data.clean import clean_tables
+from cvlib.data.adapters import DataError
 from cvlib.data.features import choose_cutoff
 from cvlib.report import html as report
 from cvlib.report.workspace import to_jsonable
 from cvlib.serve import model_folder
+from cvlib.stages import preprocess
 
 PACKAGES = ("cvlib", "jax", "jaxlib", "flax", "optax", "transformers", "tokenizers", "safetensors",
             "numpy", "pandas", "pyarrow", "scikit-learn", "duckdb", "lifetimes", "matplotlib",
@@ -143,7 +143,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
   started = dt.datetime.now().astimezone()
   log = log or (lambda line: print(line, flush=True))
   params = load_params(params_file, overrides)
-  validate_inputs(params)
+  inputs = validate_inputs(params)
   out_dir = Path(out).resolve()
   out_dir.mkdir(parents=True, exist_ok=True)
   final = out_dir / params.dataset
@@ -159,6 +159,8 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
         shutil.copytree(final, tmp, symlinks=True)
       else:
         tmp.mkdir()
+        preprocess.hand_over(tmp, inputs)  # stage 1 starts from these instead of reading again
+      del inputs  # the notebooks run in their own processes: free the tables here
       timings = _execute(params, Path(params_file).resolve(), list(overrides), chosen, tmp, log)
       _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
       _swap(tmp, final, params.report.keep_history)
@@ -221,11 +223,12 @@ def run_all(folder: str | os.PathLike, out: str | os.PathLike = "reports",
   return results
 
 
-def validate_inputs(params: Params):
+def validate_inputs(params: Params) -> preprocess.Inputs:
   """Reads, cleans and splits the input data once, so bad data is exit 2 before any notebook.
 
   Returns:
-    (cleaned tables, cleaning log).
+    The inputs as read and cleaned (:class:`cvlib.stages.preprocess.Inputs`); ``run`` hands them
+    to stage 1 instead of reading the data again.
 
   Raises:
     DataError: unreadable or unusable data, including data too short for the split.
@@ -238,14 +241,15 @@ def validate_inputs(params: Params):
                if not (folder / n).is_file()]
     if missing:
       raise ParamsError([f"{params.source}: finetune.encoder: {folder} lacks {', '.join(missing)}"])
-  cleaned, log = clean_tables(load_data(params))
+  inputs = preprocess.read_inputs(params)
+  cleaned = inputs.cleaned
   if len(cleaned.transactions):
     try:
       choose_cutoff(cleaned.transactions, params.split.calibration_end, params.split.horizon_days,
                     cleaned.meta)
     except ValueError as e:
       raise DataError([f"{params.source}: split: {e}"]) from None
-  return cleaned, log
+  return inputs
 
 
 def _execute(params: Params, params_path: Path, overrides: list[str], stages: list[str],

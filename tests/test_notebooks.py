@@ -307,3 +307,31 @@ def test_orders_only_dataset_runs_without_sentiment(tmp_path):
   assert set(m["clv"]["models"]) == {"ziln", "bgnbd_gg", "gbt", "spend"}
   assert m["recommendations"]["hit_rate_at_10"] > 0
   assert len(pd.read_parquet(run / "scores.parquet")) == m["counts"]["customers"]
+
+
+def test_stage_1_starts_from_the_tables_the_runner_validated(tiny_params, tmp_path, monkeypatch):
+  """``cvlib run`` reads and cleans the data once: stage 1 loads the hand-over (exactly the tables
+  the runner validated) and removes it, without reading the files again."""
+  from cvlib.report.workspace import Workspace
+  from cvlib.runner import validate_inputs
+  from cvlib.stages import preprocess
+
+  validated = validate_inputs(tiny_params)
+  preprocess.hand_over(tmp_path, validated)
+  monkeypatch.setattr(preprocess, "load_data", lambda params: pytest.fail("read the data again"))
+  ws = Workspace(tmp_path, "preprocess")
+  got = preprocess.load_inputs(tiny_params, ws)
+  for name in ("customers", "transactions", "items", "products", "reviews"):
+    pd.testing.assert_frame_equal(getattr(got.cleaned, name),
+                                  getattr(validated.cleaned, name).reset_index(drop=True))
+  assert got.counts == validated.counts and got.sources == validated.sources
+  assert got.log.rows == validated.log.rows and got.cleaned.meta == validated.cleaned.meta
+  assert sorted(got.cleaned.truth) == sorted(validated.cleaned.truth)
+  assert not (tmp_path / "artifacts" / preprocess.HANDED_OVER).exists()
+  monkeypatch.undo()  # without a hand-over (an interactive session) it reads and cleans itself
+  again = preprocess.load_inputs(tiny_params, ws)
+  pd.testing.assert_frame_equal(again.cleaned.transactions, validated.cleaned.transactions)
+
+
+def test_the_run_consumed_the_hand_over(tiny_run):
+  assert not (tiny_run / "artifacts" / "validated").exists()
