@@ -36,6 +36,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from cvlib import training  # noqa: E402
 from cvlib.text import bert, checkpoint, devices, sentiment  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def _side(op: str, batch: dict[str, Any]) -> Callable[[], Any]:
   model = checkpoint.load_classifier(2)
   model = model[0] if isinstance(model, tuple) else model
   if op == "train":
-    tx = sentiment.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
+    tx = training.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     step = nnx.jit(_train_step, graph=False, donate_argnums=(0, 1))
     call = lambda: step(model, optimizer, batch)  # noqa: E731

@@ -165,6 +165,7 @@ class JaxSide:
     import jax  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
 
+    from cvlib import training  # pylint: disable=import-outside-toplevel
     from cvlib.text import bert, checkpoint, sentiment  # pylint: disable=import-outside-toplevel
     self.jax, self.nnx, self.sentiment = jax, nnx, sentiment
     if args.config == "minilm":
@@ -178,7 +179,7 @@ class JaxSide:
     self.model = bert.BertForSequenceClassification(self.config, 2, rngs=nnx.Rngs(0))
     if args.config == "minilm":
       checkpoint.load_bert_weights(self.model, args.model_path)
-    tx = sentiment.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
+    tx = training.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
     self.optimizer = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
     self.cache: dict[tuple[int, int], Any] = {}
 

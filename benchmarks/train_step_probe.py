@@ -45,7 +45,8 @@ PEAK_BF16_FLOPS = 989e12  # H200 dense bfloat16
 def build(args: argparse.Namespace, dropout: bool = True) -> tuple[Any, Any, Any]:
   from flax import nnx  # pylint: disable=import-outside-toplevel
 
-  from cvlib.text import bert, checkpoint, sentiment  # pylint: disable=import-outside-toplevel
+  from cvlib import training  # pylint: disable=import-outside-toplevel
+  from cvlib.text import bert, checkpoint  # pylint: disable=import-outside-toplevel
   if args.config == "minilm":
     config = checkpoint.load_config(args.model_path)
   else:
@@ -59,7 +60,7 @@ def build(args: argparse.Namespace, dropout: bool = True) -> tuple[Any, Any, Any
   model = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(0))
   if args.config == "minilm":
     checkpoint.load_bert_weights(model, args.model_path)
-  tx = sentiment.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
+  tx = training.make_optimizer(learning_rate=2e-5, warmup_steps=0, total_steps=100_000)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   return config, model, optimizer
 

@@ -17,6 +17,7 @@ _SCRIPT = textwrap.dedent("""
     import json
     import numpy as np, jax, jax.numpy as jnp
     from flax import nnx
+    from cvlib import training
     from cvlib.text import bert, devices, mlm, sentiment
 
     assert jax.device_count() == 2, jax.devices()
@@ -38,7 +39,7 @@ _SCRIPT = textwrap.dedent("""
     results = {}
     for name in ("single", "sharded"):
       model = bert.BertForSequenceClassification(config, 3, rngs=nnx.Rngs(0))
-      tx = sentiment.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
+      tx = training.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
       optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
       use = mesh if name == "sharded" else None
       if use is not None:
@@ -68,7 +69,7 @@ _SCRIPT = textwrap.dedent("""
     results = {}
     for name in ("single", "sharded"):
       model = bert.BertForMaskedLM(config, rngs=nnx.Rngs(0))
-      tx = sentiment.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
+      tx = training.make_optimizer(learning_rate=1e-2, warmup_steps=0, total_steps=10)
       optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
       use = mesh if name == "sharded" else None
       if use is not None:

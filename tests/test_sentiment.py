@@ -11,7 +11,10 @@ import pytest
 from flax import nnx
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvlib.text import bert, blend as blend_lib, checkpoint, labels as sentiment_labels, sentiment, sentiment_baselines, tokens
+from cvlib import training
+from cvlib.text import bert, checkpoint, sentiment, sentiment_baselines, tokens
+from cvlib.text import blend as blend_lib
+from cvlib.text import labels as sentiment_labels
 
 POSITIVE = ["great", "excellent", "wonderful", "perfect", "lovely", "fantastic", "amazing"]
 NEGATIVE = ["terrible", "awful", "broken", "horrible", "useless", "disappointing", "bad"]
@@ -87,14 +90,14 @@ def test_class_weights_are_balanced():
 
 
 def test_schedule_warmup_and_decay():
-  linear = sentiment.make_schedule(learning_rate=1.0, warmup_steps=4, total_steps=14)
+  linear = training.make_schedule(learning_rate=1.0, warmup_steps=4, total_steps=14)
   np.testing.assert_allclose([float(linear(s)) for s in (0, 3, 4, 9, 14)],
                              [0.25, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
-  cosine = sentiment.make_schedule(learning_rate=2.0, warmup_steps=0, total_steps=10,
+  cosine = training.make_schedule(learning_rate=2.0, warmup_steps=0, total_steps=10,
                                    decay="cosine")
   np.testing.assert_allclose([float(cosine(s)) for s in (0, 5, 10)], [2.0, 1.0, 0.0], atol=1e-6)
   with pytest.raises(ValueError, match="decay must be 'linear' or 'cosine'"):
-    sentiment.make_schedule(learning_rate=1.0, warmup_steps=0, total_steps=1, decay="step")
+    training.make_schedule(learning_rate=1.0, warmup_steps=0, total_steps=1, decay="step")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -107,12 +110,12 @@ def test_make_optimizer_validation(kwargs, match):
   args = {"learning_rate": 1e-3, "warmup_steps": 1, "total_steps": 10, "weight_decay": 0.01,
           "max_grad_norm": 1.0, **kwargs}
   with pytest.raises(ValueError, match=match):
-    sentiment.make_optimizer(**args)
+    training.make_optimizer(**args)
 
 
 def test_weight_decay_mask_skips_biases_and_layer_norm():
   model = bert.BertForSequenceClassification(bert.BertConfig.tiny(), 2, rngs=nnx.Rngs(0))
-  mask = sentiment.decay_mask(nnx.state(model, nnx.Param))
+  mask = training.decay_mask(nnx.state(model, nnx.Param))
   flat = {".".join(map(str, p)): v for p, v in nnx.to_flat_state(mask)}
   flat = {k: bool(v.get_value() if hasattr(v, "get_value") else v) for k, v in flat.items()}
   assert flat["classifier.kernel"] and flat["bert.embeddings.word_embeddings.embedding"]
@@ -143,7 +146,7 @@ def test_train_step_changes_every_parameter():
   batch = _tiny_batch(config)
   batch["input_ids"] = batch["input_ids"].at[0].set(jnp.arange(8) % 40)
   before = jax.device_get(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-  tx = sentiment.make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=10,
+  tx = training.make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=10,
                                 weight_decay=0.01, max_grad_norm=1.0)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   loss = sentiment.train_step(model, optimizer, batch)

@@ -130,7 +130,7 @@ def test_training_beats_constant_predictor():
   x_te, y_te = _ziln_data(2000, seed=3)
   pred, history = ziln.train_ziln(x_tr, y_tr, x_va, y_va, hidden=(32, 16), epochs=40,
                                   batch_size=256, learning_rate=3e-3, patience=10, seed=0)
-  assert list(history.columns) == ["epoch", "train_loss", "val_loss", "best", "seconds"]
+  assert list(history.columns) == ["epoch", "train_loss", "val_loss", "seconds", "best"]
   assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
   nll = float(ziln.ziln_loss(jnp.asarray(pred.logits(x_te)), jnp.asarray(y_te, jnp.float32)))
   assert nll < _constant_nll(y_tr, y_te) - 0.2

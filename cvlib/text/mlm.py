@@ -28,7 +28,8 @@ import pandas as pd
 from flax import nnx
 from tokenizers import Tokenizer
 
-from cvlib.text import checkpoint, devices, sentiment, tokens
+from cvlib import training
+from cvlib.text import checkpoint, devices, tokens
 from cvlib.text.bert import BertForMaskedLM
 
 Batch = dict[str, jax.Array]
@@ -172,19 +173,19 @@ def _mlm_param_labels(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-# Cached like sentiment.make_optimizer, so that reruns reuse the compiled step.
+# Cached like training.make_optimizer, so that reruns reuse the compiled step.
 @functools.lru_cache(maxsize=16)
 def make_mlm_optimizer(*, learning_rate: float, head_learning_rate: float, warmup_steps: int,
                        total_steps: int, weight_decay: float = 0.01,
                        max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
-  """AdamW as ``sentiment.make_optimizer``, with its own peak learning rate for the MLM head.
+  """AdamW as ``training.make_optimizer``, with its own peak learning rate for the MLM head.
 
   A pretrained sentence encoder such as all-MiniLM-L6-v2 ships without an MLM head, so the head
   starts from random values; at an encoder-friendly learning rate (5e-5) it needs thousands of
   steps to learn anything. A larger rate for the head alone lets domain adaptation start
   within a few dozen steps while the encoder moves gently.
   """
-  return sentiment.make_two_rate_optimizer(
+  return training.make_two_rate_optimizer(
       _mlm_param_labels, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
       warmup_steps=warmup_steps, total_steps=total_steps, weight_decay=weight_decay,
       max_grad_norm=max_grad_norm)
@@ -246,7 +247,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
 
   Runs ``steps`` optimisation steps (cycling through freshly masked epochs), or ``epochs`` full
   passes; exactly one of the two. AdamW with warmup and linear decay, clipping and no decay on
-  biases and LayerNorm (``sentiment.make_optimizer``). Deterministic for a seed on CPU.
+  biases and LayerNorm (``training.make_optimizer``). Deterministic for a seed on CPU.
 
   Args:
     model: a BertForMaskedLM, updated in place (and returned).
@@ -309,39 +310,45 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[s
                           head_learning_rate=head_learning_rate or learning_rate,
                           warmup_steps=warmup_steps, total_steps=total_steps,
                           weight_decay=weight_decay, max_grad_norm=max_grad_norm)
-  schedule = sentiment.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
+  schedule = training.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                                      total_steps=total_steps)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.reseed(model, default=seed, dropout=seed)
   if mesh is not None:
     devices.replicate(model, optimizer, mesh=mesh)
 
-  rows: list[dict[str, Any]] = []
-  pending: list[tuple[int, int, jax.Array, jax.Array, float, float]] = []
-  start = last_log = time.perf_counter()
-  step, epoch = 0, 0
-  while step < total_steps:
-    epoch += 1
+  rows: list[dict[str, Any]] = []  # one per step: the history this function returns
+  start = time.perf_counter()
+  done = {"steps": 0, "last_log": start}
+
+  def train_epoch(epoch: int) -> dict[str, Any]:
+    """Freshly masked batches until the epoch or the step budget ends."""
     batches = first if epoch == 1 else make_epoch(seed=seed + epoch)
+    pending: list[tuple[int, jax.Array, jax.Array, float, float]] = []
     for batch in batches:
-      if step >= total_steps:
+      if done["steps"] >= total_steps:
         break
       loss, correct = mlm_train_step(model, optimizer,
                                      devices.put_batch({k: batch[k] for k in _STEP_KEYS}, mesh))
-      pending.append((step, epoch, loss, correct, float(batch["masked_weights"].sum()),
+      pending.append((done["steps"], loss, correct, float(batch["masked_weights"].sum()),
                       time.perf_counter() - start))  # dispatch time: steps run asynchronously
-      step += 1
-      if progress and time.perf_counter() - last_log >= log_every_s:
-        last_log = time.perf_counter()
-        print(f"mlm step {step}/{total_steps} (epoch {epoch}) loss {float(loss):.3f} "
-              f"{step * batch_size / (last_log - start):.1f} seq/s", flush=True)
+      done["steps"] += 1
+      if progress and time.perf_counter() - done["last_log"] >= log_every_s:
+        done["last_log"] = time.perf_counter()
+        print(f"mlm step {done['steps']}/{total_steps} (epoch {epoch}) loss {float(loss):.3f} "
+              f"{done['steps'] * batch_size / (done['last_log'] - start):.1f} seq/s", flush=True)
     # Fetch the epoch's losses at once: a float() per step would stall the dispatch pipeline.
-    for (s, e, _, _, targets, seconds), (loss_v, correct_v) in zip(
-        pending, jax.device_get([(p[2], p[3]) for p in pending])):
-      rows.append({"step": s + 1, "epoch": e, "loss": float(loss_v),
+    values = jax.device_get([(p[1], p[2]) for p in pending])
+    for (s, _, _, targets, seconds), (loss_v, correct_v) in zip(pending, values):
+      rows.append({"step": s + 1, "epoch": epoch, "loss": float(loss_v),
                    "accuracy": float(correct_v) / max(targets, 1.0), "targets": int(targets),
                    "learning_rate": float(schedule(s)), "seconds": seconds})
-    pending = []
+    losses = [float(v[0]) for v in values]
+    return {"steps": len(pending), "loss": float(np.mean(losses)) if losses else float("nan"),
+            "stop": done["steps"] >= total_steps}
+
+  epochs_run = training.fit(model, train_epoch, epochs=None, progress=False, desc="masked-LM")
+  epoch = len(epochs_run)
   history = pd.DataFrame(rows)
   if progress:
     tail = history["loss"].tail(max(1, len(history) // 10)).mean()

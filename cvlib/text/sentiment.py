@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from flax import nnx
 from tokenizers import Tokenizer
 
 from cvlib.text import bert as bert_lib
+from cvlib import training
 from cvlib.text import checkpoint, devices, embedding, tokens
 from cvlib.text.bert import BertForSequenceClassification
 from cvlib.text.labels import classification_metrics
@@ -59,118 +59,6 @@ def compute_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) 
 
 # ----------------------------------------------------------------------------------------------
 # Optimiser
-
-
-def make_schedule(*, learning_rate: float, warmup_steps: int, total_steps: int,
-                  decay: str = "linear") -> Callable[[jax.Array], jax.Array]:
-  """Linear warmup to learning_rate, then linear or cosine decay towards 0 at total_steps.
-
-  Warmup reaches learning_rate * (step + 1) / warmup_steps, so the first step already moves the
-  weights (optax's linear_schedule starts at exactly 0, a wasted step).
-  """
-  if decay not in ("linear", "cosine"):
-    raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
-
-  def schedule(step: jax.Array) -> jax.Array:
-    step = jnp.asarray(step, jnp.float32)
-    warm = learning_rate * (step + 1.0) / max(warmup_steps, 1)
-    progress = jnp.clip((step - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
-    if decay == "linear":
-      decayed = learning_rate * (1.0 - progress)
-    else:
-      decayed = learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-    return jnp.where(step < warmup_steps, warm, decayed)
-
-  return schedule
-
-
-def decay_mask(params: Any) -> Any:
-  """True for weights that get weight decay: everything except biases and LayerNorm parameters."""
-
-  def wants_decay(path: tuple, _: Any) -> bool:
-    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-    names = [n for n in names if n != "value"]  # nnx Variables add a trailing .value
-    return not ("LayerNorm" in names or names[-1] == "bias")
-
-  return jax.tree_util.tree_map_with_path(wants_decay, params)
-
-
-# Cached: nnx.jit keys its compilation cache on the optimizer's (static) transformation, so
-# returning the same object for the same settings lets a second fine-tuning run (a rerun, a seed
-# sweep) reuse the compiled train_step instead of compiling it again. The object is immutable.
-@functools.lru_cache(maxsize=16)
-def make_optimizer(*, learning_rate: float, warmup_steps: int, total_steps: int,
-                   weight_decay: float = 0.01, max_grad_norm: float | None = 1.0,
-                   decay: str = "linear") -> optax.GradientTransformation:
-  """AdamW with warmup + decay, global-norm clipping, no weight decay on biases and LayerNorm.
-
-  Args:
-    learning_rate: peak learning rate.
-    warmup_steps: steps of linear warmup (0 for none).
-    total_steps: steps of the whole run.
-    weight_decay: decoupled weight decay.
-    max_grad_norm: clip the global gradient norm to this; None disables clipping.
-    decay: "linear" or "cosine" after warmup.
-
-  Returns:
-    An optax GradientTransformation for ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
-
-  Raises:
-    ValueError: a value out of range.
-  """
-  if not learning_rate > 0:
-    raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-  if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-    raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
-  if not isinstance(warmup_steps, (int, np.integer)) or not 0 <= warmup_steps <= total_steps:
-    raise ValueError(f"warmup_steps must be an int in [0, total_steps={total_steps}], "
-                     f"got {warmup_steps!r}")
-  if not weight_decay >= 0:
-    raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-  if max_grad_norm is not None and not max_grad_norm > 0:
-    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-  schedule = make_schedule(learning_rate=learning_rate, warmup_steps=int(warmup_steps),
-                           total_steps=int(total_steps), decay=decay)
-  adamw = optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
-  if max_grad_norm is None:
-    return adamw
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
-
-
-def make_two_rate_optimizer(labels: Callable[[Any], Any], *, learning_rate: float,
-                            head_learning_rate: float, warmup_steps: int, total_steps: int,
-                            weight_decay: float = 0.01,
-                            max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
-  """``make_optimizer`` with one peak rate for the encoder and another for a new head.
-
-  A head that starts from random values needs a rate that would wreck a pretrained encoder.
-  Clipping is on the global norm of all gradients together.
-
-  Args:
-    labels: maps the parameter tree to the same tree of "encoder" / "head" labels
-      (``optax.multi_transform``'s ``param_labels``).
-    learning_rate: peak learning rate of the encoder.
-    head_learning_rate: peak learning rate of the head.
-    warmup_steps, total_steps, weight_decay: as ``make_optimizer``.
-    max_grad_norm: clip the global gradient norm to this; None disables clipping.
-
-  Raises:
-    ValueError: a value out of range.
-  """
-  if not head_learning_rate > 0:
-    raise ValueError(f"head_learning_rate must be > 0, got {head_learning_rate!r}")
-  if max_grad_norm is not None and not max_grad_norm > 0:
-    raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-
-  def adamw(lr: float) -> optax.GradientTransformation:
-    return make_optimizer(learning_rate=lr, warmup_steps=warmup_steps, total_steps=total_steps,
-                          weight_decay=weight_decay, max_grad_norm=None)
-
-  tx = optax.multi_transform({"encoder": adamw(learning_rate), "head": adamw(head_learning_rate)},
-                             labels)
-  if max_grad_norm is None:
-    return tx
-  return optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,10 +234,10 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   steps_per_epoch = len(make_epoch(seed=seed))
   total_steps = epochs * steps_per_epoch
   warmup_steps = int(round(warmup_ratio * total_steps))
-  tx = make_optimizer(learning_rate=learning_rate, warmup_steps=warmup_steps,
+  tx = training.make_optimizer(learning_rate=learning_rate, warmup_steps=warmup_steps,
                       total_steps=total_steps, weight_decay=weight_decay,
                       max_grad_norm=max_grad_norm)
-  schedule = make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
+  schedule = training.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                            total_steps=total_steps)  # the one inside tx, for the history
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.reseed(model, default=seed, dropout=seed)  # dropout masks follow this run's seed
@@ -360,47 +248,39 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     best_ckpt = checkpoint.Checkpoints(Path(checkpoint_dir) / "best", best_metric="val_macro_f1")
     last_ckpt = checkpoint.Checkpoints(Path(checkpoint_dir) / "last")
 
-  rows, best_f1, best_params, stale = [], -math.inf, None, 0
-  for epoch in range(1, epochs + 1):
-    start = time.perf_counter()
-    train_loss = _train_epoch(model, optimizer, make_epoch(seed=seed + epoch), class_weights,
-                              log_prefix=f"epoch {epoch}/{epochs}" if progress else None,
-                              log_every_s=log_every_s, mesh=mesh)
+  def train_epoch(epoch: int) -> dict[str, float]:
+    loss = _train_epoch(model, optimizer, make_epoch(seed=seed + epoch), class_weights,
+                        log_prefix=f"epoch {epoch}/{epochs}" if progress else None,
+                        log_every_s=log_every_s, mesh=mesh)
+    return {"train_loss": loss}
+
+  def evaluate(epoch: int) -> dict[str, float]:
     val_loss, logits = _evaluate(model, val_batches, class_weights, len(val_y), mesh)
     metrics = classification_metrics(val_y, logits.argmax(-1), num_classes=num_labels)
-    improved = metrics["macro_f1"] > best_f1
-    if improved:
-      best_f1, stale = metrics["macro_f1"], 0
-      if best_ckpt is None:
-        best_params = jax.device_get(nnx.state(model, nnx.Param))  # a host copy, not a view
-    else:
-      stale += 1
-    if best_ckpt is not None:
-      ckpt_metrics = {"val_macro_f1": metrics["macro_f1"], "val_loss": val_loss}
-      if improved:  # only strict improvements: on ties the earlier epoch stays the best
-        best_ckpt.save(epoch, model, metrics=ckpt_metrics)
-      last_ckpt.save(epoch, model, metrics=ckpt_metrics)
-    rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                 "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
-                 "learning_rate": float(schedule(epoch * steps_per_epoch - 1)),
-                 "seconds": time.perf_counter() - start, "best": improved})
-    if progress:
-      print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-            f"val acc {metrics['accuracy']:.3f}, val macro-F1 {metrics['macro_f1']:.3f}"
-            f"{' (best)' if improved else ''}, {rows[-1]['seconds']:.1f} s", flush=True)
-    if patience is not None and stale >= patience:
-      if progress:
-        print(f"early stop: no macro-F1 gain for {patience} epoch(s)", flush=True)
-      break
+    return {"val_loss": val_loss, "val_accuracy": metrics["accuracy"],
+            "val_macro_f1": metrics["macro_f1"],
+            "learning_rate": float(schedule(epoch * steps_per_epoch - 1))}
+
+  def save_checkpoints(epoch: int, row: dict[str, Any], improved: bool) -> None:
+    ckpt_metrics = {"val_macro_f1": row["val_macro_f1"], "val_loss": row["val_loss"]}
+    if improved:  # only strict improvements: on ties the earlier epoch stays the best
+      best_ckpt.save(epoch, model, metrics=ckpt_metrics)
+    last_ckpt.save(epoch, model, metrics=ckpt_metrics)
+
+  history = training.fit(
+      model, train_epoch, epochs=epochs, evaluate=evaluate,
+      stopping=training.EarlyStopping("val_macro_f1", mode="max", patience=patience),
+      keep_best=best_ckpt is None, on_epoch_end=None if best_ckpt is None else save_checkpoints,
+      progress=progress, desc="fine-tuning",
+      describe=lambda r: (f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, val acc "
+                          f"{r['val_accuracy']:.3f}, val macro-F1 {r['val_macro_f1']:.3f}"
+                          f"{' (best)' if r['best'] else ''}, {r['seconds']:.1f} s"))
   if best_ckpt is not None:
     best_ckpt.restore(model)
     best_ckpt.close()
     last_ckpt.close()
     if mesh is not None:
       devices.replicate(model, mesh=mesh)
-  elif best_params is not None:
-    nnx.update(model, jax.tree.map(jnp.asarray, best_params))  # back to device arrays
-  history = pd.DataFrame(rows)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
   return model, history
 
@@ -507,7 +387,7 @@ def plot_history(history: pd.DataFrame) -> matplotlib.figure.Figure:
 
 
 __all__ = [
-    "compute_class_weights", "decay_mask", "encode_texts", "eval_step", "finetune_sentiment",
-    "loss_fn", "make_optimizer", "make_schedule", "plot_history", "predict_proba",
+    "compute_class_weights", "encode_texts", "eval_step", "finetune_sentiment",
+    "loss_fn", "plot_history", "predict_proba",
     "predict_proba_and_embed", "train_step",
 ]

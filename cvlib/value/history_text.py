@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import functools
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -34,7 +33,8 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
-from cvlib.text import checkpoint, devices, mlm, sentiment, tokens
+from cvlib import training
+from cvlib.text import checkpoint, devices, mlm, tokens
 
 from cvlib.value import ziln
 from cvlib.text.bert import BertConfig, BertForZILN
@@ -318,7 +318,7 @@ def _e2e_param_labels(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-# Cached like sentiment.make_optimizer: a rerun with the same settings reuses the compiled step.
+# Cached like training.make_optimizer: a rerun with the same settings reuses the compiled step.
 @functools.lru_cache(maxsize=16)
 def make_e2e_optimizer(*, learning_rate: float, head_learning_rate: float, warmup_steps: int,
                        total_steps: int, weight_decay: float = 0.01,
@@ -343,7 +343,7 @@ def make_e2e_optimizer(*, learning_rate: float, head_learning_rate: float, warmu
   Raises:
     ValueError: a value out of range.
   """
-  return sentiment.make_two_rate_optimizer(
+  return training.make_two_rate_optimizer(
       _e2e_param_labels, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
       warmup_steps=warmup_steps, total_steps=total_steps, weight_decay=weight_decay,
       max_grad_norm=max_grad_norm)
@@ -645,7 +645,7 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
   tx = make_e2e_optimizer(learning_rate=learning_rate, head_learning_rate=head_learning_rate,
                           warmup_steps=warmup_steps, total_steps=total_steps,
                           weight_decay=weight_decay, max_grad_norm=max_grad_norm)
-  schedule = sentiment.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
+  schedule = training.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                                      total_steps=total_steps)  # the encoder's, for the history
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.reseed(model, default=seed, dropout=seed)  # dropout masks follow this run's seed
@@ -654,8 +654,7 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
           f"of {steps_per_epoch} steps; constant-prediction val loss {constant_val_loss:.4f}",
           flush=True)
 
-  rows, best_loss, best_params, stale = [], math.inf, None, 0
-  for epoch in range(1, epochs + 1):
+  def train_epoch(epoch: int) -> dict[str, float]:
     start = last_log = time.perf_counter()
     batches = make_epoch(seed=seed + epoch)
     losses = []  # kept on device: a float() per step would stall the dispatch pipeline
@@ -668,32 +667,21 @@ def train_e2e_ziln(texts: Sequence[str], numeric: Any, y: Any, val_texts: Sequen
               f"{step * batch_size / (last_log - start):.1f} seq/s", flush=True)
     weights = np.asarray([b["weight"].sum() for b in batches])
     # Batch losses are weighted means; weighting them by batch weight gives the epoch's mean.
-    train_loss = float(np.average(np.asarray(jax.device_get(losses)), weights=weights))
+    return {"train_loss": float(np.average(np.asarray(jax.device_get(losses)), weights=weights))}
+
+  def evaluate(epoch: int) -> dict[str, float]:
     val_logits = _batch_logits(model, val_batches, len(val_texts))
-    val_loss = float(ziln.ziln_loss(jnp.asarray(val_logits), val_labels))
-    improved = val_loss < best_loss
-    if improved:
-      best_loss, stale = val_loss, 0
-      best_params = jax.device_get(nnx.state(model, nnx.Param))  # a host copy, not a view
-    else:
-      stale += 1
-    rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                 "constant_val_loss": constant_val_loss,
-                 "learning_rate": float(schedule(epoch * steps_per_epoch - 1)),
-                 "seconds": time.perf_counter() - start, "best": improved})
-    if progress:
-      print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}"
-            f"{' (best)' if improved else ''}, {rows[-1]['seconds']:.1f} s", flush=True)
-    if not math.isfinite(val_loss):
-      break
-    if patience is not None and stale >= patience:
-      if progress:
-        print(f"early stop: no validation gain for {patience} epoch(s)", flush=True)
-      break
-  if best_params is not None:
-    nnx.update(model, jax.tree.map(jnp.asarray, best_params))  # back to device arrays
-  history = pd.DataFrame(rows)
-  if len(history) and history["val_loss"].notna().any() and best_params is not None:
+    return {"val_loss": float(ziln.ziln_loss(jnp.asarray(val_logits), val_labels)),
+            "constant_val_loss": constant_val_loss,
+            "learning_rate": float(schedule(epoch * steps_per_epoch - 1))}
+
+  history = training.fit(
+      model, train_epoch, epochs=epochs, evaluate=evaluate,
+      stopping=training.EarlyStopping("val_loss", patience=patience, stop_if_not_finite=True),
+      progress=progress, desc="end-to-end value model",
+      describe=lambda r: (f"train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}"
+                          f"{' (best)' if r['best'] else ''}, {r['seconds']:.1f} s"))
+  if len(history) and history["val_loss"].notna().any() and history["best"].any():
     history["best"] = history["epoch"] == int(history.loc[history["val_loss"].idxmin(), "epoch"])
   return predictor, history
 

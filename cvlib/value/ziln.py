@@ -17,7 +17,6 @@ import functools
 import json
 import math
 import pathlib
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,8 @@ import pandas as pd
 import safetensors.numpy
 from flax import nnx
 from jax.scipy.special import ndtri
+
+from cvlib import training
 
 Batch = dict[str, jax.Array]
 
@@ -527,10 +528,8 @@ def train_ziln(
   # cached_partial skips re-walking the module graph on every call: about 2x faster small steps.
   step = nnx.cached_partial(train_step, model, optimizer)
   evaluate = nnx.cached_partial(eval_step, eval_model)
-  rows = []
-  best_loss, best_params, since_best = math.inf, None, 0
-  for epoch in range(1, epochs + 1):
-    start = time.perf_counter()
+
+  def train_epoch(epoch: int) -> dict[str, float]:
     order = rng.permutation(n)
     pad = n_steps * bs - n
     idx = np.concatenate([order, np.zeros(pad, dtype=order.dtype)]).reshape(n_steps, bs)
@@ -539,24 +538,15 @@ def train_ziln(
     for i in range(n_steps):
       batch = {"x": x_train[idx[i]], "y": y_train_j[idx[i]], "w": jnp.asarray(w[i])}
       losses.append(step(batch))
-    train_loss = float(np.dot(np.asarray(jnp.stack(losses)), w.sum(axis=1))) / n
-    val_loss = float(evaluate(val_batch))
-    improved = val_loss < best_loss
-    if improved:
-      best_loss, since_best = val_loss, 0
-      best_params = {k: v[...] for k, v in flat_params(model).items()}  # immutable jax arrays
-    else:
-      since_best += 1
-    rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best": improved,
-                 "seconds": time.perf_counter() - start})
-    if not math.isfinite(val_loss) or since_best >= patience:
-      break
-  if best_params is not None:
-    for k, var in flat_params(model).items():
-      var[...] = best_params[k]
+    return {"train_loss": float(np.dot(np.asarray(jnp.stack(losses)), w.sum(axis=1))) / n}
+
+  history = training.fit(
+      model, train_epoch, epochs=epochs,
+      evaluate=lambda epoch: {"val_loss": float(evaluate(val_batch))},
+      stopping=training.EarlyStopping("val_loss", patience=patience, stop_if_not_finite=True))
   if interval is not None:
     val_logits = eval_model(val_batch["x"])
     scale, covered = calibrate_interval(val_logits, yv, interval, sigma_max=config["sigma_max"])
     config.update(interval=float(interval), interval_scale=scale,
                   interval_validation_coverage=covered)
-  return ZILNPredictor(model, standardiser, config), pd.DataFrame(rows)
+  return ZILNPredictor(model, standardiser, config), history
