@@ -6,6 +6,7 @@ import pytest
 
 from cvlib.insight import clusters
 from cvlib.report.workspace import Workspace
+from cvlib.stages import segment
 
 
 def _shop(n_per_group=40, seed=0):
@@ -55,8 +56,8 @@ def test_clusters_find_the_three_kinds_of_customers(tmp_path):
   assert cc.table["share_customers"].sum() == pytest.approx(1.0)
   # report: each group links to a page of its customers
   ws = Workspace(tmp_path / "run", "segment")
-  clusters.report_customer_clusters(ws, cc, scores)
-  metrics = clusters.save_customer_clusters(ws, cc)
+  segment.report_customer_clusters(ws, cc, scores)
+  metrics = segment.save_customer_clusters(ws, cc)
   assert metrics["customer_clusters"]["n_clusters"] == 3
   table = [p for p in ws._parts if p["kind"] == "table"][0]
   assert all(isinstance(row[0], dict) and row[0]["href"].startswith("details/")

@@ -28,8 +28,8 @@ def test_english_strips_accents_like_bert_uncased():
 
 def test_chinese_characters_are_single_tokens():
   tok = wordpiece.train_wordpiece(ZH, language="zh", vocab_size=300, min_frequency=1)
-  tokens = tok.encode("质量很好").tokens
-  assert tokens == ["[CLS]", "质", "量", "很", "好", "[SEP]"]
+  pieces = tok.encode("质量很好").tokens
+  assert pieces == ["[CLS]", "质", "量", "很", "好", "[SEP]"]
   stats = wordpiece.describe_vocabulary(tok, ZH)
   assert stats["unk_share"] == 0.0 and stats["tokens_per_word"] == pytest.approx(1.0)
   # MiniLM's English vocabulary: many Chinese characters are [UNK].
