@@ -52,8 +52,8 @@ BENCH_PARAMS = """\
 dataset: score_bench
 seed: 0
 data: {adapter: synthetic, customers: 1000, seed: 5}
-finetune: {encoder: minilm, num_layers: null, epochs: 1, batch_size: 16, max_train_examples: 64,
-           buckets: [32, 64, 128]}
+finetune: {encoder: minilm, num_layers: null, training: {epochs: 1, batch_size: 16},
+           max_train_examples: 64, buckets: [32, 64, 128]}
 value: {hidden: [64, 32], epochs: 30, patience: 5, text_dims: 4}
 """
 

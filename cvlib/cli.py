@@ -35,7 +35,7 @@ def make_parser() -> argparse.ArgumentParser:
                       "status is non-zero if any failed")
   p.add_argument("--out", default="reports", help="reports folder (default: reports)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                 help="override a params key by dotted path, e.g. finetune.epochs=1")
+                 help="override a params key by dotted path, e.g. finetune.training.epochs=1")
   p.add_argument("--stages", type=_split_stages, default=None,
                  help="comma-separated subset: preprocess,finetune,evaluate,segment")
   p = sub.add_parser("validate", help="check params and input data; run nothing else")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,52 @@ def learns_own_vocabulary(finetune: Any, language: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """The sentiment fine-tuning loop (``cvlib.training.fit``)."""
+  epochs: int = 2  # upper bound; early stopping on validation macro-F1 may stop sooner
+  batch_size: int = 32
+  patience: int = 1  # epochs without validation improvement before stopping
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """AdamW with warm-up and linear decay (``cvlib.training.make_optimizer``)."""
+  learning_rate: float = 5e-5
+  warmup_ratio: float = 0.1  # share of steps with linear warm-up
+  weight_decay: float = 0.01  # AdamW decay, never on biases or LayerNorm
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedLMConfig:
+  """Masked-LM pretraining on the shop's review texts (test reviews left out) before fine-tuning:
+  domain adaptation of a pretrained encoder, or the whole pretraining from scratch."""
+  steps: int = 0  # 0 skips it (pretrained encoders only: from scratch it must be > 0)
+  batch_size: int = 32
+  learning_rate: float | None = None  # None: 1e-4 for a pretrained encoder, 5e-4 from scratch
+  max_texts: int = 0  # a seeded sample of at most this many texts; 0 uses all
+  mask_rate: float = 0.15  # share of tokens masked (80% [MASK], 10% random, 10% kept)
+  compare: bool = False  # also fine-tune without masked-LM and report the difference (2x the time)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallBertConfig:
+  """The BERT a shop's own vocabulary gets when it is learnt from scratch."""
+  vocab_size: int = 16000  # WordPiece vocabulary size (an upper bound)
+  layers: int = 4
+  hidden: int = 256
+  heads: int = 4
+  intermediate: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendConfig:
+  # Combine the fine-tuned encoder with TF-IDF + logistic regression (trained on the same reviews),
+  # the encoder's weight chosen on the validation reviews (1.0 keeps it alone); review scores
+  # use the combination. false: the encoder alone.
+  tfidf: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
   # "minilm" (the installed package; English), "scratch" (a WordPiece vocabulary and a small BERT
   # learnt from the shop's reviews with masked-LM; what other languages get from "minilm"),
@@ -82,33 +130,33 @@ class FinetuneConfig:
   encoder: str = "minilm"
   num_layers: int | None = None  # keep only the first k layers (fast tests); None keeps all
   label_scheme: str = "binary"  # one of LABEL_SCHEMES: how star ratings become sentiment labels
-  epochs: int = 2  # upper bound; early stopping on validation macro-F1 may stop sooner
-  batch_size: int = 32
-  learning_rate: float = 5e-5
-  warmup_ratio: float = 0.1  # share of steps with linear warm-up
-  weight_decay: float = 0.01  # AdamW decay, never on biases or LayerNorm
-  patience: int = 1  # epochs without validation improvement before stopping
   max_train_examples: int = 2000  # cap on training reviews (CPU budget); 0 = no cap
   buckets: tuple[int, ...] = (32, 64, 128)  # padded sequence lengths; longer text is truncated
   test_size: float = 0.2  # share of labelled reviews held out for the sentiment metrics
-  # Masked-LM pretraining on the shop's review texts (test reviews left out) before fine-tuning:
-  # domain adaptation of a pretrained encoder, or the whole pretraining from scratch.
-  mlm_steps: int = 0  # 0 skips it (pretrained encoders only: from scratch it must be > 0)
-  mlm_batch_size: int = 32
-  mlm_learning_rate: float | None = None  # None: 1e-4 for a pretrained encoder, 5e-4 from scratch
-  mlm_max_texts: int = 0  # a seeded sample of at most this many texts; 0 uses all
-  mask_rate: float = 0.15  # share of tokens masked (80% [MASK], 10% random, 10% kept)
-  compare_mlm: bool = False  # also fine-tune without MLM and report the difference (2x the time)
-  # Combine the fine-tuned encoder with TF-IDF + logistic regression (trained on the same reviews),
-  # the encoder's weight chosen on the validation reviews (1.0 keeps it alone); review scores
-  # use the combination. false: the encoder alone.
-  blend_tfidf: bool = True
-  vocab_size: int = 16000  # WordPiece vocabulary size from scratch (an upper bound)
-  small_layers: int = 4  # the from-scratch BERT's shape
-  small_hidden: int = 256
-  small_heads: int = 4
-  small_intermediate: int = 1024
   dtype: str = "float32"  # compute dtype: float32, or bfloat16 on GPUs
+  training: TrainingConfig = TrainingConfig()
+  optimizer: OptimizerConfig = OptimizerConfig()
+  mlm: MaskedLMConfig = MaskedLMConfig()
+  small_bert: SmallBertConfig = SmallBertConfig()
+  blend: BlendConfig = BlendConfig()
+
+
+# The flat finetune keys of cvlib 0.1, still read (with a deprecation message) for one version.
+FLAT_FINETUNE_KEYS = {
+    "epochs": "training.epochs", "batch_size": "training.batch_size",
+    "patience": "training.patience", "learning_rate": "optimizer.learning_rate",
+    "warmup_ratio": "optimizer.warmup_ratio", "weight_decay": "optimizer.weight_decay",
+    "mlm_steps": "mlm.steps", "mlm_batch_size": "mlm.batch_size",
+    "mlm_learning_rate": "mlm.learning_rate", "mlm_max_texts": "mlm.max_texts",
+    "mask_rate": "mlm.mask_rate", "compare_mlm": "mlm.compare", "blend_tfidf": "blend.tfidf",
+    "vocab_size": "small_bert.vocab_size", "small_layers": "small_bert.layers",
+    "small_hidden": "small_bert.hidden", "small_heads": "small_bert.heads",
+    "small_intermediate": "small_bert.intermediate",
+}
+
+
+class ParamsDeprecationWarning(FutureWarning):
+  """A params key that still works but will not in the next version."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +272,7 @@ def load_params(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
   if not isinstance(raw, dict):
     raise ParamsError([f"{name}: must be a mapping of keys to values, got {type(raw).__name__}"])
   problems: list[str] = []
+  _nest_flat_finetune_keys(raw, name, problems)
   for item in overrides:
     _apply_override(raw, item, name, problems)
   raw["source"] = str(path.resolve())
@@ -238,7 +287,11 @@ def load_params(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 def params_from_dict(raw: dict[str, Any], name: str = "<params>") -> Params:
   """Builds params from a plain dict (e.g. run.json's copy); same checks as :func:`load_params`."""
   problems: list[str] = []
-  params = _build(Params, dict(raw), name, "", problems)
+  raw = dict(raw)
+  if isinstance(raw.get("finetune"), dict):
+    raw["finetune"] = dict(raw["finetune"])
+  _nest_flat_finetune_keys(raw, name, problems)
+  params = _build(Params, raw, name, "", problems)
   if not problems:
     problems.extend(_check(params, name))
   if problems:
@@ -246,11 +299,42 @@ def params_from_dict(raw: dict[str, Any], name: str = "<params>") -> Params:
   return params
 
 
+def _deprecated(message: str) -> None:
+  warnings.warn(message, ParamsDeprecationWarning, stacklevel=4)
+
+
+def _nest_flat_finetune_keys(raw: dict, name: str, problems: list[str]) -> None:
+  """Moves cvlib 0.1's flat finetune keys (``finetune.epochs``) to their sections
+  (``finetune.training.epochs``), with a deprecation message for each."""
+  section = raw.get("finetune")
+  if not isinstance(section, dict):
+    return
+  for old, new in FLAT_FINETUNE_KEYS.items():
+    if old not in section:
+      continue
+    group, key = new.split(".")
+    sub = section.setdefault(group, {})
+    if not isinstance(sub, dict):
+      continue  # the section's own check names it
+    if key in sub:
+      problems.append(f"{name}: finetune.{old} and finetune.{new} are the same setting; keep "
+                      f"finetune.{new}")
+      continue
+    sub[key] = section.pop(old)
+    _deprecated(f"{name}: finetune.{old} is now finetune.{new}; the old key is read for one more "
+                "version")
+
+
 def _apply_override(raw: dict, item: str, name: str, problems: list[str]) -> None:
   key, sep, value = item.partition("=")
   if not sep or not key.strip():
-    problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.epochs=1")
+    problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.training.epochs=1")
     return
+  old = key.strip().partition("finetune.")[2] if key.strip().startswith("finetune.") else ""
+  if old in FLAT_FINETUNE_KEYS:
+    key = f"finetune.{FLAT_FINETUNE_KEYS[old]}"
+    _deprecated(f"--set finetune.{old}: now finetune.{FLAT_FINETUNE_KEYS[old]}; the old key is "
+                "read for one more version")
   try:
     parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
   except yaml.YAMLError:
@@ -275,9 +359,15 @@ def _build(cls: type, raw: Any, name: str, prefix: str, problems: list[str]) -> 
     return None
   hints = typing.get_type_hints(cls)
   fields = {f.name: f for f in dataclasses.fields(cls)}
-  unknown = sorted(set(raw) - set(fields))
+  unknown = sorted(set(raw) - set(fields), key=str)
   for key in unknown:
-    problems.append(f"{name}: unknown key {prefix + str(key)!r} (allowed: {', '.join(fields)})")
+    paths = _key_paths(cls)  # a misspelt key, or one that moved into a sub-section
+    by_leaf = {path.rsplit(".", 1)[-1]: path for path in reversed(paths)}
+    near = (difflib.get_close_matches(str(key), paths, n=1)
+            or [by_leaf[m] for m in difflib.get_close_matches(str(key), list(by_leaf), n=1)])
+    hint = f"; did you mean {prefix + near[0]!r}?" if near else ""
+    problems.append(f"{name}: unknown key {prefix + str(key)!r} (allowed: {', '.join(fields)})"
+                    + hint)
   values = {}
   for key, field in fields.items():
     if key not in raw:
@@ -288,6 +378,17 @@ def _build(cls: type, raw: Any, name: str, prefix: str, problems: list[str]) -> 
   if problems:
     return None
   return cls(**values)
+
+
+def _key_paths(cls: type) -> list[str]:
+  """A section's keys, and its sub-sections' keys as dotted paths (``training.epochs``)."""
+  out = []
+  for field in dataclasses.fields(cls):
+    tp = typing.get_type_hints(cls)[field.name]
+    out.append(field.name)
+    if dataclasses.is_dataclass(tp):
+      out += [f"{field.name}.{sub}" for sub in _key_paths(tp)]
+  return out
 
 
 def _convert(tp: Any, value: Any, name: str, key: str, problems: list[str]) -> Any:
@@ -383,34 +484,38 @@ def _check(p: Params, name: str) -> list[str]:
   need(f.label_scheme in LABEL_SCHEMES, "finetune.label_scheme", f"one of {', '.join(LABEL_SCHEMES)}",
        f.label_scheme)
   need(f.num_layers is None or f.num_layers > 0, "finetune.num_layers", "> 0 or null", f.num_layers)
-  need(f.epochs > 0, "finetune.epochs", "> 0", f.epochs)
-  need(f.batch_size > 0, "finetune.batch_size", "> 0", f.batch_size)
-  need(0 < f.learning_rate < 1, "finetune.learning_rate", "in (0, 1)", f.learning_rate)
-  need(0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", "in [0, 1)", f.warmup_ratio)
-  need(f.patience >= 0, "finetune.patience", ">= 0", f.patience)
+  tr, opt, mlm, small = f.training, f.optimizer, f.mlm, f.small_bert
+  need(tr.epochs > 0, "finetune.training.epochs", "> 0", tr.epochs)
+  need(tr.batch_size > 0, "finetune.training.batch_size", "> 0", tr.batch_size)
+  need(tr.patience > 0, "finetune.training.patience", "> 0", tr.patience)
+  need(0 < opt.learning_rate < 1, "finetune.optimizer.learning_rate", "in (0, 1)",
+       opt.learning_rate)
+  need(0 <= opt.warmup_ratio < 1, "finetune.optimizer.warmup_ratio", "in [0, 1)",
+       opt.warmup_ratio)
+  need(opt.weight_decay >= 0, "finetune.optimizer.weight_decay", ">= 0", opt.weight_decay)
   need(f.max_train_examples >= 0, "finetune.max_train_examples", ">= 0", f.max_train_examples)
   need(len(f.buckets) > 0 and all(b > 2 for b in f.buckets) and list(f.buckets) == sorted(f.buckets),
        "finetune.buckets", "increasing lengths > 2", f.buckets)
   need(0 < f.test_size < 1, "finetune.test_size", "in (0, 1)", f.test_size)
-  need(f.mlm_steps >= 0, "finetune.mlm_steps", ">= 0", f.mlm_steps)
+  need(mlm.steps >= 0, "finetune.mlm.steps", ">= 0", mlm.steps)
   scratch = learns_own_vocabulary(f, p.language)
   if scratch:
-    need(f.mlm_steps > 0, "finetune.mlm_steps",
+    need(mlm.steps > 0, "finetune.mlm.steps",
          f"> 0 when the encoder's vocabulary is learnt from the reviews (encoder {f.encoder!r}, "
-         f"language {p.language!r}: MiniLM's vocabulary is English)", f.mlm_steps)
-  need(f.mlm_batch_size > 0, "finetune.mlm_batch_size", "> 0", f.mlm_batch_size)
-  need(f.mlm_learning_rate is None or 0 < f.mlm_learning_rate < 1, "finetune.mlm_learning_rate",
-       "in (0, 1) or null", f.mlm_learning_rate)
-  need(f.mlm_max_texts >= 0, "finetune.mlm_max_texts", ">= 0", f.mlm_max_texts)
-  need(0 < f.mask_rate < 1, "finetune.mask_rate", "in (0, 1)", f.mask_rate)
-  need(not f.compare_mlm or (f.mlm_steps > 0 and not scratch), "finetune.compare_mlm",
-       "false unless a pretrained encoder gets mlm_steps > 0 (from scratch there is nothing to "
-       "compare with)", f.compare_mlm)
-  need(f.vocab_size >= 100, "finetune.vocab_size", ">= 100", f.vocab_size)
-  for key in ("small_layers", "small_hidden", "small_heads", "small_intermediate"):
-    need(getattr(f, key) > 0, f"finetune.{key}", "> 0", getattr(f, key))
-  need(f.small_hidden % max(f.small_heads, 1) == 0, "finetune.small_hidden",
-       f"a multiple of finetune.small_heads ({f.small_heads})", f.small_hidden)
+         f"language {p.language!r}: MiniLM's vocabulary is English)", mlm.steps)
+  need(mlm.batch_size > 0, "finetune.mlm.batch_size", "> 0", mlm.batch_size)
+  need(mlm.learning_rate is None or 0 < mlm.learning_rate < 1, "finetune.mlm.learning_rate",
+       "in (0, 1) or null", mlm.learning_rate)
+  need(mlm.max_texts >= 0, "finetune.mlm.max_texts", ">= 0", mlm.max_texts)
+  need(0 < mlm.mask_rate < 1, "finetune.mlm.mask_rate", "in (0, 1)", mlm.mask_rate)
+  need(not mlm.compare or (mlm.steps > 0 and not scratch), "finetune.mlm.compare",
+       "false unless a pretrained encoder gets mlm.steps > 0 (from scratch there is nothing to "
+       "compare with)", mlm.compare)
+  need(small.vocab_size >= 100, "finetune.small_bert.vocab_size", ">= 100", small.vocab_size)
+  for key in ("layers", "hidden", "heads", "intermediate"):
+    need(getattr(small, key) > 0, f"finetune.small_bert.{key}", "> 0", getattr(small, key))
+  need(small.hidden % max(small.heads, 1) == 0, "finetune.small_bert.hidden",
+       f"a multiple of finetune.small_bert.heads ({small.heads})", small.hidden)
   need(f.dtype in ("float32", "bfloat16"), "finetune.dtype", "float32 or bfloat16", f.dtype)
   v = p.value
   need(v.e2e_epochs > 0, "value.e2e_epochs", "> 0", v.e2e_epochs)

@@ -24,7 +24,7 @@ import statistics
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -724,7 +724,7 @@ def _blend(page: Page) -> None:
   earlier = sentiment_run(page, "benchmarks/results/sentiment_chinese_reviews_transfer.json")
   b = r["run"]["blend_with_tfidf"]
   page.h2("Sentiment: the encoder combined with TF-IDF")
-  page.p("`finetune.blend_tfidf` combines the fine-tuned encoder with TF-IDF + logistic "
+  page.p("`finetune.blend.tfidf` combines the fine-tuned encoder with TF-IDF + logistic "
          "regression: class probabilities `w * encoder + (1 - w) * TF-IDF`, the encoder's weight "
          "`w` chosen on the validation reviews. In this benchmark run the combination's TF-IDF "
          "learnt from the training reviews only, while the baseline's learns from training and "
@@ -840,7 +840,7 @@ UNBACKED_RESULTS = [
     "the demo's interval coverage before the intervals were calibrated, and the Gini change when "
     "counts were log-scaled",
     "run times of earlier report runs (each section gives its own run's stage times), and the "
-    "time `finetune.compare_mlm: false` saves on the demo",
+    "time `finetune.mlm.compare: false` saves on the demo",
     "Online Retail's cleaning counts (exact duplicate lines, lines without a customer id), and "
     "its decile MAPE and predicted total before counts were log-scaled",
     "holdout hit rates of the recommenders the validation did not choose (EASE alone, the "

@@ -138,7 +138,7 @@ def build():
 
 # Model sizes for end-to-end runs of small generic datasets: seconds per stage.
 SMALL_MODELS = """
-finetune: {num_layers: 1, epochs: 1, batch_size: 16, max_train_examples: 150, buckets: [32]}
+finetune: {num_layers: 1, training: {epochs: 1, batch_size: 16}, max_train_examples: 150, buckets: [32]}
 value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
 """
 

@@ -53,7 +53,7 @@ def _case_unknown_adapter(tmp_path):
 
 def _case_wrong_type(tmp_path):
   _orders(tmp_path, HEADER + GOOD_ROWS)
-  return _params(tmp_path, extra="finetune: {epochs: two}\n"), [r"finetune\.epochs must be an integer"]
+  return _params(tmp_path, extra="finetune: {training: {epochs: two}}\n"), [r"finetune\.training\.epochs must be an integer"]
 
 
 def _case_reserved_name(tmp_path):
@@ -196,8 +196,8 @@ def _case_no_tables(tmp_path):
 
 def _case_bad_override(tmp_path):
   _orders(tmp_path, HEADER + GOOD_ROWS)
-  return _params(tmp_path), [r"--set 'finetune\.epochs': expected KEY=VALUE"], ["--set",
-                                                                                "finetune.epochs"]
+  return _params(tmp_path), [r"--set 'finetune\.training\.epochs': expected KEY=VALUE"], ["--set",
+                                                                                "finetune.training.epochs"]
 
 
 CASES = {name[len("_case_"):]: fn for name, fn in sorted(globals().items())

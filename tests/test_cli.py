@@ -61,7 +61,7 @@ def test_validate_with_override(capsys):
 def test_validate_accepts_built_encoders(encoder, capsys):
   """Encoders cvlib builds are not folders to look for (``scratch`` once was)."""
   args = ["validate", str(TINY), "--set", "data.customers=25", "--set",
-          f"finetune.encoder={encoder}", "--set", "finetune.compare_mlm=false"]
+          f"finetune.encoder={encoder}", "--set", "finetune.mlm.compare=false"]
   assert cli.main(args) == 0, capsys.readouterr().err
   assert cli.main(["validate", str(TINY), "--set", "finetune.encoder=no_such_folder"]) == 2
   assert "finetune.encoder:" in capsys.readouterr().err
@@ -80,22 +80,22 @@ def test_validate_missing_columns_exits_2(bad_generic, tmp_path, capsys):
 
 
 def test_validate_bad_params_exits_2(write_params, capsys):
-  path = write_params("dataset: a\nfinetune: {epochs: 0, label_scheme: five}\ncolour: red\n")
+  path = write_params("dataset: a\nfinetune: {training: {epochs: 0}, label_scheme: five}\ncolour: red\n")
   assert cli.main(["validate", str(path)]) == 2
   lines = _errors(capsys.readouterr().err)
   assert len(lines) == 1 and f"error: {path}: unknown key 'colour'" in lines[0]
-  path = write_params("dataset: a\nfinetune: {epochs: 0, label_scheme: five}\n")
+  path = write_params("dataset: a\nfinetune: {training: {epochs: 0}, label_scheme: five}\n")
   assert cli.main(["validate", str(path)]) == 2
   lines = _errors(capsys.readouterr().err)
   assert lines == [f"error: {path}: finetune.label_scheme must be one of binary, "
                    "binary_keep_neutral, three_class, got 'five'",
-                   f"error: {path}: finetune.epochs must be > 0, got 0"]
+                   f"error: {path}: finetune.training.epochs must be > 0, got 0"]
 
 
 def test_validate_bad_override_exits_2(capsys):
-  assert cli.main(["validate", str(TINY), "--set", "finetune.epochs"]) == 2
+  assert cli.main(["validate", str(TINY), "--set", "finetune.training.epochs"]) == 2
   assert _errors(capsys.readouterr().err) == [
-      "error: --set 'finetune.epochs': expected KEY=VALUE, e.g. finetune.epochs=1"]
+      "error: --set 'finetune.training.epochs': expected KEY=VALUE, e.g. finetune.training.epochs=1"]
 
 
 def test_validate_missing_params_file(tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_load_demo_params():
   assert p.dataset == "demo"
   assert p.data.adapter == "synthetic" and p.data.customers == 3000
   assert p.split.calibration_end is None and p.split.horizon_days == 180
-  assert p.finetune.learning_rate == pytest.approx(5e-5)
+  assert p.finetune.optimizer.learning_rate == pytest.approx(5e-5)
   assert p.finetune.buckets == (32, 64, 128)
   assert p.value.hidden == (64, 32) and p.value.epochs == 300
   assert p.segment.value_tiers == (0.2, 0.3)
@@ -40,7 +40,7 @@ def test_load_tiny_params():
   p = config.load_params(PARAMS_DIR / "tiny.yaml")
   assert p.dataset == "tiny"
   assert p.data.customers == 300 and p.data.seed == 1
-  assert p.finetune.num_layers == 1 and p.finetune.epochs == 1
+  assert p.finetune.num_layers == 1 and p.finetune.training.epochs == 1
   assert p.finetune.buckets == (32,)
   assert p.value.hidden == (16,) and p.value.text_dims == 4
   assert p.segment == config.SegmentConfig()  # defaults fill what the file leaves out
@@ -58,11 +58,11 @@ def test_to_dict_round_trips_through_params_from_dict(write_params):
 def test_sections_are_frozen_and_replaceable():
   p = config.load_params(PARAMS_DIR / "tiny.yaml")
   with pytest.raises(dataclasses.FrozenInstanceError):
-    p.finetune.epochs = 5  # type: ignore[misc]
-  f = dataclasses.replace(p.finetune, epochs=3)
-  assert f.epochs == 3 and p.finetune.epochs == 1
+    p.finetune.training.epochs = 5  # type: ignore[misc]
+  f = dataclasses.replace(p.finetune, training=dataclasses.replace(p.finetune.training, epochs=3))
+  assert f.training.epochs == 3 and p.finetune.training.epochs == 1
   q = dataclasses.replace(p, finetune=f)
-  assert q.finetune.epochs == 3 and q.value == p.value
+  assert q.finetune.training.epochs == 3 and q.value == p.value
 
 
 # --- file-level errors --------------------------------------------------------------------------
@@ -101,7 +101,8 @@ def test_unknown_key_names_file_and_dotted_key(write_params):
   path = write_params("dataset: a\nfinetune: {epoch: 1}\n")
   with pytest.raises(ParamsError, match=re.escape(f"{path}: unknown key 'finetune.epoch'")) as e:
     config.load_params(path)
-  assert "epochs" in str(e.value)  # lists what is allowed
+  assert "training" in str(e.value)  # lists what is allowed ...
+  assert "did you mean 'finetune.training.epochs'?" in str(e.value)  # ... and the nearest key
 
 
 def test_unknown_top_level_key(write_params):
@@ -115,10 +116,10 @@ def test_dataset_required(write_params):
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("finetune: {epochs: two}", "finetune.epochs must be an integer, got 'two'"),
-    ("finetune: {epochs: 2.5}", "finetune.epochs must be an integer, got 2.5"),
-    ("finetune: {epochs: true}", "finetune.epochs must be an integer, got True"),
-    ("finetune: {learning_rate: fast}", "finetune.learning_rate must be a number, got 'fast'"),
+    ("finetune: {training: {epochs: two}}", "finetune.training.epochs must be an integer, got 'two'"),
+    ("finetune: {training: {epochs: 2.5}}", "finetune.training.epochs must be an integer, got 2.5"),
+    ("finetune: {training: {epochs: true}}", "finetune.training.epochs must be an integer, got True"),
+    ("finetune: {optimizer: {learning_rate: fast}}", "finetune.optimizer.learning_rate must be a number, got 'fast'"),
     ("data: {reviews_as_purchases: 'yes please'}", "data.reviews_as_purchases must be true or false"),
     ("finetune: {encoder: 3}", "finetune.encoder must be a string, got 3"),
     ("split: {calibration_end: 'soon'}", "split.calibration_end must be a date YYYY-MM-DD"),
@@ -151,29 +152,29 @@ def test_columns_not_a_mapping(write_params, columns):
     ("dataset: a\ndata: {customers: 0}", r"data.customers must be > 0, got 0"),
     ("dataset: a\nsplit: {horizon_days: 0}", r"split.horizon_days must be > 0"),
     ("dataset: a\nfinetune: {num_layers: 0}", r"finetune.num_layers must be > 0 or null"),
-    ("dataset: a\nfinetune: {epochs: 0}", r"finetune.epochs must be > 0"),
-    ("dataset: a\nfinetune: {batch_size: -1}", r"finetune.batch_size must be > 0"),
-    ("dataset: a\nfinetune: {learning_rate: 2}", r"finetune.learning_rate must be in \(0, 1\), got 2.0"),
-    ("dataset: a\nfinetune: {learning_rate: .nan}", r"finetune.learning_rate must be in \(0, 1\)"),
-    ("dataset: a\nfinetune: {warmup_ratio: 1.0}", r"finetune.warmup_ratio must be in \[0, 1\)"),
-    ("dataset: a\nfinetune: {patience: -1}", r"finetune.patience must be >= 0"),
+    ("dataset: a\nfinetune: {training: {epochs: 0}}", r"finetune.training.epochs must be > 0"),
+    ("dataset: a\nfinetune: {training: {batch_size: -1}}", r"finetune.training.batch_size must be > 0"),
+    ("dataset: a\nfinetune: {optimizer: {learning_rate: 2}}", r"finetune.optimizer.learning_rate must be in \(0, 1\), got 2.0"),
+    ("dataset: a\nfinetune: {optimizer: {learning_rate: .nan}}", r"finetune.optimizer.learning_rate must be in \(0, 1\)"),
+    ("dataset: a\nfinetune: {optimizer: {warmup_ratio: 1.0}}", r"finetune.optimizer.warmup_ratio must be in \[0, 1\)"),
+    ("dataset: a\nfinetune: {training: {patience: -1}}", r"finetune.training.patience must be > 0"),
     ("dataset: a\nfinetune: {max_train_examples: -5}", r"finetune.max_train_examples must be >= 0"),
     ("dataset: a\nfinetune: {buckets: [64, 32]}", r"finetune.buckets must be increasing lengths"),
     ("dataset: a\nfinetune: {buckets: []}", r"finetune.buckets must be increasing lengths"),
     ("dataset: a\nfinetune: {test_size: 1}", r"finetune.test_size must be in \(0, 1\)"),
     ("dataset: a\nlanguage: Portuguese", r"language must be an ISO 639 code"),
-    ("dataset: a\nlanguage: pt", r"finetune.mlm_steps must be > 0 when the encoder's vocabulary "
+    ("dataset: a\nlanguage: pt", r"finetune.mlm.steps must be > 0 when the encoder's vocabulary "
      r"is learnt from the reviews \(encoder 'minilm', language 'pt': MiniLM's vocabulary is "
      r"English\)"),
-    ("dataset: a\nfinetune: {encoder: scratch}", r"finetune.mlm_steps must be > 0 when"),
-    ("dataset: a\nlanguage: pt\nfinetune: {encoder: transfer}", r"finetune.mlm_steps must be > 0 when"),
-    ("dataset: a\nfinetune: {mlm_steps: -1}", r"finetune.mlm_steps must be >= 0"),
-    ("dataset: a\nfinetune: {compare_mlm: true}", r"finetune.compare_mlm must be false unless"),
-    ("dataset: a\nlanguage: zh\nfinetune: {mlm_steps: 5, compare_mlm: true}",
-     r"finetune.compare_mlm must be false unless"),
-    ("dataset: a\nfinetune: {mask_rate: 0}", r"finetune.mask_rate must be in \(0, 1\)"),
-    ("dataset: a\nfinetune: {small_hidden: 100, small_heads: 3}",
-     r"finetune.small_hidden must be a multiple of finetune.small_heads \(3\), got 100"),
+    ("dataset: a\nfinetune: {encoder: scratch}", r"finetune.mlm.steps must be > 0 when"),
+    ("dataset: a\nlanguage: pt\nfinetune: {encoder: transfer}", r"finetune.mlm.steps must be > 0 when"),
+    ("dataset: a\nfinetune: {mlm: {steps: -1}}", r"finetune.mlm.steps must be >= 0"),
+    ("dataset: a\nfinetune: {mlm: {compare: true}}", r"finetune.mlm.compare must be false unless"),
+    ("dataset: a\nlanguage: zh\nfinetune: {mlm: {steps: 5, compare: true}}",
+     r"finetune.mlm.compare must be false unless"),
+    ("dataset: a\nfinetune: {mlm: {mask_rate: 0}}", r"finetune.mlm.mask_rate must be in \(0, 1\)"),
+    ("dataset: a\nfinetune: {small_bert: {hidden: 100, heads: 3}}",
+     r"finetune.small_bert.hidden must be a multiple of finetune.small_bert.heads \(3\), got 100"),
     ("dataset: a\nfinetune: {dtype: float16}", r"finetune.dtype must be float32 or bfloat16"),
     ("dataset: a\nvalue: {hidden: [16, 0]}", r"value.hidden must be positive widths"),
     ("dataset: a\nvalue: {dropout: 1.0}", r"value.dropout must be in \[0, 1\)"),
@@ -215,7 +216,7 @@ def test_bad_label_scheme(write_params):
 
 def test_every_problem_is_reported(write_params):
   path = write_params("dataset: a\nsplit: {horizon_days: -1}\nvalue: {dropout: 1.0}\n"
-                      "finetune: {epochs: 0}\n")
+                      "finetune: {training: {epochs: 0}}\n")
   with pytest.raises(ParamsError) as e:
     config.load_params(path)
   assert len(e.value.problems) == 3
@@ -236,14 +237,14 @@ def test_dates_parsed(write_params):
 
 def test_yaml11_exponent_read_as_float(write_params):
   # PyYAML (YAML 1.1) reads 5e-5 as a string; the loader still gives a float
-  p = _load_text(write_params, "dataset: a\nfinetune: {learning_rate: 5e-5}\n")
-  assert p.finetune.learning_rate == pytest.approx(5e-5)
-  assert isinstance(p.finetune.learning_rate, float)
+  p = _load_text(write_params, "dataset: a\nfinetune: {optimizer: {learning_rate: 5e-5}}\n")
+  assert p.finetune.optimizer.learning_rate == pytest.approx(5e-5)
+  assert isinstance(p.finetune.optimizer.learning_rate, float)
 
 
 def test_ints_accepted_for_floats(write_params):
-  p = _load_text(write_params, "dataset: a\nfinetune: {warmup_ratio: 0}\n")
-  assert p.finetune.warmup_ratio == 0.0 and isinstance(p.finetune.warmup_ratio, float)
+  p = _load_text(write_params, "dataset: a\nfinetune: {optimizer: {warmup_ratio: 0}}\n")
+  assert p.finetune.optimizer.warmup_ratio == 0.0 and isinstance(p.finetune.optimizer.warmup_ratio, float)
 
 
 def test_generic_table_spec(write_params):
@@ -267,14 +268,35 @@ data:
 
 # --- --set overrides ----------------------------------------------------------------------------
 
+def test_flat_finetune_keys_of_the_last_version_still_work_with_a_deprecation_message(
+    write_params):
+  path = write_params("dataset: a\nfinetune: {epochs: 3, mlm_steps: 5, small_heads: 2, "
+                      "small_hidden: 64, blend_tfidf: false}\n")
+  with pytest.warns(config.ParamsDeprecationWarning,
+                    match=r"finetune.epochs is now finetune.training.epochs"):
+    p = config.load_params(path, ["finetune.learning_rate=1e-4"])
+  f = p.finetune
+  assert (f.training.epochs, f.mlm.steps, f.small_bert.heads, f.small_bert.hidden) == (3, 5, 2, 64)
+  assert f.blend.tfidf is False and f.optimizer.learning_rate == pytest.approx(1e-4)
+  with pytest.warns(config.ParamsDeprecationWarning, match=r"--set finetune.epochs: now"):
+    assert config.load_params(path, ["finetune.epochs=1"]).finetune.training.epochs == 1
+  with pytest.warns(config.ParamsDeprecationWarning):  # a run.json written by the last version
+    old = config.params_from_dict({"dataset": "a", "finetune": {"patience": 4}})
+  assert old.finetune.training.patience == 4
+  both = write_params("dataset: a\nfinetune: {epochs: 3, training: {epochs: 2}}\n", name="b.yaml")
+  with pytest.raises(ParamsError, match="finetune.epochs and finetune.training.epochs are the "
+                                        "same setting; keep finetune.training.epochs"):
+    config.load_params(both)
+
+
 def test_overrides_dotted_and_yaml_typed(write_params):
-  path = write_params("dataset: a\nfinetune: {epochs: 2}\n")
-  p = config.load_params(path, ["finetune.epochs=1", "finetune.learning_rate=1e-4",
+  path = write_params("dataset: a\nfinetune: {training: {epochs: 2}}\n")
+  p = config.load_params(path, ["finetune.training.epochs=1", "finetune.optimizer.learning_rate=1e-4",
                                 "value.hidden=[8, 4]", "split.calibration_end=2024-01-01",
                                 "data.reviews_as_purchases=true", "report.title=My shop",
                                 "finetune.num_layers=null"])
-  assert p.finetune.epochs == 1
-  assert p.finetune.learning_rate == pytest.approx(1e-4)
+  assert p.finetune.training.epochs == 1
+  assert p.finetune.optimizer.learning_rate == pytest.approx(1e-4)
   assert p.value.hidden == (8, 4)
   assert p.split.calibration_end == dt.date(2024, 1, 1)
   assert p.data.reviews_as_purchases is True
@@ -320,18 +342,18 @@ def test_override_unknown_key_is_checked(write_params):
 
 def test_override_values_are_validated(write_params):
   path = write_params("dataset: a\n")
-  with pytest.raises(ParamsError, match="finetune.epochs must be > 0, got 0"):
-    config.load_params(path, ["finetune.epochs=0"])
+  with pytest.raises(ParamsError, match="finetune.training.epochs must be > 0, got 0"):
+    config.load_params(path, ["finetune.training.epochs=0"])
   with pytest.raises(ParamsError, match=r"finetune.buckets must be a list, got '\[32, 64'"):
     config.load_params(path, ["finetune.buckets=[32, 64"])  # unparseable YAML stays a string
 
 
 def test_override_does_not_touch_the_file(write_params):
-  path = write_params("dataset: a\nfinetune: {epochs: 2}\n")
+  path = write_params("dataset: a\nfinetune: {training: {epochs: 2}}\n")
   before = path.read_text()
-  config.load_params(path, ["finetune.epochs=1"])
+  config.load_params(path, ["finetune.training.epochs=1"])
   assert path.read_text() == before
-  assert config.load_params(path).finetune.epochs == 2
+  assert config.load_params(path).finetune.training.epochs == 2
 
 
 def test_impossible_unquoted_date_is_a_params_error(write_params):

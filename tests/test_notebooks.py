@@ -245,12 +245,12 @@ def test_cli_bad_params_exit_2_without_traceback(tmp_path):
   import subprocess
   import sys
   bad = tmp_path / "bad.yaml"
-  bad.write_text("dataset: x\nfinetune: {epochs: 0, label_scheme: stars}\n")
+  bad.write_text("dataset: x\nfinetune: {training: {epochs: 0}, label_scheme: stars}\n")
   proc = subprocess.run([sys.executable, "-m", "cvlib.cli", "run", str(bad), "--out",
                          str(tmp_path)], capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
-  assert any("finetune.epochs must be > 0" in l for l in lines)
+  assert any("finetune.training.epochs must be > 0" in l for l in lines)
   assert any("finetune.label_scheme" in l for l in lines)
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "x").exists()
@@ -266,9 +266,9 @@ def test_reviews_only_dataset_runs_with_value_parts_marked_not_applicable(tmp_pa
                     "  reviews:\n    path: reviews.csv\n"
                     "    columns: {text: Review Text, rating: Rating}\n" + SMALL_MODELS)
   cvlib.run(params, out=tmp_path / "out", log=lambda s: None,
-            overrides=["finetune.mlm_steps=3", "finetune.small_layers=1",
-                       "finetune.small_hidden=32", "finetune.small_heads=2",
-                       "finetune.small_intermediate=64", "finetune.vocab_size=300"])
+            overrides=["finetune.mlm.steps=3", "finetune.small_bert.layers=1",
+                       "finetune.small_bert.hidden=32", "finetune.small_bert.heads=2",
+                       "finetune.small_bert.intermediate=64", "finetune.small_bert.vocab_size=300"])
   run = tmp_path / "out" / "reviews_only"
   m = json.loads((run / "metrics.json").read_text())
   assert m["sentiment"]["n_test"] > 0
@@ -300,7 +300,7 @@ def test_orders_only_dataset_runs_without_sentiment(tmp_path):
       "    path: lines.csv.gz\n"
       "split: {calibration_end: 2024-01-01, horizon_days: 180}\n" + SMALL_MODELS)
   cvlib.run(params, out=tmp_path / "out", log=lambda s: None,
-            overrides=["finetune.mlm_steps=3"])
+            overrides=["finetune.mlm.steps=3"])
   run = tmp_path / "out" / "orders_only"
   m = json.loads((run / "metrics.json").read_text())
   assert m["sentiment"] is None and "no reviews" in m["notes"]["sentiment"]

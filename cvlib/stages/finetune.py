@@ -104,7 +104,7 @@ CHAR_LANGUAGES = ("zh", "ja", "th")
 
 def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | None, *,
                        language: str, seed: int) -> Any:
-  """With ``finetune.blend_tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
+  """With ``finetune.blend.tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
 
   Returns:
     A ``blend_lib.SentimentBlend`` (the encoder's weight chosen on the validation reviews against
@@ -112,7 +112,7 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
     without labelled reviews.
   """
   from cvlib.text import sentiment
-  if data is None or not cfg.blend_tfidf:
+  if data is None or not cfg.blend.tfidf:
     return None
   val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
   return blend_lib.fit_blend(val_proba, data.train_texts, data.train_labels, data.val_texts,
@@ -252,7 +252,7 @@ def learns_from_scratch(cfg, language: str) -> bool:
 def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, language: str,
                     seed: int, mlm_steps: int | None = None, progress: bool = True):
   """The encoder to fine-tune: MiniLM, a folder's BERT, or a small BERT from scratch (see
-  ``encoders.prepare_encoder``), with ``cfg.mlm_steps`` of masked-LM on ``mlm_texts`` first.
+  ``encoders.prepare_encoder``), with ``cfg.mlm.steps`` of masked-LM on ``mlm_texts`` first.
 
   A dataset without review text has nothing to pretrain on or to score: the pretrained MiniLM
   stands in, whatever the language.
@@ -262,7 +262,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
   """
   from cvlib.text import encoders
   texts = mlm_texts(reviews, data)
-  steps = cfg.mlm_steps if mlm_steps is None else mlm_steps
+  steps = cfg.mlm.steps if mlm_steps is None else mlm_steps
   encoder, lang = cfg.encoder, language
   if not texts:
     steps = 0
@@ -270,11 +270,12 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
       encoder, lang = "minilm", "en"
   return encoders.prepare_encoder(
       texts, language=lang, encoder=encoder, num_layers=cfg.num_layers, mlm_steps=steps,
-      mlm_batch_size=cfg.mlm_batch_size, mlm_learning_rate=cfg.mlm_learning_rate,
-      mlm_max_texts=cfg.mlm_max_texts, mask_rate=cfg.mask_rate, vocab_size=cfg.vocab_size,
-      small_layers=cfg.small_layers, small_hidden=cfg.small_hidden, small_heads=cfg.small_heads,
-      small_intermediate=cfg.small_intermediate, buckets=cfg.buckets, dtype=cfg.dtype, seed=seed,
-      progress=progress)
+      mlm_batch_size=cfg.mlm.batch_size, mlm_learning_rate=cfg.mlm.learning_rate,
+      mlm_max_texts=cfg.mlm.max_texts, mask_rate=cfg.mlm.mask_rate,
+      vocab_size=cfg.small_bert.vocab_size, small_layers=cfg.small_bert.layers,
+      small_hidden=cfg.small_bert.hidden, small_heads=cfg.small_bert.heads,
+      small_intermediate=cfg.small_bert.intermediate, buckets=cfg.buckets, dtype=cfg.dtype,
+      seed=seed, progress=progress)
 
 
 def encoder_story(details: dict[str, Any] | None) -> str:
@@ -330,16 +331,17 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
     return model, encoder.tokenizer, pd.DataFrame()
   model, history = sentiment.finetune_sentiment(
       model, encoder.tokenizer, data.train_texts, data.train_labels, data.val_texts,
-      data.val_labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
-      learning_rate=cfg.learning_rate, warmup_ratio=cfg.warmup_ratio,
-      weight_decay=cfg.weight_decay, patience=cfg.patience, seed=seed, buckets=cfg.buckets)
+      data.val_labels, epochs=cfg.training.epochs, batch_size=cfg.training.batch_size,
+      learning_rate=cfg.optimizer.learning_rate, warmup_ratio=cfg.optimizer.warmup_ratio,
+      weight_decay=cfg.optimizer.weight_decay, patience=cfg.training.patience, seed=seed,
+      buckets=cfg.buckets)
   return model, encoder.tokenizer, history
 
 
 def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
                         sent: dict[str, Any] | None, *, language: str,
                         seed: int) -> dict[str, Any] | None:
-  """With ``finetune.compare_mlm``: the downstream effect of the domain MLM.
+  """With ``finetune.mlm.compare``: the downstream effect of the domain MLM.
 
   Fine-tunes the same pretrained encoder again, without MLM, with the same data, settings and
   seed, and scores it on the same test split.
@@ -351,7 +353,7 @@ def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
   from cvlib.text import sentiment
   if sent is None:
     return None
-  if not cfg.compare_mlm or data is None:
+  if not cfg.mlm.compare or data is None:
     return {**sent, "mlm_effect": None}
   encoder = prepare_encoder(cfg, reviews, data, language=language, seed=seed, mlm_steps=0)
   model, tokenizer, _ = fine_tune_sentiment(cfg, data, encoder, seed=seed)
