@@ -15,6 +15,7 @@ from cvlib.config import ParamsError, load_params
 from cvlib.data import privacy, synthetic
 from cvlib.data.adapters import DataError, load_data
 from cvlib.data.clean import clean_tables
+from cvlib.data.features import choose_cutoff
 from cvlib.runner import RunFailed, run, run_all, validate_inputs
 from cvlib.serve import scorer as scoring
 from cvlib.serve.model_folder import ModelFolderError
@@ -177,6 +178,12 @@ def _validate(params_file: str, overrides: list[str]) -> None:
   for row in log.rows:
     if row["affected"]:
       print(f"  {row['table']}: {row['step']}: {row['affected']:,} rows {row['action']}")
+  if len(cleaned.transactions):
+    try:
+      choose_cutoff(cleaned.transactions, None, params.split.horizon_days, cleaned.meta)
+    except ValueError as e:
+      print(f"  note: {e}: the report will leave out customer value, churn, segments and "
+            "recommendations")
 
 
 if __name__ == "__main__":

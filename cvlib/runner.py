@@ -243,8 +243,8 @@ def validate_inputs(params: Params) -> preprocess.Inputs:
       raise ParamsError([f"{params.source}: finetune.encoder: {folder} lacks {', '.join(missing)}"])
   inputs = preprocess.read_inputs(params)
   cleaned = inputs.cleaned
-  if len(cleaned.transactions):
-    try:
+  if len(cleaned.transactions) and params.split.calibration_end is not None:
+    try:  # a date the user chose must fit the data; an automatic one too short is stage 1's
       choose_cutoff(cleaned.transactions, params.split.calibration_end, params.split.horizon_days,
                     cleaned.meta)
     except ValueError as e:
@@ -341,9 +341,12 @@ def merge_metrics(run_dir: Path, dataset: str, timings: dict[str, float]) -> dic
     if p.exists():
       part = json.loads(p.read_text())
       notes = {**(metrics.get("notes") or {}), **(part.pop("notes", None) or {})}
+      skipped = {**(metrics.get("skipped") or {}), **(part.pop("skipped", None) or {})}
       metrics.update(part)
       if notes:
         metrics["notes"] = notes  # why a part is null, from every stage
+      if skipped:
+        metrics["skipped"] = skipped  # what could not be computed on this shop, and why
   metrics["timing_s"] = {s: timings.get(s) for s in STAGES}
   return metrics
 

@@ -251,7 +251,13 @@ def _parse_timestamps(values: pd.Series, spec: TableSpec, path: Path, column: st
     num = pd.to_numeric(uniques, errors="coerce")
     parsed = pd.to_datetime(num, unit=spec.timestamp_unit, errors="coerce")
   else:
-    parsed = pd.to_datetime(uniques, errors="coerce", format=spec.timestamp_format or "mixed")
+    fmt = spec.timestamp_format or "mixed"
+    try:
+      parsed = pd.to_datetime(uniques, errors="coerce", format=fmt)
+    except ValueError:  # offsets of several time zones: pandas will not pick one, so UTC it is
+      parsed = pd.to_datetime(uniques, errors="coerce", format=fmt, utc=True)
+      notes.append(f"{path.name}: column {column!r}: timestamps in several time zones, converted "
+                   "to UTC (those without a zone taken as UTC)")
   if getattr(parsed.dt, "tz", None) is not None:
     parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
   parsed = parsed.astype("datetime64[us]")

@@ -50,6 +50,9 @@ _PAGE = jinja2.Template("""<!DOCTYPE html>
 <nav>{% for key, name in sections %}<a href="#{{ key }}">{{ name.split(':')[0] }}</a>{% endfor %}
 <a href="#how">How to read this</a><a href="#more">Analyst notebooks</a></nav>
 {% for w in warnings %}<div class="warn">{{ w }}</div>{% endfor %}
+{% if skipped %}<div class="warn" id="skipped"><b>Not in this report</b> (could not be computed on
+this shop's data; everything else was):<ul>{% for p in skipped %}<li>{{ p.name }}: {{ p.text }}</li>
+{% endfor %}</ul></div>{% endif %}
 <div class="cards">{% for h in headlines %}<div class="card"><div class="v">{{ h.value }}</div>
 <div class="l">{{ h.label }}</div>{% if h.note %}<div class="n">{{ h.note }}</div>{% endif %}</div>
 {% endfor %}</div>
@@ -134,7 +137,8 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
       f"{metrics.get('dataset', run_dir.name)}: customer value report",
       data_end=split.get("data_end"), generated=run_info.get("ended", ""),
       sections=list(SECTIONS.items()), parts=parts, headlines=parts["headline"],
-      warnings=[p["text"] for p in parts["warning"]], missing_reason=missing,
+      warnings=[p["text"] for p in parts["warning"]], skipped=parts.get("skipped", []),
+      missing_reason=missing,
       horizon=split.get("horizon_days", "?"), cutoff=split.get("cutoff", "?"),
       links=[(f"{i + 1}. {stage}", f"{NOTEBOOKS[stage]}.html")
              for i, stage in enumerate(STAGES) if (run_dir / f"{NOTEBOOKS[stage]}.html").exists()],

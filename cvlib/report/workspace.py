@@ -130,6 +130,15 @@ class Workspace:
   def add_warning(self, text: str) -> None:
     self._add({"kind": "warning", "text": text})
 
+  def add_skipped(self, skipped: Mapping[str, str]) -> None:
+    """Parts of the report that could not be computed on this shop, with the reason for each:
+    listed on the report's first screen and under ``skipped`` in metrics.json."""
+    if not skipped:
+      return
+    for section, reason in skipped.items():
+      self._add({"kind": "skipped", "name": section, "text": reason})
+    self.save_metrics({"skipped": {**self._metrics.get("skipped", {}), **skipped}})
+
   def add_figure(self, section: str, fig, caption: str) -> None:
     """Embeds a matplotlib figure as PNG and closes it."""
     import matplotlib.pyplot as plt

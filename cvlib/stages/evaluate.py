@@ -16,7 +16,7 @@ from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.report import plots
 from cvlib.report.workspace import Workspace
-from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE
+from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE, attempt, optional, take_skipped
 from cvlib.value import baselines, btyd
 from cvlib.value import metrics as vm
 from cvlib.value.networks import (E2E_MODEL, VALUE_MODELS, e2e_numeric, history_texts,
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 
+@optional("end-to-end model (back-test)", fallback=lambda cfg, preds, *a, **k: preds)
 def add_end_to_end_predictions(cfg: ValueConfig, preds: pd.DataFrame | None, e2e: Any,
                                prep: Prepared, tables: Tables) -> pd.DataFrame | None:
   """Adds the end-to-end model's columns (value, p_return, ``cfg.interval``) to the back-test
@@ -80,20 +81,39 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
     out[f"{name}_lo"] = p["q10"].to_numpy()
     out[f"{name}_hi"] = p["q90"].to_numpy()
   f = features
-  bgf, bgf_params = btyd.fit_bgnbd(f["frequency"], f["recency_days"], f["T_days"])
-  ggf, gg_params = btyd.fit_gamma_gamma(f["frequency"], f["monetary_value"])
-  pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
-                         f["monetary_value"], horizon=horizon_days)
-  out["bgnbd_gg_value"] = pb["predicted_value"].to_numpy()
-  out["bgnbd_gg_p_return"] = btyd.p_return_bgnbd(bgf, f, horizon_days)
-  info["bgnbd"] = bgf_params
-  info["gamma_gamma"] = gg_params
-  value, p_return = _gbt_predictions(features, is_test, seed=seed)
-  out["gbt_value"] = value
-  if p_return is not None:
-    out["gbt_p_return"] = p_return
+  not_fitted: dict[str, str] = {}  # baseline -> why it is not in the comparison
+  bgnbd = attempt("BG/NBD baseline", btyd.fit_with_penalizer_path, btyd.fit_bgnbd,
+                  f["frequency"], f["recency_days"], f["T_days"], name="BG/NBD")
+  gamma_gamma = attempt("Gamma-Gamma spend model (of the BG/NBD baseline)",
+                        btyd.fit_with_penalizer_path, btyd.fit_gamma_gamma, f["frequency"],
+                        f["monetary_value"], name="Gamma-Gamma")
+  if bgnbd is not None:
+    bgf, info["bgnbd"] = bgnbd
+    out["bgnbd_gg_p_return"] = btyd.p_return_bgnbd(bgf, f, horizon_days)
+  fitted_with = {name: f"{name} needed penalizer {i['penalizer']:g} to converge"
+                 for name, fit in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma))
+                 if fit is not None and (i := fit[1])["penalizer"] > 0}
+  if fitted_with:  # lifetimes' advice for a fit that does not converge; the table says so
+    out.attrs["model_notes"] = {"bgnbd_gg": "; ".join(fitted_with.values())}
+  if bgnbd is not None and gamma_gamma is not None:
+    ggf, info["gamma_gamma"] = gamma_gamma
+    pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
+                           f["monetary_value"], horizon=horizon_days)
+    out["bgnbd_gg_value"] = pb["predicted_value"].to_numpy()
+  else:
+    not_fitted["bgnbd_gg"] = ("BG/NBD did not fit" if bgnbd is None else
+                              "Gamma-Gamma did not fit") + " (see 'Not in this report')"
+  trees = attempt("gradient-boosted trees baseline", _gbt_predictions, features, is_test,
+                  seed=seed)
+  if trees is not None:
+    out["gbt_value"] = trees[0]
+    if trees[1] is not None:
+      out["gbt_p_return"] = trees[1]
+  else:
+    not_fitted["gbt"] = "the trees could not be trained (see 'Not in this report')"
   out["spend_value"] = baselines.spend_baseline(f["total_spend"].to_numpy(),
                                                 f["T_days"].to_numpy(), horizon_days)
+  out.attrs["not_fitted"] = not_fitted
   return out, info
 
 
@@ -120,6 +140,7 @@ def crossfit_folds(n: int, folds: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed + 3).permutation(n) % folds
 
 
+@optional("cross-fitted back-test over every customer")
 def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Prepared,
                           review_scores: pd.DataFrame | None, embeddings: np.ndarray | None, *,
                           seed: int) -> pd.DataFrame | None:
@@ -149,7 +170,7 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   fold = crossfit_folds(n, cfg.cv_folds, seed)
   keep = ["customer_id", "customer_key", "y_true", "returned", "bgnbd_gg_value",
           "bgnbd_gg_p_return", "spend_value"]
-  out = preds[keep].copy()
+  out = preds[[c for c in keep if c in preds]].copy()  # a baseline that did not fit is absent
   out.insert(2, "is_test", True)
   out.insert(3, "fold", fold)
   qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
@@ -223,10 +244,15 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
                        "gini_without": models[b]["gini"], "diff": d, "lo95": lo, "hi95": hi,
                        "verdict": ("helped" if lo > 0 else "hurt" if hi < 0 else
                                    "no clear difference")}
-  return {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()), "best": best, "models": models, "gini_differences": diffs,
-          "ablation": ablation}
+  out = {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()), "best": best,
+         "models": models, "gini_differences": diffs, "ablation": ablation}
+  for key in ("not_fitted", "model_notes"):
+    if preds.attrs.get(key):
+      out[key] = dict(preds.attrs[key])
+  return out
 
 
+@optional("churn comparison")
 def churn_metrics(preds: pd.DataFrame | None, model: str | None,
                   crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
   """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD, on the
@@ -248,6 +274,8 @@ def _churn(frame: pd.DataFrame, model: str) -> dict[str, Any]:
             "note": "every customer is in one class; AUC undefined"}
   out = {"model": model, "churn_rate": float(churned.mean()), "n": int(len(frame))}
   for name, key in ((model, ""), ("bgnbd_gg", "bgnbd_")):
+    if f"{name}_p_return" not in frame:  # BG/NBD did not fit on this shop
+      continue
     p = 1 - frame[f"{name}_p_return"].to_numpy()
     out[f"{key}auc"] = float(roc_auc_score(churned, p))
     out[f"{key}pr_auc"] = float(average_precision_score(churned, p))
@@ -255,6 +283,8 @@ def _churn(frame: pd.DataFrame, model: str) -> dict[str, Any]:
 
 
 def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
+  """One row per value model, best first; a baseline that could not be fitted on this shop last,
+  with the reason in its ``note``."""
   rows = []
   if clv is None:
     return pd.DataFrame(rows)
@@ -264,7 +294,19 @@ def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
                  "top 20% share of value": m.get("top20_share"),
                  "AUC returning": m["auc_returning"], "MAE": m["mae"],
                  "80% interval coverage": m.get("interval_coverage")})
-  return pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
+  table = pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
+  missing, model_notes = clv.get("not_fitted") or {}, clv.get("model_notes") or {}
+  if missing or model_notes:
+    table = pd.concat([table.assign(note=[model_notes.get(n, "") for n in _table_names(table)]),
+                       pd.DataFrame([{"model": VALUE_MODELS.get(n, n), "note": f"not fitted: {why}"}
+                                     for n, why in missing.items()])], ignore_index=True)
+  return table
+
+
+def _table_names(table: pd.DataFrame) -> list[str]:
+  """The model keys of a table's rows (its ``model`` column holds their descriptions)."""
+  names = {desc: name for name, desc in VALUE_MODELS.items()}
+  return [names.get(desc, desc) for desc in table["model"]]
 
 
 # --- 04 segment --------------------------------------------------------------------------------
@@ -312,6 +354,7 @@ def gain_inputs(preds: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]
                                      for m in VALUE_MODELS if f"{m}_value" in test}
 
 
+@optional("comparison with the true expected value (synthetic shops)")
 def oracle_metrics(preds: pd.DataFrame | None, truth: dict[str, pd.DataFrame]) -> dict | None:
   """Against the simulator's true expected value (synthetic data only; else None).
 
@@ -354,6 +397,7 @@ def save_evaluate(ws: Workspace, preds: pd.DataFrame | None, clv: dict | None,
 
 def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle: dict | None,
                     figures: list) -> None:
+  ws.add_skipped(take_skipped())
   if clv is None:
     ws.add_text("value", f"Not part of this report: {NOT_APPLICABLE['value']}.")
     return
@@ -403,14 +447,13 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
                 f"{oracle['gini']:.3f}: no model can rank better than that on this holdout. "
                 "Spearman correlation of each model's prediction with the true expected spend: "
                 + ", ".join(f"{VALUE_MODELS[m]} {r:.3f}" for m, r in rho.items()) + ".")
-  if churn.get("auc") is not None:
+  if churn and churn.get("auc") is not None:
     every = (churn.get("crossfit") or {})
-    more = (f" Over all {every['n']:,} customers, cross-fitted: AUC {every['auc']:.3f} (BG/NBD "
-            f"{every['bgnbd_auc']:.3f}), PR-AUC {every['pr_auc']:.3f}."
-            if every.get("auc") is not None else "")
-    ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f} "
-                f"(BG/NBD {churn['bgnbd_auc']:.3f}), PR-AUC {churn['pr_auc']:.3f} on the test "
-                f"customers.{more}")
+    bg = lambda c: f" (BG/NBD {c['bgnbd_auc']:.3f})" if c.get("bgnbd_auc") is not None else ""
+    more = (f" Over all {every['n']:,} customers, cross-fitted: AUC {every['auc']:.3f}{bg(every)}, "
+            f"PR-AUC {every['pr_auc']:.3f}." if every.get("auc") is not None else "")
+    ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f}{bg(churn)}, "
+                f"PR-AUC {churn['pr_auc']:.3f} on the test customers.{more}")
   for fig, caption in zip(figures, (
       "Decile chart: customers ranked by predicted value, mean predicted vs actual holdout "
       "spend per tenth.", "Gain curves: share of holdout spend captured by the top-ranked "
@@ -421,6 +464,7 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
 
 # --- explanations and opinion monitoring (cvlib.insight.explain, cvlib.insight.monitoring) ----------------------
 
+@optional("what the scoring model relies on")
 def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
                      text: pd.DataFrame | None, is_test: np.ndarray, *, seed: int
                      ) -> pd.DataFrame | None:

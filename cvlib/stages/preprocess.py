@@ -23,6 +23,7 @@ from cvlib.data.clean import CleaningLog, clean_tables
 from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace, to_jsonable
 from cvlib.serve.model_folder import ARTIFACTS_DIR
+from cvlib.stages.notes import skip, take_skipped
 
 
 # The steps notebook 01 calls, in its order.
@@ -89,6 +90,12 @@ def load_inputs(params: Params, ws: Workspace) -> Inputs:
 
 
 
+def tables_span_days(tables: Tables) -> int:
+  """Days from the first to the last order."""
+  ts = tables.transactions["timestamp"]
+  return int((ts.max() - ts.min()).days) if len(ts) else 0
+
+
 def prepare_customers(params: Params, tables: Tables) -> Prepared:
   """Splits by time and computes customer features for the back-test and for forward scores.
 
@@ -106,11 +113,23 @@ def prepare_customers(params: Params, tables: Tables) -> Prepared:
     features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
     features_now = features.copy()
   else:
-    cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h,
-                                 tables.meta)
+    try:
+      cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h,
+                                   tables.meta)
+    except ValueError as e:
+      if params.split.calibration_end is not None:
+        raise  # a date the user chose: bad input, reported by validation
+      cutoff = None  # the orders are too short for a back-test: the rest of the report goes on
+      skip("customer value, churn, segments and recommendations",
+           f"the orders span {tables_span_days(tables)} days, too short for a "
+           f"{h}-day holdout after a calibration period ({e})")
     as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
-    features = feats.compute_customer_features(*args, cutoff, h)
-    features_now = feats.compute_customer_features(*args, as_of, h)
+    if cutoff is None:
+      features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
+      features_now = features.copy()
+    else:
+      features = feats.compute_customer_features(*args, cutoff, h)
+      features_now = feats.compute_customer_features(*args, as_of, h)
   salt, _ = privacy.resolve_salt(params.report.salt)
   for df in (features, features_now):
     df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
@@ -169,10 +188,16 @@ def load_prepared(ws: Workspace) -> tuple[Tables, Prepared]:
 
 def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: list) -> None:
   """Stage 1's parts of the stakeholder page."""
+  ws.add_skipped(take_skipped())
   c, s = metrics["counts"], metrics["split"]
   ws.add_headline("customers", f"{c['customers']:,}", f"{c['transactions']:,} orders")
   ws.add_headline("reviews", f"{c['reviews']:,}")
-  if s["cutoff"] is None:
+  if s["cutoff"] is None and c["transactions"]:
+    ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}: too short for a "
+                f"back-test with a {s['horizon_days']}-day holdout, so customer value, churn, "
+                "segments and recommendations are not part of this report; sentiment and "
+                "opinions are. A shorter split.horizon_days brings them in.")
+  elif s["cutoff"] is None:
     ws.add_text("data", "This dataset holds reviews only, without orders: customer value, churn, "
                 "segments and recommendations do not apply; sentiment and opinions do.")
   else:

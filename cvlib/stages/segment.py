@@ -16,14 +16,15 @@ from cvlib.config import Params, SegmentConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.insight import aspects, monitoring, recommend, segments, topics
-from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters, make_customer_clusters
+from cvlib.insight import clusters
+from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
 from cvlib.report import details, plots
 from cvlib.report.workspace import Workspace
 from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
-from cvlib.stages.notes import NOT_APPLICABLE
+from cvlib.stages.notes import NOT_APPLICABLE, optional, take_skipped
 from cvlib.text.blend import SentimentBlend
 from cvlib.value.networks import scoring_model
 
@@ -60,6 +61,11 @@ def plot_segments(profiles: pd.DataFrame | None):
   return segments.plot_segment_sizes(profiles)
 
 
+# Customers grouped by what they write (cvlib.insight.clusters), as an optional step.
+make_customer_clusters = optional("customer groups by review text")(clusters.make_customer_clusters)
+
+
+@optional("segment profiles")
 def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: pd.DataFrame,
                           tables: Tables, opinions: Opinions | None = None) -> pd.DataFrame | None:
   """Segment profile table with sentiment, top categories and (with ``opinions``, the aspect tags
@@ -129,6 +135,8 @@ def product_embeddings(tables: Tables, *, language: str, encoder_dir: Path | Non
           .groupby(level=0).first())
 
 
+@optional("recommendations",
+          fallback=lambda *a, **kw: Recommendations(pd.DataFrame(), None))
 def make_recommendations(cfg: SegmentConfig, prep: Prepared, tables: Tables, *,
                          language: str = "en", encoder_dir: Path | None = None) -> Recommendations:
   """Fitted on calibration purchases, evaluated on holdout purchases against popularity.
@@ -199,6 +207,7 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
                    profiles: pd.DataFrame | None, opinions: Opinions | None,
                    recs: Recommendations, examples: pd.DataFrame, figures: list,
                    reviews: pd.DataFrame | None = None) -> None:
+  ws.add_skipped(take_skipped())
   """The segments, opinions and recommendations sections. Each segment, value-by-risk cell and
   action links to a page of its customers; with ``reviews`` (:func:`review_details`) each aspect
   links to the reviews that mention it."""
@@ -356,6 +365,7 @@ def save_customer_clusters(ws: Workspace, cc: CustomerClusters | None) -> dict:
 
 def report_customer_clusters(ws: Workspace, cc: CustomerClusters | None,
                              scores: pd.DataFrame) -> None:
+  ws.add_skipped(take_skipped())
   """The segments section's table of text clusters, each linked to its customers."""
   if cc is None:
     ws.add_text("segments", "Customers grouped by what they write: not part of this report "
@@ -395,6 +405,7 @@ class Opinions:
 ASPECT_LEXICONS = {"en": "DEFAULT_ASPECTS", "pt": "PORTUGUESE_ASPECTS"}
 
 
+@optional("opinions by aspect")
 def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
                          encoder_dir: Path | None = None,
                          adapter: str | None = None) -> Opinions | None:
@@ -487,6 +498,7 @@ class Topics:
 MIN_TOPIC_REVIEWS = 60
 
 
+@optional("review topics")
 def make_review_topics(review_scores: pd.DataFrame, embeddings: np.ndarray, tables: Tables, *,
                        language: str, seed: int, max_chars: int = 200) -> Topics | None:
   """Clusters the review embeddings and names each cluster with class-based TF-IDF keywords.
@@ -579,6 +591,7 @@ def report_topics(ws: Workspace, t: Topics | None, fig,
   ws.add_table("opinions", t.examples, "Typical reviews of each topic (nearest its centre).")
 
 
+@optional("review detail pages")
 def review_details(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None = None
                    ) -> pd.DataFrame | None:
   """Every scored review as the detail pages list it (date, category, stars, sentiment, aspects,
@@ -593,6 +606,7 @@ def review_details(review_scores: pd.DataFrame, tables: Tables, opinions: Opinio
       categories=categories, tags=opinions.tags if opinions is not None else None)
 
 
+@optional("example reviews", fallback=lambda *a, **kw: pd.DataFrame())
 def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None, *,
                     n: int = 5, max_chars: int = 280) -> pd.DataFrame:
   """The most negative and the most positive reviews, as written (escaped when rendered).
@@ -655,6 +669,7 @@ class Monitoring:
   flag_reviews: pd.DataFrame  # the same, up to details.MAX_ROWS per week: the flag's page
 
 
+@optional("opinion monitoring over time")
 def make_opinion_monitoring(review_scores: pd.DataFrame, tables: Tables) -> Monitoring | None:
   """Weekly share of negative reviews per category against a control band; None without dates.
 

@@ -243,6 +243,35 @@ def fit_gamma_gamma(
   return ggf, info
 
 
+# lifetimes' advice when a fit does not converge: "Try adding a larger penalizer". The path tried,
+# from none upwards; the first that fits is kept and reported.
+PENALIZER_PATH = (0.0, 0.001, 0.01, 0.1, 1.0)
+
+
+def fit_with_penalizer_path(fit: Any, *args: Any, path: tuple[float, ...] = PENALIZER_PATH,
+                            name: str = "fit") -> tuple[Any, dict[str, Any]]:
+  """``fit(*args, penalizer=c)`` for each c on ``path`` until one fits.
+
+  Returns:
+    (fitted model, its info with ``penalizer`` (the one used) and ``tried`` (why each smaller
+    penalizer failed)).
+
+  Raises:
+    RuntimeError: when every penalizer fails; the message lists each reason.
+  """
+  tried = []
+  for c in path:
+    try:
+      model, info = fit(*args, penalizer=c)
+    except (RuntimeError, ValueError) as e:
+      why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      tried.append(f"penalizer {c:g}: {why}")
+      continue
+    return model, {**info, "penalizer": c, "tried": tried}
+  tried_all = ", ".join(f"{c:g}" for c in path)
+  raise RuntimeError(f"{name} did not fit with any penalizer ({tried_all}): " + " | ".join(tried))
+
+
 def predict_btyd(
     bgf: BetaGeoFitter,
     ggf: GammaGammaFitter,

@@ -1,0 +1,131 @@
+"""Every shop gets a report: odd shop shapes, optional sections that fail without taking the run
+down, and baselines retried the way their library suggests."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cvlib
+from cvlib.data import odd_shops
+from cvlib.report import html
+from cvlib.report.workspace import Workspace
+from cvlib.runner import merge_metrics, validate_inputs
+from cvlib.stages import notes, preprocess
+from cvlib.value import btyd
+
+
+@pytest.mark.parametrize("shape", sorted(odd_shops.SHAPES))
+def test_every_shape_is_valid_input_and_splits_or_says_why(shape, tmp_path):
+  """Each shape is a shop cvlib must take (no exit 2): it validates, and stage 1 either splits it
+  by time or records why the back-test is left out."""
+  params = cvlib.load_params(odd_shops.write_shop(shape, tmp_path, seed=0))
+  inputs = validate_inputs(params)
+  notes.take_skipped()
+  prep = preprocess.prepare_customers(params, inputs.cleaned)
+  skipped = notes.take_skipped()
+  if prep.cutoff is None:
+    assert not len(prep.features)
+    assert any("too short" in why for why in skipped.values()), skipped
+  else:
+    assert len(prep.features) > 0 and not skipped
+
+
+def test_shapes_are_seeded():
+  a = odd_shops.SHAPES["small_generic"](np.random.default_rng(3))
+  b = odd_shops.SHAPES["small_generic"](np.random.default_rng(3))
+  pd.testing.assert_frame_equal(a.orders, b.orders)
+  pd.testing.assert_frame_equal(a.reviews, b.reviews)
+  with pytest.raises(KeyError):
+    odd_shops.write_shop("no_such_shape", "unused")
+
+
+def test_an_optional_step_that_fails_is_skipped_with_its_reason():
+  notes.take_skipped()
+
+  @notes.optional("topics", fallback=lambda x: f"fallback {x}")
+  def topics(x):
+    raise np.linalg.LinAlgError("SVD did not converge\nmore detail")
+
+  assert topics(1) == "fallback 1"
+  assert notes.attempt("clusters", lambda: 1 / 0) is None
+  assert notes.attempt("fine", lambda: 5) == 5
+  assert notes.take_skipped() == {"topics": "LinAlgError: SVD did not converge",
+                                  "clusters": "ZeroDivisionError: division by zero"}
+  assert notes.take_skipped() == {}  # taken once
+
+  @notes.optional("never")
+  def interrupted():
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):  # stopping a run is not a failed section
+    interrupted()
+
+
+def test_skipped_sections_reach_metrics_and_the_first_screen(tmp_path):
+  ws = Workspace(tmp_path, "evaluate")
+  ws.add_skipped({"Gamma-Gamma spend model": "RuntimeError: did not <converge>"})
+  ws2 = Workspace(tmp_path, "segment")
+  ws2.add_skipped({"review topics": "ValueError: too few reviews"})
+  metrics = merge_metrics(tmp_path, "shop", {})
+  assert metrics["skipped"] == {"Gamma-Gamma spend model": "RuntimeError: did not <converge>",
+                                "review topics": "ValueError: too few reviews"}
+  page = html.render_index(tmp_path, metrics, {"params": {}}).read_text()
+  first_screen = page[:page.index('<div class="cards">')]
+  assert "Not in this report" in first_screen and "review topics: ValueError" in first_screen
+  assert "did not &lt;converge&gt;" in first_screen  # escaped like every other text
+
+
+def _issue_shop():
+  """The shop of issue 24, as the value models see it."""
+  shop = odd_shops.small_generic(np.random.default_rng(0))
+  o = shop.orders.assign(day=shop.orders["ts"].dt.floor("D"))
+  cutoff = o["ts"].max() - pd.Timedelta(days=90)
+  cal = o[o["ts"] < cutoff]
+  days = cal.groupby(["customer", "day"])["amount"].sum().reset_index()
+  g = days.groupby("customer")
+  first, last = g["day"].min(), g["day"].max()
+  frequency = g.size() - 1
+  repeat_spend = days.assign(first=days["customer"].map(first)).query("day > first") \
+      .groupby("customer")["amount"].mean().reindex(frequency.index).fillna(0.0)
+  return (frequency.to_numpy(float), (last - first).dt.days.to_numpy(float),
+          (cutoff.normalize() - first).dt.days.to_numpy(float), repeat_spend.to_numpy(float))
+
+
+def test_penalizer_path_keeps_the_first_penalizer_that_fits():
+  calls = []
+
+  def fit(x, *, penalizer):
+    calls.append(penalizer)
+    if penalizer < 0.01:
+      raise RuntimeError("The model did not converge. Try adding a larger penalizer")
+    return "model", {"p": 1.0}
+
+  model, info = btyd.fit_with_penalizer_path(fit, 1, name="Gamma-Gamma")
+  assert model == "model" and info["penalizer"] == 0.01 and calls == [0.0, 0.001, 0.01]
+  assert info["tried"][0].startswith("penalizer 0: The model did not converge")
+  with pytest.raises(RuntimeError, match=r"Gamma-Gamma did not fit with any penalizer "
+                                         r"\(0, 0.001, 0.01, 0.1, 1\)"):
+    btyd.fit_with_penalizer_path(lambda x, penalizer: btyd.fit_gamma_gamma([0], [0]), 1,
+                                 name="Gamma-Gamma")
+
+
+def test_the_issue_shops_gamma_gamma_fits_on_the_penalizer_path():
+  frequency, recency, T, spend = _issue_shop()
+  with pytest.raises((RuntimeError, ValueError)):
+    btyd.fit_gamma_gamma(frequency, spend)  # what stopped the run in issue 24
+  ggf, info = btyd.fit_with_penalizer_path(btyd.fit_gamma_gamma, frequency, spend,
+                                           name="Gamma-Gamma")
+  assert info["penalizer"] > 0 and info["q"] > 1 and info["tried"]
+  bgf, _ = btyd.fit_with_penalizer_path(btyd.fit_bgnbd, frequency, recency, T, name="BG/NBD")
+  pred = btyd.predict_btyd(bgf, ggf, frequency, recency, T, spend, horizon=90)
+  assert np.isfinite(pred["predicted_value"]).all()
+
+
+def test_a_run_with_a_skipped_section_still_writes_metrics_json(tmp_path):
+  (tmp_path / "metrics").mkdir()
+  (tmp_path / "metrics" / "evaluate.json").write_text(json.dumps(
+      {"clv": None, "skipped": {"BG/NBD baseline": "RuntimeError: no start converged"}}))
+  metrics = merge_metrics(tmp_path, "shop", {"evaluate": 1.0})
+  assert metrics["skipped"] == {"BG/NBD baseline": "RuntimeError: no start converged"}
