@@ -107,8 +107,10 @@ def test_penalizer_path_keeps_the_first_penalizer_that_fits():
   assert info["tried"][0].startswith("penalizer 0: The model did not converge")
   with pytest.raises(RuntimeError, match=r"Gamma-Gamma did not fit with any penalizer "
                                          r"\(0, 0.001, 0.01, 0.1, 1\)"):
-    btyd.fit_with_penalizer_path(lambda x, penalizer: btyd.fit_gamma_gamma([0], [0]), 1,
+    btyd.fit_with_penalizer_path(lambda x, penalizer: fit(x, penalizer=-1.0), 1,
                                  name="Gamma-Gamma")
+  with pytest.raises(ValueError, match="at least 10 repeat customers"):  # data, not convergence:
+    btyd.fit_with_penalizer_path(btyd.fit_gamma_gamma, [0, 1], [0, 5])  # no penalizer helps
 
 
 def test_the_issue_shops_gamma_gamma_fits_on_the_penalizer_path():
@@ -129,3 +131,61 @@ def test_a_run_with_a_skipped_section_still_writes_metrics_json(tmp_path):
       {"clv": None, "skipped": {"BG/NBD baseline": "RuntimeError: no start converged"}}))
   metrics = merge_metrics(tmp_path, "shop", {"evaluate": 1.0})
   assert metrics["skipped"] == {"BG/NBD baseline": "RuntimeError: no start converged"}
+
+
+def test_the_issue_shop_gets_a_complete_report_with_the_gamma_gamma_row_explained(tmp_path):
+  """Issue 24's shop stopped in the evaluate stage on Gamma-Gamma; now the whole report is built,
+  the baseline fitted along the penalizer path, and its row says so."""
+  params = odd_shops.write_shop("small_generic", tmp_path / "shop", seed=0)
+  index = cvlib.run(params, out=tmp_path / "reports", log=lambda line: None)
+  metrics = json.loads((index.parent / "metrics.json").read_text())
+  assert "bgnbd_gg" in metrics["clv"]["models"] and metrics["segments"]["count"] > 0
+  assert "Gamma-Gamma needed penalizer" in metrics["clv"]["model_notes"]["bgnbd_gg"]
+  assert "Gamma-Gamma needed penalizer" in index.read_text()
+  assert metrics["sentiment"] is not None and metrics["recommendations"] is not None
+
+
+# The shapes whose value, evaluation and segment steps run in-process below (no encoder: the
+# review text features are left out, as a shop without text has them): twelve shapes in seconds.
+VALUE_SHAPES = ("customers_10", "customers_50", "every_customer_buys_once",
+                "one_customer_has_90_percent", "identical_amounts", "zero_and_negative_amounts",
+                "no_reviews", "only_one_star", "one_product", "thousands_of_products",
+                "time_zones", "no_one_returns_in_the_holdout")
+
+
+@pytest.mark.parametrize("shape", VALUE_SHAPES)
+def test_value_evaluation_and_segments_survive_the_shape(shape, tmp_path):
+  """The steps of notebooks 02-04 that failed on small shops (networks, baselines, cross-fit,
+  churn, forward scores, segments, recommendations) finish on every shape; what they could not
+  compute is skipped with a reason."""
+  from cvlib.stages import evaluate, finetune, segment
+  params = cvlib.load_params(odd_shops.write_shop(shape, tmp_path, seed=1))
+  notes.take_skipped()
+  inputs = validate_inputs(params)
+  prep = preprocess.prepare_customers(params, inputs.cleaned)
+  tables = inputs.cleaned
+  is_test = finetune.split_customers(params.value, prep.features, seed=params.seed)
+  networks = finetune.train_value_networks(params.value, prep.features, None, is_test,
+                                           seed=params.seed)
+  preds, _ = evaluate.predict_value_models(params.value, prep.features, None, networks, is_test,
+                                           horizon_days=prep.horizon_days, seed=params.seed)
+  empty_reviews = pd.DataFrame({"review_id": pd.Series(dtype=str),
+                                "customer_id": pd.Series(dtype=str),
+                                "timestamp": pd.Series(dtype="datetime64[us]"),
+                                "sentiment": pd.Series(dtype=float)})
+  crossfit = evaluate.crossfit_value_models(params.value, preds, prep, None, None,
+                                            seed=params.seed)
+  clv = evaluate.evaluate_value_models(preds, seed=params.seed, crossfit=crossfit)
+  best = evaluate.scoring_model(clv, networks)
+  evaluate.churn_metrics(preds, best, crossfit)
+  evaluate.model_table(clv)
+  scores = segment.forward_scores(params, prep, networks, None, best)
+  matrix = segment.make_value_risk_matrix(params.segment, scores)
+  segment.make_segment_profiles(scores, prep, empty_reviews, tables)
+  recs = segment.make_recommendations(params.segment, prep, tables, language="en")
+  skipped = notes.take_skipped()
+  assert len(scores) == len(prep.features_now) or not networks
+  assert matrix is None or matrix["n_customers"].sum() == len(scores)
+  assert recs is not None
+  for section, reason in skipped.items():  # each skip names its part and says why
+    assert section and reason and "\n" not in reason

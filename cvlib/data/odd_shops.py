@@ -66,10 +66,24 @@ def _reviews(rng: np.random.Generator, orders: pd.DataFrame, *, share: float = 0
   rows = []
   for row in picked.itertuples():
     s = stars(rng) if stars else int(rng.choice([1, 2, 3, 4, 5], p=[.1, .1, .15, .3, .35]))
-    body = phrases[s][int(rng.integers(len(phrases[s])))] if text else None
+    body = _text(rng, phrases, s) if text else None
     rows.append((row.customer, row.sku, row.ts + dt.timedelta(days=float(rng.uniform(1, 3))), s,
                  body))
   return pd.DataFrame(rows, columns=["customer", "sku", "ts", "stars", "body"])
+
+
+_EN_ITEMS = ["dress", "jacket", "kettle", "lamp", "shoes", "bag", "blender", "shirt", "mug", "toy"]
+_PT_ITEMS = ["vestido", "jaqueta", "chaleira", "luminária", "sapato", "bolsa", "camisa", "caneca"]
+
+
+def _text(rng: np.random.Generator, phrases: dict[int, list[str]], stars: int) -> str:
+  """A review of one or two phrases of its star level about one of a few products: varied enough
+  that most reviews are texts of their own, as in a real shop."""
+  items = _PT_ITEMS if phrases is _PT else _EN_ITEMS
+  pool = phrases[stars]
+  picked = [pool[i] for i in rng.permutation(len(pool))[: int(rng.integers(1, 3))]]
+  item = items[int(rng.integers(len(items)))]
+  return f"{item}: " + ", ".join(picked) + ("." if rng.random() < 0.5 else "")
 
 
 def small_generic(rng, n=120):

@@ -257,13 +257,19 @@ def fit_with_penalizer_path(fit: Any, *args: Any, path: tuple[float, ...] = PENA
     penalizer failed)).
 
   Raises:
+    ValueError: the data cannot be fitted whatever the penalizer (too few usable customers).
     RuntimeError: when every penalizer fails; the message lists each reason.
   """
   tried = []
   for c in path:
     try:
       model, info = fit(*args, penalizer=c)
-    except (RuntimeError, ValueError) as e:
+    except ValueError as e:
+      if c == path[0] and "penalizer" not in str(e):
+        raise  # the data, not the optimiser: no penalizer helps
+      tried.append(f"penalizer {c:g}: {str(e).strip().splitlines()[0]}")
+      continue
+    except RuntimeError as e:
       why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       tried.append(f"penalizer {c:g}: {why}")
       continue
