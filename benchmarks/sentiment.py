@@ -13,7 +13,8 @@ datasets folder beside the repository):
 For the two other languages ``--encoder transfer`` puts the learnt vocabulary on MiniLM's layers
 instead of a small BERT (see ``cvlib.text.encoders``).
 
-Split as ``cvlib.stages.finetune.make_sentiment_data`` splits: stratified 80/20 train/test with the seed, then
+Split by review rows (the reports' ``make_sentiment_data`` now groups copies of one text on one
+side; the files in benchmarks/results were measured this way): stratified 80/20 train/test with the seed, then
 15% of the training part for validation (early stopping), then, with ``--max-train``, a
 stratified sample of the training part. The test reviews never reach the MLM or the vocabulary:
 those learn from every other review of the file, labelled or not. Baselines see the whole

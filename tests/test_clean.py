@@ -1,7 +1,10 @@
 """Tests for cvlib.data.clean: what is removed or flagged, and that the log says so."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from cvlib.data import clean
 
@@ -165,3 +168,86 @@ def test_several_problems_at_once(build):
       "exact duplicate rows": 1, "missing customer id": 1, "missing timestamp": 1,
       "negative amount": 1, "zero amount": 1}
   _check_counts_add_up(tx, out.transactions, log)
+
+
+# --- duplicate reviews ----------------------------------------------------------------------------
+
+DUPLICATES = Path(__file__).resolve().parent / "data" / "review_duplicates" / "reviews.csv"
+
+
+def _check_review_counts_add_up(rv_in: pd.DataFrame, rv_out: pd.DataFrame, log) -> None:
+  n = len(rv_in)
+  for row in log.rows:
+    if row["table"] == "reviews":
+      assert row["rows_before"] == n, row  # each step starts where the last one left off
+      n -= row["affected"] if row["action"] == "removed" else 0
+  assert n == len(rv_out)
+
+
+def test_duplicate_review_lines_removed_and_logged(write_params, monkeypatch):
+  # a file without review ids: the adapter numbers the rows, so a line written twice differs
+  # only in its number
+  monkeypatch.delenv("CVLIB_DATA_DIR", raising=False)
+  from cvlib import config
+  from cvlib.data import adapters
+  params = config.load_params(write_params({"dataset": "dups", "data": {
+      "adapter": "generic", "reviews": {"path": str(DUPLICATES), "columns": {
+          "customer_id": "customer", "product_id": "product", "timestamp": "date",
+          "rating": "stars", "text": "review"}}}}))
+  raw = adapters.load_data(params)
+  out, log = clean.clean_tables(raw)
+  assert raw.reviews["review_id"].tolist() == [str(i) for i in range(1, 14)]
+  # kept: the same text from another customer (2), product (8) or with a "!" (9), twin rows
+  # without text (10, 11: two people may give the same stars), one text with two ratings (12, 13)
+  assert out.reviews["review_id"].tolist() == ["1", "2", "4", "7", "8", "9", "10", "11", "12",
+                                               "13"]
+  row = _steps(log, "reviews")["exact duplicate rows"]
+  assert (row["rows_before"], row["affected"], row["action"]) == (13, 3, "removed")
+  assert "row-number id aside" in row["detail"]
+  # first, before any text or rating is altered: a duplicate is judged on the file's values
+  assert [r["step"] for r in log.rows if r["table"] == "reviews"] == ["exact duplicate rows",
+                                                                      "empty text"]
+  _check_review_counts_add_up(raw.reviews, out.reviews, log)
+
+
+def test_duplicate_reviews_with_the_shops_ids(build):
+  # ids from the shop tell reviews apart: only a repeated id with equal content is a duplicate
+  reviews = build.reviews([
+      ("r1", "a", "2023-01-01", 5.0, "great"),
+      ("r2", "b", "2023-01-02", 1.0, "broken"),
+      ("r1", "a", "2023-01-01", 5.0, "great"),       # written twice
+      ("r1", "a", "2023-01-01", 5.0, "great"),       # and a third time
+      ("r2", "b", "2023-01-03", 2.0, "broken, no"),  # a repeated id with other content
+      ("r3", "a", "2023-01-01", 5.0, "great"),       # another id, same content: its own review
+      ("r4", "c", "2023-01-04", 4.0, None),
+      ("r4", "c", "2023-01-04", 4.0, None),          # no text, but the id repeats too
+  ])
+  out, log = _clean_tx(build, BASE, reviews=reviews)
+  assert out.reviews["review_id"].tolist() == ["r1", "r2", "r3", "r4"]
+  assert out.reviews.set_index("review_id").loc["r2", "text"] == "broken"
+  steps = _steps(log, "reviews")
+  assert (steps["exact duplicate rows"]["rows_before"], steps["exact duplicate rows"]["affected"]) \
+      == (8, 3)
+  assert "review id included" in steps["exact duplicate rows"]["detail"]
+  assert (steps["repeated review id"]["rows_before"], steps["repeated review id"]["affected"]) \
+      == (5, 1)
+  _check_review_counts_add_up(reviews, out.reviews, log)
+
+
+@pytest.mark.parametrize("ids, removed", [
+    (["7", "8", "9", "10"], 1),   # consecutive: row numbers, left out of the comparison
+    (["1", "3", "5", "9"], 0),    # gaps: the shop's own numbers, which tell the rows apart
+])
+def test_row_number_ids_are_not_compared(build, ids, removed):
+  rows = [("a", "2023-01-01", 5.0, "great"), ("a", "2023-01-01", 5.0, "great"),
+          ("b", "2023-01-02", 3.0, None), ("b", "2023-01-02", 3.0, None)]
+  reviews = build.reviews([(i, *r) for i, r in zip(ids, rows)])
+  out, log = _clean_tx(build, BASE, reviews=reviews)
+  assert len(out.reviews) == 4 - removed
+  assert _steps(log, "reviews").get("exact duplicate rows", {}).get("affected", 0) == removed
+
+
+def test_clean_reviews_unchanged_without_duplicates(tiny_tables, tiny_clean):
+  out, log = tiny_clean
+  assert "exact duplicate rows" not in _steps(log, "reviews")
+  assert len(out.reviews) == len(tiny_tables.reviews)

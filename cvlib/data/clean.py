@@ -13,8 +13,16 @@ Order of the steps (each runs on what the previous ones left):
    adjustments) is removed and counted as unmatched. Orders left without lines are removed, the
    others' amounts reduced by what their lines lost;
 4. orders: negative amount, missing amount, repeated order id; zero amounts are kept and flagged;
-5. lines of removed or unknown orders; reviews (repeated id, rating outside 1-5, out-of-range date,
-   missing customer, empty text).
+5. lines of removed or unknown orders; reviews (exact duplicate rows, repeated id, rating outside
+   1-5, out-of-range date, missing customer, empty text).
+
+A review row is an exact duplicate of an earlier one when every column is equal. Ids the adapter
+numbered itself (consecutive row numbers) are left out of the comparison, since a line written
+twice gets two of them; then rows without text are never duplicates: the same stars for the same
+product from two people look alike, and nothing shows one review was written twice. Reviews that
+share only their text (another customer, product or date) are different reviews and stay; the
+sentiment split keeps all copies of a text on one side
+(:func:`cvlib.stages.finetune.make_sentiment_data`).
 """
 
 from __future__ import annotations
@@ -311,10 +319,34 @@ def _drop_orphan_lines(items: pd.DataFrame, tx: pd.DataFrame, log: CleaningLog,
   return items[keep]
 
 
+def _numbered_ids(ids: pd.Series) -> bool:
+  """True when the ids are consecutive integers in row order: row numbers, not the shop's ids."""
+  s = ids.astype("string")
+  if not s.str.fullmatch(r"[0-9]{1,15}").fillna(False).all():
+    return False
+  return bool((np.diff(s.astype("int64").to_numpy()) == 1).all())
+
+
+def _drop_duplicate_reviews(rv: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
+  """Removes review rows that repeat an earlier row exactly (see the module docstring)."""
+  numbered = _numbered_ids(rv["review_id"])
+  columns = [c for c in rv.columns if not (numbered and c == "review_id")]
+  dup = _mask(rv.duplicated(subset=columns, keep="first"))
+  if numbered:
+    dup = dup & _mask(rv["text"].astype("string").str.strip() != "")
+  if dup.any():
+    which = "the row-number id aside" if numbered else "the review id included"
+    log.add("reviews", "exact duplicate rows", len(rv), dup.sum(), "removed",
+            f"a review written twice (every column equal, {which}): the repeat is dropped")
+    rv = rv[~dup]
+  return rv
+
+
 def _clean_reviews(rv: pd.DataFrame, log: CleaningLog,
                    date_range: tuple[pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
   if not len(rv):
     return rv
+  rv = _drop_duplicate_reviews(rv, log)
   dup = rv["review_id"].duplicated(keep="first").to_numpy()
   if dup.any():
     log.add("reviews", "repeated review id", len(rv), dup.sum(), "removed", "kept the first")

@@ -19,7 +19,7 @@ from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.report.workspace import Workspace
 from cvlib.serve.model_folder import ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE
-from cvlib.stages.notes import NOT_APPLICABLE
+from cvlib.stages.notes import NOT_APPLICABLE, optional, take_skipped
 from cvlib.text import blend as blend_lib
 from cvlib.text import labels as sentiment_labels
 from cvlib.text import sentiment_baselines
@@ -63,13 +63,33 @@ class SentimentData:
     return pd.DataFrame(rows)
 
 
+def _text_key(text: str) -> str:
+  """The text as the sentiment split compares it: Unicode NFKC, lower case, whitespace collapsed,
+  trailing punctuation and spaces dropped ("Muito bom!" and "muito  bom" are one text)."""
+  import unicodedata
+  s = " ".join(unicodedata.normalize("NFKC", text).lower().split())
+  end = len(s)
+  while end and (s[end - 1] == " " or unicodedata.category(s[end - 1]).startswith("P")):
+    end -= 1
+  return s[:end]
+
+
 def make_sentiment_data(cfg: config.FinetuneConfig, reviews: pd.DataFrame, *, seed: int,
                         min_per_class: int = 10) -> SentimentData | None:
   """Labels reviews from their ratings (``cfg.label_scheme``) and splits them: ``cfg.test_size``
   for test, 15% of the rest for validation, training capped at ``cfg.max_train_examples``.
 
+  The split is by text: reviews whose texts are equal as :func:`_text_key` compares them ("Muito
+  bom" from many customers, one review posted twice) form a group, and each group goes whole to
+  one side of each split, so no test or validation text is also trained on. Groups are split
+  stratified by their most common label (ties: the lower class); every copy keeps its own label,
+  so a text whose copies disagree sits, with all its labels, on one side. The shares hold for
+  texts exactly and for reviews approximately; the training cap samples reviews (stratified).
+
   Returns:
-    The split, or None when fewer than ``min_per_class`` labelled reviews exist for some class.
+    The split, or None when fewer than ``min_per_class`` labelled reviews exist for some class, or
+    when the texts are too few to split stratified (a class needs a text for each of the three
+    sides).
   """
   from sklearn.model_selection import train_test_split
 
@@ -84,15 +104,29 @@ def make_sentiment_data(cfg: config.FinetuneConfig, reviews: pd.DataFrame, *, se
   if len(labels) == 0:
     return None
   names = sentiment_labels.class_names(label_scheme)
-  counts = np.bincount(labels, minlength=len(names))
-  if counts.min() < min_per_class:
+  # group number per review, numbered in order of first appearance (deterministic for a seed)
+  group = pd.factorize(pd.Series([_text_key(str(t)) for t in texts]))[0]
+  votes = np.zeros((group.max() + 1, len(names)), np.int64)
+  np.add.at(votes, (group, labels), 1)
+  group_label = votes.argmax(axis=1)
+  if (np.bincount(labels, minlength=len(names)).min() < min_per_class
+      or np.bincount(group_label, minlength=len(names)).min() < 3):
     return None
-  idx = np.arange(len(labels))
-  rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
-  train, val = train_test_split(rest, test_size=0.15, stratify=labels[rest], random_state=seed)
-  if max_train_examples and len(train) > max_train_examples:
-    train, _ = train_test_split(train, train_size=max_train_examples, stratify=labels[train],
-                                random_state=seed)
+  ids = np.arange(len(group_label))
+  rng = np.random.default_rng(seed)
+  try:
+    rest, test = train_test_split(ids, test_size=test_size, stratify=group_label,
+                                  random_state=seed)
+    train, val = train_test_split(rest, test_size=0.15, stratify=group_label[rest],
+                                  random_state=seed)
+    # back from groups to their reviews, shuffled as a row split would leave them
+    train, val, test = (rng.permutation(np.flatnonzero(np.isin(group, g)))
+                        for g in (train, val, test))
+    if max_train_examples and len(train) > max_train_examples:
+      train, _ = train_test_split(train, train_size=max_train_examples, stratify=labels[train],
+                                  random_state=seed)
+  except ValueError:  # a few texts with many copies: too few to stratify
+    return None
   pick = lambda ix: [texts[i] for i in ix]
   return SentimentData(names, pick(train), labels[train], pick(val), labels[val], pick(test),
                        labels[test], len(labels))
@@ -102,6 +136,7 @@ def make_sentiment_data(cfg: config.FinetuneConfig, reviews: pd.DataFrame, *, se
 CHAR_LANGUAGES = ("zh", "ja", "th")
 
 
+@optional("encoder + TF-IDF combination (the encoder scores reviews alone)")
 def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | None, *,
                        language: str, seed: int) -> Any:
   """With ``finetune.blend.tfidf``: the encoder combined with TF-IDF + LR, weighted on validation.
@@ -236,12 +271,15 @@ def mlm_texts(reviews: pd.DataFrame, data: SentimentData | None) -> list[str]:
   """Review texts the encoder may learn from before fine-tuning: all but the sentiment test split.
 
   Unlabelled reviews (no rating, or a neutral one the label scheme drops) stay in: masked-LM needs
-  no labels. Every copy of a test text is left out, so the test split stays unseen.
+  no labels. Every copy of a test text (equal as the split compares texts, :func:`_text_key`) is
+  left out, so the test split stays unseen.
   """
   texts = reviews["text"].dropna().astype(str)
   texts = texts[texts.str.strip() != ""].tolist()
-  held_out = set(data.test_texts) if data is not None else set()
-  return [t for t in texts if t not in held_out]
+  if data is None:
+    return texts
+  held_out = {_text_key(t) for t in data.test_texts}
+  return [t for t in texts if _text_key(t) not in held_out]
 
 
 def learns_from_scratch(cfg, language: str) -> bool:
@@ -338,6 +376,8 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
   return model, encoder.tokenizer, history
 
 
+@optional("with/without masked-LM comparison",
+          fallback=lambda cfg, reviews, data, sent, **kw: sent)
 def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
                         sent: dict[str, Any] | None, *, language: str,
                         seed: int) -> dict[str, Any] | None:
@@ -409,6 +449,7 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
   return metrics
 
 
+@optional("words behind the sentiment calls", fallback=lambda *a, **kw: pd.DataFrame())
 def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: SentimentData | None,
                            *, n: int = 3, top: int = 3, max_chars: int = 300) -> pd.DataFrame:
   """The words that moved the sentiment model on a few held-out reviews.
@@ -457,6 +498,7 @@ def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: S
 
 def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict,
                     word_effects: pd.DataFrame | None = None) -> None:
+  ws.add_skipped(take_skipped())
   if networks:
     ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
                   "marked.")
@@ -542,6 +584,8 @@ def load_finetune(ws: Workspace) -> Finetuned:
                    ws.load_array("review_embeddings"))
 
 
+@optional("review text features of the value model",
+          fallback=lambda *a, **kw: CustomerText(None, None, None))
 def make_customer_text(cfg: config.ValueConfig, review_scores: pd.DataFrame, embeddings: np.ndarray,
                        prep: Prepared, is_test: np.ndarray, *, seed: int) -> CustomerText:
   """Text features per customer (``cfg.text_dims`` embedding directions, sentiment aggregates and
@@ -551,6 +595,7 @@ def make_customer_text(cfg: config.ValueConfig, review_scores: pd.DataFrame, emb
                                           text_dims=cfg.text_dims, seed=seed)
 
 
+@optional("end-to-end value model")
 def train_end_to_end(cfg: config.ValueConfig, prep: Prepared, tables: Tables, model: Any,
                      tokenizer: Any, is_test: np.ndarray, *, seed: int
                      ) -> tuple[Any, pd.DataFrame] | None:
