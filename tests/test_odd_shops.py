@@ -189,3 +189,16 @@ def test_value_evaluation_and_segments_survive_the_shape(shape, tmp_path):
   assert recs is not None
   for section, reason in skipped.items():  # each skip names its part and says why
     assert section and reason and "\n" not in reason
+
+
+def test_models_without_a_defined_gini_rank_last_and_still_one_scores():
+  """A holdout where nobody buys leaves every Gini undefined (NaN, None once in metrics.json): the
+  scoring network is then the first one, not a crash (every_customer_buys_once, segment stage)."""
+  from cvlib.value.networks import scoring_model
+  networks = {"ziln": None, "ziln_ratings": None}
+  nan_clv = {"models": {"ziln": {"gini": float("nan")}, "ziln_ratings": {"gini": float("nan")},
+                        "spend": {"gini": float("nan")}}}
+  json_clv = json.loads(json.dumps({"models": {m: {"gini": None} for m in nan_clv["models"]}}))
+  assert scoring_model(nan_clv, networks) == scoring_model(json_clv, networks) == "ziln"
+  mixed = {"models": {"ziln": {"gini": None}, "ziln_ratings": {"gini": 0.2}}}
+  assert scoring_model(mixed, networks) == "ziln_ratings"

@@ -20,7 +20,7 @@ from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE, attempt, optional,
 from cvlib.value import baselines, btyd
 from cvlib.value import metrics as vm
 from cvlib.value.networks import (E2E_MODEL, VALUE_MODELS, e2e_numeric, history_texts,
-                                  model_inputs, network_inputs, scoring_model,
+                                  model_inputs, network_inputs, ranking_key, scoring_model,
                                   train_value_networks)
 from cvlib.value.text_features import make_customer_text
 
@@ -223,7 +223,7 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
       m["interval_coverage"] = vm.interval_coverage(y, test[f"{name}_lo"].to_numpy(),
                                                     test[f"{name}_hi"].to_numpy())
     models[name] = m
-  best = max(models, key=lambda k: models[k]["gini"])
+  best = max(models, key=lambda k: ranking_key(models[k]["gini"]))
   diffs = {}
   for name in models:
     if name != best:
@@ -343,7 +343,7 @@ def gini_difference_table(clv: dict | None) -> pd.DataFrame:
 
 def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
   test = preds[preds["is_test"]]
-  order = sorted(clv["models"], key=lambda m: -clv["models"][m]["gini"])[:3]
+  order = sorted(clv["models"], key=lambda m: -ranking_key(clv["models"][m]["gini"]))[:3]
   return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
                                            test[f"{m}_value"].to_numpy()) for m in order}
 

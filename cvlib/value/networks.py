@@ -126,4 +126,10 @@ def scoring_model(clv: dict | None, networks: dict) -> str | None:
   if clv.get("crossfit") and any(m in networks for m in clv["crossfit"]["models"]):
     models = clv["crossfit"]["models"]
   nets = [m for m in models if m in networks]
-  return max(nets, key=lambda m: models[m]["gini"])
+  return max(nets, key=lambda m: ranking_key(models[m].get("gini")))
+
+
+def ranking_key(gini: float | None) -> float:
+  """A Gini to rank models by: undefined (no customer spent in the holdout; NaN, or None once
+  written to JSON) ranks last, so the first model listed wins among equals."""
+  return float(gini) if gini is not None and np.isfinite(gini) else -np.inf
