@@ -210,6 +210,8 @@ def build_benchmarks() -> Page:
   _blend(page)
   _aspects(page)
   _demo_text(page)
+  _dedup(page)
+  _odd_shops(page)
   page.h2("Figures without a results file")
   page.p("The README used to quote these; no file under `benchmarks/results/` backs them, so they "
          "are left out here:")
@@ -400,6 +402,54 @@ def _code_ab(page: Page) -> None:
                    rate(r["after"]["seq_per_s"]), ratio(after_over)])
   page.table(["change", "step", "length", "before", "after", "after / before"], rows, "llrrrr")
   page.source(*(r for r, _ in CODE_AB))
+
+
+def _dedup(page: Page) -> None:
+  rel = "benchmarks/results/sentiment_dedup.json"
+  if not (REPO / rel).exists():
+    return
+  d = page.load(rel)
+  page.h2("Copies of one review text across the sentiment split")
+  page.p("Cleaning removes review rows written twice, and the sentiment split keeps every copy of "
+         "a (normalised) text on one side, so no test text is trained on. How much that touches, "
+         "and TF-IDF + logistic regression on the test split before (rows split) and after "
+         "(texts split), mean over the seeds:")
+  rows = []
+  for name, x in d["datasets"].items():
+    seeds = x.get("tfidf_seeds_0_9") or {}
+    before, after = seeds.get("row_split_before", {}), seeds.get("grouped_split_after", {})
+    acc = lambda s: f"{s['accuracy']['mean']:.4f}" if s.get("accuracy") else "–"  # noqa: E731
+    rows.append([name, count(x["exact_duplicate_review_rows_removed"]), count(x["labelled_reviews"]),
+                 count(x["labelled_reviews_sharing_their_normalised_text"]), acc(before),
+                 acc(after)])
+  page.table(["dataset", "duplicate rows removed", "labelled reviews",
+              "sharing a normalised text", "TF-IDF accuracy, rows split",
+              "TF-IDF accuracy, texts split"], rows, "lrrrrr")
+  page.source(rel, note=f"seeds {d['seeds'][0]}-{d['seeds'][-1]}")
+
+
+def _odd_shops(page: Page) -> None:
+  rel = "benchmarks/results/odd_shops.json"
+  if not (REPO / rel).exists():
+    return
+  d = page.load(rel)
+  s = d["summary"]
+  page.h2("Every shop gets a report: odd shops")
+  page.p("`benchmarks/odd_shops.py` runs `cvlib run` (tiny training settings) on shops generated "
+         "in odd shapes (`cvlib.data.odd_shops`): tiny, one-day, shorter than the horizon, "
+         "zero and negative amounts, no or text-less reviews, one product, thousands of products, "
+         "two languages, time zones. The target is no failed run and no traceback: "
+         f"{s['shops']} shops, {s['exit_0']} reports, {s['exit_2']} refused as bad input, "
+         f"{s['failed']} failed, {s['tracebacks']} tracebacks"
+         + (f" ({s['failed_before_fix']} failed before the fix they led to, rerun after it)"
+            if s.get("failed_before_fix") else "") + ". What the reports left out, and how often:")
+  skipped: dict[str, int] = {}
+  for r in d["shops"]:
+    for section in r["skipped"]:
+      skipped[section] = skipped.get(section, 0) + 1
+  page.table(["part of the report", "shops without it"],
+             [[k, count(v)] for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])], "lr")
+  page.source(rel, note=d.get("note", ""))
 
 
 def _host_memory(page: Page) -> None:
