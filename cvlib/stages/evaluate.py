@@ -303,6 +303,11 @@ def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
   return table
 
 
+def _gini_text(gini: float | None) -> str:
+  """A Gini for the headline; "–" when undefined (nobody bought in the holdout)."""
+  return f"{gini:.2f}" if ranking_key(gini) > -np.inf else "–"
+
+
 def _table_names(table: pd.DataFrame) -> list[str]:
   """The model keys of a table's rows (its ``model`` column holds their descriptions)."""
   names = {desc: name for name, desc in VALUE_MODELS.items()}
@@ -408,10 +413,10 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
                    "again in the holdout period: too few to tell the value models apart; read "
                    "the comparison below as noise.")
   if cv:
-    ws.add_headline("ranking quality (Gini)", f"{cv['models'][cv['best']]['gini']:.2f}",
+    ws.add_headline("ranking quality (Gini)", _gini_text(cv["models"][cv["best"]]["gini"]),
                     f"{VALUE_MODELS[cv['best']]}, all {cv['n_test']:,} customers")
   else:
-    ws.add_headline("ranking quality (Gini)", f"{best['gini']:.2f}", VALUE_MODELS[clv["best"]])
+    ws.add_headline("ranking quality (Gini)", _gini_text(best["gini"]), VALUE_MODELS[clv["best"]])
   ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
               f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
               f"top 20% of customers hold {best['top20_share']:.0%} of their actual holdout spend.")
