@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def main() -> int:
              "tracebacks": sum(r["traceback"] for r in records),
              "index_html": sum(r["index_html"] for r in records),
              "median_seconds": sorted(r["seconds"] for r in records)[len(records) // 2]}
-  result = {"benchmark": "odd_shops", "machine": {"cpus": platform.machine(),
+  result = {"benchmark": "odd_shops", "machine": {"arch": platform.machine(), "cpus": os.cpu_count(),
                                                    "python": platform.python_version()},
             "settings": odd_shops.TINY_SETTINGS, "summary": summary, "shops": records}
   args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,8 @@ from cvlib.config import ParamsError, load_params
 from cvlib.data import privacy, synthetic
 from cvlib.data.adapters import DataError, load_data
 from cvlib.data.clean import clean_tables
-from cvlib.data.features import choose_cutoff
 from cvlib.runner import RunFailed, run, run_all, validate_inputs
-from cvlib.serve import scorer as scoring
+from cvlib.stages import preprocess
 from cvlib.serve.model_folder import ModelFolderError
 
 
@@ -135,7 +134,8 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
   import pandas as pd
 
-
+  # Loaded by the one command that scores, so that `cvlib --help` and `validate` start quickly.
+  from cvlib.serve import scorer as scoring
   problems = []
   day = None
   if as_of is not None:
@@ -178,12 +178,10 @@ def _validate(params_file: str, overrides: list[str]) -> None:
   for row in log.rows:
     if row["affected"]:
       print(f"  {row['table']}: {row['step']}: {row['affected']:,} rows {row['action']}")
-  if len(cleaned.transactions):
-    try:
-      choose_cutoff(cleaned.transactions, None, params.split.horizon_days, cleaned.meta)
-    except ValueError as e:
-      print(f"  note: {e}: the report will leave out customer value, churn, segments and "
-            "recommendations")
+  _, why = preprocess.choose_split(params, cleaned) if len(cleaned.transactions) else (None, None)
+  if why:
+    print(f"  note: {why}: the report will leave out customer value, churn, segments and "
+          "recommendations")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from typing import Iterator
 
 from cvlib.config import BUILT_ENCODERS, REPO, STAGES, Params, ParamsError, load_params
 from cvlib.data.adapters import DataError
-from cvlib.data.features import choose_cutoff
 from cvlib.report import html as report
 from cvlib.report.workspace import to_jsonable
 from cvlib.serve import model_folder
@@ -243,10 +242,9 @@ def validate_inputs(params: Params) -> preprocess.Inputs:
       raise ParamsError([f"{params.source}: finetune.encoder: {folder} lacks {', '.join(missing)}"])
   inputs = preprocess.read_inputs(params)
   cleaned = inputs.cleaned
-  if len(cleaned.transactions) and params.split.calibration_end is not None:
+  if len(cleaned.transactions):
     try:  # a date the user chose must fit the data; an automatic one too short is stage 1's
-      choose_cutoff(cleaned.transactions, params.split.calibration_end, params.split.horizon_days,
-                    cleaned.meta)
+      preprocess.choose_split(params, cleaned)
     except ValueError as e:
       raise DataError([f"{params.source}: split: {e}"]) from None
   return inputs

@@ -88,6 +88,15 @@ def test_import_cvlib_loads_no_jax():
   assert out.stdout.strip() == "[]"
 
 
+def test_the_command_line_starts_without_the_model_libraries():
+  """``cvlib --help`` and ``cvlib validate`` import neither JAX nor scikit-learn nor matplotlib:
+  the models' modules load in the commands that use them."""
+  code = ("import sys, cvlib.cli; print(sorted(m for m in ('jax', 'sklearn', 'matplotlib', "
+          "'lifetimes', 'papermill') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOK_STAGES))
 def test_notebooks_call_only_their_stages_steps(notebook):
   """A notebook calls steps of its own stage module (and the loaders of earlier stages); each stage

@@ -21,9 +21,14 @@ import numpy as np
 import pandas as pd
 
 from cvlib.config import REPO, STAGES, Params
-from cvlib.serve.model_folder import ARTIFACTS_DIR, ENCODER_DIR, MODELS_DIR
 
 # Where each part goes on the stakeholder page, in page order.
+# The layout of a run folder, relative to its root: the one place it is spelled out.
+ARTIFACTS_DIR = "artifacts"  # what the stages pass on to each other
+MODELS_DIR = "models"  # what scoring needs; models/<network>/ holds each value network
+ENCODER_DIR = "encoder"  # under models/: the fine-tuned encoder, its tokenizer and blend
+TEXT_FEATURIZER_FILE = "text_featurizer.npz"  # under models/
+
 SECTIONS = {
     "data": "Data and cleaning",
     "sentiment": "What customers say: review sentiment",

@@ -5,7 +5,8 @@ tokenizer, the text featurizer, the value networks, the scoring reference (the r
 edges, value-tier cut-offs and data start, so that population-relative rules place new customers
 the way the run placed its own), the product catalogue and ``manifest.json``, which records the
 versions, params, training data and the sha256 of every file. Loading checks the manifest first.
-The names below are the one place the layout is spelled out.
+The folders' names are :mod:`cvlib.report.workspace`'s (the run folder every stage writes into);
+the files this module adds are named here.
 """
 
 from __future__ import annotations
@@ -23,16 +24,9 @@ import pandas as pd
 
 from cvlib.data import features as feats
 from cvlib.data.adapters import file_sha256
-from cvlib.data.features import FEATURE_DEFINITIONS
-from cvlib.insight import segments
-from cvlib.text.blend import BLEND_FILE
+from cvlib.report.workspace import ARTIFACTS_DIR, ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE
 from cvlib.value.networks import NETWORK_INPUTS, VALUE_MODELS
 
-# The layout of a run folder, relative to its root.
-MODELS_DIR = "models"  # what scoring needs; models/<network>/ holds each value network
-ENCODER_DIR = "encoder"  # under models/: the fine-tuned encoder, its tokenizer and blend
-TEXT_FEATURIZER_FILE = "text_featurizer.npz"  # under models/
-ARTIFACTS_DIR = "artifacts"  # what the stages pass on to each other
 
 
 MANIFEST_FILE = "manifest.json"
@@ -78,6 +72,9 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
   Returns:
     The manifest's path.
   """
+  # The blend's file name and the segment rules come with scikit-learn and matplotlib: imported
+  # where used, so that the CLI (which catches ModelFolderError) starts without them.
+  from cvlib.text.blend import BLEND_FILE
   run_dir = Path(run_dir)
   models = run_dir / MODELS_DIR
   models.mkdir(exist_ok=True)
@@ -160,7 +157,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                                           "data_end")},
       "features": {"function": "cvlib.data.features.compute_customer_features",
                    "as_of": split.get("as_of"), "calibration_cutoff": split.get("cutoff"),
-                   "definitions": FEATURE_DEFINITIONS,
+                   "definitions": feats.FEATURE_DEFINITIONS,
                    "behaviour": list(feats.BEHAVIOUR_FEATURES),
                    "review": list(feats.REVIEW_FEATURES) + ["has_review"],
                    "text": featurizer["outputs"] if featurizer else None,
@@ -255,6 +252,7 @@ class ScoringReference:
     if name not in self.value_cuts:
       raise ValueError(f"no value-tier cut-offs for network {name!r} (have: "
                        f"{', '.join(self.value_cuts)})")
+    from cvlib.insight import segments  # matplotlib: see write_manifest
     high, medium = self.value_cuts[name]
     return segments.SegmentReference(self.rfm_edges, high, medium, self.value_tiers,
                                      self.risk_thresholds)

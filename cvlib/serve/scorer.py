@@ -35,8 +35,8 @@ from cvlib.data.adapters import Tables
 from cvlib.data.clean import clean_tables
 from cvlib.insight import segments
 from cvlib.text import blend as blend_lib
-from cvlib.serve.model_folder import (CATALOGUE_FILE, ENCODER_DIR, MODELS_DIR, REFERENCE_FILE,
-                                      TEXT_FEATURIZER_FILE, ModelFolderError,
+from cvlib.report.workspace import ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE
+from cvlib.serve.model_folder import (CATALOGUE_FILE, REFERENCE_FILE, ModelFolderError,
                                       ScoringReference, load_manifest)
 
 # JAX, the models and DuckDB load on first use, so `cvlib validate` stays quick.

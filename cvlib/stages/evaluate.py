@@ -90,11 +90,11 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   if bgnbd is not None:
     bgf, info["bgnbd"] = bgnbd
     out["bgnbd_gg_p_return"] = btyd.p_return_bgnbd(bgf, f, horizon_days)
-  fitted_with = {name: f"{name} needed penalizer {i['penalizer']:g} to converge"
-                 for name, fit in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma))
-                 if fit is not None and (i := fit[1])["penalizer"] > 0}
-  if fitted_with:  # lifetimes' advice for a fit that does not converge; the table says so
-    out.attrs["model_notes"] = {"bgnbd_gg": "; ".join(fitted_with.values())}
+  penalized = [f"{name} needed penalizer {fit[1]['penalizer']:g} to converge"
+               for name, fit in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma))
+               if fit is not None and fit[1]["penalizer"] > 0]
+  if penalized:  # lifetimes' advice for a fit that does not converge; the table says so
+    out.attrs["model_notes"] = {"bgnbd_gg": "; ".join(penalized)}
   if bgnbd is not None and gamma_gamma is not None:
     ggf, info["gamma_gamma"] = gamma_gamma
     pb = btyd.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
@@ -288,30 +288,25 @@ def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
   rows = []
   if clv is None:
     return pd.DataFrame(rows)
+  missing, model_notes = clv.get("not_fitted") or {}, clv.get("model_notes") or {}
   for name, m in clv["models"].items():
     rows.append({"model": VALUE_MODELS.get(name, name), "Gini": m["gini"],
                  "Spearman": m["spearman"], "decile MAPE": m["decile_mape"],
                  "top 20% share of value": m.get("top20_share"),
                  "AUC returning": m["auc_returning"], "MAE": m["mae"],
-                 "80% interval coverage": m.get("interval_coverage")})
+                 "80% interval coverage": m.get("interval_coverage"),
+                 **({"note": model_notes.get(name, "")} if missing or model_notes else {})})
   table = pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
-  missing, model_notes = clv.get("not_fitted") or {}, clv.get("model_notes") or {}
   if missing or model_notes:
-    table = pd.concat([table.assign(note=[model_notes.get(n, "") for n in _table_names(table)]),
-                       pd.DataFrame([{"model": VALUE_MODELS.get(n, n), "note": f"not fitted: {why}"}
-                                     for n, why in missing.items()])], ignore_index=True)
+    table = pd.concat([table, pd.DataFrame([{"model": VALUE_MODELS.get(n, n),
+                                             "note": f"not fitted: {why}"}
+                                            for n, why in missing.items()])], ignore_index=True)
   return table
 
 
 def _gini_text(gini: float | None) -> str:
   """A Gini for the headline; "–" when undefined (nobody bought in the holdout)."""
   return f"{gini:.2f}" if ranking_key(gini) > -np.inf else "–"
-
-
-def _table_names(table: pd.DataFrame) -> list[str]:
-  """The model keys of a table's rows (its ``model`` column holds their descriptions)."""
-  names = {desc: name for name, desc in VALUE_MODELS.items()}
-  return [names.get(desc, desc) for desc in table["model"]]
 
 
 # --- 04 segment --------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ import pandas as pd
 from cvlib import config
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
-from cvlib.report.workspace import Workspace
-from cvlib.serve.model_folder import ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE
+from cvlib.report.workspace import ENCODER_DIR, MODELS_DIR, TEXT_FEATURIZER_FILE, Workspace
 from cvlib.stages.notes import NOT_APPLICABLE, optional, take_skipped
 from cvlib.text import blend as blend_lib
 from cvlib.text import labels as sentiment_labels

@@ -57,15 +57,6 @@ def take_skipped() -> dict[str, str]:
   return out
 
 
-def attempt(section: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-  """``fn(*args, **kwargs)``, or None with the reason recorded when it raises."""
-  try:
-    return fn(*args, **kwargs)
-  except Exception as e:  # any failure of an optional part; KeyboardInterrupt still stops
-    skip(section, reason_of(e))
-    return None
-
-
 def optional(section: str, fallback: Callable[..., Any] | None = None) -> Callable[[F], F]:
   """Makes a step optional: when it raises, the run goes on with ``fallback(*args, **kwargs)``
   (None by default) and the report says that ``section`` was skipped and why."""
@@ -75,10 +66,15 @@ def optional(section: str, fallback: Callable[..., Any] | None = None) -> Callab
     def run(*args: Any, **kwargs: Any) -> Any:
       try:
         return step(*args, **kwargs)
-      except Exception as e:  # see attempt
+      except Exception as e:  # any failure of an optional part; KeyboardInterrupt still stops
         skip(section, reason_of(e))
         return fallback(*args, **kwargs) if fallback is not None else None
 
     return run  # type: ignore[return-value]
 
   return wrap
+
+
+def attempt(section: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+  """``fn(*args, **kwargs)`` as an :func:`optional` step: None, with the reason, when it raises."""
+  return optional(section)(fn)(*args, **kwargs)

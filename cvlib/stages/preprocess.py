@@ -21,8 +21,7 @@ from cvlib.data import privacy
 from cvlib.data.adapters import CANONICAL_FILES, Tables, load_data
 from cvlib.data.clean import CleaningLog, clean_tables
 from cvlib.data.split import Prepared
-from cvlib.report.workspace import Workspace, to_jsonable
-from cvlib.serve.model_folder import ARTIFACTS_DIR
+from cvlib.report.workspace import ARTIFACTS_DIR, Workspace, to_jsonable
 from cvlib.stages.notes import skip, take_skipped
 
 
@@ -96,6 +95,22 @@ def tables_span_days(tables: Tables) -> int:
   return int((ts.max() - ts.min()).days) if len(ts) else 0
 
 
+def choose_split(params: Params, tables: Tables) -> tuple[dt.date | None, str | None]:
+  """The first day of the holdout (``features.choose_cutoff``), or (None, why) when an automatic
+  cutoff leaves no calibration period or no holdout: the report then goes on without the back-test.
+
+  Raises:
+    ValueError: the ``split.calibration_end`` the params set does not fit the data (bad input).
+  """
+  try:
+    return feats.choose_cutoff(tables.transactions, params.split.calibration_end,
+                               params.split.horizon_days, tables.meta), None
+  except ValueError as e:
+    if params.split.calibration_end is not None:
+      raise
+    return None, str(e)
+
+
 def prepare_customers(params: Params, tables: Tables) -> Prepared:
   """Splits by time and computes customer features for the back-test and for forward scores.
 
@@ -108,28 +123,20 @@ def prepare_customers(params: Params, tables: Tables) -> Prepared:
   """
   h = params.split.horizon_days
   args = (tables.transactions, tables.items, tables.products, tables.reviews)
-  if not len(tables.transactions):  # reviews only: the customer tables stay empty
-    cutoff = as_of = None
+  cutoff = as_of = None  # reviews only: no orders to split
+  if len(tables.transactions):
+    cutoff, why = choose_split(params, tables)
+    if why:  # the orders are too short for a back-test: the rest of the report goes on
+      skip("customer value, churn, segments and recommendations",
+           f"the orders span {tables_span_days(tables)} days, too short for a "
+           f"{h}-day holdout after a calibration period ({why})")
+    as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
+  if cutoff is None:  # no back-test: the customer tables stay empty
     features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
     features_now = features.copy()
   else:
-    try:
-      cutoff = feats.choose_cutoff(tables.transactions, params.split.calibration_end, h,
-                                   tables.meta)
-    except ValueError as e:
-      if params.split.calibration_end is not None:
-        raise  # a date the user chose: bad input, reported by validation
-      cutoff = None  # the orders are too short for a back-test: the rest of the report goes on
-      skip("customer value, churn, segments and recommendations",
-           f"the orders span {tables_span_days(tables)} days, too short for a "
-           f"{h}-day holdout after a calibration period ({e})")
-    as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
-    if cutoff is None:
-      features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
-      features_now = features.copy()
-    else:
-      features = feats.compute_customer_features(*args, cutoff, h)
-      features_now = feats.compute_customer_features(*args, as_of, h)
+    features = feats.compute_customer_features(*args, cutoff, h)
+    features_now = feats.compute_customer_features(*args, as_of, h)
   salt, _ = privacy.resolve_salt(params.report.salt)
   for df in (features, features_now):
     df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))

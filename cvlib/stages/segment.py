@@ -20,7 +20,7 @@ from cvlib.insight import clusters
 from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
 from cvlib.report import details, plots
-from cvlib.report.workspace import Workspace
+from cvlib.report.workspace import MODELS_DIR, Workspace
 from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
@@ -178,7 +178,8 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
                  recs: Recommendations) -> dict:
   ref = scores.attrs.get("scoring_reference")
   if ref is not None:  # what `cvlib score` needs to segment new customers as these
-    model_folder.ScoringReference.from_dict(ref).save(ws.path(model_folder.MODELS_DIR, model_folder.REFERENCE_FILE))
+    model_folder.ScoringReference.from_dict(ref).save(
+        ws.path(MODELS_DIR, model_folder.REFERENCE_FILE))
   out = scores.copy(deep=False)
   out.attrs = {k: v for k, v in scores.attrs.items() if k != "scoring_reference"}
   out.to_parquet(ws.path("scores.parquet"), index=False)
