@@ -237,6 +237,38 @@ def test_feature_matrix_on_synthetic(tiny_clean):
   np.testing.assert_array_equal(X[:, -1], (f["n_reviews"] > 0).to_numpy(np.float32))
 
 
+def _feature_matrix_pandas(features_df, columns):
+  """feature_matrix as it was first written, in pandas: the numpy version must equal it."""
+  X = features_df[list(columns)].astype("float64").copy()
+  for col in features.LOG_SCALED:
+    if col in X:
+      X[col] = np.log1p(X[col].clip(lower=0))
+  if "mean_rating" in X:
+    X["has_review"] = features_df["n_reviews"].gt(0).astype("float64")
+  fill = {"mean_rating": 3.0, "min_rating": 3.0, "last_rating": 3.0, "share_low_ratings": 0.0,
+          "days_since_last_review": X["T_days"].max() if "T_days" in X else 0.0}
+  for col in ("mean_interpurchase_days", "max_interpurchase_days"):
+    if col in X and "T_days" in X:
+      X[col] = X[col].fillna(X["T_days"])
+  return X.fillna(fill).fillna(0.0).to_numpy(dtype=np.float32)
+
+
+def test_feature_matrix_equals_the_pandas_recipe_bit_for_bit(tiny_clean):
+  t, _ = tiny_clean
+  f = features.compute_customer_features(t.transactions, t.items, t.products, t.reviews,
+                                         dt.date(2024, 1, 1), 180)
+  f.loc[f.index[:3], "total_spend"] = [-1.0, -0.0, np.nan]  # clipped, signed zero, missing
+  f.loc[f.index[3], "T_days"] = np.nan
+  every = features.BEHAVIOUR_FEATURES + features.REVIEW_FEATURES
+  for cols in (every, ("frequency", "total_spend"), ("mean_rating", "n_reviews", "T_days"),
+               ("days_since_last_review", "mean_rating", "n_reviews")):
+    want, got = _feature_matrix_pandas(f, cols), features.feature_matrix(f, cols)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))  # signed zeros too
+  one = f.iloc[[5]].reset_index(drop=True)  # a service call's single customer
+  np.testing.assert_array_equal(features.feature_matrix(one), _feature_matrix_pandas(one, every))
+
+
 # --- holdout_items ------------------------------------------------------------------------------
 
 def test_holdout_items(tiny_shop):
