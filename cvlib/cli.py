@@ -55,6 +55,21 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--no-drivers", dest="drivers", action="store_false",
                  help="leave out top_drivers (the per-customer explanations): faster")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  p = sub.add_parser("serve", help="serve a finished run's models over HTTP (POST /score)")
+  p.add_argument("run_dir", help="the run folder, e.g. reports/demo; a new run published there "
+                 "is loaded without a restart")
+  p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+  p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+  p.add_argument("--workers", type=int, default=1,
+                 help="worker processes, each with its own copy of the models (default: 1)")
+  p.add_argument("--no-auth", dest="no_auth", action="store_true",
+                 help="serve without $CVLIB_SERVE_TOKEN (loopback addresses only)")
+  p.add_argument("--reload-interval", dest="reload_interval", type=float, default=2.0,
+                 metavar="SECONDS", help="how often to look for a newly published run")
+  p.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, default=1_000_000,
+                 help="largest request body accepted (default 1000000)")
+  p.add_argument("--max-events", dest="max_events", type=int, default=10_000,
+                 help="most transactions + reviews + items per request (default 10000)")
   p = sub.add_parser("demo-data", help="write the synthetic dataset as canonical files")
   p.add_argument("out_dir")
   p.add_argument("--customers", type=int, default=3000)
@@ -83,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "score":
       _score(args.run_dir, args.params, out=args.out, as_of=args.as_of, model=args.model,
              chunk_size=args.chunk_size, overrides=args.overrides, drivers=args.drivers)
+    elif args.command == "serve":
+      _serve(args)
     elif args.command == "validate":
       _validate(args.params, args.overrides)
     elif args.command == "demo-data":
@@ -167,6 +184,26 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
                           raw_ids=params.report.raw_ids_in_scores, salt=salt)
   print(f"Scored {n:,} customers as of {day} with {scorer.name} ({scorer.version}; value over "
         f"the next {scorer.horizon_days} days): {path}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+  """``cvlib serve``: checks the settings and the run folder, then serves until SIGTERM."""
+  from cvlib.serve import service  # FastAPI and uvicorn load for this command only
+  _, problems = service.check_settings(host=args.host, no_auth=args.no_auth,
+                                       workers=args.workers, port=args.port)
+  if args.reload_interval <= 0:
+    problems.append(f"--reload-interval must be > 0, got {args.reload_interval}")
+  for flag, value in (("--max-body-bytes", args.max_body_bytes), ("--max-events", args.max_events)):
+    if value < 1:
+      problems.append(f"{flag} must be > 0, got {value}")
+  if problems:
+    raise ParamsError(problems)
+  # uvicorn handles SIGTERM (in-flight requests complete), then raises it again once it has
+  # stopped: by then there is nothing left to unwind, so the command ends with status 0
+  signal.signal(signal.SIGTERM, lambda signum, frame: None)
+  limits = service.Limits(max_body_bytes=args.max_body_bytes, max_events=args.max_events)
+  service.serve(args.run_dir, host=args.host, port=args.port, workers=args.workers,
+                no_auth=args.no_auth, limits=limits, reload_interval=args.reload_interval)
 
 
 def _validate(params_file: str, overrides: list[str]) -> None:

@@ -162,7 +162,7 @@ def run(params_file: str | os.PathLike, out: str | os.PathLike = "reports",
       del inputs  # the notebooks run in their own processes: free the tables here
       timings = _execute(params, Path(params_file).resolve(), list(overrides), chosen, tmp, log)
       _finish(params, Path(params_file).resolve(), list(overrides), tmp, timings, started)
-      _swap(tmp, final, params.report.keep_history)
+      publish(tmp, final, params.report.keep_history)
     except BaseException:
       # A kernel still shutting down (after SIGTERM, say) could write into tmp after it is
       # removed and bring it back: stop the run's child processes first.
@@ -300,7 +300,7 @@ def _sweep_stale(out_dir: Path, dataset: str) -> None:
     shutil.rmtree(p, ignore_errors=True)
 
 
-def _swap(tmp: Path, final: Path, keep_history: int) -> None:
+def publish(tmp: Path, final: Path, keep_history: int) -> None:
   """Puts the new run in place; the previous one moves to ``history/<dataset>/<its end time>``."""
   old = final.parent / f".{final.name}.old-{os.getpid()}"
   if final.exists():

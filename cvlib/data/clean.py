@@ -319,7 +319,7 @@ def _drop_orphan_lines(items: pd.DataFrame, tx: pd.DataFrame, log: CleaningLog,
   return items[keep]
 
 
-def _numbered_ids(ids: pd.Series) -> bool:
+def numbered_ids(ids: pd.Series) -> bool:
   """True when the ids are consecutive integers in row order: row numbers, not the shop's ids."""
   s = ids.astype("string")
   if not s.str.fullmatch(r"[0-9]{1,15}").fillna(False).all():
@@ -329,7 +329,7 @@ def _numbered_ids(ids: pd.Series) -> bool:
 
 def _drop_duplicate_reviews(rv: pd.DataFrame, log: CleaningLog) -> pd.DataFrame:
   """Removes review rows that repeat an earlier row exactly (see the module docstring)."""
-  numbered = _numbered_ids(rv["review_id"])
+  numbered = numbered_ids(rv["review_id"])
   columns = [c for c in rv.columns if not (numbered and c == "review_id")]
   dup = _mask(rv.duplicated(subset=columns, keep="first"))
   if numbered:
