@@ -60,6 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
                  "is loaded without a restart")
   p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
   p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+  p.add_argument("--model", default=None,
+                 help="value network to score with (default: the run's: the back-test's best)")
   p.add_argument("--workers", type=int, default=1,
                  help="worker processes, each with its own copy of the models (default: 1)")
   p.add_argument("--no-auth", dest="no_auth", action="store_true",
@@ -203,7 +205,8 @@ def _serve(args: argparse.Namespace) -> None:
   signal.signal(signal.SIGTERM, lambda signum, frame: None)
   limits = service.Limits(max_body_bytes=args.max_body_bytes, max_events=args.max_events)
   service.serve(args.run_dir, host=args.host, port=args.port, workers=args.workers,
-                no_auth=args.no_auth, limits=limits, reload_interval=args.reload_interval)
+                no_auth=args.no_auth, limits=limits, reload_interval=args.reload_interval,
+                model=args.model)
 
 
 def _validate(params_file: str, overrides: list[str]) -> None:

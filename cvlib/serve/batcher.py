@@ -18,7 +18,9 @@ is free in one :meth:`Scorer.score <cvlib.serve.scorer.Scorer.score>` call, and
 
 Rows of a customer never depend on the other customers scored with it (see
 :mod:`cvlib.serve.scorer`), so with these three rules a batch is only faster, not different; the
-tests compare every request of a batch with the same request scored alone.
+tests compare every request of a batch with the same request scored alone. (A text-aware
+network's reviews share encoder calls, :data:`ENCODER_BATCH` at a time: its rows agree with the
+request scored alone to float32 rounding, as ``cvlib score``'s do with the run's.)
 """
 
 from __future__ import annotations
@@ -31,152 +33,176 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cvlib.data import privacy, schema
 from cvlib.data.adapters import Tables
-from cvlib.data.clean import clean_tables, numbered_ids
+from cvlib.data.clean import clean_tables
 
 # Customers per batch: up to this many, Scorer.score computes features in numpy (SMALL_CALL).
 MAX_BATCH_CUSTOMERS = 64
+# Reviews per encoder call for a text-aware network: a batch's reviews share calls, so its
+# text features agree with the same request scored alone to float32 rounding (not bit for bit).
+ENCODER_BATCH = 8
+
+
+# The columns a request carries, per table (schema.TABLES' canonical columns).
+COLUMNS = {name: [c.name for c in schema.TABLES[name]]
+           for name in ("transactions", "reviews", "items")}
+_IDS = {"transactions": ("customer_id", "order_id"), "reviews": ("customer_id", "order_id"),
+        "items": ("order_id",)}
 
 
 @dataclasses.dataclass
 class Request:
-  """One caller's events, as canonical tables (``schema.TABLES`` columns)."""
-  transactions: pd.DataFrame
-  reviews: pd.DataFrame
-  items: pd.DataFrame
+  """One caller's events: per table, the canonical columns as lists of values.
+
+  Lists, not DataFrames: a batch builds one DataFrame per table from all its requests, which
+  is most of what batching saves.
+  """
+  transactions: dict[str, list]
+  reviews: dict[str, list]
+  items: dict[str, list]
   as_of: dt.date | None = None
 
+  @classmethod
+  def from_frames(cls, transactions: pd.DataFrame, reviews: pd.DataFrame | None = None,
+                  items: pd.DataFrame | None = None, as_of: dt.date | None = None) -> Request:
+    """A request from canonical tables (Scorer.score's arguments)."""
+    def columns(name: str, df: pd.DataFrame | None) -> dict[str, list]:
+      df = schema.coerce_table(name, df if df is not None else schema.empty_table(name))
+      return {c: df[c].astype(object).where(df[c].notna(), None).tolist() for c in COLUMNS[name]}
+    return cls(columns("transactions", transactions), columns("reviews", reviews),
+               columns("items", items), as_of)
+
   @property
-  def n_customers(self) -> int:
-    return int(self.transactions["customer_id"].nunique())
+  def customers(self) -> set:
+    return set(self.transactions["customer_id"])
 
 
 @dataclasses.dataclass
 class Result:
-  """A request's scores (one row per customer scored, in Scorer.score's order) and the
-  customers it could not score, with why."""
+  """A request's scores (one row per customer scored, in Scorer.score's order), the scoring
+  day, and the customers it could not score, with why."""
   scores: pd.DataFrame
   as_of: dt.date | None
   not_scored: dict[str, str]
 
 
-def _tagged(values: pd.Series, tag: str) -> pd.Series:
-  return tag + values.astype("string")
-
-
-def score_together(scorer: Any, requests: list[Request]) -> list[Result | Exception]:
+def score_together(scorer: Any, requests: list[Request], *, today: dt.date | None = None
+                   ) -> list[Result | Exception]:
   """Scores several requests in as few Scorer.score calls as their scoring days allow.
 
   Args:
     scorer: a :class:`cvlib.serve.scorer.Scorer`.
     requests: the requests; their review ids must be all row numbers or all real ids
       (:func:`batch_kind`), which :class:`Batcher` sees to.
+    today: the cleaning's "today" (later dates are out of range; default: the current date).
 
   Returns:
     One entry per request, in order: its :class:`Result`, or the exception that request raised
     (a bad request never fails the others: the batch is retried one request at a time).
   """
   try:
-    return _score_together(scorer, requests)
+    return _score_together(scorer, requests, today)
   except Exception:
     if len(requests) == 1:
       raise
   out: list[Result | Exception] = []
   for r in requests:  # find the request at fault; the others still get their scores
     try:
-      out.append(_score_together(scorer, [r])[0])
+      out.append(_score_together(scorer, [r], today)[0])
     except Exception as e:  # noqa: BLE001 - handed to that request's caller
       out.append(e)
   return out
 
 
+def row_numbers(ids: list) -> bool:
+  """``cvlib.data.clean.numbered_ids`` on a list (a test keeps the two equal)."""
+  if not all(isinstance(v, str) and 1 <= len(v) <= 15 and v.isascii() and v.isdigit()
+             for v in ids):
+    return False
+  return all(int(b) - int(a) == 1 for a, b in zip(ids, ids[1:]))
+
+
 def batch_kind(request: Request) -> str:
   """"numbered" when the request's review ids are row numbers, "ids" when they are real ids,
   "none" without reviews: requests of the first two kinds are never scored together."""
-  if not len(request.reviews):
+  ids = request.reviews["review_id"]
+  if not ids:
     return "none"
-  return "numbered" if numbered_ids(request.reviews["review_id"]) else "ids"
+  return "numbered" if row_numbers([None if v is None else str(v) for v in ids]) else "ids"
 
 
-def _score_together(scorer: Any, requests: list[Request]) -> list[Result]:
-  tx_parts, rv_parts, item_parts = [], [], []
-  originals: dict[str, tuple[int, str]] = {}  # tagged customer id -> (request, caller's id)
+def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
+                    ) -> list[Result]:
+  merged = {name: {c: [] for c in COLUMNS[name]} for name in COLUMNS}
+  owner: dict[str, tuple[int, str]] = {}  # tagged customer id -> (request, caller's id)
   next_number = 1
   for i, r in enumerate(requests):
     tag = f"{i}:"
-    tx = r.transactions.assign(customer_id=_tagged(r.transactions["customer_id"], tag),
-                               order_id=_tagged(r.transactions["order_id"], tag))
-    for tagged, own in zip(tx["customer_id"].tolist(), r.transactions["customer_id"].tolist()):
-      originals[tagged] = (i, own)
-    rv = r.reviews.assign(customer_id=_tagged(r.reviews["customer_id"], tag))
-    if "order_id" in rv:
-      rv["order_id"] = _tagged(rv["order_id"], tag)
-    if len(rv) and batch_kind(r) == "numbered":  # row numbers stay row numbers, batch-wide
-      rv["review_id"] = pd.Series(range(next_number, next_number + len(rv)),
-                                  index=rv.index).astype("string")
-      next_number += len(rv)
-    else:
-      rv["review_id"] = _tagged(rv["review_id"], tag)
-    items = r.items.assign(order_id=_tagged(r.items["order_id"], tag))
-    tx_parts.append(tx)
-    rv_parts.append(rv)
-    item_parts.append(items)
-  tables = Tables(customers=pd.DataFrame(),
-                  transactions=_concat(tx_parts, "transactions"),
-                  items=_concat(item_parts, "items"), products=scorer.catalogue,
-                  reviews=_concat(rv_parts, "reviews"))
-  cleaned, _ = clean_tables(tables)
+    for cid in r.transactions["customer_id"]:
+      if cid is not None:
+        owner[tag + str(cid)] = (i, str(cid))
+    numbered = batch_kind(r) == "numbered"
+    for name, table in (("transactions", r.transactions), ("reviews", r.reviews),
+                        ("items", r.items)):
+      for col in COLUMNS[name]:
+        values = table[col]
+        if col in _IDS[name]:
+          values = [None if v is None else tag + str(v) for v in values]
+        elif name == "reviews" and col == "review_id":
+          if numbered:  # row numbers stay row numbers, batch-wide
+            values = [str(k) for k in range(next_number, next_number + len(values))]
+            next_number += len(values)
+          else:
+            values = [None if v is None else tag + str(v) for v in values]
+        merged[name][col].extend(values)
+  frames = {name: schema.coerce_table(name, pd.DataFrame(cols)) for name, cols in merged.items()}
+  tables = Tables(customers=pd.DataFrame(), transactions=frames["transactions"],
+                  items=frames["items"], products=scorer.catalogue, reviews=frames["reviews"])
+  cleaned, _ = clean_tables(tables, today=today)
   tx = cleaned.transactions
-  which = tx["customer_id"].map(lambda c: originals[c][0]).to_numpy()
+  which = np.array([owner[c][0] for c in tx["customer_id"].tolist()], dtype=np.int64)
+  last = {}
+  for i, t in zip(which.tolist(), tx["timestamp"].tolist()):
+    last[i] = max(last.get(i, t), t)
   days: dict[dt.date, list[int]] = {}
   for i, r in enumerate(requests):
-    mine = tx["timestamp"][which == i]
     if r.as_of is not None:
       days.setdefault(r.as_of, []).append(i)
-    elif len(mine):
-      days.setdefault(mine.max().date() + dt.timedelta(days=1), []).append(i)
+    elif i in last:
+      days.setdefault(last[i].date() + dt.timedelta(days=1), []).append(i)
   rows: dict[int, pd.DataFrame] = {}
   as_of: dict[int, dt.date] = {}
   for day, members in days.items():
-    keep = pd.Series(which).isin(members).to_numpy()
-    customers = set(tx["customer_id"][keep])
-    scored = scorer.score(tx[keep],
-                          cleaned.reviews[cleaned.reviews["customer_id"].isin(customers)],
-                          items=cleaned.items[cleaned.items["order_id"].isin(set(tx["order_id"][keep]))],
-                          products=cleaned.products, as_of=day, clean=False)
-    owner = scored["customer_id"].map(lambda c: originals[c][0]).to_numpy()
-    own_ids = scored["customer_id"].map(lambda c: originals[c][1]).astype("string")
+    keep = np.isin(which, members)
+    part = tx[keep]
+    customers = set(part["customer_id"].tolist())
+    orders = set(part["order_id"].tolist())
+    scored = scorer.score(part, cleaned.reviews[cleaned.reviews["customer_id"].isin(customers)],
+                          items=cleaned.items[cleaned.items["order_id"].isin(orders)],
+                          products=cleaned.products, as_of=day, clean=False,
+                          encoder_batch=ENCODER_BATCH)
+    mine = np.array([owner[c][0] for c in scored["customer_id"].tolist()], dtype=np.int64)
+    own_ids = pd.Series([owner[c][1] for c in scored["customer_id"].tolist()], dtype="string")
     keys = privacy.pseudonymise(own_ids, scorer.salt)
     scored = scored.assign(  # the caller's ids, in the dtypes Scorer.score gives them
         customer_id=own_ids.astype(scored["customer_id"].dtype).to_numpy(),
         customer_key=keys.astype(scored["customer_key"].dtype).to_numpy())
     for i in members:
-      rows[i] = scored[owner == i].reset_index(drop=True)
+      rows[i] = scored[mine == i].reset_index(drop=True)
       as_of[i] = day
   results = []
   for i, r in enumerate(requests):
-    scores = rows[i] if i in rows else scorer.score(r.transactions.iloc[:0], None, clean=False)
+    scores = rows[i] if i in rows else scorer.score(tx.iloc[:0], None, clean=False)
     done = set(scores["customer_id"].tolist())
-    asked = pd.unique(r.transactions["customer_id"].astype("string")).tolist()
-    why = _why_not_scored(r, tx[which == i], as_of.get(i))
+    asked = list(dict.fromkeys(str(c) for c in r.transactions["customer_id"] if c is not None))
+    why = (f"no order before as_of {as_of.get(i)}" if i in last else
+           "no usable order: cleaning removed every order (cancelled, negative or undated)")
     results.append(Result(scores, as_of.get(i), {c: why for c in asked if c not in done}))
   return results
-
-
-def _concat(parts: list[pd.DataFrame], name: str) -> pd.DataFrame:
-  parts = [p for p in parts if len(p)]
-  if not parts:
-    return schema.empty_table(name)
-  return pd.concat(parts, ignore_index=True)
-
-
-def _why_not_scored(request: Request, kept: pd.DataFrame, day: dt.date | None) -> str:
-  if not len(kept):
-    return "no usable order: cleaning removed every order (cancelled, negative or undated)"
-  return f"no order before as_of {day}"
 
 
 # --- the batching thread --------------------------------------------------------------------------
@@ -229,7 +255,7 @@ class Batcher:
     first = self._held.pop(0) if self._held else self._queue.get()
     if first is None:
       return None
-    batch, kind, n = [first], batch_kind(first.request), first.request.n_customers
+    batch, kind, n = [first], batch_kind(first.request), len(first.request.customers)
     waiting = self._held + self._drain()
     self._held = []
     for job in waiting:
@@ -238,10 +264,10 @@ class Batcher:
         continue
       other = batch_kind(job.request)
       same_kind = "none" in (kind, other) or kind == other
-      if (job.scorer is first.scorer and same_kind
-          and n + job.request.n_customers <= self.max_customers):
+      size = len(job.request.customers)
+      if job.scorer is first.scorer and same_kind and n + size <= self.max_customers:
         batch.append(job)
-        n += job.request.n_customers
+        n += size
         kind = other if kind == "none" else kind
       else:
         self._held.append(job)

@@ -412,9 +412,11 @@ class Scorer:
       self.blend = blend_lib.SentimentBlend.load(models / ENCODER_DIR)
     self.fast_features = feats.small_path_agrees()
     if warm_up:
-      self._warm_up()
+      self.warm_up()
 
-  def _warm_up(self) -> None:
+  def warm_up(self, encoder_batch: int = 1) -> None:
+    """Compiles the network block and, for a text-aware network, the encoder's
+    [encoder_batch, bucket] shapes, so no call pays for compilation."""
     import jax.numpy as jnp
 
     from cvlib.text import sentiment
@@ -422,14 +424,15 @@ class Scorer:
     _block_fn(self.predictor, self.reference.interval)(jnp.zeros((PREDICT_BLOCK, width),
                                                                  jnp.float32))
     if self.needs_text:
-      for length in self.buckets:  # one compiled shape per bucket: [1, length]
-        ids = jnp.zeros((1, length), jnp.int32)
-        sentiment.proba_embed_step(self.encoder, ids, jnp.ones((1, length), jnp.int32))
+      for length in self.buckets:  # one compiled shape per bucket: [encoder_batch, length]
+        ids = jnp.zeros((encoder_batch, length), jnp.int32)
+        sentiment.proba_embed_step(self.encoder, ids, jnp.ones((encoder_batch, length),
+                                                               jnp.int32))
 
   # --- one customer or a few ----------------------------------------------------------------
   def score(self, transactions: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
             items: pd.DataFrame | None = None, products: pd.DataFrame | None = None,
-            as_of: Any = None, clean: bool = True) -> pd.DataFrame:
+            as_of: Any = None, clean: bool = True, encoder_batch: int = 1) -> pd.DataFrame:
     """Scores the customers in a few customers' events (a service call).
 
     Args:
@@ -440,6 +443,9 @@ class Scorer:
       products: product categories (default: the run's catalogue).
       as_of: the scoring day (default: the day after the last transaction).
       clean: clean the events as a run does (cancellations, duplicates, bad rows).
+      encoder_batch: reviews per encoder call (text-aware network). 1 makes every customer's
+        row independent of the others' bit for bit; more is faster for many reviews and agrees
+        to float32 rounding (see :func:`encode_reviews`).
 
     Returns:
       One row per customer with a purchase before ``as_of``: customer_id, customer_key and the
@@ -461,7 +467,7 @@ class Scorer:
     day = (_as_date(as_of, "as_of") if as_of is not None
            else tx["timestamp"].max().date() + dt.timedelta(days=1))
     return self._score_chunk(tx, tables.items, tables.products, tables.reviews, day,
-                             raw_ids=True, salt=self.salt, encoder_batch=1,
+                             raw_ids=True, salt=self.salt, encoder_batch=encoder_batch,
                              small=self.fast_features
                              and tx["customer_id"].nunique() <= SMALL_CALL)
 

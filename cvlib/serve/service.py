@@ -35,15 +35,13 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import Depends, FastAPI, Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from cvlib.data import schema
-from cvlib.serve.batcher import Batcher, Request
+from cvlib.serve.batcher import COLUMNS, Batcher, Request
 from cvlib.serve.model_folder import ModelFolderError
 
 log = logging.getLogger("cvlib.serve")
@@ -115,8 +113,8 @@ class ScoreRequest(BaseModel):
   transactions: list[Transaction] = Field(min_length=1)
   reviews: list[Review] = Field(default_factory=list)
   items: list[Item] = Field(default_factory=list)
-  as_of: dt.date | None = Field(None, description="the scoring day (default: the day after "
-                                "each request's last order, as cvlib score)")
+  as_of: dt.date | None = Field(None, description="the scoring day: events before it count "
+                                "(default: tomorrow, UTC, so every event up to today counts)")
 
 
 class CustomerScore(BaseModel):
@@ -191,15 +189,17 @@ def _stamp(run_dir: Path) -> tuple | None:
   return (a.st_ino, a.st_dev, b.st_ino, b.st_mtime_ns, b.st_size)
 
 
-def load_run(run_dir: Path, load_scorer=None) -> Loaded:
-  """Loads (and verifies) a run folder's scoring models.
+def load_run(run_dir: Path, model: str | None = None) -> Loaded:
+  """Loads (and verifies) a run folder's scoring models (``model``: default the run's).
 
   Raises:
     ModelFolderError: the folder is not a finished, intact, scorable run of this cvlib.
   """
+  from cvlib.serve.batcher import ENCODER_BATCH
   from cvlib.serve.scorer import Scorer
   stamp = _stamp(run_dir)
-  scorer = (load_scorer or Scorer)(run_dir)
+  scorer = Scorer(run_dir, model=model, warm_up=False)
+  scorer.warm_up(ENCODER_BATCH if scorer.needs_text else 1)
   manifest_file = run_dir / "models" / "manifest.json"
   run_json = run_dir / "run.json"
   try:
@@ -351,26 +351,23 @@ def _naive_utc(t: dt.datetime | None) -> dt.datetime | None:
   return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def to_request(req: ScoreRequest) -> Request:
-  """The canonical tables of a validated request."""
-  tx = pd.DataFrame({"customer_id": [t.customer_id for t in req.transactions],
-                     "order_id": [t.order_id for t in req.transactions],
-                     "timestamp": [_naive_utc(t.timestamp) for t in req.transactions],
-                     "amount": [t.amount for t in req.transactions]})
-  rv_cols = list(Review.model_fields)
-  rv = (pd.DataFrame([[getattr(r, c) for c in rv_cols] for r in req.reviews], columns=rv_cols)
-        if req.reviews else pd.DataFrame(columns=rv_cols))
-  rv["timestamp"] = [_naive_utc(t) for t in rv["timestamp"]]
-  items = pd.DataFrame([{"order_id": i.order_id, "product_id": i.product_id,
-                         "quantity": i.quantity, "unit_price": i.unit_price,
-                         "amount": i.amount if i.amount is not None else i.quantity * i.unit_price}
-                        for i in req.items],
-                       columns=["order_id", "product_id", "quantity", "unit_price", "amount"])
-  try:
-    return Request(schema.coerce_table("transactions", tx), schema.coerce_table("reviews", rv),
-                   schema.coerce_table("items", items), req.as_of)
-  except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as e:
-    raise BadRequest([("transactions", f"a value does not convert ({type(e).__name__})")]) from None
+def to_request(req: ScoreRequest, default_as_of: dt.date) -> Request:
+  """The batcher's request (canonical columns as lists) from a validated one."""
+  tx, rv, items = req.transactions, req.reviews, req.items
+  return Request(
+      {"customer_id": [t.customer_id for t in tx], "order_id": [t.order_id for t in tx],
+       "timestamp": [_naive_utc(t.timestamp) for t in tx], "amount": [t.amount for t in tx]},
+      {col: ([_naive_utc(r.timestamp) for r in rv] if col == "timestamp"
+             else [getattr(r, col) for r in rv]) for col in COLUMNS["reviews"]},
+      {"order_id": [i.order_id for i in items], "product_id": [i.product_id for i in items],
+       "quantity": [i.quantity for i in items], "unit_price": [i.unit_price for i in items],
+       "amount": [i.quantity * i.unit_price if i.amount is None else i.amount for i in items]},
+      req.as_of or default_as_of)
+
+
+def tomorrow_utc() -> dt.date:
+  """The default scoring day: every event up to today (UTC) counts."""
+  return dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
 
 
 def _number(x: Any) -> float:
@@ -381,13 +378,15 @@ def _number(x: Any) -> float:
 # --- the app -----------------------------------------------------------------------------------
 
 def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits = Limits(),
-               reload_interval: float = 2.0, load=load_run) -> FastAPI:
-  """The service for one run folder. ``token=None`` serves without authentication.
+               reload_interval: float = 2.0, model: str | None = None) -> FastAPI:
+  """The service for one run folder. ``token=None`` serves without authentication; ``model``
+  names the value network (default: the run's scoring model).
 
   Raises:
     ModelFolderError: the folder is not a finished, intact, scorable run.
   """
-  models = LiveModels(Path(run_dir), interval=reload_interval, load=load)
+  models = LiveModels(Path(run_dir), interval=reload_interval,
+                      load=lambda folder: load_run(folder, model))
   batcher_box: dict[str, Batcher] = {}
 
   from contextlib import asynccontextmanager
@@ -448,7 +447,7 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
     if problems:
       raise BadRequest(problems)
     current = models.current  # read once: this request finishes on these models
-    request = to_request(req)
+    request = to_request(req, tomorrow_utc())
     future = batcher_box["b"].submit(current.scorer, request)
     try:
       result = await asyncio.wrap_future(future)
@@ -568,12 +567,13 @@ def app_from_environment() -> FastAPI:
   settings = json.loads(os.environ[SETTINGS_ENV])
   token = None if settings["no_auth"] else os.environ.get(TOKEN_ENV)
   return create_app(settings["run_dir"], token=token, limits=Limits(**settings["limits"]),
-                    reload_interval=settings["reload_interval"])
+                    reload_interval=settings["reload_interval"], model=settings["model"])
 
 
 def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 1, no_auth: bool = False, limits: Limits = Limits(),
-          reload_interval: float = 2.0, graceful_seconds: float = 30.0) -> None:
+          reload_interval: float = 2.0, model: str | None = None,
+          graceful_seconds: float = 30.0) -> None:
   """Runs the service until SIGINT/SIGTERM; in-flight requests complete before it stops.
 
   Raises:
@@ -585,12 +585,14 @@ def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 80
                 log_level="info")
   if workers == 1:
     token = None if no_auth else os.environ.get(TOKEN_ENV)
-    app = create_app(run_dir, token=token, limits=limits, reload_interval=reload_interval)
+    app = create_app(run_dir, token=token, limits=limits, reload_interval=reload_interval,
+                     model=model)
     uvicorn.run(app, **common)
     return
-  load_run(Path(run_dir))  # fail here, once, rather than in every worker
+  load_run(Path(run_dir), model)  # fail here, once, rather than in every worker
   os.environ[SETTINGS_ENV] = json.dumps({"run_dir": str(Path(run_dir).resolve()),
                                          "no_auth": no_auth, "reload_interval": reload_interval,
+                                         "model": model,
                                          "limits": dataclasses.asdict(limits)})
   uvicorn.run("cvlib.serve.service:app_from_environment", factory=True, workers=workers,
               **common)
