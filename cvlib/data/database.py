@@ -123,7 +123,7 @@ def read_source(sql: SqlSource, batch_bytes: int = BATCH_BYTES) -> Read:
     rows, nbytes, sha = _stream_to_parquet(url, source_query(sql), path, batch_bytes)
     if not rows:
       raise SourceError("no rows: the table or query returned nothing")
-    frame = pd.read_parquet(path)
+    frame = _read_parquet(path)
   return Read(frame, {"path": describe(sql, url), "sha256": sha, "bytes": nbytes, "rows": rows})
 
 
@@ -160,6 +160,12 @@ def _stream_to_parquet(url: str, query: str, path: Path,
     if writer is not None:
       writer.close()
   return rows, nbytes, h.hexdigest()
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+  """The streamed rows as a DataFrame; Arrow's buffers are freed column by column as they convert."""
+  import pyarrow.parquet as pq
+  return pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
 
 
 def _plain(column):
