@@ -10,8 +10,10 @@ import dataclasses
 import datetime as dt
 import difflib
 import os
+import re
 import types
 import typing
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import yaml
 
 ADAPTERS = ("synthetic", "generic", "olist", "online_retail", "cdnow", "womens_clothing",
             "chinese_reviews")
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")  # json: a JSON document or JSON Lines
+SQL_SCHEMES = ("postgresql", "postgres")
 LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
 
@@ -37,9 +41,25 @@ class ParamsError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class SqlSource:
+  """A table or query in a PostgreSQL database (the generic adapter's ``sql:`` source).
+
+  The password never sits in the params file: ``url_env`` names an environment variable that
+  holds the whole URL, or ``url`` (without a password) lets libpq take it from ``PGPASSWORD`` or
+  ``~/.pgpass``.
+  """
+  url_env: str | None = None  # name of the environment variable holding postgresql://user:pw@host/db
+  url: str | None = None  # or the URL itself, without a password
+  table: str | None = None  # a table (or schema.table), read whole
+  query: str | None = None  # or a SELECT query (add ORDER BY for a reproducible row order)
+
+
+@dataclasses.dataclass(frozen=True)
 class TableSpec:
-  """One input file of the generic adapter."""
-  path: str  # csv | tsv | jsonl | parquet, optionally .gz; relative to the params file or $CVLIB_DATA_DIR
+  """One input of the generic adapter: a file (``path``) or a database table or query (``sql``)."""
+  path: str | None = None  # csv | tsv | json | jsonl | parquet, optionally .gz; relative to the params file or $CVLIB_DATA_DIR
+  sql: SqlSource | None = None  # or a PostgreSQL table or query
+  format: str | None = None  # one of FILE_FORMATS: the file's format when its name does not say it
   columns: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> file's column
   timestamp_unit: str | None = None  # numeric timestamps: "s" | "ms"
   timestamp_format: str | None = None  # strftime format when dates are ambiguous, e.g. "%d/%m/%Y"
@@ -462,7 +482,6 @@ def _check(p: Params, name: str) -> list[str]:
     if not cond:
       out.append(f"{name}: {key} must be {what}, got {value!r}")
 
-  import re
   need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)) and p.dataset not in RESERVED_NAMES,
        "dataset", f"letters, digits, '_' or '-', and not {' or '.join(RESERVED_NAMES)}", p.dataset)
   need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
@@ -476,6 +495,8 @@ def _check(p: Params, name: str) -> list[str]:
          "given a transactions or a reviews table for the generic adapter", None)
   for tname in ("transactions", "reviews"):
     spec = getattr(p.data, tname)
+    if spec is not None:
+      out.extend(_check_source(spec, f"data.{tname}", name))
     if spec is not None and spec.timestamp_unit is not None:
       need(spec.timestamp_unit in ("s", "ms"), f"data.{tname}.timestamp_unit", "s or ms",
            spec.timestamp_unit)
@@ -541,6 +562,47 @@ def _check(p: Params, name: str) -> list[str]:
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
   need(p.report.keep_history >= 0, "report.keep_history", ">= 0", p.report.keep_history)
+  return out
+
+
+def _check_source(spec: TableSpec, key: str, name: str) -> list[str]:
+  """A generic input is a file or a database source; a database password stays out of params."""
+  out = []
+  if (spec.path is None) == (spec.sql is None):
+    out.append(f"{name}: {key} needs exactly one of path (a file) or sql (a database table or "
+               "query)")
+  if spec.format is not None and spec.format not in FILE_FORMATS:
+    out.append(f"{name}: {key}.format must be one of {', '.join(FILE_FORMATS)}, got "
+               f"{spec.format!r}")
+  if spec.format is not None and spec.sql is not None:
+    out.append(f"{name}: {key}.format is for files; a sql source has no format")
+  sql = spec.sql
+  if sql is None:
+    return out
+  if (sql.url_env is None) == (sql.url is None):
+    out.append(f"{name}: {key}.sql needs exactly one of url_env (the name of an environment "
+               "variable holding the connection URL) or url (a URL without a password)")
+  if (sql.table is None) == (sql.query is None):
+    out.append(f"{name}: {key}.sql needs exactly one of table or query")
+  if sql.url_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sql.url_env):
+    # not echoed: it may be the URL itself, password and all
+    out.append(f"{name}: {key}.sql.url_env must be the name of an environment variable (letters, "
+               "digits, '_'), such as SHOP_DB_URL, not the URL itself")
+  if sql.url is not None:
+    parts = urllib.parse.urlsplit(sql.url)
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.password is not None or "password" in query:
+      out.append(f"{name}: {key}.sql.url holds a password: passwords do not go in params files; "
+                 "put the whole URL in an environment variable and name it in url_env (e.g. "
+                 "url_env: SHOP_DB_URL), or set PGPASSWORD")
+    elif parts.scheme not in SQL_SCHEMES:
+      out.append(f"{name}: {key}.sql.url must start with postgresql://, got {sql.url!r}")
+  if sql.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*"
+                                                r"(\.[A-Za-z_][A-Za-z0-9_$]*)?", sql.table):
+    out.append(f"{name}: {key}.sql.table must be a table name or schema.table, got "
+               f"{sql.table!r}; use query for anything else")
+  if sql.query is not None and not sql.query.strip():
+    out.append(f"{name}: {key}.sql.query is empty")
   return out
 
 

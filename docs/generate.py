@@ -212,6 +212,7 @@ def build_benchmarks() -> Page:
   _demo_text(page)
   _dedup(page)
   _odd_shops(page)
+  _database(page)
   page.h2("Figures without a results file")
   page.p("The README used to quote these; no file under `benchmarks/results/` backs them, so they "
          "are left out here:")
@@ -450,6 +451,46 @@ def _odd_shops(page: Page) -> None:
   page.table(["part of the report", "shops without it"],
              [[k, count(v)] for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])], "lr")
   page.source(rel, note=d.get("note", ""))
+
+
+DRIVER_LABELS = {"adbc": "ADBC (`adbc-driver-postgresql`), binary COPY",
+                 "connectorx": "connectorx, `arrow_stream`",
+                 "psycopg": "psycopg 3, server-side cursor to Arrow"}
+
+
+def _database(page: Page) -> None:
+  rel = "benchmarks/results/database.json"
+  if not (REPO / rel).exists():
+    return
+  d = page.load(rel)
+  page.h2("Reading orders from PostgreSQL: the driver")
+  page.p(f"`benchmarks/database.py` loads {count(d['rows'])} synthetic order lines "
+         f"({d['arrow_mb']:.0f} MB as Arrow) into a throwaway PostgreSQL {d['postgresql']} server "
+         f"and reads them back with each driver, streaming batches of about "
+         f"{count(d['batch_rows'])} rows that are counted and dropped; each read runs in its own "
+         f"process (median of {d['repeats']}). Peak memory is the process's high-water mark; "
+         "'added' is that minus the memory after the driver's import. "
+         f"Fastest: {d['fastest']}; cvlib reads with {d['chosen']} (`cvlib.data.database`).")
+  rows = []
+  for name, r in d["runs"].items():
+    if "median_s" not in r:
+      rows.append([DRIVER_LABELS.get(name, name), r.get("version") or DASH] + [DASH] * 4)
+      continue
+    rows.append([DRIVER_LABELS.get(name, name), r["version"], secs(r["median_s"]),
+                 rate(r["rows_per_s"]), f"{r['peak_mb']:.0f} MB", f"{r['added_mb']:.0f} MB"])
+  page.table(["driver", "version", "read", "rows/s", "peak memory", "added"], rows, "llrrrr")
+  frames = d.get("to_dataframe", {})
+  if all("median_s" in frames.get(k, {}) for k in ("cvlib", "adbc_whole")):
+    c, w = frames["cvlib"], frames["adbc_whole"]
+    page.p("Into a pandas DataFrame, as the adapters use the rows: cvlib streams the batches into "
+           "a parquet file in a temporary folder and reads that "
+           f"({secs(c['median_s'])}, peak {c['peak_mb']:.0f} MB, {c['added_mb']:.0f} MB added); "
+           "ADBC's whole result at once, then converted, takes "
+           f"{secs(w['median_s'])}, peak {w['peak_mb']:.0f} MB ({w['added_mb']:.0f} MB added). "
+           "The stream holds one batch while the server sends; the DataFrame at the end holds "
+           "the whole table either way, and the detour through the file costs time and memory "
+           "there (reading the file in row groups is the next step if tables outgrow memory).")
+  page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} CPUs")
 
 
 def _host_memory(page: Page) -> None:

@@ -252,6 +252,41 @@ def test_not_utf8_names_line(tmp_path, load_generic, name):
     load_generic(transactions={"path": name, "columns": TX_COLUMNS})
 
 
+def test_json_lines_in_a_json_file_are_read_as_such(tmp_path, load_generic):
+  """The public Amazon review dumps are JSON Lines named *.json.gz (issue 18: this used to fail
+  with "Trailing data")."""
+  recs = [{"reviewerID": f"u{i}", "asin": "B01", "overall": r, "reviewText": text,
+           "summary": text, "unixReviewTime": 1600000000 + 86400 * i}
+          for i, (r, text) in enumerate([(5.0, "great"), (1.0, "broken")], 1)]
+  (tmp_path / "Books.json.gz").write_bytes(gzip.compress(
+      "".join(json.dumps(r) + "\n" for r in recs).encode()))
+  t = load_generic(reviews={"path": "Books.json.gz", "columns": REVIEW_COLUMNS,
+                            "timestamp_unit": "s"})
+  assert t.reviews["text"].tolist() == ["great", "broken"]
+  assert t.reviews["customer_id"].tolist() == ["u1", "u2"]
+
+
+@pytest.mark.parametrize("content, rows", [
+    ('[{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]', 2),  # a JSON array of records
+    ('{\n  "a": {"0": 1, "1": 2},\n  "b": {"0": "x", "1": "y"}\n}\n', 2),  # pretty, by column
+    ('{"a": {"0": 1, "1": 2}, "b": {"0": "x", "1": "y"}}', 2),  # pandas' to_json, one line
+    ('{"a": 1, "b": "x"}\n', 1),  # JSON Lines of one record
+    ('\n{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}', 2),  # JSON Lines
+])
+def test_json_documents_and_json_lines_told_apart(tmp_path, content, rows):
+  (tmp_path / "t.json").write_text(content)
+  df = adapters.read_table_file(tmp_path / "t.json")
+  assert list(df.columns) == ["a", "b"] and len(df) == rows
+
+
+def test_format_key_overrides_the_file_name(tmp_path, load_generic):
+  (tmp_path / "export.txt").write_text("cust\torder\tts\ttotal\n1\t1\t2023-01-01\t5\n")
+  t = load_generic(transactions={"path": "export.txt", "format": "tsv", "columns": TX_COLUMNS})
+  assert t.transactions["amount"].tolist() == [5.0]
+  (tmp_path / "r.json").write_text('{"a": {"0": 1}}\n')  # named JSON Lines: read as such
+  assert adapters.read_table_file(tmp_path / "r.json", "jsonl")["a"].tolist() == [{"0": 1}]
+
+
 @pytest.mark.parametrize("name, content, fmt", [("o.jsonl", "{\"a\": 1}\nnot json\n", "jsonl"),
                                                 ("o.parquet", "not parquet", "parquet")])
 def test_unreadable_format(tmp_path, name, content, fmt):

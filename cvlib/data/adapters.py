@@ -7,7 +7,9 @@ Adapters (``data.adapter`` in the params; ``data.path`` is resolved against the 
 folder, then ``$CVLIB_DATA_DIR``):
 
 - ``synthetic``: the demo shop, generated in memory or read from a ``cvlib demo-data`` folder.
-- ``generic``: any csv / tsv / jsonl / parquet (optionally .gz) through a column mapping.
+- ``generic``: any csv / tsv / json / jsonl / parquet (optionally .gz), or a PostgreSQL table or
+  query (:mod:`cvlib.data.database`), through a column mapping. A ``.json`` file holding JSON
+  Lines (one object per line, as the public Amazon review dumps) is read as such.
 - ``olist``: a folder with the Olist Kaggle CSVs (.csv or .csv.gz). Customers are
   ``customer_unique_id`` (``customer_id`` is per order); the order amount is what was paid
   (payments), lines carry the item price; canceled/unavailable orders are marked cancelled;
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cvlib.data import schema
+from cvlib.data import database, schema
 from cvlib.config import Params, TableSpec
 from cvlib.data import synthetic
 
@@ -170,34 +172,74 @@ def _frames_sha256(frames: dict[str, pd.DataFrame]) -> str:
 
 # --- generic ------------------------------------------------------------------------------------
 
-def read_table_file(path: Path) -> pd.DataFrame:
-  """Reads csv / tsv / jsonl / parquet, optionally gzip-compressed, as strings where textual.
+def file_format(path: Path) -> str:
+  """The format a file's name says (``.gz`` aside): one of :data:`cvlib.config.FILE_FORMATS`."""
+  name = path.name.lower()
+  stem = name[:-3] if name.endswith(".gz") else name
+  if stem.endswith(".parquet"):
+    return "parquet"
+  if stem.endswith((".jsonl", ".ndjson")):
+    return "jsonl"
+  if stem.endswith(".json"):
+    return "json"
+  return "tsv" if stem.endswith(".tsv") else "csv"
+
+
+def is_json_lines(raw: bytes) -> bool:
+  """Whether JSON text holds one object per line (JSON Lines) rather than one JSON document.
+
+  The first line decides: a whole JSON object there is a record (a document's first line is
+  ``{`` or ``[`` or more), unless it is the file's only line and all its values are objects or
+  arrays (pandas' column-oriented ``to_json``).
+  """
+  text = raw.decode("utf-8-sig").lstrip()
+  first, _, rest = text.partition("\n")
+  try:
+    record = json.loads(first)
+  except ValueError:
+    return False
+  if not isinstance(record, dict):
+    return False
+  return bool(rest.strip()) or not record or not all(
+      isinstance(v, (dict, list)) for v in record.values())
+
+
+def read_table_file(path: Path, fmt: str | None = None) -> pd.DataFrame:
+  """Reads csv / tsv / json / jsonl / parquet, optionally gzip-compressed, as strings where textual.
+
+  Args:
+    path: the file.
+    fmt: its format (:data:`cvlib.config.FILE_FORMATS`); default: what its name says, and for
+      ``.json`` what its content is (JSON Lines or one JSON document).
 
   Raises:
     DataError: the file is missing, empty, not UTF-8, or not in the format its name says.
   """
-  name = path.name.lower()
-  gz = name.endswith(".gz")
-  stem = name[:-3] if gz else name
+  gz = path.name.lower().endswith(".gz")
+  detect = fmt is None  # a .json name: its content says JSON Lines or one document
+  fmt = fmt or file_format(path)
   _check_file(path)
   try:
-    if stem.endswith(".parquet"):
+    if fmt == "parquet":
       df = pd.read_parquet(io.BytesIO(gzip.decompress(path.read_bytes())) if gz else path)
     else:
-      buf = io.BytesIO(_read_text_bytes(path))
-      if stem.endswith((".jsonl", ".ndjson", ".json")):
-        df = pd.read_json(buf, lines=stem.endswith((".jsonl", ".ndjson")), dtype=False)
+      raw = _read_text_bytes(path)
+      if fmt in ("json", "jsonl"):
+        # the public review dumps (Amazon's *.json.gz) are JSON Lines under a .json name
+        lines = fmt == "jsonl" or (detect and is_json_lines(raw))
+        df = pd.read_json(io.BytesIO(raw), lines=lines, dtype=False)
       else:
-        sep = "\t" if stem.endswith(".tsv") else ","
-        df = pd.read_csv(buf, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                         encoding="utf-8-sig")
+        sep = "\t" if fmt == "tsv" else ","
+        df = pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, keep_default_na=False,
+                         na_values=[""], encoding="utf-8-sig")
     if not len(df):
       raise DataError([f"{path}: no data rows (only a header)"])
     return df
   except DataError:
     raise
   except (ValueError, OSError, EOFError) as e:
-    raise DataError([f"{path}: could not be read as {stem.rsplit('.', 1)[-1]} "
+    hint = " (JSON Lines? set format: jsonl)" if fmt == "json" else ""
+    raise DataError([f"{path}: could not be read as {fmt}{hint} "
                      f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"]) from None
 
 
@@ -330,9 +372,8 @@ def _load_generic(params: Params) -> Tables:
                                             ("transactions", "items", "products", "reviews"))
   if d.transactions is not None:
     spec = d.transactions
-    path = params.resolve_path(spec.path)
-    df = read_table_file(path)
-    sources.append(_source(path))
+    df, path, source = read_input(params, spec, "transactions")
+    sources.append(source)
     m = _mapped(spec, path, df, ("customer_id", "order_id", "timestamp"),
                 ("amount", "quantity", "unit_price", "product_id", "description", "category"),
                 problems)
@@ -344,9 +385,8 @@ def _load_generic(params: Params) -> Tables:
         transactions, items, products = _generic_orders(m, spec, path, problems, notes)
   if d.reviews is not None:
     spec = d.reviews
-    path = params.resolve_path(spec.path)
-    df = read_table_file(path)
-    sources.append(_source(path))
+    df, path, source = read_input(params, spec, "reviews")
+    sources.append(source)
     m = _mapped(spec, path, df, ("text",),
                 ("customer_id", "product_id", "order_id", "timestamp", "rating", "title",
                  "review_id"), problems)
@@ -365,6 +405,41 @@ def _load_generic(params: Params) -> Tables:
   customers = schema.coerce_table("customers", pd.DataFrame({"customer_id": np.sort(ids)}))
   return Tables(customers=customers, transactions=transactions, items=items, products=products,
                 reviews=reviews, sources=sources, notes=notes)
+
+
+class SourceName(str):
+  """A database source's name in messages and notes, where a file's Path goes (``.name`` too)."""
+
+  @property
+  def name(self) -> str:
+    return str(self)
+
+
+def read_input(params: Params, spec: TableSpec,
+               table: str) -> tuple[pd.DataFrame, Path | SourceName, dict]:
+  """Reads one generic input: a file, or a database table or query.
+
+  Returns:
+    The rows; the file's path (or the database source's name) for messages; its run record.
+
+  Raises:
+    DataError: one line naming the file or database source (never a password) and the problem.
+  """
+  if spec.sql is None:
+    path = params.resolve_path(spec.path)
+    df = read_table_file(path, spec.format)
+    return df, path, _source(path)
+  key = f"data.{table}.sql"
+  try:
+    url = database.connection_url(spec.sql)
+  except database.SourceError as e:
+    raise DataError([f"{key}: {e}"]) from None
+  where = SourceName(f"{key} ({database.describe(spec.sql, url)})")
+  try:
+    read = database.read_source(spec.sql)
+  except database.SourceError as e:
+    raise DataError([f"{where}: {e}"]) from None
+  return read.frame, where, read.source
 
 
 def _generic_orders(m: pd.DataFrame, spec: TableSpec, path: Path, problems: list[str],
