@@ -213,6 +213,7 @@ def build_benchmarks() -> Page:
   _dedup(page)
   _odd_shops(page)
   _database(page)
+  _serve(page)
   page.h2("Figures without a results file")
   page.p("The README used to quote these; no file under `benchmarks/results/` backs them, so they "
          "are left out here:")
@@ -491,6 +492,48 @@ def _database(page: Page) -> None:
            "the whole table either way, and the detour through the file costs time and memory "
            "there (reading the file in row groups is the next step if tables outgrow memory).")
   page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} CPUs")
+
+
+def _serve(page: Page) -> None:
+  rel = "benchmarks/results/serve.json"
+  if not (REPO / rel).exists():
+    return
+  d = page.load(rel)
+  page.h2("Scoring over HTTP")
+  loads = [x for m in d["models"].values() for r in m["http"]
+           for x in r["load_before"] + r["load_after"]]
+  page.p(f"`benchmarks/serve.py` starts `cvlib serve` on a {d['run']['dataset']} run and sends "
+         f"one customer per request ({d['run']['request']}) from 1, 8 and 32 concurrent "
+         f"clients on keep-alive connections, {d['seconds_per_phase']:.0f} s each, on loopback; "
+         "the clients share the machine's cores with the server. Beside it, `cvlib.Scorer.score` "
+         "in-process on the same requests, one after the other (the floor). The load average "
+         f"around the phases was {min(loads):.1f} to {max(loads):.1f} "
+         f"on {d['machine']['cpus']} cores.")
+  rows = []
+  for model, m in d["models"].items():
+    for r in m["http"]:
+      last = r is m["http"][-1]  # the server's high-water mark, read after its last phase
+      rows.append([f"`{model}`", f"{r['clients']} client{'s' if r['clients'] > 1 else ''}",
+                   f"{r['p50_ms']} / {r['p99_ms']} ms", rate(r["requests_per_s"]),
+                   count(r["errors"]), f"{m['server_peak_rss_mb']:.0f} MB" if last else ""])
+    f = m["in_process"]
+    rows.append([f"`{model}`", "`Scorer.score` in-process", f"{f['p50_ms']} / {f['p99_ms']} ms",
+                 "", "", ""])
+  page.table(["network", "clients", "p50 / p99", "requests/s", "errors", "server peak memory"],
+             rows, "llrrrr")
+  r = d["reload"]
+  page.p(f"Publishing a new run into the served folder while {r['clients']} clients kept sending: "
+         f"{count(r['requests'])} requests, {count(r['errors'])} failed; the new run served after "
+         f"{r['switched_after_s']} s.")
+  labels = {"ziln_p50_ms_8_clients": "behaviour network, p50 with 8 clients (ms)",
+            "ziln_p99_ms_8_clients": "behaviour network, p99 with 8 clients (ms)",
+            "ziln_requests_per_s_32_clients": "behaviour network, requests/s with 32 clients",
+            "ziln_text_p50_ms_8_clients": "text-aware network, p50 with 8 clients (ms)",
+            "failed_requests_during_reload": "failed requests during a model reload"}
+  page.table(["target", "measured", "target value", ""],
+             [[labels[k], t["measured"], t["target"], "met" if t["met"] else "not met"]
+              for k, t in d["targets"].items()], "lrrl")
+  page.source(rel, note=f"run {when(d)}")
 
 
 def _host_memory(page: Page) -> None:
