@@ -562,8 +562,13 @@ def _is_loopback(host: str) -> bool:
     return False
 
 
+def _log_to_stderr() -> None:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
 def app_from_environment() -> FastAPI:
   """The app of a ``cvlib serve --workers N`` worker process (uvicorn's factory)."""
+  _log_to_stderr()  # a fresh process: its log lines need a handler too
   settings = json.loads(os.environ[SETTINGS_ENV])
   token = None if settings["no_auth"] else os.environ.get(TOKEN_ENV)
   return create_app(settings["run_dir"], token=token, limits=Limits(**settings["limits"]),
@@ -580,7 +585,7 @@ def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 80
     ModelFolderError: the run folder cannot be served (checked before the port is opened).
   """
   import uvicorn
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+  _log_to_stderr()
   common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_seconds,
                 log_level="info")
   if workers == 1:
