@@ -67,6 +67,8 @@ def test_the_segment_stage_compares_with_the_earlier_run_and_renders_the_section
   _earlier_run(tiny_run, tmp_path, dt.date(2024, 3, 31))
   ws, tables, prep = _stage_workspace(tiny_run, tmp_path)
   scores = pd.read_parquet(tiny_run / "scores.parquet")
+  top = scores.nlargest(5, "predicted_value").index  # at high risk now: an action list to show
+  scores.loc[top, ["value_tier", "risk_band"]] = "High"
   notes.take_skipped()
   since = segment.make_since_last(params, ws, tables, prep, scores, pd.DataFrame(), None, None)
   assert notes.take_skipped() == {}

@@ -76,3 +76,21 @@ def test_cvlib_validate_with_until_before_the_data_exits_2(capsys):
   tiny = config.REPO / "params" / "tiny.yaml"
   assert cli.main(["validate", str(tiny), "--set", "data.until=2020-01-01"]) == 2
   assert "data.until 2020-01-01: no order or review on or before it" in capsys.readouterr().err
+
+
+def test_the_demo_shop_gives_two_runs_a_quarter_apart_with_the_truth_about_who_churned():
+  """Cut 91 days before its end, the demo shop's customers keep buying after the cut, and the
+  truth's dropout_date says who had churned by then: nobody buys after dropping out."""
+  from cvlib.data import synthetic
+  d = synthetic.make_demo_data(300, seed=1)
+  tx, truth = d["transactions"], d["truth"].set_index("customer_id")
+  end = tx["timestamp"].max().normalize()
+  cut = end - pd.Timedelta(days=91)
+  before = set(tx.loc[tx["timestamp"] < cut, "customer_id"])
+  after = tx[tx["timestamp"] >= cut]
+  assert len(set(after["customer_id"]) & before) > 30  # the first run's customers keep buying
+  churned = truth.index[truth["dropout_date"] < cut]
+  assert len(churned) > 50 and not set(after["customer_id"]) & set(churned)
+  last = tx.groupby("customer_id")["timestamp"].max()
+  dropped = truth["dropout_date"].dropna()
+  assert ((last.reindex(dropped.index) - dropped).abs() < pd.Timedelta(seconds=1)).all()
