@@ -943,6 +943,8 @@ def report_since_last(ws: Workspace, since: SinceLast | None, scores: pd.DataFra
                f"since against before); flagged above {d['psi_flag']}.", floatfmt="{:.3f}",
                max_rows=40)
   then, now = d["reviews"]["then"] or {}, d["reviews"]["now"]
-  ws.add_text("since_last", f"Reviews per 30 days (last {now['window_days']} days): "
-              f"{then.get('per_30_days', 'n/a')} then, {now['per_30_days']} now. Script mix "
-              f"then {then.get('script_mix') or 'n/a'}, now {now['script_mix'] or 'n/a'}.")
+  mix = lambda m: ", ".join(f"{k} {v:.0%}" for k, v in (m or {}).items()) or "n/a"  # noqa: E731
+  ws.add_text("since_last", f"Reviews per 30 days (over the last {now['window_days']} days of "
+              f"data): {then.get('per_30_days', 'n/a')} then, {now['per_30_days']} now. Writing "
+              f"systems (language mix): then {mix(then.get('script_mix'))}; now "
+              f"{mix(now['script_mix'])}.")
