@@ -222,3 +222,13 @@ def test_opinion_shift_compares_shares_negative_with_intervals():
   assert sl.aspect_counts(now) == {"delivery": {"reviews": 60, "negative": 30},
                                    "price": {"reviews": 5, "negative": 5},
                                    "size": {"reviews": 4, "negative": 0}}
+
+
+def test_nobody_buying_since_leaves_undefined_measures_empty_not_a_failure(tmp_path):
+  prev = sl.read_previous(_write_run(tmp_path / "shop", _snapshot()), "shop")
+  tx = _transactions()
+  quiet = tx[tx["timestamp"] < pd.Timestamp(AS_OF_PREV)]
+  f = _compare(prev, transactions=quiet).metrics["forecast"]
+  assert f["spend"]["realised"] == 0 and f["returned_share"] == 0
+  assert math.isnan(f["gini"]) and math.isnan(f["churn_auc"])
+  assert f["interval_coverage"] == 0.0  # every lower bound is above 0

@@ -342,7 +342,8 @@ def compare(prev: PreviousRun, *, transactions: pd.DataFrame, reviews: pd.DataFr
       "gini": _or_nan(vm.gini_normalised, y, pred),
       "decile_mape": vm.decile_mape(y, pred) if len(ps) >= 10 else None,
       "churn_auc": _auc(~bought, ps["churn_probability"].to_numpy(np.float64)),
-      "interval_coverage": vm.interval_coverage(y, np.minimum(lo, hi), np.maximum(lo, hi)),
+      "interval_coverage": _or_nan(vm.interval_coverage, y, np.minimum(lo, hi),
+                                   np.maximum(lo, hi)),
       "returned_share": float(bought.mean()) if len(bought) else None,
   }
   seg, cell, newly = migration(ps, scores)
@@ -395,7 +396,7 @@ def _purchases(snap: dict, elapsed: int, realised_orders: int) -> dict:
 def _or_nan(fn, *args) -> float:
   try:
     return fn(*args)
-  except ValueError:  # undefined (nobody bought, or too few rows)
+  except ValueError:  # undefined (nobody bought, too few rows, a missing interval bound)
     return math.nan
 
 
