@@ -236,7 +236,7 @@ def find_previous(reports_dir: Path, dataset: str, data_end: dt.date) -> Previou
   """
   folders = candidate_folders(Path(reports_dir), dataset)
   if not folders:
-    raise NoComparison(f"no earlier run of {dataset!r} in {Path(reports_dir).name}/")
+    raise NoComparison(f"no earlier run of {dataset!r} in this reports folder")
   best, first_problem = None, None
   for folder in folders:
     try:
