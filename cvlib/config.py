@@ -74,6 +74,9 @@ class DataConfig:
   transactions: TableSpec | None = None  # generic only
   reviews: TableSpec | None = None  # generic only
   reviews_as_purchases: bool = False  # each review counts as a purchase of amount 1
+  # Last day of data the run sees (YYYY-MM-DD, inclusive): orders and reviews after it are left out
+  # before cleaning, so a month-by-month series of runs can be made from one history file.
+  until: dt.date | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -214,6 +214,7 @@ def build_benchmarks() -> Page:
   _odd_shops(page)
   _database(page)
   _serve(page)
+  _monthly(page)
   page.h2("Figures without a results file")
   page.p("The README used to quote these; no file under `benchmarks/results/` backs them, so they "
          "are left out here:")
@@ -534,6 +535,40 @@ def _serve(page: Page) -> None:
              [[labels[k], t["measured"], t["target"], "met" if t["met"] else "not met"]
               for k, t in d["targets"].items()], "lrrl")
   page.source(rel, note=f"run {when(d)}")
+
+
+def _monthly(page: Page) -> None:
+  rel = "benchmarks/results/monthly_online_retail.json"
+  if not (REPO / rel).exists():
+    return
+  d = page.load(rel)
+  first, since = d["first"], d["since_last"]
+  f = since["forecast"]
+  page.h2("Monthly runs: the last report against what customers then did")
+  page.p("`benchmarks/monthly.py` runs Online Retail with `data.until` "
+         f"{first['split']['data_end']} (`{' '.join(first['overrides'][1:])}`: back-test cutoff "
+         f"{first['split']['cutoff']}, back-test Gini {f3(first['backtest_gini'])} for "
+         f"`{first['best']}`), then on the full file. The second report's \"since the last "
+         f"report\" section scores the first run's forward predictions for {count(f['customers'])} "
+         f"customers on the orders from {f['window_start']} to {f['window_end']} "
+         f"({f['elapsed_days']} of {f['horizon_days']} days"
+         + (", nothing prorated" if f["whole_horizon"] else
+            f", prorated to {pct(f['proration']['share'])}") + "). `tests/test_monthly_real.py` "
+         "recomputes Gini and decile MAPE independently from the first run's scores.parquet.")
+  page.table(["measure", "value"], [
+      ["realised spend", count(f["spend"]["realised"])],
+      ["predicted spend", count(f["spend"]["predicted"])],
+      ["realised / predicted", pct(f["spend"]["ratio"])],
+      ["purchases: realised / BG/NBD predicted",
+       f"{count(f['purchases']['realised'])} / {count(f['purchases']['predicted'])}"],
+      ["Gini", f3(f["gini"])], ["decile MAPE", pct(f["decile_mape"])],
+      ["churn AUC (no purchase in the window)", f3(f["churn_auc"])],
+      ["interval coverage", pct(f["interval_coverage"])],
+      ["customers who bought again", pct(f["returned_share"])],
+      ["customers in the same segment", pct(d["migration"]["stayed_in_segment"])],
+      ["newly high value + high risk", count(d["migration"]["new_high_value_high_risk"])],
+      ["features flagged by PSI", ", ".join(d["drift_flagged"]) or "none"]], "lr")
+  page.source(rel)
 
 
 def _host_memory(page: Page) -> None:

@@ -114,7 +114,7 @@ def test_parts_saved_reloaded_and_reset(tmp_path):
 
 def test_unknown_section(tmp_path):
   ws = Workspace(tmp_path, "segment")
-  with pytest.raises(ValueError, match="section must be one of data, sentiment.*got 'misc'"):
+  with pytest.raises(ValueError, match="section must be one of since_last, data, sentiment.*got 'misc'"):
     ws.add_text("misc", "x")
 
 

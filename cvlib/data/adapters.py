@@ -31,6 +31,7 @@ Adapters leave rows they find doubtful in the tables and mark them (:data:`STATU
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -94,7 +95,42 @@ def load_data(params: Params) -> Tables:
   loaders = {"synthetic": _load_synthetic, "generic": _load_generic, "olist": _load_olist,
              "online_retail": _load_online_retail, "cdnow": _load_cdnow,
              "womens_clothing": _load_womens_clothing, "chinese_reviews": _load_chinese_reviews}
-  return loaders[params.data.adapter](params)
+  tables = loaders[params.data.adapter](params)
+  if params.data.until is not None:
+    tables = cut_until(tables, params.data.until)
+  return tables
+
+
+def cut_until(tables: Tables, until: dt.date) -> Tables:
+  """The tables as they were at the end of ``until`` (``data.until``): orders, their lines and
+  reviews dated after that day are left out, before cleaning, so a run on an older cut of a history
+  file sees what a run on that day would have seen (a later cancellation of an earlier order
+  included). Rows without a date stay, for cleaning to report.
+
+  Raises:
+    DataError: no order and no review is left on or before ``until``.
+  """
+  end = pd.Timestamp(until) + pd.Timedelta(days=1)
+  tx, reviews = tables.transactions, tables.reviews
+  keep_tx = ~(tx["timestamp"] >= end)  # NaT compares False: kept
+  keep_rev = ~(reviews["timestamp"] >= end)
+  if len(tx) + len(reviews) and not (keep_tx.any() or keep_rev.any()):
+    first = min(t for t in (tx["timestamp"].min(), reviews["timestamp"].min()) if pd.notna(t))
+    raise DataError([f"data.until {until}: no order or review on or before it (the data start on "
+                     f"{first.date()})"])
+  dropped = set(tx.loc[~keep_tx, "order_id"].astype(str))
+  items = tables.items
+  if dropped and len(items):
+    items = items[~items["order_id"].astype(str).isin(dropped)].reset_index(drop=True)
+  meta = dict(tables.meta, until=until.isoformat())
+  last = tx["timestamp"].max()
+  if pd.notna(last) and last >= end:
+    meta.pop("calibration_end", None)  # a generator's back-test cutoff is one of the full file's
+  note = (f"data.until {until}: {int((~keep_tx).sum()):,} orders and {int((~keep_rev).sum()):,} "
+          "reviews after it left out")
+  return dataclasses.replace(
+      tables, transactions=tx[keep_tx].reset_index(drop=True), items=items,
+      reviews=reviews[keep_rev].reset_index(drop=True), meta=meta, notes=[*tables.notes, note])
 
 
 def file_sha256(path: Path) -> str:

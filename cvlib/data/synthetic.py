@@ -46,8 +46,10 @@ Truth (never a model input):
 * ``truth``: one row per customer with ``lambda``, ``p_base``, ``zeta``, ``satisfaction`` (at the
   calibration cutoff), ``satisfaction_initial``, ``p_eff`` (expected dropout probability of a
   future order at the current satisfaction), ``alive_at_cutoff``, ``expected_orders_holdout``,
-  ``expected_value_holdout``, and the realised ``holdout_orders`` / ``holdout_value`` (clean orders
-  in the holdout period). With ``H = horizon_days``::
+  ``expected_value_holdout``, the realised ``holdout_orders`` / ``holdout_value`` (clean orders
+  in the holdout period), and ``dropout_date``: when the customer dropped out (the date of the
+  order after which they did; NaT while still alive at the window's end), which tells who churned
+  for any cut of the window, e.g. two monthly runs a quarter apart with ``data.until``. With ``H = horizon_days``::
 
       p_eff = E_eps[sigmoid(logit(p_base) - 1.25 * (satisfaction + eps))]   (Gauss-Hermite)
       expected_orders_holdout = alive_at_cutoff * (1 - exp(-lambda * p_eff * H)) / p_eff
@@ -295,6 +297,14 @@ def make_demo_data(n_customers: int = 3000, seed: int = 0, *, start: str = "2023
       "signup_date": _to_timestamps(start_ts, first_t),
   })
   truth = _make_truth(cust, orders, order_amount, customer_ids, t_cal, t_end)
+  # who churned, and when, for any cut of the window (monthly runs with data.until): the day of
+  # the order after which the customer dropped out; NaT while still alive at the window's end
+  died = orders["die"] & ~orders["replacement"]
+  last_day = np.full(len(customer_ids), np.nan)
+  last_day[orders["customer"][died]] = orders["t"][died]
+  truth["dropout_date"] = pd.Series(pd.NaT, index=truth.index, dtype="datetime64[us]")
+  known = np.isfinite(last_day)
+  truth.loc[known, "dropout_date"] = _to_timestamps(start_ts, last_day[known])
 
   out = {
       "customers": schema.coerce_table("customers", customers),

@@ -1,2 +1,2 @@
 """What the business reads: value-by-risk segments, aspect opinions, review topics, text clusters,
-recommendations, opinion monitoring and explanations."""
+recommendations, opinion monitoring, explanations, and what changed since the last report."""

@@ -7,11 +7,13 @@ embedded, so a page opens offline and survives being forwarded by e-mail.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from cvlib.config import STAGES
 from cvlib.report.workspace import SECTIONS, page_slug
@@ -106,10 +108,14 @@ _INDEX = jinja2.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cvlib reports</title><style>{{ css }}</style></head>
 <body><main><h1>cvlib reports</h1><p class="sub">One report per dataset; newest run of each.</p>
 <table><thead><tr><th>dataset</th><th>customers</th><th>transactions</th><th>reviews</th>
-<th>best value model (Gini)</th><th>sentiment macro-F1</th><th>last run</th></tr></thead><tbody>
+<th>best value model (Gini)</th><th>sentiment macro-F1</th><th>last run</th>
+<th>over its runs (data end, oldest first)</th></tr></thead><tbody>
 {% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.dataset }}</a></td><td>{{ r.customers }}</td>
 <td>{{ r.transactions }}</td><td>{{ r.reviews }}</td><td>{{ r.best }}</td><td>{{ r.f1 }}</td>
-<td>{{ r.ended }}</td></tr>{% endfor %}</tbody></table></main></body></html>""", autoescape=True)
+<td>{{ r.ended }}</td><td>{% for t in r.trends %}<div class="cap">{{ t.label }}: {{ t.last }}</div>
+{{ t.svg }}{% endfor %}</td></tr>{% endfor %}</tbody></table>
+<p class="cap">Trends: each dataset's published run and the runs kept under history/ (report.keep_history),
+by the end of their data; hover a point for its value.</p></main></body></html>""", autoescape=True)
 
 
 def load_parts(run_dir: Path) -> dict[str, list[dict]]:
@@ -132,11 +138,17 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
   if metrics.get("sentiment") is None:
     missing["sentiment"] = (metrics.get("notes", {}).get("sentiment")
                             or "this dataset has no labelled review text.")
+  missing["since_last"] = ((metrics.get("skipped") or {}).get("since the last report")
+                           or "no earlier run of this dataset to compare with.")
+  sections = dict(SECTIONS)
+  previous = ((metrics.get("since_last") or {}).get("previous") or {}).get("data_end")
+  if previous:
+    sections["since_last"] = f"{SECTIONS['since_last']} ({previous})"
   html = _PAGE.render(
       css=_CSS, title=(params.get("report") or {}).get("title") or
       f"{metrics.get('dataset', run_dir.name)}: customer value report",
       data_end=split.get("data_end"), generated=run_info.get("ended", ""),
-      sections=list(SECTIONS.items()), parts=parts, headlines=parts["headline"],
+      sections=list(sections.items()), parts=parts, headlines=parts["headline"],
       warnings=[p["text"] for p in parts["warning"]], skipped=parts.get("skipped", []),
       missing_reason=missing,
       horizon=split.get("horizon_days", "?"), cutoff=split.get("cutoff", "?"),
@@ -168,6 +180,54 @@ def render_pages(run_dir: Path, pages: list[dict], *, dataset: str) -> list[Path
   return written
 
 
+def _headline_numbers(m: dict[str, Any]) -> dict[str, float | None]:
+  """The numbers the reports index follows over a dataset's runs."""
+  clv = m.get("clv") or {}
+  best = clv.get("best")
+  gini = ((clv.get("models") or {}).get(best) or {}).get("gini") if best else None
+  forecast = (m.get("since_last") or {}).get("forecast") or {}
+  return {"customers": (m.get("counts") or {}).get("customers"), "back-test Gini": gini,
+          "realised / predicted spend since the last report":
+          (forecast.get("spend") or {}).get("ratio")}
+
+
+def dataset_history(out_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
+  """Each kept run of a dataset (history/ and the published one), oldest data end first:
+  {"data_end", **headline numbers}. Runs whose metrics.json cannot be read are left out."""
+  runs = []
+  history = out_dir / "history" / dataset_dir.name
+  folders = sorted(p for p in history.iterdir() if p.is_dir()) if history.is_dir() else []
+  for folder in [*folders, dataset_dir]:
+    try:
+      m = json.loads((folder / "metrics.json").read_text())
+      end = (m.get("split") or {}).get("data_end")
+    except (OSError, ValueError, AttributeError):
+      continue
+    if isinstance(m, dict) and end:
+      runs.append({"data_end": str(end), **_headline_numbers(m)})
+  return sorted(runs, key=lambda r: r["data_end"])
+
+
+def trend_svg(points: list[tuple[str, float | None]], *, width: int = 160, height: int = 36) -> Markup:
+  """A small line chart of (label, value) points as inline SVG; None values are gaps. Only
+  numbers and escaped labels go into the markup."""
+  known = [(i, float(v)) for i, (_, v) in enumerate(points)
+           if v is not None and math.isfinite(float(v))]
+  if not known:
+    return Markup("")
+  lo, hi = min(v for _, v in known), max(v for _, v in known)
+  span = hi - lo or 1.0
+  step = (width - 8) / max(len(points) - 1, 1)
+  xy = [(4 + i * step, height - 4 - (v - lo) / span * (height - 8)) for i, v in known]
+  line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+  dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#2f6db5"><title>'
+                 f'{escape(points[i][0])}: {v:,.3g}</title></circle>'
+                 for (i, v), (x, y) in zip(known, xy))
+  return Markup(f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+                f'role="img"><polyline points="{line}" fill="none" stroke="#2f6db5" '
+                f'stroke-width="1.5"/>{dots}</svg>')
+
+
 def render_reports_index(out_dir: Path) -> Path:
   """Writes ``out_dir/index.html`` listing every dataset report with its headline numbers."""
   rows = []
@@ -186,9 +246,21 @@ def render_reports_index(out_dir: Path) -> Path:
                  "reviews": f"{counts.get('reviews', 0):,}",
                  "best": f"{best} ({gini:.3f})" if best and gini is not None else "n/a",
                  "f1": f"{sent['macro_f1']:.3f}" if sent.get("macro_f1") is not None else "n/a",
-                 "ended": run.get("ended", "")})
+                 "ended": run.get("ended", ""), "trends": _trends(out_dir, d)})
   out = out_dir / "index.html"
   out.write_text(_INDEX.render(css=_CSS, rows=rows), encoding="utf-8")
+  return out
+
+
+def _trends(out_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
+  runs = dataset_history(out_dir, dataset_dir)
+  out = []
+  for key in ("back-test Gini", "customers", "realised / predicted spend since the last report"):
+    points = [(r["data_end"], r[key]) for r in runs]
+    if len(runs) < 2 or all(v is None for _, v in points):
+      continue
+    last = next((v for _, v in reversed(points) if v is not None), None)
+    out.append({"label": key, "last": f"{last:,.3g}", "svg": trend_svg(points)})
   return out
 
 

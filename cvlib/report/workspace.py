@@ -30,6 +30,7 @@ ENCODER_DIR = "encoder"  # under models/: the fine-tuned encoder, its tokenizer 
 TEXT_FEATURIZER_FILE = "text_featurizer.npz"  # under models/
 
 SECTIONS = {
+    "since_last": "Since the last report",  # monthly runs: the page adds the last report's date
     "data": "Data and cleaning",
     "sentiment": "What customers say: review sentiment",
     "value": "Customer value: how well we predict it",
@@ -87,6 +88,9 @@ class Workspace:
 
   def has(self, name: str) -> bool:
     return (self.root / ARTIFACTS_DIR / f"{name}.parquet").exists()
+
+  def has_json(self, name: str) -> bool:
+    return (self.root / ARTIFACTS_DIR / f"{name}.json").exists()
 
   def save_array(self, name: str, arr: np.ndarray) -> Path:
     p = self.path(ARTIFACTS_DIR, f"{name}.npy")

@@ -167,7 +167,7 @@ def save_prepared(ws: Workspace, params: Params, inputs: Inputs, prep: Prepared)
   metrics = {"counts": {"customers": n_customers, "transactions": len(cleaned.transactions),
                         "reviews": len(cleaned.reviews), "items": len(cleaned.items),
                         "products": len(cleaned.products)},
-             "split": prep.split_info(cleaned),
+             "split": {**prep.split_info(cleaned), "until": params.data.until},
              "cleaning": {"steps": len(log.rows),
                           "rows_removed": int(sum(r["affected"] for r in log.rows
                                                   if r["action"] == "removed"))}}

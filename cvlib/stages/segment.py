@@ -6,6 +6,7 @@ report pages.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,18 @@ from cvlib.config import Params, SegmentConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.insight import aspects, monitoring, recommend, segments, topics
-from cvlib.insight import clusters
+from cvlib.insight import clusters, since_last
 from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
+from cvlib.insight.since_last import SinceLast
 from cvlib.report import details, plots
-from cvlib.report.workspace import MODELS_DIR, Workspace
+from cvlib.report.workspace import MODELS_DIR, Workspace, to_jsonable
 from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
-from cvlib.stages.notes import NOT_APPLICABLE, optional, take_skipped
+from cvlib.stages.notes import NOT_APPLICABLE, optional, reason_of, skip, take_skipped
 from cvlib.text.blend import SentimentBlend
+from cvlib.value import metrics as vm
 from cvlib.value.networks import scoring_model
 
 
@@ -37,7 +40,8 @@ __all__ = [
     "make_customer_clusters", "make_opinion_monitoring", "plot_monitoring",
     "make_recommendations", "save_segment", "report_segment", "save_explanations",
     "report_explanations", "save_topics", "report_topics", "save_customer_clusters",
-    "report_customer_clusters"
+    "report_customer_clusters", "save_snapshot", "make_since_last", "save_since_last",
+    "report_since_last"
 ]
 
 
@@ -761,3 +765,186 @@ def report_explanations(ws: Workspace, scores: pd.DataFrame, mon: Monitoring | N
                  "predicted value, with what drives each prediction (pseudonymised keys).")
     ws.add_table("segments", risky[cols], "Valuable customers most at risk of leaving, with what "
                  "drives each prediction.")
+
+
+# --- since the last report (monthly runs) -------------------------------------------------------
+
+def _keyed_transactions(params: Params, tables: Tables) -> pd.DataFrame:
+  from cvlib.data import privacy
+  salt, _ = privacy.resolve_salt(params.report.salt)
+  tx = tables.transactions
+  return tx.assign(customer_key=privacy.pseudonymise(tx["customer_id"], salt))
+
+
+def _aspect_reviews(review_scores: pd.DataFrame, opinions: Opinions | None) -> pd.DataFrame | None:
+  """One row per review and aspect it mentions: timestamp, aspect, negative."""
+  if (opinions is None or "timestamp" not in review_scores
+      or len(opinions.polarity) != len(review_scores)):
+    return None
+  pol = opinions.polarity.reset_index(drop=True)
+  pol.index = pd.RangeIndex(len(pol))
+  long = pol.stack().dropna().rename("polarity").reset_index()
+  long.columns = ["row", "aspect", "polarity"]
+  ts = pd.to_datetime(review_scores["timestamp"]).reset_index(drop=True)
+  return pd.DataFrame({"timestamp": ts.iloc[long["row"]].to_numpy(),
+                       "aspect": long["aspect"].astype(str).to_numpy(),
+                       "negative": (long["polarity"].astype(int) < 0).to_numpy()}) \
+      .dropna(subset=["timestamp"])
+
+
+def _topic_names(t: Topics | None) -> list[str] | None:
+  if t is None:
+    return None
+  kw = t.table["keywords"] if "keywords" in t.table else t.table["label"]
+  return [k if isinstance(k, str) else ", ".join(map(str, k)) for k in kw]
+
+
+def _time_profile(ws: Workspace, prep: Prepared) -> dict | None:
+  """BG/NBD's expected purchases of the scored customers by each week of the horizon."""
+  from cvlib.value import btyd
+  if not ws.has_json("btyd_params"):
+    return None
+  fit = ws.load_json("btyd_params").get("bgnbd")
+  f = prep.features_now
+  if not fit or not len(f):
+    return None
+  h = prep.horizon_days
+  days = sorted({*range(7, h, 7), h})
+  expected = btyd.expected_purchases_profile(fit, f["frequency"], f["recency_days"], f["T_days"],
+                                             days)
+  return {"days": days, "expected_purchases": expected.tolist(),
+          "method": "BG/NBD fitted in the back-test, applied to the histories as of the data end"}
+
+
+@optional("since the last report: this run's snapshot for the next")
+def save_snapshot(ws: Workspace, params: Params, tables: Tables, prep: Prepared,
+                  review_scores: pd.DataFrame, opinions: Opinions | None,
+                  t: Topics | None) -> dict | None:
+  """Writes ``snapshot.json``, what the next run's "since the last report" compares with."""
+  import json
+
+  import cvlib
+  if prep.as_of is None:
+    return None
+  aspect_rows = _aspect_reviews(review_scores, opinions)
+  snap = since_last.make_snapshot(
+      dataset=params.dataset, cvlib_version=cvlib.__version__, transactions=tables.transactions,
+      reviews=tables.reviews, features_now=prep.features_now, as_of=prep.as_of,
+      horizon_days=prep.horizon_days, profile=optional("BG/NBD time profile")(_time_profile)(
+          ws, prep),
+      aspects=since_last.aspect_counts(aspect_rows) if aspect_rows is not None else None,
+      topics=_topic_names(t))
+  ws.path(since_last.SNAPSHOT_FILE).write_text(json.dumps(to_jsonable(snap), indent=1))
+  return snap
+
+
+def make_since_last(params: Params, ws: Workspace, tables: Tables, prep: Prepared,
+                    scores: pd.DataFrame, review_scores: pd.DataFrame,
+                    opinions: Opinions | None, t: Topics | None) -> SinceLast | None:
+  """The comparison with the latest earlier run in the reports folder (the run folder's parent),
+  or None, the reason listed under "Not in this report" (no earlier run, one from an older cvlib,
+  another dataset under the same name, a damaged folder)."""
+  section = "since the last report"
+  if prep.as_of is None or not len(scores):
+    skip(section, "no forward scores in this run (no orders linked to customers)")
+    return None
+  try:
+    prev = since_last.find_previous(ws.root.parent, params.dataset,
+                                    prep.as_of - dt.timedelta(days=1))
+    return since_last.compare(
+        prev, transactions=_keyed_transactions(params, tables), reviews=tables.reviews,
+        features_now=prep.features_now, scores=scores, as_of=prep.as_of,
+        aspect_reviews=_aspect_reviews(review_scores, opinions), topics=_topic_names(t))
+  except since_last.NoComparison as e:
+    skip(section, str(e))
+  except Exception as e:  # never a failed run: the section is left out with the reason
+    skip(section, reason_of(e))
+  return None
+
+
+def save_since_last(ws: Workspace, since: SinceLast | None) -> None:
+  """metrics.json's ``since_last`` block (null when there is none, the reason under skipped)."""
+  ws.save_metrics({"since_last": since.metrics if since is not None else None})
+
+
+def report_since_last(ws: Workspace, since: SinceLast | None, scores: pd.DataFrame) -> None:
+  """The "Since the last report" section: read it first in a monthly run."""
+  ws.add_skipped(take_skipped())
+  if since is None:
+    return
+  m = since.metrics
+  f = m["forecast"]
+  prev = m["previous"]["data_end"]
+  pct = lambda x: "n/a" if x is None or pd.isna(x) else f"{x:.0%}"  # noqa: E731
+  num = lambda x, fmt="{:.3f}": "n/a" if x is None or pd.isna(x) else fmt.format(x)  # noqa: E731
+  window = (f"{f['window_start']} to {f['window_end']}, {f['elapsed_days']} of the "
+            f"{f['horizon_days']}-day horizon")
+  prorate = ("The whole horizon has elapsed: predictions are compared as they were."
+             if f["whole_horizon"] else
+             f"The horizon has not fully elapsed, so the last run's predictions are prorated to "
+             f"{f['proration']['share']:.0%} of their horizon values: {f['proration']['method']}. "
+             "Gini and churn AUC rank customers and do not depend on it.")
+  ws.add_text("since_last", f"The last report used data up to {prev}. Its forward scores for "
+              f"{f['customers']:,} customers against the orders that came in since ({window}). "
+              + prorate)
+  ws.add_headline("since the last report: realised / predicted spend",
+                  pct(f["spend"]["ratio"]), f"{f['spend']['realised']:,.0f} realised, "
+                  f"{f['spend']['predicted']:,.0f} predicted")
+  rows = [("realised spend", f"{f['spend']['realised']:,.0f}"),
+          ("predicted spend" + ("" if f["whole_horizon"] else " (prorated)"),
+           f"{f['spend']['predicted']:,.0f}"),
+          ("purchases realised", f"{f['purchases']['realised']:,}"),
+          ("purchases predicted (BG/NBD)", num(f["purchases"]["predicted"], "{:,.0f}")),
+          ("Gini (ranking by predicted value)", num(f["gini"])),
+          ("decile MAPE", pct(f["decile_mape"])),
+          ("churn AUC (no purchase since)", num(f["churn_auc"])),
+          ("interval coverage", pct(f["interval_coverage"])),
+          ("customers who bought again", pct(f["returned_share"]))]
+  ws.add_table("since_last", pd.DataFrame(rows, columns=["measure", "value"]),
+               "How the last report's predictions did on what customers then did.")
+  ws.add_figure("since_last", vm.plot_decile_chart({"last report": since.deciles}),
+                "The last report's predicted (prorated where the horizon has not elapsed) and "
+                "realised spend per decile of its predictions.")
+  seg = since.segment_migration
+  ws.add_table("since_last", seg.rename(columns={"predicted_value": "predicted value now"}),
+               "Segment migration: each customer's segment in the last report by the one now, "
+               "with customers and predicted value now.", max_rows=30, floatfmt="{:,.0f}")
+  ws.add_table("since_last", since.cell_migration.rename(
+      columns={"predicted_value": "predicted value now"}),
+      "Value-by-risk cells, last report by now.", max_rows=30, floatfmt="{:,.0f}")
+  newly = since.new_high_risk
+  if len(newly):
+    mask = scores["customer_key"].isin(newly["customer_key"])
+    href = ws.add_page("since last new high value high risk",
+                       "Newly high value and high churn risk since the last report",
+                       details.customer_list(scores, mask), section="since_last",
+                       intro="Customers in the High value / High risk cell now who were not in "
+                       "it in the last report, highest predicted value first.",
+                       max_rows=details.MAX_ROWS)
+    ws.add_table("since_last", pd.DataFrame(
+        {"action list": ["newly high value + high risk"], "customers": [len(newly)],
+         "predicted value": [float(scores.loc[mask, "predicted_value"].sum())]}),
+                 "Act first: customers who newly entered high value and high churn risk "
+                 "(pseudonymised; the link lists them).",
+                 links={"action list": [href]})
+  else:
+    ws.add_text("since_last", "No customer newly entered high value and high churn risk.")
+  if since.opinion_shift is not None:
+    cols = ["aspect", "reviews_then", "negative_then", "reviews_now", "negative_now",
+            "now_lo", "now_hi", "change", "clear_change"]
+    ws.add_table("since_last", since.opinion_shift[cols], "Share of negative mentions per aspect: "
+                 "the last report's reviews against the reviews since, with the 95% interval "
+                 "now; clear_change when the two intervals do not overlap.", floatfmt="{:.2f}")
+  if m.get("new_topics"):
+    ws.add_text("since_last", "New topics since the last report: " + "; ".join(m["new_topics"]))
+  d = m["drift"]
+  ws.add_table("since_last", since.drift, f"Drift: population stability index of each customer "
+               f"feature (now against the last report) and of review length and rating (reviews "
+               f"since against before); flagged above {d['psi_flag']}.", floatfmt="{:.3f}",
+               max_rows=40)
+  then, now = d["reviews"]["then"] or {}, d["reviews"]["now"]
+  mix = lambda m: ", ".join(f"{k} {v:.0%}" for k, v in (m or {}).items()) or "n/a"  # noqa: E731
+  ws.add_text("since_last", f"Reviews per 30 days (over the last {now['window_days']} days of "
+              f"data): {then.get('per_30_days', 'n/a')} then, {now['per_30_days']} now. Writing "
+              f"systems (language mix): then {mix(then.get('script_mix'))}; now "
+              f"{mix(now['script_mix'])}.")

@@ -470,3 +470,32 @@ def p_return_bgnbd(bgf, f: pd.DataFrame, horizon_days: int) -> np.ndarray:
   p_alive = np.nan_to_num(p_alive, nan=1.0)  # NaN only at the no-dropout boundary: alive
   p_none = ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
   return np.clip(p_alive * (1 - p_none), 0.0, 1.0)
+
+
+def expected_purchases_profile(params: dict[str, float], frequency: Any, recency: Any, T: Any,
+                               days: Any) -> np.ndarray:
+  """BG/NBD's expected purchases of all customers together by each of ``days`` after the end of
+  their histories: the model's own time profile, used to prorate a horizon's prediction to the
+  part of it that has elapsed (``cvlib.insight.since_last``).
+
+  Args:
+    params: fitted r, alpha, a, b (``fit_bgnbd``'s dict; time unit days).
+    frequency, recency, T: [n] per-customer summaries in days.
+    days: [k] increasing times t > 0.
+
+  Returns:
+    [k] sum over customers of E[X(t) | history]; where lifetimes' hypergeometric gives NaN (near
+    the no-dropout boundary) a customer's count falls back to the NBD limit (r + x) t / (alpha + T).
+  """
+  f, r, t = _check_rft(frequency, recency, T)
+  bgf = BetaGeoFitter()
+  bgf.params_ = pd.Series({k: float(params[k]) for k in ("r", "alpha", "a", "b")})
+  out = []
+  for day in np.asarray(days, dtype=np.float64):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+      warnings.simplefilter("ignore")
+      x = np.asarray(bgf.conditional_expected_number_of_purchases_up_to_time(day, f, r, t),
+                     dtype=np.float64)
+    limit = (float(params["r"]) + f) * day / (float(params["alpha"]) + t)
+    out.append(float(np.where(np.isfinite(x), x, limit).sum()))
+  return np.asarray(out)
