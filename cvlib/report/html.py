@@ -106,7 +106,7 @@ _INDEX = jinja2.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cvlib reports</title><style>{{ css }}</style></head>
 <body><main><h1>cvlib reports</h1><p class="sub">One report per dataset; newest run of each.</p>
 <table><thead><tr><th>dataset</th><th>customers</th><th>transactions</th><th>reviews</th>
-<th>best value model (Gini)</th><th>sentiment macro-F1</th><th>last run</th></tr></thead><tbody>
+<th>scoring value model (test Gini)</th><th>sentiment macro-F1</th><th>last run</th></tr></thead><tbody>
 {% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.dataset }}</a></td><td>{{ r.customers }}</td>
 <td>{{ r.transactions }}</td><td>{{ r.reviews }}</td><td>{{ r.best }}</td><td>{{ r.f1 }}</td>
 <td>{{ r.ended }}</td></tr>{% endfor %}</tbody></table></main></body></html>""", autoescape=True)
@@ -177,7 +177,7 @@ def render_reports_index(out_dir: Path) -> Path:
     run = json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}
     counts = m.get("counts") or {}
     clv = m.get("clv") or {}
-    best = clv.get("best")
+    best = clv.get("scoring_model") or clv.get("best")  # the scorer; "best" before issue 19
     gini = ((clv.get("models") or {}).get(best) or {}).get("gini") if best else None
     sent = m.get("sentiment") or {}
     rows.append({"dataset": m.get("dataset", d.name), "href": f"{d.name}/index.html",
