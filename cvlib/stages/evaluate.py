@@ -524,8 +524,8 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
                 f"networks by its Gini on {sel.get('n', 0):,} other customers "
                 f"({SELECTION_CUSTOMERS}). On the {clv['n_test']:,} test customers, which no "
                 f"model trained on and the choice never saw, it reaches a Gini of "
-                f"{_gini_text(sm['gini'])} and a decile error of {_pct(sm['decile_mape'])}; its top "
-                f"20% of customers hold {_pct(sm['top20_share'])} of their actual holdout spend.")
+                f"{_gini_text(sm['gini'])} and a decile error of {_pct(sm['decile_mape'])}; its "
+                f"top 20% of customers hold {_pct(sm['top20_share'])} of their actual holdout spend.")
     ws.add_text("value", _baseline_verdict(clv, "test customers"))
   ws.add_text("value", "Baselines. " + " ".join(
       f"{VALUE_MODELS[m]}: {d}" for m, d in BASELINES.items()))
@@ -576,7 +576,8 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
   if churn and churn.get("auc") is not None:
     every = (churn.get("crossfit") or {})
     bg = lambda c: f" (BG/NBD {c['bgnbd_auc']:.3f})" if c.get("bgnbd_auc") is not None else ""
-    more = (f" Over all {every['n']:,} customers, cross-fitted: AUC {every['auc']:.3f}{bg(every)}, "
+    more = (f" Over the {every['n']:,} customers but the selection ones, cross-fitted: AUC "
+            f"{every['auc']:.3f}{bg(every)}, "
             f"PR-AUC {every['pr_auc']:.3f}." if every.get("auc") is not None else "")
     ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f}{bg(churn)}, "
                 f"PR-AUC {churn['pr_auc']:.3f} on the test customers.{more}")

@@ -133,8 +133,8 @@ def e2e_numeric(features: pd.DataFrame) -> pd.DataFrame:
   return network_inputs("ziln_ratings" if with_ratings else "ziln", features, None)
 
 
-SELECTION_CUSTOMERS = ("the networks' validation customers: 15% of the training customers, held out "
-                       "of fitting (early stopping) and left out of every reported figure")
+SELECTION_CUSTOMERS = ("the networks' validation customers: 15% of the training customers, held "
+                       "out of fitting (early stopping) and left out of every reported figure")
 
 
 def select_scoring_model(y_true: np.ndarray, predictions: dict[str, np.ndarray]
