@@ -26,7 +26,7 @@ FIRST = ["data.until=2011-06-30", "split.calibration_end=null", "split.horizon_d
 def summarise(first: dict, second: dict) -> dict:
   """The results file: the first run's split and back-test, the second's comparison."""
   clv = first.get("clv") or {}
-  best = clv.get("best")
+  best = clv.get("scoring_model") or clv.get("best")  # the model scores.parquet came from
   since = second["since_last"]
   return {
       "date": dt.datetime.now().astimezone().isoformat(timespec="minutes"),

@@ -988,6 +988,7 @@ VALUE_MODELS = {
     "ziln_text": "ZILN network, history + ratings + review text",
     "ziln_e2e": "end to end: history as text through the encoder",
     "bgnbd_gg": "BG/NBD + Gamma-Gamma",
+    "pnbd_gg": "Pareto/NBD + Gamma-Gamma",
     "gbt": "gradient-boosted trees",
     "spend": "past spend rate",
 }
@@ -1026,8 +1027,11 @@ def report_snapshots() -> list[str]:
 
 
 def scoring_model(clv: dict) -> str | None:
-  """The network that writes scores.parquet: the best network of the cross-fitted back-test when
-  it ran, else of the test split (as the segment stage chooses it)."""
+  """The network that writes scores.parquet: ``clv.scoring_model`` (chosen on the selection
+  customers, issue 19); in snapshots from before it, the best network of the cross-fitted
+  back-test when it ran, else of the test split (as the segment stage then chose it)."""
+  if clv.get("scoring_model"):
+    return clv["scoring_model"]
   models = clv["models"]
   if clv.get("crossfit") and any(m in NETWORKS for m in clv["crossfit"]["models"]):
     models = clv["crossfit"]["models"]
@@ -1054,24 +1058,40 @@ def _provenance(page: Page, ds: str, m: dict) -> None:
 
 
 def _model_table(page: Page, clv: dict, with_oracle: dict | None = None) -> None:
-  best = clv["best"]
-  diffs = clv.get("gini_differences") or {}
+  """The back-test table. Snapshots since issue 19 compare the scoring network with each baseline
+  (``comparisons``) and split interval coverage by return; older ones carry "best minus each"
+  (``gini_differences``) and one coverage, shown as they were."""
+  scorer = clv.get("scoring_model")
+  if scorer:
+    diffs = {c["baseline"]: c for c in (clv.get("comparisons") or {}).values()}
+    mark, diff_head = scorer, "scoring model minus this baseline (95% interval)"
+    cov_head = "80% interval coverage, returning / not"
+    cov = lambda mm: (DASH if mm.get("interval_coverage_returning") is None else  # noqa: E731
+                      f"{f3(mm['interval_coverage_returning'])} / "
+                      f"{f3(mm.get('interval_coverage_not_returning'))}")
+  else:
+    best = clv["best"]
+    diffs = {k.split(" - ", 1)[1]: v for k, v in (clv.get("gini_differences") or {}).items()
+             if k.startswith(f"{best} - ")}
+    mark, diff_head = best, "best minus this (95% interval)"
+    cov_head = "80% interval coverage"
+    cov = lambda mm: f3(mm.get("interval_coverage"))  # noqa: E731
   rows = []
   order = sorted(clv["models"], key=lambda k: -(clv["models"][k]["gini"]
                                                 if not _missing(clv["models"][k]["gini"]) else -9))
   for name in order:
     mm = clv["models"][name]
-    d = diffs.get(f"{best} - {name}")
-    rows.append([VALUE_MODELS.get(name, name) + (" (best)" if name == best else ""),
+    d = diffs.get(name)
+    label = " (scores customers)" if scorer else " (best)"
+    rows.append([VALUE_MODELS.get(name, name) + (label if name == mark else ""),
                  f3(mm["gini"]), f3(mm["spearman"]), f3(mm["decile_mape"]),
-                 f3(mm["auc_returning"]), f"{mm['mae']:,.1f}", f3(mm.get("interval_coverage")),
+                 f3(mm["auc_returning"]), f"{mm['mae']:,.1f}", cov(mm),
                  pct(mm.get("top20_share")),
                  DASH if d is None else f"{signed3(d['diff'])} ({signed3(d['lo95'])} to {signed3(d['hi95'])})"])
   if with_oracle:
     rows.append(["(true expected spend, known to the simulator)", f3(with_oracle["gini"])] + [""] * 7)
-  page.table(["model", "Gini", "Spearman", "decile MAPE", "AUC returning", "MAE",
-              "80% interval coverage", "top 20% share of spend", "best minus this (95% interval)"],
-             rows)
+  page.table(["model", "Gini", "Spearman", "decile MAPE", "AUC returning", "MAE", cov_head,
+              "top 20% share of spend", diff_head], rows)
 
 
 def _ablation_rows(clv: dict, label: str) -> list[list[str]]:
@@ -1104,8 +1124,15 @@ def _value_section(page: Page, ds: str, m: dict) -> None:
     _model_table(page, cv)
   scorer = scoring_model(clv)
   if scorer:
-    page.p(f"`scores.parquet` is written by the {VALUE_MODELS[scorer]} (`{scorer}`), the best "
-           f"network by Gini {'over every customer' if cv else 'on the test split'}.")
+    if clv.get("scoring_model"):
+      page.p(f"`scores.parquet` is written by the {VALUE_MODELS[scorer]} (`{scorer}`), chosen "
+             f"among the networks by Gini on {count((clv.get('selection') or {}).get('n'))} "
+             "selection customers (the networks' validation customers), which every figure "
+             "above leaves out.")
+    else:
+      page.p(f"`scores.parquet` is written by the {VALUE_MODELS[scorer]} (`{scorer}`), the best "
+             f"network by Gini {'over every customer' if cv else 'on the test split'} (chosen "
+             "on the customers it is reported on; this snapshot predates issue 19).")
   oracle = m.get("oracle")
   if oracle and oracle.get("spearman_vs_true_expected_value"):
     sp = oracle["spearman_vs_true_expected_value"]

@@ -12,8 +12,9 @@ from cvlib.value import baselines
 
 
 def test_spend_baseline():
-  out = baselines.spend_baseline([100.0, 30.0, 0.0, 50.0], [100, 30, 10, 0], 90)
-  np.testing.assert_allclose(out, [90.0, 90.0, 0.0, 50.0 * 90])  # T = 0 floored at 1 day
+  out = baselines.spend_baseline([100.0, 30.0, 0.0, 50.0, 200.0], [100, 30, 10, 0, 360], 90)
+  # exposure at least one horizon: under 90 days watched, the spend so far once more
+  np.testing.assert_allclose(out, [90.0, 30.0, 0.0, 50.0, 50.0])
   np.testing.assert_allclose(
       baselines.spend_baseline([50.0], [0.0], 90, min_days=30), [150.0])
   with pytest.raises(ValueError, match="horizon_days must be > 0"):
@@ -38,6 +39,18 @@ def _toy(n: int, seed: int):
   returned = rng.random(n) < 1 / (1 + np.exp(-2 * x[:, 0]))
   y = np.where(returned, np.exp(2 + x[:, 1] + 0.3 * rng.normal(size=n)), 0.0)
   return x, y, returned
+
+
+def test_gbt_predicts_the_mean_not_the_median():
+  """The Poisson objective predicts the mean spend: on zero-inflated, heavy-tailed spend the mean
+  prediction matches the mean outcome, which expm1 of a log1p model misses by half (issue 19)."""
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(3000, 3))
+  y = np.where(rng.random(3000) < 0.4, np.exp(2 + x[:, 0] + rng.normal(size=3000)), 0.0)
+  pred = baselines.train_gbt(x[:2000], y[:2000], seed=0).predict(x[2000:])
+  assert pred.mean() == pytest.approx(y[2000:].mean(), rel=0.25)
+  zero = baselines.train_gbt(x[:50], np.zeros(50)).predict(x[:5])
+  np.testing.assert_array_equal(zero, 0.0)
 
 
 def test_gbt_beats_constant():

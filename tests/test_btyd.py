@@ -181,3 +181,22 @@ def test_bad_inputs_raise(cdnow):
     btyd.predict_btyd(bgf, None, [0], [0], [1], [0], horizon=0)
   with pytest.raises(ValueError, match="calibration_weeks must be in 1..77"):
     btyd.cdnow_sample_rfm(calibration_weeks=78)
+
+
+def test_pareto_nbd_reproduces_the_published_cdnow_fit(cdnow):
+  """Pareto/NBD through lifetimes: the CDNOW fit of Fader, Hardie & Lee's Pareto/NBD note, and
+  predictions with Gamma-Gamma spend that sum close to the holdout purchases."""
+  rfm, _, _ = cdnow
+  pnf, info = btyd.fit_pareto_nbd(rfm["frequency"], rfm["recency"], rfm["T"])
+  for k, v in {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}.items():
+    assert info[k] == pytest.approx(v, rel=0.01), k
+  ggf, _ = btyd.fit_gamma_gamma(rfm["frequency"], rfm["monetary_value"])
+  out = btyd.predict_pareto_nbd(pnf, ggf, rfm["frequency"], rfm["recency"], rfm["T"],
+                                rfm["monetary_value"], horizon=39)
+  assert out.index.equals(rfm.index) and out.attrs["n_nan"] == 0
+  assert out["p_return"].between(0, 1).all() and out["p_alive"].between(0, 1).all()
+  assert np.isfinite(out.to_numpy()).all()
+  assert out["expected_purchases"].sum() == pytest.approx(rfm["holdout_purchases"].sum(), rel=0.15)
+  assert roc_auc_score(rfm["holdout_purchases"] > 0, out["p_return"]) > 0.75
+  with pytest.raises(ValueError, match="penalizer"):
+    btyd.fit_pareto_nbd([1.0], [1.0], [2.0], penalizer=-1)

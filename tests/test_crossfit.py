@@ -79,18 +79,25 @@ def test_crossfit_metrics_reach_clv_and_the_scoring_choice(stage3, tiny_params):
   cv = _crossfit(stage3, tiny_params.value)
   clv = evaluate.evaluate_value_models(preds, seed=0, crossfit=cv)
   c = clv["crossfit"]
-  assert c["folds"] == 2 and c["n_test"] == len(preds)
-  assert set(c["models"]) == {"ziln", "ziln_ratings", "ziln_text", "gbt", "bgnbd_gg", "spend"}
-  assert 0.0 <= c["models"]["ziln"]["interval_coverage"] <= 1.0
-  nets = {m: c["models"][m]["gini"] for m in fin.networks if m in c["models"]}
-  assert networks.scoring_model(clv, fin.networks) == max(nets, key=nets.get)
+  n_sel = int(preds["selection"].sum())
+  assert n_sel > 0 and not (preds["selection"] & preds["is_test"]).any()
+  assert c["folds"] == 2 and c["n_test"] == len(preds) - n_sel  # selection customers left out
+  assert set(c["models"]) == {"ziln", "ziln_ratings", "ziln_text", "gbt", "bgnbd_gg", "pnbd_gg",
+                              "spend"}
+  assert 0.0 <= c["models"]["ziln"]["interval_coverage_returning"] <= 1.0
+  # chosen on the selection customers, the same in both blocks, and compared with each baseline
+  sel = clv["selection"]
+  assert sel["n"] == n_sel and set(sel["gini"]) == set(fin.networks)
+  assert networks.scoring_model(clv, fin.networks) == clv["scoring_model"] == c["scoring_model"]
+  assert {k.split(" - ")[1] for k in c["comparisons"]} == {"gbt", "bgnbd_gg", "pnbd_gg", "spend"}
   assert "crossfit" not in evaluate.evaluate_value_models(preds, seed=0)
   churn = evaluate.churn_metrics(preds, "ziln", cv)
-  assert churn["crossfit"]["n"] == len(preds) and churn["n"] == int(preds["is_test"].sum())
+  assert churn["crossfit"]["n"] == c["n_test"] and churn["n"] == int(preds["is_test"].sum())
   assert 0.0 <= churn["crossfit"]["auc"] <= 1.0 and "crossfit" not in evaluate.churn_metrics(
       preds, "ziln")
   table = evaluate.ablation_table(clv)
-  assert table.groupby("customers").size().to_dict() == {"all, cross-fitted": 3, "test": 3}
+  assert table.groupby("customers").size().to_dict() == {
+      "all but selection, cross-fitted": 3, "test": 3}
 
 
 def test_tiny_report_has_crossfit_metrics(tiny_run):
@@ -100,5 +107,62 @@ def test_tiny_report_has_crossfit_metrics(tiny_run):
   assert (tiny_run / "artifacts" / "predictions_crossfit.parquet").is_file()
   page = (tiny_run / "index.html").read_text()
   assert "Cross-fitted back-test on every customer" in page
-  assert "without on all 300 customers, cross-fitted (difference" in page  # the ablation's answer
-  assert "Over all 300 customers, cross-fitted: AUC" in page  # churn
+  n = m["clv"]["crossfit"]["n_test"]
+  assert n == 300 - m["clv"]["selection"]["n"]  # every customer but the selection ones
+  assert f"without on all {n} customers but the selection ones, cross-fitted (difference" in page
+  assert f"Over the {n} customers but the selection ones, cross-fitted: AUC" in page  # churn
+
+
+def _frame(n: int, seed: int):
+  """A back-test frame without training: network a is right on the selection customers and
+  noise elsewhere, network b is right on the test customers and noise elsewhere."""
+  import pandas as pd
+  rng = np.random.default_rng(seed)
+  y = np.where(rng.random(n) < 0.4, rng.lognormal(3, 1, n), 0.0)
+  role = rng.permutation(np.r_[np.zeros(n // 5), np.ones(n // 5), np.full(n - 2 * (n // 5), 2)])
+  sel, test = role == 0, role == 1
+  noise = lambda: rng.lognormal(3, 1, n)  # noqa: E731
+  out = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "is_test": test,
+                      "selection": sel, "y_true": y, "returned": y > 0,
+                      "ziln_value": np.where(sel, y, noise()),
+                      "ziln_ratings_value": np.where(test, y, noise()),
+                      "gbt_value": noise(), "spend_value": y + noise()})
+  for m in ("ziln", "ziln_ratings"):
+    out[f"{m}_lo"], out[f"{m}_hi"] = 0.0, out[f"{m}_value"] * 2
+  return out
+
+
+def test_scoring_network_is_chosen_without_the_reported_customers(tmp_path):
+  """Issue 19: the scoring network is chosen on the selection customers and reported, with its own
+  figures, on others; the only comparisons are it against each baseline, paired."""
+  preds = _frame(500, seed=0)
+  clv = evaluate.evaluate_value_models(preds, seed=0)
+  assert clv["scoring_model"] == "ziln"  # perfect on the selection rows, noise on the test rows
+  assert clv["selection"]["gini"]["ziln"] == pytest.approx(1.0)
+  assert clv["best"] == "ziln_ratings" and clv["models"]["ziln_ratings"]["gini"] == pytest.approx(1)
+  assert clv["models"]["ziln"]["gini"] < 0.5  # its honest, test-customer figure
+  assert clv["n_test"] == int(preds["is_test"].sum())
+  assert set(clv["comparisons"]) == {"ziln - gbt", "ziln - spend"}
+  c = clv["comparisons"]["ziln - spend"]
+  assert c["hi95"] < 0 and c["verdict"] == "baseline better"  # said plainly
+  table = evaluate.model_table(clv)
+  assert table.loc[table["model"] == "ZILN network, purchase history", "role"].item() == (
+      "scores customers")
+  assert "80% interval coverage, not returning" in table
+  # the cross-fitted block leaves the selection customers out and keeps the same scorer
+  cv = preds.assign(is_test=True, fold=np.arange(len(preds)) % 2)
+  both = evaluate.evaluate_value_models(preds, seed=0, crossfit=cv)
+  assert both["crossfit"]["scoring_model"] == "ziln" and "selection" not in both["crossfit"]
+  assert both["crossfit"]["n_test"] == len(preds) - int(preds["selection"].sum())
+  assert networks.scoring_model(both, {"ziln": None, "ziln_ratings": None}) == "ziln"
+  # the report's headline is the scoring network's own test Gini, not the best of all models
+  from cvlib.report import html as report
+  evaluate.report_evaluate(Workspace(tmp_path, "evaluate"), both, None, None, [])
+  parts = report.load_parts(tmp_path)
+  head = parts["headline"][0]
+  assert head["label"] == "ranking quality (Gini)"
+  assert head["value"] == f"{both['models']['ziln']['gini']:.2f}"
+  assert "scores customers" in head["note"]
+  text = " ".join(p.get("text", "") for p in parts["value"])
+  assert "Past spend rate ranked these test customers better than the scoring network" in text
+  assert "Pareto/NBD purchase counts" in text and "all ten deciles" in text

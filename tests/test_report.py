@@ -232,7 +232,8 @@ def _write_run(out, name, metrics, run=None):
 def test_render_reports_index(tmp_path):
   _write_run(tmp_path, "demo", {
       "dataset": "demo", "counts": {"customers": 3000, "transactions": 12345, "reviews": 4000},
-      "clv": {"best": "ziln_text", "models": {"ziln_text": {"gini": 0.61234}}},
+      "clv": {"best": "gbt", "scoring_model": "ziln_text",
+              "models": {"ziln_text": {"gini": 0.61234}, "gbt": {"gini": 0.7}}},
       "sentiment": {"macro_f1": 0.9}}, {"ended": "2024-07-01T10:00:00"})
   _write_run(tmp_path, "retail", {
       "dataset": SCRIPT, "counts": None, "clv": {"best": "bgnbd", "models": {"bgnbd": {"gini": None}}},

@@ -72,7 +72,8 @@ def test_gini_ties_do_not_depend_on_row_order():
 def test_decile_table_identical_gives_zero_mape():
   y = np.random.default_rng(7).lognormal(2, 1, 1000)
   table = vm.decile_table(y, y)
-  assert list(table.columns) == ["decile", "mean_pred", "mean_true", "n", "abs_pct_error"]
+  assert list(table.columns) == ["decile", "mean_pred", "mean_true", "n", "abs_pct_error",
+                                 "scored_error"]
   assert table["decile"].tolist() == list(range(1, 11))
   assert (table["n"] == 100).all()
   assert table["mean_pred"].is_monotonic_increasing
@@ -81,13 +82,34 @@ def test_decile_table_identical_gives_zero_mape():
   assert vm.decile_mape(y, 2 * y) == pytest.approx(1.0)
 
 
-def test_decile_mape_skips_zero_deciles():
-  y_true = np.r_[np.zeros(50), np.full(50, 10.0)]
+def test_decile_mape_scores_zero_deciles_against_the_overall_mean():
+  """Every decile counts: a zero-mean decile's error is its absolute error over mean(y_true), so
+  over-predicting the customers who spend nothing is not hidden (issue 19)."""
+  y_true = np.r_[np.zeros(50), np.full(50, 10.0)]  # overall mean 5
   y_pred = np.r_[np.linspace(0, 1, 50), np.full(50, 12.0) + np.linspace(0, 1, 50)]
   table = vm.decile_table(y_true, y_pred)
   assert table["abs_pct_error"].isna().sum() == 5
-  assert vm.decile_mape(y_true, y_pred) == pytest.approx(np.mean(np.abs(
-      table["mean_pred"].iloc[5:] - 10.0) / 10.0))
+  expected = np.r_[table["mean_pred"].iloc[:5] / 5.0,
+                   np.abs(table["mean_pred"].iloc[5:] - 10.0) / 10.0]
+  np.testing.assert_allclose(table["scored_error"], expected)
+  assert vm.decile_mape(y_true, y_pred) == pytest.approx(expected.mean())
+  # Over-predicting the zero deciles now costs: 100 for each non-spender is 20x the mean.
+  worse = np.r_[np.full(50, 100.0) + np.linspace(0, 1, 50), y_pred[50:]]
+  assert vm.decile_mape(y_true, worse) > vm.decile_mape(y_true, y_pred) + 5
+  # A tie block spanning several deciles is weighted by its customers.
+  flat = vm.decile_table(y_true, np.r_[np.zeros(50), np.full(50, 10.0)])
+  assert flat["n"].tolist() == [50, 50]
+  assert vm.decile_mape(y_true, np.r_[np.zeros(50), np.full(50, 10.0)]) == 0.0
+  assert np.isnan(vm.decile_mape(np.zeros(20), np.arange(20.0)))
+
+
+def test_interval_coverage_by_return_splits_spenders_from_non_spenders():
+  y = np.array([0.0, 0.0, 0.0, 5.0, 50.0])
+  cov = vm.interval_coverage_by_return(y, np.zeros(5), np.full(5, 10.0))
+  assert cov == pytest.approx({"interval_coverage": 0.8, "interval_coverage_returning": 0.5,
+                               "interval_coverage_not_returning": 1.0})
+  assert np.isnan(vm.interval_coverage_by_return(y[:3], np.zeros(3), np.ones(3))[
+      "interval_coverage_returning"])
 
 
 def test_top_shares_and_auc_hand_case():

@@ -108,7 +108,7 @@ _INDEX = jinja2.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cvlib reports</title><style>{{ css }}</style></head>
 <body><main><h1>cvlib reports</h1><p class="sub">One report per dataset; newest run of each.</p>
 <table><thead><tr><th>dataset</th><th>customers</th><th>transactions</th><th>reviews</th>
-<th>best value model (Gini)</th><th>sentiment macro-F1</th><th>last run</th>
+<th>scoring value model (test Gini)</th><th>sentiment macro-F1</th><th>last run</th>
 <th>over its runs (data end, oldest first)</th></tr></thead><tbody>
 {% for r in rows %}<tr><td><a href="{{ r.href }}">{{ r.dataset }}</a></td><td>{{ r.customers }}</td>
 <td>{{ r.transactions }}</td><td>{{ r.reviews }}</td><td>{{ r.best }}</td><td>{{ r.f1 }}</td>
@@ -183,7 +183,7 @@ def render_pages(run_dir: Path, pages: list[dict], *, dataset: str) -> list[Path
 def _headline_numbers(m: dict[str, Any]) -> dict[str, float | None]:
   """The numbers the reports index follows over a dataset's runs."""
   clv = m.get("clv") or {}
-  best = clv.get("best")
+  best = clv.get("scoring_model") or clv.get("best")  # the scorer; "best" before issue 19
   gini = ((clv.get("models") or {}).get(best) or {}).get("gini") if best else None
   forecast = (m.get("since_last") or {}).get("forecast") or {}
   return {"customers": (m.get("counts") or {}).get("customers"), "back-test Gini": gini,
@@ -237,7 +237,7 @@ def render_reports_index(out_dir: Path) -> Path:
     run = json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}
     counts = m.get("counts") or {}
     clv = m.get("clv") or {}
-    best = clv.get("best")
+    best = clv.get("scoring_model") or clv.get("best")  # the scorer; "best" before issue 19
     gini = ((clv.get("models") or {}).get(best) or {}).get("gini") if best else None
     sent = m.get("sentiment") or {}
     rows.append({"dataset": m.get("dataset", d.name), "href": f"{d.name}/index.html",

@@ -233,7 +233,7 @@ def load_manifest(run_dir: str | os.PathLike, *, verify: bool = True) -> dict[st
 @dataclasses.dataclass(frozen=True)
 class ScoringReference:
   """What the run's population fixed for scoring anyone later: segment edges, data start."""
-  scoring_model: str  # the network the run scored with (the back-test's best network)
+  scoring_model: str  # the network the run scored with (chosen on the selection customers)
   as_of: dt.date  # the run's scoring day
   data_start: dt.date  # the run's first purchase day: anchors days_since_last_review's filler
   horizon_days: int

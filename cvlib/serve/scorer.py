@@ -364,7 +364,7 @@ class Scorer:
 
   Args:
     run_dir: the run folder (``reports/<dataset>``).
-    model: the value network to score with (default: the run's, the back-test's best network).
+    model: the value network to score with (default: the run's scoring network).
     verify: check the models' sha256 against the manifest.
     warm_up: compile the network block and, for a text-aware network, the encoder's few length
       buckets now rather than on the first call.

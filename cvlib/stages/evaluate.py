@@ -19,9 +19,10 @@ from cvlib.report.workspace import Workspace
 from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE, attempt, optional, take_skipped
 from cvlib.value import baselines, btyd
 from cvlib.value import metrics as vm
-from cvlib.value.networks import (E2E_MODEL, VALUE_MODELS, e2e_numeric, history_texts,
-                                  model_inputs, network_inputs, ranking_key, scoring_model,
-                                  train_value_networks)
+from cvlib.value.networks import (BASELINES, E2E_MODEL, NETWORK_INPUTS, SELECTION_CUSTOMERS,
+                                  VALUE_MODELS, e2e_numeric, history_texts, model_inputs,
+                                  network_inputs, ranking_key, scoring_model,
+                                  select_scoring_model, train_value_networks, value_split)
 from cvlib.value.text_features import make_customer_text
 
 
@@ -59,18 +60,23 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
                          ) -> tuple[pd.DataFrame, dict[str, Any]]:
   """Every value model's prediction for every customer (the networks are already trained).
 
-  BG/NBD + Gamma-Gamma are fitted on everyone's calibration history (they never see the
-  holdout); the trees are trained on training customers' holdout values like the networks.
+  BG/NBD and Pareto/NBD + Gamma-Gamma are fitted on everyone's calibration history (they never
+  see the holdout); the trees are trained on training customers' holdout values like the networks.
 
   Returns:
-    (frame with customer_id, is_test, y_true, returned and per model ``<m>_value``,
-    ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``; info such as fitted BTYD parameters).
+    (frame with customer_id, is_test, selection (the networks' validation customers, on which
+    the scoring network is chosen: :func:`cvlib.value.networks.select_scoring_model`), y_true,
+    returned and per model ``<m>_value``, ``<m>_p_return`` and, for ZILN, ``<m>_lo``/``<m>_hi``;
+    info such as fitted BTYD parameters).
   """
   if not networks or not len(features):
     return None, {}
   y = features["holdout_value"].to_numpy(np.float64)
+  selection = np.zeros(len(features), bool)
+  selection[value_split(is_test, seed)[1]] = True  # the rows train_value_networks validates on
   out = pd.DataFrame({"customer_id": features["customer_id"],
-                      "customer_key": features["customer_key"], "is_test": is_test, "y_true": y,
+                      "customer_key": features["customer_key"], "is_test": is_test,
+                      "selection": selection, "y_true": y,
                       "returned": features["returned"].to_numpy()})
   info: dict[str, Any] = {}
   qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
@@ -103,6 +109,23 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   else:
     not_fitted["bgnbd_gg"] = ("BG/NBD did not fit" if bgnbd is None else
                               "Gamma-Gamma did not fit") + " (see 'Not in this report')"
+  pnbd = attempt("Pareto/NBD baseline", btyd.fit_with_penalizer_path, btyd.fit_pareto_nbd,
+                 f["frequency"], f["recency_days"], f["T_days"], name="Pareto/NBD")
+  if pnbd is not None and gamma_gamma is not None:
+    pnf, info["pareto_nbd"] = pnbd
+    pp = btyd.predict_pareto_nbd(pnf, gamma_gamma[0], f["frequency"], f["recency_days"],
+                                 f["T_days"], f["monetary_value"], horizon=horizon_days)
+    out["pnbd_gg_value"] = pp["predicted_value"].to_numpy()
+    out["pnbd_gg_p_return"] = pp["p_return"].to_numpy()
+    if pnbd[1]["penalizer"] > 0 or pp.attrs["n_nan"]:
+      out.attrs.setdefault("model_notes", {})["pnbd_gg"] = "; ".join(
+          ([f"Pareto/NBD needed penalizer {pnbd[1]['penalizer']:g} to converge"]
+           if pnbd[1]["penalizer"] > 0 else []) +
+          ([f"{pp.attrs['n_nan']} customers lifetimes could not evaluate, predicted 0"]
+           if pp.attrs["n_nan"] else []))
+  else:
+    not_fitted["pnbd_gg"] = ("Pareto/NBD did not fit" if pnbd is None else
+                             "Gamma-Gamma did not fit") + " (see 'Not in this report')"
   trees = attempt("gradient-boosted trees baseline", _gbt_predictions, features, is_test,
                   seed=seed)
   if trees is not None:
@@ -111,8 +134,8 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
       out["gbt_p_return"] = trees[1]
   else:
     not_fitted["gbt"] = "the trees could not be trained (see 'Not in this report')"
-  out["spend_value"] = baselines.spend_baseline(f["total_spend"].to_numpy(),
-                                                f["T_days"].to_numpy(), horizon_days)
+  out["spend_value"] = baselines.spend_baseline(  # at least one horizon of exposure
+      f["total_spend"].to_numpy(), f["T_days"].to_numpy(), horizon_days)
   out.attrs["not_fitted"] = not_fitted
   return out, info
 
@@ -127,7 +150,7 @@ def _gbt_predictions(features: pd.DataFrame, is_test: np.ndarray, *, seed: int
   # JAX threads (measured 60x slower on a busy 2-core machine)
   with threadpoolctl.threadpool_limits(limits=1):
     gbt = baselines.train_gbt(X[~is_test], y[~is_test], seed=seed)
-    value = gbt.predict(X)  # expm1 of the log1p model, clipped at 0
+    value = gbt.predict(X)  # the Poisson model's mean
     returned = y[~is_test] > 0
     if 0 < returned.sum() < len(returned):
       gbt_ret = baselines.train_gbt_return(X[~is_test], returned, seed=seed)
@@ -149,8 +172,10 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   Customers are cut into ``cfg.cv_folds`` folds; for each fold the value networks (and the text
   features they use, whose return score learns from holdout labels) and the trees are trained on
   the other folds exactly as the single split trains them, and predict that fold. BG/NBD + Gamma-
-  Gamma and the spend rate learn nothing from the holdout, so their columns are copied from
-  ``preds``. The end-to-end model is left out (minutes per fit on CPU).
+  Gamma, Pareto/NBD + Gamma-Gamma and the spend rate learn nothing from the holdout, so their
+  columns are copied from ``preds``, as is ``selection`` (the customers the scoring network is
+  chosen on, which the evaluation leaves out). The end-to-end model is left out (minutes per fit
+  on CPU).
 
   With every customer scored once, the comparison rests on all of them instead of the test share
   (``value.test_size``): on Online Retail, 3,356 customers instead of 1,007, where one new customer's
@@ -168,8 +193,8 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   if n < cfg.cv_folds * 20:
     return None
   fold = crossfit_folds(n, cfg.cv_folds, seed)
-  keep = ["customer_id", "customer_key", "y_true", "returned", "bgnbd_gg_value",
-          "bgnbd_gg_p_return", "spend_value"]
+  keep = ["customer_id", "customer_key", "selection", "y_true", "returned", "bgnbd_gg_value",
+          "bgnbd_gg_p_return", "pnbd_gg_value", "pnbd_gg_p_return", "spend_value"]
   out = preds[[c for c in keep if c in preds]].copy()  # a baseline that did not fit is absent
   out.insert(2, "is_test", True)
   out.insert(3, "fold", fold)
@@ -197,21 +222,54 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   return out
 
 
-def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
-                          crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
-  """The clv metrics (docs/contract.md) on test customers, with bootstrap Gini differences (None: no customers).
+def _reported(frame: pd.DataFrame) -> pd.DataFrame:
+  """The rows a figure is reported on: test customers, never the selection customers."""
+  keep = frame["is_test"].to_numpy(bool).copy()
+  if "selection" in frame:
+    keep &= ~frame["selection"].to_numpy(bool)
+  return frame[keep]
 
-  With ``crossfit`` (:func:`crossfit_value_models`), the same metrics over every customer go under
-  ``"crossfit"``, with the number of folds.
+
+def choose_scoring_model(preds: pd.DataFrame) -> tuple[str | None, dict[str, Any]]:
+  """The scoring network, chosen on the selection customers of the single split (the networks'
+  validation rows), with what the choice saw; None when there is no network."""
+  sel = preds[preds["selection"].to_numpy(bool)] if "selection" in preds else preds.iloc[:0]
+  y = sel["y_true"].to_numpy()
+  name, gini = select_scoring_model(
+      y, {m: sel[f"{m}_value"].to_numpy() for m in NETWORK_INPUTS if f"{m}_value" in sel})
+  return name, {"customers": SELECTION_CUSTOMERS, "n": int(len(sel)),
+                "n_returning": int((y > 0).sum()), "gini": gini}
+
+
+def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
+                          crossfit: pd.DataFrame | None = None,
+                          scoring: str | None = None) -> dict[str, Any] | None:
+  """The clv metrics (docs/contract.md) on test customers (None: no customers).
+
+  The scoring network (``clv["scoring_model"]``) is chosen first, by :func:`choose_scoring_model`
+  on the selection customers, unless ``scoring`` names it; those customers are left out of every
+  figure here. The comparisons are declared before looking: the scoring network minus each
+  baseline (``comparisons``, paired bootstrap 95% intervals of the Gini difference), and the
+  review ablation. ``best`` is only descriptive: the model with the highest Gini on these
+  customers, a baseline included.
+
+  With ``crossfit`` (:func:`crossfit_value_models`), the same metrics over every customer but
+  the selection customers go under ``"crossfit"``, with the number of folds.
   """
   if preds is None:
     return None
+  if scoring is None:
+    scoring, selection = choose_scoring_model(preds)
+  else:
+    selection = None
   if crossfit is not None:
-    out = evaluate_value_models(preds, seed=seed)
-    out["crossfit"] = {"folds": int(crossfit["fold"].max()) + 1,
-                       **evaluate_value_models(crossfit, seed=seed)}
+    out = evaluate_value_models(preds, seed=seed, scoring=scoring)
+    out["selection"] = selection
+    every = evaluate_value_models(crossfit, seed=seed, scoring=scoring)
+    del every["selection"]
+    out["crossfit"] = {"folds": int(crossfit["fold"].max()) + 1, **every}
     return out
-  test = preds[preds["is_test"]]
+  test = _reported(preds)
   y = test["y_true"].to_numpy()
   models = {}
   for name in VALUE_MODELS:
@@ -220,16 +278,20 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
     p_ret = test[f"{name}_p_return"].to_numpy() if f"{name}_p_return" in test else None
     m = vm.value_metrics(y, test[f"{name}_value"].to_numpy(), p_return=p_ret)
     if f"{name}_lo" in test:
-      m["interval_coverage"] = vm.interval_coverage(y, test[f"{name}_lo"].to_numpy(),
-                                                    test[f"{name}_hi"].to_numpy())
+      m.update(vm.interval_coverage_by_return(y, test[f"{name}_lo"].to_numpy(),
+                                              test[f"{name}_hi"].to_numpy()))
     models[name] = m
   best = max(models, key=lambda k: ranking_key(models[k]["gini"]))
-  diffs = {}
-  for name in models:
-    if name != best:
-      d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{best}_value"].to_numpy(),
-                                         test[f"{name}_value"].to_numpy(), seed=seed)
-      diffs[f"{best} - {name}"] = {"diff": d, "lo95": lo, "hi95": hi}
+  comparisons = {}
+  if scoring in models:
+    for name in BASELINES:
+      if name in models:
+        d, lo, hi = vm.bootstrap_gini_diff(y, test[f"{scoring}_value"].to_numpy(),
+                                           test[f"{name}_value"].to_numpy(), seed=seed)
+        comparisons[f"{scoring} - {name}"] = {
+            "scoring_model": scoring, "baseline": name, "diff": d, "lo95": lo, "hi95": hi,
+            "verdict": ("scoring model better" if lo > 0 else "baseline better" if hi < 0 else
+                        "no clear difference")}
   ablation = {}
   for key, (a, b) in {"do_reviews_help": ("ziln_text", "ziln"),
                       "does_text_help": ("ziln_text", "ziln_ratings"),
@@ -244,8 +306,9 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
                        "gini_without": models[b]["gini"], "diff": d, "lo95": lo, "hi95": hi,
                        "verdict": ("helped" if lo > 0 else "hurt" if hi < 0 else
                                    "no clear difference")}
-  out = {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()), "best": best,
-         "models": models, "gini_differences": diffs, "ablation": ablation}
+  out = {"n_test": int(len(test)), "n_test_returning": int((y > 0).sum()),
+         "scoring_model": scoring, "selection": selection, "best": best, "models": models,
+         "comparisons": comparisons, "ablation": ablation}
   for key in ("not_fitted", "model_notes"):
     if preds.attrs.get(key):
       out[key] = dict(preds.attrs[key])
@@ -256,13 +319,13 @@ def evaluate_value_models(preds: pd.DataFrame | None, *, seed: int,
 def churn_metrics(preds: pd.DataFrame | None, model: str | None,
                   crossfit: pd.DataFrame | None = None) -> dict[str, Any] | None:
   """AUC and PR-AUC of churn (no purchase in the horizon) for ``model`` and for BG/NBD, on the
-  test customers; with ``crossfit`` (and the model in it) the same on every customer under
-  ``"crossfit"``."""
+  test customers; with ``crossfit`` (and the model in it) the same on every customer but the
+  selection customers under ``"crossfit"``."""
   if preds is None or model is None:
     return None
-  out = _churn(preds[preds["is_test"]], model)
+  out = _churn(_reported(preds), model)
   if crossfit is not None and f"{model}_p_return" in crossfit:
-    out["crossfit"] = _churn(crossfit, model)
+    out["crossfit"] = _churn(_reported(crossfit), model)
   return out
 
 
@@ -283,25 +346,57 @@ def _churn(frame: pd.DataFrame, model: str) -> dict[str, Any]:
 
 
 def model_table(clv: dict[str, Any] | None) -> pd.DataFrame:
-  """One row per value model, best first; a baseline that could not be fitted on this shop last,
-  with the reason in its ``note``."""
+  """One row per value model, best first, the scoring network marked; a baseline that could not
+  be fitted on this shop last, with the reason in its ``note``. Interval coverage is shown among
+  customers who bought again and among those who did not (zero spend sits in most intervals)."""
   rows = []
   if clv is None:
     return pd.DataFrame(rows)
   missing, model_notes = clv.get("not_fitted") or {}, clv.get("model_notes") or {}
   for name, m in clv["models"].items():
-    rows.append({"model": VALUE_MODELS.get(name, name), "Gini": m["gini"],
+    role = ("scores customers" if name == clv.get("scoring_model") else
+            "baseline" if name in BASELINES else "")
+    rows.append({"model": VALUE_MODELS.get(name, name), "role": role, "Gini": m["gini"],
                  "Spearman": m["spearman"], "decile MAPE": m["decile_mape"],
                  "top 20% share of value": m.get("top20_share"),
                  "AUC returning": m["auc_returning"], "MAE": m["mae"],
-                 "80% interval coverage": m.get("interval_coverage"),
+                 "80% interval coverage, returning": m.get("interval_coverage_returning"),
+                 "80% interval coverage, not returning": m.get("interval_coverage_not_returning"),
                  **({"note": model_notes.get(name, "")} if missing or model_notes else {})})
   table = pd.DataFrame(rows).sort_values("Gini", ascending=False, kind="stable")
   if missing or model_notes:
-    table = pd.concat([table, pd.DataFrame([{"model": VALUE_MODELS.get(n, n),
+    table = pd.concat([table, pd.DataFrame([{"model": VALUE_MODELS.get(n, n), "role": "baseline",
                                              "note": f"not fitted: {why}"}
                                             for n, why in missing.items()])], ignore_index=True)
   return table
+
+
+def _pct(x: float | None) -> str:
+  """A share or relative error for the text; "–" when undefined."""
+  return f"{x:.0%}" if x is not None and np.isfinite(x) else "–"
+
+
+def _baseline_verdict(clv: dict, who: str) -> str:
+  """One plain sentence: which baselines the scoring network beats, and which beat it."""
+  comps = clv.get("comparisons") or {}
+  if not comps:
+    return ""
+  parts = {"scoring model better": [], "baseline better": [], "no clear difference": []}
+  for c in comps.values():
+    parts[c["verdict"]].append(VALUE_MODELS[c["baseline"]])
+  out = []
+  if parts["baseline better"]:
+    out.append(f"{', '.join(parts['baseline better'])} ranked these {who} better than the "
+               "scoring network (95% interval of the difference below zero)")
+  if parts["scoring model better"]:
+    out.append(f"it ranked them better than {', '.join(parts['scoring model better'])}")
+  if parts["no clear difference"]:
+    out.append(f"against {', '.join(parts['no clear difference'])} there is no clear difference")
+  best = clv.get("best")
+  if best in BASELINES and best != clv.get("scoring_model"):
+    out.append(f"the highest Gini here is a baseline's, {VALUE_MODELS[best]}")
+  text = "; ".join(out) + "."
+  return text[0].upper() + text[1:]
 
 
 def _gini_text(gini: float | None) -> str:
@@ -313,7 +408,8 @@ def _gini_text(gini: float | None) -> str:
 
 
 def plot_deciles(preds: pd.DataFrame | None, clv: dict | None):
-  """Decile chart of the three best models, or a placeholder when value does not apply."""
+  """Decile chart of the scoring network and the two best other models, or a placeholder when
+  value does not apply."""
   if clv is None:
     return plots.plot_not_applicable("Decile chart", "no customers with orders")
   return vm.plot_decile_chart(decile_tables(preds, clv))
@@ -332,18 +428,29 @@ def ablation_table(clv: dict | None) -> pd.DataFrame:
     return pd.DataFrame()
   frames = [pd.DataFrame(clv["ablation"]).T.assign(customers="test")] if clv["ablation"] else []
   if (clv.get("crossfit") or {}).get("ablation"):
-    frames.append(pd.DataFrame(clv["crossfit"]["ablation"]).T.assign(customers="all, cross-fitted"))
+    frames.append(pd.DataFrame(clv["crossfit"]["ablation"]).T.assign(
+        customers="all but selection, cross-fitted"))
   return pd.concat(frames) if frames else pd.DataFrame()
 
 
 def gini_difference_table(clv: dict | None) -> pd.DataFrame:
-  """Best model minus each other model: Gini difference with its bootstrap 95% interval."""
-  return pd.DataFrame(clv["gini_differences"]).T if clv else pd.DataFrame()
+  """The pre-declared comparisons: the scoring network minus each baseline, Gini difference with
+  its paired bootstrap 95% interval, on the test customers and, when it ran, cross-fitted."""
+  if not clv or not clv.get("comparisons"):
+    return pd.DataFrame()
+  frames = [pd.DataFrame(clv["comparisons"]).T.assign(customers="test")]
+  if (clv.get("crossfit") or {}).get("comparisons"):
+    frames.append(pd.DataFrame(clv["crossfit"]["comparisons"]).T.assign(
+        customers="all but selection, cross-fitted"))
+  return pd.concat(frames)
 
 
 def decile_tables(preds: pd.DataFrame, clv: dict) -> dict[str, pd.DataFrame]:
-  test = preds[preds["is_test"]]
-  order = sorted(clv["models"], key=lambda m: -ranking_key(clv["models"][m]["gini"]))[:3]
+  """The scoring network's decile table and those of the two best other models (test customers)."""
+  test = _reported(preds)
+  first = [clv["scoring_model"]] if clv.get("scoring_model") in clv["models"] else []
+  order = first + sorted((m for m in clv["models"] if m not in first),
+                         key=lambda m: -ranking_key(clv["models"][m]["gini"]))[:3 - len(first)]
   return {VALUE_MODELS[m]: vm.decile_table(test["y_true"].to_numpy(),
                                            test[f"{m}_value"].to_numpy()) for m in order}
 
@@ -401,40 +508,59 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
   if clv is None:
     ws.add_text("value", f"Not part of this report: {NOT_APPLICABLE['value']}.")
     return
-  best = clv["models"][clv["best"]]
   cv = clv.get("crossfit")
   if clv.get("n_test_returning", MIN_RETURNING) < MIN_RETURNING:
     ws.add_warning(f"Only {clv['n_test_returning']} of {clv['n_test']:,} test customers bought "
                    "again in the holdout period: too few to tell the value models apart; read "
                    "the comparison below as noise.")
-  if cv:
-    ws.add_headline("ranking quality (Gini)", _gini_text(cv["models"][cv["best"]]["gini"]),
-                    f"{VALUE_MODELS[cv['best']]}, all {cv['n_test']:,} customers")
-  else:
-    ws.add_headline("ranking quality (Gini)", _gini_text(best["gini"]), VALUE_MODELS[clv["best"]])
-  ws.add_text("value", f"Each model ranked {clv['n_test']:,} test customers by predicted spend. "
-              f"The best, {VALUE_MODELS[clv['best']]}, reaches a Gini of {best['gini']:.2f}; its "
-              f"top 20% of customers hold {best['top20_share']:.0%} of their actual holdout spend.")
+  scorer = clv.get("scoring_model")
+  sm = clv["models"].get(scorer) if scorer else None
+  if sm is not None:
+    # the network that writes scores.parquet, on customers it was neither trained nor chosen on
+    ws.add_headline("ranking quality (Gini)", _gini_text(sm["gini"]),
+                    f"{VALUE_MODELS[scorer]} (scores customers), {clv['n_test']:,} test customers")
+    sel = clv.get("selection") or {}
+    ws.add_text("value", f"Customers are scored by the {VALUE_MODELS[scorer]}, chosen among the "
+                f"networks by its Gini on {sel.get('n', 0):,} other customers "
+                f"({SELECTION_CUSTOMERS}). On the {clv['n_test']:,} test customers, which no "
+                f"model trained on and the choice never saw, it reaches a Gini of "
+                f"{_gini_text(sm['gini'])} and a decile error of {_pct(sm['decile_mape'])}; its "
+                f"top 20% of customers hold {_pct(sm['top20_share'])} of their actual holdout spend.")
+    ws.add_text("value", _baseline_verdict(clv, "test customers"))
+  ws.add_text("value", "Baselines. " + " ".join(
+      f"{VALUE_MODELS[m]}: {d}" for m, d in BASELINES.items()))
+  ws.add_text("value", "Decile error (MAPE) is averaged over all ten deciles of predicted "
+              "value; a decile whose customers spent nothing counts with its absolute error "
+              "relative to the mean spend of all customers. Interval coverage is shown among "
+              "customers who bought again and among those who did not: a customer who spends "
+              "nothing is inside almost any interval that starts at zero.")
   ws.add_table("value", model_table(clv), "Back-test on test customers, best first.")
   if cv:
-    cb = cv["models"][cv["best"]]
-    ws.add_text("value", f"The same comparison over all {cv['n_test']:,} customers "
-                f"({cv['n_test_returning']:,} bought again): the customers were cut into "
-                f"{cv['folds']} groups and each group was predicted by models trained on the "
-                "others, so every customer is scored by models that never saw their holdout "
-                f"spend. The best here, {VALUE_MODELS[cv['best']]}, reaches a Gini of "
-                f"{cb['gini']:.2f} with a decile error of {cb['decile_mape']:.0%}. With more "
-                "customers this ranking is the steadier one; where the two tables disagree, a "
-                "few large customers in the test share decide the first. The end-to-end model "
-                "is not refitted per group (too slow).")
-    ws.add_table("value", model_table(cv), "Cross-fitted back-test on every customer, best "
-                 "first.")
+    cs = cv["models"].get(scorer) if scorer else None
+    ws.add_text("value", f"The same comparison over all {cv['n_test']:,} customers but the "
+                f"selection ones ({cv['n_test_returning']:,} bought again): the customers were "
+                f"cut into {cv['folds']} groups and each group was predicted by models trained on "
+                "the others, so every customer is scored by models that never saw their holdout "
+                "spend."
+                + (f" The scoring network here: Gini {_gini_text(cs['gini'])}, decile error "
+                   f"{_pct(cs['decile_mape'])}. " + _baseline_verdict(cv, "customers")
+                   if cs else "")
+                + " The end-to-end model is not refitted per group (too slow).")
+    ws.add_table("value", model_table(cv), "Cross-fitted back-test on every customer but the "
+                 "selection ones, best first.")
+  comparisons = gini_difference_table(clv)
+  if len(comparisons):
+    ws.add_table("value", comparisons[["customers", "scoring_model", "baseline", "diff", "lo95",
+                                       "hi95", "verdict"]],
+                 "Declared before looking: the scoring network's Gini minus each baseline's, "
+                 "with a paired bootstrap 95% interval.")
   questions = {"do_reviews_help": "Do reviews (stars and text) add to purchase history?",
                "do_ratings_help": "Do star ratings add to purchase history?",
                "does_text_help": "Does review text add to the star ratings?"}
   ablation, on = clv["ablation"], f"the {clv['n_test']:,} test customers"
   if cv and cv.get("ablation"):  # the steadier answer: every customer
-    ablation, on = cv["ablation"], f"all {cv['n_test']:,} customers, cross-fitted"
+    ablation, on = cv["ablation"], (f"all {cv['n_test']:,} customers but the selection ones, "
+                                    "cross-fitted")
   for key, question in questions.items():
     a = ablation.get(key)
     if a:
@@ -450,7 +576,8 @@ def report_evaluate(ws: Workspace, clv: dict | None, churn: dict | None, oracle:
   if churn and churn.get("auc") is not None:
     every = (churn.get("crossfit") or {})
     bg = lambda c: f" (BG/NBD {c['bgnbd_auc']:.3f})" if c.get("bgnbd_auc") is not None else ""
-    more = (f" Over all {every['n']:,} customers, cross-fitted: AUC {every['auc']:.3f}{bg(every)}, "
+    more = (f" Over the {every['n']:,} customers but the selection ones, cross-fitted: AUC "
+            f"{every['auc']:.3f}{bg(every)}, "
             f"PR-AUC {every['pr_auc']:.3f}." if every.get("auc") is not None else "")
     ws.add_text("value", f"Churn (no purchase in the holdout): AUC {churn['auc']:.3f}{bg(churn)}, "
                 f"PR-AUC {churn['pr_auc']:.3f} on the test customers.{more}")

@@ -326,7 +326,7 @@ def forward_scores(params: Params, prep: Prepared, networks: dict, text_now: pd.
 
   Reads the ``value.interval``, the ``segment`` rules and ``report.raw_ids_in_scores``.
 
-  The network chosen by the back-test (``best`` if it is a network, else the best ZILN) scores
+  The network chosen for scoring (``best``: ``clv.scoring_model``, chosen on the selection customers) scores
   every customer's features as of ``prep.as_of``. The segment rules' cut-offs (RFM quintile
   edges, value-tier thresholds) are fitted on these customers and kept in
   ``scores.attrs["scoring_reference"]``; :func:`save_segment` stores them with the models, and

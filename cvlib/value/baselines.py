@@ -1,8 +1,13 @@
 """Simple value baselines that a deep model has to beat.
 
-* :func:`spend_baseline`: "customers keep spending at their past rate".
-* :func:`train_gbt`: gradient-boosted trees on the same features as the ZILN model, fitted on
-  log1p(value) (the squared error on raw, heavy-tailed spend is dominated by a few big spenders).
+* :func:`spend_baseline`: "customers keep spending at their past rate", with at least one
+  horizon of exposure (so a customer first seen yesterday is not predicted 180 times their spend).
+* :func:`train_gbt`: gradient-boosted trees on the same features as the ZILN model, with a Poisson
+  objective (log link): they predict the mean spend itself. Trees fitted on log1p(value) and
+  mapped back with expm1 predict something closer to the median, far below the mean on zero-
+  inflated, heavy-tailed spend (decile MAPE 0.81-0.87 on every dataset before issue 19); the
+  Poisson deviance needs no retransformation and keeps the large spenders from dominating the way
+  a squared error on raw spend would.
 * :func:`train_gbt_return`: the matching classifier for P(return).
 """
 
@@ -11,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.compose import TransformedTargetRegressor
+from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 
@@ -20,15 +25,21 @@ def spend_baseline(
     T_days: Any,
     horizon_days: float,
     *,
-    min_days: float = 1.0,
+    min_days: float | None = None,
 ) -> np.ndarray:
   """Calibration spend rate scaled to the horizon: total_spend / max(T_days, min_days) * horizon.
+
+  The minimum exposure defaults to one horizon: a customer watched for less than the horizon is
+  expected to spend again, over the horizon, what they spent so far. Less history than that
+  cannot tell a rate from a single order; scaling one order by horizon / T (180 times for a
+  customer first seen on the last day of a 180-day horizon, with the old one-day floor) would
+  extrapolate a rate nobody observed. Customers watched longer keep their plain rate.
 
   Args:
     total_spend: [n] each customer's spend in the calibration period (>= 0).
     T_days: [n] days from the customer's first purchase to the end of calibration (>= 0).
     horizon_days: prediction window in days (> 0).
-    min_days: floor on T so customers who first bought on the last day get a finite rate.
+    min_days: minimum exposure in days (> 0); None: ``horizon_days``.
 
   Returns:
     [n] predicted spend in the horizon.
@@ -48,14 +59,11 @@ def spend_baseline(
       raise ValueError(f"{name} must be finite and >= 0 (bad rows: {rows})")
   if not horizon_days > 0:
     raise ValueError(f"horizon_days must be > 0, got {horizon_days}")
+  if min_days is None:
+    min_days = horizon_days
   if not min_days > 0:
     raise ValueError(f"min_days must be > 0, got {min_days}")
   return spend / np.maximum(t, min_days) * horizon_days
-
-
-def _expm1_clipped(z: np.ndarray) -> np.ndarray:
-  # Module-level (not a lambda) so fitted models pickle.
-  return np.clip(np.expm1(z), 0.0, None)
 
 
 def _check_xy(X: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +80,12 @@ def _check_xy(X: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
   return x, target  # NaN in X is allowed: histogram GBTs route missing values themselves
 
 
-def train_gbt(X_train: Any, y_train: Any, *, seed: int = 0) -> TransformedTargetRegressor:
-  """Gradient-boosted trees on log1p(value); ``predict`` returns expm1 clipped at 0.
+def train_gbt(X_train: Any, y_train: Any, *, seed: int = 0
+              ) -> HistGradientBoostingRegressor | DummyRegressor:
+  """Gradient-boosted trees with a Poisson objective: ``predict`` is the expected value itself.
+
+  The log link keeps predictions positive and the deviance is defined for any non-negative target
+  (spend need not be a count); no retransformation of a log-scale prediction is needed.
 
   Args:
     X_train: [n, features] (NaN allowed).
@@ -81,7 +93,7 @@ def train_gbt(X_train: Any, y_train: Any, *, seed: int = 0) -> TransformedTarget
     seed: random_state of the boosting (used by its early-stopping split on > 10,000 rows).
 
   Returns:
-    A fitted sklearn regressor.
+    A fitted sklearn regressor (a constant 0 when every y_train is 0: nothing to learn).
 
   Raises:
     ValueError: on bad shapes or negative/non-finite targets.
@@ -90,13 +102,9 @@ def train_gbt(X_train: Any, y_train: Any, *, seed: int = 0) -> TransformedTarget
   bad = y < 0
   if bad.any():
     raise ValueError(f"y_train must be >= 0 (bad rows: {np.nonzero(bad)[0][:5].tolist()})")
-  model = TransformedTargetRegressor(
-      regressor=HistGradientBoostingRegressor(random_state=seed),
-      func=np.log1p,
-      inverse_func=_expm1_clipped,
-      check_inverse=False,
-  )
-  return model.fit(x, y)
+  if not y.sum() > 0:
+    return DummyRegressor(strategy="constant", constant=0.0).fit(x, y)
+  return HistGradientBoostingRegressor(loss="poisson", random_state=seed).fit(x, y)
 
 
 def train_gbt_return(X: Any, returned: Any, *, seed: int = 0) -> HistGradientBoostingClassifier:

@@ -1,4 +1,4 @@
-"""Buy-till-you-die baselines: BG/NBD purchase counts times Gamma-Gamma order values.
+"""Buy-till-you-die baselines: BG/NBD or Pareto/NBD purchase counts times Gamma-Gamma order values.
 
 Thin, checked wrappers around ``lifetimes`` 0.11.3 (Fader, Hardie & Lee 2005; Fader & Hardie 2013).
 Inputs follow the lifetimes convention: ``frequency`` is the number of repeat purchase days,
@@ -26,7 +26,7 @@ import scipy.optimize
 with warnings.catch_warnings():
   # lifetimes sets a pandas option that pandas 3 deprecates; the warning is noise for users.
   warnings.simplefilter("ignore")
-  from lifetimes import BetaGeoFitter, GammaGammaFitter
+  from lifetimes import BetaGeoFitter, GammaGammaFitter, ParetoNBDFitter
 
 _CDNOW_START = pd.Timestamp("1997-01-01")
 _CDNOW_END = pd.Timestamp("1998-06-30")
@@ -243,6 +243,102 @@ def fit_gamma_gamma(
   return ggf, info
 
 
+def fit_pareto_nbd(
+    frequency: Any,
+    recency: Any,
+    T: Any,
+    *,
+    penalizer: float = 0.0,
+) -> tuple[ParetoNBDFitter, dict[str, Any]]:
+  """Fits Pareto/NBD (Schmittlein, Morrison & Colombo 1987) with lifetimes' own fitter.
+
+  Unlike BG/NBD, a customer may drop out at any moment, not only right after a purchase; on
+  CDNOW it gives r 0.55, alpha 10.58, s 0.61, beta 11.67 (weeks), the published fit.
+
+  Args:
+    frequency, recency, T: per-customer summaries (see the module docstring).
+    penalizer: L2 penalty on the parameters (lifetimes' penalizer_coef).
+
+  Returns:
+    (fitted ParetoNBDFitter, dict with r, alpha, s, beta, n_customers, fit_seconds).
+
+  Raises:
+    ValueError: on bad inputs.
+    RuntimeError: if the fit fails or gives non-finite parameters.
+  """
+  f, r, t = _check_rft(frequency, recency, T)
+  if penalizer < 0:
+    raise ValueError(f"penalizer must be >= 0, got {penalizer}")
+  r = np.minimum(r, t)  # lifetimes refuses recency > T even by a rounding error
+  start_time = time.perf_counter()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
+        np.errstate(all="ignore"):
+      warnings.simplefilter("ignore")
+      pnf = ParetoNBDFitter(penalizer_coef=penalizer).fit(f, r, t)
+  except Exception as e:
+    raise RuntimeError(f"Pareto/NBD fit failed: {type(e).__name__}: {str(e).strip()}") from e
+  if not np.all(np.isfinite(pnf.params_.to_numpy())):
+    raise RuntimeError(f"Pareto/NBD gave non-finite parameters {pnf.params_.to_dict()}")
+  info = {k: float(v) for k, v in pnf.params_.items()}
+  info.update(n_customers=int(len(f)), fit_seconds=time.perf_counter() - start_time)
+  return pnf, info
+
+
+def predict_pareto_nbd(
+    pnf: ParetoNBDFitter,
+    ggf: GammaGammaFitter,
+    frequency: Any,
+    recency: Any,
+    T: Any,
+    monetary_value: Any,
+    *,
+    horizon: float,
+) -> pd.DataFrame:
+  """Pareto/NBD + Gamma-Gamma over the next ``horizon``: as :func:`predict_btyd`.
+
+  Returns:
+    DataFrame with expected_purchases, p_alive, expected_order_value, predicted_value and
+    p_return (1 - lifetimes' probability of no purchase in the horizon). A value lifetimes cannot
+    evaluate (NaN) becomes 0 purchases and P(alive) 1, and is counted in ``attrs["n_nan"]``.
+
+  Raises:
+    ValueError: on bad inputs or horizon <= 0.
+  """
+  if not horizon > 0:
+    raise ValueError(f"horizon must be > 0, got {horizon}")
+  index = frequency.index if isinstance(frequency, pd.Series) else None
+  f, r, t = _check_rft(frequency, recency, T)
+  r = np.minimum(r, t)
+  m = _as_array(monetary_value, "monetary_value")
+  if len(m) != len(f):
+    raise ValueError(f"monetary_value has {len(m)} rows, frequency has {len(f)}")
+  with warnings.catch_warnings(), np.errstate(all="ignore"):
+    warnings.simplefilter("ignore")
+    purchases = np.asarray(
+        pnf.conditional_expected_number_of_purchases_up_to_time(horizon, f, r, t), np.float64)
+    p_alive = np.asarray(pnf.conditional_probability_alive(f, r, t), np.float64)
+    p_none = np.asarray(pnf.conditional_probability_of_n_purchases_up_to_time(0, horizon, f, r, t),
+                        np.float64)
+  n_nan = int((~np.isfinite(purchases) | ~np.isfinite(p_none)).sum())
+  purchases = np.where(np.isfinite(purchases), purchases, 0.0)
+  p_alive = np.where(np.isfinite(p_alive), p_alive, 1.0)
+  p_return = np.clip(np.where(np.isfinite(p_none), 1.0 - p_none, 0.0), 0.0, 1.0)
+  order_value = _gg_order_value(ggf, f, m)
+  out = pd.DataFrame({"expected_purchases": purchases, "p_alive": p_alive,
+                      "expected_order_value": order_value,
+                      "predicted_value": purchases * order_value, "p_return": p_return},
+                     index=index)
+  out.attrs["n_nan"] = n_nan
+  return out
+
+
+def _gg_order_value(ggf: GammaGammaFitter, f: np.ndarray, m: np.ndarray) -> np.ndarray:
+  """Gamma-Gamma posterior mean spend; at x = 0 it reduces to the population mean p v / (q - 1)."""
+  p, q, v = (float(ggf.params_[k]) for k in ("p", "q", "v"))
+  return np.where(f > 0, p * (v + f * m) / (p * f + q - 1), p * v / (q - 1))
+
+
 # lifetimes' advice when a fit does not converge: "Try adding a larger penalizer". The path tried,
 # from none upwards; the first that fits is kept and reported.
 PENALIZER_PATH = (0.0, 0.001, 0.01, 0.1, 1.0)
@@ -331,9 +427,7 @@ def predict_btyd(
   # posterior Gamma(r + x, alpha + T)) buys in the window unless the Poisson count is 0.
   p_return = p_alive * (1.0 - ((alpha + t) / (alpha + t + horizon)) ** (r_ + f))
 
-  p, q, v = (float(ggf.params_[k]) for k in ("p", "q", "v"))
-  # Gamma-Gamma posterior mean spend; at x = 0 it reduces to the population mean p v / (q - 1).
-  order_value = np.where(f > 0, p * (v + f * m) / (p * f + q - 1), p * v / (q - 1))
+  order_value = _gg_order_value(ggf, f, m)
   return pd.DataFrame(
       {
           "expected_purchases": purchases,

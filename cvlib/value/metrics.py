@@ -6,8 +6,12 @@
   value is distinct and positive). The area is the trapezoid area of the piecewise-linear curve,
   ``2 * mean(gain) - 1 - 1/n``; lifetime_value's notebooks omit the ``1/n``, which only matters for
   tiny n (it makes a constant prediction score 1/n instead of 0).
-* Decile MAPE: customers are cut into ten equal groups by predicted value; the mean absolute
-  percentage error of each group's mean prediction against its mean actual value, averaged.
+* Decile MAPE: customers are cut into ten equal groups by predicted value; the absolute
+  percentage error of each group's mean prediction against its mean actual value, averaged over
+  every decile. A decile whose actual mean is 0 has no percentage error; it is scored as its
+  absolute error relative to the overall mean actual value (``|mean_pred - 0| / mean(y_true)``),
+  so over-predicting customers who spend nothing counts, on the scale of the average customer,
+  and every model is averaged over the same ten deciles.
 
 Ties in the prediction are treated as one block: within a block of equal predictions the true
 values are averaged before accumulating the gain, and the block goes to one decile (by its mean
@@ -104,9 +108,11 @@ def decile_table(y_true: Any, y_pred: Any) -> pd.DataFrame:
     y_pred: [n] predicted values.
 
   Returns:
-    DataFrame with decile (1 = lowest predicted, 10 = highest), mean_pred, mean_true, n and
-    abs_pct_error (|mean_pred - mean_true| / mean_true, NaN where mean_true is 0). Deciles that
-    are empty (fewer than 10 rows, or a large tie block) are left out.
+    DataFrame with decile (1 = lowest predicted, 10 = highest), mean_pred, mean_true, n,
+    abs_pct_error (|mean_pred - mean_true| / mean_true, NaN where mean_true is 0) and
+    scored_error (abs_pct_error, or where mean_true is 0 the absolute error relative to the
+    overall mean of y_true; NaN only when every y_true is 0). Deciles that are empty (fewer than
+    10 rows, or a large tie block) are left out.
 
   Raises:
     ValueError: on bad inputs.
@@ -120,17 +126,27 @@ def decile_table(y_true: Any, y_pred: Any) -> pd.DataFrame:
   with np.errstate(divide="ignore", invalid="ignore"):
     err = np.abs(table["mean_pred"].to_numpy() - true_mean) / true_mean
   table["abs_pct_error"] = np.where(true_mean > 0, err, np.nan)
+  overall = yt.mean()
+  zero_err = (np.abs(table["mean_pred"].to_numpy() - true_mean) / overall if overall > 0
+              else np.full(len(table), np.nan))
+  table["scored_error"] = np.where(true_mean > 0, table["abs_pct_error"], zero_err)
   table["n"] = table["n"].astype(int)
   return table
 
 
 def decile_mape(y_true: Any, y_pred: Any) -> float:
-  """Mean over deciles of |mean predicted - mean actual| / mean actual.
+  """Mean over all deciles of the scored error (:func:`decile_table`'s ``scored_error``).
 
-  Deciles whose actual mean is 0 have no percentage error and are left out; NaN if none is left.
+  A decile whose actual mean is 0 counts with its absolute error relative to the overall mean
+  actual value; no decile is dropped. Each decile is weighted by its customers, which is a plain
+  mean of ten when predictions do not tie (a tie block spanning several deciles counts as many
+  times). NaN when every y_true is 0.
   """
-  err = decile_table(y_true, y_pred)["abs_pct_error"].dropna()
-  return float(err.mean()) if len(err) else math.nan
+  table = decile_table(y_true, y_pred)
+  err, n = table["scored_error"].to_numpy(), table["n"].to_numpy()
+  if np.isnan(err).any():
+    return math.nan
+  return float(np.sum(err * n) / np.sum(n))
 
 
 def _top_share(gain: np.ndarray, fraction: float) -> float:
@@ -182,8 +198,6 @@ def value_metrics(y_true: Any, y_pred: Any, p_return: Any = None) -> dict[str, f
     undefined.append("gini, decile_mape, top10_share, top20_share (every y_true is 0)")
   elif math.isnan(out["gini"]):
     undefined.append("gini (all y_true equal)")
-  elif math.isnan(out["decile_mape"]):
-    undefined.append("decile_mape (every decile has actual mean 0)")
   if undefined:
     warnings.warn("value_metrics: undefined, reported as NaN: " + "; ".join(undefined),
                   stacklevel=2)
@@ -191,7 +205,8 @@ def value_metrics(y_true: Any, y_pred: Any, p_return: Any = None) -> dict[str, f
 
 
 def interval_coverage(y_true: Any, lo: Any, hi: Any) -> float:
-  """Share of rows with lo <= y_true <= hi.
+  """Share of rows with lo <= y_true <= hi (see :func:`interval_coverage_by_return` for the
+  honest split: customers who spend nothing sit inside most intervals almost automatically).
 
   Raises:
     ValueError: on shape mismatch, NaN, or lo > hi somewhere.
@@ -207,6 +222,29 @@ def interval_coverage(y_true: Any, lo: Any, hi: Any) -> float:
   if bad.any():
     raise ValueError(f"lo > hi at rows {np.nonzero(bad)[0][:5].tolist()}")
   return float(np.mean((lo_a <= yt) & (yt <= hi_a)))
+
+
+def interval_coverage_by_return(y_true: Any, lo: Any, hi: Any) -> dict[str, float]:
+  """Interval coverage over all rows, among returning (y_true > 0) and non-returning rows.
+
+  A zero-spend customer is covered whenever the interval starts at 0, which a zero-inflated model
+  gives most of them, so the overall share can look right while the interval misses the spenders.
+
+  Returns:
+    {"interval_coverage", "interval_coverage_returning", "interval_coverage_not_returning"};
+    a group with no rows is NaN.
+
+  Raises:
+    ValueError: as :func:`interval_coverage`.
+  """
+  overall = interval_coverage(y_true, lo, hi)
+  yt = np.asarray(y_true, dtype=np.float64)
+  inside = (np.asarray(lo, dtype=np.float64) <= yt) & (yt <= np.asarray(hi, dtype=np.float64))
+  ret = yt > 0
+  return {"interval_coverage": overall,
+          "interval_coverage_returning": float(inside[ret].mean()) if ret.any() else math.nan,
+          "interval_coverage_not_returning": (float(inside[~ret].mean()) if (~ret).any()
+                                              else math.nan)}
 
 
 def bootstrap_gini_diff(

@@ -26,8 +26,25 @@ VALUE_MODELS = {
     "ziln_text": "ZILN network, purchase history + ratings + review text",
     "ziln_e2e": "End to end: history as text through the encoder, with the numbers, ZILN head",
     "bgnbd_gg": "BG/NBD + Gamma-Gamma",
+    "pnbd_gg": "Pareto/NBD + Gamma-Gamma",
     "gbt": "Gradient-boosted trees",
     "spend": "Past spend rate",
+}
+
+# The baselines every scoring network is compared with (pre-declared: the scoring network minus
+# each of them, nothing else), and what each is, in one sentence for the report.
+BASELINES = {
+    "bgnbd_gg": "BG/NBD purchase counts (dropout only right after a purchase) times Gamma-Gamma "
+                "mean order value, both fitted by lifetimes on every customer's calibration "
+                "history (never the holdout), retried along lifetimes' penalizer path.",
+    "pnbd_gg": "Pareto/NBD purchase counts (dropout at any moment) from lifetimes' "
+               "ParetoNBDFitter times the same Gamma-Gamma order value, fitted the same way.",
+    "gbt": "Gradient-boosted trees on the networks' history and rating inputs with a Poisson "
+           "objective, so they predict mean spend directly (no log-scale retransformation), "
+           "trained on the same customers as the networks.",
+    "spend": "Each customer's calibration spend per day times the horizon, with at least one "
+             "horizon of exposure (a customer seen for less than the horizon is expected to "
+             "spend what they spent so far again).",
 }
 
 
@@ -116,17 +133,53 @@ def e2e_numeric(features: pd.DataFrame) -> pd.DataFrame:
   return network_inputs("ziln_ratings" if with_ratings else "ziln", features, None)
 
 
+SELECTION_CUSTOMERS = ("the networks' validation customers: 15% of the training customers, held "
+                       "out of fitting (early stopping) and left out of every reported figure")
+
+
+def select_scoring_model(y_true: np.ndarray, predictions: dict[str, np.ndarray]
+                         ) -> tuple[str | None, dict[str, float]]:
+  """The network that scores customers: the highest Gini on the selection customers.
+
+  The selection customers are the networks' validation rows (:func:`value_split`): they are
+  never test customers and the evaluation leaves them out of every reported figure, so the
+  scoring network's reported quality is measured on customers it was not chosen on.
+
+  Args:
+    y_true: [n] holdout values of the selection customers.
+    predictions: network name -> [n] its predictions for them, in preference order (the first
+      wins among equals, and when every Gini is undefined).
+
+  Returns:
+    (name or None when there is no network, {name: Gini on the selection customers}).
+  """
+  from cvlib.value import metrics as vm
+  gini = {}
+  for name, pred in predictions.items():
+    if len(y_true) and np.ptp(y_true) > 0:
+      gini[name] = vm.gini_normalised(y_true, pred)
+    else:  # nobody (or everybody alike) spent: no ranking to judge
+      gini[name] = float("nan")
+  if not gini:
+    return None, gini
+  return max(gini, key=lambda m: ranking_key(gini[m])), gini
+
+
 def scoring_model(clv: dict | None, networks: dict) -> str | None:
-  """The network that scores customers: the back-test's best network, judged on every customer
-  when the cross-fitted back-test ran (three times the test customers, so less noise), else on
-  the test customers."""
+  """The network that scores customers: ``clv["scoring_model"]``, chosen by
+  :func:`select_scoring_model` on the selection customers, not on the reported ones.
+
+  A clv without that key (written before issue 19) falls back to the best network by its
+  selection Gini, else by the reported Gini.
+  """
   if clv is None:
     return None
-  models = clv["models"]
-  if clv.get("crossfit") and any(m in networks for m in clv["crossfit"]["models"]):
-    models = clv["crossfit"]["models"]
-  nets = [m for m in models if m in networks]
-  return max(nets, key=lambda m: ranking_key(models[m].get("gini")))
+  if clv.get("scoring_model") in networks:
+    return clv["scoring_model"]
+  gini = (clv.get("selection") or {}).get("gini") or {m: v.get("gini")
+                                                      for m, v in clv["models"].items()}
+  nets = [m for m in gini if m in networks]
+  return max(nets, key=lambda m: ranking_key(gini[m])) if nets else None
 
 
 def ranking_key(gini: float | None) -> float:
