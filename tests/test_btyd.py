@@ -200,3 +200,8 @@ def test_pareto_nbd_reproduces_the_published_cdnow_fit(cdnow):
   assert roc_auc_score(rfm["holdout_purchases"] > 0, out["p_return"]) > 0.75
   with pytest.raises(ValueError, match="penalizer"):
     btyd.fit_pareto_nbd([1.0], [1.0], [2.0], penalizer=-1)
+  # the same data, the same fit, whatever the global random state (lifetimes draws its start)
+  np.random.seed(12345)
+  _, again = btyd.fit_pareto_nbd(rfm["frequency"], rfm["recency"], rfm["T"])
+  assert {k: again[k] for k in "r alpha s beta".split()} == {
+      k: info[k] for k in "r alpha s beta".split()}

@@ -51,8 +51,8 @@ def test_metrics_have_contract_keys_with_computed_numbers(tiny_run):
     assert 0 < s["baselines"][base]["macro_f1"] <= 1
   clv = m["clv"]
   assert clv["horizon_days"] == 180 and clv["n_test"] == 90
-  assert set(clv["models"]) == {"ziln", "ziln_ratings", "ziln_text", "ziln_e2e", "bgnbd_gg", "gbt",
-                                "spend"}
+  assert set(clv["models"]) == {"ziln", "ziln_ratings", "ziln_text", "ziln_e2e", "bgnbd_gg",
+                                "pnbd_gg", "gbt", "spend"}
   assert set(clv["ablation"]) == {"do_reviews_help", "do_ratings_help", "does_text_help",
                                   "does_end_to_end_help"}
   assert clv["best"] in clv["models"]
@@ -304,7 +304,7 @@ def test_orders_only_dataset_runs_without_sentiment(tmp_path):
   run = tmp_path / "out" / "orders_only"
   m = json.loads((run / "metrics.json").read_text())
   assert m["sentiment"] is None and "no reviews" in m["notes"]["sentiment"]
-  assert set(m["clv"]["models"]) == {"ziln", "bgnbd_gg", "gbt", "spend"}
+  assert set(m["clv"]["models"]) == {"ziln", "bgnbd_gg", "pnbd_gg", "gbt", "spend"}
   assert m["recommendations"]["hit_rate_at_10"] > 0
   assert len(pd.read_parquet(run / "scores.parquet")) == m["counts"]["customers"]
 
