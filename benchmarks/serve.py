@@ -95,13 +95,13 @@ def request_bodies(n: int, seed: int = 3) -> list[bytes]:
 class Service:
   """``cvlib serve`` in a child process."""
 
-  def __init__(self, run_dir: Path, model: str, token: str, log: Path):
+  def __init__(self, run_dir: Path, model: str, token: str, log: Path, workers: int = 1):
     self.port = _free_port()
     self.log = open(log, "ab")
     env = {**os.environ, "CVLIB_SERVE_TOKEN": token}
     self.proc = subprocess.Popen([sys.executable, "-m", "cvlib.cli", "serve", str(run_dir),
                                   "--port", str(self.port), "--model", model,
-                                  "--reload-interval", "0.5"],
+                                  "--reload-interval", "0.5", "--workers", str(workers)],
                                  stdout=self.log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -255,6 +255,9 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=30.0, help="per phase (default 30)")
   parser.add_argument("--customers", type=int, default=400, help="distinct request bodies")
   parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve.json")
+  parser.add_argument("--workers", type=int, default=1,
+                      help="cvlib serve --workers (default 1; the peak memory is then the "
+                           "supervisor's only)")
   args = parser.parse_args()
   token = secrets.token_urlsafe(24)
   bodies = request_bodies(args.customers)
@@ -266,9 +269,9 @@ def main() -> None:
                                        "note": "clients and server share the same cores"},
                    "run": {"dataset": json.loads((args.run_dir / "run.json").read_text())["dataset"],
                            "request": "one customer: whole history, order lines and reviews"},
-                   "seconds_per_phase": args.seconds, "models": {}}
+                   "seconds_per_phase": args.seconds, "workers": args.workers, "models": {}}
   for model in MODELS:
-    service = Service(args.run_dir, model, token, log)
+    service = Service(args.run_dir, model, token, log, workers=args.workers)
     try:
       entry = {"http": [drive(service.port, token, bodies, c, args.seconds) for c in CLIENTS]}
       entry["server_peak_rss_mb"] = service.peak_rss_mb()
