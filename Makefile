@@ -5,6 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/demo.yaml
 OUT ?= reports
+# ACCEL=cuda: the report on an NVIDIA GPU (installs requirements-cuda.lock on top of the CPU lock;
+# stops with exit 2 and one line where there is no GPU, rather than running on the CPU).
+ACCEL ?= cpu
+ifeq ($(filter $(ACCEL),cpu cuda),)
+$(error ACCEL=$(ACCEL): choose cpu (the default) or cuda)
+endif
+ACCEL_STAMP := $(if $(filter cuda,$(ACCEL)),$(VENV)/.installed-cuda)
 # Real datasets live beside the checkout in ../shared/datasets when present; params resolve
 # relative data paths against $CVLIB_DATA_DIR.
 CVLIB_DATA_DIR ?= $(shell [ -d ../shared/datasets ] && cd ../shared/datasets && pwd)
@@ -17,7 +24,8 @@ NATIVE := cvlib/text/native/_cpu_attention.so
 
 .PHONY: report test test-slow install install-dev lock clean-venv
 
-report: $(VENV)/.installed $(NATIVE)
+report: $(VENV)/.installed $(NATIVE) $(ACCEL_STAMP)
+	$(if $(ACCEL_STAMP),$(BIN)/python -m cvlib.text.devices require $(ACCEL))
 	$(BIN)/cvlib run $(PARAMS) --out $(OUT)
 
 test: $(VENV)/.installed-dev $(NATIVE)
@@ -44,6 +52,12 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
 	$(PIP) install -q --no-deps -r requirements.lock
 	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+# Asks the driver before downloading gigabytes of CUDA libraries.
+$(VENV)/.installed-cuda: $(VENV)/.installed requirements-cuda.lock
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "error: ACCEL=cuda: no NVIDIA GPU here (nvidia-smi finds none); run make report without ACCEL for the CPU build" >&2; exit 2; }
+	$(PIP) install -q --no-deps -r requirements-cuda.lock
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock

@@ -363,6 +363,9 @@ def _finish(params: Params, params_path: Path, overrides: list[str], tmp: Path,
       "packages": package_versions(),
       "python": platform.python_version(),
       "platform": platform.platform(),
+      # where the encoder ran (backend, device count and kind, compute dtype); absent when no
+      # text model was trained
+      "device": (metrics.get("sentiment") or {}).get("device"),
       "git_commit": git_commit(),
       "started": started.isoformat(timespec="seconds"),
       "ended": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -139,3 +141,37 @@ def test_compute_dtype_choice():
   config = devices.with_compute_dtype(bert.BertConfig.tiny(), "bfloat16")
   assert config.dtype == "bfloat16" and config.compute_dtype == np.dtype("bfloat16")
   assert devices.with_compute_dtype(bert.BertConfig.tiny(), None).dtype == "float32"  # on CPU
+
+
+def test_accel_cuda_without_a_gpu_stops_with_one_line():
+  """`make report ACCEL=cuda` asks this before running: on a CPU machine, exit 2 and one line."""
+  assert devices.accelerator_problem("cpu") is None
+  assert "unknown accelerator" in devices.accelerator_problem("tpu9")
+  proc = subprocess.run([sys.executable, "-m", "cvlib.text.devices", "require", "cuda"],
+                        capture_output=True, text=True, timeout=120)
+  if any(d.platform == "gpu" for d in jax.devices()):
+    assert proc.returncode == 0
+    return
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ACCEL=cuda: JAX finds no GPU")
+
+
+def test_cuda_lock_matches_the_cpu_lock():
+  """requirements-cuda.lock's plugin is built for requirements.lock's jaxlib, and adds only what
+  the CPU lock lacks (installed on top of it with --no-deps)."""
+  repo = Path(__file__).resolve().parents[1]
+  read = lambda name: dict(line.split("==") for line in (repo / name).read_text().splitlines()
+                           if "==" in line and not line.startswith("#"))
+  cpu, cuda = read("requirements.lock"), read("requirements-cuda.lock")
+  assert cuda["jax-cuda12-plugin"] == cuda["jax-cuda12-pjrt"] == cpu["jaxlib"] == cpu["jax"]
+  assert not {k.lower() for k in cuda} & {k.lower() for k in cpu}
+
+
+def test_make_refuses_an_unknown_accelerator():
+  if shutil.which("make") is None:
+    pytest.fail("make is missing: install it (Debian package make)")
+  repo = Path(__file__).resolve().parents[1]
+  proc = subprocess.run(["make", "-n", "report", "ACCEL=quantum"], cwd=repo, capture_output=True,
+                        text=True, timeout=60)
+  assert proc.returncode != 0 and "ACCEL=quantum: choose cpu (the default) or cuda" in proc.stderr

@@ -186,6 +186,8 @@ def sentiment_metrics(cfg: config.FinetuneConfig, model: Any, tokenizer: Any,
          "classes": data.class_names, "n_train": len(data.train_labels),
          "n_test": len(data.test_labels), **strip(ours),
          "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
+  from cvlib.text import devices
+  out["device"] = {**devices.describe(None), "compute_dtype": str(model.bert.config.dtype)}
   if encoder is not None:
     # minus its run time: metrics.json must be identical for a seed apart from timing_s
     out["encoder"] = {"description": encoder.description,
@@ -313,6 +315,16 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
       small_hidden=cfg.small_bert.hidden, small_heads=cfg.small_bert.heads,
       small_intermediate=cfg.small_bert.intermediate, buckets=cfg.buckets, dtype=cfg.dtype,
       seed=seed, progress=progress)
+
+
+def device_note(device: dict[str, Any] | None) -> str:
+  """" It ran on 1 CPU device (float32)." from metrics' sentiment.device; "" without it."""
+  if not device:
+    return ""
+  n = device.get("devices", 1)
+  kind = str(device.get("backend", "")).upper()
+  return (f" It ran on {n} {kind} device{'s' if n != 1 else ''} ({device.get('kind')}, "
+          f"{device.get('compute_dtype')} compute).")
 
 
 def encoder_story(details: dict[str, Any] | None) -> str:
@@ -514,7 +526,7 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
   ws.add_text("sentiment", f"{encoder_story(sent.get('encoder'))} It was then fine-tuned on "
               f"{sent['n_train']:,} reviews to predict sentiment from the text "
               f"({', '.join(sent['classes'])}, from the star ratings) and tested on "
-              f"{sent['n_test']:,} reviews it never saw.")
+              f"{sent['n_test']:,} reviews it never saw.{device_note(sent.get('device'))}")
   ws.add_table("sentiment", sentiment_table(sent), "Sentiment on held-out reviews: the "
                "fine-tuned encoder against a word-list (lexicon) model and a bag-of-words model"
                + (", and the encoder and the bag-of-words model combined." if both else "."))

@@ -174,8 +174,51 @@ def describe(mesh: Mesh | None) -> dict[str, Any]:
           "data_parallel": mesh is not None}
 
 
+# The accelerators `make report ACCEL=...` can ask for, and the JAX backend each one means.
+ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
+
+
+def accelerator_problem(accel: str) -> str | None:
+  """Why JAX would not run on ``accel`` here (one line), or None when it would.
+
+  ``make report ACCEL=cuda`` asks this before the run, so a machine without the GPU (or without
+  the CUDA build of jaxlib) stops with a message instead of running on the CPU unannounced.
+  """
+  if accel not in ACCELERATORS:
+    return f"ACCEL={accel}: unknown accelerator (choose from {', '.join(ACCELERATORS)})"
+  want = ACCELERATORS[accel]
+  try:
+    found = jax.devices(want)
+  except RuntimeError:
+    found = []
+  if not found:
+    have = ", ".join(sorted({d.platform for d in jax.devices()}))
+    return (f"ACCEL={accel}: JAX finds no {want.upper()} device here (it has: {have}); "
+            "run without ACCEL for the CPU build")
+  return None
+
+
+def _main(argv: Sequence[str]) -> int:
+  """``python -m cvlib.text.devices require ACCEL``: exit 2 with one line when JAX lacks it."""
+  import sys
+  if len(argv) != 2 or argv[0] != "require":
+    print("usage: python -m cvlib.text.devices require cpu|cuda", file=sys.stderr)
+    return 2
+  problem = accelerator_problem(argv[1])
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
+  print(f"{argv[1]}: {describe(None)}")
+  return 0
+
+
 __all__ = [
-    "DATA_AXIS", "check_batch_size", "data_sharding", "default_compute_dtype", "default_mesh",
-    "describe", "inference_jit", "make_mesh", "put_batch", "replicate", "replicated_sharding",
-    "shard_batch", "with_compute_dtype",
+    "ACCELERATORS", "DATA_AXIS", "accelerator_problem", "check_batch_size", "data_sharding",
+    "default_compute_dtype", "default_mesh", "describe", "inference_jit", "make_mesh",
+    "put_batch", "replicate", "replicated_sharding", "shard_batch", "with_compute_dtype",
 ]
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(_main(sys.argv[1:]))
