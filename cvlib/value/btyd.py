@@ -307,14 +307,8 @@ def predict_pareto_nbd(
   Raises:
     ValueError: on bad inputs or horizon <= 0.
   """
-  if not horizon > 0:
-    raise ValueError(f"horizon must be > 0, got {horizon}")
-  index = frequency.index if isinstance(frequency, pd.Series) else None
-  f, r, t = _check_rft(frequency, recency, T)
+  index, f, r, t, m = _prediction_inputs(frequency, recency, T, monetary_value, horizon)
   r = np.minimum(r, t)
-  m = _as_array(monetary_value, "monetary_value")
-  if len(m) != len(f):
-    raise ValueError(f"monetary_value has {len(m)} rows, frequency has {len(f)}")
   with warnings.catch_warnings(), np.errstate(all="ignore"):
     warnings.simplefilter("ignore")
     purchases = np.asarray(
@@ -326,13 +320,34 @@ def predict_pareto_nbd(
   purchases = np.where(np.isfinite(purchases), purchases, 0.0)
   p_alive = np.where(np.isfinite(p_alive), p_alive, 1.0)
   p_return = np.clip(np.where(np.isfinite(p_none), 1.0 - p_none, 0.0), 0.0, 1.0)
-  order_value = _gg_order_value(ggf, f, m)
-  out = pd.DataFrame({"expected_purchases": purchases, "p_alive": p_alive,
-                      "expected_order_value": order_value,
-                      "predicted_value": purchases * order_value, "p_return": p_return},
-                     index=index)
+  out = _prediction_frame(ggf, f, m, purchases, p_alive, p_return, index)
   out.attrs["n_nan"] = n_nan
   return out
+
+
+def _prediction_inputs(frequency: Any, recency: Any, T: Any, monetary_value: Any,
+                       horizon: float) -> tuple[pd.Index | None, np.ndarray, np.ndarray,
+                                                np.ndarray, np.ndarray]:
+  """Checked inputs of a BTYD prediction: (index of ``frequency`` or None, f, r, t, m)."""
+  if not horizon > 0:
+    raise ValueError(f"horizon must be > 0, got {horizon}")
+  index = frequency.index if isinstance(frequency, pd.Series) else None
+  f, r, t = _check_rft(frequency, recency, T)
+  m = _as_array(monetary_value, "monetary_value")
+  if len(m) != len(f):
+    raise ValueError(f"monetary_value has {len(m)} rows, frequency has {len(f)}")
+  return index, f, r, t, m
+
+
+def _prediction_frame(ggf: GammaGammaFitter, f: np.ndarray, m: np.ndarray,
+                      purchases: np.ndarray, p_alive: np.ndarray, p_return: np.ndarray,
+                      index: pd.Index | None) -> pd.DataFrame:
+  """A BTYD model's purchases and P(alive) with Gamma-Gamma's order value: the value columns."""
+  order_value = _gg_order_value(ggf, f, m)
+  return pd.DataFrame({"expected_purchases": purchases, "p_alive": p_alive,
+                       "expected_order_value": order_value,
+                       "predicted_value": purchases * order_value, "p_return": p_return},
+                      index=index)
 
 
 def _gg_order_value(ggf: GammaGammaFitter, f: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -408,13 +423,7 @@ def predict_btyd(
   Raises:
     ValueError: on bad inputs or horizon <= 0.
   """
-  if not horizon > 0:
-    raise ValueError(f"horizon must be > 0, got {horizon}")
-  index = frequency.index if isinstance(frequency, pd.Series) else None
-  f, r, t = _check_rft(frequency, recency, T)
-  m = _as_array(monetary_value, "monetary_value")
-  if len(m) != len(f):
-    raise ValueError(f"monetary_value has {len(m)} rows, frequency has {len(f)}")
+  index, f, r, t, m = _prediction_inputs(frequency, recency, T, monetary_value, horizon)
   with warnings.catch_warnings(), np.errstate(all="ignore"):
     warnings.simplefilter("ignore")
     purchases = np.asarray(
@@ -429,17 +438,7 @@ def predict_btyd(
   # posterior Gamma(r + x, alpha + T)) buys in the window unless the Poisson count is 0.
   p_return = p_alive * (1.0 - ((alpha + t) / (alpha + t + horizon)) ** (r_ + f))
 
-  order_value = _gg_order_value(ggf, f, m)
-  return pd.DataFrame(
-      {
-          "expected_purchases": purchases,
-          "p_alive": p_alive,
-          "expected_order_value": order_value,
-          "predicted_value": purchases * order_value,
-          "p_return": p_return,
-      },
-      index=index,
-  )
+  return _prediction_frame(ggf, f, m, purchases, p_alive, p_return, index)
 
 
 def _find_cdnow_sample(path: str | os.PathLike | None) -> pathlib.Path | Any:
