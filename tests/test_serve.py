@@ -326,10 +326,9 @@ def test_a_batch_gives_every_request_its_own_rows(scorer, tiny_clean):
 @pytest.mark.parametrize("ids", [["1", "2", "3"], ["7"], ["0", "1"], ["1", "3"], ["2", "1"],
                                  ["01", "02"], ["1", "r2"], ["１", "２"], ["1234567890123456"],
                                  [], ["a"], ["9", "10", "11"]])
-def test_row_numbers_is_cleanings_rule(ids):
+def test_numbered_ids_of_a_list_follow_the_tables_rule(ids):
   from cvlib.data.clean import numbered_ids
-  from cvlib.serve.batcher import row_numbers
-  assert row_numbers(ids) == numbered_ids(pd.Series(ids, dtype="string"))
+  assert numbered_ids(list(ids)) == numbered_ids(pd.Series(ids, dtype="string"))
 
 
 # --- hot reload and SIGTERM ---------------------------------------------------------------------

@@ -319,8 +319,18 @@ def _drop_orphan_lines(items: pd.DataFrame, tx: pd.DataFrame, log: CleaningLog,
   return items[keep]
 
 
-def numbered_ids(ids: pd.Series) -> bool:
-  """True when the ids are consecutive integers in row order: row numbers, not the shop's ids."""
+def numbered_ids(ids: pd.Series | list) -> bool:
+  """True when the ids are consecutive integers in row order: row numbers, not the shop's ids.
+
+  A list (one service request's few review ids) is checked in plain Python, a Series (a whole
+  table) vectorised; tests/test_serve.py keeps the two paths equal.
+  """
+  if isinstance(ids, list):
+    text = [None if v is None else str(v) for v in ids]
+    if not all(v is not None and 1 <= len(v) <= 15 and v.isascii() and v.isdigit()
+               for v in text):
+      return False
+    return all(int(b) - int(a) == 1 for a, b in zip(text, text[1:]))
   s = ids.astype("string")
   if not s.str.fullmatch(r"[0-9]{1,15}").fillna(False).all():
     return False

@@ -28,6 +28,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -38,7 +39,7 @@ import pandas as pd
 
 from cvlib.data import privacy, schema
 from cvlib.data.adapters import Tables
-from cvlib.data.clean import clean_tables
+from cvlib.data.clean import clean_tables, numbered_ids
 
 # Customers per batch: up to this many, Scorer.score computes features in numpy (SMALL_CALL).
 MAX_BATCH_CUSTOMERS = 64
@@ -78,9 +79,19 @@ class Request:
     return cls(columns("transactions", transactions), columns("reviews", reviews),
                columns("items", items), as_of)
 
-  @property
+  @functools.cached_property
   def customers(self) -> set:
     return set(self.transactions["customer_id"])
+
+  @functools.cached_property
+  def kind(self) -> str:
+    """"numbered" when the review ids are row numbers, "ids" when they are real ids, "none"
+    without reviews: requests of the first two kinds are never scored together. Computed once:
+    the batching thread looks at a waiting request every time it forms a batch."""
+    ids = self.reviews["review_id"]
+    if not ids:
+      return "none"
+    return "numbered" if numbered_ids(ids) else "ids"
 
 
 @dataclasses.dataclass
@@ -99,7 +110,7 @@ def score_together(scorer: Any, requests: list[Request], *, today: dt.date | Non
   Args:
     scorer: a :class:`cvlib.serve.scorer.Scorer`.
     requests: the requests; their review ids must be all row numbers or all real ids
-      (:func:`batch_kind`), which :class:`Batcher` sees to.
+      (:attr:`Request.kind`), which :class:`Batcher` sees to.
     today: the cleaning's "today" (later dates are out of range; default: the current date).
 
   Returns:
@@ -120,23 +131,6 @@ def score_together(scorer: Any, requests: list[Request], *, today: dt.date | Non
   return out
 
 
-def row_numbers(ids: list) -> bool:
-  """``cvlib.data.clean.numbered_ids`` on a list (a test keeps the two equal)."""
-  if not all(isinstance(v, str) and 1 <= len(v) <= 15 and v.isascii() and v.isdigit()
-             for v in ids):
-    return False
-  return all(int(b) - int(a) == 1 for a, b in zip(ids, ids[1:]))
-
-
-def batch_kind(request: Request) -> str:
-  """"numbered" when the request's review ids are row numbers, "ids" when they are real ids,
-  "none" without reviews: requests of the first two kinds are never scored together."""
-  ids = request.reviews["review_id"]
-  if not ids:
-    return "none"
-  return "numbered" if row_numbers([None if v is None else str(v) for v in ids]) else "ids"
-
-
 def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
                     ) -> list[Result]:
   merged = {name: {c: [] for c in COLUMNS[name]} for name in COLUMNS}
@@ -147,7 +141,7 @@ def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
     for cid in r.transactions["customer_id"]:
       if cid is not None:
         owner[tag + str(cid)] = (i, str(cid))
-    numbered = batch_kind(r) == "numbered"
+    numbered = r.kind == "numbered"
     for name, table in (("transactions", r.transactions), ("reviews", r.reviews),
                         ("items", r.items)):
       for col in COLUMNS[name]:
@@ -257,14 +251,14 @@ class Batcher:
     first = self._held.pop(0) if self._held else self._queue.get()
     if first is None:
       return None
-    batch, kind, n = [first], batch_kind(first.request), len(first.request.customers)
+    batch, kind, n = [first], first.request.kind, len(first.request.customers)
     waiting = self._held + self._drain()
     self._held = []
     for job in waiting:
       if job is None:
         self._held.append(job)
         continue
-      other = batch_kind(job.request)
+      other = job.request.kind
       same_kind = "none" in (kind, other) or kind == other
       size = len(job.request.customers)
       if job.scorer is first.scorer and same_kind and n + size <= self.max_customers:
