@@ -49,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--as-of", dest="as_of", default=None, metavar="DATE",
                  help="score as of this day, YYYY-MM-DD (default: the day after the last order)")
   p.add_argument("--model", default=None,
-                 help="value network to score with (default: the run's: the back-test's best)")
+                 help="value network to score with (default: the run's scoring network)")
   p.add_argument("--chunk-size", dest="chunk_size", type=int, default=50_000,
                  help="customers scored at a time (bounds memory; default 50000)")
   p.add_argument("--no-drivers", dest="drivers", action="store_false",
@@ -61,7 +61,7 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
   p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
   p.add_argument("--model", default=None,
-                 help="value network to score with (default: the run's: the back-test's best)")
+                 help="value network to score with (default: the run's scoring network)")
   p.add_argument("--workers", type=int, default=1,
                  help="worker processes, each with its own copy of the models (default: 1)")
   p.add_argument("--no-auth", dest="no_auth", action="store_true",
@@ -189,20 +189,8 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
 
 
 def _serve(args: argparse.Namespace) -> None:
-  """``cvlib serve``: checks the settings and the run folder, then serves until SIGTERM."""
+  """``cvlib serve``: serves until SIGTERM (bad settings or run folder: exit 2 before that)."""
   from cvlib.serve import service  # FastAPI and uvicorn load for this command only
-  _, problems = service.check_settings(host=args.host, no_auth=args.no_auth,
-                                       workers=args.workers, port=args.port)
-  if args.reload_interval <= 0:
-    problems.append(f"--reload-interval must be > 0, got {args.reload_interval}")
-  for flag, value in (("--max-body-bytes", args.max_body_bytes), ("--max-events", args.max_events)):
-    if value < 1:
-      problems.append(f"{flag} must be > 0, got {value}")
-  if problems:
-    raise ParamsError(problems)
-  # uvicorn handles SIGTERM (in-flight requests complete), then raises it again once it has
-  # stopped: by then there is nothing left to unwind, so the command ends with status 0
-  signal.signal(signal.SIGTERM, lambda signum, frame: None)
   limits = service.Limits(max_body_bytes=args.max_body_bytes, max_events=args.max_events)
   service.serve(args.run_dir, host=args.host, port=args.port, workers=args.workers,
                 no_auth=args.no_auth, limits=limits, reload_interval=args.reload_interval,

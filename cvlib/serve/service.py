@@ -22,16 +22,17 @@ old models keep serving.
 import asyncio
 import dataclasses
 import datetime as dt
-import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import math
 import os
+import signal
 import threading
 import time
 import traceback
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from cvlib.data.adapters import file_sha256
 from cvlib.serve.batcher import COLUMNS, Batcher, Request
 from cvlib.serve.model_folder import ModelFolderError
 
@@ -208,7 +210,7 @@ def load_run(run_dir: Path, model: str | None = None) -> Loaded:
     ended = scorer.manifest.get("created")
   info = RunInfo(dataset=str(scorer.manifest.get("dataset")), run_ended=ended,
                  cvlib_version=str(scorer.manifest.get("cvlib_version")),
-                 manifest_sha256=hashlib.sha256(manifest_file.read_bytes()).hexdigest(),
+                 manifest_sha256=file_sha256(manifest_file),
                  model=scorer.name, model_version=scorer.version,
                  horizon_days=int(scorer.horizon_days), interval=float(scorer.reference.interval))
   return Loaded(scorer, info, stamp,
@@ -221,7 +223,7 @@ class LiveModels:
   Args:
     run_dir: the run folder (``reports/<dataset>``).
     interval: seconds between looks at the folder.
-    load: loads a run folder (tests pass one that fails on purpose).
+    load: loads a run folder into a :class:`Loaded` (default :func:`load_run`).
   """
 
   def __init__(self, run_dir: Path, *, interval: float = 2.0, load=load_run):
@@ -253,17 +255,13 @@ class LiveModels:
       if new.info.dataset != old.info.dataset:
         raise ModelFolderError([f"it is a run of dataset {new.info.dataset!r}, not "
                                 f"{old.info.dataset!r}"])
-    except ModelFolderError as e:
-      self._refused = stamp
-      log.warning("refused the new run in %s: %s; still serving the run of %s", self.run_dir,
-                  "; ".join(e.problems), old.info.run_ended)
-      return False
     except Exception as e:  # noqa: BLE001 - a damaged folder must not stop the service
-      if _stamp(self.run_dir) != stamp:
+      checked = isinstance(e, ModelFolderError)  # the manifest's checks said why
+      if not checked and _stamp(self.run_dir) != stamp:
         return False  # the folder changed while loading: look again next time
       self._refused = stamp
       log.warning("refused the new run in %s: %s; still serving the run of %s", self.run_dir,
-                  type(e).__name__, old.info.run_ended)
+                  "; ".join(e.problems) if checked else type(e).__name__, old.info.run_ended)
       return False
     self.current = new  # one reference assignment: each request reads it once
     log.info("now serving the run of %s (manifest %s, %s)", new.info.run_ended,
@@ -387,19 +385,16 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
   """
   models = LiveModels(Path(run_dir), interval=reload_interval,
                       load=lambda folder: load_run(folder, model))
-  batcher_box: dict[str, Batcher] = {}
-
-  from contextlib import asynccontextmanager
 
   @asynccontextmanager
   async def lifespan(app: FastAPI):
-    batcher_box["b"] = Batcher()
+    app.state.batcher = Batcher()  # its thread lives as long as the server
     models.start()
     log.info("serving the %s run of %s (%s) from %s", models.current.info.dataset,
              models.current.info.run_ended, models.current.info.model_version, run_dir)
     yield
     models.stop()
-    batcher_box["b"].close(timeout=30)
+    app.state.batcher.close(timeout=30)
 
   app = FastAPI(title="cvlib scoring service", version=models.current.info.cvlib_version,
                 description="Scores customers with a finished cvlib run's models.",
@@ -448,7 +443,7 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
       raise BadRequest(problems)
     current = models.current  # read once: this request finishes on these models
     request = to_request(req, tomorrow_utc())
-    future = batcher_box["b"].submit(current.scorer, request)
+    future = app.state.batcher.submit(current.scorer, request)
     try:
       result = await asyncio.wrap_future(future)
       response = _response(current.info, result)
@@ -530,12 +525,12 @@ class BodyLimit:
 
 # --- running it ----------------------------------------------------------------------------------
 
-def check_settings(*, host: str, no_auth: bool, workers: int, port: int) -> tuple[str | None, list[str]]:
-  """The token to require, and problems that stop the service from starting."""
+def check_settings(*, host: str, port: int, workers: int, no_auth: bool,
+                   reload_interval: float, limits: Limits) -> list[str]:
+  """What stops the service from starting (``cvlib serve``'s options and $CVLIB_SERVE_TOKEN)."""
   problems = []
   token = os.environ.get(TOKEN_ENV) or None
   if no_auth:
-    token = None
     if not _is_loopback(host):
       problems.append(f"--no-auth serves anyone who can reach {host}: only allowed on a "
                       "loopback address such as 127.0.0.1")
@@ -550,7 +545,13 @@ def check_settings(*, host: str, no_auth: bool, workers: int, port: int) -> tupl
     problems.append(f"--workers must be >= 1, got {workers}")
   if not 0 <= port <= 65535:
     problems.append(f"--port must lie in 0-65535, got {port}")
-  return token, problems
+  if reload_interval <= 0:
+    problems.append(f"--reload-interval must be > 0, got {reload_interval}")
+  for flag, value in (("--max-body-bytes", limits.max_body_bytes),
+                      ("--max-events", limits.max_events)):
+    if value < 1:
+      problems.append(f"{flag} must be > 0, got {value}")
+  return problems
 
 
 def _is_loopback(host: str) -> bool:
@@ -582,9 +583,17 @@ def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 80
   """Runs the service until SIGINT/SIGTERM; in-flight requests complete before it stops.
 
   Raises:
+    ParamsError: settings that make it unsafe or impossible to start (:func:`check_settings`;
+      without ``no_auth`` that includes a missing $CVLIB_SERVE_TOKEN).
     ModelFolderError: the run folder cannot be served (checked before the port is opened).
   """
   import uvicorn
+
+  from cvlib.config import ParamsError
+  problems = check_settings(host=host, port=port, workers=workers, no_auth=no_auth,
+                            reload_interval=reload_interval, limits=limits)
+  if problems:
+    raise ParamsError(problems)
   _log_to_stderr()
   common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_seconds,
                 log_level="info")
@@ -592,12 +601,14 @@ def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 80
     token = None if no_auth else os.environ.get(TOKEN_ENV)
     app = create_app(run_dir, token=token, limits=limits, reload_interval=reload_interval,
                      model=model)
-    uvicorn.run(app, **common)
-    return
-  load_run(Path(run_dir), model)  # fail here, once, rather than in every worker
-  os.environ[SETTINGS_ENV] = json.dumps({"run_dir": str(Path(run_dir).resolve()),
-                                         "no_auth": no_auth, "reload_interval": reload_interval,
-                                         "model": model,
-                                         "limits": dataclasses.asdict(limits)})
-  uvicorn.run("cvlib.serve.service:app_from_environment", factory=True, workers=workers,
-              **common)
+  else:
+    from cvlib.serve.scorer import Scorer
+    Scorer(run_dir, model=model, warm_up=False)  # fail here, once, rather than in every worker
+    os.environ[SETTINGS_ENV] = json.dumps({"run_dir": str(Path(run_dir).resolve()),
+                                           "no_auth": no_auth, "reload_interval": reload_interval,
+                                           "model": model, "limits": dataclasses.asdict(limits)})
+    app = "cvlib.serve.service:app_from_environment"
+  # uvicorn handles SIGTERM from here on (in-flight requests complete) and raises it again once
+  # it has stopped; by then there is nothing left to unwind, so the caller returns normally
+  signal.signal(signal.SIGTERM, lambda signum, frame: None)
+  uvicorn.run(app, factory=workers > 1, workers=workers if workers > 1 else None, **common)
