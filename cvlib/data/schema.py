@@ -61,19 +61,29 @@ TABLES: dict[str, tuple[Column, ...]] = {
 }
 
 
+_DTYPES = {kind: pd.api.types.pandas_dtype(kind)
+           for kind in {c.dtype for cols in TABLES.values() for c in cols}}
+
+
 def empty_table(name: str) -> pd.DataFrame:
   """An empty canonical table with the right columns and dtypes."""
   return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in TABLES[name]})
 
 
 def coerce_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
-  """Casts the canonical columns of ``df`` to their dtypes; other columns are kept."""
+  """Casts the canonical columns of ``df`` to their dtypes; other columns are kept.
+
+  Columns already of their dtype (storage included) are left as they are, so coercing a
+  canonical table again costs a shallow copy (the service's small calls do it several times).
+  """
   out = df.copy()
   for col in TABLES[name]:
     if col.name not in out.columns:
       if col.required:
         raise KeyError(f"{name}: column {col.name!r} missing (have: {', '.join(map(str, df.columns))})")
       out[col.name] = pd.Series(pd.NA, index=out.index, dtype=col.dtype)
+      continue
+    if out[col.name].dtype == _DTYPES[col.dtype]:
       continue
     if col.dtype == "datetime64[us]":
       out[col.name] = pd.to_datetime(out[col.name]).astype("datetime64[us]")
