@@ -18,6 +18,9 @@ CVLIB_DATA_DIR ?= $(shell [ -d ../shared/datasets ] && cd ../shared/datasets && 
 export CVLIB_DATA_DIR
 # Keep pytensor/matplotlib/jupyter state inside the project, never in ~.
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/var/cvlib/matplotlib
+# XLA's compilation cache: a report's four notebook kernels, and the next month's run, reuse the
+# networks compiled before instead of compiling them again (yours wins where it is set).
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/$(VENV)/var/cvlib/jax-cache
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 NATIVE := cvlib/text/native/_cpu_attention.so

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +15,15 @@ from cvlib.data import schema
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO / "params"
+
+# One XLA compilation cache for the session, inherited by every process it starts (the report
+# runs' notebook kernels, cvlib run subprocesses): the suite runs the tiny report a dozen times and
+# each of its four kernels used to compile the same networks again. Every compilation is kept (the
+# defaults keep only those over a second). Set before anything imports jax; `make test` points it
+# at the virtual environment so it also carries over between runs on one machine.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="cvlib-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 # A hand-made shop in the spirit of pymc-marketing's 14-row CLV test table. Calibration is
 # [2015-01-01, 2015-02-01); with a 30-day horizon the holdout is [2015-02-01, 2015-03-03).
