@@ -100,14 +100,18 @@ _SCRIPT = textwrap.dedent("""
     encoder = finetune.prepare_encoder(tiny.finetune, reviews, data, language="en", seed=0,
                                        mlm_steps=0, progress=False)
     results = {}
+    shard_batch = devices.shard_batch
     for parallel in (False, True):
       cfg = dataclasses.replace(tiny.finetune, data_parallel=parallel)
+      sharded = []  # the devices each training batch was split over
+      devices.shard_batch = lambda b, m: sharded.append(m.devices.size) or shard_batch(b, m)
       model, tokenizer, history = finetune.fine_tune_sentiment(cfg, data, encoder, seed=0)
+      devices.shard_batch = shard_batch
       proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
       results[parallel] = (history[["train_loss", "val_loss"]].to_numpy().ravel().tolist(),
                            params(model), proba)
-      out[f"stage_device_{parallel}"] = finetune.data_mesh(cfg) is not None and len(
-          model.classifier.kernel[...].sharding.device_set)
+      out[f"stage_sharded_{parallel}"] = sorted(set(sharded))
+      out[f"stage_model_devices_{parallel}"] = len(model.classifier.kernel[...].sharding.device_set)
     out["stage_loss"] = [results[False][0], results[True][0]]
     out["stage_max_diff"] = max(float(np.abs(a - b).max()) for a, b in
                                 zip(results[False][1], results[True][1]))
@@ -148,10 +152,12 @@ def test_sharded_mlm_step_equals_single_device(two_device_run):
 
 
 def test_report_fine_tuning_data_parallel_equals_single_device(two_device_run):
-  """finetune.data_parallel on tiny params: weights replicated over both devices, the same
+  """finetune.data_parallel on tiny params: every batch split over both devices, the same
   losses, weights and predictions as on one device (float summation order aside)."""
-  assert two_device_run["stage_device_False"] is False  # off: no mesh
-  assert two_device_run["stage_device_True"] == 2
+  assert two_device_run["stage_sharded_False"] == []  # off: no batch split
+  assert two_device_run["stage_sharded_True"] == [2]  # on: every batch over both devices
+  # afterwards the model is back on one device, for inference and saving as on a CPU
+  assert two_device_run["stage_model_devices_True"] == 1
   single, sharded = two_device_run["stage_loss"]
   np.testing.assert_allclose(sharded, single, rtol=1e-5)
   assert two_device_run["stage_max_diff"] < 1e-5

@@ -302,7 +302,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
   Returns:
     An ``encoders.EncoderResult``.
   """
-  from cvlib.text import encoders
+  from cvlib.text import devices, encoders
   texts = mlm_texts(reviews, data)
   steps = cfg.mlm.steps if mlm_steps is None else mlm_steps
   encoder, lang = cfg.encoder, language
@@ -310,7 +310,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
     steps = 0
     if learns_from_scratch(cfg, language):
       encoder, lang = "minilm", "en"
-  return encoders.prepare_encoder(
+  result = encoders.prepare_encoder(
       texts, language=lang, encoder=encoder, num_layers=cfg.num_layers, mlm_steps=steps,
       mlm_batch_size=cfg.mlm.batch_size, mlm_learning_rate=cfg.mlm.learning_rate,
       mlm_max_texts=cfg.mlm.max_texts, mask_rate=cfg.mlm.mask_rate,
@@ -318,6 +318,9 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
       small_hidden=cfg.small_bert.hidden, small_heads=cfg.small_bert.heads,
       small_intermediate=cfg.small_bert.intermediate, buckets=cfg.buckets, dtype=cfg.dtype,
       seed=seed, progress=progress, mesh=data_mesh(cfg))
+  if cfg.data_parallel:  # trained over the mesh; what follows runs on one device, as on a CPU
+    devices.to_default_device(result.encoder)
+  return result
 
 
 def data_mesh(cfg: config.FinetuneConfig) -> Any:
@@ -385,7 +388,7 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
   Returns:
     (model, tokenizer, history DataFrame).
   """
-  from cvlib.text import sentiment
+  from cvlib.text import devices, sentiment
   n_labels = len(data.class_names) if data is not None else 2
   model = encoder.make_classifier(n_labels, seed=seed)
   if data is None:
@@ -396,6 +399,8 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
       learning_rate=cfg.optimizer.learning_rate, warmup_ratio=cfg.optimizer.warmup_ratio,
       weight_decay=cfg.optimizer.weight_decay, patience=cfg.training.patience, seed=seed,
       buckets=cfg.buckets, truncation=cfg.truncation, mesh=data_mesh(cfg))
+  if cfg.data_parallel:  # trained over the mesh; what follows runs on one device, as on a CPU
+    devices.to_default_device(model)
   return model, encoder.tokenizer, history
 
 

@@ -283,8 +283,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     best_ckpt.restore(model)
     best_ckpt.close()
     last_ckpt.close()
-    if mesh is not None:
-      devices.replicate(model, mesh=mesh)
+  if mesh is not None:  # the best weights come back on one device, from disk or a host copy
+    devices.replicate(model, mesh=mesh)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
   return model, history
 
