@@ -149,3 +149,33 @@ def test_gpu_check_tiny_runs_every_part(tiny_check):
     assert part["accuracy"] == m["combined"]["accuracy"]
   assert m["encoder"]["kind"] == "transfer"  # chinese_reviews keeps its encoder path
   assert "gpu_check: wrote" in stdout
+
+
+def test_scoring_cuts_reviews_as_the_run_did():
+  """`cvlib score` / `serve` read finetune.truncation from the run: with head_tail they see the
+  end of a long review, as the report's scores did (a tiny random classifier on MiniLM's pieces)."""
+  import pandas as pd
+  from flax import nnx
+
+  from cvlib.serve import scorer
+  from cvlib.text import bert, sentiment
+  tok = tokens.load_tokenizer(max_length=16)
+  model = bert.BertForSequenceClassification(bert.BertConfig.tiny(vocab_size=30522), 2,
+                                             rngs=nnx.Rngs(0))
+  texts = [LONG + " but it arrived torn and i sent it back", LONG + " and i love it", "short"]
+  reviews = pd.DataFrame({"review_id": ["r1", "r2", "r3"], "customer_id": ["c1", "c1", "c2"],
+                          "timestamp": pd.Timestamp("2024-01-01"), "rating": [1.0, 5.0, 4.0],
+                          "text": texts})
+  out = {}
+  for cut in tokens.TRUNCATIONS:
+    frame, emb = scorer.encode_reviews(model, tok, reviews, buckets=(8, 16), batch_size=4,
+                                       truncation=cut)
+    proba, want = sentiment.predict_proba_and_embed(model, tok, texts, buckets=(8, 16),
+                                                    truncation=cut)
+    np.testing.assert_allclose(emb, want, atol=1e-6)
+    np.testing.assert_allclose(frame["sentiment"], proba[:, 1] - proba[:, 0], atol=1e-6)
+    out[cut] = emb
+  # the two long reviews share their first 16 pieces: head cannot tell them apart, head_tail can
+  np.testing.assert_allclose(out["head"][0], out["head"][1], atol=1e-6)
+  assert np.abs(out["head_tail"][0] - out["head_tail"][1]).max() > 1e-4
+  np.testing.assert_allclose(out["head"][2], out["head_tail"][2], atol=1e-6)  # short: the same
