@@ -441,36 +441,42 @@ def _truncation(page: Page) -> None:
   st, sp, arms = d["settings"], d["split"], d["arms"]
   diff = d["difference_head_tail_minus_head"]
   cut = st["buckets"][-1]
+  sampled = sp["test_scored"] < sp["test"]
   page.h2(f"Long reviews: head against head + tail at {cut} tokens")
   page.p(f"`benchmarks/truncation.py` fine-tunes MiniLM on women's clothing twice through the "
          f"report's own steps, once per `finetune.truncation`: `head` keeps a long review's first "
          f"{cut} tokens, `head_tail` the first quarter and the last three quarters of them. Same "
-         f"split, seed and settings; a CPU budget: {count(sp['train'])} training reviews, "
-         f"{count(sp['validation'])} validation reviews (early stopping), {st['epochs']} "
-         f"epoch(s). Scored on the whole test split ({count(sp['test'])} reviews), of which "
+         f"split, seed and settings, on a budget a shared CPU affords: {count(sp['train'])} "
+         f"training reviews, {count(sp['validation'])} validation reviews (early stopping), "
+         f"{st['epochs']} epoch(s). Of the {count(sp['test'])} test reviews, "
          f"{count(sp['test_longer_than_max_length'])} ({pct(sp['test_long_share'], 1)}) are longer "
          f"than {cut} tokens and so read differently by the two; the longest has "
-         f"{count(sp['test_length_percentiles']['100'])}.")
+         f"{count(sp['test_length_percentiles']['100'])}."
+         + (f" Scored: every long test review and a seeded sample of the others "
+            f"({count(sp['test_scored'])} in all), the sample weighted by the inverse of its "
+            "sampling rate to estimate the whole test split." if sampled else ""))
   rows = []
   for arm in ("head", "head_tail"):
     a = arms[arm]
     rows.append([f"`{arm}`", f3(a["test"]["accuracy"]), f3(a["test"]["macro_f1"]),
                  f3(a["test_long"]["accuracy"]), f3(a["test_long"]["macro_f1"])])
-  boot = diff["test_bootstrap_95"]
   rows.append(["`head_tail` minus `head`", signed3(diff["test"]["accuracy"]),
                signed3(diff["test"]["macro_f1"]), signed3(diff["test_long"]["accuracy"]),
                signed3(diff["test_long"]["macro_f1"])])
   page.table(["truncation", "test accuracy", "test macro-F1",
               f"accuracy, reviews > {cut} tokens", f"macro-F1, reviews > {cut} tokens"], rows,
              "lrrrr")
-  page.p(f"The difference on the whole test split, 95% paired bootstrap interval: accuracy "
+  boot = diff["test_bootstrap_95"]
+  page.p(f"The difference on the test split, 95% paired bootstrap interval: accuracy "
          f"{signed3(boot['accuracy'][0])} to {signed3(boot['accuracy'][1])}, macro-F1 "
-         f"{signed3(boot['macro_f1'][0])} to {signed3(boot['macro_f1'][1])}; "
-         f"{count(diff['test_predictions_changed'])} test predictions differ. (TF-IDF + logistic "
-         f"regression on the same split: accuracy {f3(d['tfidf_logreg_test']['accuracy'])}, "
-         f"macro-F1 {f3(d['tfidf_logreg_test']['macro_f1'])}.) At 256 tokens, the GPU profile's "
-         "largest bucket, no review of this set is cut; the 256-token runs are measured only on a "
-         "GPU (`benchmarks/gpu_check.py`).")
+         f"{signed3(boot['macro_f1'][0])} to {signed3(boot['macro_f1'][1])}; the two disagree on "
+         f"{count(diff['long_predictions_changed'])} of the long reviews and "
+         f"{count(diff['scored_predictions_changed'])} of the {count(sp['test_scored'])} scored. "
+         f"TF-IDF + logistic regression on the same split: accuracy "
+         f"{f3(d['tfidf_logreg_test']['accuracy'])}, macro-F1 "
+         f"{f3(d['tfidf_logreg_test']['macro_f1'])}. At 256 tokens, the GPU profile's largest "
+         "bucket, no review of this set is cut; the 256-token runs are measured only on a GPU "
+         "(`benchmarks/gpu_check.py`).")
   page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} shared CPU cores, "
               f"{secs(d['total_seconds'])}")
 
