@@ -125,7 +125,7 @@ def two_device_run():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
-                        timeout=300, cwd=Path(__file__).resolve().parents[1])
+                        timeout=900, cwd=Path(__file__).resolve().parents[1])
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
