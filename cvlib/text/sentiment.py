@@ -173,8 +173,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   """Fine-tunes a sequence classifier with class-balanced loss and early stopping.
 
   Texts longer than the largest bucket are cut to it (``truncation``). After each epoch the model
-  is scored on the validation set; the weights of the epoch with the best validation macro-F1 are kept and
-  restored at the end; training stops after ``patience`` epochs without improvement. With
+  is scored on the validation set; the weights of the epoch with the best validation macro-F1 are
+  kept and restored at the end; training stops after ``patience`` epochs without improvement. With
   ``checkpoint_dir`` the best and the last epoch's weights are orbax checkpoints on disk
   (``<checkpoint_dir>/best``, ``<checkpoint_dir>/last``, steps numbered by epoch) and the best is
   restored from there; without it, from a host copy in memory.
