@@ -81,7 +81,8 @@ def gpu_problem() -> str | None:
   if proc.returncode == 0:
     return None
   lines = [x for x in proc.stderr.splitlines() if x.strip()]
-  return lines[-1].removeprefix("error: ") if lines else f"exit status {proc.returncode}"
+  why = lines[-1].removeprefix("error: ").split(";")[0] if lines else f"exit {proc.returncode}"
+  return f"{why}; --tiny runs the check on the CPU"
 
 
 def data_problem() -> str | None:
