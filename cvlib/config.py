@@ -26,6 +26,7 @@ FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")  # json: a JSON docume
 SQL_SCHEMES = ("postgresql", "postgres")
 LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
+TRUNCATIONS = ("head", "head_tail")  # cvlib.text.tokens.TRUNCATIONS
 
 # The source tree: notebooks/, params/ and reports/ sit beside the package.
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +158,12 @@ class FinetuneConfig:
   buckets: tuple[int, ...] = (32, 64, 128)  # padded sequence lengths; longer text is truncated
   test_size: float = 0.2  # share of labelled reviews held out for the sentiment metrics
   dtype: str = "float32"  # compute dtype: float32, or bfloat16 on GPUs
+  # How a review longer than the largest bucket is cut: "head" keeps its start; "head_tail" keeps
+  # a quarter of the length from its start and three quarters from its end (cvlib.text.tokens).
+  truncation: str = "head"
+  # Split every training batch over all local devices (a jax.sharding Mesh; parameters
+  # replicated); the batch sizes must divide by the device count. false: the default device.
+  data_parallel: bool = False
   training: TrainingConfig = TrainingConfig()
   optimizer: OptimizerConfig = OptimizerConfig()
   mlm: MaskedLMConfig = MaskedLMConfig()
@@ -541,6 +548,8 @@ def _check(p: Params, name: str) -> list[str]:
   need(small.hidden % max(small.heads, 1) == 0, "finetune.small_bert.hidden",
        f"a multiple of finetune.small_bert.heads ({small.heads})", small.hidden)
   need(f.dtype in ("float32", "bfloat16"), "finetune.dtype", "float32 or bfloat16", f.dtype)
+  need(f.truncation in TRUNCATIONS, "finetune.truncation", f"one of {', '.join(TRUNCATIONS)}",
+       f.truncation)
   v = p.value
   need(v.e2e_epochs > 0, "value.e2e_epochs", "> 0", v.e2e_epochs)
   need(v.e2e_batch_size > 0, "value.e2e_batch_size", "> 0", v.e2e_batch_size)

@@ -86,6 +86,36 @@ _SCRIPT = textwrap.dedent("""
       devices.shard_batch({"x": np.zeros((3, 2))}, mesh)
     except ValueError as e:
       out["odd_batch_error"] = str(e)
+
+    # The report's fine-tuning on tiny params, finetune.data_parallel off and on: one process,
+    # the same split, encoder and seed.
+    import dataclasses
+    import cvlib
+    from cvlib.data.clean import clean_tables
+    from cvlib.stages import finetune
+    tiny = cvlib.load_params("params/tiny.yaml", ["finetune.max_train_examples=32"])
+    reviews = clean_tables(cvlib.load_data(tiny))[0].reviews
+    data = finetune.make_sentiment_data(tiny.finetune, reviews, seed=0)
+    data = dataclasses.replace(data, val_texts=data.val_texts[:32], val_labels=data.val_labels[:32])
+    encoder = finetune.prepare_encoder(tiny.finetune, reviews, data, language="en", seed=0,
+                                       mlm_steps=0, progress=False)
+    results = {}
+    shard_batch = devices.shard_batch
+    for parallel in (False, True):
+      cfg = dataclasses.replace(tiny.finetune, data_parallel=parallel)
+      sharded = []  # the devices each training batch was split over
+      devices.shard_batch = lambda b, m: sharded.append(m.devices.size) or shard_batch(b, m)
+      model, tokenizer, history = finetune.fine_tune_sentiment(cfg, data, encoder, seed=0)
+      devices.shard_batch = shard_batch
+      proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
+      results[parallel] = (history[["train_loss", "val_loss"]].to_numpy().ravel().tolist(),
+                           params(model), proba)
+      out[f"stage_sharded_{parallel}"] = sorted(set(sharded))
+      out[f"stage_model_devices_{parallel}"] = len(model.classifier.kernel[...].sharding.device_set)
+    out["stage_loss"] = [results[False][0], results[True][0]]
+    out["stage_max_diff"] = max(float(np.abs(a - b).max()) for a, b in
+                                zip(results[False][1], results[True][1]))
+    out["stage_proba_diff"] = float(np.abs(results[False][2] - results[True][2]).max())
     print("RESULT " + json.dumps(out))
 """)
 
@@ -95,7 +125,7 @@ def two_device_run():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
-                        timeout=300)
+                        timeout=900, cwd=Path(__file__).resolve().parents[1])
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
@@ -119,6 +149,19 @@ def test_sharded_mlm_step_equals_single_device(two_device_run):
   single, sharded = two_device_run["mlm_loss"]
   np.testing.assert_allclose(sharded, single, rtol=1e-5)
   assert two_device_run["mlm_max_diff"] < 1e-5
+
+
+def test_report_fine_tuning_data_parallel_equals_single_device(two_device_run):
+  """finetune.data_parallel on tiny params: every batch split over both devices, the same
+  losses, weights and predictions as on one device (float summation order aside)."""
+  assert two_device_run["stage_sharded_False"] == []  # off: no batch split
+  assert two_device_run["stage_sharded_True"] == [2]  # on: every batch over both devices
+  # afterwards the model is back on one device, for inference and saving as on a CPU
+  assert two_device_run["stage_model_devices_True"] == 1
+  single, sharded = two_device_run["stage_loss"]
+  np.testing.assert_allclose(sharded, single, rtol=1e-5)
+  assert two_device_run["stage_max_diff"] < 1e-5
+  assert two_device_run["stage_proba_diff"] < 1e-5
 
 
 def test_mesh_helpers_on_one_device():

@@ -312,6 +312,20 @@ def test_word_attributions_past_the_length_limit_score_zero(polar_classifier):
   assert all(s == 0.0 for _, s in scores[6:]) and scores[3][1] != 0.0
 
 
+def test_word_attributions_with_head_tail_see_the_end(polar_classifier):
+  """finetune.truncation head_tail: the model reads the end of a long review, so its last words
+  score; the start is still read too."""
+  model, tokenizer = polar_classifier
+  text = "the delivery was " + " ".join(["fine"] * 30) + " terrible"
+  # [CLS] + the first word + the last 5 + [SEP]
+  scores = explain.word_attributions(model, tokenizer, text, target_class=0, buckets=(8,),
+                                     truncation="head_tail")
+  assert len(scores) == 34 and scores[-1][0] == "terrible"
+  assert scores[-1][1] > 0.05 and scores[-1][1] == max(s for _, s in scores)
+  head = explain.word_attributions(model, tokenizer, text, target_class=0, buckets=(8,))
+  assert head[-1][1] == 0.0  # head only: never seen
+
+
 def test_word_attributions_validation(polar_classifier):
   model, tokenizer = polar_classifier
   with pytest.raises(ValueError, match=r"target_class must be an int in \[0, 2\)"):

@@ -428,8 +428,8 @@ _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’][^\W{_CJK}]+)*|[^\w\s]+")
 
 
 def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: int,
-                      buckets: Sequence[int] = (32, 64, 128, 256),
-                      batch_size: int = 64) -> list[tuple[str, float]]:
+                      buckets: Sequence[int] = (32, 64, 128, 256), batch_size: int = 64,
+                      truncation: str = "head") -> list[tuple[str, float]]:
   """Each word's effect on the probability of ``target_class``, by occlusion.
 
   Every word is dropped in turn (its characters removed from the text, the rest re-tokenized, so
@@ -447,6 +447,7 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
     target_class: the class index, e.g. 0 for "negative" (``sentiment_labels.class_names``).
     buckets: sequence length buckets, as for ``sentiment.predict_proba``.
     batch_size: texts per forward pass.
+    truncation: how the model cuts long texts ("head" or "head_tail"), as it was trained.
 
   Returns:
     ``[(word, score), ...]`` for every word in text order ([] for a text without words).
@@ -464,15 +465,19 @@ def word_attributions(model: Any, tokenizer: Any, text: str, *, target_class: in
   spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
   if not spans:
     return []
-  # The characters the model sees: [CLS] + (longest bucket - 2) tokens + [SEP].
-  enc = tokenizer.encode(text)
-  content = [off for off, special in zip(enc.offsets, enc.special_tokens_mask)
-             if not special and off[1] > off[0]]
-  seen_end = content[:max(buckets) - 2][-1][1] if content else 0
-  visible = [i for i, (s, _) in enumerate(spans) if s < seen_end]
+  if truncation == "head":
+    # The characters the model sees: [CLS] + (longest bucket - 2) tokens + [SEP].
+    enc = tokenizer.encode(text)
+    content = [off for off, special in zip(enc.offsets, enc.special_tokens_mask)
+               if not special and off[1] > off[0]]
+    seen_end = content[:max(buckets) - 2][-1][1] if content else 0
+    visible = [i for i, (s, _) in enumerate(spans) if s < seen_end]
+  else:  # head_tail: the unseen middle moves as words go; every word is tried
+    visible = list(range(len(spans)))
   variants = [text] + [text[:spans[i][0]] + " " + text[spans[i][1]:] for i in visible]
   proba = sentiment.predict_proba(model, tokenizer, variants, batch_size=batch_size,
-                                  buckets=buckets)[:, int(target_class)].astype(np.float64)
+                                  buckets=buckets, truncation=truncation
+                                  )[:, int(target_class)].astype(np.float64)
   scores = np.zeros(len(spans))
   scores[visible] = proba[0] - proba[1:]
   return [(text[s:e], float(score)) for (s, e), score in zip(spans, scores)]

@@ -109,9 +109,11 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
                "checkpoint": "weights.safetensors", "tokenizer": "tokenizer.json",
                "config": meta["config"], "num_labels": meta.get("num_labels"),
                "label_scheme": fin.get("label_scheme"), "buckets": fin.get("buckets"),
+               "truncation": fin.get("truncation") or "head",
                "base_encoder": fin.get("encoder"),
                "expects": "review texts (str); tokenized with tokenizer.json, cut to the largest "
-                          "bucket",
+                          "bucket (truncation head: its first tokens; head_tail: the first "
+                          "quarter and the last three quarters of that length)",
                "outputs": "class probabilities (negative first) and the L2-normalised mean-pooled "
                           "embedding",
                "sentiment_blend": (None if not (models / ENCODER_DIR / BLEND_FILE).exists()

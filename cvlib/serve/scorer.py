@@ -285,7 +285,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
 # --- review text ---------------------------------------------------------------------------------
 
 def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
-                   buckets: tuple[int, ...], batch_size: int, blend: Any = None
+                   buckets: tuple[int, ...], batch_size: int, blend: Any = None,
+                   truncation: str = "head"
                    ) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment and embedding of every review with text, every batch of one fixed shape.
 
@@ -307,7 +308,7 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   out = np.zeros((len(r), k + model.bert.config.hidden_size), np.float32)
   if len(r):
     for batch in tokens.make_batches(tokenizer, r["text"].tolist(), batch_size=batch_size,
-                                         buckets=buckets):
+                                     buckets=buckets, truncation=truncation):
       res = np.asarray(sentiment.proba_embed_step(model, jnp.asarray(batch["input_ids"]),
                                                    jnp.asarray(batch["attention_mask"])))
       real = batch["index"] >= 0
@@ -402,6 +403,8 @@ class Scorer:
     params = self.manifest["params"]["values"]
     self.salt = salt or privacy.resolve_salt((params.get("report") or {}).get("salt"))[0]
     self.buckets = tuple((params.get("finetune") or {}).get("buckets") or (32, 64, 128))
+    # runs before finetune.truncation existed cut at the head
+    self.truncation = (params.get("finetune") or {}).get("truncation") or "head"
     self.catalogue = (pd.read_parquet(models / CATALOGUE_FILE)
                       if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
     self.encoder = self.tokenizer = self.featurizer = self.blend = None
@@ -535,7 +538,7 @@ class Scorer:
               & (reviews["timestamp"] < pd.Timestamp(as_of)))
       review_scores, emb = encode_reviews(self.encoder, self.tokenizer, reviews[keep],
                                           buckets=self.buckets, batch_size=encoder_batch,
-                                          blend=self.blend)
+                                          blend=self.blend, truncation=self.truncation)
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
                        raw_ids=raw_ids, version=self.version, drivers=self.drivers)

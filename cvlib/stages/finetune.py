@@ -148,7 +148,8 @@ def combine_with_tfidf(cfg, model: Any, tokenizer: Any, data: SentimentData | No
   from cvlib.text import sentiment
   if data is None or not cfg.blend.tfidf:
     return None
-  val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets)
+  val_proba = sentiment.predict_proba(model, tokenizer, data.val_texts, buckets=cfg.buckets,
+                                      truncation=cfg.truncation)
   return blend_lib.fit_blend(val_proba, data.train_texts, data.train_labels, data.val_texts,
                              data.val_labels, seed=seed,
                              analyzer="char" if language in CHAR_LANGUAGES else "word")
@@ -168,7 +169,8 @@ def sentiment_metrics(cfg: config.FinetuneConfig, model: Any, tokenizer: Any,
   if data is None:
     return None
   label_scheme, buckets = cfg.label_scheme, cfg.buckets
-  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets,
+                                  truncation=cfg.truncation)
   pred = proba.argmax(axis=1)
   ours = sentiment_labels.classification_metrics(data.test_labels, pred)
   strip = lambda m: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
@@ -187,7 +189,8 @@ def sentiment_metrics(cfg: config.FinetuneConfig, model: Any, tokenizer: Any,
          "n_test": len(data.test_labels), **strip(ours),
          "baselines": {"lexicon": vader, "tfidf_logreg": strip(tfidf)}}
   from cvlib.text import devices
-  out["device"] = {**devices.describe(None), "compute_dtype": str(model.bert.config.dtype)}
+  out["device"] = {**devices.describe(data_mesh(cfg)),
+                   "compute_dtype": str(model.bert.config.dtype)}
   if encoder is not None:
     # minus its run time: metrics.json must be identical for a seed apart from timing_s
     out["encoder"] = {"description": encoder.description,
@@ -237,7 +240,7 @@ def score_reviews(cfg: config.FinetuneConfig, model: Any, tokenizer: Any, review
   from cvlib.text import sentiment
   r = reviews[reviews["text"].notna()].reset_index(drop=True)
   proba, emb = sentiment.predict_proba_and_embed(model, tokenizer, r["text"].tolist(),
-                                                 buckets=cfg.buckets)
+                                                 buckets=cfg.buckets, truncation=cfg.truncation)
   if blend is not None:
     proba = blend.proba(proba, r["text"].tolist())
   # positive minus negative probability: the same scale for the binary and 3-class schemes
@@ -299,7 +302,7 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
   Returns:
     An ``encoders.EncoderResult``.
   """
-  from cvlib.text import encoders
+  from cvlib.text import devices, encoders
   texts = mlm_texts(reviews, data)
   steps = cfg.mlm.steps if mlm_steps is None else mlm_steps
   encoder, lang = cfg.encoder, language
@@ -307,14 +310,26 @@ def prepare_encoder(cfg, reviews: pd.DataFrame, data: SentimentData | None, *, l
     steps = 0
     if learns_from_scratch(cfg, language):
       encoder, lang = "minilm", "en"
-  return encoders.prepare_encoder(
+  result = encoders.prepare_encoder(
       texts, language=lang, encoder=encoder, num_layers=cfg.num_layers, mlm_steps=steps,
       mlm_batch_size=cfg.mlm.batch_size, mlm_learning_rate=cfg.mlm.learning_rate,
       mlm_max_texts=cfg.mlm.max_texts, mask_rate=cfg.mlm.mask_rate,
       vocab_size=cfg.small_bert.vocab_size, small_layers=cfg.small_bert.layers,
       small_hidden=cfg.small_bert.hidden, small_heads=cfg.small_bert.heads,
       small_intermediate=cfg.small_bert.intermediate, buckets=cfg.buckets, dtype=cfg.dtype,
-      seed=seed, progress=progress)
+      seed=seed, progress=progress, mesh=data_mesh(cfg))
+  if cfg.data_parallel:  # trained over the mesh; what follows runs on one device, as on a CPU
+    devices.to_default_device(result.encoder)
+  return result
+
+
+def data_mesh(cfg: config.FinetuneConfig) -> Any:
+  """With ``cfg.data_parallel``: a mesh over every local device, each training batch split over
+  them (``cvlib.text.devices``); else None (the default device, the CPU path's results)."""
+  if not cfg.data_parallel:
+    return None
+  from cvlib.text import devices
+  return devices.make_mesh()
 
 
 def device_note(device: dict[str, Any] | None) -> str:
@@ -373,7 +388,7 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
   Returns:
     (model, tokenizer, history DataFrame).
   """
-  from cvlib.text import sentiment
+  from cvlib.text import devices, sentiment
   n_labels = len(data.class_names) if data is not None else 2
   model = encoder.make_classifier(n_labels, seed=seed)
   if data is None:
@@ -383,7 +398,9 @@ def fine_tune_sentiment(cfg, data: SentimentData | None, encoder, *, seed: int):
       data.val_labels, epochs=cfg.training.epochs, batch_size=cfg.training.batch_size,
       learning_rate=cfg.optimizer.learning_rate, warmup_ratio=cfg.optimizer.warmup_ratio,
       weight_decay=cfg.optimizer.weight_decay, patience=cfg.training.patience, seed=seed,
-      buckets=cfg.buckets)
+      buckets=cfg.buckets, truncation=cfg.truncation, mesh=data_mesh(cfg))
+  if cfg.data_parallel:  # trained over the mesh; what follows runs on one device, as on a CPU
+    devices.to_default_device(model)
   return model, encoder.tokenizer, history
 
 
@@ -408,7 +425,8 @@ def compare_without_mlm(cfg, reviews: pd.DataFrame, data: SentimentData | None,
     return {**sent, "mlm_effect": None}
   encoder = prepare_encoder(cfg, reviews, data, language=language, seed=seed, mlm_steps=0)
   model, tokenizer, _ = fine_tune_sentiment(cfg, data, encoder, seed=seed)
-  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=cfg.buckets)
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=cfg.buckets,
+                                  truncation=cfg.truncation)
   m = sentiment_labels.classification_metrics(data.test_labels, proba.argmax(axis=1))
   without = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
   with_mlm = {"accuracy": sent["accuracy"], "macro_f1": sent["macro_f1"]}
@@ -478,8 +496,9 @@ def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: S
   from cvlib.text import sentiment
   if data is None or not len(data.test_texts):
     return pd.DataFrame()
-  buckets = cfg.buckets
-  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets)
+  buckets, truncation = cfg.buckets, cfg.truncation
+  proba = sentiment.predict_proba(model, tokenizer, data.test_texts, buckets=buckets,
+                                  truncation=truncation)
   pred, conf = proba.argmax(axis=1), proba.max(axis=1)
   truth = np.asarray(data.test_labels)
   last = proba.shape[1] - 1
@@ -499,7 +518,7 @@ def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: S
     for i in picks[:n]:
       text = data.test_texts[i]
       scores = explain.word_attributions(model, tokenizer, text, target_class=int(pred[i]),
-                                         buckets=buckets)
+                                         buckets=buckets, truncation=truncation)
       rows.append({"case": case, "predicted": data.class_names[pred[i]],
                    "probability": float(conf[i]), "true": data.class_names[truth[i]],
                    "words for it": words(scores, +1), "words against it": words(scores, -1),

@@ -89,6 +89,14 @@ def replicate(*objects: nnx.Object, mesh: Mesh) -> None:
     nnx.update(obj, jax.device_put(state, sharding))
 
 
+def to_default_device(*objects: nnx.Object) -> None:
+  """Moves the whole state of nnx objects onto the default device, in place (after data parallel
+  training: what runs next, inference and saving, is written for one device)."""
+  device = jax.local_devices()[0]
+  for obj in objects:
+    nnx.update(obj, jax.device_put(nnx.state(obj), device))
+
+
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Splits every array of a batch along its first axis over the mesh's "data" axis.
 
@@ -215,7 +223,8 @@ def _main(argv: Sequence[str]) -> int:
 __all__ = [
     "ACCELERATORS", "DATA_AXIS", "accelerator_problem", "check_batch_size", "data_sharding",
     "default_compute_dtype", "default_mesh", "describe", "inference_jit", "make_mesh",
-    "put_batch", "replicate", "replicated_sharding", "shard_batch", "with_compute_dtype",
+    "put_batch", "replicate", "replicated_sharding", "shard_batch", "to_default_device",
+    "with_compute_dtype",
 ]
 
 

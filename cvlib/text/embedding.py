@@ -24,8 +24,8 @@ from cvlib.text.tokens import DEFAULT_BUCKETS, check_texts, inference_batch_size
 
 def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model: Any,
                     tokenizer: Tokenizer, texts: Sequence[str], *, out_dim: int,
-                    batch_size: int = 64,
-                    buckets: Sequence[int] = DEFAULT_BUCKETS) -> np.ndarray:
+                    batch_size: int = 64, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                    truncation: str = "head") -> np.ndarray:
   """Runs ``fn(model, input_ids, attention_mask) -> [batch, out_dim]`` over texts, input order.
 
   Args:
@@ -36,6 +36,7 @@ def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model:
     out_dim: width of fn's output (used for an empty input).
     batch_size: rows per batch.
     buckets: strictly increasing sequence lengths.
+    truncation: how a text longer than the largest bucket is cut ("head" or "head_tail").
 
   Returns:
     float32 [len(texts), out_dim], row i for texts[i].
@@ -43,7 +44,8 @@ def predict_batched(fn: Callable[[Any, jax.Array, jax.Array], jax.Array], model:
   texts = check_texts(texts)
   out = np.zeros((len(texts), out_dim), np.float32)
   rows = inference_batch_size(len(texts), batch_size)
-  for batch in make_batches(tokenizer, texts, batch_size=rows, buckets=buckets):
+  for batch in make_batches(tokenizer, texts, batch_size=rows, buckets=buckets,
+                            truncation=truncation):
     result = np.asarray(fn(model, jnp.asarray(batch["input_ids"]),
                            jnp.asarray(batch["attention_mask"])))
     real = batch["index"] >= 0

@@ -168,12 +168,13 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
                        seed: int = 0, buckets: Sequence[int] = (32, 64, 128),
                        progress: bool = True, log_every_s: float = 15.0,
                        checkpoint_dir: str | os.PathLike | None = None,
-                       mesh: Any = None) -> tuple[BertForSequenceClassification, pd.DataFrame]:
+                       mesh: Any = None, truncation: str = "head"
+                       ) -> tuple[BertForSequenceClassification, pd.DataFrame]:
   """Fine-tunes a sequence classifier with class-balanced loss and early stopping.
 
-  Texts longer than the largest bucket are truncated to it. After each epoch the model is scored
-  on the validation set; the weights of the epoch with the best validation macro-F1 are kept and
-  restored at the end; training stops after ``patience`` epochs without improvement. With
+  Texts longer than the largest bucket are cut to it (``truncation``). After each epoch the model
+  is scored on the validation set; the weights of the epoch with the best validation macro-F1 are
+  kept and restored at the end; training stops after ``patience`` epochs without improvement. With
   ``checkpoint_dir`` the best and the last epoch's weights are orbax checkpoints on disk
   (``<checkpoint_dir>/best``, ``<checkpoint_dir>/last``, steps numbered by epoch) and the best is
   restored from there; without it, from a host copy in memory.
@@ -200,6 +201,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
       memory only.
     mesh: a ``devices.make_mesh()`` mesh to split every batch over several devices (data
       parallel; batch_size must divide over them); None runs on the default device.
+    truncation: how texts longer than the largest bucket are cut: "head" (their start) or
+      "head_tail" (start and end; ``tokens.TRUNCATIONS``).
 
   Returns:
     (model with the best weights, history): one row per epoch with epoch, train_loss, val_loss,
@@ -225,9 +228,10 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   devices.check_batch_size(batch_size, mesh)
 
   class_weights = compute_class_weights(train_y, num_labels)
-  train_ids = tokens.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1])
+  train_ids = tokens.tokenize_texts(tokenizer, train_texts, max_length=buckets[-1],
+                                    truncation=truncation)
   val_batches = tokens.make_batches(tokenizer, val_texts, val_y, batch_size=batch_size,
-                                        buckets=buckets)
+                                    buckets=buckets, truncation=truncation)
   make_epoch = functools.partial(tokens.batches_from_ids, train_ids, train_y,
                                  batch_size=batch_size, buckets=buckets, shuffle=True,
                                  pad_id=pad_id)
@@ -279,8 +283,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     best_ckpt.restore(model)
     best_ckpt.close()
     last_ckpt.close()
-    if mesh is not None:
-      devices.replicate(model, mesh=mesh)
+  if mesh is not None:  # the best weights come back on one device, from disk or a host copy
+    devices.replicate(model, mesh=mesh)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
   return model, history
 
@@ -297,11 +301,12 @@ def _proba_step(model: BertForSequenceClassification, input_ids: jax.Array,
 
 def predict_proba(model: BertForSequenceClassification, tokenizer: Tokenizer,
                   texts: Sequence[str], *, batch_size: int = 64,
-                  buckets: Sequence[int] = tokens.DEFAULT_BUCKETS) -> np.ndarray:
+                  buckets: Sequence[int] = tokens.DEFAULT_BUCKETS,
+                  truncation: str = "head") -> np.ndarray:
   """Class probabilities [len(texts), num_labels], row i for texts[i]."""
   return embedding.predict_batched(_proba_step, model, tokenizer, texts,
                                     out_dim=model.num_labels, batch_size=batch_size,
-                                    buckets=buckets)
+                                    buckets=buckets, truncation=truncation)
 
 
 @devices.inference_jit
@@ -316,8 +321,8 @@ def proba_embed_step(model: BertForSequenceClassification, input_ids: jax.Array,
 
 def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tokenizer,
                             texts: Sequence[str], *, batch_size: int = 64,
-                            buckets: Sequence[int] = tokens.DEFAULT_BUCKETS
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            buckets: Sequence[int] = tokens.DEFAULT_BUCKETS,
+                            truncation: str = "head") -> tuple[np.ndarray, np.ndarray]:
   """``predict_proba`` and ``encode_texts`` in one encoder pass (half the time of both).
 
   Returns:
@@ -327,7 +332,8 @@ def predict_proba_and_embed(model: BertForSequenceClassification, tokenizer: Tok
   k = model.num_labels
   out = embedding.predict_batched(proba_embed_step, model, tokenizer, texts,
                                    out_dim=k + model.bert.config.hidden_size,
-                                   batch_size=batch_size, buckets=buckets)
+                                   batch_size=batch_size, buckets=buckets,
+                                   truncation=truncation)
   return out[:, :k], out[:, k:]
 
 
