@@ -59,7 +59,23 @@ SOURCES = {
     "womens": ("womens_clothing_reviews/Womens Clothing E-Commerce Reviews.csv.gz", "Review Text",
                "en", 120),
     "olist": ("olist/olist_order_reviews_dataset.csv.gz", "review_comment_message", "pt", 60),
+    "amazon_beauty": (None, "review_full", "en", 60),
+    "amazon_electronics": (None, "review_full", "en", 60),
 }
+# The second draw (issue 20): more rows of the first two sources, and the two Amazon domains.
+ROUND2 = {"womens": 40, "olist": 30, "amazon_beauty": 60, "amazon_electronics": 60}
+ROUND2_SEED = 1
+# Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
+# licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
+# to them by row id (flat position of the review in the file) and sha256, and this file is read.
+AMAZON_FILE = Path(os.environ.get(
+    "CVLIB_AMAZON_JSONL", REPO.parent / "amazon_reviews_2023" / "training.jsonl"))
+AMAZON_SHA256 = "ea560e5922048e48e126c79abe9b735308e336857b6794ff0861d551f373cdc0"
+AMAZON_CATEGORIES = {"amazon_beauty": ("All_Beauty", "Beauty_and_Personal_Care"),
+                     "amazon_electronics": ("Electronics", "Cell_Phones_and_Accessories")}
+# Amazon reviews drawn only among those of this many characters (long essays are rare in shop
+# feeds and slow to label by hand).
+AMAZON_CHARS = (20, 800)
 # The synthetic shop the tests use (tests/conftest.py synthetic_frames).
 SYNTHETIC_ARGS = {"n_customers": 200, "seed": 3}
 N_SYNTHETIC = 40
@@ -93,6 +109,8 @@ def read_texts(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
   """
   if source not in SOURCES:
     raise ValueError(f"source {source!r} has no dataset file; allowed: {list(SOURCES)}")
+  if source in AMAZON_CATEGORIES:
+    return read_amazon(source)
   name, column, _, _ = SOURCES[source]
   path = Path(data_dir) / name
   if not path.exists():
@@ -102,6 +120,44 @@ def read_texts(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
         "next to the repository)")
   frame = pd.read_csv(path, index_col=0) if source == "womens" else pd.read_csv(path)
   return _non_empty(frame[column])
+
+
+def read_amazon(source: str, path: Path | None = None) -> pd.Series:
+  """The review texts of one Amazon domain, indexed by the review's flat position in the file.
+
+  Args:
+    source: "amazon_beauty" or "amazon_electronics".
+    path: the JSON-lines file (default ``$CVLIB_AMAZON_JSONL`` or
+      ``../amazon_reviews_2023/training.jsonl`` next to the repository).
+
+  Returns:
+    ``review_full`` texts of the domain's categories, non-empty, indexed by int row id (the
+    position of the review among all reviews of all users of the file, in file order).
+
+  Raises:
+    FileNotFoundError: the file is missing (the message says how to get it).
+    ValueError: the file is not the one the labels were written on (sha256 differs).
+  """
+  import hashlib  # pylint: disable=import-outside-toplevel
+  path = Path(path or AMAZON_FILE)
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path}: Amazon review file missing; the {source} texts are read from it. Get it with "
+        "`git show b273a4bebe89b89b904bb5d68c5129cd8dbcaa80:UCSD/training.jsonl` in a clone of "
+        "github.com/jbheeman/multiagent_human_worker and set CVLIB_AMAZON_JSONL to it")
+  raw = path.read_bytes()
+  if hashlib.sha256(raw).hexdigest() != AMAZON_SHA256:
+    raise ValueError(f"{path}: sha256 differs from the labelled file's ({AMAZON_SHA256[:12]}…)")
+  ids, texts = [], []
+  flat = 0
+  for line in raw.decode("utf-8").splitlines():
+    user = json.loads(line)
+    for review in user["history"]:
+      if user["category"] in AMAZON_CATEGORIES[source]:
+        ids.append(flat)
+        texts.append(review.get("review_full") or "")
+      flat += 1
+  return _non_empty(pd.Series(texts, index=ids, dtype=object))
 
 
 def attach_texts(labels: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFrame:
@@ -159,7 +215,8 @@ def make_sample(data_dir: Path = DATA_DIR, seed: int = SEED) -> pd.DataFrame:
   """
   from cvlib.data import synthetic  # pylint: disable=import-outside-toplevel
   parts = []
-  for source, (_, _, language, n) in SOURCES.items():
+  for source in ("womens", "olist"):
+    _, _, language, n = SOURCES[source]
     texts = read_texts(source, data_dir)
     rows = np.sort(np.random.default_rng(seed).choice(texts.index.to_numpy(), n, replace=False))
     parts.append(pd.DataFrame({"source": source, "row_id": rows.astype(str),
@@ -170,6 +227,36 @@ def make_sample(data_dir: Path = DATA_DIR, seed: int = SEED) -> pd.DataFrame:
                                                     replace=False))
   parts.append(pd.DataFrame({"source": "synthetic", "row_id": rows.astype(str), "language": "en",
                              "text": texts.loc[rows].to_numpy()}))
+  return pd.concat(parts, ignore_index=True)
+
+
+def make_sample_round2(taken: pd.DataFrame, data_dir: Path = DATA_DIR,
+                       seed: int = ROUND2_SEED) -> pd.DataFrame:
+  """The second draw (issue 20): ``ROUND2`` rows per source, none already in ``taken``.
+
+  Amazon rows are drawn among texts of ``AMAZON_CHARS`` characters. A fresh
+  ``np.random.default_rng(seed)`` per source; rows kept in file order.
+
+  Args:
+    taken: the labelled rows so far (source, row_id).
+    data_dir: folder holding the datasets.
+    seed: seed of the draw.
+
+  Returns:
+    source, row_id, language, text of the new rows.
+  """
+  parts = []
+  for source, n in ROUND2.items():
+    texts = read_texts(source, data_dir)
+    if source in AMAZON_CATEGORIES:
+      length = texts.str.len()
+      texts = texts[(length >= AMAZON_CHARS[0]) & (length <= AMAZON_CHARS[1])]
+    old = set(taken.loc[taken["source"] == source, "row_id"].astype(int))
+    pool = np.array([i for i in texts.index if i not in old])
+    rows = np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
+    parts.append(pd.DataFrame({"source": source, "row_id": rows.astype(str),
+                               "language": SOURCES[source][2],
+                               "text": texts.loc[rows].to_numpy()}))
   return pd.concat(parts, ignore_index=True)
 
 
