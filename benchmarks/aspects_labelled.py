@@ -512,7 +512,7 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
   head_en = am.fit_polarity_head(embed_fn(train_texts), y, trained_on={
       "data": "Women's E-Commerce Clothing Reviews (CC0): titles and reviews of up to 12 words, "
               "1-2 stars negative, 4-5 positive, 3 left out; labelled rows left out; at most "
-              "6000, seeded", "encoder": "pretrained", "language": "en"})
+              "6000, seeded", "encoder": "pretrained MiniLM", "language": "en"})
   head_en.save(REPO / "cvlib" / "insight" / am.DEFAULT_HEAD["en"])
   heads = {"en": head_en}
   texts, ratings, titles = shop_reviews("olist", labels, data_dir)

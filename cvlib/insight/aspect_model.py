@@ -15,17 +15,20 @@ then:
   ``FUZZY_MIN_LEN`` letters that no other word of the encoder's vocabulary is one edit away from
   ("stitch" is not tolerated: "switch" is a word), and only to tokens that are not vocabulary
   words themselves.
-- **Polarity.** A logistic head on the clause embedding gives P(positive). It is trained on what
-  a shop has: its reviews' titles and short reviews with their star ratings (1-2 negative, 4-5
-  positive; see :func:`fit_polarity_head`). An aspect's polarity is the mean over the clauses that
-  tag it; clauses that disagree confidently make it mixed (0). An unsure clause ("The fit,"
-  severed from its verdict by a comma) is scored with its whole sentence instead.
+- **Polarity.** A logistic head on the clause embedding gives a polarity logit. It is trained on
+  what a shop has: its reviews' titles and short reviews with their star ratings (1-2 negative,
+  4-5 positive; see :func:`fit_polarity_head`). Stars say little about a fit remark ("Runs small"
+  is a common 4-star title), so the head's logit is mixed with an aspect-conditioned term, the
+  clause's similarity to the aspect's positive minus its negative example opinions; the two
+  weights and a bias are calibrated on labelled cells of the tuning part (:func:`calibrate_mix`).
+  An aspect's polarity is the sign of the mean over the clauses that tag it; clauses that
+  disagree confidently make it mixed (0).
 
-Without a run folder, English uses the pretrained MiniLM and the head shipped with cvlib
-(``aspect_polarity_en.npz``, trained on the Women's E-Commerce Clothing Reviews titles, CC0;
-provenance in ``aspects_labelled.md``). With a finished run folder, the head the run trained on
-that shop's reviews with the run's fine-tuned encoder is used (``models/aspects/``); tagging
-similarities always use the pretrained MiniLM, the encoder the thresholds were calibrated for.
+Both use the pretrained MiniLM, the encoder the thresholds and the mix are calibrated for (the
+run's fine-tuned sentiment encoder is not used here). Without a run folder, English uses the head
+shipped with cvlib (``aspect_polarity_en.npz``, trained on the Women's E-Commerce Clothing
+Reviews titles and short reviews, CC0; provenance in ``aspects_labelled.md``); with a finished run
+folder, the head the run learnt from that shop's rated reviews (``models/aspects/``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ HEAD_FILE = "polarity_head.npz"
 CALIBRATION_FILE = "aspect_calibration.json"
 DEFAULT_HEAD = {"en": "aspect_polarity_en.npz"}
 # A report tags at most this many reviews (a seeded sample beyond): clause embeddings on CPU.
-MAX_REVIEWS = 4000
+MAX_REVIEWS = 1500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -702,7 +705,8 @@ def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool]) -> d
 
 # --- loading and the public function -------------------------------------------------------------
 
-def _minilm_embed(texts: list[str]) -> np.ndarray:
+def minilm_embed(texts: list[str]) -> np.ndarray:
+  """The pretrained MiniLM's sentence embeddings (the encoder the thresholds are calibrated for)."""
   from cvlib.text import embedding  # pylint: disable=import-outside-toplevel
   return embedding.embed(texts)
 
@@ -750,8 +754,7 @@ def _calibrated(language: str, specs: tuple[AspectSpec, ...], head: PolarityHead
 
 def fit_shop_model(language: str, texts: Sequence[str | None], ratings: Sequence[float], *,
                    titles: Sequence[str | None] | None = None, embed_fn: EmbedFn | None = None,
-                   specs: tuple[AspectSpec, ...] | None = None, encoder: str = "pretrained",
-                   seed: int = 0) -> AspectModel:
+                   specs: tuple[AspectSpec, ...] | None = None, seed: int = 0) -> AspectModel:
   """The aspect model of one shop: its polarity head learnt from its own rated reviews.
 
   The head is trained on the shop's titles and short reviews with their stars
@@ -764,7 +767,6 @@ def fit_shop_model(language: str, texts: Sequence[str | None], ratings: Sequence
     texts, ratings, titles: the shop's reviews.
     embed_fn: the encoder the head is trained on (default: the pretrained MiniLM).
     specs: the aspect list (default: the language's).
-    encoder: "pretrained" or "run" (recorded: which encoder :func:`load_run` must use).
     seed: sampling seed.
 
   Raises:
@@ -779,35 +781,36 @@ def fit_shop_model(language: str, texts: Sequence[str | None], ratings: Sequence
     raise ValueError(f"aspect polarity: the shop has {counts[0]} negative and {counts[1]} "
                      "positive short rated texts (titles or reviews of up to 12 words); 20 of "
                      "each are needed to learn polarity")
-  embed_fn = embed_fn or _minilm_embed
+  embed_fn = embed_fn or minilm_embed
   head = fit_polarity_head(embed_fn(train_texts), labels, trained_on={
       "data": "the shop's review titles and reviews of up to 12 words, 1-2 stars negative, "
-              "4-5 positive, 3 left out", "encoder": encoder, "language": language})
+              "4-5 positive, 3 left out; at most 6000, seeded", "encoder": "pretrained MiniLM",
+      "language": language})
   return _calibrated(language, specs, head)
 
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[AspectModel, EmbedFn]:
-  """A finished run's aspect model and the encoder its polarity head was trained on.
+def describe(model: AspectModel, n_tagged: int, n_reviews: int) -> str:
+  """One paragraph for the report: what was tagged and how the polarity model was trained."""
+  info = model.head.trained_on
+  n = info.get("n_negative", 0) + info.get("n_positive", 0)
+  sample = (f"{n_tagged:,} of the {n_reviews:,} reviews (a seeded sample)"
+            if n_tagged < n_reviews else f"all {n_reviews:,} reviews")
+  return (f"Aspects are tagged in {sample} by keywords checked against the clause's meaning "
+          f"(MiniLM similarity to each aspect's description). Each mentioned aspect's polarity "
+          f"comes from a model trained on {n:,} short star-rated texts "
+          f"({info.get('n_negative', 0):,} negative): {info.get('data', '')}; its output is mixed "
+          "with the clause's similarity to positive and negative example opinions on the aspect, "
+          "with weights calibrated on hand-labelled reviews (docs/benchmarks.md).")
+
+
+def load_run(run_dir: str | os.PathLike) -> AspectModel:
+  """A finished run's aspect model (``models/aspects/`` of its folder).
 
   Raises:
     FileNotFoundError: the run folder has no aspect model.
   """
-  from cvlib.report.workspace import ENCODER_DIR, MODELS_DIR  # pylint: disable=import-outside-toplevel
-  run_dir = Path(run_dir)
-  model = AspectModel.load(run_dir / RUN_SUBDIR)
-  encoder_dir = run_dir / MODELS_DIR / ENCODER_DIR
-  if model.head.trained_on.get("encoder") == "run" and (encoder_dir / "cvlib_model.json").is_file():
-    return model, _saved_encoder_embed(str(encoder_dir))
-  return model, _minilm_embed
-
-
-@functools.lru_cache(maxsize=2)
-def _saved_encoder_embed(encoder_dir: str) -> EmbedFn:
-  from cvlib.text import checkpoint, embedding, tokens  # pylint: disable=import-outside-toplevel
-  model, _ = checkpoint.load_saved_encoder(encoder_dir)
-  tokenizer = tokens.load_tokenizer(encoder_dir)
-  return lambda texts: embedding.embed(list(texts), model=model, tokenizer=tokenizer)
+  return AspectModel.load(Path(run_dir) / RUN_SUBDIR)
 
 
 def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
@@ -818,7 +821,7 @@ def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
     texts: review texts (a list or Series; None/NaN allowed: nothing tagged).
     language: "en" or "pt".
     run_dir: a finished run folder: its aspect list, thresholds and the polarity head trained on
-      that shop's reviews with its fine-tuned encoder. None: the defaults (English only).
+      that shop's rated reviews. None: the defaults (English only).
 
   Returns:
     One row per text (the Series' index, else 0..n-1), one Int64 column per aspect: +1 positive,
@@ -833,14 +836,12 @@ def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
     raise ValueError("texts: need a list or Series of review texts, got a single str")
   index = texts.index if isinstance(texts, pd.Series) else None
   values = [t if isinstance(t, str) else None for t in (list(texts))]
-  if run_dir is None:
-    model, polarity_embed = default_model(language), _minilm_embed
-  else:
-    model, polarity_embed = load_run(run_dir)
+  model = default_model(language) if run_dir is None else load_run(run_dir)
+  if run_dir is not None:
     if model.language != language:
       raise ValueError(f"run_dir {run_dir}: its aspect model is for language "
                        f"{model.language!r}, not {language!r}")
-  out = score_reviews(values, model, tag_embed=_minilm_embed, polarity_embed=polarity_embed)
+  out = score_reviews(values, model, tag_embed=minilm_embed, polarity_embed=minilm_embed)
   if index is not None:
     out.index = index
   return out
