@@ -963,6 +963,17 @@ def _aspects(page: Page) -> None:
              + (", ".join(k.split(">=")[0].replace("_", " ") for k, ok in checks.items() if ok)
                 or "none")
              for s, checks in met.items()) + ".")
+  wins = []
+  for source, dom in d["domains"].items():
+    m, b = dom["heldout"]["model"], dom["heldout"]["lexicon_vader"]
+    for what, get in (("tag precision", lambda x: x["tags"]["micro"]["precision"]),
+                      ("tag recall", lambda x: x["tags"]["micro"]["recall"]),
+                      ("polarity", lambda x: (x["polarity"] or {}).get("accuracy_pos_neg")),
+                      ("negatives", lambda x: (x["negatives"] or {}).get("recognised"))):
+      if get(b) is not None and get(m) is not None and get(b) > get(m):
+        wins.append(f"{what} on {dom['name']} ({f3(get(b))} against {f3(get(m))})")
+  page.p("The lexicon baseline wins on the held-out part in: " + "; ".join(wins) + "."
+         if wins else "The lexicon baseline wins nowhere on the held-out part.")
   head = d["settings"]["polarity_head_en"]
   page.p(f"The English polarity head is a logistic regression on pretrained MiniLM clause "
          f"embeddings, trained on {count(head['n_negative'] + head['n_positive'])} short rated "

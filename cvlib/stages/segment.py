@@ -665,7 +665,7 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
 def report_opinions(ws: Workspace, opinions: Opinions | None,
                      reviews: pd.DataFrame | None = None) -> None:
   if opinions is None:
-    ws.add_text("opinions", "Not part of this report: no aspect lexicon for this language, or no "
+    ws.add_text("opinions", "Not part of this report: no aspect model for this language, or no "
                 "review text.")
     return
   table = opinions.table.reset_index()
