@@ -147,3 +147,11 @@ def test_aspect_opinions_public_function(tmp_path):
     cvlib.aspect_opinions(["x"], "pt", run_dir=tmp_path)
   with pytest.raises(FileNotFoundError, match="aspect model file missing"):
     cvlib.aspect_opinions(["x"], "en", run_dir=tmp_path / "none")
+
+
+def test_a_shop_without_enough_rated_short_texts():
+  texts, stars = ["love it", "awful"] * 5, [5, 1] * 5
+  en = am.fit_shop_model("en", texts, stars)  # English falls back to the shipped head
+  assert en.head.trained_on == am.default_model("en").head.trained_on
+  with pytest.raises(ValueError, match="5 negative and 5 positive short rated texts"):
+    am.fit_shop_model("pt", texts, stars)
