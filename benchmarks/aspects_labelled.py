@@ -1,32 +1,32 @@
-"""The keyword aspect tagger against hand labels on real reviews (and on a few synthetic ones).
+"""Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 220 reviews labelled by reading them (origin, licence and
-labelling guide in ``cvlib/insight/aspects_labelled.md``): 120 English reviews of the Women's E-Commerce Clothing Reviews
-file, 60 Portuguese Olist reviews and 40 reviews of cvlib's synthetic shop. For each of the six
-aspects of ``cvlib.insight.aspects.DEFAULT_ASPECTS`` a row says whether the review talks about it (0/1)
-and, if so, with which polarity (pos / neg / mixed).
+``cvlib/insight/aspects_labelled.csv`` holds 410 reviews labelled by reading them (origin, licence
+and labelling guide in ``cvlib/insight/aspects_labelled.md``): 160 Women's E-Commerce Clothing
+reviews, 60 Amazon beauty and 60 Amazon electronics reviews (English), 90 Olist reviews
+(Portuguese) and 40 reviews of cvlib's synthetic shop. For each of the six aspects a row says
+whether the review talks about it (0/1) and, if so, with which polarity (pos / neg / mixed); the
+``split`` column keeps about 40% of each source apart (``heldout``) that nothing is tuned on.
 
-The CSV stores the texts of the synthetic rows only. The real datasets are never copied into the
-repository (and the Olist texts may not be redistributed under its licence), so the womens and
-olist rows hold an empty ``text`` and :func:`attach_texts` reads theirs by ``row_id`` from the
-dataset files under ``$CVLIB_DATA_DIR`` (default ``../shared/datasets`` next to the repository).
+The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
+``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
+``$CVLIB_AMAZON_JSONL``, each checked against the row's ``text_sha256``.
 
-This script runs ``tag_aspects`` (keywords only: ``DEFAULT_ASPECTS`` for English,
-``PORTUGUESE_ASPECTS`` for Portuguese) and ``aspect_sentiment`` (VADER) on the texts and writes
-``benchmarks/results/aspects_labelled.json``: precision, recall, F1 and support per aspect and per
-source, micro averages, and polarity accuracy on the cells both the tagger and the labels tag.
-For the synthetic rows it also compares the hand labels with the generator's own truth
-(``review_aspects``), a check of the labelling itself.
-
-The sample is reproducible: ``--sample OUT.csv`` redraws it (text columns only, no labels) from the
-shared datasets with ``numpy.random.default_rng(0)``, one generator per source. The redrawn file
-holds the real texts: keep it outside the repository.
+Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions` (English: no run
+folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
+rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
+VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
+heldout, all) tag precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of
+negative cells found negative, the errors, and issue 20's targets met on the held-out part.
+``--calibrate`` fits the shipped English polarity head and calibrates the thresholds and the
+polarity mix on the tuning part only (``cvlib/insight/aspect_polarity_en.npz``,
+``cvlib/insight/aspect_calibration.json``).
 
 Usage::
 
   python benchmarks/aspects_labelled.py                 # evaluate, write the JSON
-  python benchmarks/aspects_labelled.py --data-dir DIR  # the datasets elsewhere
-  python benchmarks/aspects_labelled.py --sample /tmp/sample.csv   # redraw the unlabelled sample
+  python benchmarks/aspects_labelled.py --calibrate     # refit the shipped head and calibration
+  python benchmarks/aspects_labelled.py --sample /tmp/sample.csv   # redraw the first sample
+  python benchmarks/aspects_labelled.py --sample-round2 /tmp/s2.csv  # redraw the second
 """
 
 from __future__ import annotations
@@ -528,7 +528,7 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     true = rows[names].to_numpy().astype(bool)
     floor, alone = am.calibrate_thresholds(table, true, names)
     hits = am.clause_hits(table, names, floor, alone)
-    feats = am.cell_features(table, hits, heads[language], embed_fn, len(rows))
+    feats = am.cell_features(table, hits, heads[language], embed_fn)
     cells = [(cell, f) for cell, f in sorted(feats.items())
              if rows.at[cell[0], f"{names[cell[1]]}_polarity"] in ("pos", "neg")]
     mix = am.calibrate_mix([f for _, f in cells],

@@ -504,19 +504,6 @@ class AspectModel:
                {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}))
 
 
-def specs_from_params(aspects: Mapping[str, Mapping[str, Sequence[str]]] | None,
-                      language: str) -> tuple[AspectSpec, ...]:
-  """The aspect list: the language's defaults, or the params' ``aspects`` section
-  (name -> {descriptions, keywords, positive, negative}: lists of str) when given."""
-  if language not in SPECS:
-    raise ValueError(f"language {language!r} has no aspect model; supported: "
-                     f"{', '.join(LANGUAGES)}")
-  if not aspects:
-    return SPECS[language]
-  return tuple(_spec(name, d["descriptions"], d.get("keywords", ()), d["positive"],
-                     d["negative"]) for name, d in aspects.items())
-
-
 # --- scoring -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -593,7 +580,7 @@ def clause_hits(table: ClauseTable, names: Sequence[str], floor: Mapping[str, fl
 
 
 def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
-                  polarity_embed: EmbedFn, n_reviews: int) -> dict[tuple[int, int], np.ndarray]:
+                  polarity_embed: EmbedFn) -> dict[tuple[int, int], np.ndarray]:
   """(review, aspect) -> [n_tagging_clauses, 2]: head logit and example similarity per clause."""
   used = np.flatnonzero(hits.any(axis=1))
   out: dict[tuple[int, int], list] = {}
@@ -604,7 +591,6 @@ def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
   for j, z in zip(used, logit):
     for a in np.flatnonzero(hits[j]):
       out.setdefault((int(table.owner[j]), int(a)), []).append((z, table.examples[j, a]))
-  del n_reviews
   return {cell: np.asarray(v, dtype=np.float64) for cell, v in out.items()}
 
 
@@ -635,7 +621,7 @@ def score_reviews(texts: Sequence[str | None], model: AspectModel, *, tag_embed:
   table = clause_table(texts, model.specs, tag_embed, matcher)
   hits = clause_hits(table, model.names, model.floor, model.alone)
   out = np.full((len(texts), len(model.specs)), pd.NA, dtype=object)
-  for (i, a), f in cell_features(table, hits, model.head, polarity_embed, len(texts)).items():
+  for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
     out[i, a] = cell_polarity(f, model.mix)
   return pd.DataFrame(out, columns=model.names).astype("Int64")
 
