@@ -155,3 +155,22 @@ def test_a_shop_without_enough_rated_short_texts():
   assert en.head.trained_on == am.default_model("en").head.trained_on
   with pytest.raises(ValueError, match="5 negative and 5 positive short rated texts"):
     am.fit_shop_model("pt", texts, stars)
+
+
+def test_aspects_from_the_params():
+  from cvlib.config import ParamsError, params_from_dict
+  battery = {"descriptions": ["the battery life"], "positive": ["battery lasts all day"],
+             "negative": ["the battery dies fast"], "keywords": ["battery", "charge"]}
+  p = params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery}}})
+  specs = am.specs_from(p.segment.aspects, "en")
+  assert [s.name for s in specs] == ["battery"] and specs[0].keywords == ("battery", "charge")
+  assert am.specs_from({}, "en") == am.ENGLISH_SPECS
+  model = am._calibrated("en", specs, am.default_model("en").head)
+  cal = am.calibration("en")
+  assert model.floor["battery"] == pytest.approx(np.median(list(cal["floor"].values())))
+  with pytest.raises(ParamsError, match="segment.aspects.battery.positive must be a non-empty"):
+    params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery | {
+        "positive": []}}}})
+  with pytest.raises(ParamsError, match="unknown key 'segment.aspects.battery.kw'"):
+    params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery | {
+        "kw": ["x"]}}}})

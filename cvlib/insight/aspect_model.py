@@ -504,6 +504,22 @@ class AspectModel:
                {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}))
 
 
+def specs_from(aspects: Mapping[str, Any] | None, language: str) -> tuple[AspectSpec, ...]:
+  """The aspect list: the language's defaults, or the params' ``segment.aspects`` (name -> an
+  object with ``descriptions``, ``positive``, ``negative`` and ``keywords``) when not empty.
+
+  Raises:
+    ValueError: an unsupported language, or an aspect without descriptions or examples.
+  """
+  if language not in SPECS:
+    raise ValueError(f"language {language!r} has no aspect model; supported: "
+                     f"{', '.join(LANGUAGES)}")
+  if not aspects:
+    return SPECS[language]
+  return tuple(_spec(name, a.descriptions, a.keywords, a.positive, a.negative)
+               for name, a in aspects.items())
+
+
 # --- scoring -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +417,7 @@ class Opinions:
 @optional("opinions by aspect")
 def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
                          adapter: str | None = None, seed: int = 0,
+                         aspects_params: Mapping[str, Any] | None = None,
                          max_reviews: int = aspect_model.MAX_REVIEWS) -> Opinions | None:
   """Aspect mentions and their polarity per review (:mod:`cvlib.insight.aspect_model`);
   precision/recall where labels exist.
@@ -433,6 +435,8 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     adapter: the data adapter; for one in ``aspects.LABELLED_SOURCES`` the tagger is scored on
       the hand-labelled reviews of that dataset (synthetic data is scored on its own truth).
     seed: seed of the sample.
+    aspects_params: ``segment.aspects`` of the params (empty: the language's six aspects);
+      aspects without a calibrated threshold get the median of the calibrated ones.
     max_reviews: most reviews tagged.
 
   Returns:
@@ -448,6 +452,7 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
   stars = (reviews["rating"].to_numpy(dtype=float) if "rating" in reviews
            else np.full(len(reviews), np.nan))
   model = aspect_model.fit_shop_model(language, reviews["text"].tolist(), stars, titles=titles,
+                                      specs=aspect_model.specs_from(aspects_params, language),
                                       seed=seed)
   tagged = np.ones(len(texts), dtype=bool)
   if len(texts) > max_reviews:
