@@ -5,6 +5,7 @@ The stable entry points (docs/contract.md)::
   params = cvlib.load_params("params/demo.yaml")
   tables = cvlib.load_data(params)
   vecs = cvlib.embed(["great fit", "arrived broken"])
+  opinions = cvlib.aspect_opinions(["runs small but lovely fabric"], "en")
   cvlib.run("params/demo.yaml", out="reports")
 
 Imports are lazy so that ``import cvlib`` stays fast; JAX loads on first use of a model.
@@ -20,8 +21,8 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installation
   __version__ = "0.0.0+local"
 
-__all__ = ["load_params", "load_data", "embed", "run", "Scorer", "ParamsError", "DataError",
-           "__version__"]
+__all__ = ["load_params", "load_data", "embed", "run", "Scorer", "aspect_opinions", "ParamsError",
+           "DataError", "__version__"]
 
 _LAZY = {
     "load_params": ("cvlib.config", "load_params"),
@@ -31,6 +32,7 @@ _LAZY = {
     "embed": ("cvlib.text.embedding", "embed"),
     "run": ("cvlib.runner", "run"),
     "Scorer": ("cvlib.serve.scorer", "Scorer"),
+    "aspect_opinions": ("cvlib.insight.aspect_model", "aspect_opinions"),
 }
 
 

@@ -216,10 +216,21 @@ class ValueConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AspectParams:
+  """One aspect of the report's "opinions by aspect" (cvlib.insight.aspect_model.AspectSpec)."""
+  descriptions: tuple[str, ...]  # sentences of what opinions on the aspect say (tagging)
+  positive: tuple[str, ...]  # example positive opinions on it (polarity)
+  negative: tuple[str, ...]  # example negative opinions on it
+  keywords: tuple[str, ...] = ()  # reliable words; phrases match with up to two words between
+
+
+@dataclasses.dataclass(frozen=True)
 class SegmentConfig:
   value_tiers: tuple[float, float] = (0.2, 0.3)  # shares of customers in the High and Medium tiers
   risk_thresholds: tuple[float, float] = (0.3, 0.6)  # churn probability bounds of Medium and High risk
   top_k: int = 10  # recommendations per customer
+  # name -> AspectParams; empty: the language's six default aspects
+  aspects: dict[str, AspectParams] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,6 +486,12 @@ def _convert(tp: Any, value: Any, name: str, key: str, problems: list[str]) -> A
       bad(f"a list of {len(args)} values")
       return value
     return tuple(_convert(item_tp, v, name, f"{key}[{i}]", problems) for i, v in enumerate(value))
+  if origin is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+      bad("a mapping of names to sections")
+      return value
+    return {k: _build(typing.get_args(tp)[1], v, name, f"{key}.{k}.", problems)
+            for k, v in value.items()}
   if origin is dict:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -573,6 +590,13 @@ def _check(p: Params, name: str) -> list[str]:
   need(0 < s.risk_thresholds[0] < s.risk_thresholds[1] < 1, "segment.risk_thresholds",
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
+  for aspect, spec in s.aspects.items():
+    need(bool(re.fullmatch(r"[a-z][a-z0-9_]*", aspect)), "segment.aspects",
+         "named in lower-case letters, digits and '_'", aspect)
+    for part in ("descriptions", "positive", "negative"):
+      texts = getattr(spec, part)
+      need(len(texts) > 0 and all(t.strip() for t in texts), f"segment.aspects.{aspect}.{part}",
+           "a non-empty list of non-empty strings", list(texts))
   need(p.report.keep_history >= 0, "report.keep_history", ">= 0", p.report.keep_history)
   return out
 

@@ -1,5 +1,6 @@
-"""Aspect tagging of review text (delivery, quality, price, size_fit, service, packaging) and
-per-aspect polarity.
+"""Lexicon aspect tagging of review text (delivery, quality, price, size_fit, service, packaging)
+and per-aspect VADER polarity: the baseline of :mod:`cvlib.insight.aspect_model`, which the report
+uses, and the metrics and tables both share.
 
 Reviews are split into clauses on punctuation and on contrast words ("but", "however",
 "although" ...), so "great quality but delivery took ages" gives quality and delivery their own

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 from cvlib.config import Params, SegmentConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
-from cvlib.insight import aspects, monitoring, recommend, segments, topics
+from cvlib.insight import aspect_model, aspects, monitoring, recommend, segments, topics
 from cvlib.insight import clusters, since_last
 from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
@@ -27,7 +28,6 @@ from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
 from cvlib.stages.notes import NOT_APPLICABLE, optional, reason_of, skip, take_skipped
-from cvlib.text.blend import SentimentBlend
 from cvlib.value import metrics as vm
 from cvlib.value.networks import scoring_model
 
@@ -89,7 +89,10 @@ def make_segment_profiles(scores: pd.DataFrame, prep: Prepared, review_scores: p
   if opinions is not None and len(opinions.tags) == len(review_scores):
     who = review_scores["customer_id"].astype("string").map(key)
     aspect_rows = (opinions.tags.reset_index(drop=True).astype(bool)
-                   .assign(customer_id=who.to_numpy()).dropna(subset=["customer_id"]))
+                   .assign(customer_id=who.to_numpy()))
+    if opinions.tagged is not None:
+      aspect_rows = aspect_rows[opinions.tagged]
+    aspect_rows = aspect_rows.dropna(subset=["customer_id"])
   seg_input = scores.assign(customer_id=scores["customer_key"])
   return segments.segment_profiles(seg_input, sentiment=sent, categories=cats,
                                    aspects=aspect_rows)
@@ -197,6 +200,8 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
     segs, notes["segments"] = None, NOT_APPLICABLE["value"]
   if opinions is not None:
     ws.save_frame("aspect_table", opinions.table.reset_index())
+    if opinions.model is not None:
+      opinions.model.save(ws.path(*aspect_model.RUN_SUBDIR.parts))
   if opinions is None or opinions.metrics is None:
     notes["aspects"] = NOT_APPLICABLE["aspects"]
   if recs.metrics is None:
@@ -401,57 +406,91 @@ def report_customer_clusters(ws: Workspace, cc: CustomerClusters | None,
 
 @dataclasses.dataclass
 class Opinions:
-  tags: pd.DataFrame
-  polarity: pd.DataFrame
-  table: pd.DataFrame
+  tags: pd.DataFrame  # bool, one row per scored review (False where not among the tagged)
+  polarity: pd.DataFrame  # Int64 +1/-1/0, <NA> where not mentioned or not tagged
+  table: pd.DataFrame  # aspect_table over the tagged reviews
   metrics: dict | None
-
-
-ASPECT_LEXICONS = {"en": "DEFAULT_ASPECTS", "pt": "PORTUGUESE_ASPECTS"}
+  model: aspect_model.AspectModel | None = None
+  tagged: np.ndarray | None = None  # bool per scored review: among the reviews tagged
 
 
 @optional("opinions by aspect")
 def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
-                         encoder_dir: Path | None = None,
-                         adapter: str | None = None) -> Opinions | None:
-  """Aspect mentions and their sentiment per review; precision/recall where labels exist.
+                         adapter: str | None = None, seed: int = 0,
+                         aspects_params: Mapping[str, Any] | None = None,
+                         max_reviews: int = aspect_model.MAX_REVIEWS) -> Opinions | None:
+  """Aspect mentions and their polarity per review (:mod:`cvlib.insight.aspect_model`);
+  precision/recall where labels exist.
+
+  The shop's polarity head is learnt from its own rated titles and short reviews
+  (:func:`cvlib.insight.aspect_model.fit_shop_model`); tagging and polarity are then what
+  :func:`cvlib.insight.aspect_model.aspect_opinions` returns with this run's folder. Clause
+  embeddings cost CPU time, so at most ``max_reviews`` reviews are tagged (a seeded sample, the
+  hand-labelled reviews of the dataset always among them); the table says how many.
 
   Args:
     review_scores: stage 2's scored reviews (the reviews with text).
-    tables: cleaned tables (review text and, for synthetic data, the true aspects).
-    language: picks the aspect seed lexicon; None is returned for a language without one.
-    encoder_dir: the fine-tuned sentiment encoder; clause polarity for languages other than
-      English comes from it (VADER, the English default, does not read Portuguese).
+    tables: cleaned tables (review text, stars and titles; for synthetic data the true aspects).
+    language: "en" or "pt"; None is returned for another language.
     adapter: the data adapter; for one in ``aspects.LABELLED_SOURCES`` the tagger is scored on
       the hand-labelled reviews of that dataset (synthetic data is scored on its own truth).
+    seed: seed of the sample.
+    aspects_params: ``segment.aspects`` of the params (empty: the language's six aspects);
+      aspects without a calibrated threshold get the median of the calibrated ones.
+    max_reviews: most reviews tagged.
 
   Returns:
-    The tags, polarities, aspect table and metrics; None when aspects do not apply.
+    The tags, polarities, aspect table, metrics and the aspect model; None when aspects do not
+    apply.
   """
-  if language not in ASPECT_LEXICONS or not len(review_scores):
+  if language not in aspect_model.LANGUAGES or not len(review_scores):
     return None
-  lexicon = getattr(aspects, ASPECT_LEXICONS[language])
-  texts = tables.reviews.set_index("review_id").loc[review_scores["review_id"], "text"].tolist()
-  tags = aspects.tag_aspects(texts, lexicon)
-  sentiment_fn = None
-  if language != "en" and encoder_dir is not None:
-    sentiment_fn = _encoder_sentiment_fn(encoder_dir)
-  polarity = aspects.aspect_sentiment(texts, tags, sentiment_fn=sentiment_fn, aspects=lexicon)
-  table = aspects.aspect_table(tags, polarity)
+  reviews = tables.reviews.drop_duplicates("review_id").set_index("review_id")
+  ids = review_scores["review_id"].astype(str)
+  texts = reviews.loc[review_scores["review_id"], "text"].tolist()
+  titles = reviews["title"].tolist() if "title" in reviews else None
+  stars = (reviews["rating"].to_numpy(dtype=float) if "rating" in reviews
+           else np.full(len(reviews), np.nan))
+  model = aspect_model.fit_shop_model(language, reviews["text"].tolist(), stars, titles=titles,
+                                      specs=aspect_model.specs_from(aspects_params, language),
+                                      seed=seed)
+  tagged = np.ones(len(texts), dtype=bool)
+  if len(texts) > max_reviews:
+    labelled = set()
+    if adapter in aspects.LABELLED_SOURCES:
+      labelled = set(aspects.labelled_sample(aspects.LABELLED_SOURCES[adapter])["review_id"])
+    must = np.flatnonzero(ids.isin(labelled).to_numpy())[:max_reviews]
+    rest = np.setdiff1d(np.arange(len(texts)), must)
+    pick = np.random.default_rng(seed).choice(rest, max_reviews - len(must), replace=False)
+    tagged = np.zeros(len(texts), dtype=bool)
+    tagged[np.r_[must, pick].astype(int)] = True
+  scored = aspect_model.score_reviews([texts[i] for i in np.flatnonzero(tagged)], model,
+                                      tag_embed=aspect_model.minilm_embed,
+                                      polarity_embed=aspect_model.minilm_embed)
+  polarity = pd.DataFrame(pd.NA, index=range(len(texts)), columns=model.names, dtype="Int64")
+  polarity.iloc[np.flatnonzero(tagged)] = scored.to_numpy()
+  tags = polarity.notna()
+  table = aspects.aspect_table(tags[tagged].reset_index(drop=True),
+                               polarity[tagged].reset_index(drop=True))
+  table["tagged_reviews"] = int(tagged.sum())
   metrics = None
   if "review_aspects" in tables.truth:
     truth = tables.truth["review_aspects"]
     true_tags = pd.DataFrame(False, index=range(len(texts)), columns=tags.columns)
-    pos = {rid: i for i, rid in enumerate(review_scores["review_id"].astype(str))}
+    pos = {rid: i for i, rid in enumerate(ids)}
     for rid, aspect in zip(truth["review_id"].astype(str), truth["aspect"]):
       if rid in pos and aspect in true_tags.columns:
         true_tags.iloc[pos[rid], true_tags.columns.get_loc(aspect)] = True
-    m = aspects.aspect_metrics(tags.reset_index(drop=True), true_tags)
-    metrics = {"labelled_sample": len(texts), "precision": m["precision"], "recall": m["recall"],
-               "f1": m["f1"], "labels": "synthetic ground truth (the generator's aspect list)"}
+    m = aspects.aspect_metrics(tags[tagged].reset_index(drop=True),
+                               true_tags[tagged].reset_index(drop=True))
+    metrics = {"labelled_sample": int(tagged.sum()), "precision": m["precision"],
+               "recall": m["recall"], "f1": m["f1"],
+               "labels": "synthetic ground truth (the generator's aspect list)"}
   elif adapter in aspects.LABELLED_SOURCES:
-    metrics = _hand_labelled_metrics(review_scores, tags, aspects.LABELLED_SOURCES[adapter])
-  return Opinions(tags, polarity, table, metrics)
+    metrics = _hand_labelled_metrics(review_scores[tagged].reset_index(drop=True),
+                                     tags[tagged].reset_index(drop=True),
+                                     aspects.LABELLED_SOURCES[adapter])
+  return Opinions(tags, polarity, table, metrics, model, tagged)
 
 
 # Fewer labelled reviews among the scored ones than this give no precision/recall worth showing.
@@ -470,24 +509,8 @@ def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, sour
   m = aspects.aspect_metrics(pred.reset_index(drop=True), hit[columns])
   return {"labelled_sample": len(hit), "precision": m["precision"], "recall": m["recall"],
           "f1": m["f1"], "labels": f"hand-labelled reviews of this dataset ({len(hit)}, "
-                                   "cvlib/insight/aspects_labelled.csv)"}
-
-
-def _encoder_sentiment_fn(encoder_dir: Path):
-  """clauses -> P(positive) - P(negative) from the fine-tuned encoder saved in stage 2 (with its
-  TF-IDF blend when it has one, as the review scores)."""
-  from cvlib.text import checkpoint, sentiment, tokens
-  model, _ = checkpoint.load_saved_encoder(encoder_dir)
-  tokenizer = tokens.load_tokenizer(encoder_dir)
-  blend = SentimentBlend.load(encoder_dir)
-
-  def score(clauses):
-    clauses = list(clauses)
-    proba = sentiment.predict_proba(model, tokenizer, clauses, buckets=(32, 64, 128))
-    if blend is not None:
-      proba = blend.proba(proba, clauses)
-    return proba[:, -1] - proba[:, 0]
-  return score
+                                   "cvlib/insight/aspects_labelled.csv, tuning and held-out "
+                                   "parts together)"}
 
 
 @dataclasses.dataclass
@@ -647,7 +670,7 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
 def report_opinions(ws: Workspace, opinions: Opinions | None,
                      reviews: pd.DataFrame | None = None) -> None:
   if opinions is None:
-    ws.add_text("opinions", "Not part of this report: no aspect lexicon for this language, or no "
+    ws.add_text("opinions", "Not part of this report: no aspect model for this language, or no "
                 "review text.")
     return
   table = opinions.table.reset_index()
@@ -660,6 +683,9 @@ def report_opinions(ws: Workspace, opinions: Opinions | None,
         if a in tags and tags[a].any() else None for a in table["aspect"]]}
   ws.add_table("opinions", table, "How often each aspect is mentioned and with which sentiment."
                + (" Each aspect links to its reviews." if links else ""), links=links)
+  if opinions.model is not None and opinions.tagged is not None:
+    ws.add_text("opinions", aspect_model.describe(opinions.model, int(opinions.tagged.sum()),
+                                                  len(opinions.tagged)))
   if opinions.metrics:
     ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
                 f"labelled reviews ({opinions.metrics['labels']}): precision "

@@ -1,0 +1,176 @@
+"""cvlib.insight.aspect_model: keyword rules, the polarity head, calibration, the saved model and
+the public cvlib.aspect_opinions (its accuracy is benchmarks/aspects_labelled.py's)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cvlib
+from cvlib.insight import aspect_model as am
+
+
+def _bag_embed(texts):
+  """A deterministic stand-in encoder: hashed bag of words, L2-normalised."""
+  out = np.zeros((len(texts), 64), np.float32)
+  for i, t in enumerate(texts):
+    for w in am.fold(t).split():
+      out[i, sum(map(ord, w.strip(".,!"))) % 64] += 1.0
+  norms = np.linalg.norm(out, axis=1, keepdims=True)
+  return out / np.where(norms > 0, norms, 1.0)
+
+
+@pytest.fixture(scope="module")
+def matcher():
+  return am.KeywordMatcher(am.ENGLISH_SPECS, am.vocabulary_words())
+
+
+def _hits(matcher, text):
+  return {n for n, hit in zip(matcher.names, matcher.match(text)) if hit}
+
+
+def test_keywords_match_with_gaps_and_not_across_long_spans(matcher):
+  assert "size_fit" in _hits(matcher, "they run a little large")
+  assert "size_fit" in _hits(matcher, "runs very small")
+  assert "quality" in _hits(matcher, "the buttons pop right off")
+  assert not am._in_order(["run", "x", "y", "z", "large"], ("run", "large"))
+
+
+def test_typos_only_where_no_other_word_is_one_edit_away(matcher):
+  # "switch", "effective", "mostly" are words: never read as stitch, defective, costly
+  assert "quality" not in _hits(matcher, "the switch is easy to reach")
+  assert "quality" not in _hits(matcher, "very effective cleanser")
+  assert "price" not in _hits(matcher, "mostly worn at home")
+  # a long keyword with no vocabulary neighbour tolerates a typo that is not a word
+  assert _hits(matcher, "lovely craftmanship") == {"quality"}
+
+
+def test_polarity_training_set_uses_short_rated_texts():
+  texts = ["love it", "runs small and the fabric is thin " * 3, "awful", "okay", None]
+  ratings = [5, 1, 1, 3, 4]
+  titles = ["Great", None, "Bad", "Fine", "Nice"]
+  got, labels = am.polarity_training_set(texts, ratings, titles=titles, max_words=12)
+  assert got == ["love it", "awful", "Great", "Bad", "Nice"]
+  assert labels.tolist() == [1, 0, 1, 0, 1]
+  with pytest.raises(ValueError, match="3 texts, 2 ratings"):
+    am.polarity_training_set(["a", "b", "c"], [1, 2])
+
+
+def test_polarity_head_learns_and_round_trips(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(200, 8))
+  y = (x[:, 0] > 0).astype(int)
+  head = am.fit_polarity_head(x, y, trained_on={"data": "toy"})
+  assert ((head.proba(x) > 0.5) == y).mean() > 0.95
+  head.save(tmp_path / "h.npz")
+  back = am.PolarityHead.load(tmp_path / "h.npz")
+  np.testing.assert_allclose(back.proba(x), head.proba(x), rtol=1e-5)
+  assert back.trained_on["n_positive"] == int(y.sum())
+  with pytest.raises(ValueError, match="at least 20 negative"):
+    am.fit_polarity_head(x[:30], np.r_[np.zeros(5), np.ones(25)].astype(int), trained_on={})
+  with pytest.raises(ValueError, match="width 8"):
+    head.proba(np.zeros((2, 3)))
+
+
+def _toy_model(head):
+  names = [s.name for s in am.ENGLISH_SPECS]
+  return am.AspectModel("en", am.ENGLISH_SPECS, {n: -1.0 for n in names},
+                        {n: 1.01 for n in names}, head,
+                        {"head": 1.0, "examples": 0.0, "bias": 0.0})
+
+
+def test_calibration_and_scoring_on_a_toy_encoder(matcher, tmp_path):
+  texts = ["delivery was fast", "the fabric is thin", "great price", "lovely colour",
+           "delivery took weeks", "the fabric is soft"] * 4
+  table = am.clause_table(texts, am.ENGLISH_SPECS, _bag_embed, matcher)
+  names = [s.name for s in am.ENGLISH_SPECS]
+  labels = np.zeros((len(texts), len(names)), dtype=bool)
+  for i, t in enumerate(texts):
+    labels[i, names.index("delivery")] = "delivery" in t
+    labels[i, names.index("quality")] = "fabric" in t
+    labels[i, names.index("price")] = "price" in t
+  floor, alone = am.calibrate_thresholds(table, labels, names)
+  assert floor["delivery"] == -1.0 and alone["delivery"] == 1.01  # keywords are exact here
+  # a head that reads "weeks" and "thin" as negative
+  w = np.zeros(64)
+  for word, sign in (("weeks", -4.0), ("thin", -4.0), ("fast", 4.0), ("soft", 4.0),
+                     ("great", 4.0)):
+    w[sum(map(ord, word)) % 64] += sign
+  model = _toy_model(am.PolarityHead(w, 0.0, {"data": "toy"}))
+  pol = am.score_reviews(texts[:6], model, tag_embed=_bag_embed, polarity_embed=_bag_embed)
+  assert pol.loc[0, "delivery"] == 1 and pol.loc[4, "delivery"] == -1
+  assert pol.loc[1, "quality"] == -1 and pol.loc[5, "quality"] == 1
+  assert pol.loc[2, "price"] == 1 and pol.loc[3].isna().all()
+  model.save(tmp_path / "m")
+  back = am.AspectModel.load(tmp_path / "m")
+  assert back.floor == model.floor and back.specs == model.specs and back.mix == model.mix
+  with pytest.raises(FileNotFoundError, match="aspect model file missing"):
+    am.AspectModel.load(tmp_path / "nothing")
+
+
+def test_cell_polarity_is_mixed_only_when_clauses_confidently_disagree():
+  mix = {"head": 1.0, "examples": 0.0, "bias": 0.0}
+  assert am.cell_polarity(np.array([[3.0, 0.0], [-3.0, 0.0]]), mix) == 0
+  assert am.cell_polarity(np.array([[3.0, 0.0], [-0.5, 0.0]]), mix) == 1
+  assert am.cell_polarity(np.array([[-0.2, 0.0]]), mix) == -1
+  assert am.cell_polarity(np.array([[0.0, -0.1]]), {"head": 0.0, "examples": 5.0, "bias": 0.0}) == -1
+
+
+def test_calibrate_mix_needs_both_polarities():
+  feats = [np.array([[v, 0.0]]) for v in (-2, -1, -3, -2, -1, 2, 1, 3, 2, 1)]
+  mix = am.calibrate_mix(feats, [False] * 5 + [True] * 5)
+  assert mix["head"] > 0
+  with pytest.raises(ValueError, match="5\\+ cells of each"):
+    am.calibrate_mix(feats[:6], [False] * 5 + [True])
+
+
+def test_aspect_opinions_public_function(tmp_path):
+  texts = pd.Series(["Runs very small, I had to return it.", "Arrived fast and the quality is "
+                     "great.", None, "Lovely colour."], index=[10, 11, 12, 13])
+  out = cvlib.aspect_opinions(texts, "en")
+  assert list(out.index) == [10, 11, 12, 13]
+  assert list(out.columns) == [s.name for s in am.ENGLISH_SPECS]
+  assert out.loc[10, "size_fit"] == -1
+  assert out.loc[11, "delivery"] == 1 and out.loc[11, "quality"] == 1
+  assert out.loc[12].isna().all() and out.loc[13].isna().all()
+  with pytest.raises(ValueError, match="single str"):
+    cvlib.aspect_opinions("runs small", "en")
+  with pytest.raises(ValueError, match="pass a finished run folder"):
+    cvlib.aspect_opinions(["chegou rapido"], "pt")
+  with pytest.raises(ValueError, match="supported: en, pt"):
+    cvlib.aspect_opinions(["x"], "de")
+  # a run folder's model is used as saved, and must be of the asked language
+  model = am.default_model("en")
+  model.save(tmp_path / am.RUN_SUBDIR)
+  again = cvlib.aspect_opinions(texts, "en", run_dir=tmp_path)
+  pd.testing.assert_frame_equal(again, out)
+  with pytest.raises(ValueError, match="for language 'en', not 'pt'"):
+    cvlib.aspect_opinions(["x"], "pt", run_dir=tmp_path)
+  with pytest.raises(FileNotFoundError, match="aspect model file missing"):
+    cvlib.aspect_opinions(["x"], "en", run_dir=tmp_path / "none")
+
+
+def test_a_shop_without_enough_rated_short_texts():
+  texts, stars = ["love it", "awful"] * 5, [5, 1] * 5
+  en = am.fit_shop_model("en", texts, stars)  # English falls back to the shipped head
+  assert en.head.trained_on == am.default_model("en").head.trained_on
+  with pytest.raises(ValueError, match="5 negative and 5 positive short rated texts"):
+    am.fit_shop_model("pt", texts, stars)
+
+
+def test_aspects_from_the_params():
+  from cvlib.config import ParamsError, params_from_dict
+  battery = {"descriptions": ["the battery life"], "positive": ["battery lasts all day"],
+             "negative": ["the battery dies fast"], "keywords": ["battery", "charge"]}
+  p = params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery}}})
+  specs = am.specs_from(p.segment.aspects, "en")
+  assert [s.name for s in specs] == ["battery"] and specs[0].keywords == ("battery", "charge")
+  assert am.specs_from({}, "en") == am.ENGLISH_SPECS
+  model = am._calibrated("en", specs, am.default_model("en").head)
+  cal = am.calibration("en")
+  assert model.floor["battery"] == pytest.approx(np.median(list(cal["floor"].values())))
+  with pytest.raises(ParamsError, match="segment.aspects.battery.positive must be a non-empty"):
+    params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery | {
+        "positive": []}}}})
+  with pytest.raises(ParamsError, match="unknown key 'segment.aspects.battery.kw'"):
+    params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery | {
+        "kw": ["x"]}}}})
