@@ -229,6 +229,8 @@ class SegmentConfig:
   value_tiers: tuple[float, float] = (0.2, 0.3)  # shares of customers in the High and Medium tiers
   risk_thresholds: tuple[float, float] = (0.3, 0.6)  # churn probability bounds of Medium and High risk
   top_k: int = 10  # recommendations per customer
+  # reviews whose aspects are tagged (a seeded sample beyond it): clause embeddings cost CPU time
+  aspect_max_reviews: int = 1500
   # name -> AspectParams; empty: the language's six default aspects
   aspects: dict[str, AspectParams] = dataclasses.field(default_factory=dict)
 
@@ -590,6 +592,7 @@ def _check(p: Params, name: str) -> list[str]:
   need(0 < s.risk_thresholds[0] < s.risk_thresholds[1] < 1, "segment.risk_thresholds",
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
+  need(s.aspect_max_reviews > 0, "segment.aspect_max_reviews", "> 0", s.aspect_max_reviews)
   for aspect, spec in s.aspects.items():
     need(bool(re.fullmatch(r"[a-z][a-z0-9_]*", aspect)), "segment.aspects",
          "named in lower-case letters, digits and '_'", aspect)

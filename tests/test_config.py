@@ -43,7 +43,10 @@ def test_load_tiny_params():
   assert p.finetune.num_layers == 1 and p.finetune.training.epochs == 1
   assert p.finetune.buckets == (32,)
   assert p.value.hidden == (16,) and p.value.text_dims == 4
-  assert p.segment == config.SegmentConfig()  # defaults fill what the file leaves out
+  assert p.segment.aspect_max_reviews == 150
+  # defaults fill what the file leaves out
+  assert p.segment == config.SegmentConfig(aspect_max_reviews=150)
+  assert p.report == config.ReportConfig()
 
 
 def test_to_dict_round_trips_through_params_from_dict(write_params):
