@@ -4,6 +4,7 @@ succeeds; earlier runs are kept under history/; runs are deterministic."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -84,15 +85,21 @@ def test_stop_while_copying_the_last_run_leaves_no_temporary_folder(tiny_run, tm
 
 
 def test_previous_runs_kept_under_history(tiny_run, tmp_path):
+  """keep_history=1 with an older report already under history/: one new run moves the last
+  run there (its end time names the folder) and drops the older one."""
   out = _copy_run(tiny_run, tmp_path)
-  for _ in range(2):
-    cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], overrides=[
-        "report.keep_history=1"], log=lambda s: None)
+  older = out / "history" / "tiny" / "2000-01-01T000000+0000"
+  older.mkdir(parents=True)
+  (older / "index.html").write_text("an older report")
+  ended = json.loads((tiny_run / "run.json").read_text())["ended"]
+  cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], overrides=[
+      "report.keep_history=1"], log=lambda s: None)
   history = sorted((out / "history" / "tiny").iterdir())
-  assert len(history) == 1, history
+  assert [p.name for p in history] == [ended.replace(":", "")]
   kept = history[0]
   assert (kept / "index.html").is_file() and (kept / "metrics.json").is_file()
   assert not (kept / "models").exists(), "history keeps reports, not models"
+  assert (out / "tiny" / "index.html").read_bytes() != (kept / "index.html").read_bytes()
 
 
 # Same params, same metrics.json: checked by tests/test_scoring.py's run --all test, whose good
