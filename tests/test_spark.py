@@ -1,0 +1,225 @@
+"""Tests for cvlib.data.spark and cvlib.serve.spark_scoring: the one feature query gives the same
+table on DuckDB and on a local Spark session, Spark scores equal ``cvlib score``'s, and every
+Spark failure is one line with exit 1 or 2. All share one ``local[2]`` session (conftest)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cvlib import cli, config
+from cvlib.data import adapters, clean, features
+from cvlib.data import spark as spark_engine
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "params" / "tiny.yaml"
+RETAIL = REPO / "tests" / "data" / "online_retail" / "online_retail.csv"
+COUNTS = ("frequency", "recency_days", "T_days", "days_since_last", "n_orders", "n_items",
+          "n_products", "n_categories", "orders_last_90d", "max_interpurchase_days", "n_reviews",
+          "min_rating", "last_rating", "days_since_last_review", "holdout_orders")
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigterm():
+  before = signal.getsignal(signal.SIGTERM)
+  yield
+  signal.signal(signal.SIGTERM, before)  # cli.main installs its own handler
+
+
+def _assert_same_features(duck: pd.DataFrame, spark: pd.DataFrame) -> None:
+  """Same customers, columns and types; counts and days exact, money and means to 1e-9."""
+  assert list(spark.columns) == list(duck.columns)
+  assert spark.dtypes.equals(duck.dtypes)
+  assert len(duck) and spark["customer_id"].tolist() == duck["customer_id"].tolist()
+  pd.testing.assert_frame_equal(spark[["customer_id", "first_purchase", "returned", *COUNTS]],
+                                duck[["customer_id", "first_purchase", "returned", *COUNTS]],
+                                check_exact=True)
+  pd.testing.assert_frame_equal(spark, duck, check_exact=False, rtol=0, atol=1e-9)
+
+
+def _tables(params: config.Params) -> adapters.Tables:
+  return clean.clean_tables(adapters.load_data(params))[0]
+
+
+def _both(spark, t: adapters.Tables, cutoff: dt.date, horizon: int, **sources):
+  duck = features.compute_customer_features(t.transactions, t.items, t.products, t.reviews,
+                                            cutoff, horizon)
+  inputs = {"transactions": t.transactions, "items": t.items, "products": t.products,
+            "reviews": t.reviews, **sources}
+  got = spark_engine.to_pandas(spark_engine.compute_customer_features(
+      spark, **inputs, cutoff=cutoff, horizon_days=horizon))
+  return duck, got
+
+
+# --- one definition, two engines ----------------------------------------------------------------
+
+def test_online_retail_features_equal_on_duckdb_and_spark(spark):
+  params = config.load_params(TINY, ["data.adapter=online_retail", f"data.path={RETAIL}"])
+  t = _tables(params)
+  last = t.transactions["timestamp"].max().date()
+  for cutoff in (last - dt.timedelta(days=20), last + dt.timedelta(days=1)):
+    _assert_same_features(*_both(spark, t, cutoff, 30))
+
+
+def test_demo_shop_features_equal_from_parquet_folders_and_spark_tables(spark, tiny_clean,
+                                                                         tmp_path):
+  t, _ = tiny_clean
+  for name in ("transactions", "items"):  # parquet folders of several files, as Spark writes
+    spark_engine.read_table(spark, getattr(t, name), name).repartition(3) \
+        .write.parquet(str(tmp_path / name))
+  spark_engine.read_table(spark, t.reviews, "reviews").createOrReplaceTempView("shop_reviews")
+  cutoff = t.transactions["timestamp"].max().date() - dt.timedelta(days=120)
+  duck, got = _both(spark, t, cutoff, 90, transactions=tmp_path / "transactions",
+                    items=str(tmp_path / "items"), reviews="table:shop_reviews")
+  assert duck["n_reviews"].sum() > 0 and duck["n_categories"].sum() > 0  # every part is used
+  _assert_same_features(duck, got)
+
+
+def test_spark_query_is_the_duckdb_query_transpiled():
+  sql = spark_engine.spark_sql(dt.date(2024, 1, 1), 90)
+  assert "MAX_BY(" in sql and "UNIX_TIMESTAMP(" in sql and " DIV " in sql
+  assert "ORDER BY rfm.customer_id" not in sql  # a distributed table has no row order
+  assert "ORDER BY rfm.customer_id" in features.customer_features_sql(dt.date(2024, 1, 1), 90)
+
+
+def test_run_features_on_spark_equal_duckdbs(spark, tiny_clean, tiny_params):
+  from cvlib.stages import preprocess
+  t, _ = tiny_clean
+  on_spark = preprocess.customer_features_on(
+      config.params_from_dict({**tiny_params.to_dict(), "engine": "spark",
+                               "spark": {"master": "local[2]"}}))
+  cutoff = t.transactions["timestamp"].max().date()
+  _assert_same_features(
+      features.compute_customer_features(t.transactions, t.items, t.products, t.reviews,
+                                         cutoff, 180),
+      on_spark(t.transactions, t.items, t.products, t.reviews, cutoff, 180))
+  assert preprocess.customer_features_on(tiny_params) is features.compute_customer_features
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+def _as_of(run: Path) -> dt.date:
+  return dt.date.fromisoformat(json.loads((run / "artifacts" / "split.json").read_text())["as_of"])
+
+
+def test_spark_scores_equal_local_scores(spark, tiny_run, tmp_path, capsys):
+  local = tmp_path / "local.parquet"
+  assert cli.main(["score", str(tiny_run), str(TINY), "--out", str(local)]) == 0
+  out = tmp_path / "spark.parquet"
+  assert cli.main(["score", str(tiny_run), str(TINY), "--engine", "spark", "--out",
+                   str(out)]) == 0
+  assert "Scored 300 customers" in capsys.readouterr().out and out.is_dir()
+  want = pd.read_parquet(local).sort_values("customer_key").reset_index(drop=True)
+  got = pd.read_parquet(out).sort_values("customer_key").reset_index(drop=True)
+  assert list(got.columns) == list(want.columns)
+  numbers = [c for c in want.columns if want[c].dtype.kind in "fi"]
+  pd.testing.assert_frame_equal(got[numbers], want[numbers], check_exact=False, rtol=1e-6,
+                                atol=1e-6, check_dtype=False)
+  text = [c for c in want.columns if c not in numbers and c != "top_drivers"]
+  pd.testing.assert_frame_equal(got[text], want[text], check_dtype=False)
+  # explanations are numbers written into text: equal where no float32 rounding crosses a digit
+  assert (got["top_drivers"] == want["top_drivers"]).mean() > 0.95
+
+
+def test_spark_scores_from_parquet_folder_through_params(spark, tiny_run, tiny_clean, tmp_path,
+                                                         write_params):
+  from cvlib.serve import spark_scoring
+  t, _ = tiny_clean
+  folder = tmp_path / "orders"
+  spark_engine.read_table(spark, t.transactions.rename(columns={"customer_id": "client"}),
+                          "transactions").write.parquet(str(folder))
+  params = config.load_params(write_params({
+      "dataset": "shop", "engine": "spark",
+      "data": {"adapter": "generic",
+               "transactions": {"path": str(folder), "columns": {"customer_id": "client"}}}}))
+  tables = spark_engine.load_tables(spark, params)
+  assert tables["items"] is None and tables["reviews"] is None
+  day = _as_of(tiny_run)
+  scores = spark_scoring.score_spark(spark, tiny_run, tables["transactions"], as_of=day,
+                                     model="ziln", drivers=False).toPandas()
+  from cvlib.serve import scorer as scoring
+  local = scoring.Scorer(tiny_run, model="ziln", warm_up=False)
+  want = local.score_tables(adapters.Tables(
+      customers=pd.DataFrame(), transactions=t.transactions, items=t.items.iloc[:0],
+      products=local.catalogue, reviews=t.reviews.iloc[:0]), as_of=day)
+  got = scores.sort_values("customer_key").reset_index(drop=True)
+  want = want.sort_values("customer_key").reset_index(drop=True)
+  assert len(got) == len(want) == 300
+  np.testing.assert_allclose(got["predicted_value"], want["predicted_value"], rtol=1e-6)
+  np.testing.assert_allclose(got["churn_probability"], want["churn_probability"], rtol=1e-6,
+                             atol=1e-7)
+
+
+# --- failures: one line, exit 1 or 2, nothing half-written ----------------------------------------
+
+def test_missing_java_fails_with_what_to_install(monkeypatch, tmp_path):
+  monkeypatch.setenv("PATH", str(tmp_path))
+  monkeypatch.delenv("JAVA_HOME", raising=False)
+  with pytest.raises(spark_engine.SparkError, match="openjdk-17-jre-headless"):
+    spark_engine.check_java()
+  monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+  with pytest.raises(spark_engine.SparkError, match=r"\$JAVA_HOME .*has no bin/java"):
+    spark_engine.check_java()
+
+
+def test_cli_without_java_exits_1_with_one_line(monkeypatch, tmp_path, tiny_run, capsys):
+  monkeypatch.setenv("PATH", str(tmp_path))
+  monkeypatch.delenv("JAVA_HOME", raising=False)
+  before = sorted(p.name for p in tiny_run.iterdir())
+  assert cli.main(["score", str(tiny_run), str(TINY), "--engine", "spark"]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "openjdk-17-jre-headless" in err[0]
+  assert cli.main(["validate", str(TINY), "--set", "engine=spark"]) == 1
+  assert "openjdk-17-jre-headless" in capsys.readouterr().err
+  assert sorted(p.name for p in tiny_run.iterdir()) == before
+
+
+def test_missing_spark_table_exits_2_naming_it(spark, tiny_run, write_params, capsys):
+  params = write_params({"dataset": "shop", "engine": "spark",
+                         "data": {"adapter": "generic",
+                                  "transactions": {"table": "shop.no_such_orders"}}})
+  assert cli.main(["score", str(tiny_run), str(params), "--engine", "spark"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "no_such_orders" in err[0], err
+
+
+def test_failed_spark_job_leaves_the_previous_scores(spark, tmp_path):
+  from pyspark.sql import functions as F
+  from cvlib.serve import spark_scoring
+  out = tmp_path / "scores.parquet"
+  out.mkdir()
+  (out / "part-0.parquet").write_bytes(b"previous")
+  boom = spark.range(3).select(F.raise_error(F.lit("disk on fire")).alias("x"))
+  with pytest.raises(spark_engine.SparkError, match="disk on fire") as e:
+    spark_scoring.write_scores(boom, out)
+  assert "\n" not in str(e.value)
+  assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+  assert (out / "part-0.parquet").read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("engine=polars", "engine must be one of duckdb, spark"),
+    ("spark.shuffle_partitions=0", "spark.shuffle_partitions must be > 0"),
+    ("spark.master=' '", "spark.master must be a Spark master URL"),
+    ("spark.conf={driver.memory: 4g}", "spark.conf must be Spark settings"),
+    ("spark.masterr=local", "unknown key 'spark.masterr'"),
+])
+def test_spark_params_are_checked(override, message):
+  with pytest.raises(config.ParamsError, match=message):
+    config.load_params(TINY, [override])
+
+
+def test_spark_table_source_needs_engine_spark(write_params):
+  path = write_params({"dataset": "shop", "data": {"adapter": "generic",
+                                                   "transactions": {"table": "shop.orders"}}})
+  with pytest.raises(config.ParamsError, match=r"data.transactions.table is a Spark table: it "
+                                               "needs engine: spark"):
+    config.load_params(path)
+  ok = config.load_params(path, ["engine=spark"])
+  assert ok.data.transactions.table == "shop.orders"
