@@ -141,10 +141,11 @@ def test_spark_scores_from_parquet_folder_through_params(spark, tiny_run, tiny_c
   tables = spark_engine.load_tables(spark, params)
   assert tables["items"] is None and tables["reviews"] is None
   day = _as_of(tiny_run)
-  scores = spark_scoring.score_spark(spark, tiny_run, tables["transactions"], as_of=day,
-                                     model="ziln", drivers=False).toPandas()
+  # the run's scoring network with explanations, as the test above: the workers' scorer is reused
+  scores = spark_scoring.score_spark(spark, tiny_run, tables["transactions"],
+                                     as_of=day).toPandas()
   from cvlib.serve import scorer as scoring
-  local = scoring.Scorer(tiny_run, model="ziln", warm_up=False)
+  local = scoring.Scorer(tiny_run, warm_up=False, drivers=True)
   want = local.score_tables(adapters.Tables(
       customers=pd.DataFrame(), transactions=t.transactions, items=t.items.iloc[:0],
       products=local.catalogue, reviews=t.reviews.iloc[:0]), as_of=day)

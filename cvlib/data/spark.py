@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def check_available() -> None:
 
 def get_session(master: str | None = None, *, app_name: str = "cvlib",
                 shuffle_partitions: int | None = None, conf: dict[str, str] | None = None,
-                log_level: str = "ERROR") -> Any:
+                log_level: str = "FATAL") -> Any:
   """A SparkSession: the active one if there is one, else a new one on ``master``.
 
   Args:
@@ -97,7 +98,8 @@ def get_session(master: str | None = None, *, app_name: str = "cvlib",
     shuffle_partitions: ``spark.sql.shuffle.partitions`` (Spark's default is 200, far too many
       for one machine).
     conf: more Spark settings.
-    log_level: the JVM's log level.
+    log_level: the JVM's log level. FATAL by default: a failed job's cause reaches the caller
+      as the exception (``cvlib`` prints it as one line), not as pages of executor stack traces.
 
   Raises:
     SparkError: no Java, no pyspark, or the JVM did not start.
@@ -115,6 +117,10 @@ def get_session(master: str | None = None, *, app_name: str = "cvlib",
   if shuffle_partitions is not None:
     settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
   settings.update(conf or {})
+  if (master or "local").startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+    # on this machine the Python workers are this Python: pyspark starts $PYSPARK_PYTHON, else
+    # python3 from PATH, which need not have cvlib's packages (a cluster configures its own)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
   # the JVM's own log: errors only (Spark's default prints INFO lines by the hundred)
   log4j = Path(__file__).with_name("spark-log4j2.properties")
   settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
@@ -136,9 +142,15 @@ def session_from_params(spark_cfg: Any) -> Any:
 
 
 def first_line(e: BaseException) -> str:
-  """An exception as one short line (a JVM error's first line carries its class and message)."""
+  """An exception as one short line: a JVM error's first line (its class and message), or the
+  last line of a Python worker's traceback (the exception raised there)."""
   lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-  return (lines[0] if lines else type(e).__name__)[:300]
+  if not lines:
+    return type(e).__name__
+  if any(line.startswith("Traceback (most recent call last)") for line in lines):
+    tail = [line for line in lines if not line.startswith(("File ", "at ", "^"))]
+    return tail[-1][:300]
+  return lines[0][:300]
 
 
 def as_spark_failure(e: BaseException, source: str) -> BaseException:
