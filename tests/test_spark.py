@@ -9,7 +9,6 @@ import json
 import signal
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -109,13 +108,15 @@ def _as_of(run: Path) -> dt.date:
 
 
 def test_spark_scores_equal_local_scores(spark, tiny_run, tmp_path, capsys):
-  local = tmp_path / "local.parquet"
-  assert cli.main(["score", str(tiny_run), str(TINY), "--out", str(local)]) == 0
+  # the reference is the run's scores.parquet, which `cvlib score` reproduces bit for bit
+  # (tests/test_scoring.py): the same customers, as of the same day, with the same network
   out = tmp_path / "spark.parquet"
   assert cli.main(["score", str(tiny_run), str(TINY), "--engine", "spark", "--out",
                    str(out)]) == 0
-  assert "Scored 300 customers" in capsys.readouterr().out and out.is_dir()
-  want = pd.read_parquet(local).sort_values("customer_key").reset_index(drop=True)
+  assert f"Scored 300 customers as of {_as_of(tiny_run)}" in capsys.readouterr().out
+  assert out.is_dir() and not list(tmp_path.glob(".*"))  # swapped in whole, nothing left over
+  want = pd.read_parquet(tiny_run / "scores.parquet").sort_values("customer_key") \
+      .reset_index(drop=True)
   got = pd.read_parquet(out).sort_values("customer_key").reset_index(drop=True)
   assert list(got.columns) == list(want.columns)
   numbers = [c for c in want.columns if want[c].dtype.kind in "fi"]
@@ -127,34 +128,26 @@ def test_spark_scores_equal_local_scores(spark, tiny_run, tmp_path, capsys):
   assert (got["top_drivers"] == want["top_drivers"]).mean() > 0.95
 
 
-def test_spark_scores_from_parquet_folder_through_params(spark, tiny_run, tiny_clean, tmp_path,
-                                                         write_params):
-  from cvlib.serve import spark_scoring
+def test_params_parquet_folder_is_read_by_spark_like_cvlibs_reader(spark, tiny_clean, tmp_path,
+                                                                   write_params):
   t, _ = tiny_clean
   folder = tmp_path / "orders"
-  spark_engine.read_table(spark, t.transactions.rename(columns={"customer_id": "client"}),
-                          "transactions").write.parquet(str(folder))
+  lines = t.transactions.rename(columns={"customer_id": "client", "amount": "total"})
+  spark_engine.read_table(spark, lines, "transactions").repartition(2).write.parquet(str(folder))
   params = config.load_params(write_params({
       "dataset": "shop", "engine": "spark",
-      "data": {"adapter": "generic",
-               "transactions": {"path": str(folder), "columns": {"customer_id": "client"}}}}))
+      "data": {"adapter": "generic", "transactions": {
+          "path": str(folder), "columns": {"customer_id": "client", "amount": "total"}}}}))
   tables = spark_engine.load_tables(spark, params)
   assert tables["items"] is None and tables["reviews"] is None
-  day = _as_of(tiny_run)
-  # the run's scoring network with explanations, as the test above: the workers' scorer is reused
-  scores = spark_scoring.score_spark(spark, tiny_run, tables["transactions"],
-                                     as_of=day).toPandas()
-  from cvlib.serve import scorer as scoring
-  local = scoring.Scorer(tiny_run, warm_up=False, drivers=True)
-  want = local.score_tables(adapters.Tables(
-      customers=pd.DataFrame(), transactions=t.transactions, items=t.items.iloc[:0],
-      products=local.catalogue, reviews=t.reviews.iloc[:0]), as_of=day)
-  got = scores.sort_values("customer_key").reset_index(drop=True)
-  want = want.sort_values("customer_key").reset_index(drop=True)
-  assert len(got) == len(want) == 300
-  np.testing.assert_allclose(got["predicted_value"], want["predicted_value"], rtol=1e-6)
-  np.testing.assert_allclose(got["churn_probability"], want["churn_probability"], rtol=1e-6,
-                             atol=1e-7)
+  cutoff = t.transactions["timestamp"].max().date()
+  empty = t.items.iloc[:0], t.products.iloc[:0], t.reviews.iloc[:0]
+  duck = features.compute_customer_features(t.transactions, *empty, cutoff, 90)
+  got = spark_engine.to_pandas(spark_engine.compute_customer_features(
+      spark, tables["transactions"], cutoff=cutoff, horizon_days=90))
+  _assert_same_features(duck, got)
+  # a file of another kind is not Spark's to read: cvlib reads and cleans it
+  assert spark_engine.load_tables(spark, config.load_params(TINY, ["engine=spark"])) is None
 
 
 # --- failures: one line, exit 1 or 2, nothing half-written ----------------------------------------

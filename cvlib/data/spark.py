@@ -110,6 +110,8 @@ def get_session(master: str | None = None, *, app_name: str = "cvlib",
   if active is not None and master is None:
     return active
   check_java()
+  if master is None and not os.environ.get("PYSPARK_GATEWAY_PORT"):
+    master = "local[*]"  # not under spark-submit, which sets the master (and that variable)
   builder = SparkSession.builder.appName(app_name)
   if master is not None:
     builder = builder.master(master)
@@ -117,7 +119,7 @@ def get_session(master: str | None = None, *, app_name: str = "cvlib",
   if shuffle_partitions is not None:
     settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)
   settings.update(conf or {})
-  if (master or "local").startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+  if master is not None and master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
     # on this machine the Python workers are this Python: pyspark starts $PYSPARK_PYTHON, else
     # python3 from PATH, which need not have cvlib's packages (a cluster configures its own)
     os.environ["PYSPARK_PYTHON"] = sys.executable
