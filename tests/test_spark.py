@@ -9,6 +9,7 @@ import json
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -126,6 +127,22 @@ def test_spark_scores_equal_local_scores(spark, tiny_run, tmp_path, capsys):
   pd.testing.assert_frame_equal(got[text], want[text], check_dtype=False)
   # explanations are numbers written into text: equal where no float32 rounding crosses a digit
   assert (got["top_drivers"] == want["top_drivers"]).mean() > 0.95
+
+
+def test_text_aware_network_scores_on_spark_as_locally(spark, tiny_run, tiny_clean):
+  from cvlib.serve import scorer as scoring
+  from cvlib.serve import spark_scoring
+  t, _ = tiny_clean
+  local = scoring.Scorer(tiny_run, model="ziln_text", warm_up=False)
+  want = local.score_tables(t).sort_values("customer_key").reset_index(drop=True)
+  with spark_engine.quiet_pandas_warnings():
+    got = spark_scoring.score_spark(spark, tiny_run, t.transactions, t.items, t.products,
+                                    t.reviews, model="ziln_text", drivers=False).toPandas()
+  got = got.sort_values("customer_key").reset_index(drop=True)
+  assert got["model"].eq("ziln_text").all() and len(got) == len(want) == 300
+  for col in ("predicted_value", "churn_probability", "value_lo", "value_hi"):
+    np.testing.assert_allclose(got[col], want[col], rtol=1e-5, atol=1e-6, err_msg=col)
+  assert (got["value_tier"] == want["value_tier"]).all()
 
 
 def test_params_parquet_folder_is_read_by_spark_like_cvlibs_reader(spark, tiny_clean, tmp_path,

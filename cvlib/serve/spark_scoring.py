@@ -4,7 +4,9 @@ Features come from the one feature query run on Spark (``cvlib.data.spark``); th
 ``scorer.score_frame``, the function every other way of scoring calls, run inside
 ``mapInPandas``: each Python worker loads the run's models once and keeps them for every batch
 of customers it is handed, so a row is the row ``cvlib score`` writes for that customer (to
-float32 rounding: the networks run on fixed blocks of rows either way).
+float32 rounding: the networks run on fixed blocks of rows either way). For the text-aware
+network each customer's reviews travel with their row and go through the run's encoder in the
+worker, a batch of customers at a time.
 
 The run folder must be readable at the same path by every executor (on one machine it is; on a
 cluster put it on shared storage, e.g. ``/dbfs/...`` on Databricks).
@@ -26,7 +28,6 @@ from cvlib.data import privacy
 from cvlib.data import spark as spark_engine
 from cvlib.data.spark import SparkError
 from cvlib.serve import scorer as scoring
-from cvlib.serve.model_folder import ModelFolderError
 
 # Each Python worker's scorers, by (run folder, model, drivers): loaded on its first batch.
 _WORKER_SCORERS: dict[tuple[str, str, bool], scoring.Scorer] = {}
@@ -77,15 +78,11 @@ def score_spark(spark: Any, run_dir: str | os.PathLike, transactions: Any, items
 
   Raises:
     ModelFolderError: the run folder fails its checks or has no such model.
-    ValueError: no purchase before ``as_of``, or a network that reads review text.
+    ValueError: no purchase before ``as_of``, or a text-aware network without reviews.
   """
   run_dir = str(Path(run_dir).resolve())
   local = scorer or scoring.Scorer(run_dir, model=model, warm_up=False, drivers=drivers)
   drivers = local.drivers
-  if local.needs_text:
-    raise ModelFolderError([f"{run_dir}: network {local.name!r} reads review text, which "
-                            "Spark scoring does not encode yet; score with a network without "
-                            "text (--model ziln_ratings or ziln)"])
   salt = salt or local.salt
   tx = spark_engine.read_table(spark, transactions, "transactions")
   if products is None:
@@ -93,6 +90,11 @@ def score_spark(spark: Any, run_dir: str | os.PathLike, transactions: Any, items
   day = default_as_of(tx) if as_of is None else scoring.as_date(as_of, "as_of")
   features = spark_engine.compute_customer_features(
       spark, tx, items, products, reviews, cutoff=day, horizon_days=local.horizon_days)
+  if local.needs_text:  # each customer's reviews travel with their features row
+    if reviews is None:
+      raise ValueError(f"network {local.name!r} reads review text: give the reviews")
+    features = features.join(_review_lists(spark_engine.read_table(spark, reviews, "reviews"),
+                                           day), "customer_id", "left")
   with spark_engine.quiet_pandas_warnings():
     probe = features.limit(1).toPandas()
   if not len(probe):
@@ -124,12 +126,46 @@ def default_as_of(transactions: Any) -> dt.date:
   return pd.Timestamp(last).date() + dt.timedelta(days=1)
 
 
+# The review columns the text features read, carried per customer as a list.
+REVIEW_FIELDS = ("timestamp", "review_id", "rating", "text")  # sorted by the first
+
+
+def _review_lists(reviews: Any, day: dt.date) -> Any:
+  """customer_id -> ``_reviews``, the list of their reviews with text dated before ``day``
+  (those ``Scorer`` encodes), in time order."""
+  from pyspark.sql import functions as F
+  r = reviews.where(F.col("customer_id").isNotNull() & F.col("timestamp").isNotNull()
+                    & F.col("text").isNotNull()
+                    & (F.col("timestamp") < F.lit(day.isoformat()).cast("timestamp_ntz")))
+  return r.groupBy("customer_id").agg(
+      F.array_sort(F.collect_list(F.struct(*REVIEW_FIELDS))).alias("_reviews"))
+
+
+def _batch_reviews(customer_ids: pd.Series, lists: pd.Series) -> pd.DataFrame:
+  """The ``_reviews`` lists of a batch as one canonical reviews table."""
+  from cvlib.data import schema
+  rows = [{"customer_id": c, **dict(review)}
+          for c, reviews in zip(customer_ids.tolist(), lists.tolist())
+          if reviews is not None for review in reviews]
+  frame = pd.DataFrame(rows, columns=["customer_id", *REVIEW_FIELDS])
+  return schema.coerce_table("reviews", frame)
+
+
 def _score_batch(batch: pd.DataFrame, scorer: scoring.Scorer, day: dt.date, salt: str,
                  raw_ids: bool, drivers: bool) -> pd.DataFrame:
-  """One Arrow batch of Spark features -> its scores rows."""
-  f = feats.finish_features(batch.reset_index(drop=True))
+  """One Arrow batch of Spark features (with ``_reviews`` for a text-aware network) -> its
+  scores rows."""
+  batch = batch.reset_index(drop=True)
+  lists = batch.pop("_reviews") if "_reviews" in batch else None
+  f = feats.finish_features(batch)
   f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
-  return scoring.score_frame(f, None, scorer.predictor, scorer.name, scorer.reference,
+  text = None
+  if scorer.needs_text:
+    review_scores, emb = scoring.encode_reviews(
+        scorer.encoder, scorer.tokenizer, _batch_reviews(f["customer_id"], lists),
+        buckets=scorer.buckets, batch_size=scoring.ENCODER_BATCH, blend=scorer.blend)
+    text = scorer.featurizer.transform(f["customer_id"], review_scores, emb, day)
+  return scoring.score_frame(f, text, scorer.predictor, scorer.name, scorer.reference,
                              as_of=day, raw_ids=raw_ids, version=scorer.version,
                              drivers=drivers)
 
