@@ -174,11 +174,11 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
     problems.append(f"--out: {out!r} must end in .parquet or .csv")
   if chunk_size < 1:
     problems.append(f"--chunk-size must be > 0, got {chunk_size}")
-  if engine == "spark" and out is not None and Path(out).suffix.lower() == ".csv":
-    problems.append(f"--out: {out!r}: Spark writes a parquet folder; name it *.parquet")
   if problems:
     raise ParamsError(problems)
   params = load_params(params_file, list(overrides) + ([f"engine={engine}"] if engine else []))
+  if params.engine == "spark" and out is not None and Path(out).suffix.lower() == ".csv":
+    raise ParamsError([f"--out: {out!r}: Spark writes a parquet folder; name it *.parquet"])
   if params.engine == "spark":
     _score_spark(run_dir, params, out=out, day=day, model=model, drivers=drivers)
     return
