@@ -1032,6 +1032,14 @@ def _spark_verdicts(d: dict) -> list[str]:
   return out
 
 
+def _duckdb_wins(d: dict) -> bool:
+  """Whether DuckDB was faster than Spark local[2] on every task and size measured."""
+  pairs = [(by["duckdb"]["job_s"], by["spark_local2"]["job_s"]) for size in d["sizes"].values()
+           for by in (size.get(t, {}) for t in SPARK_TASKS) if "duckdb" in by
+           and "spark_local2" in by]
+  return bool(pairs) and all(duck < spark for duck, spark in pairs)
+
+
 def build_spark() -> Page:
   page = Page("When one machine is not enough")
   d = page.load(SPARK_REL)
@@ -1090,10 +1098,12 @@ spark_scoring.write_scores(scores, "/dbfs/cvlib/scores/2025-01-01.parquet")
          "and a scores folder already there is left as it was (the new one is written beside it "
          "and swapped in whole).")
   page.h2("One definition of the features: SQLGlot, not Ibis")
-  q = d["definition"]
-  page.p(f"The features are one SQL query in DuckDB's dialect ({q['sql_lines']} lines, "
-         "`features.customer_features_sql`). DuckDB runs it as written; SQLGlot "
-         f"{q['sqlglot']} rewrites it into Spark SQL in {q['transpile_ms']} ms (`epoch` becomes "
+  q = d.get("definition")
+  size = f" ({q['sql_lines']} lines, `features.customer_features_sql`)" if q else ""
+  cost = f" {q['sqlglot']} rewrites it into Spark SQL in {q['transpile_ms']} ms" if q else (
+      " rewrites it into Spark SQL")
+  page.p(f"The features are one SQL query in DuckDB's dialect{size}. DuckDB runs it as written; "
+         f"SQLGlot{cost} (`epoch` becomes "
          "`unix_timestamp`, `//` becomes `DIV`, `arg_max` becomes `max_by`). Two changes made the "
          "query mean the same in both dialects, and neither changes DuckDB's numbers: `arg_max` "
          "is filtered to rated reviews (Spark's `max_by` does not skip a NULL value), and the "
@@ -1129,6 +1139,14 @@ spark_scoring.write_scores(scores, "/dbfs/cvlib/scores/2025-01-01.parquet")
   verdicts = _spark_verdicts(d)
   if verdicts:
     page.p("Against the targets, at the largest size measured: " + "; ".join(verdicts) + ".")
+  page.p("What Spark pays for on one machine: a JVM beside Python, every row crossing from the "
+         "JVM to the Python workers through Arrow and back, a shuffle to group each customer's "
+         "orders (DuckDB groups in memory in one process), and, for scoring, every Python worker "
+         "importing JAX and loading and compiling the models before its first batch. None of "
+         "that shrinks with more cores on one machine; it is the price of a job that runs "
+         "unchanged on a cluster whose executors hold what no single machine can." + (
+             " At the sizes measured here DuckDB on one machine is the faster and leaner "
+             "choice, which is why it stays the default." if _duckdb_wins(d) else ""))
   page.source(SPARK_REL, note=f"run {when(d)}")
   page.h2("On a cluster")
   page.p("The same job runs unchanged on a cluster: leave `spark.master` null and let the cluster "
