@@ -1139,12 +1139,13 @@ spark_scoring.write_scores(scores, "/dbfs/cvlib/scores/2025-01-01.parquet")
   verdicts = _spark_verdicts(d)
   if verdicts:
     page.p("Against the targets, at the largest size measured: " + "; ".join(verdicts) + ".")
-  page.p("What Spark pays for on one machine: a JVM beside Python, every row crossing from the "
-         "JVM to the Python workers through Arrow and back, a shuffle to group each customer's "
-         "orders (DuckDB groups in memory in one process), and, for scoring, every Python worker "
-         "importing JAX and loading and compiling the models before its first batch. None of "
-         "that shrinks with more cores on one machine; it is the price of a job that runs "
-         "unchanged on a cluster whose executors hold what no single machine can." + (
+  page.p("What Spark pays for on one machine: a JVM beside Python, shuffles that write each "
+         "customer's orders to disk to group them (DuckDB groups in memory in one process), and, "
+         "for scoring, every feature row crossing from the JVM to the Python workers through "
+         "Arrow and back, with every Python worker importing JAX and loading and compiling the "
+         "models before its first batch. DuckDB has none of these costs; they are the price of a "
+         "job that runs unchanged on a cluster whose executors hold what no single machine "
+         "can." + (
              " At the sizes measured here DuckDB on one machine is the faster and leaner "
              "choice, which is why it stays the default." if _duckdb_wins(d) else ""))
   page.source(SPARK_REL, note=f"run {when(d)}")
