@@ -75,8 +75,8 @@ def import_pyspark() -> Any:
   try:
     import pyspark
   except ImportError:
-    raise SparkError("engine spark needs pyspark: pip install pyspark (the version in cvlib's "
-                     "requirements.lock)") from None
+    raise SparkError("engine spark needs pyspark: pip install 'cvlib[spark]' (or the pyspark "
+                     "and sqlglot versions of cvlib's requirements.lock)") from None
   return pyspark
 
 
@@ -123,7 +123,7 @@ def get_session(master: str | None = None, *, app_name: str = "cvlib",
     # on this machine the Python workers are this Python: pyspark starts $PYSPARK_PYTHON, else
     # python3 from PATH, which need not have cvlib's packages (a cluster configures its own)
     os.environ["PYSPARK_PYTHON"] = sys.executable
-  # the JVM's own log: errors only (Spark's default prints INFO lines by the hundred)
+  # the JVM's own log: fatal errors only (Spark's default prints INFO lines by the hundred)
   log4j = Path(__file__).with_name("spark-log4j2.properties")
   settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
   for key, value in settings.items():
