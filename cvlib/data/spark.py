@@ -288,7 +288,6 @@ def compute_customer_features(spark: Any, transactions: Any, items: Any = None,
   return result
 
 
-@functools.lru_cache(maxsize=16)
 def _rename_views(query: str, suffix: str) -> str:
   import sqlglot
   from sqlglot import exp
