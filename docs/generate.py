@@ -496,6 +496,10 @@ def _database(page: Page) -> None:
   page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} CPUs")
 
 
+def _sentence(text: str) -> str:
+  return text[:1].upper() + text[1:] + "." if text else ""
+
+
 def _spark_pointer(page: Page) -> None:
   if not (REPO / SPARK_REL).exists():
     return
@@ -504,7 +508,7 @@ def _spark_pointer(page: Page) -> None:
   sizes = " and ".join(count(int(n)) for n in sorted(d["sizes"], key=int))
   page.p(f"`benchmarks/spark.py` runs the customer features and scoring on DuckDB and on Spark "
          f"`local[1]` and `local[2]` for {sizes} customers: the tables and what they mean are on "
-         "[spark.md](spark.md). " + "; ".join(_spark_verdicts(d)).capitalize() + ".")
+         "[spark.md](spark.md). " + _sentence("; ".join(_spark_verdicts(d))))
   page.source(SPARK_REL, note=f"run {when(d)}")
 
 
