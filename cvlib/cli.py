@@ -216,7 +216,7 @@ def _score_spark(run_dir: str, params, *, out: str | None, day, model: str | Non
   except ValueError as e:
     raise DataError([f"{params.source}: {e}"]) from None
   except Exception as e:
-    raise spark_engine.as_spark_failure(e, params.source) from None
+    raise _spark_failure(e, params.source) from None
   if tables is None:  # files of another kind: read and cleaned by cvlib, then handed to Spark
     cleaned, _ = clean_tables(load_data(params))
     tables = {name: getattr(cleaned, name)
@@ -233,11 +233,23 @@ def _score_spark(run_dir: str, params, *, out: str | None, day, model: str | Non
   except ValueError as e:
     raise DataError([f"{params.source}: {e}"]) from None
   except Exception as e:
-    raise spark_engine.as_spark_failure(e, params.source) from None
+    raise _spark_failure(e, params.source) from None
   path = Path(out) if out is not None else Path(run_dir) / f"scores_{day.isoformat()}.parquet"
   n = spark_scoring.write_scores(scores, path)
   print(f"Scored {n:,} customers as of {day} with {scorer.name} ({scorer.version}; value over "
         f"the next {scorer.horizon_days} days) on Spark {session.sparkContext.master}: {path}")
+
+
+def _spark_failure(e: BaseException, source: str) -> BaseException:
+  """A Spark exception as cvlib's: a query that names a missing table or column is bad input
+  (DataError, exit 2), any other Spark or JVM failure a one-line SparkError (exit 1). Anything
+  else comes back as it is."""
+  from cvlib.data import spark as spark_engine
+  if not spark_engine.is_spark_exception(e):
+    return e
+  if spark_engine.is_analysis_error(e):
+    return DataError([f"{source}: Spark: {spark_engine.first_line(e)}"])
+  return SparkError(f"Spark failed: {spark_engine.first_line(e)}")
 
 
 def _serve(args: argparse.Namespace) -> None:

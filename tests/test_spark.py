@@ -167,6 +167,30 @@ def test_params_parquet_folder_is_read_by_spark_like_cvlibs_reader(spark, tiny_c
   assert spark_engine.load_tables(spark, config.load_params(TINY, ["engine=spark"])) is None
 
 
+def test_run_inputs_from_a_spark_table_and_a_parquet_folder(spark, tiny_clean, tmp_path,
+                                                           write_params, capsys):
+  # `cvlib run` / `validate` with engine spark: Spark reads the table or folder, cvlib maps and
+  # cleans the rows on the driver as it does a file's (training stays on one node)
+  t, _ = tiny_clean
+  spark_engine.read_table(spark, t.transactions, "transactions") \
+      .createOrReplaceTempView("shop_orders")
+  folder = tmp_path / "orders"
+  spark_engine.read_table(spark, t.transactions, "transactions").repartition(2) \
+      .write.parquet(str(folder))
+  counts = []
+  for source in ({"table": "shop_orders"}, {"path": str(folder)}):
+    params = write_params({"dataset": "shop", "engine": "spark",
+                           "data": {"adapter": "generic", "transactions": source}})
+    assert cli.main(["validate", str(params)]) == 0
+    counts.append(capsys.readouterr().out.split("OK: ")[1].splitlines()[0])
+  assert counts[0] == counts[1] and f"{len(t.transactions):,} transactions" in counts[0]
+  missing = write_params({"dataset": "shop", "engine": "spark",
+                          "data": {"adapter": "generic", "transactions": {"table": "no_orders"}}})
+  assert cli.main(["validate", str(missing)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "data.transactions.table no_orders" in err[0], err
+
+
 # --- failures: one line, exit 1 or 2, nothing half-written ----------------------------------------
 
 def test_missing_java_fails_with_what_to_install(monkeypatch, tmp_path):

@@ -143,6 +143,38 @@ def session_from_params(spark_cfg: Any) -> Any:
                      shuffle_partitions=spark_cfg.shuffle_partitions, conf=dict(spark_cfg.conf))
 
 
+def is_spark_exception(e: BaseException) -> bool:
+  """Whether an exception comes from pyspark or the JVM behind it."""
+  return (type(e).__module__ or "").startswith(("pyspark", "py4j"))
+
+
+def is_analysis_error(e: BaseException) -> bool:
+  """Whether Spark refused a query (a missing table or column): bad input, not a failure."""
+  from pyspark.errors import AnalysisException
+  return isinstance(e, AnalysisException)
+
+
+def read_source_pandas(spark_cfg: Any, spec: Any, base: Path, where: str) -> pd.DataFrame:
+  """A generic source that Spark reads (a Spark table, or a parquet folder), collected as pandas
+  for a run (training stays on one node).
+
+  Raises:
+    ValueError: Spark refused the source (a missing table or file), naming it.
+    SparkError: no Java or pyspark, or a failed Spark job.
+  """
+  check_available()
+  session = session_from_params(spark_cfg)
+  try:
+    with quiet_pandas_warnings():
+      return _read_source(session, spec, base).toPandas()
+  except Exception as e:
+    if not is_spark_exception(e):
+      raise
+    if is_analysis_error(e):
+      raise ValueError(f"{where}: {first_line(e)}") from None
+    raise SparkError(f"Spark failed reading {where}: {first_line(e)}") from None
+
+
 def first_line(e: BaseException) -> str:
   """An exception as one short line: a JVM error's first line (its class and message), or the
   last line of a Python worker's traceback (the exception raised there)."""
@@ -153,20 +185,6 @@ def first_line(e: BaseException) -> str:
     tail = [line for line in lines if not line.startswith(("File ", "at ", "^"))]
     return tail[-1][:300]
   return lines[0][:300]
-
-
-def as_spark_failure(e: BaseException, source: str) -> BaseException:
-  """A Spark exception as cvlib's: a query that names a missing table or column is bad input
-  (``DataError``, exit 2), any other Spark or JVM failure a one-line ``SparkError`` (exit 1).
-  Anything else is returned as it is."""
-  from cvlib.data.adapters import DataError
-  module = type(e).__module__ or ""
-  if not module.startswith(("pyspark", "py4j")):
-    return e
-  from pyspark.errors import AnalysisException
-  if isinstance(e, AnalysisException):
-    return DataError([f"{source}: Spark: {first_line(e)}"])
-  return SparkError(f"Spark failed: {first_line(e)}")
 
 
 @functools.lru_cache(maxsize=16)
