@@ -1096,8 +1096,9 @@ spark_scoring.write_scores(scores, "/dbfs/cvlib/scores/2025-01-01.parquet")
          "lines grouped into orders as cvlib's reader does). Spark does not run cvlib's cleaning "
          "steps (cancellations, duplicates, refunds): tables read that way are expected clean. "
          "Every other source is read and cleaned by cvlib on the driver and handed to Spark. A "
-         "run with `engine: spark` computes its feature tables on Spark and trains on all "
-         "customers. Without Java, or without pyspark, `cvlib` says what to install in one line "
+         "run (`cvlib run`) with `engine: spark` reads Spark tables and parquet folders through "
+         "Spark, maps and cleans the rows on the driver as it does a file's, computes its "
+         "feature tables on Spark and trains on all customers. Without Java, or without pyspark, `cvlib` says what to install in one line "
          "(exit 1); a missing table or column is exit 2; a failed Spark job is one line, exit 1, "
          "and a scores folder already there is left as it was (the new one is written beside it "
          "and swapped in whole).")
