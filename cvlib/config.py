@@ -27,6 +27,7 @@ SQL_SCHEMES = ("postgresql", "postgres")
 LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
 TRUNCATIONS = ("head", "head_tail")  # cvlib.text.tokens.TRUNCATIONS
+ENGINES = ("duckdb", "spark")  # where customer features (and `cvlib score --engine`) run
 
 # The source tree: notebooks/, params/ and reports/ sit beside the package.
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ class TableSpec:
   """One input of the generic adapter: a file (``path``) or a database table or query (``sql``)."""
   path: str | None = None  # csv | tsv | json | jsonl | parquet, optionally .gz; relative to the params file or $CVLIB_DATA_DIR
   sql: SqlSource | None = None  # or a PostgreSQL table or query
+  table: str | None = None  # or (engine spark) a table of the Spark catalog, e.g. shop.orders
   format: str | None = None  # one of FILE_FORMATS: the file's format when its name does not say it
   columns: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> file's column
   timestamp_unit: str | None = None  # numeric timestamps: "s" | "ms"
@@ -244,10 +246,21 @@ class ReportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SparkConfig:
+  """The Spark session of ``engine: spark`` (docs/spark.md); unused on DuckDB."""
+  master: str | None = None  # local[2], spark://host:7077, yarn...; None: the active session, else local[*] (spark-submit sets it)
+  app_name: str = "cvlib"
+  shuffle_partitions: int = 8  # spark.sql.shuffle.partitions (Spark's default, 200, suits clusters)
+  conf: dict[str, str] = dataclasses.field(default_factory=dict)  # more settings, e.g. spark.driver.memory: 4g
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
   dataset: str  # name of the report folder, [A-Za-z0-9_-]+
   language: str = "en"
   seed: int = 0  # seeds every model
+  engine: str = "duckdb"  # one of ENGINES: where customer features are computed
+  spark: SparkConfig = SparkConfig()
   data: DataConfig = DataConfig()
   split: SplitConfig = SplitConfig()
   finetune: FinetuneConfig = FinetuneConfig()
@@ -513,6 +526,14 @@ def _check(p: Params, name: str) -> list[str]:
 
   need(bool(re.fullmatch(r"[A-Za-z0-9_-]+", p.dataset)) and p.dataset not in RESERVED_NAMES,
        "dataset", f"letters, digits, '_' or '-', and not {' or '.join(RESERVED_NAMES)}", p.dataset)
+  need(p.engine in ENGINES, "engine", f"one of {', '.join(ENGINES)}", p.engine)
+  need(p.spark.master is None or bool(p.spark.master.strip()), "spark.master",
+       "a Spark master URL such as local[2] or spark://host:7077, or null", p.spark.master)
+  need(p.spark.shuffle_partitions > 0, "spark.shuffle_partitions", "> 0",
+       p.spark.shuffle_partitions)
+  need(bool(p.spark.app_name.strip()), "spark.app_name", "a name", p.spark.app_name)
+  need(all(k.startswith("spark.") for k in p.spark.conf), "spark.conf",
+       "Spark settings, each named spark.*", sorted(p.spark.conf))
   need(p.data.adapter in ADAPTERS, "data.adapter", f"one of {', '.join(ADAPTERS)}", p.data.adapter)
   need(p.seed >= 0, "seed", ">= 0", p.seed)
   need(isinstance(p.language, str) and 2 <= len(p.language) <= 3 and p.language.isalpha()
@@ -525,7 +546,7 @@ def _check(p: Params, name: str) -> list[str]:
   for tname in ("transactions", "reviews"):
     spec = getattr(p.data, tname)
     if spec is not None:
-      out.extend(_check_source(spec, f"data.{tname}", name))
+      out.extend(_check_source(spec, f"data.{tname}", name, p.engine))
     if spec is not None and spec.timestamp_unit is not None:
       need(spec.timestamp_unit in ("s", "ms"), f"data.{tname}.timestamp_unit", "s or ms",
            spec.timestamp_unit)
@@ -604,12 +625,20 @@ def _check(p: Params, name: str) -> list[str]:
   return out
 
 
-def _check_source(spec: TableSpec, key: str, name: str) -> list[str]:
-  """A generic input is a file or a database source; a database password stays out of params."""
+def _check_source(spec: TableSpec, key: str, name: str, engine: str = "duckdb") -> list[str]:
+  """A generic input is a file, a database source or a Spark table; a database password stays
+  out of params."""
   out = []
-  if (spec.path is None) == (spec.sql is None):
+  given = [k for k in ("path", "sql", "table") if getattr(spec, k) is not None]
+  if len(given) != 1:
     out.append(f"{name}: {key} needs exactly one of path (a file) or sql (a database table or "
-               "query)")
+               "query)" + (" or table (a Spark table)" if engine == "spark" else ""))
+  if spec.table is not None and engine != "spark":
+    out.append(f"{name}: {key}.table is a Spark table: it needs engine: spark")
+  if spec.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*"
+                                                 r"(\.[A-Za-z_][A-Za-z0-9_]*){0,2}", spec.table):
+    out.append(f"{name}: {key}.table must be a table name such as shop.orders, got "
+               f"{spec.table!r}")
   if spec.format is not None and spec.format not in FILE_FORMATS:
     out.append(f"{name}: {key}.format must be one of {', '.join(FILE_FORMATS)}, got "
                f"{spec.format!r}")

@@ -232,6 +232,7 @@ def validate_inputs(params: Params) -> preprocess.Inputs:
   Raises:
     DataError: unreadable or unusable data, including data too short for the split.
     ParamsError: a configured file (e.g. a local encoder folder) is missing.
+    SparkError: ``engine: spark`` without pyspark or Java.
   """
   f = params.finetune
   if f.encoder not in BUILT_ENCODERS:  # a model folder
@@ -240,6 +241,9 @@ def validate_inputs(params: Params) -> preprocess.Inputs:
                if not (folder / n).is_file()]
     if missing:
       raise ParamsError([f"{params.source}: finetune.encoder: {folder} lacks {', '.join(missing)}"])
+  if params.engine == "spark":  # Java and pyspark present, before any data is read
+    from cvlib.data import spark as spark_engine
+    spark_engine.check_available()
   inputs = preprocess.read_inputs(params)
   cleaned = inputs.cleaned
   if len(cleaned.transactions):

@@ -215,6 +215,7 @@ def build_benchmarks() -> Page:
   _gpu_check(page)
   _odd_shops(page)
   _database(page)
+  _spark_pointer(page)
   _serve(page)
   _monthly(page)
   page.h2("Figures without a results file")
@@ -579,6 +580,22 @@ def _database(page: Page) -> None:
            "the whole table either way, and the detour through the file costs time and memory "
            "there (reading the file in row groups is the next step if tables outgrow memory).")
   page.source(rel, note=f"run {when(d)}, {d['machine']['cpus']} CPUs")
+
+
+def _sentence(text: str) -> str:
+  return text[:1].upper() + text[1:] + "." if text else ""
+
+
+def _spark_pointer(page: Page) -> None:
+  if not (REPO / SPARK_REL).exists():
+    return
+  d = page.load(SPARK_REL)
+  page.h2("Features and scoring on Spark")
+  sizes = " and ".join(count(int(n)) for n in sorted(d["sizes"], key=int))
+  page.p(f"`benchmarks/spark.py` runs the customer features and scoring on DuckDB and on Spark "
+         f"`local[1]` and `local[2]` for {sizes} customers: the tables and what they mean are on "
+         "[spark.md](spark.md). " + _sentence("; ".join(_spark_verdicts(d))))
+  page.source(SPARK_REL, note=f"run {when(d)}")
 
 
 def _serve(page: Page) -> None:
@@ -1099,6 +1116,203 @@ def _demo_text(page: Page) -> None:
   page.source(rel)
 
 
+# --- spark.md ---------------------------------------------------------------------------------------
+
+SPARK_REL = "benchmarks/results/spark.json"
+SPARK_ENGINES = {"duckdb": "DuckDB (one process)", "spark_local1": "Spark `local[1]`",
+                 "spark_local2": "Spark `local[2]`"}
+SPARK_TASKS = {"features": "customer features", "score": "features + scores"}
+
+
+def _spark_rows(size: dict) -> list[list[str]]:
+  rows = []
+  for task, label in SPARK_TASKS.items():
+    for engine, name in SPARK_ENGINES.items():
+      r = size.get(task, {}).get(engine)
+      if r is None:
+        continue
+      start = secs(r["session_start_s"]) if "session_start_s" in r else DASH
+      rows.append([label, name, secs(r["job_s"]), start, gb(r["peak_rss_mb"])])
+  return rows
+
+
+def _spark_verdicts(d: dict) -> list[str]:
+  """The issue's targets, judged on the largest size measured."""
+  n = max(d["sizes"], key=int)
+  size = d["sizes"][n]
+  out = []
+  score = size.get("score", {})
+  if "spark_local2_over_duckdb" in score:
+    r = score["spark_local2_over_duckdb"]
+    out.append(f"scoring {count(int(n))} customers on Spark `local[2]` takes {ratio(r)} the "
+               f"DuckDB time (target: within 2x; {'met' if r <= 2 else 'not met'} at this size; "
+               "the target is set at 10M customers)")
+  for task in SPARK_TASKS:
+    sp = size.get(task, {}).get("spark_speedup_2_cores")
+    if sp is not None:
+      out.append(f"{SPARK_TASKS[task]}: Spark `local[2]` runs {ratio(sp)} as fast as `local[1]` "
+                 f"(target at least 1.6x: {'met' if sp >= 1.6 else 'not met'})")
+  return out
+
+
+def _duckdb_wins(d: dict) -> bool:
+  """Whether DuckDB was faster than Spark local[2] on every task and size measured."""
+  pairs = [(by["duckdb"]["job_s"], by["spark_local2"]["job_s"]) for size in d["sizes"].values()
+           for by in (size.get(t, {}) for t in SPARK_TASKS) if "duckdb" in by
+           and "spark_local2" in by]
+  return bool(pairs) and all(duck < spark for duck, spark in pairs)
+
+
+def build_spark() -> Page:
+  page = Page("When one machine is not enough")
+  d = page.load(SPARK_REL)
+  scale = page.load("benchmarks/results/scale.json")
+  page.p("cvlib computes customer features in DuckDB inside one process. That carries a shop a "
+         f"long way: a whole run on {count(scale['customers'])} customers and "
+         f"{count(scale['transactions'])} transactions took {secs(scale['run_wall_s'])} with a peak "
+         f"of {gb(scale['peak_rss_mb_largest_process'])} ([benchmarks.md](benchmarks.md)). When "
+         "the orders live in a lakehouse that Spark reads, or outgrow one machine, cvlib runs the "
+         "same features and the scoring as Spark jobs, and keeps training on one node: the "
+         "pattern of distributed features, a model fitted on one node, distributed scoring.")
+  page.h2("What runs where")
+  page.table(["step", "DuckDB (default)", "`engine: spark`"], [
+      ["customer features", "`features.compute_customer_features`, one process",
+       "the same query, transpiled to Spark SQL (`cvlib.data.spark`)"],
+      ["training (value networks, encoder, baselines)", "one node", "one node, from the feature "
+       "table Spark computed (collected to the driver)"],
+      ["scoring (`cvlib score`)", "`Scorer.score_tables`, chunks of customers",
+       "`mapInPandas` over the feature table, models loaded once per Python worker "
+       "(`cvlib.serve.spark_scoring`), a parquet folder out"],
+      ["report (notebooks, HTML)", "one node", "one node"]], "lll")
+  page.h2("Using it")
+  page.raw("""
+```yaml
+engine: spark              # default: duckdb
+spark:
+  master: local[2]         # or spark://host:7077, yarn; null: the active session (spark-submit)
+  shuffle_partitions: 8    # Spark's 200 suits a cluster, not one machine
+  conf: {spark.driver.memory: 4g}
+data:
+  adapter: generic
+  transactions: {table: shop.orders}          # a Spark table, or
+  # transactions: {path: s3a://shop/orders/}  # a parquet folder (any URI Spark reads)
+```
+```sh
+cvlib score reports/shop params/shop.yaml --engine spark   # writes reports/shop/scores_<day>.parquet/
+```
+```python
+from cvlib.data import spark as cvspark
+from cvlib.serve import spark_scoring
+
+features = cvspark.compute_customer_features(spark, "table:shop.orders", cutoff=day,
+                                             horizon_days=180)       # a Spark DataFrame
+scores = spark_scoring.score_spark(spark, "/dbfs/cvlib/reports/shop", "table:shop.orders")
+spark_scoring.write_scores(scores, "/dbfs/cvlib/scores/2025-01-01.parquet")
+```""")
+  page.p("Inputs are Spark DataFrames, parquet files or folders, or tables of the session's "
+         "catalog (`table:<name>`); with `cvlib score --engine spark`, a generic source with a "
+         "parquet `path` or a `table` is read by Spark itself (the column mapping applied, order "
+         "lines grouped into orders as cvlib's reader does). Spark does not run cvlib's cleaning "
+         "steps (cancellations, duplicates, refunds): tables read that way are expected clean. "
+         "Every other source is read and cleaned by cvlib on the driver and handed to Spark. A "
+         "run (`cvlib run`) with `engine: spark` reads Spark tables and parquet folders through "
+         "Spark, maps and cleans the rows on the driver as it does a file's, computes its "
+         "feature tables on Spark and trains on all customers. Without Java, or without pyspark, `cvlib` says what to install in one line "
+         "(exit 1); a missing table or column is exit 2; a failed Spark job is one line, exit 1, "
+         "and a scores folder already there is left as it was (the new one is written beside it "
+         "and swapped in whole).")
+  page.h2("One definition of the features: SQLGlot, not Ibis")
+  q = d.get("definition")
+  size = f" ({q['sql_lines']} lines, `features.customer_features_sql`)" if q else ""
+  cost = f" {q['sqlglot']} rewrites it into Spark SQL in {q['transpile_ms']} ms" if q else (
+      " rewrites it into Spark SQL")
+  page.p(f"The features are one SQL query in DuckDB's dialect{size}. DuckDB runs it as written; "
+         f"SQLGlot{cost} (`epoch` becomes "
+         "`unix_timestamp`, `//` becomes `DIV`, `arg_max` becomes `max_by`). Two changes made the "
+         "query mean the same in both dialects, and neither changes DuckDB's numbers: `arg_max` "
+         "is filtered to rated reviews (Spark's `max_by` does not skip a NULL value), and the "
+         "share of low ratings averages integers 0 and 1 (a `1.0` literal is a DECIMAL in Spark, "
+         "which would round the average). `tests/test_features.py` keeps DuckDB's result bit for "
+         "bit; `tests/test_spark.py` requires Spark's equal on the Online Retail fixture and the "
+         "demo shop (counts exact, money to 1e-9).")
+  page.p("Ibis would have meant rewriting the query as Ibis expressions (window `lag`, filtered "
+         "aggregates, `arg_max`, distinct counts), a new dependency with its own backends, and "
+         "a DuckDB query that Ibis writes rather than the one cvlib has tested, which the "
+         "per-customer numpy copy of the features (`compute_features_small`, equal to DuckDB's "
+         "bit for bit) would then have to follow. Ibis compiles to SQL through SQLGlot itself; "
+         "using SQLGlot directly keeps the one definition cvlib already had, at the cost of one "
+         "function call and a test.")
+  page.h2("Measured")
+  m = d["machine"]
+  runs = [r for size in d["sizes"].values() for task in SPARK_TASKS
+          for engine in SPARK_ENGINES for r in size.get(task, {}).get(engine, {}).get("runs", [])]
+  loads = [x for r in runs for k in ("load_avg_before", "load_avg_after") for x in r[k][:1]]
+  repeats = ("one run per measurement" if d["repeats"] == 1
+             else f"median of {d['repeats']} runs")
+  page.p(f"`benchmarks/spark.py`: synthetic customers with {d['data']['orders_per_customer']} "
+         f"orders each, as a parquet folder; file to file (read, compute, write parquet); "
+         f"{repeats}, each in a fresh process whose peak memory counts the JVM and Spark's "
+         f"Python workers. Scoring uses the behaviour-only network (`{d['scoring']['model']}`) "
+         "without explanations. Spark's session start is timed apart (a cluster keeps its "
+         f"session). {m['cpus']} cores, load average {min(loads):.1f} to {max(loads):.1f} over "
+         f"the runs; pyspark {m['pyspark']}, DuckDB {m['duckdb']}. {m['note'].rstrip('.')}.")
+  for n in sorted(d["sizes"], key=int):
+    size = d["sizes"][n]
+    page.h3(f"{count(int(n))} customers, {count(size['transactions'])} orders")
+    page.table(["", "engine", "job", "session start", "peak memory"], _spark_rows(size), "llrrr")
+  verdicts = _spark_verdicts(d)
+  if verdicts:
+    page.p("Against the targets, at the largest size measured: " + "; ".join(verdicts) + ".")
+  page.p("What Spark pays for on one machine: a JVM beside Python, shuffles that write each "
+         "customer's orders to disk to group them (DuckDB groups in memory in one process), and, "
+         "for scoring, every feature row crossing from the JVM to the Python workers through "
+         "Arrow and back, with every Python worker importing JAX and loading and compiling the "
+         "models before its first batch. DuckDB has none of these costs; they are the price of a "
+         "job that runs unchanged on a cluster whose executors hold what no single machine "
+         "can." + (
+             " At the sizes measured here DuckDB on one machine is the faster and leaner "
+             "choice, which is why it stays the default." if _duckdb_wins(d) else ""))
+  page.source(SPARK_REL, note=f"run {when(d)}")
+  page.h2("On a cluster")
+  page.p("The same job runs unchanged on a cluster: leave `spark.master` null and let the cluster "
+         "manager set it (spark-submit takes cvlib's command-line module as the application; a "
+         "Databricks job calls the `cvlib` entry point of the installed wheel). The run folder "
+         "(`reports/<dataset>`, the models) must be readable at the same path by every executor: "
+         "shared storage such as `/dbfs/...` on Databricks.")
+  page.raw("""
+```sh
+spark-submit --master yarn --deploy-mode client --num-executors 8 --executor-cores 4 \\
+  --conf spark.sql.shuffle.partitions=256 \\
+  "$(python -c 'import cvlib.cli; print(cvlib.cli.__file__)')" \\
+  score /shared/reports/shop params/shop.yaml --engine spark \\
+  --out hdfs:///shop/scores/2025-01-01.parquet
+```
+```json
+{"name": "cvlib weekly scores",
+ "tasks": [{"task_key": "score",
+            "python_wheel_task": {"package_name": "cvlib", "entry_point": "cvlib",
+                                  "parameters": ["score", "/dbfs/cvlib/reports/shop",
+                                                 "/dbfs/cvlib/params/shop.yaml",
+                                                 "--engine", "spark"]},
+            "libraries": [{"pypi": {"package": "cvlib[spark]"}}]}]}
+```""")
+  page.h2("What stays on one node, and why")
+  page.p("Training. The value networks learn from one row per customer: even 50 million "
+         "customers with 24 float32 features are under 5 GB, which one node holds, and the "
+         "networks are small (hidden layers of tens of units). Spreading the fit over "
+         "executors would add synchronisation on every step for no gain; the encoder's "
+         "fine-tuning wants one GPU, not many CPUs. The scoring reference (value-tier cut-offs, "
+         "RFM edges) is fitted on the run's own customers on the driver. The report itself "
+         "(notebooks, HTML) is one document. Scoring is where the work grows with the number of "
+         "customers and every row is independent, so that is what runs on the executors.")
+  page.p("The text-aware network scores on Spark too: each customer's reviews travel with their "
+         "feature row, and every Python worker runs them through the run's encoder a batch of "
+         "customers at a time (the benchmark above uses the behaviour-only network). Not built: "
+         "training on a stratified sample of the Spark feature table; a run with "
+         "`engine: spark` collects the feature table to the driver and trains on all customers.")
+  return page
+
+
 # --- results.md -----------------------------------------------------------------------------------
 
 VALUE_MODELS = {
@@ -1470,7 +1684,11 @@ def pages() -> dict[Path, str]:
   """The generated pages: path -> text."""
   bench = build_benchmarks()
   results = build_results()
-  return {
+  pages = {}
+  if (REPO / SPARK_REL).exists():
+    spark = build_spark()
+    pages[DOCS / "spark.md"] = spark.render(header(spark, SPARK_REL))
+  return pages | {
       DOCS / "benchmarks.md": bench.render(header(bench, "benchmarks/results/*.json and "
                                                    "benchmarks/results/gpu/")),
       DOCS / "results.md": results.render(header(results, "benchmarks/results/reports/*.metrics.json "

@@ -167,3 +167,27 @@ def tiny_run(tmp_path_factory) -> Path:
   index = cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, log=lambda line: None)
   assert index == out / "tiny" / "index.html"
   return out / "tiny"
+
+
+# --- Spark ----------------------------------------------------------------------------------------
+
+# Settings of the tests' one local session: two cores, few shuffle partitions (the data are tiny).
+SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+                   "spark.sql.adaptive.coalescePartitions.enabled": "true"}
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+  """One local Spark session (``local[2]``) shared by every Spark test; fails, never skips,
+  without Java or pyspark (the message says what to install)."""
+  from cvlib.data import spark as spark_engine
+  try:
+    session = spark_engine.get_session(
+        "local[2]", app_name="cvlib-tests", shuffle_partitions=2,
+        conf={**SPARK_TEST_CONF,
+              "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse")),
+              "spark.local.dir": str(tmp_path_factory.mktemp("spark-local"))})
+  except spark_engine.SparkError as e:
+    pytest.fail(f"the Spark tests need a local Spark session: {e}", pytrace=False)
+  yield session
+  session.stop()

@@ -461,6 +461,17 @@ def read_input(params: Params, spec: TableSpec,
   Raises:
     DataError: one line naming the file or database source (never a password) and the problem.
   """
+  if spec.sql is None and params.engine == "spark":
+    from cvlib.data import spark  # pyspark loads for engine spark only
+    base = Path(params.source).parent if params.source else Path.cwd()
+    if spark.is_native_source(spec, base):  # a Spark table or a parquet folder: Spark reads it
+      where = SourceName(f"data.{table}.table {spec.table}" if spec.table is not None
+                         else f"data.{table}.path {spec.path}")
+      try:
+        df = spark.read_source_pandas(params.spark, spec, base, where)
+      except ValueError as e:
+        raise DataError([str(e)]) from None
+      return df, where, {"source": str(where), "rows": len(df)}
   if spec.sql is None:
     path = params.resolve_path(spec.path)
     df = read_table_file(path, spec.format)

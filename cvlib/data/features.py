@@ -81,12 +81,49 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
   con = duckdb.connect()
   try:
     con.execute("SET threads TO 2")
-    con.register("tx", transactions[["customer_id", "order_id", "timestamp", "amount"]])
-    con.register("it", items[["order_id", "product_id", "quantity"]])
-    con.register("pr", products[["product_id", "category"]])
-    con.register("rv", reviews[["customer_id", "timestamp", "rating"]])
-    end = cutoff + dt.timedelta(days=horizon_days)
-    sql = f"""
+    for view, (table, columns) in FEATURE_INPUTS.items():
+      frame = {"transactions": transactions, "items": items, "products": products,
+               "reviews": reviews}[table]
+      con.register(view, frame[list(columns)])
+    df = con.execute(customer_features_sql(cutoff, horizon_days)).df()
+  finally:
+    con.close()
+  return finish_features(df)
+
+
+def finish_features(df: pd.DataFrame) -> pd.DataFrame:
+  """The feature query's result with cvlib's column types and the ``returned`` target."""
+  df["customer_id"] = df["customer_id"].astype("string")
+  df["first_purchase"] = pd.to_datetime(df["first_purchase"]).astype("datetime64[us]")
+  for col in BEHAVIOUR_FEATURES + REVIEW_FEATURES + ("holdout_value", "holdout_orders"):
+    df[col] = df[col].astype("float64")
+  df["returned"] = df["holdout_orders"] > 0
+  return df
+
+
+# The feature query's inputs: view name -> (canonical table, columns it reads).
+FEATURE_INPUTS = {
+    "tx": ("transactions", ("customer_id", "order_id", "timestamp", "amount")),
+    "it": ("items", ("order_id", "product_id", "quantity")),
+    "pr": ("products", ("product_id", "category")),
+    "rv": ("reviews", ("customer_id", "timestamp", "rating")),
+}
+
+
+def customer_features_sql(cutoff: dt.date, horizon_days: int) -> str:
+  """The customer features as one query in DuckDB's SQL: the one definition both engines run.
+
+  DuckDB runs it as written; ``cvlib.data.spark`` transpiles it to Spark SQL with SQLGlot
+  (docs/spark.md). It reads the views of :data:`FEATURE_INPUTS`. Written so that the two
+  dialects mean the same: ``arg_max`` filtered to rated reviews (Spark's ``max_by`` does not skip
+  NULL values), integer 0/1 where an average is taken (a ``1.0`` literal is a DECIMAL in Spark).
+
+  Args:
+    cutoff: first day of the holdout period (the scoring day when scoring).
+    horizon_days: holdout length in days.
+  """
+  end = cutoff + dt.timedelta(days=horizon_days)
+  return f"""
     WITH cal AS (
       SELECT customer_id, order_id, amount, CAST(timestamp AS DATE) AS day
       FROM tx WHERE timestamp < DATE '{cutoff}'
@@ -126,8 +163,9 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
     ),
     revs AS (
       SELECT customer_id, COUNT(*) AS n_reviews, AVG(rating) AS mean_rating,
-             MIN(rating) AS min_rating, arg_max(rating, timestamp) AS last_rating,
-             AVG(CASE WHEN rating <= 2 THEN 1.0 WHEN rating IS NULL THEN NULL ELSE 0.0 END)
+             MIN(rating) AS min_rating, arg_max(rating, timestamp) FILTER (WHERE rating IS NOT NULL)
+               AS last_rating,
+             AVG(CASE WHEN rating <= 2 THEN 1 WHEN rating IS NULL THEN NULL ELSE 0 END)
                AS share_low_ratings,
              (epoch(DATE '{cutoff}') - epoch(MAX(CAST(timestamp AS DATE)))) // 86400
                AS days_since_last_review
@@ -156,15 +194,6 @@ def compute_customer_features(transactions: pd.DataFrame, items: pd.DataFrame,
       LEFT JOIN hold USING (customer_id)
     ORDER BY rfm.customer_id
     """
-    df = con.execute(sql).df()
-  finally:
-    con.close()
-  df["customer_id"] = df["customer_id"].astype("string")
-  df["first_purchase"] = pd.to_datetime(df["first_purchase"]).astype("datetime64[us]")
-  for col in BEHAVIOUR_FEATURES + REVIEW_FEATURES + ("holdout_value", "holdout_orders"):
-    df[col] = df[col].astype("float64")
-  df["returned"] = df["holdout_orders"] > 0
-  return df
 
 
 def compute_rfm_summary(transactions: pd.DataFrame, cutoff: dt.date, horizon_days: int,

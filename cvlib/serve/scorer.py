@@ -330,7 +330,8 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
 
 # --- the scorer -----------------------------------------------------------------------------------
 
-def _as_date(value: Any, what: str) -> dt.date:
+def as_date(value: Any, what: str) -> dt.date:
+  """A date from a date, a datetime or a YYYY-MM-DD string; ValueError naming ``what`` else."""
   if isinstance(value, dt.datetime):
     return value.date()
   if isinstance(value, dt.date):
@@ -467,7 +468,7 @@ class Scorer:
     tx = tables.transactions
     if not len(tx):
       return self._empty(raw_ids=True)
-    day = (_as_date(as_of, "as_of") if as_of is not None
+    day = (as_date(as_of, "as_of") if as_of is not None
            else tx["timestamp"].max().date() + dt.timedelta(days=1))
     return self._score_chunk(tx, tables.items, tables.products, tables.reviews, day,
                              raw_ids=True, salt=self.salt, encoder_batch=encoder_batch,
@@ -501,7 +502,7 @@ class Scorer:
     tx, items, reviews = tables.transactions, tables.items, tables.reviews
     if not len(tx):
       raise ValueError("no transactions: nothing to score (customer value needs orders)")
-    day = (_as_date(as_of, "as_of") if as_of is not None
+    day = (as_date(as_of, "as_of") if as_of is not None
            else tx["timestamp"].max().date() + dt.timedelta(days=1))
     if tx["timestamp"].min() >= pd.Timestamp(day):
       raise ValueError(f"no purchase before as_of {day} (data from "

@@ -111,6 +111,22 @@ def choose_split(params: Params, tables: Tables) -> tuple[dt.date | None, str | 
     return None, str(e)
 
 
+def customer_features_on(params: Params):
+  """``features.compute_customer_features``, or the same features computed on Spark when the
+  params say ``engine: spark`` (a session from the params' ``spark`` section)."""
+  if params.engine != "spark":
+    return feats.compute_customer_features
+  from cvlib.data import spark as spark_engine  # pyspark loads for engine spark only
+  session = spark_engine.session_from_params(params.spark)
+
+  def compute(transactions, items, products, reviews, cutoff, horizon_days):
+    return spark_engine.to_pandas(spark_engine.compute_customer_features(
+        session, transactions, items, products, reviews, cutoff=cutoff,
+        horizon_days=horizon_days))
+
+  return compute
+
+
 def prepare_customers(params: Params, tables: Tables) -> Prepared:
   """Splits by time and computes customer features for the back-test and for forward scores.
 
@@ -131,12 +147,13 @@ def prepare_customers(params: Params, tables: Tables) -> Prepared:
            f"the orders span {tables_span_days(tables)} days, too short for a "
            f"{h}-day holdout after a calibration period ({why})")
     as_of = tables.transactions["timestamp"].max().date() + dt.timedelta(days=1)
+  compute = customer_features_on(params)
   if cutoff is None:  # no back-test: the customer tables stay empty
-    features = feats.compute_customer_features(*args, dt.date(2000, 1, 1), h)
+    features = compute(*args, dt.date(2000, 1, 1), h)
     features_now = features.copy()
   else:
-    features = feats.compute_customer_features(*args, cutoff, h)
-    features_now = feats.compute_customer_features(*args, as_of, h)
+    features = compute(*args, cutoff, h)
+    features_now = compute(*args, as_of, h)
   salt, _ = privacy.resolve_salt(params.report.salt)
   for df in (features, features_now):
     df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
