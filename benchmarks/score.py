@@ -222,16 +222,16 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
   ref = behaviour.reference
   split = json.loads((run_dir / "artifacts" / "split.json").read_text())
   cutoff = dt.date.fromisoformat(split["cutoff"])
-  X_cal = networks.network_inputs("ziln", scoring.anchor_features(cal, ref.data_start, cutoff),
-                                  None)
+  X_cal = networks.predictor_inputs("ziln", behaviour.predictor,
+                                    scoring.anchor_features(cal, ref.data_start, cutoff), None)
   peer = make_pipeline(StandardScaler(), HistGradientBoostingRegressor(max_iter=200,
                                                                         random_state=0))
   peer.fit(X_cal, np.log1p(cal["holdout_value"].to_numpy()))
 
   def features_of(ev, compute=feats.compute_features_small):
     f = compute(ev["transactions"], ev["items"], products, ev["reviews"], as_of, ref.horizon_days)
-    return networks.network_inputs("ziln", scoring.anchor_features(f, ref.data_start, as_of),
-                                   None)
+    return networks.predictor_inputs("ziln", behaviour.predictor,
+                                     scoring.anchor_features(f, ref.data_start, as_of), None)
 
   def peer_end_to_end(ev):  # the same features (the scorer's path), then the peer's model
     return np.expm1(peer.predict(features_of(ev)))

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cvlib.data import privacy, schema
-from cvlib.value.networks import NETWORK_INPUTS, network_inputs
+from cvlib.value.networks import NETWORK_INPUTS, predictor_inputs
 from cvlib.value.text_features import TextFeaturizer
 from cvlib.data import features as feats
 from cvlib.data.adapters import Tables
@@ -212,7 +212,7 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   for name, predictor in networks.items():
     if "text" in NETWORK_INPUTS[name] and text is None:
       continue
-    X = network_inputs(name, anchored, text)
+    X = predictor_inputs(name, predictor, anchored, text)
     baselines[name] = tuple(X.median().to_numpy(np.float64).tolist())  # explain's "median"
     pred = predict_values(predictor, X, interval=interval)
     ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
@@ -253,7 +253,7 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
     One row per customer, in the order of ``features``.
   """
   anchored = anchor_features(features, reference.data_start, as_of)
-  X = network_inputs(name, anchored, text)
+  X = predictor_inputs(name, predictor, anchored, text)
   pred = predict_values(predictor, X, interval=reference.interval)
   df = _segment_input(anchored, pred)
   # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed

@@ -441,6 +441,17 @@ def predict_btyd(
   return _prediction_frame(ggf, f, m, purchases, p_alive, p_return, index)
 
 
+def fitters_from_params(bgnbd: dict[str, float], gamma_gamma: dict[str, float]
+                        ) -> tuple[BetaGeoFitter, GammaGammaFitter]:
+  """BG/NBD and Gamma-Gamma fitters from saved parameters (time unit days), for
+  :func:`predict_btyd` on customers scored later: no refit, the saved model's predictions."""
+  bgf = BetaGeoFitter()
+  bgf.params_ = pd.Series({k: float(bgnbd[k]) for k in ("r", "alpha", "a", "b")})
+  ggf = GammaGammaFitter()
+  ggf.params_ = pd.Series({k: float(gamma_gamma[k]) for k in ("p", "q", "v")})
+  return bgf, ggf
+
+
 def _find_cdnow_sample(path: str | os.PathLike | None) -> pathlib.Path | Any:
   if path is not None:
     p = pathlib.Path(path)
