@@ -99,16 +99,18 @@ def fit_btyd_inputs(features: pd.DataFrame, *, horizon_days: int) -> dict[str, A
 
 def btyd_inputs(params: dict[str, Any], features: pd.DataFrame) -> pd.DataFrame:
   """The :data:`BTYD_INPUTS` columns of ``features``' customers under saved BTYD parameters."""
+  return pd.DataFrame(btyd_array(params, features), columns=list(BTYD_INPUTS))
+
+
+def btyd_array(params: dict[str, Any], features: pd.DataFrame) -> np.ndarray:
+  """:func:`btyd_inputs` as a float64 array [customers, len(BTYD_INPUTS)]."""
   from cvlib.value import btyd
   bgf, ggf = btyd.fitters_from_params(params["bgnbd"], params["gamma_gamma"])
-  f = features
-  p = btyd.predict_btyd(bgf, ggf, f["frequency"].to_numpy(np.float64),
-                        f["recency_days"].to_numpy(np.float64), f["T_days"].to_numpy(np.float64),
-                        f["monetary_value"].to_numpy(np.float64),
-                        horizon=params["horizon_days"])
-  cols = (np.log1p(p["expected_purchases"]), p["p_alive"], p["p_return"],
-          np.log1p(p["expected_order_value"]), np.log1p(p["predicted_value"]))
-  return pd.DataFrame({name: np.asarray(c, np.float64) for name, c in zip(BTYD_INPUTS, cols)})
+  col = lambda c: features[c].to_numpy(np.float64)  # noqa: E731
+  p = btyd.predict_btyd_arrays(bgf, ggf, col("frequency"), col("recency_days"), col("T_days"),
+                               col("monetary_value"), horizon=params["horizon_days"])
+  return np.column_stack([np.log1p(p["expected_purchases"]), p["p_alive"], p["p_return"],
+                          np.log1p(p["expected_order_value"]), np.log1p(p["predicted_value"])])
 
 
 def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
@@ -116,6 +118,12 @@ def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
   """What network ``name`` reads: history (and ratings, text per :data:`NETWORK_INPUTS`), then,
   with ``btyd`` parameters (:func:`fit_btyd_inputs`), the :data:`BTYD_INPUTS` columns."""
   uses = NETWORK_INPUTS[name]
+  if uses == ("history",):  # one array, one frame: the service's one-customer call
+    cols = list(feats.BEHAVIOUR_FEATURES)
+    X = feats.feature_matrix(features, feats.BEHAVIOUR_FEATURES)
+    if btyd is not None:
+      X, cols = np.hstack([X, btyd_array(btyd, features)]), cols + list(BTYD_INPUTS)
+    return pd.DataFrame(X, columns=cols)
   X = model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
   if btyd is not None:
     X = pd.concat([X, btyd_inputs(btyd, features)], axis=1)
