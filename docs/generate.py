@@ -177,7 +177,8 @@ UNBACKED = [
     "the English-MiniLM Olist sentiment run (macro-F1 against TF-IDF) from before the Portuguese "
     "encoder: no results file",
     "offline checks that left no file: TF-IDF with weaker regularisation (C = 4) on Chinese "
-    "sentiment, BG/NBD's predictions as inputs of the value network",
+    "sentiment (BG/NBD's predictions as inputs of the value network now have a file: "
+    "value_levers.json, shown in results.md)",
     "XLA CPU flags tried on the training step (vector width, oneDNN, XNNPACK, fusions off): "
     "no file",
     "project targets that no results file records (the GPU MFU target, the CPU speed and "

@@ -87,3 +87,16 @@ def test_saved_network_keeps_its_btyd_parameters(trained, tmp_path):
       back.predict(X)["predicted_value"].to_numpy(),
       predictor.predict(networks.predictor_inputs("ziln", predictor, prep.features.iloc[:7],
                                                   None))["predicted_value"].to_numpy())
+
+
+def test_undefined_btyd_values_never_reach_a_network(trained):
+  prep, fin = trained
+  params = fin.networks["ziln"][0].config["btyd"]
+  odd = prep.features.iloc[:2].copy()
+  odd["monetary_value"] = [np.inf, np.nan]  # undefined order values
+  raw = networks.btyd_array(params, odd, finite=False)
+  assert not np.isfinite(raw).all()
+  assert np.isfinite(networks.btyd_array(params, odd)).all()  # scored, clipped by the network
+  # a fit whose own customers get undefined inputs is not used: the networks read history alone
+  bad = prep.features.assign(monetary_value=np.where(prep.features["frequency"] > 0, np.inf, 0.0))
+  assert networks.fit_btyd_inputs(bad, horizon_days=prep.horizon_days) is None

@@ -93,8 +93,11 @@ def fit_btyd_inputs(features: pd.DataFrame, *, horizon_days: int) -> dict[str, A
                                          f["monetary_value"], name="Gamma-Gamma")
   except (ValueError, RuntimeError):
     return None
-  return {"bgnbd": {k: bg[k] for k in ("r", "alpha", "a", "b")},
-          "gamma_gamma": {k: gg[k] for k in ("p", "q", "v")}, "horizon_days": int(horizon_days)}
+  params = {"bgnbd": {k: bg[k] for k in ("r", "alpha", "a", "b")},
+            "gamma_gamma": {k: gg[k] for k in ("p", "q", "v")}, "horizon_days": int(horizon_days)}
+  if not np.isfinite(btyd_array(params, features, finite=False)).all():
+    return None  # fitted, but undefined for some of the very customers it was fitted on
+  return params
 
 
 def btyd_inputs(params: dict[str, Any], features: pd.DataFrame) -> pd.DataFrame:
@@ -102,15 +105,23 @@ def btyd_inputs(params: dict[str, Any], features: pd.DataFrame) -> pd.DataFrame:
   return pd.DataFrame(btyd_array(params, features), columns=list(BTYD_INPUTS))
 
 
-def btyd_array(params: dict[str, Any], features: pd.DataFrame) -> np.ndarray:
-  """:func:`btyd_inputs` as a float64 array [customers, len(BTYD_INPUTS)]."""
+def btyd_array(params: dict[str, Any], features: pd.DataFrame, *, finite: bool = True
+               ) -> np.ndarray:
+  """:func:`btyd_inputs` as a float64 array [customers, len(BTYD_INPUTS)].
+
+  With ``finite``, a value lifetimes' formulas leave undefined for a customer unlike those the
+  models were fitted on becomes 0 (infinities the largest float), so the customer is still scored:
+  the network's standardiser clips every input to its training range.
+  """
   from cvlib.value import btyd
   bgf, ggf = btyd.fitters_from_params(params["bgnbd"], params["gamma_gamma"])
   col = lambda c: features[c].to_numpy(np.float64)  # noqa: E731
   p = btyd.predict_btyd_arrays(bgf, ggf, col("frequency"), col("recency_days"), col("T_days"),
                                col("monetary_value"), horizon=params["horizon_days"])
-  return np.column_stack([np.log1p(p["expected_purchases"]), p["p_alive"], p["p_return"],
-                          np.log1p(p["expected_order_value"]), np.log1p(p["predicted_value"])])
+  with np.errstate(invalid="ignore", divide="ignore"):
+    out = np.column_stack([np.log1p(p["expected_purchases"]), p["p_alive"], p["p_return"],
+                           np.log1p(p["expected_order_value"]), np.log1p(p["predicted_value"])])
+  return np.nan_to_num(out, nan=0.0) if finite else out
 
 
 def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
