@@ -8,6 +8,8 @@ may hold ``<NA>``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any
 
 import pandas as pd
 
@@ -75,8 +77,17 @@ def coerce_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise KeyError(f"{name}: column {col.name!r} missing (have: {', '.join(map(str, df.columns))})")
       out[col.name] = pd.Series(pd.NA, index=out.index, dtype=col.dtype)
       continue
+    if out[col.name].dtype == _dtype(col.dtype):
+      continue  # already canonical (a service call's tables usually are): no copy to assign
     if col.dtype == "datetime64[us]":
       out[col.name] = pd.to_datetime(out[col.name]).astype("datetime64[us]")
     else:
       out[col.name] = out[col.name].astype(col.dtype)
   return out
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype(name: str) -> Any:
+  """The pandas dtype a canonical dtype name stands for (compared exactly: "str" is not
+  "string")."""
+  return pd.api.types.pandas_dtype(name)
