@@ -26,6 +26,8 @@ Usage::
   python benchmarks/score.py                 # 1M customers; writes benchmarks/results/score.json
   python benchmarks/score.py --customers 20000 --text-customers 300 --out /tmp/score.json
   python benchmarks/score.py --run-dir reports/demo
+  python benchmarks/score.py --latency-only --customers 20000   # only the per-customer latency,
+                                  # merged into the results file's "latency" (batch kept as it was)
 """
 
 from __future__ import annotations
@@ -222,16 +224,16 @@ def worker_latency(run_dir: Path, data: Path, n_customers: int, seed: int) -> di
   ref = behaviour.reference
   split = json.loads((run_dir / "artifacts" / "split.json").read_text())
   cutoff = dt.date.fromisoformat(split["cutoff"])
-  X_cal = networks.network_inputs("ziln", scoring.anchor_features(cal, ref.data_start, cutoff),
-                                  None)
+  X_cal = networks.predictor_inputs("ziln", behaviour.predictor,
+                                    scoring.anchor_features(cal, ref.data_start, cutoff), None)
   peer = make_pipeline(StandardScaler(), HistGradientBoostingRegressor(max_iter=200,
                                                                         random_state=0))
   peer.fit(X_cal, np.log1p(cal["holdout_value"].to_numpy()))
 
   def features_of(ev, compute=feats.compute_features_small):
     f = compute(ev["transactions"], ev["items"], products, ev["reviews"], as_of, ref.horizon_days)
-    return networks.network_inputs("ziln", scoring.anchor_features(f, ref.data_start, as_of),
-                                   None)
+    return networks.predictor_inputs("ziln", behaviour.predictor,
+                                     scoring.anchor_features(f, ref.data_start, as_of), None)
 
   def peer_end_to_end(ev):  # the same features (the scorer's path), then the peer's model
     return np.expm1(peer.predict(features_of(ev)))
@@ -302,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--cache", type=Path, default=HERE / ".cache")
   p.add_argument("--out", type=Path, default=HERE / "results" / "score.json")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--latency-only", action="store_true",
+                 help="measure only the per-customer latency and merge it into --out")
   # worker mode (internal)
   p.add_argument("--worker", choices=("batch", "latency"))
   p.add_argument("--model")
@@ -332,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     make_tables(args.customers, data)
     print(f"data: {data} written in {time.perf_counter() - t0:.1f} s", flush=True)
   common = ["--run-dir", str(run_dir), "--data", str(data)]
+  if args.latency_only:
+    return _latency_only(args, run_dir, common)
   batch = _spawn(["--worker", "batch", "--model", "ziln", *common,
                   "--result", str(args.cache / "scores_behaviour.parquet")])
   print(f"batch ziln: {batch['customers']:,} customers in {batch['score_s']} s "
@@ -396,6 +402,26 @@ def main(argv: list[str] | None = None) -> int:
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(report, indent=2))
   print(f"wrote {args.out}")
+  return 0
+
+
+def _latency_only(args: argparse.Namespace, run_dir: Path, common: list[str]) -> int:
+  """The latency worker alone, its figures merged into the results file (batch figures kept,
+  with the date of their own run)."""
+  latency = _spawn(["--worker", "latency", *common, "--limit", str(args.latency_customers),
+                    "--seed", str(args.seed)])
+  print(json.dumps({k: v for k, v in latency.items() if isinstance(v, dict)}, indent=1),
+        flush=True)
+  report = json.loads(args.out.read_text())
+  report["latency"] = latency
+  report["latency_when"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+  report["latency_run_dir"] = str(run_dir)
+  report["verdict"]["latency_p50_behaviour_under_20_ms"] = (
+      latency["scorer_behaviour"]["p50_ms"] < TARGETS["latency_p50_behaviour_ms"])
+  report["verdict"]["latency_p50_text_under_100_ms"] = (
+      latency["scorer_text"]["p50_ms"] < TARGETS["latency_p50_text_ms"])
+  args.out.write_text(json.dumps(report, indent=2))
+  print(f"wrote {args.out} (latency only)")
   return 0
 
 

@@ -204,6 +204,9 @@ class ValueConfig:
   # A second back-test over every customer: the networks (with their text features) and the trees
   # are retrained on all folds but one and predict that one. 0 or 1 turns it off.
   cv_folds: int = 5
+  # Every network also reads BG/NBD + Gamma-Gamma's expected purchases, P(alive), P(return), order
+  # value and value, fitted on the training customers' calibration histories (issue 19).
+  btyd_inputs: bool = True
   interval: float = 0.8  # central prediction interval reported per customer
   # The end-to-end model: each customer's history written as text, read by the fine-tuned encoder
   # with the numeric features, ZILN head, trained end to end. Slow on CPU; back-test only (the

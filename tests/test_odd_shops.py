@@ -166,7 +166,7 @@ def test_value_evaluation_and_segments_survive_the_shape(shape, tmp_path):
   tables = inputs.cleaned
   is_test = finetune.split_customers(params.value, prep.features, seed=params.seed)
   networks = finetune.train_value_networks(params.value, prep.features, None, is_test,
-                                           seed=params.seed)
+                                           seed=params.seed, horizon_days=prep.horizon_days)
   preds, _ = evaluate.predict_value_models(params.value, prep.features, None, networks, is_test,
                                            horizon_days=prep.horizon_days, seed=params.seed)
   empty_reviews = pd.DataFrame({"review_id": pd.Series(dtype=str),

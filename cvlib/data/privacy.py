@@ -25,4 +25,7 @@ def pseudonymise(ids: pd.Series, salt: str) -> pd.Series:
   uniq = pd.unique(ids.dropna())
   table = {v: "c-" + hmac.new(key, str(v).encode("utf-8"), hashlib.sha256).hexdigest()[:12]
            for v in uniq}
-  return ids.map(table).astype("string")
+  # a list and one Series: Series.map costs most of a one-customer service call's hashing
+  values = ids.to_numpy(dtype=object, na_value=None)
+  return pd.Series([None if v is None else table[v] for v in values], index=ids.index,
+                   name=ids.name, dtype="string")

@@ -8,6 +8,8 @@ may hold ``<NA>``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any
 
 import pandas as pd
 
@@ -61,10 +63,6 @@ TABLES: dict[str, tuple[Column, ...]] = {
 }
 
 
-_DTYPES = {kind: pd.api.types.pandas_dtype(kind)
-           for kind in {c.dtype for cols in TABLES.values() for c in cols}}
-
-
 def empty_table(name: str) -> pd.DataFrame:
   """An empty canonical table with the right columns and dtypes."""
   return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in TABLES[name]})
@@ -83,10 +81,17 @@ def coerce_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise KeyError(f"{name}: column {col.name!r} missing (have: {', '.join(map(str, df.columns))})")
       out[col.name] = pd.Series(pd.NA, index=out.index, dtype=col.dtype)
       continue
-    if out[col.name].dtype == _DTYPES[col.dtype]:
-      continue
+    if out[col.name].dtype == _dtype(col.dtype):
+      continue  # already canonical (a service call's tables usually are): no copy to assign
     if col.dtype == "datetime64[us]":
       out[col.name] = pd.to_datetime(out[col.name]).astype("datetime64[us]")
     else:
       out[col.name] = out[col.name].astype(col.dtype)
   return out
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype(name: str) -> Any:
+  """The pandas dtype a canonical dtype name stands for (compared exactly: "str" is not
+  "string")."""
+  return pd.api.types.pandas_dtype(name)

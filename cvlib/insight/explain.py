@@ -296,6 +296,9 @@ FEATURE_NAMES = {
     "sent_mean": "mean review sentiment", "sent_min": "most negative review sentiment",
     "sent_last": "last review sentiment", "n_negative_reviews": "negative reviews",
     "has_text": "wrote review text",
+    "btyd_purchases": "BG/NBD expected orders", "btyd_p_alive": "BG/NBD P(alive)",
+    "btyd_p_return": "BG/NBD P(buys again)", "btyd_order_value": "Gamma-Gamma order value",
+    "btyd_value": "BG/NBD + Gamma-Gamma value",
 }
 
 
@@ -335,6 +338,12 @@ _TEMPLATES: dict[str, Callable[[float], str]] = {
     "sent_last": lambda v: f"last review sentiment {v:+.2f}",
     "n_negative_reviews": lambda v: _count(v, "1 negative review", "{k} negative reviews"),
     "has_text": lambda v: "wrote review text" if v >= 0.5 else "no review text",
+    # BTYD_INPUTS (cvlib.value.networks): amounts enter as log1p, read back in the phrase
+    "btyd_purchases": lambda v: f"BG/NBD expects {math.expm1(v):.1f} orders",
+    "btyd_p_alive": lambda v: f"BG/NBD: {v:.0%} likely still active",
+    "btyd_p_return": lambda v: f"BG/NBD: {v:.0%} likely to buy again",
+    "btyd_order_value": lambda v: f"expected order value {math.expm1(v):,.0f}",
+    "btyd_value": lambda v: f"BG/NBD + Gamma-Gamma expect {math.expm1(v):,.0f}",
 }
 _PC = re.compile(r"(last_)?text_pc(\d+)$")
 

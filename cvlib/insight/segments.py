@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -495,19 +496,38 @@ def assign_segments_from_reference(df: pd.DataFrame, reference: SegmentReference
     ValueError: a required column is missing, or a value is invalid.
   """
   _check_columns(df, REQUIRED_COLUMNS, "assign_segments_from_reference")
-  recency = _finite(df["recency_days"], "recency_days")
+  cols = segment_columns(df["recency_days"], df["frequency"], df["monetary"],
+                         df["predicted_value"], df["churn_probability"], reference)
+  out = df.copy()
+  obj = lambda values: pd.Series(values, index=out.index, dtype=object)  # noqa: E731
+  for col, values in cols.items():
+    out[col] = values if values.dtype == np.int64 else obj(values)
+  out["action_reason"] = out["action"].map(ACTION_REASONS)  # the dtype assign_segments gives
+  return out
+
+
+def segment_columns(recency_days: Any, frequency: Any, monetary: Any, predicted_value: Any,
+                    churn_probability: Any, reference: SegmentReference) -> dict[str, np.ndarray]:
+  """:func:`assign_segments_from_reference`'s new columns as arrays, each customer on their own:
+  r_score, f_score, m_score (int64), rfm_segment, value_tier, risk_band, action, action_reason
+  (object arrays of str).
+
+  Raises:
+    ValueError: a value is missing, infinite or out of range.
+  """
+  recency = _finite(recency_days, "recency_days")
   if (recency < 0).any():
     raise ValueError(f"recency_days: must be >= 0, got min {recency.min()}")
-  p = _finite(df["churn_probability"], "churn_probability")
+  p = _finite(churn_probability, "churn_probability")
   if ((p < 0) | (p > 1)).any():
     raise ValueError(f"churn_probability: must lie in [0, 1], got range [{p.min()}, {p.max()}]")
   e = reference.rfm_edges
   r = 1 + (recency[:, None] < np.asarray(e["recency_days"])[None, :]).sum(axis=1)
-  f = 1 + (_finite(df["frequency"], "frequency")[:, None]
+  f = 1 + (_finite(frequency, "frequency")[:, None]
            > np.asarray(e["frequency"])[None, :]).sum(axis=1)
-  m = 1 + (_finite(df["monetary"], "monetary")[:, None]
+  m = 1 + (_finite(monetary, "monetary")[:, None]
            > np.asarray(e["monetary"])[None, :]).sum(axis=1)
-  value = _finite(df["predicted_value"], "predicted_value")
+  value = _finite(predicted_value, "predicted_value")
   high = np.inf if reference.high_from is None else reference.high_from
   medium = np.inf if reference.medium_from is None else reference.medium_from
   tier = np.where(value >= high, "High", np.where(value >= medium, "Medium", "Low"))
@@ -515,16 +535,11 @@ def assign_segments_from_reference(df: pd.DataFrame, reference: SegmentReference
   risk = np.where(p >= high_from, "High", np.where(p >= low_from, "Medium", "Low"))
   segment = _SEGMENT_GRID[r, f]
   action = [_ACTIONS_BY_CELL[cell] for cell in zip(tier.tolist(), risk.tolist(), segment.tolist())]
-  out = df.copy()
-  obj = lambda values: pd.Series(np.asarray(values, dtype=object), index=out.index, dtype=object)
-  for col, values in (("r_score", r), ("f_score", f), ("m_score", m)):
-    out[col] = values.astype(np.int64)
-  out["rfm_segment"] = obj(segment)
-  out["value_tier"] = obj(tier)
-  out["risk_band"] = obj(risk)
-  out["action"] = obj(action)
-  out["action_reason"] = out["action"].map(ACTION_REASONS)  # the dtype assign_segments gives
-  return out
+  obj = lambda values: np.asarray(values, dtype=object)  # noqa: E731
+  return {"r_score": r.astype(np.int64), "f_score": f.astype(np.int64),
+          "m_score": m.astype(np.int64), "rfm_segment": obj(segment), "value_tier": obj(tier),
+          "risk_band": obj(risk), "action": obj(action),
+          "action_reason": obj([ACTION_REASONS[a] for a in action])}
 
 
 def value_risk_matrix(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2, 0.3),

@@ -96,6 +96,7 @@ def write_manifest(run_dir: str | os.PathLike, run_info: dict[str, Any]) -> Path
           "path": name, "files": ["ziln.safetensors", "ziln.json"], "inputs": list(uses),
           "description": VALUE_MODELS.get(name), "in_features": cfg["in_features"],
           "feature_names": cfg.get("feature_names"), "hidden": cfg.get("hidden"),
+          "btyd_inputs": cfg.get("btyd"),
           "outputs": {"predicted_value": f"expected spend in the {split.get('horizon_days')} "
                                          "days after as_of (ZILN mean)",
                       "value_lo/value_hi": "central interval of that spend",

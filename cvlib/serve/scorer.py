@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cvlib.data import privacy, schema
-from cvlib.value.networks import NETWORK_INPUTS, network_inputs
+from cvlib.value.networks import NETWORK_INPUTS, predictor_inputs
 from cvlib.value.text_features import TextFeaturizer
 from cvlib.data import features as feats
 from cvlib.data.adapters import Tables
@@ -167,15 +167,19 @@ def anchor_features(features: pd.DataFrame, reference_start: dt.date, as_of: dt.
   return features.assign(days_since_last_review=features["days_since_last_review"].fillna(fill))
 
 
+def _segment_values(features: pd.DataFrame, pred: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+  return {"customer_key": features["customer_key"].to_numpy(),
+          "predicted_value": pred["predicted_value"], "churn_probability": 1 - pred["p_return"],
+          "value_lo": pred["value_lo"], "value_hi": pred["value_hi"],
+          "recency_days": features["days_since_last"].to_numpy(),
+          "frequency": features["n_orders"].to_numpy(),
+          "monetary": features["avg_order_value"].to_numpy(),
+          "total_spend": features["total_spend"].to_numpy()}
+
+
 def _segment_input(features: pd.DataFrame, pred: dict[str, np.ndarray]) -> pd.DataFrame:
-  return pd.DataFrame({"customer_key": features["customer_key"].to_numpy(),
-                       "predicted_value": pred["predicted_value"],
-                       "churn_probability": 1 - pred["p_return"],
-                       "value_lo": pred["value_lo"], "value_hi": pred["value_hi"],
-                       "recency_days": features["days_since_last"].to_numpy(),
-                       "frequency": features["n_orders"].to_numpy(),
-                       "monetary": features["avg_order_value"].to_numpy(),
-                       "total_spend": features["total_spend"].to_numpy()})
+  return pd.DataFrame(_segment_values(features, pred))
 
 
 def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict[str, Any],
@@ -212,7 +216,7 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
   for name, predictor in networks.items():
     if "text" in NETWORK_INPUTS[name] and text is None:
       continue
-    X = network_inputs(name, anchored, text)
+    X = predictor_inputs(name, predictor, anchored, text)
     baselines[name] = tuple(X.median().to_numpy(np.float64).tolist())  # explain's "median"
     pred = predict_values(predictor, X, interval=interval)
     ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
@@ -252,16 +256,21 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
   Returns:
     One row per customer, in the order of ``features``.
   """
-  anchored = anchor_features(features, reference.data_start, as_of)
-  X = network_inputs(name, anchored, text)
+  # only rating networks read days_since_last_review: the history network skips the copy
+  anchored = (features if NETWORK_INPUTS[name] == ("history",) else
+              anchor_features(features, reference.data_start, as_of))
+  X = predictor_inputs(name, predictor, anchored, text)
   pred = predict_values(predictor, X, interval=reference.interval)
-  df = _segment_input(anchored, pred)
-  # segments are computed on pseudonymous keys; raw ids join only at the end, if allowed
-  seg = segments.assign_segments_from_reference(df.assign(customer_id=df["customer_key"]),
-                                                reference.segment_reference(name))
-  seg = seg.drop(columns=["customer_id"])
-  seg["model"] = name
-  seg["model_version"] = version or model_version(name, predictor)
+  # one frame built once from arrays (a service call scores one customer: every column added to
+  # a frame one by one cost more than the network); raw ids join only at the end, if allowed
+  cols = _segment_values(anchored, pred)
+  cols.update(segments.segment_columns(
+      cols["recency_days"], cols["frequency"], cols["monetary"], cols["predicted_value"],
+      cols["churn_probability"], reference.segment_reference(name)))
+  cols["model"] = np.full(len(anchored), name, dtype=object)
+  cols["model_version"] = np.full(len(anchored), version or model_version(name, predictor),
+                                  dtype=object)
+  seg = pd.DataFrame(cols)
   if drivers and name in reference.baselines:
     from cvlib.insight import explain
     attributions = explain.integrated_gradients(predictor, X,
@@ -272,9 +281,8 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
     seg.insert(1, "customer_id", features["customer_id"].to_numpy())
   # text columns as pandas' string dtype, which is what scores.parquet reads back as: a frame
   # scored in memory then equals the written one (object columns would not)
-  for col in seg.columns:
-    kind = pd.api.types.infer_dtype(seg[col], skipna=True)
-    if seg[col].dtype == object and kind in ("string", "empty"):
+  for col in seg.columns[seg.dtypes.to_numpy() == object]:
+    if pd.api.types.infer_dtype(seg[col], skipna=True) in ("string", "empty"):
       seg[col] = seg[col].astype("str")
   return seg
 

@@ -21,7 +21,7 @@ from cvlib.value import baselines, btyd
 from cvlib.value import metrics as vm
 from cvlib.value.networks import (BASELINES, E2E_MODEL, NETWORK_INPUTS, SELECTION_CUSTOMERS,
                                   VALUE_MODELS, e2e_numeric, history_texts, model_inputs,
-                                  network_inputs, ranking_key, scoring_model,
+                                  predictor_inputs, ranking_key, scoring_model,
                                   select_scoring_model, train_value_networks, value_split)
 from cvlib.value.text_features import make_customer_text
 
@@ -81,7 +81,7 @@ def predict_value_models(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   info: dict[str, Any] = {}
   qs = ((1 - cfg.interval) / 2, (1 + cfg.interval) / 2)
   for name, (predictor, _) in networks.items():
-    p = predictor.predict(network_inputs(name, features, text), qs=qs)
+    p = predictor.predict(predictor_inputs(name, predictor, features, text), qs=qs)
     out[f"{name}_value"] = p["predicted_value"].to_numpy()
     out[f"{name}_p_return"] = p["p_return"].to_numpy()
     out[f"{name}_lo"] = p["q10"].to_numpy()
@@ -206,9 +206,10 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
     if review_scores is not None and embeddings is not None:
       text = make_customer_text(review_scores, embeddings, prep, held, text_dims=cfg.text_dims,
                                 seed=seed + k, now=False).calibration
-    networks = train_value_networks(cfg, features, text, held, seed=seed + k)
+    networks = train_value_networks(cfg, features, text, held, seed=seed + k,
+                                    horizon_days=prep.horizon_days)
     for name, (predictor, _) in networks.items():
-      p = predictor.predict(network_inputs(name, features.loc[held], text), qs=qs)
+      p = predictor.predict(predictor_inputs(name, predictor, features.loc[held], text), qs=qs)
       for col, src in (("value", "predicted_value"), ("p_return", "p_return"), ("lo", "q10"),
                        ("hi", "q90")):
         cols.setdefault(f"{name}_{col}", np.full(n, np.nan))[held] = p[src].to_numpy()
@@ -600,7 +601,7 @@ def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
   if name is None:
     return None
   predictor, _ = networks[name]
-  X = network_inputs(name, features, text)[is_test].reset_index(drop=True)
+  X = predictor_inputs(name, predictor, features, text)[is_test].reset_index(drop=True)
   y = features["holdout_value"].to_numpy()[is_test]
   return explain.permutation_importance(predictor.predict, X, y, seed=seed)
 

@@ -10,6 +10,7 @@ repeat purchases (0 for customers without repeats).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import io
 import os
@@ -424,6 +425,14 @@ def predict_btyd(
     ValueError: on bad inputs or horizon <= 0.
   """
   index, f, r, t, m = _prediction_inputs(frequency, recency, T, monetary_value, horizon)
+  out = predict_btyd_arrays(bgf, ggf, f, r, t, m, horizon=horizon)
+  return pd.DataFrame(out, index=index)
+
+
+def predict_btyd_arrays(bgf: BetaGeoFitter, ggf: GammaGammaFitter, f: np.ndarray, r: np.ndarray,
+                        t: np.ndarray, m: np.ndarray, *, horizon: float) -> dict[str, np.ndarray]:
+  """:func:`predict_btyd`'s columns as float64 arrays, for inputs already checked (no frame: a
+  service call scoring one customer reads these)."""
   with warnings.catch_warnings(), np.errstate(all="ignore"):
     warnings.simplefilter("ignore")
     purchases = np.asarray(
@@ -437,8 +446,29 @@ def predict_btyd(
   # BG/NBD customers only drop out right after a purchase, so an alive customer (whose rate has
   # posterior Gamma(r + x, alpha + T)) buys in the window unless the Poisson count is 0.
   p_return = p_alive * (1.0 - ((alpha + t) / (alpha + t + horizon)) ** (r_ + f))
+  order_value = _gg_order_value(ggf, f, m)
+  return {"expected_purchases": purchases, "p_alive": p_alive,
+          "expected_order_value": order_value, "predicted_value": purchases * order_value,
+          "p_return": p_return}
 
-  return _prediction_frame(ggf, f, m, purchases, p_alive, p_return, index)
+
+def fitters_from_params(bgnbd: dict[str, float], gamma_gamma: dict[str, float]
+                        ) -> tuple[BetaGeoFitter, GammaGammaFitter]:
+  """BG/NBD and Gamma-Gamma fitters from saved parameters (time unit days), for
+  :func:`predict_btyd` on customers scored later: no refit, the saved model's predictions."""
+  return _fitters(tuple(float(bgnbd[k]) for k in ("r", "alpha", "a", "b")),
+                  tuple(float(gamma_gamma[k]) for k in ("p", "q", "v")))
+
+
+@functools.lru_cache(maxsize=16)  # a service builds them once, not per call
+def _fitters(bgnbd: tuple[float, ...], gamma_gamma: tuple[float, ...]
+             ) -> tuple[BetaGeoFitter, GammaGammaFitter]:
+  bgnbd, gamma_gamma = dict(zip("r alpha a b".split(), bgnbd)), dict(zip("pqv", gamma_gamma))
+  bgf = BetaGeoFitter()
+  bgf.params_ = pd.Series({k: float(bgnbd[k]) for k in ("r", "alpha", "a", "b")})
+  ggf = GammaGammaFitter()
+  ggf.params_ = pd.Series({k: float(gamma_gamma[k]) for k in ("p", "q", "v")})
+  return bgf, ggf
 
 
 def _find_cdnow_sample(path: str | os.PathLike | None) -> pathlib.Path | Any:

@@ -72,9 +72,80 @@ def model_inputs(features: pd.DataFrame, text: pd.DataFrame | None = None, *,
   return X
 
 
-def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None) -> pd.DataFrame:
+# What BG/NBD + Gamma-Gamma make of a customer's history, read by every value network beside the
+# history itself (issue 19, benchmarks/results/value_levers.json): expected purchases and value in
+# the horizon and order value (log1p), P(alive) and P(return).
+BTYD_INPUTS = ("btyd_purchases", "btyd_p_alive", "btyd_p_return", "btyd_order_value",
+               "btyd_value")
+
+
+def fit_btyd_inputs(features: pd.DataFrame, *, horizon_days: int) -> dict[str, Any] | None:
+  """BG/NBD and Gamma-Gamma fitted on these customers' calibration histories (never a holdout),
+  each retried along lifetimes' penalizer path: the parameters :func:`btyd_inputs` reads, kept in
+  the network's config so a customer scored later gets the same columns. None when either model
+  does not fit (a tiny or odd shop): the networks then read the history alone."""
+  from cvlib.value import btyd
+  f = features
+  try:
+    _, bg = btyd.fit_with_penalizer_path(btyd.fit_bgnbd, f["frequency"], f["recency_days"],
+                                         f["T_days"], name="BG/NBD")
+    _, gg = btyd.fit_with_penalizer_path(btyd.fit_gamma_gamma, f["frequency"],
+                                         f["monetary_value"], name="Gamma-Gamma")
+  except (ValueError, RuntimeError):
+    return None
+  params = {"bgnbd": {k: bg[k] for k in ("r", "alpha", "a", "b")},
+            "gamma_gamma": {k: gg[k] for k in ("p", "q", "v")}, "horizon_days": int(horizon_days)}
+  if not np.isfinite(btyd_array(params, features, finite=False)).all():
+    return None  # fitted, but undefined for some of the very customers it was fitted on
+  return params
+
+
+def btyd_inputs(params: dict[str, Any], features: pd.DataFrame) -> pd.DataFrame:
+  """The :data:`BTYD_INPUTS` columns of ``features``' customers under saved BTYD parameters."""
+  return pd.DataFrame(btyd_array(params, features), columns=list(BTYD_INPUTS))
+
+
+def btyd_array(params: dict[str, Any], features: pd.DataFrame, *, finite: bool = True
+               ) -> np.ndarray:
+  """:func:`btyd_inputs` as a float64 array [customers, len(BTYD_INPUTS)].
+
+  With ``finite``, a value lifetimes' formulas leave undefined for a customer unlike those the
+  models were fitted on becomes 0 (infinities the largest float), so the customer is still scored:
+  the network's standardiser clips every input to its training range.
+  """
+  from cvlib.value import btyd
+  bgf, ggf = btyd.fitters_from_params(params["bgnbd"], params["gamma_gamma"])
+  col = lambda c: features[c].to_numpy(np.float64)  # noqa: E731
+  p = btyd.predict_btyd_arrays(bgf, ggf, col("frequency"), col("recency_days"), col("T_days"),
+                               col("monetary_value"), horizon=params["horizon_days"])
+  with np.errstate(invalid="ignore", divide="ignore"):
+    out = np.column_stack([np.log1p(p["expected_purchases"]), p["p_alive"], p["p_return"],
+                           np.log1p(p["expected_order_value"]), np.log1p(p["predicted_value"])])
+  return np.nan_to_num(out, nan=0.0) if finite else out
+
+
+def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
+                   btyd: dict[str, Any] | None = None) -> pd.DataFrame:
+  """What network ``name`` reads: history (and ratings, text per :data:`NETWORK_INPUTS`), then,
+  with ``btyd`` parameters (:func:`fit_btyd_inputs`), the :data:`BTYD_INPUTS` columns."""
   uses = NETWORK_INPUTS[name]
-  return model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
+  if uses == ("history",):  # one array, one frame: the service's one-customer call
+    cols = list(feats.BEHAVIOUR_FEATURES)
+    X = feats.feature_matrix(features, feats.BEHAVIOUR_FEATURES)
+    if btyd is not None:
+      X, cols = np.hstack([X, btyd_array(btyd, features)]), cols + list(BTYD_INPUTS)
+    return pd.DataFrame(X, columns=cols)
+  X = model_inputs(features, text if "text" in uses else None, ratings="ratings" in uses)
+  if btyd is not None:
+    X = pd.concat([X, btyd_inputs(btyd, features)], axis=1)
+  return X
+
+
+def predictor_inputs(name: str, predictor: Any, features: pd.DataFrame,
+                     text: pd.DataFrame | None) -> pd.DataFrame:
+  """:func:`network_inputs` for a trained network, with the BTYD parameters it was trained with
+  (none for a network saved before issue 19 or trained without them)."""
+  return network_inputs(name, features, text, predictor.config.get("btyd"))
 
 
 def value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +158,12 @@ def value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.DataFrame | None,
-                         is_test: np.ndarray, *, seed: int) -> dict[str, Any]:
+                         is_test: np.ndarray, *, seed: int, horizon_days: int) -> dict[str, Any]:
   """Trains the ZILN networks (without and, when text exists, with text) on training customers.
+
+  With ``cfg.btyd_inputs``, BG/NBD + Gamma-Gamma are fitted on the training customers'
+  calibration histories first and every network also reads their outputs
+  (:func:`fit_btyd_inputs`; the parameters go into each network's config).
 
   Returns:
     {name: (predictor, history)}.
@@ -100,15 +175,19 @@ def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   fit_idx, val_idx = value_split(is_test, seed)
   out = {}
   has_ratings = features["n_reviews"].gt(0).any()
+  btyd = (fit_btyd_inputs(features[~is_test], horizon_days=horizon_days)
+          if cfg.btyd_inputs else None)
   for name, uses in NETWORK_INPUTS.items():
     if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
       continue  # nothing to add over the simpler network
-    X = network_inputs(name, features, text)
-    out[name] = ziln.train_ziln(
+    X = network_inputs(name, features, text, btyd)
+    predictor, history = ziln.train_ziln(
         X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
         interval=cfg.interval)
+    predictor.config["btyd"] = btyd
+    out[name] = (predictor, history)
   return out
 
 
