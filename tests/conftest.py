@@ -150,7 +150,7 @@ def build():
 # Model sizes for end-to-end runs of small generic datasets: seconds per stage.
 SMALL_MODELS = """
 finetune: {num_layers: 1, training: {epochs: 1, batch_size: 16}, max_train_examples: 150, buckets: [32]}
-value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2}
+value: {hidden: [16], epochs: 20, patience: 5, text_dims: 2, cv_folds: 2}
 """
 
 
