@@ -1698,7 +1698,7 @@ def _levers(page: Page) -> None:
     down = sum(a["decile_mape"] < b["decile_mape"] for a, b in got)
     tally.append(f"`{k}` raised the Gini on {up} and lowered the decile MAPE on {down} of "
                  f"{len(got)} splits")
-  page.p("Against `history`: " + "; ".join(tally) + f". Adopted by default: "
+  page.p("Against `history`: " + "; ".join(tally) + ". Adopted by default: "
          + ", ".join(f"`{k}`" for k in d.get("adopted", [])) + ". Not adopted: "
          + "; ".join(f"`{k}`, {why}" for k, why in (d.get("not_adopted") or {}).items())
          + ". Differences of a few thousandths in Gini are within what another seed gives "
