@@ -64,8 +64,6 @@ MODEL_FILE = "aspect_model.json"
 HEAD_FILE = "polarity_head.npz"
 CALIBRATION_FILE = "aspect_calibration.json"
 DEFAULT_HEAD = {"en": "aspect_polarity_en.npz"}
-# A report tags at most this many reviews (a seeded sample beyond): clause embeddings on CPU.
-MAX_REVIEWS = 1500
 
 
 @dataclasses.dataclass(frozen=True)

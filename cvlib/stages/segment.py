@@ -418,7 +418,7 @@ class Opinions:
 def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, language: str,
                          adapter: str | None = None, seed: int = 0,
                          aspects_params: Mapping[str, Any] | None = None,
-                         max_reviews: int = aspect_model.MAX_REVIEWS) -> Opinions | None:
+                         max_reviews: int = SegmentConfig.aspect_max_reviews) -> Opinions | None:
   """Aspect mentions and their polarity per review (:mod:`cvlib.insight.aspect_model`);
   precision/recall where labels exist.
 
