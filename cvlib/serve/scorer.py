@@ -539,10 +539,19 @@ class Scorer:
     f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
       return self._empty(raw_ids)
+    return self.score_features(f, reviews, as_of, raw_ids=raw_ids, salt=salt,
+                               encoder_batch=encoder_batch)
+
+  def score_features(self, f: pd.DataFrame, reviews: pd.DataFrame | None, as_of: dt.date, *,
+                     raw_ids: bool, salt: str, encoder_batch: int,
+                     drivers: bool | None = None) -> pd.DataFrame:
+    """Scores rows of customer features computed elsewhere (this scorer's chunks, or Spark's
+    feature query): pseudonymous keys, the text features from ``reviews`` when the network
+    reads text (only those of these customers before ``as_of`` count), then
+    :func:`score_frame`. ``drivers`` defaults to the scorer's own setting."""
     f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
     text = None
     if self.needs_text:
-      # only reviews the text features read: those of these customers, before as_of
       keep = (reviews["customer_id"].notna() & reviews["timestamp"].notna()
               & (reviews["timestamp"] < pd.Timestamp(as_of)))
       review_scores, emb = encode_reviews(self.encoder, self.tokenizer, reviews[keep],
@@ -550,7 +559,8 @@ class Scorer:
                                           blend=self.blend, truncation=self.truncation)
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
-                       raw_ids=raw_ids, version=self.version, drivers=self.drivers)
+                       raw_ids=raw_ids, version=self.version,
+                       drivers=self.drivers if drivers is None else drivers)
 
 
 def _customer_chunks(tx: pd.DataFrame, items: pd.DataFrame, reviews: pd.DataFrame,

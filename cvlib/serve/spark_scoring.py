@@ -24,7 +24,6 @@ from typing import Any
 import pandas as pd
 
 from cvlib.data import features as feats
-from cvlib.data import privacy
 from cvlib.data import spark as spark_engine
 from cvlib.data.spark import SparkError
 from cvlib.serve import scorer as scoring
@@ -158,16 +157,9 @@ def _score_batch(batch: pd.DataFrame, scorer: scoring.Scorer, day: dt.date, salt
   batch = batch.reset_index(drop=True)
   lists = batch.pop("_reviews") if "_reviews" in batch else None
   f = feats.finish_features(batch)
-  f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
-  text = None
-  if scorer.needs_text:
-    review_scores, emb = scoring.encode_reviews(
-        scorer.encoder, scorer.tokenizer, _batch_reviews(f["customer_id"], lists),
-        buckets=scorer.buckets, batch_size=scoring.ENCODER_BATCH, blend=scorer.blend)
-    text = scorer.featurizer.transform(f["customer_id"], review_scores, emb, day)
-  return scoring.score_frame(f, text, scorer.predictor, scorer.name, scorer.reference,
-                             as_of=day, raw_ids=raw_ids, version=scorer.version,
-                             drivers=drivers)
+  reviews = _batch_reviews(f["customer_id"], lists) if scorer.needs_text else None
+  return scorer.score_features(f, reviews, day, raw_ids=raw_ids, salt=salt,
+                               encoder_batch=scoring.ENCODER_BATCH, drivers=drivers)
 
 
 def write_scores(scores: Any, out: str | os.PathLike) -> int:
