@@ -1,5 +1,6 @@
 """Tests for cvlib.data.clean: what is removed or flagged, and that the log says so."""
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,83 @@ def test_clean_reviews_unchanged_without_duplicates(tiny_tables, tiny_clean):
   out, log = tiny_clean
   assert "exact duplicate rows" not in _steps(log, "reviews")
   assert len(out.reviews) == len(tiny_tables.reviews)
+
+
+# --- the plain-Python path for small tables ------------------------------------------------------
+
+def _random_small_tables(rng: np.random.Generator):
+  """A few customers' events, clean or with one or more of the faults cleaning handles."""
+  from cvlib.data import schema
+  from cvlib.data.adapters import Tables
+  fault = lambda p=0.08: rng.random() < p  # noqa: E731
+  n = int(rng.integers(0, 7))
+  cust = [str(rng.choice(["a", "b", "c", "é"])) for _ in range(n)]
+  orders = [f"o{k}" for k in rng.permutation(20)[:n]]
+  days = [pd.Timestamp("2023-01-01") + pd.Timedelta(hours=int(h))
+          for h in rng.integers(0, 2000, n)]
+  amounts = [float(rng.choice([12.5, 30.0, 7.25])) for _ in range(n)]
+  for k in range(n):
+    if fault():
+      cust[k] = None
+    if fault():
+      days[k] = rng.choice([None, pd.Timestamp("1970-01-01"), pd.Timestamp("2099-01-01")])
+    if fault():
+      amounts[k] = float(rng.choice([0.0, -5.0, np.nan]))
+    if fault() and k:
+      orders[k] = orders[k - 1]
+  tx = pd.DataFrame({"customer_id": cust, "order_id": orders, "timestamp": days, "amount": amounts})
+  if fault(0.1) and n:
+    tx = pd.concat([tx, tx.iloc[[0]]], ignore_index=True)
+  lines = [(str(rng.choice(orders + ["zz"] if fault() else orders)), str(rng.choice(["p", "q"])),
+            float(rng.choice([1.0, 2.0, -1.0] if fault(0.15) else [1.0, 2.0])), 5.0)
+           for _ in range(int(rng.integers(0, 5)) if n else 0)]
+  items = pd.DataFrame(lines, columns=["order_id", "product_id", "quantity", "unit_price"])
+  items["amount"] = items["quantity"] * items["unit_price"]
+  reviews = []
+  numbered = fault(0.4)
+  for k in range(int(rng.integers(0, 4)) if n else 0):
+    text = str(rng.choice(["great fit", "poor zip", " padded ", "", "ok"]) if fault(0.3) else
+               rng.choice(["great fit", "poor zip", "ok"]))
+    reviews.append({"review_id": str(k + 1) if numbered else f"r{rng.integers(0, 3)}",
+                    "customer_id": None if fault() else str(rng.choice(cust[:1] + ["a"])),
+                    "timestamp": days[0] if not fault() else pd.Timestamp("1900-01-01"),
+                    "rating": float(rng.choice([1.0, 4.0, 5.0, 9.0] if fault() else [1.0, 5.0])),
+                    "text": None if fault() else text})
+  rv = pd.DataFrame(reviews, columns=["review_id", "customer_id", "timestamp", "rating", "text"])
+  if fault(0.15) and len(rv):
+    rv = pd.concat([rv, rv.iloc[[0]]], ignore_index=True)
+  return Tables(customers=pd.DataFrame(), transactions=schema.coerce_table("transactions", tx),
+                items=schema.coerce_table("items", items), products=schema.empty_table("products"),
+                reviews=schema.coerce_table("reviews", rv))
+
+
+def test_small_tables_clean_as_the_vectorised_steps_do():
+  rng = np.random.default_rng(7)
+  fast = 0
+  for _ in range(120):
+    tables = _random_small_tables(rng)
+    want, want_log = clean.clean_tables(tables, today=pd.Timestamp("2024-06-01").date(),
+                                        small_path=False)
+    got, got_log = clean.clean_tables(tables, today=pd.Timestamp("2024-06-01").date())
+    for name in ("transactions", "items", "reviews"):
+      pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), check_exact=True)
+    assert got_log.rows == want_log.rows
+    fast += clean._nothing_to_clean(tables, (pd.Timestamp(clean.EARLIEST_DATE),
+                                             pd.Timestamp("2024-06-02")))
+  assert 25 <= fast <= 95  # both paths were exercised
+
+
+@pytest.mark.parametrize("columns", [
+    {"customer_id": ["a", None, "é"], "order_id": ["1", "2", "3"],
+     "timestamp": [dt.datetime(2024, 1, 1, 5, 6, 7, 123456), None, pd.Timestamp("2023-02-03")],
+     "amount": [1, None, 2.5]},
+    {"customer_id": [], "order_id": [], "timestamp": [], "amount": []},
+    {"customer_id": ["a"], "order_id": [7], "timestamp": ["2024-01-01 10:00"], "amount": ["3.5"]},
+    {"order_id": ["1"], "customer_id": ["a"], "timestamp": [dt.datetime(2024, 1, 1)],
+     "amount": [True]},
+])
+def test_tables_from_plain_lists_equal_coerced_frames(columns):
+  from cvlib.data import schema
+  want = schema.coerce_table("transactions", pd.DataFrame(columns))
+  pd.testing.assert_frame_equal(schema.table_from_columns("transactions", columns), want,
+                                check_exact=True)

@@ -27,6 +27,7 @@ import pytest
 
 from cvlib import cli, runner
 from cvlib.serve import scorer as scoring
+from cvlib.serve import service
 from cvlib.serve.batcher import Batcher, Request, score_together
 
 TOKEN = "test-token-0123456789abcdef"
@@ -165,6 +166,10 @@ def test_scores_over_http_equal_cvlib_score(server, tiny_run, tiny_clean, tmp_pa
     assert row["segment"] == ref["rfm_segment"] and row["action"] == ref["action"]
     assert row["value_tier"] == ref["value_tier"] and row["risk_band"] == ref["risk_band"]
   assert together["as_of"] == as_of and together["not_scored"] == []
+  # the body is written without the response model: it must still be one, field for field
+  assert list(service.SCORE_FIELDS) == list(service.CustomerScore.model_fields)
+  for body in [together, *singles.values()]:
+    assert service.ScoreResponse.model_validate(body).model_dump(mode="json") == body
   assert together["run"]["dataset"] == "tiny" and together["run"]["model"] == want["model"].iloc[0]
 
 

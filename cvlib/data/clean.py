@@ -56,12 +56,21 @@ class CleaningLog:
                                             "detail"])
 
 
-def clean_tables(tables: Tables, today: dt.date | None = None) -> tuple[Tables, CleaningLog]:
+# Up to this many rows in all, clean_tables first checks in plain Python whether any step applies
+# (a service call's few events usually pass every test): vectorised steps cost ~5 ms on ten rows.
+SMALL_ROWS = 2_000
+
+
+def clean_tables(tables: Tables, today: dt.date | None = None, *, small_path: bool = True
+                 ) -> tuple[Tables, CleaningLog]:
   """Removes rows that cannot be used and flags doubtful ones, logging each step.
 
   Args:
     tables: canonical tables from :func:`cvlib.data.adapters.load_data`.
     today: dates after this day are out of range (default: the current date).
+    small_path: for small tables, check in plain Python whether any step would change or log
+      anything, and when none would, return what the steps would (the same frames and log);
+      False always runs the vectorised steps (tests compare the two).
 
   Returns:
     The cleaned tables (new frames; the input is not modified; the adapters' marks
@@ -72,6 +81,15 @@ def clean_tables(tables: Tables, today: dt.date | None = None) -> tuple[Tables, 
     log.add("input", "adapter", 0, 0, "note", note)
   date_range = (pd.Timestamp(EARLIEST_DATE),
                 pd.Timestamp(today or dt.date.today()) + pd.Timedelta(days=1))
+  if small_path and _nothing_to_clean(tables, date_range):
+    tx = tables.transactions
+    keys = list(zip(tx["customer_id"].tolist(), tx["timestamp"].tolist(),
+                    tx["order_id"].tolist()))
+    if any(a > b for a, b in zip(keys, keys[1:])):  # _finish_orders' order
+      tx = tx.sort_values(["customer_id", "timestamp", "order_id"], kind="stable")
+    return dataclasses.replace(tables, transactions=tx.reset_index(drop=True),
+                               items=tables.items.reset_index(drop=True),
+                               reviews=tables.reviews.reset_index(drop=True)), log
   removed: dict[str, set] = {}  # cleaning step -> order ids it removed (to explain their lines)
   tx, items = tables.transactions, tables.items
   tx, items = _drop_duplicate_lines(tx, items, log)
@@ -87,6 +105,55 @@ def clean_tables(tables: Tables, today: dt.date | None = None) -> tuple[Tables, 
                             items=items.reset_index(drop=True),
                             reviews=reviews.reset_index(drop=True))
   return out, log
+
+
+def _missing(v) -> bool:
+  return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def _nothing_to_clean(tables: Tables, date_range: tuple[pd.Timestamp, pd.Timestamp]) -> bool:
+  """True when no cleaning step would remove, alter or log a row of these small tables.
+
+  Conservative: anything a step might act on (a duplicate, a missing or odd value, a zero
+  amount, a cancellation line, a review without customer or text) answers False, and the
+  vectorised steps then run. Only the final sort of the orders and the index reset remain.
+  """
+  try:
+    return _plainly_clean(tables, date_range)
+  except TypeError:  # values that do not compare as canonical ones do: let the steps decide
+    return False
+
+
+def _plainly_clean(tables: Tables, date_range: tuple[pd.Timestamp, pd.Timestamp]) -> bool:
+  tx, items, rv = tables.transactions, tables.items, tables.reviews
+  if len(tx) + len(items) + len(rv) > SMALL_ROWS or STATUS in tx or DUPLICATE in items:
+    return False
+  lo, hi = date_range
+  orders = tx["order_id"].tolist()
+  if (any(_missing(v) for v in orders) or len(set(orders)) < len(orders)  # repeats, duplicates
+      or any(_missing(v) for v in tx["customer_id"].tolist())
+      or not all(not _missing(t) and lo <= t < hi for t in tx["timestamp"].tolist())
+      or not all(not _missing(a) and a > 0 for a in tx["amount"].tolist())):
+    return False
+  if len(items):
+    known = set(orders)
+    if (any(not _missing(q) and q < 0 for q in items["quantity"].tolist())
+        or not all(o in known for o in items["order_id"].tolist())):
+      return False
+  if not len(rv):
+    return True
+  ids = rv["review_id"].tolist()
+  if any(_missing(v) for v in ids) or len(set(ids)) < len(ids):
+    return False
+  other = [c for c in rv.columns if c != "review_id"]  # rows alike but for the id: duplicates?
+  rows = {tuple(None if _missing(v) else v for v in row)
+          for row in zip(*(rv[c].tolist() for c in other))}
+  if len(rows) < len(rv):
+    return False
+  return (all(_missing(r) or 1 <= r <= 5 for r in rv["rating"].tolist())
+          and all(_missing(t) or lo <= t < hi for t in rv["timestamp"].tolist())
+          and not any(_missing(c) for c in rv["customer_id"].tolist())
+          and all(isinstance(t, str) and t and t == t.strip() for t in rv["text"].tolist()))
 
 
 def _mask(values) -> np.ndarray:

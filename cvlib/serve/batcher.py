@@ -94,13 +94,38 @@ class Request:
     return "numbered" if numbered_ids(ids) else "ids"
 
 
+class BatchScores:
+  """The scores of one Scorer.score call, shared by the requests it scored; each column is
+  turned into a list once, however many requests read it."""
+
+  def __init__(self, frame: pd.DataFrame):
+    self.frame = frame
+    self._lists: dict[str, list] = {}
+
+  def column(self, name: str) -> list:
+    if name not in self._lists:
+      self._lists[name] = self.frame[name].tolist()
+    return self._lists[name]
+
+
 @dataclasses.dataclass
 class Result:
-  """A request's scores (one row per customer scored, in Scorer.score's order), the scoring
+  """A request's scores: its rows of a batch's scores (in Scorer.score's order), the scoring
   day, and the customers it could not score, with why."""
-  scores: pd.DataFrame
+  batch: BatchScores
+  rows: list[int]
   as_of: dt.date | None
   not_scored: dict[str, str]
+
+  @functools.cached_property
+  def scores(self) -> pd.DataFrame:
+    """The rows as a frame (Scorer.score's columns)."""
+    return self.batch.frame.iloc[self.rows].reset_index(drop=True)
+
+  def column(self, name: str) -> list:
+    """One column of the rows as a list (what a response is built from)."""
+    values = self.batch.column(name)
+    return [values[i] for i in self.rows]
 
 
 def score_together(scorer: Any, requests: list[Request], *, today: dt.date | None = None
@@ -155,12 +180,13 @@ def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
           else:
             values = [None if v is None else tag + str(v) for v in values]
         merged[name][col].extend(values)
-  frames = {name: schema.coerce_table(name, pd.DataFrame(cols)) for name, cols in merged.items()}
+  frames = {name: schema.table_from_columns(name, cols) for name, cols in merged.items()}
   tables = Tables(customers=pd.DataFrame(), transactions=frames["transactions"],
                   items=frames["items"], products=scorer.catalogue, reviews=frames["reviews"])
   cleaned, _ = clean_tables(tables, today=today)
   tx = cleaned.transactions
-  which = np.array([owner[c][0] for c in tx["customer_id"].tolist()], dtype=np.int64)
+  tagged = tx["customer_id"].tolist()
+  which = np.array([owner[c][0] for c in tagged], dtype=np.int64)
   last = {}
   for i, t in zip(which.tolist(), tx["timestamp"].tolist()):
     last[i] = max(last.get(i, t), t)
@@ -170,34 +196,41 @@ def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
       days.setdefault(r.as_of, []).append(i)
     elif i in last:
       days.setdefault(last[i].date() + dt.timedelta(days=1), []).append(i)
-  rows: dict[int, pd.DataFrame] = {}
+  rows: dict[int, tuple[BatchScores, list[int]]] = {}
   as_of: dict[int, dt.date] = {}
   for day, members in days.items():
+    part, reviews, items = tx, cleaned.reviews, cleaned.items
     keep = np.isin(which, members)
-    part = tx[keep]
+    if not keep.all():  # requests of other days are scored in their own call
+      part = tx[keep]
     customers = set(part["customer_id"].tolist())
-    orders = set(part["order_id"].tolist())
-    scored = scorer.score(part, cleaned.reviews[cleaned.reviews["customer_id"].isin(customers)],
-                          items=cleaned.items[cleaned.items["order_id"].isin(orders)],
-                          products=cleaned.products, as_of=day, clean=False,
-                          encoder_batch=ENCODER_BATCH)
-    mine = np.array([owner[c][0] for c in scored["customer_id"].tolist()], dtype=np.int64)
-    own_ids = pd.Series([owner[c][1] for c in scored["customer_id"].tolist()], dtype="string")
+    if not all(c in customers for c in reviews["customer_id"].tolist()):  # <NA> is not in it
+      reviews = reviews[reviews["customer_id"].isin(customers)]
+    if len(part) < len(tx):
+      items = items[items["order_id"].isin(set(part["order_id"].tolist()))]
+    scored = scorer.score(part, reviews, items=items, products=cleaned.products, as_of=day,
+                          clean=False, encoder_batch=ENCODER_BATCH)
+    ids = scored["customer_id"].tolist()
+    mine = [owner[c][0] for c in ids]
+    own_ids = pd.Series([owner[c][1] for c in ids], dtype="string")
     keys = privacy.pseudonymise(own_ids, scorer.salt)
-    scored = scored.assign(  # the caller's ids, in the dtypes Scorer.score gives them
+    batch = BatchScores(scored.assign(  # the caller's ids, in the dtypes Scorer.score gives them
         customer_id=own_ids.astype(scored["customer_id"].dtype).to_numpy(),
-        customer_key=keys.astype(scored["customer_key"].dtype).to_numpy())
+        customer_key=keys.astype(scored["customer_key"].dtype).to_numpy()))
     for i in members:
-      rows[i] = scored[mine == i].reset_index(drop=True)
+      rows[i] = (batch, [k for k, m in enumerate(mine) if m == i])
       as_of[i] = day
   results = []
   for i, r in enumerate(requests):
-    scores = rows[i] if i in rows else scorer.score(tx.iloc[:0], None, clean=False)
-    done = set(scores["customer_id"].tolist())
+    if i not in rows:
+      rows[i] = (BatchScores(scorer.score(tx.iloc[:0], None, clean=False)), [])
+    batch, mine = rows[i]
+    done = {batch.column("customer_id")[k] for k in mine}
     asked = list(dict.fromkeys(str(c) for c in r.transactions["customer_id"] if c is not None))
     why = (f"no order before as_of {as_of.get(i)}" if i in last else
            "no usable order: cleaning removed every order (cancelled, negative or undated)")
-    results.append(Result(scores, as_of.get(i), {c: why for c in asked if c not in done}))
+    results.append(Result(batch, mine, as_of.get(i),
+                          {c: why for c in asked if c not in done}))
   return results
 
 

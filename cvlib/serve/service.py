@@ -38,7 +38,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -403,8 +403,9 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
   app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
   bearer = HTTPBearer(auto_error=False)
 
-  def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                        Depends(bearer)]) -> None:
+  # async: a sync dependency would cost every request a hop to the thread pool
+  async def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                              Depends(bearer)]) -> None:
     if token is None:
       return
     given = credentials.credentials if credentials is not None else ""
@@ -436,7 +437,7 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
   @app.post("/score", response_model=ScoreResponse, dependencies=[Depends(authorised)],
             responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody},
                        422: {"model": ErrorBody}})
-  async def score(req: ScoreRequest) -> ScoreResponse:
+  async def score(req: ScoreRequest) -> Response:
     start = time.perf_counter()
     problems = _customers(req, limits)
     if problems:
@@ -454,11 +455,13 @@ def create_app(run_dir: str | os.PathLike, *, token: str | None, limits: Limits 
       log.error("500: %s while scoring\n%s", type(e).__name__, frames)
       return JSONResponse({"detail": "internal error: the service log has the details"},
                           status_code=500)
-    log.info("scored %d customer(s) [%s] in %.1f ms", len(response.scores),
-             ", ".join(s.customer_key for s in response.scores[:5])
-             + (" ..." if len(response.scores) > 5 else ""),
+    scores = response["scores"]
+    log.info("scored %d customer(s) [%s] in %.1f ms", len(scores),
+             ", ".join(s["customer_key"] for s in scores[:5]) + (" ..." if len(scores) > 5 else ""),
              1000 * (time.perf_counter() - start))
-    return response
+    # the body is serialised here, once: returning the model would have FastAPI validate it again
+    return Response(json.dumps(response, allow_nan=False, separators=(",", ":")),
+                    media_type="application/json")
 
   return app
 
@@ -467,18 +470,25 @@ class _Unauthorised(Exception):
   pass
 
 
-def _response(info: RunInfo, result: Any) -> ScoreResponse:
-  scores = [CustomerScore(customer_id=str(r.customer_id), customer_key=str(r.customer_key),
-                          predicted_value=_number(r.predicted_value),
-                          value_lo=_number(r.value_lo), value_hi=_number(r.value_hi),
-                          churn_probability=_number(r.churn_probability),
-                          segment=str(r.rfm_segment), value_tier=str(r.value_tier),
-                          risk_band=str(r.risk_band), action=str(r.action),
-                          action_reason=str(r.action_reason))
-            for r in result.scores.itertuples(index=False)]
-  return ScoreResponse(run=info, as_of=result.as_of, scores=scores,
-                       not_scored=[NotScored(customer_id=c, reason=why)
-                                   for c, why in result.not_scored.items()])
+def _response(info: RunInfo, result: Any) -> dict:
+  """The /score body (ScoreResponse's fields) as plain JSON values, built column by column."""
+  columns = {field: [convert(v) for v in result.column(col)]
+             for field, (col, convert) in SCORE_FIELDS.items()}
+  return {"run": info.model_dump(),
+          "as_of": None if result.as_of is None else result.as_of.isoformat(),
+          "scores": [dict(zip(columns, row)) for row in zip(*columns.values())],
+          "not_scored": [{"customer_id": c, "reason": why} for c, why in result.not_scored.items()]}
+
+
+# CustomerScore's fields in order: the scores column each comes from, and its JSON conversion
+# (non-finite numbers are sent as 0)
+SCORE_FIELDS = {"customer_id": ("customer_id", str), "customer_key": ("customer_key", str),
+                "predicted_value": ("predicted_value", _number), "value_lo": ("value_lo", _number),
+                "value_hi": ("value_hi", _number),
+                "churn_probability": ("churn_probability", _number),
+                "segment": ("rfm_segment", str), "value_tier": ("value_tier", str),
+                "risk_band": ("risk_band", str), "action": ("action", str),
+                "action_reason": ("action_reason", str)}
 
 
 class BodyLimit:
@@ -595,8 +605,9 @@ def serve(run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 80
   if problems:
     raise ParamsError(problems)
   _log_to_stderr()
+  # no access log: the service logs every /score call itself, with pseudonymous keys
   common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_seconds,
-                log_level="info")
+                log_level="info", access_log=False)
   if workers == 1:
     token = None if no_auth else os.environ.get(TOKEN_ENV)
     app = create_app(run_dir, token=token, limits=limits, reload_interval=reload_interval,
