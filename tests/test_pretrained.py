@@ -238,6 +238,14 @@ def test_make_batches_fixed_shapes_and_original_order(tokenizer):
                               shuffle=True, seed=3)
   assert [list(x["index"]) for x in a] == [list(x["index"]) for x in b]
   assert sorted(i for x in a for i in x["index"] if i >= 0) == list(range(23))
+  # fit_last: the same batches, but each bucket's last one cut to a power of two >= its rows
+  fitted = tokens.batches_from_ids(ids, labels, batch_size=4, buckets=(8, 16, 32), fit_last=True)
+  assert len(fitted) == len(batches)
+  for full, fit in zip(batches, fitted):
+    real = int((full["index"] >= 0).sum())
+    assert len(fit["index"]) == (4 if real > 2 else real)  # 3 rows -> 4, 2 -> 2, 1 -> 1
+    for key in full:
+      np.testing.assert_array_equal(fit[key], full[key][:len(fit["index"])])
 
 
 def test_make_batches_truncates_to_largest_bucket_keeping_sep(tokenizer):

@@ -268,10 +268,11 @@ def test_cli_score_bad_arguments_exit_2(tiny_run, tmp_path, capsys, args, messag
 
 # --- Scorer: one customer, chunks -----------------------------------------------------------------
 
-def _history(tables, customer_id: str) -> dict:
-  tx = tables.transactions[tables.transactions["customer_id"] == customer_id]
+def _history(tables, customer_id: str | list[str]) -> dict:
+  ids = [customer_id] if isinstance(customer_id, str) else customer_id
+  tx = tables.transactions[tables.transactions["customer_id"].isin(ids)]
   return {"transactions": tx,
-          "reviews": tables.reviews[tables.reviews["customer_id"] == customer_id],
+          "reviews": tables.reviews[tables.reviews["customer_id"].isin(ids)],
           "items": tables.items[tables.items["order_id"].isin(tx["order_id"])]}
 
 
@@ -304,6 +305,7 @@ def test_scorer_text_model_one_customer_matches_batch_to_float32(tiny_run, tiny_
   tables, _ = tiny_clean
   scorer = scoring.Scorer(tiny_run, model="ziln_text")
   batch = scorer.score_tables(tables).set_index("customer_key")
+  seen = {}
   for customer in _some_customers(tables):
     one = scorer.score(**_history(tables, customer), as_of=_as_of(tiny_run))
     row = one.drop(columns=["customer_id"]).set_index("customer_key")
@@ -314,6 +316,21 @@ def test_scorer_text_model_one_customer_matches_batch_to_float32(tiny_run, tiny_
                                atol=1e-5)
     for col in ("r_score", "f_score", "rfm_segment", "risk_band", "model", "model_version"):
       assert row[col].tolist() == expected[col].tolist(), col
+    seen[customer] = one
+  # the same customers again: their reviews come from the encoding cache, the rows bit for bit
+  assert scorer.review_cache.hits == 0 and len(scorer.review_cache) > 0
+  for customer, first in seen.items():
+    again = scorer.score(**_history(tables, customer), as_of=_as_of(tiny_run))
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+  assert scorer.review_cache.hits == len(scorer.review_cache)
+  # eight reviews per encoder call, last calls fitted to their reviews: float32 rounding
+  many = scorer.score(**_history(tables, list(seen)), as_of=_as_of(tiny_run), encoder_batch=8)
+  small = scoring.EncodingCache(3)
+  for k in range(5):
+    small.put(bytes([k]), np.full(2, k, np.float32))
+  assert len(small) == 3 and small.get(bytes([0])) is None and small.get(bytes([4]))[0] == 4
+  want = pd.concat(seen.values()).set_index("customer_key").loc[many["customer_key"]]
+  np.testing.assert_allclose(many["predicted_value"], want["predicted_value"], rtol=1e-4)
 
 
 def test_text_model_batch_scoring_rebuilds_the_runs_text_features(tiny_run, tiny_clean):

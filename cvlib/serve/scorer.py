@@ -15,11 +15,13 @@ fixed cost would be most of the call. The folder's layout and manifest are
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,9 @@ DEFAULT_CHUNK = 50_000
 # Up to this many customers, Scorer.score computes features in numpy (compute_features_small)
 # instead of a DuckDB query, whose fixed cost dominates a service call.
 SMALL_CALL = 64
+# Reviews whose encoder outputs a Scorer keeps for its service calls (EncodingCache): about
+# 1.5 kB each (MiniLM's 384-wide embedding and the sentiment probabilities, float32).
+REVIEW_CACHE = 20_000
 # Drivers per customer in top_drivers (explain.add_drivers' default).
 DRIVERS = 3
 
@@ -292,9 +297,49 @@ def score_frame(features: pd.DataFrame, text: pd.DataFrame | None, predictor: An
 
 # --- review text ---------------------------------------------------------------------------------
 
+class EncodingCache:
+  """Encoder outputs of review texts already seen, keyed by their token ids (least recently used
+  go first beyond ``max_entries``).
+
+  A service request carries the customer's whole history, so the same reviews come back on
+  every call for that customer; the encoder is most of a text-aware call's cost. A cached row
+  was computed in some earlier batch: it agrees with a fresh one to float32 rounding, as rows
+  of different batches do (bit for bit when every call encodes one review at a time).
+  """
+
+  def __init__(self, max_entries: int):
+    self.max_entries = max_entries
+    self._rows: collections.OrderedDict[bytes, np.ndarray] = collections.OrderedDict()
+    self._lock = threading.Lock()
+    self.hits = self.misses = 0
+
+  def get(self, key: bytes) -> np.ndarray | None:
+    with self._lock:
+      row = self._rows.get(key)
+      if row is None:
+        self.misses += 1
+        return None
+      self._rows.move_to_end(key)
+      self.hits += 1
+      return row
+
+  def put(self, key: bytes, row: np.ndarray) -> None:
+    if self.max_entries < 1:
+      return
+    with self._lock:
+      self._rows[key] = row
+      self._rows.move_to_end(key)
+      while len(self._rows) > self.max_entries:
+        self._rows.popitem(last=False)
+
+  def __len__(self) -> int:
+    return len(self._rows)
+
+
 def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
                    buckets: tuple[int, ...], batch_size: int, blend: Any = None,
-                   truncation: str = "head"
+                   truncation: str = "head", fit_last: bool = False,
+                   cache: EncodingCache | None = None
                    ) -> tuple[pd.DataFrame, np.ndarray]:
   """Sentiment and embedding of every review with text, every batch of one fixed shape.
 
@@ -302,7 +347,9 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   (64); on other sets of reviews (one customer, a chunk) a review lands elsewhere in its batch,
   and on some CPUs (AVX2) XLA's float32 result then differs in the last bit, so scores agree
   with the run's to float32 rounding. ``blend``: the run's TF-IDF blend
-  (``blend.SentimentBlend``), when it saved one.
+  (``blend.SentimentBlend``), when it saved one. ``fit_last``: each bucket's last batch has the
+  next power of two >= its reviews as rows (``tokens.batches_from_ids``); ``cache``: encoder
+  outputs of texts seen before are taken from it, and new ones added.
 
   Returns:
     (frame with review_id, customer_id, timestamp, rating, sentiment, p_negative;
@@ -315,12 +362,29 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   k = model.num_labels
   out = np.zeros((len(r), k + model.bert.config.hidden_size), np.float32)
   if len(r):
-    for batch in tokens.make_batches(tokenizer, r["text"].tolist(), batch_size=batch_size,
-                                     buckets=buckets, truncation=truncation):
+    ids = tokens.tokenize_texts(tokenizer, r["text"].tolist(), max_length=max(buckets),
+                                truncation=truncation)
+    keys = [x.tobytes() for x in ids] if cache is not None else []
+    todo = list(range(len(ids)))
+    if cache is not None:
+      todo = []
+      for i, key in enumerate(keys):
+        row = cache.get(key)
+        if row is None:
+          todo.append(i)
+        else:
+          out[i] = row
+    for batch in tokens.batches_from_ids([ids[i] for i in todo], batch_size=batch_size,
+                                         buckets=buckets, fit_last=fit_last,
+                                         pad_id=tokens.pad_token_id(tokenizer)):
       res = np.asarray(sentiment.proba_embed_step(model, jnp.asarray(batch["input_ids"]),
                                                    jnp.asarray(batch["attention_mask"])))
       real = batch["index"] >= 0
-      out[batch["index"][real]] = res[real]
+      rows = np.asarray(todo, np.int64)[batch["index"][real]]
+      out[rows] = res[real]
+      if cache is not None:
+        for row in rows.tolist():
+          cache.put(keys[row], out[row].copy())
   proba, emb = out[:, :k], out[:, k:]
   if blend is not None:
     proba = blend.proba(proba, r["text"].tolist())
@@ -382,6 +446,8 @@ class Scorer:
     drivers: add ``top_drivers`` (integrated gradients from the run's median customer), as the
       run's scores.parquet has them; off by default, since they cost a service call more than the
       scores (``cvlib score`` turns them on).
+    review_cache: reviews whose encoder outputs :meth:`score` keeps (:class:`EncodingCache`) for
+      a text-aware network; 0 keeps none. Batch scoring (:meth:`score_tables`) never uses it.
 
   Raises:
     ModelFolderError: the folder fails the manifest checks, or has no such model.
@@ -389,7 +455,7 @@ class Scorer:
 
   def __init__(self, run_dir: str | os.PathLike, *, model: str | None = None,
                verify: bool = True, warm_up: bool = True, salt: str | None = None,
-               drivers: bool = False):
+               drivers: bool = False, review_cache: int = REVIEW_CACHE):
     from cvlib.text import checkpoint, tokens
     from cvlib.value import ziln
     self.run_dir = Path(run_dir)
@@ -417,6 +483,7 @@ class Scorer:
     self.catalogue = (pd.read_parquet(models / CATALOGUE_FILE)
                       if (models / CATALOGUE_FILE).exists() else schema.empty_table("products"))
     self.encoder = self.tokenizer = self.featurizer = self.blend = None
+    self.review_cache = EncodingCache(review_cache)
     if self.needs_text:
       self.featurizer = TextFeaturizer.load(models / TEXT_FEATURIZER_FILE)
       self.encoder, _ = checkpoint.load_saved_encoder(models / ENCODER_DIR)
@@ -427,8 +494,9 @@ class Scorer:
       self.warm_up()
 
   def warm_up(self, encoder_batch: int = 1) -> None:
-    """Compiles the network block and, for a text-aware network, the encoder's
-    [encoder_batch, bucket] shapes, so no call pays for compilation."""
+    """Compiles the network block and, for a text-aware network, the encoder's shapes of
+    :meth:`score` with ``encoder_batch`` (every power of two up to it, per bucket), so no call
+    pays for compilation."""
     import jax.numpy as jnp
 
     from cvlib.text import sentiment
@@ -436,10 +504,11 @@ class Scorer:
     _block_fn(self.predictor, self.reference.interval)(jnp.zeros((PREDICT_BLOCK, width),
                                                                  jnp.float32))
     if self.needs_text:
-      for length in self.buckets:  # one compiled shape per bucket: [encoder_batch, length]
-        ids = jnp.zeros((encoder_batch, length), jnp.int32)
-        sentiment.proba_embed_step(self.encoder, ids, jnp.ones((encoder_batch, length),
-                                                               jnp.int32))
+      rows = sorted({min(encoder_batch, 1 << k) for k in range(encoder_batch.bit_length() + 1)})
+      for length in self.buckets:  # fit_last's shapes: [rows, length]
+        for n in rows:
+          ids = jnp.zeros((n, length), jnp.int32)
+          sentiment.proba_embed_step(self.encoder, ids, jnp.ones((n, length), jnp.int32))
 
   # --- one customer or a few ----------------------------------------------------------------
   def score(self, transactions: pd.DataFrame, reviews: pd.DataFrame | None = None, *,
@@ -481,7 +550,7 @@ class Scorer:
     return self._score_chunk(tx, tables.items, tables.products, tables.reviews, day,
                              raw_ids=True, salt=self.salt, encoder_batch=encoder_batch,
                              small=self.fast_features
-                             and tx["customer_id"].nunique() <= SMALL_CALL)
+                             and tx["customer_id"].nunique() <= SMALL_CALL, service=True)
 
   # --- everyone, in chunks ------------------------------------------------------------------
   def score_tables(self, tables: Any, *, as_of: Any = None, out: str | os.PathLike | None = None,
@@ -534,21 +603,24 @@ class Scorer:
 
   def _score_chunk(self, tx: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
                    reviews: pd.DataFrame, as_of: dt.date, *, raw_ids: bool, salt: str,
-                   encoder_batch: int, small: bool = False) -> pd.DataFrame:
+                   encoder_batch: int, small: bool = False, service: bool = False
+                   ) -> pd.DataFrame:
     compute = feats.compute_features_small if small else feats.compute_customer_features
     f = compute(tx, items, products, reviews, as_of, self.horizon_days)
     if not len(f):
       return self._empty(raw_ids)
     return self.score_features(f, reviews, as_of, raw_ids=raw_ids, salt=salt,
-                               encoder_batch=encoder_batch)
+                               encoder_batch=encoder_batch, service=service)
 
   def score_features(self, f: pd.DataFrame, reviews: pd.DataFrame | None, as_of: dt.date, *,
                      raw_ids: bool, salt: str, encoder_batch: int,
-                     drivers: bool | None = None) -> pd.DataFrame:
+                     drivers: bool | None = None, service: bool = False) -> pd.DataFrame:
     """Scores rows of customer features computed elsewhere (this scorer's chunks, or Spark's
     feature query): pseudonymous keys, the text features from ``reviews`` when the network
     reads text (only those of these customers before ``as_of`` count), then
-    :func:`score_frame`. ``drivers`` defaults to the scorer's own setting."""
+    :func:`score_frame`. ``drivers`` defaults to the scorer's own setting. ``service``: a few
+    customers' call (:meth:`score`): the encoder's last batches fit their reviews and the
+    review cache is used."""
     f.insert(1, "customer_key", privacy.pseudonymise(f["customer_id"], salt))
     text = None
     if self.needs_text:
@@ -556,7 +628,9 @@ class Scorer:
               & (reviews["timestamp"] < pd.Timestamp(as_of)))
       review_scores, emb = encode_reviews(self.encoder, self.tokenizer, reviews[keep],
                                           buckets=self.buckets, batch_size=encoder_batch,
-                                          blend=self.blend, truncation=self.truncation)
+                                          blend=self.blend, truncation=self.truncation,
+                                          fit_last=service,
+                                          cache=self.review_cache if service else None)
       text = self.featurizer.transform(f["customer_id"], review_scores, emb, as_of)
     return score_frame(f, text, self.predictor, self.name, self.reference, as_of=as_of,
                        raw_ids=raw_ids, version=self.version,

@@ -210,7 +210,8 @@ def special_token_ids(tokenizer: Tokenizer) -> list[int]:
 
 def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarray | None = None,
                      *, batch_size: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                     shuffle: bool = False, seed: int = 0, pad_id: int = 0) -> list[Batch]:
+                     shuffle: bool = False, seed: int = 0, pad_id: int = 0,
+                     fit_last: bool = False) -> list[Batch]:
   """Groups token id sequences into fixed-shape batches by length bucket.
 
   Every batch has exactly batch_size rows and a bucket's length, so a jit'd step compiles once
@@ -225,6 +226,9 @@ def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarr
     shuffle: shuffle examples within each bucket and the order of the batches.
     seed: the shuffling seed.
     pad_id: the [PAD] id.
+    fit_last: the last batch of each bucket gets :func:`inference_batch_size` rows (the next
+      power of two >= its examples) instead of batch_size: few texts (a service call) then pay
+      for at most twice their rows, at the price of up to log2(batch_size) more shapes.
 
   Returns:
     Dicts of numpy arrays: input_ids / attention_mask int32 [batch, bucket], label int32 [batch],
@@ -256,17 +260,18 @@ def batches_from_ids(ids: Sequence[np.ndarray], labels: Sequence[int] | np.ndarr
       members = rng.permutation(members)
     for start in range(0, len(members), batch_size):
       rows = members[start:start + batch_size]
-      input_ids = np.full((batch_size, length), pad_id, np.int32)
-      mask = np.zeros((batch_size, length), np.int32)
+      size = inference_batch_size(len(rows), batch_size) if fit_last else batch_size
+      input_ids = np.full((size, length), pad_id, np.int32)
+      mask = np.zeros((size, length), np.int32)
       mask[len(rows):, 0] = 1  # filler rows: one visible [PAD]
       for r, i in enumerate(rows):
         input_ids[r, :lengths[i]] = ids[i]
         mask[r, :lengths[i]] = 1
-      batch_labels = np.zeros(batch_size, np.int32)
+      batch_labels = np.zeros(size, np.int32)
       batch_labels[:len(rows)] = labels[rows]
-      weight = np.zeros(batch_size, np.float32)
+      weight = np.zeros(size, np.float32)
       weight[:len(rows)] = 1.0
-      index = np.full(batch_size, -1, np.int64)
+      index = np.full(size, -1, np.int64)
       index[:len(rows)] = rows
       batches.append({"input_ids": input_ids, "attention_mask": mask, "label": batch_labels,
                       "weight": weight, "index": index})
