@@ -81,6 +81,7 @@ def test_split_with_a_sample_reports_on_everyone_outside_it():
   assert desc == {**desc, "customers": 1000, "trained_on": 200, "test_customers": 800,
                   "train_sample": 200, "sample": "stratified sample"}
   assert desc["text"].startswith("trained on 200 of 1,000 customers (stratified sample")
+  assert finetune.describe_training(sampled, f.iloc[:0], np.zeros(0, bool)) is None  # no customers
   big = dataclasses.replace(cfg, train_sample=5000)  # above the training customers: all of them
   np.testing.assert_array_equal(finetune.split_customers(big, f, seed=0), all_test)
   assert finetune.describe_training(big, f, all_test)["sample"] == "all customers"

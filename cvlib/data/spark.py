@@ -150,8 +150,10 @@ def is_spark_exception(e: BaseException) -> bool:
 
 # What py4j and Spark say when the session went away under a job: the driver JVM stopped or was
 # killed (the gateway refuses or drops the connection), or the context was shut down.
-SESSION_LOST = ("SparkContext was shut down", "stopped SparkContext", "Answer from Java side is empty",
-                "Error while receiving", "Error while sending", "Connection refused")
+# (A job's own "Connection refused", from a storage endpoint, is not one: only py4j's own
+# ConnectionError to the gateway counts.)
+SESSION_LOST = ("SparkContext was shut down", "stopped SparkContext",
+                "Answer from Java side is empty", "Error while receiving", "Error while sending")
 
 
 def session_lost(e: BaseException) -> bool:

@@ -33,8 +33,8 @@ __all__ = [
     "make_sentiment_data", "describe_sentiment_data", "prepare_encoder", "plot_mlm",
     "fine_tune_sentiment", "combine_with_tfidf", "sentiment_metrics", "sentiment_table",
     "sentiment_word_effects", "compare_without_mlm", "score_reviews", "split_customers",
-    "describe_training", "make_customer_text", "train_value_networks", "train_end_to_end", "save_finetune",
-    "report_finetune", "load_finetune"
+    "describe_training", "make_customer_text", "train_value_networks", "train_end_to_end",
+    "save_finetune", "report_finetune", "load_finetune"
 ]
 
 
@@ -272,14 +272,17 @@ def split_customers(cfg: config.ValueConfig, features: pd.DataFrame, *, seed: in
 
 
 def describe_training(cfg: config.ValueConfig, features: pd.DataFrame,
-                      is_test: np.ndarray) -> dict[str, Any]:
+                      is_test: np.ndarray) -> dict[str, Any] | None:
   """Which customers the value models learnt from, for metrics.json and the report.
 
   Returns:
     {"customers", "trained_on", "test_customers", "train_sample" (the param), "sample"
-    ("all customers" or "stratified sample"), "strata" (null without a sample), "text"}.
+    ("all customers" or "stratified sample"), "strata" (null without a sample), "text"}; None
+    without customers (no value models).
   """
   m, trained = len(features), int((~is_test).sum())
+  if not m:
+    return None
   pool = m - int(round(cfg.test_size * m))
   sampled = bool(cfg.train_sample) and cfg.train_sample < pool
   how = "stratified sample" if sampled else "all customers"
@@ -561,7 +564,7 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
                     training: dict | None = None) -> None:
   ws.add_skipped(take_skipped())
   if networks:
-    if training is not None:
+    if training:
       ws.add_text("value", f"The value models were {training['text']}."
                   + (f" The sample keeps the share of each stratum: {training['strata']}; every "
                      "customer is still scored, and the back-tests report on customers outside "
