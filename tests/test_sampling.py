@@ -87,6 +87,22 @@ def test_split_with_a_sample_reports_on_everyone_outside_it():
   assert finetune.describe_training(big, f, all_test)["sample"] == "all customers"
 
 
+def test_the_report_says_the_models_trained_on_a_sample(tmp_path):
+  import matplotlib.pyplot as plt
+
+  from cvlib.report import html as report
+  from cvlib.report.workspace import Workspace
+  f = _customers(1000)
+  cfg = dataclasses.replace(config.ValueConfig(), train_sample=200)
+  desc = finetune.describe_training(cfg, f, finetune.split_customers(cfg, f, seed=0))
+  finetune.report_finetune(Workspace(tmp_path, "finetune"), None, [None, plt.figure(), None],
+                           {"ziln": None}, training=desc)
+  text = " ".join(p.get("text", "") for p in report.load_parts(tmp_path)["value"])
+  assert ("The value models were trained on 200 of 1,000 customers (stratified sample of the 700 "
+          "training customers; the other 800 are test customers)." in text)
+  assert sampling.STRATA in text and "Every customer is still scored" in text
+
+
 def test_the_run_says_what_it_trained_on(tiny_run, tiny_params):
   training = json.loads((tiny_run / "metrics.json").read_text())["value_training"]
   n = training["customers"]

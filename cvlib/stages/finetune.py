@@ -566,9 +566,11 @@ def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: d
   if networks:
     if training:
       ws.add_text("value", f"The value models were {training['text']}."
-                  + (f" The sample keeps the share of each stratum: {training['strata']}; every "
-                     "customer is still scored, and the back-tests report on customers outside "
-                     "the sample." if training["strata"] else ""))
+                  + (f" The sample keeps the share of each stratum: {training['strata']}. Every "
+                     "customer is still scored; the back-test reports on customers outside the "
+                     "sample, and the cross-fitted one on every customer, each predicted by "
+                     "models trained on a sample that left them out." if training["strata"]
+                     else ""))
     ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
                   "marked.")
   if sent is None:
