@@ -63,8 +63,10 @@ def stratified_sample(strata: np.ndarray, n: int, seed: int) -> np.ndarray:
   order = np.lexsort((np.arange(len(codes)), -(quota - take)))
   take[order[:left]] += 1
   rng = np.random.default_rng(seed)
-  picked = [rng.choice(np.flatnonzero(inverse == s), take[s], replace=False)
-            for s in range(len(codes)) if take[s]]
+  by_stratum = np.argsort(inverse, kind="stable")  # rows grouped by stratum, in row order
+  ends = np.cumsum(counts)
+  picked = [rng.choice(by_stratum[end - count:end], take[s], replace=False)
+            for s, (end, count) in enumerate(zip(ends, counts)) if take[s]]
   return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
 
