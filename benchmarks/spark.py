@@ -23,6 +23,7 @@ Usage::
 
   python benchmarks/spark.py --customers 1000000 --customers 10000000
   python benchmarks/spark.py --customers 20000 --repeats 1 --out /tmp/spark.json
+  python benchmarks/spark.py --memory --customers 50000 --customers 100000 --customers 200000
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ ENGINES = {"duckdb": None, "spark_local1": "local[1]", "spark_local2": "local[2]
 TASKS = ("features", "score")
 CHUNK = 50_000
 ROWS_PER_FILE = 1_000_000
+PER_PARTITION = 25_000  # customers per shuffle partition in the --memory measurement
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -109,8 +111,10 @@ def _read_pandas(folder: Path) -> pd.DataFrame:
   return schema.coerce_table("transactions", pd.read_parquet(folder))
 
 
-def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path) -> dict:
-  """Runs one task on one engine; returns its timings (seconds)."""
+def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path,
+                partitions: int = 8) -> dict:
+  """Runs one task on one engine (Spark with ``partitions`` shuffle partitions); returns its
+  timings (seconds)."""
   import warnings
   warnings.simplefilter("ignore")
   shutil.rmtree(out, ignore_errors=True)
@@ -137,7 +141,8 @@ def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path) ->
   else:
     from cvlib.data import spark as spark_engine
     t0 = time.perf_counter()
-    session = spark_engine.get_session(master, app_name="cvlib-bench", shuffle_partitions=8,
+    session = spark_engine.get_session(master, app_name="cvlib-bench",
+                                       shuffle_partitions=partitions,
                                        conf={"spark.driver.memory": "4g"})
     timings["session_start_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -185,18 +190,46 @@ def _tree_rss_mb(proc) -> float:
   return total / 2**20
 
 
-def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path) -> dict:
-  """One measurement in a fresh process, its peak memory sampled from outside."""
+def _roles_rss_mb(proc) -> dict[str, float]:
+  """Resident memory by role: the measured process (the Spark driver's Python), the JVM, and
+  the other Python processes under it (Spark's Python workers: all together and the largest)."""
   import psutil
-  cmd = [sys.executable, __file__, "--one", engine, task, str(data), str(out), str(run_dir)]
+  driver = jvm = 0
+  workers = []
+  for p in [proc] + proc.children(recursive=True):
+    try:
+      rss, name = p.memory_info().rss, p.name()
+    except psutil.Error:
+      continue
+    if p.pid == proc.pid:
+      driver = rss
+    elif name == "java":
+      jvm += rss
+    else:
+      workers.append(rss)
+  return {"driver_python_mb": driver / 2**20, "jvm_mb": jvm / 2**20,
+          "python_workers_mb": sum(workers) / 2**20,
+          "largest_python_worker_mb": max(workers, default=0) / 2**20}
+
+
+def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path,
+                    partitions: int = 8) -> dict:
+  """One measurement in a fresh process, its peak memory sampled from outside (in all and by
+  role: :func:`_roles_rss_mb`)."""
+  import psutil
+  cmd = [sys.executable, __file__, "--one", engine, task, str(data), str(out), str(run_dir),
+         "--partitions", str(partitions)]
   load_before = [round(x, 2) for x in os.getloadavg()]
   t0 = time.perf_counter()
   child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)})
   proc = psutil.Process(child.pid)
   peak = 0.0
+  roles: dict[str, float] = {}
   while child.poll() is None:
     peak = max(peak, _tree_rss_mb(proc))
+    for role, mb in _roles_rss_mb(proc).items():
+      roles[role] = max(roles.get(role, 0.0), mb)
     time.sleep(0.2)
   stdout, stderr = child.communicate()
   wall = time.perf_counter() - t0
@@ -204,6 +237,7 @@ def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path
     raise RuntimeError(f"{engine} {task} failed ({child.returncode}): {stderr[-2000:]}")
   result = json.loads(stdout.strip().splitlines()[-1])
   result.update(process_s=round(wall, 2), peak_rss_mb=round(peak, 1),
+                peak_rss_by_role_mb={k: round(v, 1) for k, v in roles.items()},
                 load_avg_before=load_before,
                 load_avg_after=[round(x, 2) for x in os.getloadavg()])
   shutil.rmtree(out, ignore_errors=True)
@@ -231,12 +265,20 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--run-dir", type=Path, default=None, help="a finished run to score with")
   parser.add_argument("--note", default="", help="a note for the JSON (e.g. the machine was shared)")
   parser.add_argument("--out", type=Path, default=HERE / "results" / "spark.json")
+  parser.add_argument("--memory", action="store_true",
+                      help="memory against customer count at a fixed partition size: Spark "
+                      "local[2] scoring with one shuffle partition per --per-partition "
+                      "customers, DuckDB beside it; writes --memory-out")
+  parser.add_argument("--per-partition", type=int, default=PER_PARTITION,
+                      help="customers per shuffle partition with --memory")
+  parser.add_argument("--memory-out", type=Path, default=HERE / "results" / "spark_memory.json")
+  parser.add_argument("--partitions", type=int, default=8, help=argparse.SUPPRESS)
   parser.add_argument("--one", nargs=5, metavar=("ENGINE", "TASK", "DATA", "OUT", "RUN"),
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.one:
     engine, task, data, out, run = args.one
-    result = measure_one(engine, task, Path(data), Path(out), Path(run))
+    result = measure_one(engine, task, Path(data), Path(out), Path(run), args.partitions)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
     return result
   import duckdb
@@ -245,6 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
   engines = [e for e in args.engines.split(",") if e]
   tasks = [t for t in args.tasks.split(",") if t]
   run_dir = args.run_dir or build_run(CACHE / "run")
+  if args.memory:
+    return memory_scaling(sizes, args.per_partition, run_dir, args.memory_out, args.note)
   results: dict = {
       "benchmark": "customer features and scoring on DuckDB and on Spark local[1] / local[2]",
       "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -284,6 +328,41 @@ def main(argv: list[str] | None = None) -> dict:
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(results, indent=1) + "\n")
   print(f"wrote {args.out}")
+  return results
+
+
+def memory_scaling(sizes: list[int], per_partition: int, run_dir: Path, out: Path,
+                   note: str = "") -> dict:
+  """Peak memory of Spark ``local[2]`` scoring against customer count with the partition size
+  held fixed (one shuffle partition per ``per_partition`` customers), DuckDB's chunked scoring
+  beside it; one run each. Writes ``out``."""
+  import pyspark
+  results: dict = {
+      "benchmark": "peak memory of scoring against customer count at a fixed partition size",
+      "date": dt.datetime.now().isoformat(timespec="seconds"),
+      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                  "python": platform.python_version(), "pyspark": pyspark.__version__,
+                  "java": _java_version(), "note": note or
+                  "2 cores; see the load averages of each run for other work on the machine"},
+      "data": {"orders_per_customer": ORDERS_PER_CUSTOMER},
+      "spark": {"master": ENGINES["spark_local2"], "customers_per_partition": per_partition,
+                "driver_memory": "4g",
+                "arrow_max_records_per_batch": "10000 (Spark's default)"},
+      "scoring": {"model": "ziln", "drivers": False, "duckdb_chunk_size": CHUNK},
+      "sizes": {}}
+  for n in sizes:
+    data = data_folder(n)
+    parts = max(1, -(-n // per_partition))
+    row = results["sizes"][str(n)] = {"customers": n, "partitions": parts}
+    for engine in ("spark_local2", "duckdb"):
+      r = run_measurement(engine, "score", data, CACHE / f"out_{engine}_memory.parquet", run_dir,
+                          partitions=parts)
+      row[engine] = r
+      print(f"{n:,} customers, {parts} partitions, {engine}: {r['job_s']:.1f} s, peak "
+            f"{r['peak_rss_mb']:,.0f} MiB {r['peak_rss_by_role_mb']}", flush=True)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(results, indent=1) + "\n")
+  print(f"wrote {out}")
   return results
 
 

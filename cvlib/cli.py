@@ -249,7 +249,7 @@ def _spark_failure(e: BaseException, source: str) -> BaseException:
     return e
   if spark_engine.is_analysis_error(e):
     return DataError([f"{source}: Spark: {spark_engine.first_line(e)}"])
-  return SparkError(f"Spark failed: {spark_engine.first_line(e)}")
+  return SparkError(f"Spark failed: {spark_engine.failure_line(e)}")
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ LABEL_SCHEMES = ("binary", "binary_keep_neutral", "three_class")
 STAGES = ("preprocess", "finetune", "evaluate", "segment")
 TRUNCATIONS = ("head", "head_tail")  # cvlib.text.tokens.TRUNCATIONS
 ENGINES = ("duckdb", "spark")  # where customer features (and `cvlib score --engine`) run
+MIN_TRAIN_SAMPLE = 100  # value.train_sample: below this a sample leaves the networks too few rows
 
 # The source tree: notebooks/, params/ and reports/ sit beside the package.
 REPO = Path(__file__).resolve().parents[1]
@@ -201,6 +202,10 @@ class ValueConfig:
   patience: int = 20
   text_dims: int = 4  # review-embedding dimensions (PCA) given to the text-aware model
   test_size: float = 0.3  # share of customers held out for evaluation
+  # Train the value models on a seeded sample of this many of the training customers, stratified
+  # by return in the target window x past spend x tenure (cvlib.value.sampling); every customer
+  # outside it is a test customer, and every customer is still scored. 0: all training customers.
+  train_sample: int = 0
   # A second back-test over every customer: the networks (with their text features) and the trees
   # are retrained on all folds but one and predict that one. 0 or 1 turns it off.
   cv_folds: int = 5
@@ -608,6 +613,8 @@ def _check(p: Params, name: str) -> list[str]:
   need(0 < v.learning_rate < 1, "value.learning_rate", "in (0, 1)", v.learning_rate)
   need(v.text_dims >= 0, "value.text_dims", ">= 0", v.text_dims)
   need(0 < v.test_size < 1, "value.test_size", "in (0, 1)", v.test_size)
+  need(v.train_sample == 0 or v.train_sample >= MIN_TRAIN_SAMPLE, "value.train_sample",
+       f"0 (all training customers) or at least {MIN_TRAIN_SAMPLE}", v.train_sample)
   need(0 < v.interval < 1, "value.interval", "in (0, 1)", v.interval)
   need(0 <= v.cv_folds <= 20, "value.cv_folds", "in [0, 20]", v.cv_folds)
   s = p.segment

@@ -276,7 +276,9 @@ def _execute(params: Params, params_path: Path, overrides: list[str], stages: li
           config=Config({"KernelManager": {"transport_encryption": "auto"}}))
     except papermill.PapermillExecutionError as e:
       failed = _keep_failed(tmp, params.dataset, name)
-      raise RunFailed(f"stage {stage!r} failed: {e.ename}: {e.evalue}", failed) from None
+      # the first line: a JVM's or a worker's message runs on for pages; the notebook keeps it all
+      evalue = next(iter(str(e.evalue).strip().splitlines()), "")
+      raise RunFailed(f"stage {stage!r} failed: {e.ename}: {evalue}", failed) from None
     timings[stage] = round(time.perf_counter() - t0, 2)
     report.render_notebook_html(dst, tmp / f"{name}.html")
     log(f"[cvlib] {params.dataset}: {stage} done in {timings[stage]:.1f} s")

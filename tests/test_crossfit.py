@@ -10,7 +10,7 @@ import pytest
 from cvlib.stages import evaluate
 from cvlib.stages import finetune
 from cvlib.stages import preprocess
-from cvlib.value import networks
+from cvlib.value import networks, sampling
 from cvlib.report.workspace import Workspace
 
 
@@ -166,3 +166,25 @@ def test_scoring_network_is_chosen_without_the_reported_customers(tmp_path):
   text = " ".join(p.get("text", "") for p in parts["value"])
   assert "Past spend rate ranked these test customers better than the scoring network" in text
   assert "Pareto/NBD purchase counts" in text and "all ten deciles" in text
+
+
+def test_with_a_training_sample_each_fold_trains_on_a_sample_and_predicts_the_whole_fold(
+    stage3, tiny_params):
+  prep, _, preds = stage3
+  cfg = dataclasses.replace(tiny_params.value, train_sample=100, epochs=10)
+  cv = evaluate.crossfit_value_models(cfg, preds, prep, None, None, seed=0)
+  fold0 = cv["fold"].to_numpy() == 0
+  assert np.isfinite(cv["ziln_value"]).all() and np.isfinite(cv["gbt_value"]).all()
+  # fold 0's models learnt from a sample of fold 1: the holdout spend of fold 1's customers left
+  # out of it must not move fold 0's predictions; that of the customers in it must (spend scaled,
+  # so who returned, a stratum of the draw, stays)
+  trained = sampling.training_sample(prep.features, ~fold0, 100, 0 + 4 + 0)
+  assert trained.sum() == 100
+  for change, moves in ((~fold0 & ~trained, False), (trained, True)):
+    features = prep.features.copy()
+    features["holdout_value"] = np.where(change, 10.0, 1.0) * features["holdout_value"]
+    cv2 = evaluate.crossfit_value_models(cfg, preds, dataclasses.replace(prep, features=features),
+                                         None, None, seed=0)
+    for m in ("ziln", "gbt"):
+      a, b = cv[f"{m}_value"].to_numpy()[fold0], cv2[f"{m}_value"].to_numpy()[fold0]
+      assert np.array_equal(a, b) != moves, m

@@ -4,9 +4,13 @@ Spark failure is one line with exit 1 or 2. All share one ``local[2]`` session (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +239,53 @@ def test_failed_spark_job_leaves_the_previous_scores(spark, tmp_path):
     spark_scoring.write_scores(boom, out)
   assert "\n" not in str(e.value)
   assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+  assert (out / "part-0.parquet").read_bytes() == b"previous"
+
+
+def _kill_jvm_once_a_task_runs(proc: subprocess.Popen, timeout: float = 150) -> None:
+  """Kills the driver JVM under ``proc`` once one of its Python workers runs: the session is lost
+  mid-job, as when a driver dies. Fails when no job ever started."""
+  import psutil
+
+  def cmdline(p: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+      return " ".join(p.cmdline())
+    return ""
+
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline and proc.poll() is None:
+    with contextlib.suppress(psutil.Error):
+      tree = psutil.Process(proc.pid).children(recursive=True)
+      jvm = next((p for p in tree if cmdline(p).split(" ")[0].endswith("/java")), None)
+      if jvm is not None and any(w in cmdline(p) for p in tree
+                                 for w in ("pyspark.daemon", "pyspark.worker")):
+        jvm.kill()
+        return
+    time.sleep(0.05)
+  pytest.fail(f"the scoring job never started a Python worker (exit {proc.poll()}): "
+              f"{proc.communicate()[1][-2000:]}")
+
+
+def test_session_lost_mid_job_exits_1_with_one_line_and_keeps_the_previous_scores(tiny_run,
+                                                                                   tmp_path):
+  out = tmp_path / "scores.parquet"
+  out.mkdir()
+  (out / "part-0.parquet").write_bytes(b"previous")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "cvlib.cli", "score", str(tiny_run), str(TINY), "--engine", "spark",
+       "--out", str(out), "--set", "spark.master=local[1]"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    _kill_jvm_once_a_task_runs(proc)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  # the JVM's own start-up lines come first; cvlib's is the one error line
+  lines = [line for line in err.splitlines() if line.startswith("error")]
+  assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err
+  assert lines[0].startswith("error: Spark scoring failed: the Spark session was lost mid-job")
+  assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+  assert [p.name for p in out.iterdir()] == ["part-0.parquet"]
   assert (out / "part-0.parquet").read_bytes() == b"previous"
 
 

@@ -144,8 +144,29 @@ def session_from_params(spark_cfg: Any) -> Any:
 
 
 def is_spark_exception(e: BaseException) -> bool:
-  """Whether an exception comes from pyspark or the JVM behind it."""
-  return (type(e).__module__ or "").startswith(("pyspark", "py4j"))
+  """Whether an exception comes from pyspark or the JVM behind it (a lost session included)."""
+  return (type(e).__module__ or "").startswith(("pyspark", "py4j")) or session_lost(e)
+
+
+# What py4j and Spark say when the session went away under a job: the driver JVM stopped or was
+# killed (the gateway refuses or drops the connection), or the context was shut down.
+# (A job's own "Connection refused", from a storage endpoint, is not one: only py4j's own
+# ConnectionError to the gateway counts.)
+SESSION_LOST = ("SparkContext was shut down", "stopped SparkContext",
+                "Answer from Java side is empty", "Error while receiving", "Error while sending")
+
+
+def session_lost(e: BaseException) -> bool:
+  """Whether the Spark session was lost mid-job (its JVM gone, its context shut down)."""
+  return isinstance(e, ConnectionError) or any(s in str(e) for s in SESSION_LOST)
+
+
+def failure_line(e: BaseException) -> str:
+  """A failed Spark job's cause in one line (:func:`first_line`), saying so when the session
+  itself was lost."""
+  if session_lost(e):
+    return f"the Spark session was lost mid-job ({first_line(e)})"
+  return first_line(e)
 
 
 def is_analysis_error(e: BaseException) -> bool:
@@ -172,7 +193,7 @@ def read_source_pandas(spark_cfg: Any, spec: Any, base: Path, where: str) -> pd.
       raise
     if is_analysis_error(e):
       raise ValueError(f"{where}: {first_line(e)}") from None
-    raise SparkError(f"Spark failed reading {where}: {first_line(e)}") from None
+    raise SparkError(f"Spark failed reading {where}: {failure_line(e)}") from None
 
 
 def first_line(e: BaseException) -> str:

@@ -185,7 +185,7 @@ def write_scores(scores: Any, out: str | os.PathLike) -> int:
   except Exception as e:  # py4j, Python worker and JVM failures come as many types
     if not remote:
       shutil.rmtree(tmp, ignore_errors=True)
-    raise SparkError(f"Spark scoring failed: {spark_engine.first_line(e)}") from None
+    raise SparkError(f"Spark scoring failed: {spark_engine.failure_line(e)}") from None
   if not remote:
     _swap_in(Path(tmp), Path(target))
   return n

@@ -23,6 +23,7 @@ from cvlib.value.networks import (BASELINES, E2E_MODEL, NETWORK_INPUTS, SELECTIO
                                   VALUE_MODELS, e2e_numeric, history_texts, model_inputs,
                                   predictor_inputs, ranking_key, scoring_model,
                                   select_scoring_model, train_value_networks, value_split)
+from cvlib.value.sampling import training_sample
 from cvlib.value.text_features import make_customer_text
 
 
@@ -175,7 +176,9 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   Gamma, Pareto/NBD + Gamma-Gamma and the spend rate learn nothing from the holdout, so their
   columns are copied from ``preds``, as is ``selection`` (the customers the scoring network is
   chosen on, which the evaluation leaves out). The end-to-end model is left out (minutes per fit
-  on CPU).
+  on CPU). With ``cfg.train_sample``, each fold's models train on a stratified sample of that many
+  customers of the other folds (:func:`cvlib.value.sampling.training_sample`), as the single
+  split's do, and still predict every customer of their fold.
 
   With every customer scored once, the comparison rests on all of them instead of the test share
   (``value.test_size``): on Online Retail, 3,356 customers instead of 1,007, where one new customer's
@@ -202,18 +205,20 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
   cols: dict[str, np.ndarray] = {}  # NaN where a fold could not train the model (no ratings, ...)
   for k in range(cfg.cv_folds):
     held = fold == k
+    # with value.train_sample, the fold's models train on a stratified sample of the other folds
+    untrained = ~training_sample(features, ~held, cfg.train_sample, seed + 4 + k)
     text = None
     if review_scores is not None and embeddings is not None:
-      text = make_customer_text(review_scores, embeddings, prep, held, text_dims=cfg.text_dims,
-                                seed=seed + k, now=False).calibration
-    networks = train_value_networks(cfg, features, text, held, seed=seed + k,
+      text = make_customer_text(review_scores, embeddings, prep, untrained,
+                                text_dims=cfg.text_dims, seed=seed + k, now=False).calibration
+    networks = train_value_networks(cfg, features, text, untrained, seed=seed + k,
                                     horizon_days=prep.horizon_days)
     for name, (predictor, _) in networks.items():
       p = predictor.predict(predictor_inputs(name, predictor, features.loc[held], text), qs=qs)
       for col, src in (("value", "predicted_value"), ("p_return", "p_return"), ("lo", "q10"),
                        ("hi", "q90")):
         cols.setdefault(f"{name}_{col}", np.full(n, np.nan))[held] = p[src].to_numpy()
-    value, p_return = _gbt_predictions(features, held, seed=seed + k)
+    value, p_return = _gbt_predictions(features, untrained, seed=seed + k)
     cols.setdefault("gbt_value", np.full(n, np.nan))[held] = value[held]
     if p_return is not None:
       cols.setdefault("gbt_p_return", np.full(n, np.nan))[held] = p_return[held]

@@ -24,7 +24,7 @@ from cvlib.text import labels as sentiment_labels
 from cvlib.text import sentiment_baselines
 from cvlib.value.networks import (E2E_MODEL, NETWORK_INPUTS, e2e_numeric, history_texts,
                                   train_value_networks, value_split)
-from cvlib.value import text_features
+from cvlib.value import sampling, text_features
 from cvlib.value.text_features import CustomerText, TextFeaturizer
 
 
@@ -33,8 +33,8 @@ __all__ = [
     "make_sentiment_data", "describe_sentiment_data", "prepare_encoder", "plot_mlm",
     "fine_tune_sentiment", "combine_with_tfidf", "sentiment_metrics", "sentiment_table",
     "sentiment_word_effects", "compare_without_mlm", "score_reviews", "split_customers",
-    "make_customer_text", "train_value_networks", "train_end_to_end", "save_finetune",
-    "report_finetune", "load_finetune"
+    "describe_training", "make_customer_text", "train_value_networks", "train_end_to_end",
+    "save_finetune", "report_finetune", "load_finetune"
 ]
 
 
@@ -256,14 +256,43 @@ def score_reviews(cfg: config.FinetuneConfig, model: Any, tokenizer: Any, review
 # --- 02 finetune: customer value ----------------------------------------------------------------
 
 def split_customers(cfg: config.ValueConfig, features: pd.DataFrame, *, seed: int) -> np.ndarray:
-  """A seeded random customer split: True for the ``cfg.test_size`` share of test customers
-  (never seen in training)."""
+  """A seeded random customer split: True for the test customers (never seen in training).
+
+  The ``cfg.test_size`` share is drawn at random. With ``cfg.train_sample`` below the number of
+  customers left, the value models train on a stratified sample of that many of them
+  (:func:`cvlib.value.sampling.training_sample`) and the rest join the test customers: every
+  customer no model learnt from is reported on.
+  """
   test_size = cfg.test_size
   rng = np.random.default_rng(seed)
   n = len(features)
   is_test = np.zeros(n, dtype=bool)
   is_test[rng.permutation(n)[: int(round(test_size * n))]] = True
-  return is_test
+  return ~sampling.training_sample(features, ~is_test, cfg.train_sample, seed + 4)
+
+
+def describe_training(cfg: config.ValueConfig, features: pd.DataFrame,
+                      is_test: np.ndarray) -> dict[str, Any] | None:
+  """Which customers the value models learnt from, for metrics.json and the report.
+
+  Returns:
+    {"customers", "trained_on", "test_customers", "train_sample" (the param), "sample"
+    ("all customers" or "stratified sample"), "strata" (null without a sample), "text"}; None
+    without customers (no value models).
+  """
+  m, trained = len(features), int((~is_test).sum())
+  if not m:
+    return None
+  pool = m - int(round(cfg.test_size * m))
+  sampled = bool(cfg.train_sample) and cfg.train_sample < pool
+  how = "stratified sample" if sampled else "all customers"
+  text = (f"trained on {trained:,} of {m:,} customers ({how}"
+          + (f" of the {pool:,} training customers; the other {m - trained:,} are test "
+             "customers" if sampled else f"; the {m - trained:,} test customers held out")
+          + ")")
+  return {"customers": m, "trained_on": trained, "test_customers": m - trained,
+          "train_sample": cfg.train_sample, "sample": how,
+          "strata": sampling.STRATA if sampled else None, "text": text}
 
 
 def describe_sentiment_data(data: SentimentData | None) -> pd.DataFrame | str:
@@ -447,9 +476,11 @@ def plot_mlm(encoder) -> Any:
 def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: dict | None,
                   review_scores: pd.DataFrame, embeddings: np.ndarray, is_test: np.ndarray,
                   text: CustomerText, networks: dict, encoder: Any = None,
-                  e2e: tuple[Any, pd.DataFrame] | None = None, blend: Any = None) -> dict:
+                  e2e: tuple[Any, pd.DataFrame] | None = None, blend: Any = None,
+                  training: dict | None = None) -> dict:
   """Writes the fine-tuned encoder (with its TF-IDF blend), the value networks, review scores and
-  text features."""
+  text features; ``training`` (:func:`describe_training`) goes to metrics.json as
+  ``value_training``."""
   from cvlib.text import checkpoint
   checkpoint.save_encoder(model, model.bert.config, ws.path(MODELS_DIR, ENCODER_DIR),
                           tokenizer=tokenizer)
@@ -472,6 +503,8 @@ def save_finetune(ws: Workspace, model, tokenizer, history: pd.DataFrame, sent: 
     ws.save_frame("text_now", text.now)
     text.featurizer.save(ws.path(MODELS_DIR, TEXT_FEATURIZER_FILE))
   metrics = {"sentiment": sent}
+  if training is not None:
+    metrics["value_training"] = training
   if sent is None:
     metrics["notes"] = {"sentiment": NOT_APPLICABLE["sentiment"]}
   ws.save_metrics(metrics)
@@ -527,9 +560,17 @@ def sentiment_word_effects(cfg: config.FinetuneConfig, model, tokenizer, data: S
 
 
 def report_finetune(ws: Workspace, sent: dict | None, figures: list, networks: dict,
-                    word_effects: pd.DataFrame | None = None) -> None:
+                    word_effects: pd.DataFrame | None = None,
+                    training: dict | None = None) -> None:
   ws.add_skipped(take_skipped())
   if networks:
+    if training:
+      ws.add_text("value", f"The value models were {training['text']}."
+                  + (f" The sample keeps the share of each stratum: {training['strata']}. Every "
+                     "customer is still scored; the back-test reports on customers outside the "
+                     "sample, and the cross-fitted one on every customer, each predicted by "
+                     "models trained on a sample that left them out." if training["strata"]
+                     else ""))
     ws.add_figure("value", figures[1], "Value networks: ZILN loss per epoch; the kept epoch is "
                   "marked.")
   if sent is None:

@@ -120,9 +120,15 @@ def customer_features_on(params: Params):
   session = spark_engine.session_from_params(params.spark)
 
   def compute(transactions, items, products, reviews, cutoff, horizon_days):
-    return spark_engine.to_pandas(spark_engine.compute_customer_features(
-        session, transactions, items, products, reviews, cutoff=cutoff,
-        horizon_days=horizon_days))
+    try:
+      return spark_engine.to_pandas(spark_engine.compute_customer_features(
+          session, transactions, items, products, reviews, cutoff=cutoff,
+          horizon_days=horizon_days))
+    except Exception as e:  # a failed job or a lost session: one line, not a JVM stack trace
+      if not spark_engine.is_spark_exception(e):
+        raise
+      raise spark_engine.SparkError("Spark failed computing the customer features: "
+                                    f"{spark_engine.failure_line(e)}") from None
 
   return compute
 
