@@ -59,7 +59,8 @@ DOMAINS = {  # domain -> (labels' source, language, name in the docs)
     "olist": ("olist", "pt", "marketplace (Olist, pt)"),
     "synthetic": ("synthetic", "en", "synthetic demo shop (en)"),
 }
-GRID = {"distance": (0.35, 0.45, 0.55), "context": (0.0, 0.5, 1.0)}
+GRID = {"distance": (0.45, 0.5), "context": (0.0, 0.5, 1.0),
+        "opinion_band": ((0.0, 1.01), (0.03, 0.97), (0.1, 0.9), (0.2, 0.8))}
 
 
 def _ratings(source: str) -> pd.Series:
@@ -174,15 +175,18 @@ def run(grid: bool) -> dict[str, Any]:
     if grid:
       for d in GRID["distance"]:
         for c in GRID["context"]:
-          cands, _ = propose(prep, distance=d, context=c)
-          key = f"distance={d},context={c}"
-          out["grid"].setdefault(key, {})[domain] = _summary(recovery(cands, parts["tune"]))
+          for band in GRID["opinion_band"]:
+            cands, _ = propose(prep, distance=d, context=c, opinion_band=band)
+            key = f"distance={d},context={c},opinion_band={band[0]}-{band[1]}"
+            out["grid"].setdefault(key, {})[domain] = {
+                **_summary(recovery(cands, parts["tune"])), "opinion_terms": cands.opinion_terms}
     cands, seconds = propose(prep)
     out["domains"][domain] = {
         "name": DOMAINS[domain][2], "language": prep["language"],
         "reviews": cands.n_reviews, "clauses": cands.n_clauses, "terms": cands.n_terms,
         "clause_embedding_s": round(prep["embed_s"], 2), "proposal_s": round(seconds, 2),
         "candidates": cands.table.to_dict(orient="records"),
+        "opinion_terms": cands.opinion_terms,
         "yaml": cands.yaml,
         "recovery": {split: {"n_reviews": len(part), **_summary(rec := recovery(cands, part)),
                              "aspects": rec} for split, part in parts.items()},
@@ -205,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", type=Path, default=RESULTS)
   args = parser.parse_args(argv)
   result = run(args.grid)
-  defaults = {k: v for k, v in zip(
-      ("min_share", "max_terms", "distance", "context", "min_group_share", "max_candidates"),
-      ac.propose_aspects.__kwdefaults__ and [ac.propose_aspects.__kwdefaults__[k] for k in (
-          "min_share", "max_terms", "distance", "context", "min_group_share", "max_candidates")])}
+  defaults = {k: ac.propose_aspects.__kwdefaults__[k] for k in (
+      "min_share", "max_terms", "context", "opinion_band", "distance", "min_group_share",
+      "max_candidates")}
   result = {"benchmark": "aspect_candidates", "settings": defaults,
             "corpus_reviews": CORPUS, "min_support": MIN_SUPPORT, "recovered_f1": RECOVERED_F1,
             "machine": {"python": platform.python_version(), "processor": platform.machine()},

@@ -168,3 +168,35 @@ def test_tiny_report_shows_candidates(tiny_run):
     assert "<pre>segment:" in page
     config.params_from_dict({"dataset": "x", "data": {"adapter": "synthetic"},
                              **yaml.safe_load(saved["yaml"])})
+
+
+def test_candidate_clause_cap_is_validated():
+  with pytest.raises(config.ParamsError, match="segment.aspect_candidate_clauses must be >= 0"):
+    config.params_from_dict({"dataset": "x", "data": {"adapter": "synthetic"},
+                             "segment": {"aspect_candidate_clauses": -1}})
+  assert config.params_from_dict({"dataset": "x", "data": {"adapter": "synthetic"}}
+                                 ).segment.aspect_candidate_clauses == 4000
+
+
+def test_stage_step_caps_the_clauses_by_whole_reviews(monkeypatch):
+  from cvlib.insight import aspect_model as am
+  clauses, owner, stars = _shop()
+  vectors = toy_embed(clauses)
+  keyword = np.array([[any(w in c.split() for w in PLANTED["screen"])] for c in clauses])
+  table = am.ClauseTable(clauses, owner, keyword, np.ones((len(clauses), 1), np.float32),
+                         np.zeros((len(clauses), 1), np.float32), vectors)
+  head = am.PolarityHead(np.r_[8.0, np.zeros(DIM - 1)], 0.0, {})
+  spec = am.AspectSpec("display", ("the screen",), ("screen", "display"), ("great screen",),
+                       ("bad screen",))
+  model = am.AspectModel("en", (spec,), {"display": 0.5}, {"display": 1.01}, head)
+  opinions = segment.Opinions(None, None, None, None, model, np.ones(240, dtype=bool), table,
+                              stars)
+  monkeypatch.setattr(am, "minilm_embed", toy_embed)
+  full = segment.make_aspect_candidates(opinions, language="en", max_clauses=4000, seed=0)
+  assert full.n_reviews == 240 and full.n_clauses == 480
+  screen = next(c for c, keys in full.keys.items() if "screen" in keys)
+  assert dict(zip(full.table["candidate"], full.table["covered_by"]))[screen] == "display"
+  capped = segment.make_aspect_candidates(opinions, language="en", max_clauses=101, seed=0)
+  assert capped.n_clauses == 100 and capped.n_reviews == 50  # two clauses per review
+  assert segment.make_aspect_candidates(opinions, language="en", max_clauses=0) is None
+  assert segment.make_aspect_candidates(opinions, language="zh") is None

@@ -12,11 +12,11 @@ twice except the terms themselves:
    stemmer. Terms are these words and collocations of two adjacent ones ("customer service",
    "prazo entrega") used in at least ``COLLOCATION_SHARE`` of the reviews of their rarer word. A
    term is frequent when at least ``min_share`` of the reviews (and ``MIN_REVIEWS``) use it.
-   With a polarity model, terms that are themselves opinions (P(positive) outside
-   ``OPINION_BAND``: "gorgeous", "horrivel") are dropped too: they say how, not what.
-2. **Embedding.** Each term's vector is the mean of the encoder's embedding of the term alone and
-   of the mean embedding of the clauses that use it, so that "fabric" and "material" meet because
-   they mean the same and are said in the same kind of clause.
+   With a polarity model, terms that are themselves opinions (P(positive) of the term alone
+   outside ``OPINION_BAND``: "versatile", "annoying") are dropped too: they say how, not what.
+2. **Embedding.** A term's vector is the encoder's embedding of the term alone plus ``context``
+   times the mean embedding of the clauses that use it (normalised), so that "fabric" and
+   "material" meet because they mean the same and are said in the same kind of clause.
 3. **Groups.** Average-linkage agglomerative clustering on cosine distance, cut at ``distance``
    (no randomness: the same reviews give the same groups). Groups that fewer than
    ``min_group_share`` of the reviews mention are dropped; the ``max_candidates`` most mentioned
@@ -81,7 +81,10 @@ _WORD = re.compile(r"[a-z]+")
 MIN_WORD_LEN = 3
 MIN_REVIEWS = 3  # a term used by fewer reviews is never frequent
 COLLOCATION_SHARE = 0.3  # a word pair is a term when this share of its rarer word's reviews use it
-OPINION_BAND = (0.2, 0.8)  # terms whose own P(positive) lies outside are opinions, not targets
+# Terms whose own P(positive) lies outside are opinions, not targets. A band as wide as (0.2, 0.8)
+# also drops targets the stars lean on ("fabric", "price", "prazo", "defeito"): see
+# docs/benchmarks.md, "Candidate aspects proposed from a shop's reviews".
+OPINION_BAND = (0.03, 0.97)
 COVERED_SHARE = 0.5  # share of a group's clauses tagged with an aspect for it to cover the group
 EXAMPLE_WORDS = (3, 25)  # example and description clauses have this many words
 EXAMPLE_PROBA = 0.7  # a positive example needs P(positive) >= this (a negative <= 1 - this)
@@ -99,6 +102,7 @@ class Candidates:
   # candidate -> its terms' keys (stemmed words and word pairs), for :meth:`mentions`
   keys: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
   language: str = "en"
+  opinion_terms: list[str] = dataclasses.field(default_factory=list)  # frequent, dropped as opinions
 
   def mentions(self, texts: Sequence[str | None]) -> pd.DataFrame:
     """Bool [n_texts, n_candidates]: the text uses one of the candidate's terms."""
@@ -246,8 +250,8 @@ def propose_aspects(clauses: Sequence[str], owner: np.ndarray, clause_vectors: n
                     n_reviews: int, language: str, embed_fn: EmbedFn,
                     tagged: np.ndarray | None = None, aspect_names: Sequence[str] = (),
                     proba: ProbaFn | None = None, ratings: np.ndarray | None = None,
-                    min_share: float = 0.01, max_terms: int = 150, distance: float = 0.45,
-                    context: float = 1.0,
+                    min_share: float = 0.01, max_terms: int = 150, distance: float = 0.5,
+                    context: float = 0.5, opinion_band: tuple[float, float] = OPINION_BAND,
                     min_group_share: float = 0.03, max_candidates: int = 8) -> Candidates:
   """Candidate aspects of a shop from the clauses of its reviews.
 
@@ -265,6 +269,8 @@ def propose_aspects(clauses: Sequence[str], owner: np.ndarray, clause_vectors: n
     ratings: [n_reviews] stars (NaN: none); with ``proba``, examples come from 4-5 and 1-2 star
       reviews only.
     min_share, max_terms: frequent terms (step 1).
+    context: weight of the clauses' mean embedding in a term's vector (step 2).
+    opinion_band: terms whose P(positive) lies outside are dropped (with ``proba``).
     distance: cosine distance at which groups are cut (step 3).
     min_group_share, max_candidates: which groups are proposed.
 
@@ -289,14 +295,16 @@ def propose_aspects(clauses: Sequence[str], owner: np.ndarray, clause_vectors: n
   columns = ["candidate", "words", "share", "reviews", "example", "covered_by"]
   terms = find_terms(clauses, owner, language, n_reviews=n_reviews, min_share=min_share,
                      max_terms=max_terms)
+  dropped: list[str] = []
   own = _unit_rows(np.asarray(embed_fn(terms.surface), dtype=np.float32).reshape(
       len(terms.keys), -1)) if terms.keys else np.zeros((0, vectors.shape[1]), np.float32)
   if terms.keys and proba is not None:
     p = np.asarray(proba(own))
-    keep = (p > OPINION_BAND[0]) & (p < OPINION_BAND[1])
+    keep = (p > opinion_band[0]) & (p < opinion_band[1])
+    dropped = [w for w, k in zip(terms.surface, keep) if not k]
     terms, own = _subset(terms, keep), own[keep]
   empty = Candidates(pd.DataFrame(columns=columns), "", n_reviews, len(clauses), len(terms.keys),
-                     language=language)
+                     language=language, opinion_terms=dropped)
   if not terms.keys:
     return empty
   groups = group_terms(term_vectors(terms, own, vectors, context), distance)
@@ -337,7 +345,7 @@ def propose_aspects(clauses: Sequence[str], owner: np.ndarray, clause_vectors: n
     text = yaml.safe_dump({"segment": {"aspects": snippet}}, sort_keys=False, allow_unicode=True,
                           width=100)
   return Candidates(pd.DataFrame(table, columns=columns), text, n_reviews, len(clauses),
-                    len(terms.keys), keys, language)
+                    len(terms.keys), keys, language, dropped)
 
 
 def _spec(js: np.ndarray, words: list[str], typical: list[str], clauses: Sequence[str],
