@@ -11,11 +11,12 @@ The proposal never sees a label.
 
 Then, on the labelled reviews of the domain, each candidate "mentions" a review when the review uses
 one of its terms, and for each labelled aspect with at least ``MIN_SUPPORT`` labelled reviews in
-the part, the candidate whose mentions agree best (F1) with the labels is its match; the aspect is
-recovered when that F1 is at least ``RECOVERED_F1`` (fixed before any run). ``--grid`` scores
-settings of the proposal (cut distance, weight of the clause context) on the tuning part only and
-writes them beside the result; the defaults of the module are the setting chosen there; the
-held-out part is reported, never used to choose.
+the part, candidates and aspects are matched one to one by F1 (the best pair first); the aspect is
+recovered when its match's F1 is at least ``RECOVERED_F1``. ``--grid`` scores settings of the
+proposal (cut distance, weight of the clause context, opinion band) on the tuning part only and
+writes them beside the result, with the frequent words each setting drops as opinions (and which
+of them are keywords of the default aspects); the held-out part is reported, never used to
+choose.
 
 Usage::
 
@@ -136,23 +137,42 @@ def propose(prep: dict[str, Any], **settings) -> tuple[ac.Candidates, float]:
 
 
 def recovery(cands: ac.Candidates, labels: pd.DataFrame) -> dict[str, Any]:
-  """Per labelled aspect of enough support: the best matching candidate and its F1."""
+  """Per labelled aspect of enough support: its matching candidate and their F1.
+
+  Matching is one to one (greedy, highest F1 first): a candidate that is the best match of two
+  aspects recovers only one, so a broad group ("works") cannot count for quality and price.
+  """
   mentions = cands.mentions(labels["text"].tolist())
-  out = {}
+  pairs, support = [], {}
   for aspect in al.ASPECTS:
     truth = labels[aspect].to_numpy(dtype=bool)
     if truth.sum() < MIN_SUPPORT:
       continue
-    best = {"candidate": None, "f1": 0.0, "precision": float("nan"), "recall": 0.0}
+    support[aspect] = int(truth.sum())
     for name in mentions.columns:
       pred = mentions[name].to_numpy()
       tp = int((pred & truth).sum())
       f1 = 2 * tp / (int(pred.sum()) + int(truth.sum()))
-      if f1 > best["f1"]:
-        best = {"candidate": name, "f1": f1, "precision": tp / max(int(pred.sum()), 1),
-                "recall": tp / int(truth.sum())}
-    out[aspect] = {"support": int(truth.sum()), **best, "recovered": best["f1"] >= RECOVERED_F1}
-  return out
+      if tp:
+        pairs.append((f1, aspect, name, tp / int(pred.sum()), tp / int(truth.sum())))
+  out: dict[str, Any] = {}
+  used: set[str] = set()
+  for f1, aspect, name, precision, recall in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
+    if aspect in out or name in used:
+      continue
+    used.add(name)
+    out[aspect] = {"support": support[aspect], "candidate": name, "f1": f1,
+                   "precision": precision, "recall": recall, "recovered": f1 >= RECOVERED_F1}
+  for aspect in support:
+    out.setdefault(aspect, {"support": support[aspect], "candidate": None, "f1": 0.0,
+                            "precision": float("nan"), "recall": 0.0, "recovered": False})
+  return {a: out[a] for a in support}
+
+
+def default_keywords(language: str) -> set[str]:
+  """Stems of the words of the language's default aspects' keywords: known opinion targets."""
+  return {ac.lexicon.stem(w) for s in am.SPECS[language] for k in s.keywords
+          for w in am.fold(k).split()}
 
 
 def _summary(rec: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +198,11 @@ def run(grid: bool) -> dict[str, Any]:
           for band in GRID["opinion_band"]:
             cands, _ = propose(prep, distance=d, context=c, opinion_band=band)
             key = f"distance={d},context={c},opinion_band={band[0]}-{band[1]}"
+            known = default_keywords(prep["language"])
             out["grid"].setdefault(key, {})[domain] = {
-                **_summary(recovery(cands, parts["tune"])), "opinion_terms": cands.opinion_terms}
+                **_summary(recovery(cands, parts["tune"])), "opinion_terms": cands.opinion_terms,
+                "opinion_terms_default_keywords": [
+                    w for w in cands.opinion_terms if ac.lexicon.stem(w) in known]}
     cands, seconds = propose(prep)
     out["domains"][domain] = {
         "name": DOMAINS[domain][2], "language": prep["language"],
