@@ -102,7 +102,8 @@ class Candidates:
   # candidate -> its terms' keys (stemmed words and word pairs), for :meth:`mentions`
   keys: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
   language: str = "en"
-  opinion_terms: list[str] = dataclasses.field(default_factory=list)  # frequent, dropped as opinions
+  # frequent terms dropped as opinions (their own P(positive) outside the opinion band)
+  opinion_terms: list[str] = dataclasses.field(default_factory=list)
 
   def mentions(self, texts: Sequence[str | None]) -> pd.DataFrame:
     """Bool [n_texts, n_candidates]: the text uses one of the candidate's terms."""

@@ -35,7 +35,8 @@ from cvlib.value.networks import scoring_model
 # The steps notebook 04 calls, in its order.
 __all__ = [
     "scoring_model", "forward_scores", "make_value_risk_matrix", "plot_matrix",
-    "make_aspect_opinions", "make_aspect_candidates", "example_reviews", "review_details", "make_segment_profiles",
+    "make_aspect_opinions", "make_aspect_candidates", "example_reviews", "review_details",
+    "make_segment_profiles",
     "plot_segments", "make_review_topics", "topics_summary", "plot_topics",
     "make_customer_clusters", "make_opinion_monitoring", "plot_monitoring",
     "make_recommendations", "save_segment", "report_segment", "save_explanations",
