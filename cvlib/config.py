@@ -241,6 +241,9 @@ class SegmentConfig:
   top_k: int = 10  # recommendations per customer
   # reviews whose aspects are tagged (a seeded sample beyond it): clause embeddings cost CPU time
   aspect_max_reviews: int = 1500
+  # clauses of the tagged reviews read to propose candidate aspects (whole reviews, a seeded
+  # sample beyond it); 0: no candidates
+  aspect_candidate_clauses: int = 4000
   # name -> AspectParams; empty: the language's six default aspects
   aspects: dict[str, AspectParams] = dataclasses.field(default_factory=dict)
 
@@ -624,6 +627,8 @@ def _check(p: Params, name: str) -> list[str]:
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)
   need(s.aspect_max_reviews > 0, "segment.aspect_max_reviews", "> 0", s.aspect_max_reviews)
+  need(s.aspect_candidate_clauses >= 0, "segment.aspect_candidate_clauses", ">= 0",
+       s.aspect_candidate_clauses)
   for aspect, spec in s.aspects.items():
     need(bool(re.fullmatch(r"[a-z][a-z0-9_]*", aspect)), "segment.aspects",
          "named in lower-case letters, digits and '_'", aspect)

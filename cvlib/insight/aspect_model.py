@@ -528,6 +528,7 @@ class ClauseTable:
   keyword: np.ndarray  # [n_clauses, n_aspects] bool
   similarity: np.ndarray  # [n_clauses, n_aspects] max cosine to the aspect's descriptions
   examples: np.ndarray  # [n_clauses, n_aspects] max cosine to positive - to negative examples
+  vectors: np.ndarray | None = None  # [n_clauses, dim] the clause embeddings (tagging encoder)
 
 
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
@@ -563,6 +564,7 @@ def clause_table(texts: Sequence[str | None], specs: Sequence[AspectSpec], tag_e
              else np.zeros((0, n_a), dtype=bool))
   similarity = np.full((len(clauses), n_a), -1.0, dtype=np.float32)
   examples = np.zeros((len(clauses), n_a), dtype=np.float32)
+  c_vecs = None
   if clauses:
     refs = [(a, kind, text) for a, s in enumerate(specs)
             for kind, texts_ in (("d", s.descriptions), ("p", s.positive), ("n", s.negative))
@@ -575,7 +577,7 @@ def clause_table(texts: Sequence[str | None], specs: Sequence[AspectSpec], tag_e
     similarity = _max_by_group(sim[:, kinds == "d"], aspect[kinds == "d"], n_a)
     examples = (_max_by_group(sim[:, kinds == "p"], aspect[kinds == "p"], n_a)
                 - _max_by_group(sim[:, kinds == "n"], aspect[kinds == "n"], n_a))
-  return ClauseTable(clauses, owner, keyword, similarity, examples)
+  return ClauseTable(clauses, owner, keyword, similarity, examples, c_vecs)
 
 
 def _unit(vectors: Any, n: int) -> np.ndarray:
@@ -633,8 +635,14 @@ def score_reviews(texts: Sequence[str | None], model: AspectModel, *, tag_embed:
   """
   matcher = matcher or KeywordMatcher(model.specs, vocabulary_words())
   table = clause_table(texts, model.specs, tag_embed, matcher)
+  return score_table(table, len(texts), model, polarity_embed=polarity_embed)
+
+
+def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
+                polarity_embed: EmbedFn) -> pd.DataFrame:
+  """:func:`score_reviews` on clauses already split and embedded (:func:`clause_table`)."""
   hits = clause_hits(table, model.names, model.floor, model.alone)
-  out = np.full((len(texts), len(model.specs)), pd.NA, dtype=object)
+  out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
     out[i, a] = cell_polarity(f, model.mix)
   return pd.DataFrame(out, columns=model.names).astype("Int64")

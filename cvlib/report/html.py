@@ -34,6 +34,7 @@ table{border-collapse:collapse;font-size:.88em;margin:.5em 0 .3em} th,td{border:
 padding:4px 8px;text-align:left;vertical-align:top} th{background:#eef2f6}
 td{max-width:480px;overflow-wrap:anywhere} td:first-child{white-space:nowrap}
 .tw{overflow-x:auto;max-width:100%}
+pre{background:#f6f8fa;border:1px solid #dde3ea;padding:8px 12px;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eef2f6}
 figcaption,.cap{color:#5b6b7c;font-size:.88em}
 .warn{background:#fff5e0;border-left:4px solid #e3a008;padding:8px 12px;margin:.5em 0}
@@ -61,6 +62,7 @@ this shop's data; everything else was):<ul>{% for p in skipped %}<li>{{ p.name }
 {% for key, name in sections %}<section id="{{ key }}"><h2>{{ name }}</h2>
 {% for p in parts[key] %}
 {% if p.kind == "text" %}<p>{{ p.text }}</p>
+{% elif p.kind == "pre" %}<p class="cap">{{ p.caption }}</p><pre>{{ p.text }}</pre>
 {% elif p.kind == "figure" %}<figure><img alt="{{ p.caption }}" src="data:image/png;base64,{{ p.png }}">
 <figcaption>{{ p.caption }}</figcaption></figure>
 {% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><div class="tw"><table><thead><tr>

@@ -136,6 +136,11 @@ class Workspace:
     """A paragraph of plain text (escaped when rendered)."""
     self._add({"kind": "text", "section": section, "text": text})
 
+  def add_preformatted(self, section: str, text: str, caption: str) -> None:
+    """A block of text shown as written, in a fixed-width font (escaped when rendered), e.g. a
+    params snippet to copy."""
+    self._add({"kind": "pre", "section": section, "caption": caption, "text": text})
+
   def add_warning(self, text: str) -> None:
     self._add({"kind": "warning", "text": text})
 

@@ -18,7 +18,7 @@ from cvlib.config import Params, SegmentConfig
 from cvlib.data.adapters import Tables
 from cvlib.data.split import Prepared
 from cvlib.insight import aspect_model, aspects, monitoring, recommend, segments, topics
-from cvlib.insight import clusters, since_last
+from cvlib.insight import aspect_candidates, clusters, since_last
 from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
 from cvlib.insight.since_last import SinceLast
@@ -35,7 +35,8 @@ from cvlib.value.networks import scoring_model
 # The steps notebook 04 calls, in its order.
 __all__ = [
     "scoring_model", "forward_scores", "make_value_risk_matrix", "plot_matrix",
-    "make_aspect_opinions", "example_reviews", "review_details", "make_segment_profiles",
+    "make_aspect_opinions", "make_aspect_candidates", "example_reviews", "review_details",
+    "make_segment_profiles",
     "plot_segments", "make_review_topics", "topics_summary", "plot_topics",
     "make_customer_clusters", "make_opinion_monitoring", "plot_monitoring",
     "make_recommendations", "save_segment", "report_segment", "save_explanations",
@@ -182,7 +183,8 @@ def make_recommendations(cfg: SegmentConfig, prep: Prepared, tables: Tables, *,
 
 def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                  profiles: pd.DataFrame | None, opinions: Opinions | None,
-                 recs: Recommendations) -> dict:
+                 recs: Recommendations,
+                 candidates: aspect_candidates.Candidates | None = None) -> dict:
   ref = scores.attrs.get("scoring_reference")
   if ref is not None:  # what `cvlib score` needs to segment new customers as these
     model_folder.ScoringReference.from_dict(ref).save(
@@ -202,6 +204,11 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
     ws.save_frame("aspect_table", opinions.table.reset_index())
     if opinions.model is not None:
       opinions.model.save(ws.path(*aspect_model.RUN_SUBDIR.parts))
+  if candidates is not None:
+    ws.save_frame("aspect_candidates", candidates.table)
+    ws.save_json("aspect_candidates", {"yaml": candidates.yaml, "reviews": candidates.n_reviews,
+                                       "clauses": candidates.n_clauses,
+                                       "terms": candidates.n_terms})
   if opinions is None or opinions.metrics is None:
     notes["aspects"] = NOT_APPLICABLE["aspects"]
   if recs.metrics is None:
@@ -216,12 +223,13 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
 def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
                    profiles: pd.DataFrame | None, opinions: Opinions | None,
                    recs: Recommendations, examples: pd.DataFrame, figures: list,
-                   reviews: pd.DataFrame | None = None) -> None:
+                   reviews: pd.DataFrame | None = None,
+                   candidates: aspect_candidates.Candidates | None = None) -> None:
   ws.add_skipped(take_skipped())
   """The segments, opinions and recommendations sections. Each segment, value-by-risk cell and
   action links to a page of its customers; with ``reviews`` (:func:`review_details`) each aspect
   links to the reviews that mention it."""
-  report_opinions(ws, opinions, reviews)
+  report_opinions(ws, opinions, reviews, candidates)
   if len(examples):
     ws.add_table("opinions", examples, "The most negative and the most positive reviews, as "
                  "customers wrote them.", floatfmt="{:.2f}")
@@ -412,6 +420,9 @@ class Opinions:
   metrics: dict | None
   model: aspect_model.AspectModel | None = None
   tagged: np.ndarray | None = None  # bool per scored review: among the reviews tagged
+  # the tagged reviews' clauses, embeddings and keyword hits (owner: position among the tagged)
+  clauses: aspect_model.ClauseTable | None = None
+  ratings: np.ndarray | None = None  # stars of the tagged reviews (NaN: none)
 
 
 @optional("opinions by aspect")
@@ -464,9 +475,12 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     pick = np.random.default_rng(seed).choice(rest, max_reviews - len(must), replace=False)
     tagged = np.zeros(len(texts), dtype=bool)
     tagged[np.r_[must, pick].astype(int)] = True
-  scored = aspect_model.score_reviews([texts[i] for i in np.flatnonzero(tagged)], model,
-                                      tag_embed=aspect_model.minilm_embed,
-                                      polarity_embed=aspect_model.minilm_embed)
+  picked = np.flatnonzero(tagged)
+  matcher = aspect_model.KeywordMatcher(model.specs, aspect_model.vocabulary_words())
+  clauses = aspect_model.clause_table([texts[i] for i in picked], model.specs,
+                                      aspect_model.minilm_embed, matcher)
+  scored = aspect_model.score_table(clauses, len(picked), model,
+                                    polarity_embed=aspect_model.minilm_embed)
   polarity = pd.DataFrame(pd.NA, index=range(len(texts)), columns=model.names, dtype="Int64")
   polarity.iloc[np.flatnonzero(tagged)] = scored.to_numpy()
   tags = polarity.notna()
@@ -490,7 +504,44 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     metrics = _hand_labelled_metrics(review_scores[tagged].reset_index(drop=True),
                                      tags[tagged].reset_index(drop=True),
                                      aspects.LABELLED_SOURCES[adapter])
-  return Opinions(tags, polarity, table, metrics, model, tagged)
+  ratings = (reviews.loc[review_scores["review_id"], "rating"].to_numpy(dtype=float)[picked]
+             if "rating" in reviews else np.full(len(picked), np.nan))
+  return Opinions(tags, polarity, table, metrics, model, tagged, clauses, ratings)
+
+
+@optional("candidate aspects")
+def make_aspect_candidates(opinions: Opinions | None, *, language: str,
+                           max_clauses: int = SegmentConfig.aspect_candidate_clauses,
+                           seed: int = 0) -> aspect_candidates.Candidates | None:
+  """Candidate aspects proposed from the tagged reviews' clauses
+  (:func:`cvlib.insight.aspect_candidates.propose_aspects`), reusing their embeddings and tags.
+
+  At most ``max_clauses`` clauses are read: the clauses of a seeded sample of the tagged reviews.
+
+  Returns:
+    The candidates; None without opinions, with ``max_clauses`` 0, or for a language without a
+    stop-word list.
+  """
+  if (opinions is None or opinions.clauses is None or opinions.clauses.vectors is None
+      or max_clauses == 0 or language not in aspect_candidates.LANGUAGES):
+    return None
+  table, model = opinions.clauses, opinions.model
+  n_reviews = int(opinions.tagged.sum())
+  keep = np.ones(len(table.clauses), dtype=bool)
+  if len(table.clauses) > max_clauses:  # whole reviews, in a seeded order, up to the cap
+    order = np.random.default_rng(seed).permutation(n_reviews)
+    counts = np.bincount(table.owner, minlength=n_reviews)[order]
+    chosen = order[np.cumsum(counts) <= max_clauses]
+    keep = np.isin(table.owner, chosen)
+    n_reviews = len(chosen)
+  position = np.cumsum(np.bincount(table.owner[keep], minlength=int(opinions.tagged.sum())) > 0)
+  owner = position[table.owner[keep]] - 1  # 0 .. n_reviews - 1 among the reviews read
+  ratings = opinions.ratings[np.unique(table.owner[keep])] if opinions.ratings is not None else None
+  hits = aspect_model.clause_hits(table, model.names, model.floor, model.alone)[keep]
+  return aspect_candidates.propose_aspects(
+      [c for c, k in zip(table.clauses, keep) if k], owner, table.vectors[keep],
+      n_reviews=n_reviews, language=language, embed_fn=aspect_model.minilm_embed, tagged=hits,
+      aspect_names=model.names, proba=model.head.proba, ratings=ratings)
 
 
 # Fewer labelled reviews among the scored ones than this give no precision/recall worth showing.
@@ -668,7 +719,8 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
 
 
 def report_opinions(ws: Workspace, opinions: Opinions | None,
-                     reviews: pd.DataFrame | None = None) -> None:
+                     reviews: pd.DataFrame | None = None,
+                     candidates: aspect_candidates.Candidates | None = None) -> None:
   if opinions is None:
     ws.add_text("opinions", "Not part of this report: no aspect model for this language, or no "
                 "review text.")
@@ -690,6 +742,27 @@ def report_opinions(ws: Workspace, opinions: Opinions | None,
     ws.add_text("opinions", f"Aspect tagging checked on {opinions.metrics['labelled_sample']:,} "
                 f"labelled reviews ({opinions.metrics['labels']}): precision "
                 f"{opinions.metrics['precision']:.2f}, recall {opinions.metrics['recall']:.2f}.")
+  report_candidates(ws, candidates)
+
+
+def report_candidates(ws: Workspace, candidates: aspect_candidates.Candidates | None) -> None:
+  """The "candidate aspects for this shop" part: the groups and, for the uncovered ones, the
+  YAML to paste into the params (customer text: escaped when rendered, like every part)."""
+  if candidates is None:
+    return
+  if not len(candidates.table):
+    ws.add_text("opinions", "Candidate aspects for this shop: none (no word is used by enough "
+                f"of the {candidates.n_reviews:,} reviews read).")
+    return
+  shown = candidates.table.rename(columns={
+      "share": "share of reviews", "example": "example clause", "covered_by": "covered by"})
+  ws.add_table("opinions", shown, "Candidate aspects for this shop: what its reviews talk about "
+               "most, grouped by meaning. 'covered by' names the configured aspect that already "
+               "tags most of a group's clauses.", floatfmt="{:.1%}")
+  ws.add_text("opinions", aspect_candidates.describe(candidates))
+  if candidates.yaml:
+    ws.add_preformatted("opinions", candidates.yaml, "The uncovered candidates in the params' "
+                        "format (segment.aspects), to edit and paste:")
 
 
 @dataclasses.dataclass
