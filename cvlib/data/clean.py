@@ -87,6 +87,10 @@ def clean_tables(tables: Tables, today: dt.date | None = None, *, small_path: bo
                     tx["order_id"].tolist()))
     if any(a > b for a, b in zip(keys, keys[1:])):  # _finish_orders' order
       tx = tx.sort_values(["customer_id", "timestamp", "order_id"], kind="stable")
+    _log_zero_amounts(log, len(tx), sum(a == 0 for a in tx["amount"].tolist()))
+    if len(tables.reviews):
+      _log_empty_texts(log, len(tables.reviews),
+                       sum(_missing(t) for t in tables.reviews["text"].tolist()))
     return dataclasses.replace(tables, transactions=tx.reset_index(drop=True),
                                items=tables.items.reset_index(drop=True),
                                reviews=tables.reviews.reset_index(drop=True)), log
@@ -116,7 +120,8 @@ def _nothing_to_clean(tables: Tables, date_range: tuple[pd.Timestamp, pd.Timesta
 
   Conservative: anything a step might act on (a duplicate, a missing or odd value, a zero
   amount, a cancellation line, a review without customer or text) answers False, and the
-  vectorised steps then run. Only the final sort of the orders and the index reset remain.
+  vectorised steps then run. Only the final sort of the orders, the index reset and two
+  "kept" log rows (zero amounts, reviews without text) remain.
   """
   try:
     return _plainly_clean(tables, date_range)
@@ -133,7 +138,7 @@ def _plainly_clean(tables: Tables, date_range: tuple[pd.Timestamp, pd.Timestamp]
   if (any(_missing(v) for v in orders) or len(set(orders)) < len(orders)  # repeats, duplicates
       or any(_missing(v) for v in tx["customer_id"].tolist())
       or not all(not _missing(t) and lo <= t < hi for t in tx["timestamp"].tolist())
-      or not all(not _missing(a) and a > 0 for a in tx["amount"].tolist())):
+      or not all(not _missing(a) and a >= 0 for a in tx["amount"].tolist())):
     return False
   if len(items):
     known = set(orders)
@@ -153,7 +158,8 @@ def _plainly_clean(tables: Tables, date_range: tuple[pd.Timestamp, pd.Timestamp]
   return (all(_missing(r) or 1 <= r <= 5 for r in rv["rating"].tolist())
           and all(_missing(t) or lo <= t < hi for t in rv["timestamp"].tolist())
           and not any(_missing(c) for c in rv["customer_id"].tolist())
-          and all(isinstance(t, str) and t and t == t.strip() for t in rv["text"].tolist()))
+          and all(_missing(t) or (isinstance(t, str) and t and t == t.strip())
+                  for t in rv["text"].tolist()))
 
 
 def _mask(values) -> np.ndarray:
@@ -233,10 +239,7 @@ def _finish_orders(tx: pd.DataFrame, log: CleaningLog, removed: dict[str, set]) 
     log.add("transactions", "repeated order id with different content", len(tx), dup.sum(),
             "removed", "kept the first row of each order id")
     tx = tx[~dup]
-  zero = (tx["amount"] == 0).to_numpy()
-  if zero.any():
-    log.add("transactions", "zero amount", len(tx), zero.sum(), "kept",
-            "counted as purchases; no spend")
+  _log_zero_amounts(log, len(tx), int((tx["amount"] == 0).to_numpy().sum()))
   return tx.sort_values(["customer_id", "timestamp", "order_id"], kind="stable")
 
 
@@ -446,6 +449,15 @@ def _clean_reviews(rv: pd.DataFrame, log: CleaningLog,
   text = rv["text"].fillna("").str.strip()
   empty = (text == "").to_numpy()
   rv["text"] = text.mask(empty)
-  if empty.any():
-    log.add("reviews", "empty text", len(rv), empty.sum(), "kept", "rating only; no text features")
+  _log_empty_texts(log, len(rv), int(empty.sum()))
   return rv
+
+
+def _log_zero_amounts(log: CleaningLog, rows: int, zero: int) -> None:
+  if zero:
+    log.add("transactions", "zero amount", rows, zero, "kept", "counted as purchases; no spend")
+
+
+def _log_empty_texts(log: CleaningLog, rows: int, empty: int) -> None:
+  if empty:
+    log.add("reviews", "empty text", rows, empty, "kept", "rating only; no text features")
