@@ -130,6 +130,22 @@ def sigma_cap(y: np.ndarray, factor: float = 2.0) -> float:
 def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
                  sigma_max: float | None = None,
                  interval_scale: float = 1.0) -> dict[str, jax.Array]:
+  """Point and interval predictions from ZILN logits (:func:`ziln_predict_eager`, compiled once
+  per shape: called eagerly, its twenty-odd operations would each compile for every new number of
+  customers)."""
+  return _ziln_predict_jit(jnp.asarray(logits), tuple(float(q) for q in qs),
+                           None if sigma_max is None else float(sigma_max), interval_scale)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _ziln_predict_jit(logits: jax.Array, qs: tuple[float, ...], sigma_max: float | None,
+                      interval_scale: jax.Array) -> dict[str, jax.Array]:
+  return ziln_predict_eager(logits, qs, sigma_max=sigma_max, interval_scale=interval_scale)
+
+
+def ziln_predict_eager(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
+                       sigma_max: float | None = None,
+                       interval_scale: float = 1.0) -> dict[str, jax.Array]:
   """Point and interval predictions from ZILN logits.
 
   Args:
@@ -364,6 +380,13 @@ def prediction_frame(logits: Any, qs: Sequence[float] = (0.1, 0.9), *,
   )
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef: Any, state: Any, x: jax.Array) -> jax.Array:
+  """The network on [n, features], compiled once per shape (eagerly, every layer's operations
+  would compile for each new number of customers)."""
+  return nnx.merge(graphdef, state)(x)
+
+
 @dataclasses.dataclass
 class ZILNPredictor:
   """A trained ZILN model plus the feature standardisation it was trained with."""
@@ -375,8 +398,8 @@ class ZILNPredictor:
   def logits(self, x: Any) -> np.ndarray:
     """[n, 3] logits for raw (unstandardised) features ``x``."""
     arr = check_features(x, "X", self.config["in_features"])
-    view = nnx.view(self.model, deterministic=True)
-    return np.asarray(view(jnp.asarray(self.standardiser.transform(arr))))
+    graphdef, state = nnx.split(nnx.view(self.model, deterministic=True))
+    return np.asarray(_forward(graphdef, state, jnp.asarray(self.standardiser.transform(arr))))
 
   def predict(self, x: Any, qs: tuple[float, float] = (0.1, 0.9)) -> pd.DataFrame:
     """Predicts value for customers.
