@@ -185,8 +185,7 @@ def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
                   items=frames["items"], products=scorer.catalogue, reviews=frames["reviews"])
   cleaned, _ = clean_tables(tables, today=today)
   tx = cleaned.transactions
-  tagged = tx["customer_id"].tolist()
-  which = np.array([owner[c][0] for c in tagged], dtype=np.int64)
+  which = np.array([owner[c][0] for c in tx["customer_id"].tolist()], dtype=np.int64)
   last = {}
   for i, t in zip(which.tolist(), tx["timestamp"].tolist()):
     last[i] = max(last.get(i, t), t)
@@ -211,25 +210,25 @@ def _score_together(scorer: Any, requests: list[Request], today: dt.date | None
     scored = scorer.score(part, reviews, items=items, products=cleaned.products, as_of=day,
                           clean=False, encoder_batch=ENCODER_BATCH)
     ids = scored["customer_id"].tolist()
-    mine = [owner[c][0] for c in ids]
+    request_of = [owner[c][0] for c in ids]  # the request each scored row belongs to
     own_ids = pd.Series([owner[c][1] for c in ids], dtype="string")
     keys = privacy.pseudonymise(own_ids, scorer.salt)
     batch = BatchScores(scored.assign(  # the caller's ids, in the dtypes Scorer.score gives them
         customer_id=own_ids.astype(scored["customer_id"].dtype).to_numpy(),
         customer_key=keys.astype(scored["customer_key"].dtype).to_numpy()))
     for i in members:
-      rows[i] = (batch, [k for k, m in enumerate(mine) if m == i])
+      rows[i] = (batch, [k for k, m in enumerate(request_of) if m == i])
       as_of[i] = day
   results = []
   for i, r in enumerate(requests):
     if i not in rows:
       rows[i] = (BatchScores(scorer.score(tx.iloc[:0], None, clean=False)), [])
-    batch, mine = rows[i]
-    done = {batch.column("customer_id")[k] for k in mine}
+    batch, positions = rows[i]
+    done = {batch.column("customer_id")[k] for k in positions}
     asked = list(dict.fromkeys(str(c) for c in r.transactions["customer_id"] if c is not None))
     why = (f"no order before as_of {as_of.get(i)}" if i in last else
            "no usable order: cleaning removed every order (cancelled, negative or undated)")
-    results.append(Result(batch, mine, as_of.get(i),
+    results.append(Result(batch, positions, as_of.get(i),
                           {c: why for c in asked if c not in done}))
   return results
 

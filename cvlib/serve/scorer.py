@@ -364,15 +364,13 @@ def encode_reviews(model: Any, tokenizer: Any, reviews: pd.DataFrame, *,
   if len(r):
     ids = tokens.tokenize_texts(tokenizer, r["text"].tolist(), max_length=max(buckets),
                                 truncation=truncation)
-    keys = [x.tobytes() for x in ids] if cache is not None else []
-    todo = list(range(len(ids)))
+    todo = list(range(len(ids)))  # reviews to encode: those the cache does not hold
     if cache is not None:
-      todo = []
-      for i, key in enumerate(keys):
-        row = cache.get(key)
-        if row is None:
-          todo.append(i)
-        else:
+      keys = [x.tobytes() for x in ids]
+      cached = [cache.get(key) for key in keys]
+      todo = [i for i, row in enumerate(cached) if row is None]
+      for i, row in enumerate(cached):
+        if row is not None:
           out[i] = row
     for batch in tokens.batches_from_ids([ids[i] for i in todo], batch_size=batch_size,
                                          buckets=buckets, fit_last=fit_last,
@@ -499,12 +497,12 @@ class Scorer:
     pays for compilation."""
     import jax.numpy as jnp
 
-    from cvlib.text import sentiment
+    from cvlib.text import sentiment, tokens
     width = self.predictor.config["in_features"]
     _block_fn(self.predictor, self.reference.interval)(jnp.zeros((PREDICT_BLOCK, width),
                                                                  jnp.float32))
     if self.needs_text:
-      rows = sorted({min(encoder_batch, 1 << k) for k in range(encoder_batch.bit_length() + 1)})
+      rows = {tokens.inference_batch_size(n, encoder_batch) for n in range(1, encoder_batch + 1)}
       for length in self.buckets:  # fit_last's shapes: [rows, length]
         for n in rows:
           ids = jnp.zeros((n, length), jnp.int32)

@@ -130,23 +130,10 @@ def sigma_cap(y: np.ndarray, factor: float = 2.0) -> float:
 def ziln_predict(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
                  sigma_max: float | None = None,
                  interval_scale: float = 1.0) -> dict[str, jax.Array]:
-  """Point and interval predictions from ZILN logits (:func:`ziln_predict_eager`, compiled once
-  per shape: called eagerly, its twenty-odd operations would each compile for every new number of
-  customers)."""
-  return _ziln_predict_jit(jnp.asarray(logits), tuple(float(q) for q in qs),
-                           None if sigma_max is None else float(sigma_max), interval_scale)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _ziln_predict_jit(logits: jax.Array, qs: tuple[float, ...], sigma_max: float | None,
-                      interval_scale: jax.Array) -> dict[str, jax.Array]:
-  return ziln_predict_eager(logits, qs, sigma_max=sigma_max, interval_scale=interval_scale)
-
-
-def ziln_predict_eager(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
-                       sigma_max: float | None = None,
-                       interval_scale: float = 1.0) -> dict[str, jax.Array]:
   """Point and interval predictions from ZILN logits.
+
+  Compiled once per shape: run eagerly, its twenty-odd operations would each compile for every
+  new number of customers.
 
   Args:
     logits: [n, 3] network outputs.
@@ -158,6 +145,13 @@ def ziln_predict_eager(logits: jax.Array, qs: Sequence[float] = (0.1, 0.9), *,
     Dict with ``p_return`` [n], ``mean`` [n] (= p * exp(mu + sigma^2 / 2)), ``mu``, ``sigma`` [n]
     and ``quantiles`` [n, len(qs)].
   """
+  return _ziln_predict(jnp.asarray(logits), tuple(float(q) for q in qs),
+                       None if sigma_max is None else float(sigma_max), interval_scale)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _ziln_predict(logits: jax.Array, qs: tuple[float, ...], sigma_max: float | None,
+                  interval_scale: jax.Array) -> dict[str, jax.Array]:
   logits = cap_sigma(logits, sigma_max)
   l0, mu, sigma = _split_logits(logits)
   p = jax.nn.sigmoid(l0)
