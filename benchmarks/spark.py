@@ -24,6 +24,8 @@ Usage::
   python benchmarks/spark.py --customers 1000000 --customers 10000000
   python benchmarks/spark.py --customers 20000 --repeats 1 --out /tmp/spark.json
   python benchmarks/spark.py --memory --customers 50000 --customers 100000 --customers 200000
+  python benchmarks/spark.py --customers 10000000 --repeats 1 --engines spark_local1 \
+      --tasks score --merge --note "..."   # add measurements to the results file
 """
 
 from __future__ import annotations
@@ -112,9 +114,10 @@ def _read_pandas(folder: Path) -> pd.DataFrame:
 
 
 def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path,
-                partitions: int = 8) -> dict:
+                partitions: int = 8, warm: bool = False) -> dict:
   """Runs one task on one engine (Spark with ``partitions`` shuffle partitions); returns its
-  timings (seconds)."""
+  timings (seconds). ``warm``: a Spark job runs a second time in the same session, timed as
+  ``warm_job_s`` (what a session kept between jobs sees: JVM code compiled, workers loaded)."""
   import warnings
   warnings.simplefilter("ignore")
   shutil.rmtree(out, ignore_errors=True)
@@ -145,18 +148,25 @@ def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path,
                                        shuffle_partitions=partitions,
                                        conf={"spark.driver.memory": "4g"})
     timings["session_start_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if task == "features":
-      f = spark_engine.compute_customer_features(session, data, cutoff=CUTOFF,
-                                                 horizon_days=HORIZON_DAYS)
-      f.write.parquet(str(out))
-      rows = session.read.parquet(str(out)).count()
-    else:
+
+    def job() -> int:
+      if task == "features":
+        f = spark_engine.compute_customer_features(session, data, cutoff=CUTOFF,
+                                                   horizon_days=HORIZON_DAYS)
+        f.write.mode("overwrite").parquet(str(out))
+        return session.read.parquet(str(out)).count()
       from cvlib.serve import spark_scoring
       scores = spark_scoring.score_spark(session, run_dir, str(data), as_of=AS_OF, model="ziln",
                                          drivers=False)
-      rows = spark_scoring.write_scores(scores, out)
+      return spark_scoring.write_scores(scores, out)
+
+    t0 = time.perf_counter()
+    rows = job()
     timings["job_s"] = time.perf_counter() - t0
+    if warm:  # the same job again in the same session: its JVM compiled, its workers loaded
+      t0 = time.perf_counter()
+      job()
+      timings["warm_job_s"] = time.perf_counter() - t0
     session.stop()
   timings["rows"] = int(rows)
   return timings
@@ -213,12 +223,12 @@ def _roles_rss_mb(proc) -> dict[str, float]:
 
 
 def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path,
-                    partitions: int = 8) -> dict:
+                    partitions: int = 8, warm: bool = False) -> dict:
   """One measurement in a fresh process, its peak memory sampled from outside (in all and by
   role: :func:`_roles_rss_mb`)."""
   import psutil
   cmd = [sys.executable, __file__, "--one", engine, task, str(data), str(out), str(run_dir),
-         "--partitions", str(partitions)]
+         "--partitions", str(partitions)] + (["--warm"] if warm else [])
   load_before = [round(x, 2) for x in os.getloadavg()]
   t0 = time.perf_counter()
   child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -250,8 +260,9 @@ def summarise(runs: list[dict]) -> dict:
   out = {"job_s": round(statistics.median(r["job_s"] for r in runs), 2),
          "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs), 1),
          "rows": runs[0]["rows"], "runs": runs}
-  if "session_start_s" in runs[0]:
-    out["session_start_s"] = round(statistics.median(r["session_start_s"] for r in runs), 2)
+  for key in ("session_start_s", "warm_job_s"):
+    if key in runs[0]:
+      out[key] = round(statistics.median(r[key] for r in runs), 2)
   return out
 
 
@@ -265,6 +276,10 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--run-dir", type=Path, default=None, help="a finished run to score with")
   parser.add_argument("--note", default="", help="a note for the JSON (e.g. the machine was shared)")
   parser.add_argument("--out", type=Path, default=HERE / "results" / "spark.json")
+  parser.add_argument("--merge", action="store_true",
+                      help="add these measurements to --out (each size, task and engine measured "
+                      "replaces its entry; the others stay) instead of replacing the file; the "
+                      "--note goes to each size measured")
   parser.add_argument("--memory", action="store_true",
                       help="memory against customer count at a fixed partition size: Spark "
                       "local[2] scoring with one shuffle partition per --per-partition "
@@ -272,13 +287,17 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--per-partition", type=int, default=PER_PARTITION,
                       help="customers per shuffle partition with --memory")
   parser.add_argument("--memory-out", type=Path, default=HERE / "results" / "spark_memory.json")
+  parser.add_argument("--warm", action="store_true",
+                      help="time each Spark job a second time in the same session as well "
+                      "(warm_job_s; the first run stays job_s)")
   parser.add_argument("--partitions", type=int, default=8, help=argparse.SUPPRESS)
   parser.add_argument("--one", nargs=5, metavar=("ENGINE", "TASK", "DATA", "OUT", "RUN"),
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.one:
     engine, task, data, out, run = args.one
-    result = measure_one(engine, task, Path(data), Path(out), Path(run), args.partitions)
+    result = measure_one(engine, task, Path(data), Path(out), Path(run), args.partitions,
+                         args.warm)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
     return result
   import duckdb
@@ -306,15 +325,22 @@ def main(argv: list[str] | None = None) -> dict:
       "spark": {"shuffle_partitions": 8, "driver_memory": "4g"},
       "definition": definition_cost(),
       "repeats": args.repeats, "sizes": {}}
+  if args.merge and args.out.exists():
+    results = json.loads(args.out.read_text())
   for n in sizes:
     data = data_folder(n)
-    size = results["sizes"][str(n)] = {"customers": n, "transactions": n * ORDERS_PER_CUSTOMER}
+    size = results["sizes"].setdefault(str(n), {})
+    size.update(customers=n, transactions=n * ORDERS_PER_CUSTOMER)
+    if args.merge:
+      size["note"] = " ".join(filter(None, [size.get("note"), args.note or None, (
+          f"(benchmarks/spark.py --engines {','.join(engines)} --tasks {','.join(tasks)} "
+          f"--repeats {args.repeats} --merge, {dt.datetime.now().isoformat(timespec='seconds')})")]))
     for task in tasks:
       for engine in engines:
         runs = []
         for _ in range(args.repeats):
           out = CACHE / f"out_{engine}_{task}.parquet"
-          runs.append(run_measurement(engine, task, data, out, run_dir))
+          runs.append(run_measurement(engine, task, data, out, run_dir, warm=args.warm))
           print(f"{n:,} customers, {task}, {engine}: {runs[-1]['job_s']:.1f} s, "
                 f"peak {runs[-1]['peak_rss_mb']:,.0f} MiB", flush=True)
         size.setdefault(task, {})[engine] = summarise(runs)
@@ -322,6 +348,9 @@ def main(argv: list[str] | None = None) -> dict:
       if "spark_local1" in by and "spark_local2" in by:
         by["spark_speedup_2_cores"] = round(by["spark_local1"]["job_s"]
                                             / by["spark_local2"]["job_s"], 2)
+        if "warm_job_s" in by["spark_local1"] and "warm_job_s" in by["spark_local2"]:
+          by["spark_speedup_2_cores_warm"] = round(by["spark_local1"]["warm_job_s"]
+                                                   / by["spark_local2"]["warm_job_s"], 2)
       if "duckdb" in by and "spark_local2" in by:
         by["spark_local2_over_duckdb"] = round(by["spark_local2"]["job_s"]
                                                / by["duckdb"]["job_s"], 2)

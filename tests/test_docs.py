@@ -86,3 +86,24 @@ def test_readme_has_no_hand_typed_metrics():
 def test_link_and_metric_patterns():
   assert LINK.findall("see [a](docs/x.md#top) and ![b](img.png \"t\")") == ["docs/x.md#top", "img.png"]
   assert BARE_METRIC.findall("Gini 0.713, .81; Python 3.11, jax 0.10.2, 80%, 1.5x") == ["0.713", ".81"]
+
+
+def test_spark_verdicts_judge_each_target_on_the_largest_size():
+  gen = _generator()
+  def run(job, warm=None):
+    return {"job_s": job, "peak_rss_mb": 1000.0, **({"warm_job_s": warm} if warm else {})}
+  d = {"sizes": {
+      "1000": {"features": {"spark_local1": run(30), "spark_local2": run(25),
+                            "spark_speedup_2_cores": 1.2}},
+      "10000": {"features": {"spark_local1": run(200, 150), "spark_local2": run(110, 80),
+                             "spark_speedup_2_cores": 1.82, "spark_speedup_2_cores_warm": 1.88},
+                "score": {"duckdb": run(100), "spark_local2": run(250),
+                          "spark_local2_over_duckdb": 2.5}}}}
+  verdicts = gen._spark_verdicts(d)  # pylint: disable=protected-access
+  assert len(verdicts) == 2
+  assert "10,000 customers" in verdicts[0] and "not met" in verdicts[0]
+  assert "10,000 customers" in verdicts[1] and "1.82x" in verdicts[1]
+  assert "1.88x when the job runs again in the same session" in verdicts[1]
+  assert "(target at least 1.6x: met)" in verdicts[1]
+  rows = gen._spark_rows(d["sizes"]["10000"], warm=True)  # pylint: disable=protected-access
+  assert [len(r) for r in rows] == [6] * 4

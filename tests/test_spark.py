@@ -149,6 +149,41 @@ def test_text_aware_network_scores_on_spark_as_locally(spark, tiny_run, tiny_cle
   assert (got["value_tier"] == want["value_tier"]).all()
 
 
+def test_scoring_before_the_first_purchase_says_so(spark, tiny_run, tiny_clean):
+  from cvlib.serve import spark_scoring
+  t, _ = tiny_clean
+  first = t.transactions["timestamp"].min().date()
+  with pytest.raises(ValueError, match=f"no purchase before as_of {first}"):
+    spark_scoring.score_spark(spark, tiny_run, t.transactions, t.items, t.products, t.reviews,
+                              as_of=first, drivers=False)
+
+
+def test_output_schema_comes_from_a_placeholder_row_like_a_real_one(tiny_run):
+  # score_spark types its output from a made-up row instead of computing the features twice
+  from cvlib.data import schema
+  from cvlib.serve import scorer as scoring
+  from cvlib.serve import spark_scoring
+  local = scoring.Scorer(tiny_run, warm_up=False)  # the network that wrote scores.parquet
+  day = dt.date(2024, 1, 1)
+  empty = [schema.empty_table(t) for t in ("transactions", "items", "products", "reviews")]
+  columns = list(features.compute_customer_features(*empty, day, 90).columns)
+  rows = spark_scoring.placeholder_features([*columns, "_reviews"], day)
+  scored = spark_scoring._score_batch(rows, local, day, "salt", False, True)  # pylint: disable=protected-access
+  want = pd.read_parquet(tiny_run / "scores.parquet")
+  assert list(scored.columns) == list(want.columns) and len(scored) == 1
+  assert [scored[c].dtype.kind for c in scored] == [want[c].dtype.kind for c in want]
+
+
+@pytest.mark.parametrize("env, nproc", [
+    ({"OMP_NUM_THREADS": "1"}, "1"),  # PySpark's default in a worker: spark.task.cpus
+    ({"OMP_NUM_THREADS": "4", "NPROC": "2"}, "2"),  # the user's own setting stays
+    ({}, None), ({"OMP_NUM_THREADS": "auto"}, None)])
+def test_worker_jax_threads_follow_the_task_cores(env, nproc):
+  from cvlib.serve import spark_scoring
+  assert spark_scoring.size_thread_pool(env) == nproc
+  assert env.get("NPROC") == nproc
+
+
 def test_params_parquet_folder_is_read_by_spark_like_cvlibs_reader(spark, tiny_clean, tmp_path,
                                                                    write_params):
   t, _ = tiny_clean

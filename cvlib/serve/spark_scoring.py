@@ -37,8 +37,28 @@ def worker_scorer(run_dir: str, model: str, drivers: bool) -> scoring.Scorer:
   tasks: Spark reuses its Python workers)."""
   key = (run_dir, model, drivers)
   if key not in _WORKER_SCORERS:
+    size_thread_pool(os.environ)
     _WORKER_SCORERS[key] = scoring.Scorer(run_dir, model=model, warm_up=False, drivers=drivers)
   return _WORKER_SCORERS[key]
+
+
+def size_thread_pool(env: Any) -> str | None:
+  """Gives this Python worker's JAX as many compute threads as its Spark task has cores.
+
+  XLA sizes its CPU thread pool once, when JAX first runs, to every core of the machine (or
+  ``$NPROC``). An executor runs one task per core, each in its own Python worker, so without a
+  limit every worker computes on every core: on a 16-core executor, 16 workers x 16 threads. PySpark
+  sets ``OMP_NUM_THREADS`` in each worker to the task's cores (``spark.task.cpus``) for the same
+  reason; this passes that number on as ``NPROC`` before the worker's JAX starts. A ``NPROC`` set
+  by the user (``spark.executorEnv.NPROC``) is kept.
+
+  Returns:
+    The ``NPROC`` the worker's JAX will use (None: not limited).
+  """
+  threads = env.get("OMP_NUM_THREADS", "")
+  if "NPROC" not in env and threads.isdigit() and int(threads) > 0:
+    env["NPROC"] = threads
+  return env.get("NPROC")
 
 
 def _spark_schema(frame: pd.DataFrame) -> Any:
@@ -94,13 +114,13 @@ def score_spark(spark: Any, run_dir: str | os.PathLike, transactions: Any, items
       raise ValueError(f"network {local.name!r} reads review text: give the reviews")
     features = features.join(_review_lists(spark_engine.read_table(spark, reviews, "reviews"),
                                            day), "customer_id", "left")
-  with spark_engine.quiet_pandas_warnings():
-    probe = features.limit(1).toPandas()
-  if not len(probe):
+  if _none_before(tx, day):
     raise ValueError(f"no purchase before as_of {day}: nothing to score")
   name = local.name
-  probe_scores = _score_batch(probe, local, day, salt, raw_ids, drivers)
-  out_schema = _spark_schema(probe_scores)
+  # The output's Spark schema from a made-up row: a real one would run the whole feature job
+  # (every shuffle) once more just to hand over its first row.
+  out_schema = _spark_schema(_score_batch(placeholder_features(features.columns, day), local,
+                                          day, salt, raw_ids, drivers))
 
   def score_batches(batches):
     scorer = worker_scorer(run_dir, name, drivers)
@@ -123,6 +143,25 @@ def default_as_of(transactions: Any) -> dt.date:
   if last is None:
     raise ValueError("no transactions: nothing to score (customer value needs orders)")
   return pd.Timestamp(last).date() + dt.timedelta(days=1)
+
+
+def _none_before(transactions: Any, day: dt.date) -> bool:
+  """Whether no transaction is dated before ``day`` (a scan that stops at the first one)."""
+  from pyspark.sql import functions as F
+  before = F.col("timestamp") < F.lit(day.isoformat()).cast("timestamp_ntz")
+  return not transactions.where(before).limit(1).collect()
+
+
+def placeholder_features(columns: list[str], day: dt.date) -> pd.DataFrame:
+  """One made-up row of the Spark feature table (a customer who bought once, the day before
+  ``day``), for what scoring returns: its columns and their types, not its values."""
+  row: dict[str, Any] = {col: 0 for col in columns}
+  row.update({k: 1 for k in ("frequency", "n_orders", "T_days", "days_since_last") if k in row})
+  row["customer_id"] = "placeholder"
+  row["first_purchase"] = dt.datetime.combine(day - dt.timedelta(days=1), dt.time())
+  if "_reviews" in row:
+    row["_reviews"] = None
+  return pd.DataFrame([row], columns=columns)
 
 
 # The review columns the text features read, carried per customer as a list.
