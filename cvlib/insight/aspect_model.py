@@ -55,6 +55,8 @@ LANGUAGES = ("en", "pt")
 MAX_GAP = 2
 # Typo tolerance only on keywords at least this long (and without a vocabulary neighbour).
 FUZZY_MIN_LEN = 7
+# A clause of at most this many words, none a stop word, is tagged by its keyword alone.
+SHORT_CLAUSE = 2
 # Clauses of one aspect disagree when one's polarity logit is above MIXED_LOGIT and another's
 # below -MIXED_LOGIT (P(positive) 0.82 / 0.18); the aspect is then mixed (0).
 MIXED_LOGIT = 1.5
@@ -555,6 +557,8 @@ class ClauseTable:
   similarity: np.ndarray  # [n_clauses, n_aspects] max cosine to the aspect's descriptions
   examples: np.ndarray  # [n_clauses, n_aspects] max cosine to positive - to negative examples
   vectors: np.ndarray | None = None  # [n_clauses, dim] the clause embeddings (tagging encoder)
+  # [n_clauses] bool: a bare verdict on a keyword ("awful service"), see short_verdicts
+  short: np.ndarray | None = None
 
 
 
@@ -601,7 +605,29 @@ def clause_table(texts: Sequence[str | None], specs: Sequence[AspectSpec], tag_e
     similarity = _max_by_group(sim[:, kinds == "d"], aspect[kinds == "d"], n_a)
     examples = (_max_by_group(sim[:, kinds == "p"], aspect[kinds == "p"], n_a)
                 - _max_by_group(sim[:, kinds == "n"], aspect[kinds == "n"], n_a))
-  return ClauseTable(clauses, owner, keyword, similarity, examples, c_vecs)
+  return ClauseTable(clauses, owner, keyword, similarity, examples, c_vecs,
+                     short_verdicts(clauses))
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+  from cvlib.insight import topics  # pylint: disable=import-outside-toplevel
+  return frozenset(fold(w) for w in topics.ENGLISH_STOP | topics.PORTUGUESE_STOP)
+
+
+def short_verdicts(clauses: Sequence[str]) -> np.ndarray:
+  """[n_clauses] bool: clauses of at most ``SHORT_CLAUSE`` words, none of them a stop word.
+
+  Such a clause with a keyword is a verdict on the aspect ("awful service", "rubbish quality"):
+  too short to resemble an aspect's descriptions (the similarity floor would drop it), and too
+  short to use the keyword in another sense, so the keyword alone tags it.
+  """
+  stop = _stop_words()
+  out = np.zeros(len(clauses), dtype=bool)
+  for j, clause in enumerate(clauses):
+    toks = _TOKEN.findall(fold(clause))
+    out[j] = 0 < len(toks) <= SHORT_CLAUSE and not any(t in stop for t in toks)
+  return out
 
 
 def _unit(vectors: Any, n: int) -> np.ndarray:
@@ -616,7 +642,10 @@ def clause_hits(table: ClauseTable, names: Sequence[str], floor: Mapping[str, fl
   """[n_clauses, n_aspects] bool: the clause tags the aspect."""
   lo = np.array([floor[n] for n in names])[None, :]
   hi = np.array([alone[n] for n in names])[None, :]
-  return (table.keyword & (table.similarity >= lo)) | (table.similarity >= hi)
+  hits = (table.keyword & (table.similarity >= lo)) | (table.similarity >= hi)
+  if table.short is not None:
+    hits |= table.keyword & table.short[:, None]
+  return hits
 
 
 def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
@@ -704,12 +733,14 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
   floors = np.r_[-1.0, np.round(np.arange(0.05, 0.6001, 0.025), 3)]
   alones = np.r_[np.round(np.arange(0.3, 0.8001, 0.025), 3), 1.01]
   floor, alone = {}, {}
+  short = table.short if table.short is not None else np.zeros(len(table.clauses), dtype=bool)
   for a, name in enumerate(names):
     y = labels[:, a].astype(bool)
     best = None
     for f in floors:
       for h in alones:
-        hit = (table.keyword[:, a] & (table.similarity[:, a] >= f)) | (table.similarity[:, a] >= h)
+        hit = (table.keyword[:, a] & ((table.similarity[:, a] >= f) | short)
+               | (table.similarity[:, a] >= h))
         pred = np.zeros(n, dtype=bool)
         np.logical_or.at(pred, table.owner[hit], True)
         tp = int((pred & y).sum())
