@@ -528,7 +528,7 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     names = [s.name for s in specs]
     table = am.clause_table(rows["text"].tolist(), specs, embed_fn, matchers[language])
     true = rows[names].to_numpy().astype(bool)
-    floor, alone = am.calibrate_thresholds(table, true, names)
+    floor, alone = am.calibrate_thresholds(table, true, names, groups=rows["source"].to_numpy())
     hits = am.clause_hits(table, names, floor, alone)
     feats = am.cell_features(table, hits, heads[language])
     cells = [(cell, f) for cell, f in sorted(feats.items())

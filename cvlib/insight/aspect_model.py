@@ -149,11 +149,15 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "poor quality, it broke and fell apart after a few uses",
         "the material is thin, cheap and see-through",
         "it stopped working and is defective",
+        "it does not work properly: it won't charge, won't stay on and keeps coming off",
     ), ("quality", "well made", "poorly made", "badly made", "cheaply made", "well built",
         "built well", "made well", "durable", "durability", "sturdy", "flimsy", "material",
         "fabric", "stitching", "seam", "seams", "fell apart", "falls apart", "ripped", "tore",
         "torn", "broke", "broken", "breaks", "defective", "defect", "faulty", "craftsmanship",
         "stopped working", "doesn't work", "does not work", "not working", "quit working",
+        "don't work", "won't work", "won't charge", "wouldn't charge", "not charging",
+        "stopped charging", "stay connected", "won't stay", "malfunction", "malfunctioned",
+        "came apart", "coming off", "keeps coming",
         "gave out", "cheap", "cheaply", "feels cheap", "looks cheap", "didn't last",
         "wore out", "worn out", "pilling", "pilled", "see through", "sheer", "thin", "scratchy",
         "itchy", "shed", "sheds", "shedding", "snag", "snagged", "holes", "unravel",
@@ -192,7 +196,8 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
     ), ("customer service", "service", "seller", "vendor", "staff", "refund", "refunded",
         "return policy", "replacement", "warranty", "guarantee", "responded", "response",
         "reply", "replied", "unhelpful", "rude", "polite", "contacted", "complaint",
-        "customer care", "wrong item", "sent the wrong", "missing"),
+        "customer care", "wrong item", "sent the wrong", "missing", "answer", "answered",
+        "email", "emailed", "emails"),
         *ENGLISH_EXAMPLES["service"]),
     _spec("packaging", (
         "it was well packaged in a nice box",
@@ -714,22 +719,31 @@ def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
 
 # --- calibration (on the tuning part of a labelled sample) ---------------------------------------
 
-def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence[str]
+def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence[str],
+                         groups: Sequence[Any] | None = None
                          ) -> tuple[dict[str, float], dict[str, float]]:
   """Per aspect, the (floor, alone) pair maximising the F1 of review tags against labels.
 
   Floors from -1 (any keyword) to 0.6, alone from 0.3 to 1.01 (never) in steps of 0.025; on equal
-  F1 the higher ``alone`` and then the lower floor win (fewer tags without a keyword).
+  F1 the higher ``alone`` and then the lower floor win (fewer tags without a keyword). With
+  ``groups`` (each review's product domain) every group weighs the same in the F1, so that the
+  largest domain does not set thresholds the others pay for ("small" is nearly always a size
+  remark on clothes, not on a mouse).
 
   Args:
     table: from :func:`clause_table` over the labelled reviews.
     labels: [n_reviews, n_aspects] bool.
     names: aspect names, in the columns' order.
+    groups: optional [n_reviews] group of each review.
 
   Returns:
     (floor, alone): dicts aspect -> threshold.
   """
   n = labels.shape[0]
+  weight = np.ones(n)
+  if groups is not None:
+    _, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
   floors = np.r_[-1.0, np.round(np.arange(0.05, 0.6001, 0.025), 3)]
   alones = np.r_[np.round(np.arange(0.3, 0.8001, 0.025), 3), 1.01]
   floor, alone = {}, {}
@@ -743,8 +757,8 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
                | (table.similarity[:, a] >= h))
         pred = np.zeros(n, dtype=bool)
         np.logical_or.at(pred, table.owner[hit], True)
-        tp = int((pred & y).sum())
-        f1 = 2 * tp / max(int(pred.sum()) + int(y.sum()), 1)
+        tp = weight[pred & y].sum()
+        f1 = 2 * tp / max(weight[pred].sum() + weight[y].sum(), 1e-12)
         key = (round(f1, 9), h, -f)
         if best is None or key > best[0]:
           best = (key, float(f), float(h))
