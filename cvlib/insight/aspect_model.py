@@ -57,9 +57,12 @@ MAX_GAP = 2
 FUZZY_MIN_LEN = 7
 # A clause of at most this many words, none a stop word, is tagged by its keyword alone.
 SHORT_CLAUSE = 2
-# Clauses of one aspect disagree when one's polarity logit is above MIXED_LOGIT and another's
-# below -MIXED_LOGIT (P(positive) 0.82 / 0.18); the aspect is then mixed (0).
-MIXED_LOGIT = 1.5
+# A clause whose polarity logit is below -COMPLAINT_LOGIT (P(positive) 0.18) is a complaint, and
+# a complaint makes the aspect negative however much praise the review's other clauses give it,
+# unless clauses disagree very confidently (one above MIXED_LOGIT, another below -MIXED_LOGIT,
+# P(positive) 0.95 / 0.05): the aspect is then mixed (0).
+COMPLAINT_LOGIT = 1.5
+MIXED_LOGIT = 3.0
 # Where the aspect model of a run lives inside its run folder.
 RUN_SUBDIR = Path("models") / "aspects"
 MODEL_FILE = "aspect_model.json"
@@ -157,7 +160,7 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "stopped working", "doesn't work", "does not work", "not working", "quit working",
         "don't work", "won't work", "won't charge", "wouldn't charge", "not charging",
         "stopped charging", "stay connected", "won't stay", "malfunction", "malfunctioned",
-        "came apart", "coming off", "keeps coming",
+        "came apart", "coming off", "keeps coming", "kept coming",
         "gave out", "cheap", "cheaply", "feels cheap", "looks cheap", "didn't last",
         "wore out", "worn out", "pilling", "pilled", "see through", "sheer", "thin", "scratchy",
         "itchy", "shed", "sheds", "shedding", "snag", "snagged", "holes", "unravel",
@@ -434,19 +437,27 @@ def polarity_training_set(texts: Sequence[str], ratings: Sequence[float], *,
     raise ValueError(f"polarity_training_set: {len(texts)} texts, {len(ratings)} ratings"
                      + (f", {len(titles)} titles" if titles is not None else "") +
                      " (need one each)")
-  out_texts, out_labels = [], []
+  out_texts, out_labels, long = [], [], []
   candidates = [texts] + ([list(titles)] if titles is not None else [])
   for column in candidates:
-    for text, stars in zip(column, ratings):
+    for i, (text, stars) in enumerate(zip(column, ratings)):
       if not isinstance(text, str) or not text.strip() or not np.isfinite(stars) or stars == 3:
         continue
       if len(text.split()) <= max_words:
         out_texts.append(text.strip())
         out_labels.append(int(stars >= 4))
-      elif matcher is not None and column is texts:
-        for clause, label in _aspect_clauses(text, stars, matcher):
-          out_texts.append(clause)
-          out_labels.append(label)
+      elif column is texts:
+        long.append(i)
+  if matcher is not None:
+    # long reviews in a seeded order, until each class has twice the budget (large shops)
+    counts = np.bincount(np.asarray(out_labels, dtype=int), minlength=2)
+    for i in np.random.default_rng(seed).permutation(np.asarray(long, dtype=int)):
+      if counts.min() >= max_examples:
+        break
+      for clause, label in _aspect_clauses(texts[i], ratings[i], matcher):
+        out_texts.append(clause)
+        out_labels.append(label)
+        counts[label] += 1
   labels = np.asarray(out_labels, dtype=int)
   if len(labels) > max_examples:
     rng = np.random.default_rng(seed)
@@ -679,10 +690,16 @@ def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
 
 
 def cell_polarity(features: np.ndarray, mix: Mapping[str, float]) -> int:
-  """+1, -1, or 0 (clauses that confidently disagree) from a cell's clause features."""
+  """+1, -1, or 0 (clauses that very confidently disagree) from a cell's clause features.
+
+  A confident complaint (logit below ``-COMPLAINT_LOGIT``) makes the cell negative; otherwise
+  the sign of the clauses' mean logit decides.
+  """
   z = mix["head"] * features[:, 0] + mix["examples"] * features[:, 1] + mix["bias"]
   if z.max() > MIXED_LOGIT and z.min() < -MIXED_LOGIT:
     return 0
+  if z.min() < -COMPLAINT_LOGIT:
+    return -1
   return 1 if z.mean() >= 0 else -1
 
 
