@@ -14,15 +14,20 @@ then:
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
   ``FUZZY_MIN_LEN`` letters that no other word of the encoder's vocabulary is one edit away from
   ("stitch" is not tolerated: "switch" is a word), and only to tokens that are not vocabulary
-  words themselves.
+  words themselves. A clause of a keyword and one verdict word ("awful service") is tagged by the
+  keyword alone (:func:`short_verdicts`). Thresholds are calibrated with each product domain
+  weighing the same.
 - **Polarity.** A logistic head on the clause embedding gives a polarity logit. It is trained on
-  what a shop has: its reviews' titles and short reviews with their star ratings (1-2 negative,
-  4-5 positive; see :func:`fit_polarity_head`). Stars say little about a fit remark ("Runs small"
-  is a common 4-star title), so the head's logit is mixed with an aspect-conditioned term, the
-  clause's similarity to the aspect's positive minus its negative example opinions; the two
-  weights and a bias are calibrated on labelled cells of the tuning part (:func:`calibrate_mix`).
-  An aspect's polarity is the sign of the mean over the clauses that tag it; clauses that
-  disagree confidently make it mixed (0).
+  what a shop has, its star ratings, read at the clause (:func:`polarity_training_set`): titles
+  and short reviews carry their review's stars; longer reviews give their clauses that name an
+  aspect, negative in 1-2 star reviews and right after a contrast word ("but", "however",
+  "porém") in 4-5 star ones, positive in 5-star ones. Stars say little about a fit remark ("Runs
+  small" is a common 4-star title), so the head's logit is mixed with an aspect-conditioned term,
+  the clause's similarity to the aspect's positive minus its negative example opinions; the two
+  weights and a bias are calibrated on labelled cells of the tuning part, classes balanced
+  (:func:`calibrate_mix`). An aspect is negative when one of the clauses that tag it is a
+  confident complaint, else the sign of their mean logit; clauses that disagree very
+  confidently make it mixed (0). The head reads the clause embeddings made for tagging.
 
 Both use the pretrained MiniLM, the encoder the thresholds and the mix are calibrated for (the
 run's fine-tuned sentiment encoder is not used here). Without a run folder, English uses the head
@@ -917,7 +922,7 @@ def describe(model: AspectModel, n_tagged: int, n_reviews: int) -> str:
             if n_tagged < n_reviews else f"all {n_reviews:,} reviews")
   return (f"Aspects are tagged in {sample} by keywords checked against the clause's meaning "
           f"(MiniLM similarity to each aspect's description). Each mentioned aspect's polarity "
-          f"comes from a model trained on {n:,} short star-rated texts "
+          f"comes from a model trained on {n:,} star-rated opinion texts "
           f"({info.get('n_negative', 0):,} negative): {info.get('data', '')}; its output is mixed "
           "with the clause's similarity to positive and negative example opinions on the aspect, "
           "with weights calibrated on hand-labelled reviews (docs/benchmarks.md).")
