@@ -582,7 +582,6 @@ class ClauseTable:
   short: np.ndarray | None = None
 
 
-
 def split_reviews(texts: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
   """All clauses (sentences split by :func:`cvlib.insight.aspects.split_clauses`) and the review
   position of each."""
