@@ -507,28 +507,30 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
   """
   embed_fn = embed_fn or _minilm_embed
   tune = labels[labels["split"] == "tune"]
+  matchers = {language: am.KeywordMatcher(am.SPECS[language], am.vocabulary_words())
+              for language in ("en", "pt")}
   texts, ratings, titles = shop_reviews("womens", labels, data_dir)
-  train_texts, y = am.polarity_training_set(texts, ratings, titles=titles)
+  train_texts, y = am.polarity_training_set(texts, ratings, titles=titles,
+                                            matcher=matchers["en"])
   head_en = am.fit_polarity_head(embed_fn(train_texts), y, trained_on={
-      "data": "Women's E-Commerce Clothing Reviews (CC0): titles and reviews of up to 12 words, "
-              "1-2 stars negative, 4-5 positive, 3 left out; labelled rows left out; at most "
-              "6000, seeded", "encoder": "pretrained MiniLM", "language": "en"})
+      "data": f"Women's E-Commerce Clothing Reviews (CC0), labelled rows left out: "
+              f"{am.TRAINING_RULE}", "encoder": "pretrained MiniLM", "language": "en"})
   head_en.save(REPO / "cvlib" / "insight" / am.DEFAULT_HEAD["en"])
   heads = {"en": head_en}
   texts, ratings, titles = shop_reviews("olist", labels, data_dir)
-  train_texts, y = am.polarity_training_set(texts, ratings, titles=titles)
+  train_texts, y = am.polarity_training_set(texts, ratings, titles=titles,
+                                            matcher=matchers["pt"])
   heads["pt"] = am.fit_polarity_head(embed_fn(train_texts), y, trained_on={"data": "olist"})
   languages = {}
   for language in ("en", "pt"):
     rows = tune[tune["language"] == language].reset_index(drop=True)
     specs = am.SPECS[language]
     names = [s.name for s in specs]
-    matcher = am.KeywordMatcher(specs, am.vocabulary_words())
-    table = am.clause_table(rows["text"].tolist(), specs, embed_fn, matcher)
+    table = am.clause_table(rows["text"].tolist(), specs, embed_fn, matchers[language])
     true = rows[names].to_numpy().astype(bool)
-    floor, alone = am.calibrate_thresholds(table, true, names)
+    floor, alone = am.calibrate_thresholds(table, true, names, groups=rows["source"].to_numpy())
     hits = am.clause_hits(table, names, floor, alone)
-    feats = am.cell_features(table, hits, heads[language], embed_fn)
+    feats = am.cell_features(table, hits, heads[language])
     cells = [(cell, f) for cell, f in sorted(feats.items())
              if rows.at[cell[0], f"{names[cell[1]]}_polarity"] in ("pos", "neg")]
     mix = am.calibrate_mix([f for _, f in cells],

@@ -1056,7 +1056,7 @@ def _aspects(page: Page) -> None:
          "labels and the method tag with a clear pos/neg label (count in brackets); "
          "\"negatives\" is the share of the cells labelled negative that come out tagged and "
          "negative. English rows use the shipped defaults (no run folder: the polarity head learnt "
-         "from the clothing shop's rated titles); Olist rows use the aspect model a run on the "
+         "from the clothing shop's rated reviews); Olist rows use the aspect model a run on the "
          "Olist shop writes (its head learnt from Olist's own rated reviews).")
   rows = []
   for source, dom in d["domains"].items():
@@ -1093,11 +1093,19 @@ def _aspects(page: Page) -> None:
          if wins else "The lexicon baseline wins nowhere on the held-out part.")
   head = d["settings"]["polarity_head_en"]
   page.p(f"The English polarity head is a logistic regression on pretrained MiniLM clause "
-         f"embeddings, trained on {count(head['n_negative'] + head['n_positive'])} short rated "
-         f"texts ({count(head['n_negative'])} negative) of the clothing shop: {head['data']}. "
-         "Stars are a weak label for a fit remark (\"Runs small\" is a common 4-star title), so "
-         "each clause's head logit is mixed with its similarity to the aspect's positive and "
-         "negative example opinions, with two weights and a bias calibrated on the tuning cells. "
+         f"embeddings, trained on {count(head['n_negative'] + head['n_positive'])} rated "
+         f"opinion texts ({count(head['n_negative'])} negative) of the clothing shop: "
+         f"{head['data']}. Stars label a review, not its clauses: a complaint inside a 5-star "
+         "review (\"love it, but the fabric is thin\") learnt as praise is a likely reason the "
+         "first head, trained on short texts only, called many complaints positive; the clause "
+         "after a contrast word is now a negative example. Stars are still a weak label for a fit remark "
+         "(\"Runs small\" is a common 4-star title), so each clause's head logit is mixed with "
+         "its similarity to the aspect's positive and negative example opinions, with two weights "
+         "and a bias fitted on the tuning cells (classes balanced). A clause read as a confident "
+         "complaint makes the aspect negative whatever the review's other clauses say of it; "
+         "mixed needs a confident complaint and confident praise. The head reads the clause "
+         "embeddings made for tagging (each clause is embedded once). Thresholds are calibrated "
+         "with each product domain of the tuning part weighing the same. "
          "The held-out polarity numbers rest on few cells per domain: read them with their "
          "counts. The lexicon baseline has no Portuguese polarity (VADER reads English only).")
   page.source(rel)

@@ -55,6 +55,69 @@ def test_polarity_training_set_uses_short_rated_texts():
     am.polarity_training_set(["a", "b", "c"], [1, 2])
 
 
+def test_polarity_training_set_labels_aspect_clauses_of_long_reviews(matcher):
+  long = ("I love the colour and the print is lovely on me, but the fabric is thin. It runs "
+          "small. The stitching is neat.")
+
+  def pairs(stars):
+    got, labels = am.polarity_training_set([long], [stars], matcher=matcher)
+    return set(zip(got, labels.tolist()))
+
+  # 5 stars: the clause after "but" is the complaint, the other aspect clauses are praise;
+  # 4 stars: only the clause after "but"; 1 star: every aspect clause is negative
+  assert pairs(5) == {("the fabric is thin", 0), ("It runs small", 1),
+                      ("The stitching is neat", 1)}
+  assert pairs(4) == {("the fabric is thin", 0)}
+  assert pairs(1) == {("the fabric is thin", 0), ("It runs small", 0),
+                      ("The stitching is neat", 0)}
+  # short texts keep the review's stars; without a matcher long reviews are left out
+  assert ("great price", 0) in set(zip(*[x.tolist() if hasattr(x, "tolist") else x for x in
+                                         am.polarity_training_set([long, "great price"], [1, 2],
+                                                                  matcher=matcher)]))
+  assert am.polarity_training_set([long, "great price"], [5, 2])[0] == ["great price"]
+
+
+def test_short_verdicts_are_tagged_by_their_keyword(matcher):
+  assert am.short_verdicts(["awful service", "on sale", "the box", "rubbish quality",
+                            "the service was slow today"]).tolist() == [
+                                True, False, False, True, False]
+  texts = ["awful service, terrible, useless"]
+  table = am.clause_table(texts, am.ENGLISH_SPECS, _bag_embed, matcher)
+  names = [s.name for s in am.ENGLISH_SPECS]
+  never = {n: 1.01 for n in names}  # no similarity reaches these: only the short rule tags
+  hits = am.clause_hits(table, names, never, never)
+  assert hits[0, names.index("service")] and hits.sum() == 1
+
+
+def test_scoring_embeds_each_clause_once(matcher):
+  calls = []
+
+  def counting(texts):
+    calls.append(len(texts))
+    return _bag_embed(texts)
+
+  model = _toy_model(am.PolarityHead(np.zeros(64), 1.0, {"data": "toy"}))
+  texts = ["delivery was fast, the fabric is thin", "great price"]
+  pol = am.score_reviews(texts, model, tag_embed=counting)
+  n_refs = sum(len(s.descriptions) + len(s.positive) + len(s.negative) for s in model.specs)
+  assert sorted(calls) == sorted([n_refs, 3])  # references once, the 3 clauses once
+  assert pol.loc[0, "delivery"] == 1 and pol.loc[1, "price"] == 1
+
+
+def test_threshold_calibration_weighs_each_group_the_same():
+  # one clause per review, all with the keyword: group "a" (20 reviews) is all true, 8 of them
+  # with a middling similarity; in group "b" (8) the middling ones are wrong
+  sim = np.r_[np.full(12, 0.6), np.full(8, 0.3), np.full(6, 0.3), np.full(2, 0.6)]
+  truth = np.r_[np.ones(20, bool), np.zeros(6, bool), np.ones(2, bool)]
+  groups = np.r_[["a"] * 20, ["b"] * 8]
+  table = am.ClauseTable([f"c{i}" for i in range(28)], np.arange(28), np.ones((28, 1), bool),
+                         sim[:, None].astype(np.float32), np.zeros((28, 1), np.float32))
+  floor, _ = am.calibrate_thresholds(table, truth[:, None], ["x"])
+  assert floor["x"] < 0.3  # pooled: the 20 rows of "a" win
+  floor, _ = am.calibrate_thresholds(table, truth[:, None], ["x"], groups=groups)
+  assert 0.3 < floor["x"] <= 0.6  # by group: "b" counts as much as "a"
+
+
 def test_polarity_head_learns_and_round_trips(tmp_path):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(200, 8))
@@ -96,7 +159,7 @@ def test_calibration_and_scoring_on_a_toy_encoder(matcher, tmp_path):
                      ("great", 4.0)):
     w[sum(map(ord, word)) % 64] += sign
   model = _toy_model(am.PolarityHead(w, 0.0, {"data": "toy"}))
-  pol = am.score_reviews(texts[:6], model, tag_embed=_bag_embed, polarity_embed=_bag_embed)
+  pol = am.score_reviews(texts[:6], model, tag_embed=_bag_embed)
   assert pol.loc[0, "delivery"] == 1 and pol.loc[4, "delivery"] == -1
   assert pol.loc[1, "quality"] == -1 and pol.loc[5, "quality"] == 1
   assert pol.loc[2, "price"] == 1 and pol.loc[3].isna().all()
@@ -107,9 +170,11 @@ def test_calibration_and_scoring_on_a_toy_encoder(matcher, tmp_path):
     am.AspectModel.load(tmp_path / "nothing")
 
 
-def test_cell_polarity_is_mixed_only_when_clauses_confidently_disagree():
+def test_cell_polarity_a_complaint_wins_and_mixed_needs_confident_disagreement():
   mix = {"head": 1.0, "examples": 0.0, "bias": 0.0}
-  assert am.cell_polarity(np.array([[3.0, 0.0], [-3.0, 0.0]]), mix) == 0
+  assert am.cell_polarity(np.array([[4.0, 0.0], [-4.0, 0.0]]), mix) == 0
+  # praise elsewhere does not outvote a confident complaint
+  assert am.cell_polarity(np.array([[2.5, 0.0], [2.5, 0.0], [-2.0, 0.0]]), mix) == -1
   assert am.cell_polarity(np.array([[3.0, 0.0], [-0.5, 0.0]]), mix) == 1
   assert am.cell_polarity(np.array([[-0.2, 0.0]]), mix) == -1
   assert am.cell_polarity(np.array([[0.0, -0.1]]), {"head": 0.0, "examples": 5.0, "bias": 0.0}) == -1
@@ -153,7 +218,7 @@ def test_a_shop_without_enough_rated_short_texts():
   texts, stars = ["love it", "awful"] * 5, [5, 1] * 5
   en = am.fit_shop_model("en", texts, stars)  # English falls back to the shipped head
   assert en.head.trained_on == am.default_model("en").head.trained_on
-  with pytest.raises(ValueError, match="5 negative and 5 positive short rated texts"):
+  with pytest.raises(ValueError, match="5 negative and 5 positive rated opinion texts"):
     am.fit_shop_model("pt", texts, stars)
 
 

@@ -77,6 +77,13 @@ def test_split_clauses():
       "Great quality", "the shipping took ages"]
   assert asp.split_clauses("Good; however slow. Although cheap!") == ["Good", "slow", "cheap"]
   assert asp.split_clauses(None) == [] and asp.split_clauses("") == []
+  assert asp.split_clauses("Bom produto, porém caro") == ["Bom produto", "caro"]
+
+
+def test_split_contrast_marks_the_clause_after_a_contrast_word():
+  assert asp.split_contrast("Love the colour, but, sadly, it runs small. However thin") == [
+      ("Love the colour", False), ("sadly", True), ("it runs small", False), ("thin", True)]
+  assert asp.split_contrast("butter-soft fabric") == [("butter-soft fabric", False)]
 
 
 # ----------------------------------------------------------------------------- tagging

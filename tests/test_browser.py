@@ -21,8 +21,7 @@ ARTIFACTS = Path(os.environ.get("CVLIB_TEST_ARTIFACTS", REPO / "tests" / "artifa
 HOSTILE = [
     "<script>alert(1)</script> terrible, broken, awful, worst purchase ever",
     "<img src=x onerror=alert(1)> horrible quality, never again, broken",
-    # the aspect model reads "awful service" alone as no aspect (issue 20's tagger: the keyword
-    # needs the clause to resemble the aspect); the customer service it does tag
+    # a clause of a keyword and a verdict ("awful service") is tagged; so is the longer one
     '<a href="javascript:alert(1)">click me</a> the customer service was awful, terrible, useless',
     "</td></tr></table><b>unbalanced <i>tags awful terrible broken",
 ]

@@ -84,9 +84,10 @@ PORTUGUESE_ASPECTS: dict[str, tuple[str, ...]] = {
                   "plastico bolha"),
 }
 
-# Contrast words start a new clause, so each side of "good X but bad Y" is scored on its own.
+# Contrast words start a new clause, so each side of "good X but bad Y" is scored on its own
+# (Portuguese with and without accents: "porém", "porem").
 CLAUSE_BREAKERS = ("but", "however", "although", "though", "whereas", "except", "mas", "porem",
-                   "embora", "entretanto", "contudo")
+                   "porém", "embora", "entretanto", "contudo")
 _CLAUSE_SPLIT = re.compile(r"[.!?;:,\n()]+|\b(?:" + "|".join(CLAUSE_BREAKERS) + r")\b",
                            re.IGNORECASE)
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
@@ -144,9 +145,27 @@ def _deletes(word: str) -> set[str]:
 
 def split_clauses(text: str) -> list[str]:
   """Clauses of a review: split on punctuation and on ``CLAUSE_BREAKERS``; empty parts dropped."""
+  return [c for c, _ in split_contrast(text)]
+
+
+def split_contrast(text: str) -> list[tuple[str, bool]]:
+  """:func:`split_clauses` with, per clause, whether it is the first one after a contrast word
+  ("love the colour, but it runs small" -> [("love the colour", False), ("it runs small", True)]).
+  """
   if not isinstance(text, str):
     return []
-  return [c.strip() for c in _CLAUSE_SPLIT.split(text) if c and c.strip()]
+  out, start, after = [], 0, False
+  for m in _CLAUSE_SPLIT.finditer(text):
+    piece = text[start:m.start()].strip()
+    if piece:
+      out.append((piece, after))
+      after = False
+    after = after or m.group(0)[0].isalpha()
+    start = m.end()
+  piece = text[start:].strip()
+  if piece:
+    out.append((piece, after))
+  return out
 
 
 class _Matcher:

@@ -462,9 +462,10 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
   titles = reviews["title"].tolist() if "title" in reviews else None
   stars = (reviews["rating"].to_numpy(dtype=float) if "rating" in reviews
            else np.full(len(reviews), np.nan))
+  specs = aspect_model.specs_from(aspects_params, language)
+  matcher = aspect_model.KeywordMatcher(specs, aspect_model.vocabulary_words())
   model = aspect_model.fit_shop_model(language, reviews["text"].tolist(), stars, titles=titles,
-                                      specs=aspect_model.specs_from(aspects_params, language),
-                                      seed=seed)
+                                      specs=specs, matcher=matcher, seed=seed)
   tagged = np.ones(len(texts), dtype=bool)
   if len(texts) > max_reviews:
     labelled = set()
@@ -476,11 +477,9 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     tagged = np.zeros(len(texts), dtype=bool)
     tagged[np.r_[must, pick].astype(int)] = True
   picked = np.flatnonzero(tagged)
-  matcher = aspect_model.KeywordMatcher(model.specs, aspect_model.vocabulary_words())
   clauses = aspect_model.clause_table([texts[i] for i in picked], model.specs,
                                       aspect_model.minilm_embed, matcher)
-  scored = aspect_model.score_table(clauses, len(picked), model,
-                                    polarity_embed=aspect_model.minilm_embed)
+  scored = aspect_model.score_table(clauses, len(picked), model)  # clauses embedded once
   polarity = pd.DataFrame(pd.NA, index=range(len(texts)), columns=model.names, dtype="Int64")
   polarity.iloc[np.flatnonzero(tagged)] = scored.to_numpy()
   tags = polarity.notna()
