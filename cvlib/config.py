@@ -212,11 +212,12 @@ class ValueConfig:
   # Every network also reads BG/NBD + Gamma-Gamma's expected purchases, P(alive), P(return), order
   # value and value, fitted on the training customers' calibration histories (issue 19).
   btyd_inputs: bool = True
-  # The networks also train on their training customers as they stood up to this many horizons
-  # earlier (labels: spend in the horizon that followed, all before the cutoff; an input `window`
-  # numbers the window, 0 when scoring), where the data hold 30 days before that earlier cutoff.
-  # 0: the one window (issue 19, benchmarks/results/value_levers.json).
-  train_windows: int = 2
+  # Without review text, the networks also train on their training customers as they stood up to
+  # this many horizons earlier (labels: spend in the horizon that followed, all before the cutoff;
+  # an input `window` numbers the window, 0 when scoring), where the data hold 30 days before that
+  # earlier cutoff. 0, the default: the one window (issue 19: no Gini gain beyond what another
+  # seed gives, benchmarks/results/value_levers.json `windows`).
+  train_windows: int = 0
   interval: float = 0.8  # central prediction interval reported per customer
   # The end-to-end model: each customer's history written as text, read by the fine-tuned encoder
   # with the numeric features, ZILN head, trained end to end. Slow on CPU; back-test only (the

@@ -100,21 +100,3 @@ def test_undefined_btyd_values_never_reach_a_network(trained):
   # a fit whose own customers get undefined inputs is not used: the networks read history alone
   bad = prep.features.assign(monetary_value=np.where(prep.features["frequency"] > 0, np.inf, 0.0))
   assert networks.fit_btyd_inputs(bad, horizon_days=prep.horizon_days) is None
-
-
-def test_run_networks_fit_on_their_customers_earlier_windows(trained):
-  # value.train_windows: only the fitting customers reach a network through an earlier window
-  prep, fin = trained
-  assert len(prep.windows) and set(prep.windows["window"]) == {1}
-  fit_idx, _ = networks.value_split(fin.is_test, 0)
-  more = networks.window_rows(prep.windows, prep.features["customer_id"].iloc[fit_idx])
-  for name, (predictor, _) in fin.networks.items():
-    if "text" in networks.NETWORK_INPUTS[name]:
-      assert not predictor.config["windows"], name  # no text features at earlier cutoffs
-      continue
-    assert predictor.config["windows"] == 1, name
-    assert predictor.config["feature_names"][-1] == networks.WINDOW_INPUT
-    # the standardiser saw the fitting rows (window 0) and exactly these earlier rows (window 1)
-    assert predictor.standardiser.mean[-1] == pytest.approx(len(more) / (len(fit_idx) + len(more)))
-    X = networks.predictor_inputs(name, predictor, prep.features.iloc[:5], None)
-    assert (X[networks.WINDOW_INPUT] == 0).all()

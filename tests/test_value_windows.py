@@ -3,15 +3,17 @@ networks trained on them: tests/test_btyd_inputs.py) and the ZILN ranking term."
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from cvlib.data import features as feats
-from cvlib.stages import preprocess
+from cvlib.stages import finetune, preprocess
 from cvlib.value import networks, ziln
 
 
@@ -37,12 +39,48 @@ def test_training_windows_end_before_the_cutoff(build):
 
 
 def test_window_rows_keep_only_the_given_customers():
-  import pandas as pd
   w = pd.DataFrame({"customer_id": ["a", "b", "c", "a"], "window": [1, 1, 1, 2]})
   got = networks.window_rows(w, pd.Series(["a", "c"]))
   assert got["customer_id"].tolist() == ["a", "c", "a"] and got.index.tolist() == [0, 1, 2]
   assert not len(networks.window_rows(pd.DataFrame(), pd.Series(["a"])))
   assert not len(networks.window_rows(None, pd.Series(["a"])))
+
+
+def test_networks_fit_on_their_customers_earlier_windows(tiny_params, tiny_clean, monkeypatch):
+  # value.train_windows: only the fitting customers reach a network through an earlier window
+  prep = preprocess.prepare_customers(tiny_params, tiny_clean[0])
+  is_test = finetune.split_customers(tiny_params.value, prep.features, seed=0)
+  windows = preprocess.training_windows(feats.compute_customer_features, tiny_clean[0],
+                                        prep.cutoff, prep.horizon_days, 2)
+  assert set(windows["window"]) == {1}  # the tiny shop's data start 30 days before one window
+  cfg = dataclasses.replace(tiny_params.value, epochs=1)
+  no_ratings = prep.features.assign(n_reviews=0.0)  # the history network alone: one to train
+  fit_idx, _ = networks.value_split(is_test, 0)
+  more = networks.window_rows(windows, prep.features["customer_id"].iloc[fit_idx])
+  predictor, _ = networks.train_value_networks(cfg, no_ratings, None, is_test, seed=0,
+                                               horizon_days=prep.horizon_days,
+                                               windows=windows)["ziln"]
+  assert predictor.config["windows"] == 1
+  assert predictor.config["feature_names"][-1] == networks.WINDOW_INPUT
+  # the standardiser saw the fitting rows (window 0) and exactly these earlier rows (window 1)
+  assert predictor.standardiser.mean[-1] == pytest.approx(len(more) / (len(fit_idx) + len(more)))
+  X = networks.predictor_inputs("ziln", predictor, prep.features.iloc[:5], None)
+  assert (X[networks.WINDOW_INPUT] == 0).all()
+  assert predictor.predict(X)["predicted_value"].notna().all()
+  # with review text no network reads earlier windows (there are no text features at earlier
+  # cutoffs, and the review ablation compares networks trained on the same rows)
+  rows = {}
+
+  def fake_train(X_fit, *args, **kwargs):
+    rows[len(rows)] = X_fit
+    return type("P", (), {"config": {}})(), None
+
+  monkeypatch.setattr(ziln, "train_ziln", fake_train)
+  text = pd.DataFrame({"customer_id": prep.features["customer_id"].astype(str), "text_pc1": 0.0})
+  nets = networks.train_value_networks(cfg, prep.features, text, is_test, seed=0,
+                                       horizon_days=prep.horizon_days, windows=windows)
+  assert "ziln_text" in nets and not any(p.config["windows"] for p, _ in nets.values())
+  assert all(len(x) == len(fit_idx) and networks.WINDOW_INPUT not in x for x in rows.values())
 
 
 def test_ranking_loss_rewards_the_labels_order():

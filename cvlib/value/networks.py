@@ -183,11 +183,12 @@ def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   calibration histories first and every network also reads their outputs
   (:func:`fit_btyd_inputs`; the parameters go into each network's config).
 
-  With ``windows`` (:attr:`cvlib.data.split.Prepared.windows`) holding rows, the networks
-  without review text also fit on their fitting customers as they stood at those earlier
-  cutoffs (:func:`window_rows`), with the :data:`WINDOW_INPUT` input (config ``windows``: how
-  many windows). The text network does not (no text features at earlier cutoffs). Early
-  stopping and the selection customers stay on the cutoff's own window.
+  With ``windows`` (:attr:`cvlib.data.split.Prepared.windows`) holding rows and no review text,
+  the networks also fit on their fitting customers as they stood at those earlier cutoffs
+  (:func:`window_rows`), with the :data:`WINDOW_INPUT` input (config ``windows``: how many
+  windows). With review text none does: there are no text features at earlier cutoffs, and the
+  review ablation compares networks trained on the same rows. Early stopping and the selection
+  customers stay on the cutoff's own window.
 
   Returns:
     {name: (predictor, history)}.
@@ -201,15 +202,14 @@ def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   has_ratings = features["n_reviews"].gt(0).any()
   btyd = (fit_btyd_inputs(features[~is_test], horizon_days=horizon_days)
           if cfg.btyd_inputs else None)
-  more = window_rows(windows, features["customer_id"].iloc[fit_idx])
+  more = window_rows(windows if text is None else None, features["customer_id"].iloc[fit_idx])
   n_windows = int(more["window"].nunique()) if len(more) else 0
   for name, uses in NETWORK_INPUTS.items():
     if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
       continue  # nothing to add over the simpler network
     X = network_inputs(name, features, text, btyd)
     X_fit, y_fit = X.iloc[fit_idx], y[fit_idx]
-    windowed = n_windows > 0 and "text" not in uses
-    if windowed:
+    if n_windows:
       X, X_fit = X.assign(**{WINDOW_INPUT: 0.0}), X_fit.assign(**{WINDOW_INPUT: 0.0})
       X_more = network_inputs(name, more, None, btyd).assign(
           **{WINDOW_INPUT: more["window"].to_numpy(np.float64)})
@@ -220,7 +220,7 @@ def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
         interval=cfg.interval)
-    predictor.config.update(btyd=btyd, windows=n_windows if windowed else 0)
+    predictor.config.update(btyd=btyd, windows=n_windows)
     out[name] = (predictor, history)
   return out
 
