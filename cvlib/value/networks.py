@@ -141,6 +141,11 @@ def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
   return X
 
 
+# The input that numbers a training row's window: 0 for the cutoff's own customers (and whoever
+# is scored), k for the customers as they stood k horizons before it (``value.train_windows``).
+WINDOW_INPUT = "window"
+
+
 def predictor_inputs(name: str, predictor: Any, features: pd.DataFrame,
                      text: pd.DataFrame | None) -> pd.DataFrame:
   """:func:`network_inputs` for a trained network, with the BTYD parameters it was trained with
@@ -148,11 +153,6 @@ def predictor_inputs(name: str, predictor: Any, features: pd.DataFrame,
   at 0 (the window being scored) for a network trained on earlier windows too."""
   X = network_inputs(name, features, text, predictor.config.get("btyd"))
   return X.assign(**{WINDOW_INPUT: 0.0}) if predictor.config.get("windows") else X
-
-
-# The input that numbers a training row's window: 0 for the cutoff's own customers (and whoever
-# is scored), k for the customers as they stood k horizons before it (``value.train_windows``).
-WINDOW_INPUT = "window"
 
 
 def window_rows(windows: pd.DataFrame | None, customer_ids: pd.Series) -> pd.DataFrame:
