@@ -16,12 +16,23 @@ validation rows; figures over every customer but the selection customers), once 
 * ``stack``: ``history`` blended with BG/NBD + Gamma-Gamma, the weight (0, 0.1, .. 1) chosen in
   each fold by the Gini on that fold's validation customers (never the customers predicted).
 
+The second round (``SPECS`` below), each a change to ``btyd``: a small grid of network capacity
+and training (``wide``, ``narrow``, ``deep``, ``lr_*``, ``weight_decay_1e-2``, ``patience_40``,
+``batch_1024``); the loss and the point prediction (``ranking_loss``: a pairwise ranking term on
+the predicted mean; ``median``: P(return) x the lognormal median instead of the ZILN mean);
+inter-purchase-time and order-size-trend features (``gaps``); other scoring models chosen inside
+the folds (``gbt_btyd``: Poisson trees on the same inputs; ``net_gbt``: network and trees
+averaged; ``rank_stack``: network and BG/NBD ranks averaged, the network's values reassigned in
+that order); more training rows (``windows``: the fitting customers at up to two earlier cutoffs
+one horizon apart, ``value.train_windows``; ``windows_level`` without the window input); and
+``btyd`` and ``windows`` with two other seeds, to see how far a difference can come from the seed.
+
 Windows: ``reported``, the params' split (the figures in the report), and ``earlier``, a split that
 ends where the reported calibration period ends, so none of its labels is a reported holdout.
 A lever is adopted only if it helps on the earlier window too, so the choice does not rest on the
 customers it is reported on.
 
-  python benchmarks/value_levers.py                      # every lever, both datasets (~20 min)
+  python benchmarks/value_levers.py                      # every lever, both datasets (~90 min)
   python benchmarks/value_levers.py --datasets cdnow --levers history,btyd
   python benchmarks/value_levers.py --datasets ""       # rewrite the notes (adopted, ...) only
 Writes results/value_levers.json (merged with what is there); docs/generate.py shows it.
@@ -47,7 +58,6 @@ RESULTS = HERE / "results" / "value_levers.json"
 
 # the earlier window: same cohort, calibration cut earlier, holdout ending at the reported cutoff
 EARLIER = {"online_retail": ("2011-06-09", 92), "cdnow": ("1997-07-01", 92)}
-LEVERS = ("history", "btyd", "recent", "btyd_recent", "ensemble", "stack")
 SEEDS_IN_ENSEMBLE = 5
 # What cvlib run does by default since issue 19 (value.btyd_inputs): the one lever that raised the
 # Gini on Online Retail on both splits and lowered CDNOW's decile MAPE on both, at little cost.
@@ -57,6 +67,31 @@ NOT_ADOPTED = {
     "btyd_recent": "Online Retail's reported split lost Gini and its decile MAPE rose sharply",
     "ensemble": "about as consistent as btyd alone, at five networks per fit and per scoring call",
     "stack": "the per-fold weights swing between folds and its decile MAPE rose on every split",
+    # the second round: none raised the Gini by more than another seed moves it (btyd and windows
+    # with three seeds each: Online Retail's reported Gini spans about 0.02 across seeds)
+    "wide, narrow, deep, lr_3e-3, lr_3e-4, weight_decay_1e-2, batch_1024":
+        "none beat every btyd seed's Gini on both earlier splits (the best, narrow, reached "
+        "0.808 on Online Retail's, where btyd's seeds reach 0.808 too); the decile MAPE went up "
+        "on some splits and down on others",
+    "patience_40": "early stopping had already found the best epoch: the same network on three "
+                   "splits",
+    "ranking_loss": "lowered the Gini on every split (CDNOW's earlier split by 0.008) and "
+                    "raised the decile MAPE on every split",
+    "median": "ranks about as the mean does but its values are far too low (decile MAPE "
+              "0.24-0.33 on every split)",
+    "gaps": "lowered Online Retail's reported Gini by 0.015 and raised its decile MAPE; "
+            "no gain elsewhere",
+    "gbt_btyd": "the trees rank worse than the network on every split",
+    "net_gbt": "the trees' weight is small in most folds; no Gini gain, decile MAPE down on "
+               "three splits, up on Online Retail's earlier one",
+    "rank_stack": "BG/NBD's rank weight is 0 to 0.2 in most folds (0 in all of CDNOW's "
+                  "earlier folds); the Gini moved by at most 0.001",
+    "windows": "Gini within the seeds' spread on both Online Retail splits (means of three "
+               "seeds 0.771 vs 0.770 reported, 0.806 vs 0.806 earlier); no earlier window "
+               "fits CDNOW's 273-day horizon and its earlier split's decile MAPE rose; kept as "
+               "value.train_windows, off by default",
+    "windows_level": "without the window input the levels mix seasons: decile MAPE rose on "
+                     "Online Retail's splits",
 }
 NOT_MEASURED = {
     "returns": "cleaning matches each Online Retail cancellation to the order it cancels and "
@@ -87,50 +122,174 @@ def recent_features(tx: pd.DataFrame, customers: pd.Series, cutoff: dt.date,
   return out.reset_index(drop=True).astype("float64")
 
 
-def crossfit(lever: str, f: pd.DataFrame, recent: pd.DataFrame, cfg, *, horizon_days: int,
-             seed: int) -> tuple[np.ndarray, list[float]]:
-  """Every customer's cross-fitted prediction under a lever (and the stack's weights)."""
+# What each lever changes. Keys: btyd (the BTYD inputs), recent / gaps (extra feature columns),
+# seeds (networks averaged), train (train_ziln arguments over the params'), point ("mean": the
+# ZILN mean; "median": p * exp(mu), the mean without its spread term), combine (with what the
+# network is blended inside each fold, the weight chosen on the fold's validation customers).
+BTYD = {"btyd": True}
+SPECS = {
+    "history": {}, "btyd": BTYD, "recent": {"recent": True},
+    "btyd_recent": {**BTYD, "recent": True}, "ensemble": {**BTYD, "seeds": SEEDS_IN_ENSEMBLE},
+    "stack": {"combine": "bgnbd"},
+    # issue 19 part 4, second round: capacity and training (a small grid around the defaults)
+    "wide": {**BTYD, "train": {"hidden": (128, 64)}},
+    "narrow": {**BTYD, "train": {"hidden": (32, 16)}},
+    "deep": {**BTYD, "train": {"hidden": (64, 64, 32)}},
+    "lr_3e-3": {**BTYD, "train": {"learning_rate": 3e-3}},
+    "lr_3e-4": {**BTYD, "train": {"learning_rate": 3e-4}},
+    "weight_decay_1e-2": {**BTYD, "train": {"weight_decay": 1e-2}},
+    "patience_40": {**BTYD, "train": {"patience": 40}},
+    "batch_1024": {**BTYD, "train": {"batch_size": 1024}},
+    # the loss and the point prediction
+    "ranking_loss": {**BTYD, "train": {"ranking_weight": 1.0}},
+    "median": {**BTYD, "point": "median"},
+    # inter-purchase-time and order-size-trend features
+    "gaps": {**BTYD, "gaps": True},
+    # other scoring models and blends, chosen inside the folds
+    "gbt_btyd": {**BTYD, "combine": "gbt_only"},
+    "net_gbt": {**BTYD, "combine": "gbt"},
+    "rank_stack": {**BTYD, "combine": "bgnbd_rank"},
+    # more training rows: the fitting customers again at up to TRAIN_WINDOWS earlier cutoffs,
+    # one horizon apart (value.train_windows, cvlib.stages.preprocess.training_windows), with a
+    # window input
+    "windows": {**BTYD, "windows": True},
+    "windows_level": {**BTYD, "windows": True, "window_input": False},
+}
+# the same two networks with other seeds (the networks' initialisation, dropout and shuffling; the
+# folds and validation customers unchanged): how much of a difference another seed gives
+for _s in (1, 2):
+  SPECS[f"btyd_seed{_s}"] = {**SPECS["btyd"], "seed_offset": _s}
+  SPECS[f"windows_seed{_s}"] = {**SPECS["windows"], "seed_offset": _s}
+LEVERS = tuple(SPECS)
+GRID = np.linspace(0, 1, 11)  # blend weights of the network
+TRAIN_WINDOWS = 2  # the windows lever's value.train_windows
+
+
+def gap_features(tx: pd.DataFrame, features: pd.DataFrame, cutoff: dt.date) -> pd.DataFrame:
+  """The ``gaps`` lever's columns: regularity of the purchase gaps, how overdue the customer is
+  against their own typical gap, and the trend of their order size (0 where undefined)."""
+  f = features
+  mean_gap = f["mean_interpurchase_days"].to_numpy(np.float64)
+  std_gap = f["std_interpurchase_days"].to_numpy(np.float64)
+  since = f["days_since_last"].to_numpy(np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    cv = np.where(mean_gap > 0, std_gap / mean_gap, 0.0)
+    overdue = np.where(mean_gap > 0, np.log1p(since / mean_gap), 0.0)
+  orders = (tx[tx["timestamp"] < pd.Timestamp(cutoff)]
+            .groupby(["customer_id", "order_id"], observed=True)
+            .agg(t=("timestamp", "min"), amount=("amount", "sum")).reset_index()
+            .sort_values(["customer_id", "t"]))
+  g = orders.groupby("customer_id", observed=True)["amount"]
+  last = g.last()
+  last3 = g.apply(lambda a: a.iloc[-3:].mean())
+  mean = g.mean()
+  trend = pd.DataFrame({"last_order_ratio": np.log1p(last.clip(lower=0)) -
+                        np.log1p(mean.clip(lower=0)),
+                        "last3_order_ratio": np.log1p(last3.clip(lower=0)) -
+                        np.log1p(mean.clip(lower=0))})
+  trend = trend.reindex(f["customer_id"].astype(str)).fillna(0.0).reset_index(drop=True)
+  return pd.concat([pd.DataFrame({"gap_cv": np.nan_to_num(cv), "overdue": np.nan_to_num(overdue)}),
+                    trend], axis=1).astype("float64")
+
+
+def _rank01(x: np.ndarray) -> np.ndarray:
+  from scipy.stats import rankdata
+  return (rankdata(x) - 0.5) / len(x)
+
+
+def _by_rank(order_of: np.ndarray, values: np.ndarray) -> np.ndarray:
+  """``values`` reassigned in the order of ``order_of``: the blend's ranking, the network's
+  distribution of values (so the decile error still reads the network's levels)."""
+  out = np.empty(len(values))
+  out[np.argsort(order_of, kind="stable")] = np.sort(values)
+  return out
+
+
+def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *,
+             horizon_days: int, seed: int, cache: dict) -> tuple[np.ndarray, list[float]]:
+  """Every customer's cross-fitted prediction under a lever (and the blend weights per fold).
+
+  ``cache`` keeps each network setting's fitted folds, so levers that only change what is done
+  with a network (the point prediction, a blend) reuse its fits."""
   from cvlib.stages.evaluate import crossfit_folds
+  from cvlib.value import baselines
   from cvlib.value import btyd as btyd_lib
   from cvlib.value import metrics as vm
   from cvlib.value import networks, ziln
+  spec = SPECS[lever]
   n = len(f)
   y = f["holdout_value"].to_numpy(np.float64)
   fold = crossfit_folds(n, cfg.cv_folds, seed)
+  train = {"hidden": cfg.hidden, "dropout": cfg.dropout, "epochs": cfg.epochs,
+           "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+           "patience": cfg.patience, **spec.get("train", {})}
+  key = json.dumps([spec.get(k) for k in ("btyd", "recent", "gaps", "seeds", "windows",
+                                          "window_input", "seed_offset")] + [train],
+                   sort_keys=True, default=list)
   pred, weights = np.zeros(n), []
   for k in range(cfg.cv_folds):
     held = fold == k
-    params = (networks.fit_btyd_inputs(f[~held], horizon_days=horizon_days)
-              if lever in ("btyd", "btyd_recent", "ensemble") else None)
-    X = networks.network_inputs("ziln", f, None, params)
-    if lever in ("recent", "btyd_recent"):
-      X = pd.concat([X, recent], axis=1)
     fit_idx, val_idx = networks.value_split(held, seed + k)
-    runs = []
-    for s in range(SEEDS_IN_ENSEMBLE if lever == "ensemble" else 1):
-      predictor, _ = ziln.train_ziln(
-          X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
-          dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
-          learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed + k + 1000 * s,
-          interval=cfg.interval)
-      runs.append(predictor)
-    pred[held] = np.mean([p.predict(X[held])["predicted_value"].to_numpy() for p in runs], 0)
-    if lever == "stack":
-      fit = networks.fit_btyd_inputs(f[~held], horizon_days=horizon_days)
+    if (key, k) not in cache:
+      params = (networks.fit_btyd_inputs(f[~held], horizon_days=horizon_days)
+                if spec.get("btyd") else None)
+      X = networks.network_inputs("ziln", f, None, params)
+      X = pd.concat([X] + [extra[e] for e in ("recent", "gaps") if spec.get(e)], axis=1)
+      X_fit, y_fit = X.iloc[fit_idx], y[fit_idx]
+      if spec.get("windows"):  # the fitting customers at earlier cutoffs, their window numbered
+        more = networks.window_rows(extra["windows"], f["customer_id"].iloc[fit_idx])
+        if len(more):  # as networks.train_value_networks assembles them
+          X_more = networks.network_inputs("ziln", more, None, params)
+          if spec.get("window_input", True):
+            X, X_fit = X.assign(window=0.0), X_fit.assign(window=0.0)
+            X_more = X_more.assign(window=more["window"].to_numpy(np.float64))
+          X_fit = pd.concat([X_fit, X_more], ignore_index=True)
+          y_fit = np.concatenate([y_fit, more["holdout_value"].to_numpy(np.float64)])
+      seeds = [seed + k + 1000 * s + 100 * spec.get("seed_offset", 0)
+               for s in range(spec.get("seeds", 1))]
+      runs = [ziln.train_ziln(X_fit, y_fit, X.iloc[val_idx], y[val_idx], seed=s,
+                              interval=cfg.interval, **train)[0] for s in seeds]
+      logits = np.mean([r.logits(X) for r in runs], 0) if len(runs) == 1 else None
+      value = np.mean([r.predict(X)["predicted_value"].to_numpy() for r in runs], 0)
+      cache[key, k] = {"X": X, "params": params, "value": value, "logits": logits,
+                       "sigma_max": runs[0].config["sigma_max"]}
+    c = cache[key, k]
+    net = c["value"]
+    if spec.get("point") == "median":
+      out = ziln.ziln_predict(c["logits"], sigma_max=c["sigma_max"])
+      net = np.asarray(out["p_return"] * np.exp(out["mu"]), np.float64)
+    combine = spec.get("combine")
+    if combine is None:
+      pred[held] = net[held]
+      continue
+    if combine in ("bgnbd", "bgnbd_rank"):
+      fit = c["params"] or networks.fit_btyd_inputs(f[~held], horizon_days=horizon_days)
       bgf, ggf = btyd_lib.fitters_from_params(fit["bgnbd"], fit["gamma_gamma"])
-      bt = btyd_lib.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
-                                 f["monetary_value"], horizon=horizon_days
-                                 )["predicted_value"].to_numpy()
-      net_val = runs[0].predict(X.iloc[val_idx])["predicted_value"].to_numpy()
-      grid = np.linspace(0, 1, 11)
-      w = grid[int(np.argmax([vm.gini_normalised(y[val_idx], g * net_val + (1 - g) * bt[val_idx])
-                              for g in grid]))]
-      weights.append(float(w))
-      pred[held] = w * pred[held] + (1 - w) * bt[held]
+      other = btyd_lib.predict_btyd(bgf, ggf, f["frequency"], f["recency_days"], f["T_days"],
+                                    f["monetary_value"], horizon=horizon_days
+                                    )["predicted_value"].to_numpy()
+    else:  # Poisson trees on the networks' inputs (BTYD outputs included), fitting rows only
+      import threadpoolctl
+      X = pd.concat([networks.model_inputs(f), networks.btyd_inputs(c["params"], f)], axis=1)
+      with threadpoolctl.threadpool_limits(limits=1):
+        other = baselines.train_gbt(X.iloc[fit_idx].to_numpy(), y[fit_idx],
+                                    seed=seed + k).predict(X.to_numpy())
+    if combine == "gbt_only":
+      pred[held] = other[held]
+      continue
+    if combine == "bgnbd_rank":
+      blend = lambda w, rows: w * _rank01(net[rows]) + (1 - w) * _rank01(other[rows])
+    else:
+      blend = lambda w, rows: w * net[rows] + (1 - w) * other[rows]
+    w = GRID[int(np.argmax([vm.gini_normalised(y[val_idx], blend(g, val_idx)) for g in GRID]))]
+    weights.append(float(w))
+    pred[held] = (_by_rank(blend(w, held), net[held]) if combine == "bgnbd_rank"
+                  else blend(w, held))
   return pred, weights
 
 
-def measure(dataset: str, window: str, levers: list[str]) -> dict:
+def measure(dataset: str, window: str, levers: list[str], save=lambda out: None) -> dict:
+  """One dataset and window: the baselines, then each lever (``save(out)`` after each)."""
   from cvlib.config import load_params
   from cvlib.data import features as feats
   from cvlib.stages import preprocess
@@ -146,7 +305,12 @@ def measure(dataset: str, window: str, levers: list[str]) -> dict:
   t = preprocess.read_inputs(params).cleaned
   f = feats.compute_customer_features(t.transactions, t.items, t.products, t.reviews, cutoff,
                                       horizon)
-  recent = recent_features(t.transactions, f["customer_id"], cutoff, horizon)
+  extra = {"recent": recent_features(t.transactions, f["customer_id"], cutoff, horizon),
+           "gaps": gap_features(t.transactions, f, cutoff),
+           "windows": (preprocess.training_windows(feats.compute_customer_features, t, cutoff,
+                                                   horizon, TRAIN_WINDOWS)
+                       if any(SPECS[lever].get("windows") for lever in levers)
+                       else pd.DataFrame())}
   is_test = split_customers(cfg, f, seed=params.seed)
   reported = np.ones(len(f), bool)
   reported[networks.value_split(is_test, params.seed)[1]] = False  # the selection customers
@@ -165,12 +329,19 @@ def measure(dataset: str, window: str, levers: list[str]) -> dict:
              "spend": score(baselines.spend_baseline(f["total_spend"].to_numpy(),
                                                      f["T_days"].to_numpy(), horizon))},
          "levers": {}}
+  if len(extra["windows"]):  # the windows lever's extra rows (before keeping the fitting ones)
+    out["earlier_training_windows"] = [
+        {"cutoff": (cutoff - dt.timedelta(days=int(k) * horizon)).isoformat(), "customers": int(c)}
+        for k, c in extra["windows"]["window"].value_counts().sort_index().items()]
+  cache: dict = {}
   for lever in levers:
     start = time.perf_counter()
-    pred, weights = crossfit(lever, f, recent, cfg, horizon_days=horizon, seed=params.seed)
+    pred, weights = crossfit(lever, f, extra, cfg, horizon_days=horizon, seed=params.seed,
+                             cache=cache)
     out["levers"][lever] = {**score(pred), "seconds": round(time.perf_counter() - start, 1),
-                            **({"stack_weights": weights} if weights else {})}
+                            **({"blend_weights": weights} if weights else {})}
     print(dataset, window, lever, out["levers"][lever], flush=True)
+    save(out)
   return out
 
 
@@ -189,11 +360,13 @@ def main() -> None:
     results.update(date=dt.datetime.now().astimezone().isoformat(timespec="minutes"),
                    machine={"cpus": os.cpu_count(), "python": platform.python_version()})
     for window in args.windows.split(","):
-      got = measure(dataset, window, args.levers.split(","))
       old = data.setdefault(dataset, {}).get(window, {})
-      got["levers"] = {**old.get("levers", {}), **got["levers"]}
-      data[dataset][window] = got
-      RESULTS.write_text(json.dumps(results, indent=1) + "\n")  # after each window: resumable
+
+      def save(got, old=old, dataset=dataset, window=window):  # after each lever: resumable
+        data[dataset][window] = {**got, "levers": {**old.get("levers", {}), **got["levers"]}}
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+      save(measure(dataset, window, args.levers.split(","), save))
   RESULTS.write_text(json.dumps(results, indent=1) + "\n")
   print(f"wrote {RESULTS}")
 

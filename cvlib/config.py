@@ -212,6 +212,12 @@ class ValueConfig:
   # Every network also reads BG/NBD + Gamma-Gamma's expected purchases, P(alive), P(return), order
   # value and value, fitted on the training customers' calibration histories (issue 19).
   btyd_inputs: bool = True
+  # Without review text, the networks also train on their training customers as they stood up to
+  # this many horizons earlier (labels: spend in the horizon that followed, all before the cutoff;
+  # an input `window` numbers the window, 0 when scoring), where the data hold 30 days before that
+  # earlier cutoff. 0, the default: the one window (issue 19: no Gini gain beyond what another
+  # seed gives, benchmarks/results/value_levers.json `windows`).
+  train_windows: int = 0
   interval: float = 0.8  # central prediction interval reported per customer
   # The end-to-end model: each customer's history written as text, read by the fine-tuned encoder
   # with the numeric features, ZILN head, trained end to end. Slow on CPU; back-test only (the
@@ -620,6 +626,7 @@ def _check(p: Params, name: str) -> list[str]:
        f"0 (all training customers) or at least {MIN_TRAIN_SAMPLE}", v.train_sample)
   need(0 < v.interval < 1, "value.interval", "in (0, 1)", v.interval)
   need(0 <= v.cv_folds <= 20, "value.cv_folds", "in [0, 20]", v.cv_folds)
+  need(0 <= v.train_windows <= 12, "value.train_windows", "in [0, 12]", v.train_windows)
   s = p.segment
   need(all(0 < x < 1 for x in s.value_tiers) and sum(s.value_tiers) < 1, "segment.value_tiers",
        "two shares in (0, 1) summing below 1", s.value_tiers)

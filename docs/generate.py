@@ -1852,6 +1852,34 @@ LEVERS = {
     "stack": "history network blended with BG/NBD + Gamma-Gamma, weight chosen per fold on its "
              "validation customers",
 }
+# The second round (issue 19 part 4), each against `btyd`, the default it started from.
+LEVERS_2 = {
+    "btyd": "the network the round started from (BTYD inputs)",
+    "btyd_seed1": "the same, another seed (initialisation, dropout, shuffling)",
+    "btyd_seed2": "the same, a third seed",
+    "wide": "hidden layers 128, 64 (default 64, 32)",
+    "narrow": "hidden layers 32, 16",
+    "deep": "hidden layers 64, 64, 32",
+    "lr_3e-3": "learning rate 3e-3 (default 1e-3)",
+    "lr_3e-4": "learning rate 3e-4",
+    "weight_decay_1e-2": "weight decay 1e-2 (default 1e-4)",
+    "patience_40": "early-stopping patience 40 epochs (default 20)",
+    "batch_1024": "batch size 1024 (default 256)",
+    "ranking_loss": "+ a pairwise ranking term on the predicted mean (weight 1) in the loss",
+    "median": "scores by P(return) x exp(mu), the lognormal median, not the ZILN mean",
+    "gaps": "+ gap regularity (CV), days since last over the usual gap, last and last-three "
+            "order value over the mean",
+    "gbt_btyd": "Poisson trees on the history, ratings and BTYD inputs instead of the network",
+    "net_gbt": "network and those trees averaged, weight chosen per fold on its validation "
+               "customers",
+    "rank_stack": "network and BG/NBD + GG ranks averaged, weight chosen per fold on its "
+                  "validation customers, the network's values reassigned in that order",
+    "windows": "+ the fitting customers at up to two earlier cutoffs, one horizon apart, with "
+               "a window input (`value.train_windows: 2`)",
+    "windows_seed1": "the same, another seed",
+    "windows_seed2": "the same, a third seed",
+    "windows_level": "earlier windows without the window input",
+}
 
 
 def _targets(page: Page, snaps: dict[str, dict]) -> None:
@@ -1927,8 +1955,40 @@ def _levers(page: Page) -> None:
          + "; ".join(f"`{k}`, {why}" for k, why in (d.get("not_adopted") or {}).items())
          + ". Differences of a few thousandths in Gini are within what another seed gives "
          "(compare `ensemble`, the mean of five).")
+  _levers_round_two(page, d)
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)
+
+
+def _levers_round_two(page: Page, d: dict) -> None:
+  """The second round's levers, one row each, every split a column, against `btyd`."""
+  cells = [(ds, window, w) for ds, windows in d["datasets"].items()
+           for window, w in windows.items()]
+  if not any(k in w["levers"] for _, _, w in cells for k in LEVERS_2 if k != "btyd"):
+    return
+  page.p("The second round, from `btyd` (the default it started from); Gini / decile MAPE, "
+         "every lever measured the same way:")
+  rows = []
+  for k, what in LEVERS_2.items():
+    got = [w["levers"].get(k) for _, _, w in cells]
+    rows.append([f"`{k}`", what] + [f"{f3(g['gini'])} / {f3(g['decile_mape'])}" if g else DASH
+                                    for g in got])
+  page.table(["lever", "what changes"] + [f"{DATASET_NAMES.get(ds, ds)}, {window} "
+                                          f"({w['cutoff']}, {w['horizon_days']} days)"
+                                          for ds, window, w in cells], rows,
+             "ll" + "r" * len(cells))
+  seeds = ("btyd", "btyd_seed1", "btyd_seed2")
+  spread = {(ds, window): [w["levers"][k]["gini"] for k in seeds if k in w["levers"]]
+            for ds, window, w in cells}
+  page.p("Another seed alone moves `btyd`'s Gini: "
+         + "; ".join(f"{DATASET_NAMES.get(ds, ds)} {window}, {f3(min(g))} to {f3(max(g))} over "
+                     f"{len(g)} seeds" for (ds, window), g in spread.items() if len(g) > 1)
+         + ". So a lever counts only if its Gini beats every `btyd` seed on the earlier splits.")
+  beat = [k for k in LEVERS_2 if k not in seeds and all(
+      k in w["levers"] and w["levers"][k]["gini"] > max(spread[ds, window])
+      for ds, window, w in cells if window == "earlier")]
+  page.p("Levers whose Gini beat every `btyd` seed on both earlier splits: "
+         + (", ".join(f"`{k}`" for k in beat) if beat else "none") + ".")
 
 
 def _benchmark_sentiment(page: Page) -> None:

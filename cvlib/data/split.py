@@ -26,6 +26,10 @@ class Prepared:
   features_now: pd.DataFrame  # per customer, features before as_of (for forward scores)
   cal_items: pd.DataFrame  # customer-product purchases before cutoff
   hold_items: pd.DataFrame  # customer-product purchases in the holdout period
+  # the customers as they stood at earlier cutoffs, one horizon apart (``features`` columns and
+  # ``window``: 1 for one horizon before the cutoff, ...): more rows for the value networks to
+  # train on (``value.train_windows``); no rows when there is no earlier window
+  windows: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
   @property
   def has_customers(self) -> bool:

@@ -20,8 +20,8 @@ from cvlib.stages.notes import MIN_RETURNING, NOT_APPLICABLE, attempt, optional,
 from cvlib.value import baselines, btyd
 from cvlib.value import metrics as vm
 from cvlib.value.networks import (BASELINES, E2E_MODEL, NETWORK_INPUTS, SELECTION_CUSTOMERS,
-                                  VALUE_MODELS, e2e_numeric, history_texts, model_inputs,
-                                  predictor_inputs, ranking_key, scoring_model,
+                                  VALUE_MODELS, WINDOW_INPUT, e2e_numeric, history_texts,
+                                  model_inputs, predictor_inputs, ranking_key, scoring_model,
                                   select_scoring_model, train_value_networks, value_split)
 from cvlib.value.sampling import training_sample
 from cvlib.value.text_features import make_customer_text
@@ -212,7 +212,7 @@ def crossfit_value_models(cfg: ValueConfig, preds: pd.DataFrame | None, prep: Pr
       text = make_customer_text(review_scores, embeddings, prep, untrained,
                                 text_dims=cfg.text_dims, seed=seed + k, now=False).calibration
     networks = train_value_networks(cfg, features, text, untrained, seed=seed + k,
-                                    horizon_days=prep.horizon_days)
+                                    horizon_days=prep.horizon_days, windows=prep.windows)
     for name, (predictor, _) in networks.items():
       p = predictor.predict(predictor_inputs(name, predictor, features.loc[held], text), qs=qs)
       for col, src in (("value", "predicted_value"), ("p_return", "p_return"), ("lo", "q10"),
@@ -608,6 +608,10 @@ def value_importance(networks: dict, name: str | None, features: pd.DataFrame,
   predictor, _ = networks[name]
   X = predictor_inputs(name, predictor, features, text)[is_test].reset_index(drop=True)
   y = features["holdout_value"].to_numpy()[is_test]
+  if WINDOW_INPUT in X:  # 0 for everyone scored: nothing to shuffle
+    return explain.permutation_importance(
+        lambda x: predictor.predict(x.assign(**{WINDOW_INPUT: 0.0})),
+        X.drop(columns=[WINDOW_INPUT]), y, seed=seed)
   return explain.permutation_importance(predictor.predict, X, y, seed=seed)
 
 

@@ -160,12 +160,38 @@ def prepare_customers(params: Params, tables: Tables) -> Prepared:
   else:
     features = compute(*args, cutoff, h)
     features_now = compute(*args, as_of, h)
+  windows = (training_windows(compute, tables, cutoff, h, params.value.train_windows)
+             if cutoff is not None else pd.DataFrame())
   salt, _ = privacy.resolve_salt(params.report.salt)
   for df in (features, features_now):
     df.insert(1, "customer_key", privacy.pseudonymise(df["customer_id"], salt))
   cal_items, hold_items = feats.holdout_items(tables.transactions, tables.items,
                                               cutoff or dt.date(2000, 1, 1), h)
-  return Prepared(cutoff, as_of, h, features, features_now, cal_items, hold_items)
+  return Prepared(cutoff, as_of, h, features, features_now, cal_items, hold_items, windows)
+
+
+# An earlier training window needs this much history before its cutoff.
+MIN_WINDOW_HISTORY_DAYS = 30
+
+
+def training_windows(compute, tables: Tables, cutoff: dt.date, horizon_days: int,
+                     n: int) -> pd.DataFrame:
+  """The customers' features at up to ``n`` cutoffs one, two, .. horizons before ``cutoff``
+  (``value.train_windows``), each window's labels its following horizon, so all before ``cutoff``;
+  a window stops the list when the data hold less than :data:`MIN_WINDOW_HISTORY_DAYS` before it.
+
+  Returns:
+    The windows' feature rows stacked, with ``window`` (1, 2, ..); no rows when none fits.
+  """
+  args = (tables.transactions, tables.items, tables.products, tables.reviews)
+  first = tables.transactions["timestamp"].min().date()
+  out = []
+  for k in range(1, n + 1):
+    earlier = cutoff - dt.timedelta(days=k * horizon_days)
+    if (earlier - first).days < MIN_WINDOW_HISTORY_DAYS:
+      break
+    out.append(compute(*args, earlier, horizon_days).assign(window=k))
+  return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def save_prepared(ws: Workspace, params: Params, inputs: Inputs, prep: Prepared) -> dict[str, Any]:
@@ -179,6 +205,7 @@ def save_prepared(ws: Workspace, params: Params, inputs: Inputs, prep: Prepared)
   ws.save_frame("features_now", prep.features_now)
   ws.save_frame("cal_items", prep.cal_items)
   ws.save_frame("hold_items", prep.hold_items)
+  ws.save_frame("features_windows", prep.windows)
   ws.save_frame("cleaning_log", log.to_frame())
   ws.save_json("split", prep.split_info(cleaned))
   ws.save_json("sources", inputs.sources)
@@ -210,7 +237,9 @@ def load_prepared(ws: Workspace) -> tuple[Tables, Prepared]:
   prep = Prepared(day(split["cutoff"]), day(split["as_of"]),
                   split["horizon_days"], ws.load_frame("features"),
                   ws.load_frame("features_now"), ws.load_frame("cal_items"),
-                  ws.load_frame("hold_items"))
+                  ws.load_frame("hold_items"),
+                  ws.load_frame("features_windows") if ws.has("features_windows")
+                  else pd.DataFrame())
   return tables, prep
 
 

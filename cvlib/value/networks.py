@@ -141,11 +141,28 @@ def network_inputs(name: str, features: pd.DataFrame, text: pd.DataFrame | None,
   return X
 
 
+# The input that numbers a training row's window: 0 for the cutoff's own customers (and whoever
+# is scored), k for the customers as they stood k horizons before it (``value.train_windows``).
+WINDOW_INPUT = "window"
+
+
 def predictor_inputs(name: str, predictor: Any, features: pd.DataFrame,
                      text: pd.DataFrame | None) -> pd.DataFrame:
   """:func:`network_inputs` for a trained network, with the BTYD parameters it was trained with
-  (none for a network saved before issue 19 or trained without them)."""
-  return network_inputs(name, features, text, predictor.config.get("btyd"))
+  (none for a network saved before issue 19 or trained without them), and :data:`WINDOW_INPUT`
+  at 0 (the window being scored) for a network trained on earlier windows too."""
+  X = network_inputs(name, features, text, predictor.config.get("btyd"))
+  return X.assign(**{WINDOW_INPUT: 0.0}) if predictor.config.get("windows") else X
+
+
+def window_rows(windows: pd.DataFrame | None, customer_ids: pd.Series) -> pd.DataFrame:
+  """The earlier windows' rows (:attr:`cvlib.data.split.Prepared.windows`) of these customers:
+  the customers a network fits on, so neither its validation customers nor the customers it is
+  tested on reach it through an earlier window."""
+  if windows is None or not len(windows):
+    return pd.DataFrame()
+  keep = windows["customer_id"].astype(str).isin(set(customer_ids.astype(str)))
+  return windows[keep].reset_index(drop=True)
 
 
 def value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,12 +175,20 @@ def value_split(is_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.DataFrame | None,
-                         is_test: np.ndarray, *, seed: int, horizon_days: int) -> dict[str, Any]:
+                         is_test: np.ndarray, *, seed: int, horizon_days: int,
+                         windows: pd.DataFrame | None = None) -> dict[str, Any]:
   """Trains the ZILN networks (without and, when text exists, with text) on training customers.
 
   With ``cfg.btyd_inputs``, BG/NBD + Gamma-Gamma are fitted on the training customers'
   calibration histories first and every network also reads their outputs
   (:func:`fit_btyd_inputs`; the parameters go into each network's config).
+
+  With ``windows`` (:attr:`cvlib.data.split.Prepared.windows`) holding rows and no review text,
+  the networks also fit on their fitting customers as they stood at those earlier cutoffs
+  (:func:`window_rows`), with the :data:`WINDOW_INPUT` input (config ``windows``: how many
+  windows). With review text none does: there are no text features at earlier cutoffs, and the
+  review ablation compares networks trained on the same rows. Early stopping and the selection
+  customers stay on the cutoff's own window.
 
   Returns:
     {name: (predictor, history)}.
@@ -177,16 +202,25 @@ def train_value_networks(cfg: ValueConfig, features: pd.DataFrame, text: pd.Data
   has_ratings = features["n_reviews"].gt(0).any()
   btyd = (fit_btyd_inputs(features[~is_test], horizon_days=horizon_days)
           if cfg.btyd_inputs else None)
+  more = window_rows(windows if text is None else None, features["customer_id"].iloc[fit_idx])
+  n_windows = int(more["window"].nunique()) if len(more) else 0
   for name, uses in NETWORK_INPUTS.items():
     if ("ratings" in uses and not has_ratings) or ("text" in uses and text is None):
       continue  # nothing to add over the simpler network
     X = network_inputs(name, features, text, btyd)
+    X_fit, y_fit = X.iloc[fit_idx], y[fit_idx]
+    if n_windows:
+      X, X_fit = X.assign(**{WINDOW_INPUT: 0.0}), X_fit.assign(**{WINDOW_INPUT: 0.0})
+      X_more = network_inputs(name, more, None, btyd).assign(
+          **{WINDOW_INPUT: more["window"].to_numpy(np.float64)})
+      X_fit = pd.concat([X_fit, X_more], ignore_index=True)
+      y_fit = np.concatenate([y_fit, more["holdout_value"].to_numpy(np.float64)])
     predictor, history = ziln.train_ziln(
-        X.iloc[fit_idx], y[fit_idx], X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
+        X_fit, y_fit, X.iloc[val_idx], y[val_idx], hidden=cfg.hidden,
         dropout=cfg.dropout, epochs=cfg.epochs, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
         interval=cfg.interval)
-    predictor.config["btyd"] = btyd
+    predictor.config.update(btyd=btyd, windows=n_windows)
     out[name] = (predictor, history)
   return out
 
