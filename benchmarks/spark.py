@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
       "definition": definition_cost(),
       "repeats": args.repeats, "sizes": {}}
   if args.merge and args.out.exists():
-    results = json.loads(args.out.read_text())
+    results = {**json.loads(args.out.read_text()), "date": results["date"]}  # the latest run
   for n in sizes:
     data = data_folder(n)
     size = results["sizes"].setdefault(str(n), {})
