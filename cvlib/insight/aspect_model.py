@@ -276,6 +276,11 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
 
 
+def _sentences(text: str) -> list[str]:
+  """A review's sentences (HTML line breaks, as some review dumps write them, end one too)."""
+  return _SENTENCE_SPLIT.split(text.replace("<br />", "\n"))
+
+
 def fold(text: str) -> str:
   """Lower-case without accents ("Preço" -> "preco"); curly apostrophes become straight."""
   text = unicodedata.normalize("NFKD", text.replace("\u2019", "'").lower())
@@ -405,10 +410,17 @@ class PolarityHead:
                  json.loads(str(f["trained_on"])))
 
 
+# Titles and reviews of at most this many words are one opinion, labelled by their stars; the
+# polarity head learns from at most HEAD_EXAMPLES texts.
+SHORT_TEXT_WORDS = 12
+HEAD_EXAMPLES = 6000
+
+
 def polarity_training_set(texts: Sequence[str], ratings: Sequence[float], *,
                           titles: Sequence[str] | None = None,
-                          matcher: KeywordMatcher | None = None, max_words: int = 12,
-                          max_examples: int = 6000, seed: int = 0) -> tuple[list[str], np.ndarray]:
+                          matcher: KeywordMatcher | None = None,
+                          max_words: int = SHORT_TEXT_WORDS, max_examples: int = HEAD_EXAMPLES,
+                          seed: int = 0) -> tuple[list[str], np.ndarray]:
   """Opinion texts with labels from the stars: the polarity head's training data.
 
   Titles and reviews of at most ``max_words`` words are nearly always one opinion, so their stars
@@ -479,7 +491,7 @@ def _aspect_clauses(text: str, stars: float, matcher: KeywordMatcher
                     ) -> list[tuple[str, int]]:
   """The clauses of a long review that name an aspect, with their clause-level label."""
   out = []
-  for sentence in _SENTENCE_SPLIT.split(text.replace("<br />", "\n")):
+  for sentence in _sentences(text):
     for clause, after_contrast in lexicon.split_contrast(sentence):
       if stars == 4 and not after_contrast:
         continue
@@ -589,7 +601,7 @@ def split_reviews(texts: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
   for i, text in enumerate(texts):
     if not isinstance(text, str):
       continue
-    for part in _SENTENCE_SPLIT.split(text.replace("<br />", "\n")):
+    for part in _sentences(text):
       pieces = lexicon.split_clauses(part)
       clauses += pieces
       owner += [i] * len(pieces)
@@ -657,15 +669,25 @@ def _unit(vectors: Any, n: int) -> np.ndarray:
   return arr
 
 
+def _tags(keyword: np.ndarray, similarity: np.ndarray, short: np.ndarray | None, floor: Any,
+          alone: Any) -> np.ndarray:
+  """The tagging rule: a keyword with the clause's similarity to the aspect at least ``floor``
+  (or in a short verdict clause), or the similarity alone at least ``alone``. ``keyword`` and
+  ``similarity`` are [n_clauses] or [n_clauses, n_aspects], the thresholds broadcast over them."""
+  if short is not None and keyword.ndim == 2:
+    short = short[:, None]
+  near = similarity >= floor
+  if short is not None:
+    near = near | short
+  return (keyword & near) | (similarity >= alone)
+
+
 def clause_hits(table: ClauseTable, names: Sequence[str], floor: Mapping[str, float],
                 alone: Mapping[str, float]) -> np.ndarray:
   """[n_clauses, n_aspects] bool: the clause tags the aspect."""
   lo = np.array([floor[n] for n in names])[None, :]
   hi = np.array([alone[n] for n in names])[None, :]
-  hits = (table.keyword & (table.similarity >= lo)) | (table.similarity >= hi)
-  if table.short is not None:
-    hits |= table.keyword & table.short[:, None]
-  return hits
+  return _tags(table.keyword, table.similarity, table.short, lo, hi)
 
 
 def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
@@ -768,14 +790,12 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
   floors = np.r_[-1.0, np.round(np.arange(0.05, 0.6001, 0.025), 3)]
   alones = np.r_[np.round(np.arange(0.3, 0.8001, 0.025), 3), 1.01]
   floor, alone = {}, {}
-  short = table.short if table.short is not None else np.zeros(len(table.clauses), dtype=bool)
   for a, name in enumerate(names):
     y = labels[:, a].astype(bool)
     best = None
     for f in floors:
       for h in alones:
-        hit = (table.keyword[:, a] & ((table.similarity[:, a] >= f) | short)
-               | (table.similarity[:, a] >= h))
+        hit = _tags(table.keyword[:, a], table.similarity[:, a], table.short, f, h)
         pred = np.zeros(n, dtype=bool)
         np.logical_or.at(pred, table.owner[hit], True)
         tp = weight[pred & y].sum()
@@ -865,11 +885,11 @@ def _calibrated(language: str, specs: tuple[AspectSpec, ...], head: PolarityHead
 
 # How the polarity head's training texts are chosen and labelled (polarity_training_set), as the
 # report and the head's record say it.
-TRAINING_RULE = ("titles and reviews of up to 12 words labelled by their stars (1-2 negative, "
-                 "4-5 positive, 3 left out), and the clauses of longer reviews that name an "
-                 "aspect labelled at the clause (negative in 1-2 star reviews and right after a "
-                 "'but' in 4-5 star ones, positive in 5-star ones); at most 6000, seeded, "
-                 "negatives up to half")
+TRAINING_RULE = (f"titles and reviews of up to {SHORT_TEXT_WORDS} words labelled by their stars "
+                 "(1-2 negative, 4-5 positive, 3 left out), and the clauses of longer reviews "
+                 "that name an aspect labelled at the clause (negative in 1-2 star reviews and "
+                 "right after a 'but' in 4-5 star ones, positive in 5-star ones); at most "
+                 f"{HEAD_EXAMPLES}, seeded, negatives up to half")
 
 
 def fit_shop_model(language: str, texts: Sequence[str | None], ratings: Sequence[float], *,
@@ -903,8 +923,9 @@ def fit_shop_model(language: str, texts: Sequence[str | None], ratings: Sequence
     if language in DEFAULT_HEAD:
       return _calibrated(language, specs, default_model(language).head)
     raise ValueError(f"aspect polarity: the shop has {counts[0]} negative and {counts[1]} "
-                     "positive rated opinion texts (titles, reviews of up to 12 words, aspect "
-                     "clauses of longer reviews); 20 of each are needed to learn polarity")
+                     f"positive rated opinion texts (titles, reviews of up to {SHORT_TEXT_WORDS} "
+                     "words, aspect clauses of longer reviews); 20 of each are needed to learn "
+                     "polarity")
   embed_fn = embed_fn or minilm_embed
   head = fit_polarity_head(embed_fn(train_texts), labels, trained_on={
       "data": f"the shop's {TRAINING_RULE}", "encoder": "pretrained MiniLM",
