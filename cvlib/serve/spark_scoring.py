@@ -145,11 +145,18 @@ def default_as_of(transactions: Any) -> dt.date:
   return pd.Timestamp(last).date() + dt.timedelta(days=1)
 
 
-def _none_before(transactions: Any, day: dt.date) -> bool:
-  """Whether no transaction is dated before ``day`` (a scan that stops at the first one)."""
+def _dated_before(day: dt.date) -> Any:
+  """The rows of a customer, dated before ``day``: what the feature query and the review lists
+  read."""
   from pyspark.sql import functions as F
-  before = F.col("timestamp") < F.lit(day.isoformat()).cast("timestamp_ntz")
-  return not transactions.where(before).limit(1).collect()
+  return (F.col("customer_id").isNotNull() & F.col("timestamp").isNotNull()
+          & (F.col("timestamp") < F.lit(day.isoformat()).cast("timestamp_ntz")))
+
+
+def _none_before(transactions: Any, day: dt.date) -> bool:
+  """Whether no customer's transaction is dated before ``day``, so the feature table is empty (a
+  scan that stops at the first one)."""
+  return not transactions.where(_dated_before(day)).limit(1).collect()
 
 
 def placeholder_features(columns: list[str], day: dt.date) -> pd.DataFrame:
@@ -172,9 +179,7 @@ def _review_lists(reviews: Any, day: dt.date) -> Any:
   """customer_id -> ``_reviews``, the list of their reviews with text dated before ``day``
   (those ``Scorer`` encodes), in time order."""
   from pyspark.sql import functions as F
-  r = reviews.where(F.col("customer_id").isNotNull() & F.col("timestamp").isNotNull()
-                    & F.col("text").isNotNull()
-                    & (F.col("timestamp") < F.lit(day.isoformat()).cast("timestamp_ntz")))
+  r = reviews.where(_dated_before(day) & F.col("text").isNotNull())
   return r.groupBy("customer_id").agg(
       F.array_sort(F.collect_list(F.struct(*REVIEW_FIELDS))).alias("_reviews"))
 
