@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cvlib.config import SparkConfig
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = HERE / ".cache" / "spark"
@@ -124,7 +126,7 @@ def _read_pandas(folder: Path) -> pd.DataFrame:
 
 
 def measure_one(engine: str, task: str, data: Path, out: Path, run_dir: Path,
-                partitions: int = 8, warm: bool = False) -> dict:
+                partitions: int, warm: bool = False) -> dict:
   """Runs one task on one engine (Spark with ``partitions`` shuffle partitions); returns its
   timings (seconds). ``warm``: a Spark job runs a second time in the same session, timed as
   ``warm_job_s`` (what a session kept between jobs sees: JVM code compiled, workers loaded)."""
@@ -235,7 +237,7 @@ def _roles_rss_mb(proc) -> dict[str, float]:
 
 
 def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path,
-                    partitions: int = 8, warm: bool = False) -> dict:
+                    partitions: int, warm: bool = False) -> dict:
   """One measurement in a fresh process, its peak memory sampled from outside (in all and by
   role: :func:`_roles_rss_mb`)."""
   import psutil
@@ -266,6 +268,12 @@ def run_measurement(engine: str, task: str, data: Path, out: Path, run_dir: Path
   if out.is_file():
     out.unlink()
   return result
+
+
+def _sentence(text: str) -> str:
+  """``text`` ending with a full stop (notes of merged runs are joined one after another)."""
+  text = text.strip()
+  return text if text.endswith((".", ")")) else text + "."
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -303,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--warm", action="store_true",
                       help="time each Spark job a second time in the same session as well "
                       "(warm_job_s; the first run stays job_s)")
-  parser.add_argument("--partitions", type=int, default=8, help=argparse.SUPPRESS)
+  parser.add_argument("--partitions", type=int, default=SparkConfig().shuffle_partitions,
+                      help="Spark's shuffle partitions (default: cvlib's, params spark.shuffle_partitions)")
   parser.add_argument("--one", nargs=5, metavar=("ENGINE", "TASK", "DATA", "OUT", "RUN"),
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -335,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
       "features": {"cutoff": CUTOFF.isoformat(), "horizon_days": HORIZON_DAYS},
       "scoring": {"model": "ziln", "drivers": False, "as_of": AS_OF.isoformat(),
                   "run_dir": str(run_dir), "duckdb_chunk_size": CHUNK},
-      "spark": {"shuffle_partitions": 8, "driver_memory": "4g"},
+      "spark": {"shuffle_partitions": args.partitions, "driver_memory": "4g"},
       "definition": definition_cost(),
       "repeats": args.repeats, "sizes": {}}
   if args.merge and args.out.exists():
@@ -345,18 +354,22 @@ def main(argv: list[str] | None = None) -> dict:
     size = results["sizes"].setdefault(str(n), {})
     size.update(customers=n, transactions=n * ORDERS_PER_CUSTOMER)
     if args.merge:
-      size["note"] = " ".join(filter(None, [size.get("note"), args.note or None, (
+      notes = [size.get("note"), args.note or None, (
           f"(benchmarks/spark.py --engines {','.join(engines)} --tasks {','.join(tasks)} "
-          f"--repeats {args.repeats} --merge, {dt.datetime.now().isoformat(timespec='seconds')})")]))
+          f"--repeats {args.repeats} --merge, {dt.datetime.now().isoformat(timespec='seconds')})")]
+      size["note"] = " ".join(_sentence(note) for note in notes if note)
     for task in tasks:
       for engine in engines:
         runs = []
         for _ in range(args.repeats):
           out = CACHE / f"out_{engine}_{task}.parquet"
-          runs.append(run_measurement(engine, task, data, out, run_dir, warm=args.warm))
+          runs.append(run_measurement(engine, task, data, out, run_dir, args.partitions,
+                                      warm=args.warm))
           print(f"{n:,} customers, {task}, {engine}: {runs[-1]['job_s']:.1f} s, "
                 f"peak {runs[-1]['peak_rss_mb']:,.0f} MiB", flush=True)
         size.setdefault(task, {})[engine] = summarise(runs)
+        if ENGINES[engine] is not None:
+          size[task][engine]["shuffle_partitions"] = args.partitions
       by = size[task]
       if "spark_local1" in by and "spark_local2" in by:
         by["spark_speedup_2_cores"] = round(by["spark_local1"]["job_s"]

@@ -1258,7 +1258,8 @@ def _spark_verdicts(d: dict) -> list[str]:
     if found:
       n, sp = found
       out.append(f"{SPARK_TASKS[task]} of {count(int(n))} customers: what the second core buys, "
-                 f"`local[2]` on two cores against `local[1]` held to one, {ratio(sp)}")
+                 f"`local[2]` on two cores against `local[1]` held to one, {ratio(sp)} "
+                 f"({'at least' if sp >= 1.6 else 'under'} 1.6x)")
   return out
 
 

@@ -98,12 +98,14 @@ def test_spark_verdicts_judge_each_target_on_the_largest_size():
       "10000": {"features": {"spark_local1": run(200, 150), "spark_local2": run(110, 80),
                              "spark_speedup_2_cores": 1.82, "spark_speedup_2_cores_warm": 1.88},
                 "score": {"duckdb": run(100), "spark_local2": run(250),
-                          "spark_local2_over_duckdb": 2.5}}}}
+                          "spark_local2_over_duckdb": 2.5, "spark_local1_one_core": run(350),
+                          "spark_speedup_second_core": 1.4}}}}
   verdicts = gen._spark_verdicts(d)  # pylint: disable=protected-access
-  assert len(verdicts) == 2
+  assert len(verdicts) == 3
+  assert "held to one, 1.40x (under 1.6x)" in verdicts[2]
   assert "10,000 customers" in verdicts[0] and "not met" in verdicts[0]
   assert "10,000 customers" in verdicts[1] and "1.82x" in verdicts[1]
   assert "1.88x when the job runs again in the same session" in verdicts[1]
   assert "(target at least 1.6x: met)" in verdicts[1]
   rows = gen._spark_rows(d["sizes"]["10000"], warm=True)  # pylint: disable=protected-access
-  assert [len(r) for r in rows] == [6] * 4
+  assert [len(r) for r in rows] == [6] * 5
