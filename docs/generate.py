@@ -587,7 +587,9 @@ def _database(page: Page) -> None:
 
 
 def _sentence(text: str) -> str:
-  return text[:1].upper() + text[1:] + "." if text else ""
+  """``text`` capitalised, ending with one full stop."""
+  text = text.strip()
+  return text[:1].upper() + text[1:].rstrip(".") + "." if text else ""
 
 
 def _spark_pointer(page: Page) -> None:
