@@ -1891,9 +1891,13 @@ LEVERS_3 = {
     "lines": "+ those, and order lines per order, repeat-product share of lines, distinct "
              "products per order and per unit (zero on CDNOW, which has no lines)",
     "avg_best5": "weights averaged over the five epochs of lowest validation loss",
+    "avg_best5_seed1": "the same, `btyd`'s second seed",
+    "avg_best5_seed2": "the same, `btyd`'s third seed",
     "folds10": "ten folds instead of five (each network fits on 90% of the customers)",
     "refit": "each fold's network trained again on its fitting and validation customers for "
              "the epochs early stopping chose",
+    "refit_seed1": "the same, `btyd`'s second seed",
+    "refit_seed2": "the same, `btyd`'s third seed",
     "quantile": "every input mapped to its normal scores among the fitting customers (a "
                 "quantile transform) instead of log1p and standardising",
     "ensemble3_short": "mean of three seeds, each stopped after 7 epochs without gain (default "
@@ -2006,11 +2010,22 @@ def _levers_round(page: Page, d: dict, levers: dict[str, str], intro: str) -> No
          + "; ".join(f"{DATASET_NAMES.get(ds, ds)} {window}, {f3(min(g))} to {f3(max(g))} over "
                      f"{len(g)} seeds" for (ds, window), g in spread.items() if len(g) > 1)
          + ". So a lever counts only if its Gini beats every `btyd` seed on the earlier splits.")
-  beat = [k for k in levers if k not in seeds and all(
+  beat = [k for k in levers if k not in seeds and "_seed" not in k and all(
       k in w["levers"] and w["levers"][k]["gini"] > max(spread[ds, window])
       for ds, window, w in cells if window == "earlier")]
   page.p("Levers of this round whose Gini beat every `btyd` seed on both earlier splits: "
          + (", ".join(f"`{k}`" for k in beat) if beat else "none") + ".")
+  seeded = [k for k in levers if f"{k}_seed1" in levers and k != "btyd"]
+  means = []
+  for ds, window, w in cells:
+    runs = {k: [w["levers"][f"{k}{s}"]["gini"] for s in ("", "_seed1", "_seed2")
+                if f"{k}{s}" in w["levers"]] for k in ["btyd"] + seeded}
+    if all(len(g) == 3 for g in runs.values()):
+      means.append(f"{DATASET_NAMES.get(ds, ds)} {window}: "
+                   + ", ".join(f"`{k}` {f3(statistics.mean(g))} ({f3(min(g))} to {f3(max(g))})"
+                               for k, g in runs.items()))
+  if seeded and means:
+    page.p("Mean Gini over the same three seeds (range): " + "; ".join(means) + ".")
 
 
 def _benchmark_sentiment(page: Page) -> None:
