@@ -22,8 +22,8 @@ def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
       "customer_id": ["a", "a", "a", "b"], "order_id": ["o1", "o2", "o3", "o4"],
       "timestamp": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-03-01", "2024-01-10"]),
       "amount": [10.0, 20.0, 99.0, 12.0], "quantity": [np.nan, np.nan, np.nan, 3.0]})
-  items = pd.DataFrame({"order_id": ["o1", "o1", "o2", "o3"], "product_id": ["p1", "p2", "p1", "p9"],
-                        "quantity": [2.0, 3.0, 4.0, 50.0]})
+  items = pd.DataFrame({"order_id": ["o1", "o1", "o2", "o3"],
+                        "product_id": ["p1", "p2", "p1", "p9"], "quantity": [2.0, 3.0, 4.0, 50.0]})
   return tx, items
 
 

@@ -541,8 +541,8 @@ def train_ziln(
       scoring.
 
   Returns:
-    (predictor holding the best-validation weights (or their average), history DataFrame with epoch, train_loss,
-    val_loss, best, seconds).
+    (predictor holding the best-validation weights, or their average with ``average_best``,
+    history DataFrame with epoch, train_loss, val_loss, best, seconds).
 
   Raises:
     ValueError: on bad shapes, non-finite or negative values, or bad hyper-parameters.
