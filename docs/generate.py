@@ -1883,6 +1883,29 @@ LEVERS_2 = {
     "windows_seed2": "the same, a third seed",
     "windows_level": "earlier windows without the window input",
 }
+# The third round (issue 19 part 4), each against `btyd` again: order-line inputs, variance
+# reduction at no scoring cost, the cross-fitting and the input scaling.
+LEVERS_3 = {
+    "btyd": "the network the round started from (BTYD inputs)",
+    "btyd_seed1": "the same, another seed",
+    "btyd_seed2": "the same, a third seed",
+    "unit_price": "+ mean unit price, units per order and their trend (last order against the "
+                  "mean; the order row's quantity where a shop gives no lines, as CDNOW)",
+    "lines": "+ those, and order lines per order, repeat-product share of lines, distinct "
+             "products per order and per unit (zero on CDNOW, which has no lines)",
+    "avg_best5": "weights averaged over the five epochs of lowest validation loss",
+    "avg_best5_seed1": "the same, `btyd`'s second seed",
+    "avg_best5_seed2": "the same, `btyd`'s third seed",
+    "folds10": "ten folds instead of five (each network fits on 90% of the customers)",
+    "refit": "each fold's network trained again on its fitting and validation customers for "
+             "the epochs early stopping chose",
+    "refit_seed1": "the same, `btyd`'s second seed",
+    "refit_seed2": "the same, `btyd`'s third seed",
+    "quantile": "every input mapped to its normal scores among the fitting customers (a "
+                "quantile transform) instead of log1p and standardising",
+    "ensemble3_short": "mean of three seeds, each stopped after 7 epochs without gain (default "
+                       "20): about the training time of one network",
+}
 
 
 def _targets(page: Page, snaps: dict[str, dict]) -> None:
@@ -1958,21 +1981,24 @@ def _levers(page: Page) -> None:
          + "; ".join(f"`{k}`, {why}" for k, why in (d.get("not_adopted") or {}).items())
          + ". Differences of a few thousandths in Gini are within what another seed gives "
          "(compare `ensemble`, the mean of five).")
-  _levers_round_two(page, d)
+  _levers_round(page, d, LEVERS_2, "The second round, from `btyd` (the default it started "
+                "from); Gini / decile MAPE, every lever measured the same way:")
+  _levers_round(page, d, LEVERS_3, "The third round, from `btyd` again: what the order lines "
+                "say, variance reduction that costs nothing when scoring, the cross-fitting and "
+                "the input scaling; Gini / decile MAPE:")
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)
 
 
-def _levers_round_two(page: Page, d: dict) -> None:
-  """The second round's levers, one row each, every split a column, against `btyd`."""
+def _levers_round(page: Page, d: dict, levers: dict[str, str], intro: str) -> None:
+  """One round of levers, one row each, every split a column, against `btyd` and its seeds."""
   cells = [(ds, window, w) for ds, windows in d["datasets"].items()
            for window, w in windows.items()]
-  if not any(k in w["levers"] for _, _, w in cells for k in LEVERS_2 if k != "btyd"):
+  if not any(k in w["levers"] for _, _, w in cells for k in levers if k != "btyd"):
     return
-  page.p("The second round, from `btyd` (the default it started from); Gini / decile MAPE, "
-         "every lever measured the same way:")
+  page.p(intro)
   rows = []
-  for k, what in LEVERS_2.items():
+  for k, what in levers.items():
     got = [w["levers"].get(k) for _, _, w in cells]
     rows.append([f"`{k}`", what] + [f"{f3(g['gini'])} / {f3(g['decile_mape'])}" if g else DASH
                                     for g in got])
@@ -1987,11 +2013,22 @@ def _levers_round_two(page: Page, d: dict) -> None:
          + "; ".join(f"{DATASET_NAMES.get(ds, ds)} {window}, {f3(min(g))} to {f3(max(g))} over "
                      f"{len(g)} seeds" for (ds, window), g in spread.items() if len(g) > 1)
          + ". So a lever counts only if its Gini beats every `btyd` seed on the earlier splits.")
-  beat = [k for k in LEVERS_2 if k not in seeds and all(
+  beat = [k for k in levers if k not in seeds and "_seed" not in k and all(
       k in w["levers"] and w["levers"][k]["gini"] > max(spread[ds, window])
       for ds, window, w in cells if window == "earlier")]
-  page.p("Levers whose Gini beat every `btyd` seed on both earlier splits: "
+  page.p("Levers of this round whose Gini beat every `btyd` seed on both earlier splits: "
          + (", ".join(f"`{k}`" for k in beat) if beat else "none") + ".")
+  seeded = [k for k in levers if f"{k}_seed1" in levers and k != "btyd"]
+  means = []
+  for ds, window, w in cells:
+    runs = {k: [w["levers"][f"{k}{s}"]["gini"] for s in ("", "_seed1", "_seed2")
+                if f"{k}{s}" in w["levers"]] for k in ["btyd"] + seeded}
+    if all(len(g) == 3 for g in runs.values()):
+      means.append(f"{DATASET_NAMES.get(ds, ds)} {window}: "
+                   + ", ".join(f"`{k}` {f3(statistics.mean(g))} ({f3(min(g))} to {f3(max(g))})"
+                               for k, g in runs.items()))
+  if seeded and means:
+    page.p("Mean Gini over the same three seeds (range): " + "; ".join(means) + ".")
 
 
 def _benchmark_sentiment(page: Page) -> None:

@@ -180,6 +180,23 @@ def test_early_stopping_keeps_best_weights():
   np.testing.assert_allclose(restored, history["val_loss"].min(), rtol=1e-5)
 
 
+def test_average_best_is_the_mean_of_the_best_epochs_weights():
+  x_tr, y_tr = _ziln_data(300, seed=4, n_features=5)  # the shapes above: no new compilation
+  x_va, y_va = _ziln_data(100, seed=5, n_features=5)
+  kw = dict(hidden=(8,), batch_size=64, patience=5, seed=3)
+  weights = lambda p: {k: np.asarray(v[...]) for k, v in ziln.flat_params(p.model).items()}
+  first, _ = ziln.train_ziln(x_tr, y_tr, x_va, y_va, epochs=1, **kw)
+  second, history = ziln.train_ziln(x_tr, y_tr, x_va, y_va, epochs=2, **kw)
+  assert history["best"].tolist() == [True, True]  # so `second` holds epoch 2's weights
+  mean, _ = ziln.train_ziln(x_tr, y_tr, x_va, y_va, epochs=2, average_best=2, **kw)
+  a, b, m = weights(first), weights(second), weights(mean)
+  for k in m:
+    np.testing.assert_allclose(m[k], (a[k] + b[k]) / 2, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(m["head.kernel"], b["head.kernel"])
+  with pytest.raises(ValueError, match="bad average_best=0"):
+    ziln.train_ziln(x_tr, y_tr, x_va, y_va, average_best=0)
+
+
 def test_bad_inputs_raise(tmp_path):
   x, y = _ziln_data(50, seed=0, n_features=3)
   with pytest.raises(ValueError, match="must be 2-D"):
