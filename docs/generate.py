@@ -201,6 +201,7 @@ def build_benchmarks() -> Page:
   _score(page)
   _encoder_cpu(page)
   _code_ab(page)
+  _encoder_levers(page)
   _host_memory(page)
   _matmul(page)
   _buckets(page)
@@ -350,6 +351,8 @@ ENCODER_RUNS = [
                                                    "cvlib's malloc settings"),
     ("benchmarks/results/encoder_cpu_kernel_same_malloc.json", "the same, PyTorch also given "
                                                                "cvlib's malloc settings"),
+    ("benchmarks/results/encoder_cpu_levers.json", "GELU through erf; PyTorch given cvlib's "
+                                                   "malloc settings"),
 ]
 
 
@@ -373,6 +376,16 @@ def _encoder_cpu(page: Page) -> None:
              [["inference"] + _encoder_cells(same, "inference"),
               ["training step (AdamW)"] + _encoder_cells(same, "train")])
   page.source("benchmarks/results/encoder_cpu_kernel_same_malloc.json", note=f"run {when(same)}")
+  rel = "benchmarks/results/encoder_cpu_levers.json"
+  now = page.load(rel)
+  page.p("The same fairness check after the GELU change of the next sections (GELU through erf, "
+         "as PyTorch computes it), both processes with cvlib's malloc settings, "
+         f"{now['settings']['rounds']} rounds:")
+  page.table(["step"] + [f"length {n}" for n in now["settings"]["lengths"]],
+             [["inference"] + _encoder_cells(now, "inference"),
+              ["training step (AdamW)"] + _encoder_cells(now, "train")])
+  page.source(rel, note=f"run {when(now)}; load average {now['machine']['load_avg_start'][0]:.1f} "
+              f"at the start, {now['machine']['load_avg_end'][0]:.1f} at the end")
   page.p("The same benchmark over time, as the code changed (cvlib / PyTorch, lowest to highest "
          "over the lengths measured):")
   rows = []
@@ -393,7 +406,49 @@ CODE_AB = [
     ("benchmarks/results/cpu_kernel_ab.json", "compiled CPU attention kernel against XLA attention"),
     ("benchmarks/results/attention_ab.json", "hand-written attention backward against autodiff"),
     ("benchmarks/results/embedding_ab.json", "float32 embedding lookup against `nnx.Embed`"),
+    ("benchmarks/results/gelu_ab.json", "GELU through erf against `jax.nn.gelu` (erfc)"),
 ]
+
+LEVER_NAMES = {
+    "current": "the code as it is (GELU through erf)",
+    "gelu_erfc": "GELU through erfc (`jax.nn.gelu`, the code before)",
+    "ln_one_pass": "LayerNorm statistics in one pass (mean and mean of squares)",
+    "ln_sums_by_dot": "LayerNorm row sums as matrix-vector products",
+    "flat_params": "step called on the flat parameter list, not the nnx module",
+    "precision_highest": "`jax.default_matmul_precision(\"highest\")`",
+    "ynn_default": "XLA's default YNNPACK fusions",
+    "ynn_individual_dot": "YNNPACK for the dots alone",
+    "ynn_dot_and_bias": "YNNPACK for the dots with their bias",
+    "fast_min_max": "`xla_cpu_enable_fast_min_max`",
+    "flush_denormals": "`xla_cpu_ftz` (denormals flushed to zero)",
+    "vector_width_512": "`xla_cpu_prefer_vector_width` 512",
+}
+
+
+def _encoder_levers(page: Page) -> None:
+  rel = "benchmarks/results/encoder_levers_ab.json"
+  d = page.load(rel)
+  lengths = [r["length"] for r in d["results"]]
+  first = d["results"][0]
+  page.h2("Levers for encoder inference on CPU")
+  page.p("`benchmarks/encoder_levers.py` compiles MiniLM's inference step (batch "
+         f"{first['batch']}, class logits) once per lever and times them in turn in one process, "
+         f"{first['rounds']} rounds of {first['calls_per_round']} calls each. Speed against the "
+         "code as it is (above 1.00x: the lever is faster), by the process's CPU time (the "
+         "steadier measure on a machine shared with other work) and by wall time, medians; "
+         "the largest logit difference shows that every lever computes the same model:")
+  rows = []
+  for lever in d["results"][0]["levers"]:
+    cells = [LEVER_NAMES.get(lever, lever)]
+    for r in d["results"]:
+      x = r["levers"][lever]
+      cells.append(f"{ratio(x['cpu_speed_over_current'])} / {ratio(x['wall_speed_over_current'])}")
+    diff = max(r["levers"][lever]["max_abs_diff_vs_current"] for r in d["results"])
+    rows.append(cells + [f"{diff:.1e}"])
+  page.table(["lever"] + [f"length {n}: CPU / wall" for n in lengths] + ["max logit diff"],
+             rows, "l" + "r" * (len(lengths) + 1))
+  page.source(rel, note=f"run {when(d)}; load average {d['machine']['load_avg_end'][0]:.1f} at "
+              "the end")
 
 
 def _code_ab(page: Page) -> None:
