@@ -16,9 +16,10 @@ the same logits as the current code up to float32 rounding (the JSON keeps the l
   bias, or the XLA default set), fast min/max, flushing denormals to zero, 512-bit vectors.
 
 The step is the classifier's logits (``sentiment``'s predict step before its 2-way softmax; batch
-32, MiniLM, dropout off), compiled once per lever; each round times every lever ``--calls`` times in turn. Wall time and the process's CPU time
-are both kept: on a machine shared with other work the CPU time is the steadier measure of the
-work done. ``cvlib_over_current`` > 1 means the lever is faster.
+32, MiniLM, dropout off), compiled once per lever; each round times every lever ``--calls`` times
+in turn. Wall time and the process's CPU time are both kept: on a machine shared with other work
+the CPU time is the steadier measure of the work done. ``cpu_speed_over_current`` (and
+``wall_speed_over_current``) above 1 means the lever is faster.
 
     python benchmarks/encoder_levers.py [--lengths 32,128] [--rounds 6] [--calls 2]
 """

@@ -159,10 +159,11 @@ def _layer_norm(config: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
 def gelu(x: jax.Array) -> jax.Array:
   """Exact (erf) GELU, ``x / 2 * (1 + erf(x / sqrt(2)))``: HF's ``"gelu"`` and PyTorch's formula.
 
-  ``jax.nn.gelu(x, approximate=False)`` computes the same function as ``x / 2 * erfc(-x / sqrt(2))``;
-  XLA:CPU's float32 erfc is a longer polynomial with an exp, its erf a short rational one, and
-  MiniLM inference at 32 tokens used 4-5% less CPU time with erf (interleaved A/B in one process,
-  ``benchmarks/results/encoder_levers_ab.json``). Both are float32-accurate: logits agree to 1e-7.
+  ``jax.nn.gelu(x, approximate=False)`` computes the same function as
+  ``x / 2 * erfc(-x / sqrt(2))``; XLA:CPU's float32 erfc is a longer polynomial with an exp, its erf a short rational one, and
+  MiniLM inference at 32 tokens used 3-8% less CPU time with erf (interleaved A/B in one process,
+  ``benchmarks/encoder_levers.py``, lever ``gelu_erfc``). Both are float32-accurate: logits agree
+  to about 1e-7.
   """
   return x * (0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0)))))
 
