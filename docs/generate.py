@@ -444,7 +444,8 @@ def _encoder_levers(page: Page) -> None:
   page.h2("Levers for encoder inference on CPU")
   page.p("`benchmarks/encoder_levers.py` compiles MiniLM's inference step (batch "
          f"{first['batch']}, class logits) once per lever and times them in turn in one process, "
-         f"{first['rounds']} rounds of {first['calls_per_round']} calls each. Speed against the "
+         f"{plural(first['rounds'], 'round')} of {plural(first['calls_per_round'], 'call')} each. "
+         "Speed against the "
          "code as it is (above 1.00x: the lever is faster), by the process's CPU time (the "
          "steadier measure on a machine shared with other work) and by wall time, medians; "
          "the largest logit difference shows that every lever computes the same model:")

@@ -160,10 +160,10 @@ def gelu(x: jax.Array) -> jax.Array:
   """Exact (erf) GELU, ``x / 2 * (1 + erf(x / sqrt(2)))``: HF's ``"gelu"`` and PyTorch's formula.
 
   ``jax.nn.gelu(x, approximate=False)`` computes the same function as
-  ``x / 2 * erfc(-x / sqrt(2))``; XLA:CPU's float32 erfc is a longer polynomial with an exp, its erf a short rational one, and
-  MiniLM inference at 32 tokens used 3-8% less CPU time with erf (interleaved A/B in one process,
-  ``benchmarks/encoder_levers.py``, lever ``gelu_erfc``). Both are float32-accurate: logits agree
-  to about 1e-7.
+  ``x / 2 * erfc(-x / sqrt(2))``; XLA:CPU's float32 erfc is a longer polynomial with an exp, its
+  erf a short rational one, and MiniLM inference used 2-8% less CPU time with erf over interleaved
+  A/B runs in one process (the recorded one: ``benchmarks/results/encoder_levers_ab.json``, lever
+  ``gelu_erfc``). Both are float32-accurate: logits agree to about 1e-7.
   """
   return x * (0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0)))))
 
