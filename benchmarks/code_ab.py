@@ -9,6 +9,8 @@ Each change swaps one piece of ``cvlib.text.bert`` back to what it was before:
 - ``attention``: ``bert.scaled_dot_product_attention`` (hand-written backward pass, probabilities
   recomputed, blocks of sequences on CPU) against ``bert.attention_reference`` (the plain einsums,
   softmax and dropout, differentiated by JAX), same dropout mask.
+- ``gelu``: ``bert.gelu`` (``x / 2 * (1 + erf(x / sqrt(2)))``) against
+  ``jax.nn.gelu(x, approximate=False)`` (``x / 2 * erfc(-x / sqrt(2))``), the same function.
 
 It times the MiniLM fine-tuning step (batch 32, AdamW, dropout on) and, with ``--ops``, inference
 (``sentiment``'s compiled predict), before and after, alternating so that machine noise hits both
@@ -48,6 +50,11 @@ def old_embedding_call(self, input_ids, token_type_ids, *, deterministic):
   return self.dropout(self.LayerNorm(x), deterministic=deterministic)
 
 
+def old_gelu(x):
+  """The GELU before: jax.nn's exact form, computed through erfc."""
+  return jax.nn.gelu(x, approximate=False)
+
+
 # change -> (object, attribute, the version before, the version now)
 CHANGES: dict[str, tuple[Any, str, Callable, Callable]] = {
     "embedding": (bert.BertEmbeddings, "__call__", old_embedding_call,
@@ -55,6 +62,7 @@ CHANGES: dict[str, tuple[Any, str, Callable, Callable]] = {
     "attention": (bert, "scaled_dot_product_attention", bert.attention_reference,
                   bert.scaled_dot_product_attention),
     "cpu_kernel": (bert, "attention", bert.scaled_dot_product_attention, bert.attention),
+    "gelu": (bert, "gelu", old_gelu, bert.gelu),
 }
 
 

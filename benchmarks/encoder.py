@@ -357,7 +357,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       # cvlib's CPU-specific code paths in use on its side (see cvlib.text.cpu_attention, hostmem)
       "cvlib_cpu": {"fused_attention_kernel": cpu_attention.usable(
                         jax.numpy.zeros((1, 1, 1, 1), jax_side.config.compute_dtype)),
-                    "keep_freed_memory": hostmem.keep_freed_memory()},
+                    "keep_freed_memory": hostmem.keep_freed_memory(),
+                    # malloc settings given to both processes from outside, if any (hostmem
+                    # then leaves glibc as they set it)
+                    "glibc_tunables": os.environ.get("GLIBC_TUNABLES")},
       "results": []}
   if torch_side is not None:
     result["versions"].update(torch=torch_side.info["torch"],

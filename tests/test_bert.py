@@ -266,3 +266,17 @@ def test_small_and_base_presets():
           small.max_position_embeddings) == (4, 256, 4, 1024, 128)
   base = bert.BertConfig.bert_base()
   assert (base.num_layers, base.hidden_size, base.intermediate_size) == (12, 768, 3072)
+
+
+def test_gelu_matches_jax_exact_gelu_in_float32(monkeypatch):
+  x = jnp.linspace(-12.0, 12.0, 24001, dtype=jnp.float32)
+  erfc_form = jax.nn.gelu(x, approximate=False)  # x / 2 * erfc(-x / sqrt(2))
+  # 1 + erf(x / sqrt(2)) cancels below x = -3 (as in PyTorch's formula): absolute error under
+  # 1e-6 there, about one float32 ulp of x; seen 7.4e-7.
+  np.testing.assert_allclose(bert.gelu(x), erfc_form, rtol=1e-6, atol=1e-6)
+  ids, mask = _inputs()
+  one_layer = dataclasses.replace(CONFIG, num_layers=1)
+  model = bert.BertForSequenceClassification(one_layer, 3, rngs=nnx.Rngs(0))
+  got = jax.jit(lambda m, i, a: m(i, a))(model, ids, mask)
+  monkeypatch.setattr(bert, "gelu", functools.partial(jax.nn.gelu, approximate=False))
+  np.testing.assert_allclose(got, jax.jit(lambda m, i, a: m(i, a))(model, ids, mask), atol=1e-6)
