@@ -330,9 +330,10 @@ def _score(page: Page) -> None:
       f"{d['latency_when'][:16].replace('T', ' ')}" if d.get("latency_when") else ""))
 
 
-def _ratio_range(d: dict, op: str) -> tuple[float, float]:
+def _ratio_range(d: dict, op: str) -> str:
+  """The range of cvlib / PyTorch over a run's lengths for ``op``; a dash when not measured."""
   r = [x["cvlib_over_pytorch"] for x in d["results"] if x["op"] == op]
-  return min(r), max(r)
+  return f"{ratio(min(r))}-{ratio(max(r))}" if r else DASH
 
 
 def _encoder_cells(d: dict, op: str) -> list[str]:
@@ -354,6 +355,10 @@ ENCODER_RUNS = [
                                                                "cvlib's malloc settings"),
     ("benchmarks/results/encoder_cpu_levers.json", "GELU through erf; PyTorch given cvlib's "
                                                    "malloc settings"),
+    ("benchmarks/results/encoder_cpu_before_gelu.json", "the code before GELU through erf, "
+                                                        "measured right after the row above"),
+    ("benchmarks/results/encoder_cpu_levers_rerun.json", "GELU through erf again, right after "
+                                                         "the row above"),
 ]
 
 
@@ -401,12 +406,21 @@ def _encoder_cpu(page: Page) -> None:
     if not (REPO / r).exists():  # a run still to be made
       continue
     e = page.load(r)
-    lo_i, hi_i = _ratio_range(e, "inference")
-    lo_t, hi_t = _ratio_range(e, "train")
     lengths = ", ".join(str(n) for n in e["settings"]["lengths"])
-    rows.append([link(r), when(e), what, lengths, f"{ratio(lo_i)}-{ratio(hi_i)}",
-                 f"{ratio(lo_t)}-{ratio(hi_t)}"])
+    rows.append([link(r), when(e), what, lengths, _ratio_range(e, "inference"),
+                 _ratio_range(e, "train")])
   page.table(["file", "run", "cvlib", "lengths", "inference", "training"], rows, "llllrr")
+  hosts: dict[str, list[str]] = {}
+  for r, _ in ENCODER_RUNS:
+    if (REPO / r).exists():
+      hosts.setdefault(page.load(r)["machine"]["platform"], []).append(f"`{Path(r).stem}`")
+  if len(hosts) > 1:
+    page.p("The runs were made on " + str(len(hosts)) + " virtual machines whose kernel builds "
+           "differ (" + "; ".join(f"{', '.join(runs)}: {platform}"
+                                   for platform, runs in hosts.items()) + "): the ratio of two "
+           "runs on different machines says little about the code; compare runs of one machine. "
+           "GELU through erf was measured against the code before it in consecutive runs on "
+           "one machine, and one process (next section).")
   page.p("The embedding change between the first two rows is speed-neutral on CPU when timed in "
          "one process (next section), so the difference between those rows is the machine's "
          "run-to-run spread.")
