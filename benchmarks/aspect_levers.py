@@ -85,11 +85,7 @@ class MLPHead:
 
 def cell_rule(z: np.ndarray, complaint: float = am.COMPLAINT_LOGIT) -> int:
   """:func:`cvlib.insight.aspect_model.cell_polarity` on mixed logits, complaint threshold free."""
-  if z.max() > am.MIXED_LOGIT and z.min() < -am.MIXED_LOGIT:
-    return 0
-  if z.min() < -complaint:
-    return -1
-  return 1 if z.mean() >= 0 else -1
+  return am.polarity_from_logits(z, complaint)
 
 
 def contrast_clauses(texts: list, ratings: np.ndarray) -> set[str]:
@@ -148,8 +144,7 @@ class Part:
   def hit_one(self, a: int, floor: float, alone: float, margin: float | None) -> np.ndarray:
     t = self.table
     sim = t.similarity[:, a]
-    # aspect_model's tagging rule (clause_hits), one aspect at a time
-    hit = (t.keyword[:, a] & ((sim >= floor) | t.short)) | (sim >= alone)
+    hit = am.tag_rule(t.keyword[:, a], sim, t.short, floor, alone)  # clause_hits' rule
     if margin is not None:
       hit &= (sim >= alone) | (sim - self.other[:, a] >= margin)
     return hit

@@ -669,7 +669,7 @@ def _unit(vectors: Any, n: int) -> np.ndarray:
   return arr
 
 
-def _tags(keyword: np.ndarray, similarity: np.ndarray, short: np.ndarray | None, floor: Any,
+def tag_rule(keyword: np.ndarray, similarity: np.ndarray, short: np.ndarray | None, floor: Any,
           alone: Any) -> np.ndarray:
   """The tagging rule: a keyword with the clause's similarity to the aspect at least ``floor``
   (or in a short verdict clause), or the similarity alone at least ``alone``. ``keyword`` and
@@ -687,7 +687,7 @@ def clause_hits(table: ClauseTable, names: Sequence[str], floor: Mapping[str, fl
   """[n_clauses, n_aspects] bool: the clause tags the aspect."""
   lo = np.array([floor[n] for n in names])[None, :]
   hi = np.array([alone[n] for n in names])[None, :]
-  return _tags(table.keyword, table.similarity, table.short, lo, hi)
+  return tag_rule(table.keyword, table.similarity, table.short, lo, hi)
 
 
 def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
@@ -722,9 +722,15 @@ def cell_polarity(features: np.ndarray, mix: Mapping[str, float]) -> int:
   the sign of the clauses' mean logit decides.
   """
   z = mix["head"] * features[:, 0] + mix["examples"] * features[:, 1] + mix["bias"]
+  return polarity_from_logits(z)
+
+
+def polarity_from_logits(z: np.ndarray, complaint: float = COMPLAINT_LOGIT) -> int:
+  """The cell rule on a cell's mixed clause logits: 0 when clauses very confidently disagree,
+  -1 for a complaint below ``-complaint``, else the sign of their mean."""
   if z.max() > MIXED_LOGIT and z.min() < -MIXED_LOGIT:
     return 0
-  if z.min() < -COMPLAINT_LOGIT:
+  if z.min() < -complaint:
     return -1
   return 1 if z.mean() >= 0 else -1
 
@@ -795,7 +801,7 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
     best = None
     for f in floors:
       for h in alones:
-        hit = _tags(table.keyword[:, a], table.similarity[:, a], table.short, f, h)
+        hit = tag_rule(table.keyword[:, a], table.similarity[:, a], table.short, f, h)
         pred = np.zeros(n, dtype=bool)
         np.logical_or.at(pred, table.owner[hit], True)
         tp = weight[pred & y].sum()
