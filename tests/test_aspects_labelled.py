@@ -61,9 +61,11 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 160, "olist": 90, "amazon_beauty": 60, "amazon_electronics": 60, "synthetic": 40}
+      "womens": 190, "olist": 120, "amazon_beauty": 110, "amazon_electronics": 110,
+      "amazon_home": 50, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
-                                            "amazon_beauty": "en", "amazon_electronics": "en"})
+                                            "amazon_beauty": "en", "amazon_electronics": "en",
+                                            "amazon_home": "en"})
   assert (labels["language"] == expected_language).all()
   assert not labels.duplicated(["source", "row_id"]).any()
   real = labels["source"] != "synthetic"
@@ -71,12 +73,18 @@ def test_csv_integrity(labels):
   assert (labels.loc[~real, "text"].str.strip() != "").all()
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
-  # every real row's text is pinned by its sha256; about 40% of each source is held out
+  # every real row's text is pinned by its sha256; about 40% of each source of the first two
+  # draws is held out, and every row of the third draw (the file's last rows, ROUND3 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
-  held = (labels["split"] == "heldout").groupby(labels["source"]).mean()
+  early, third = labels.iloc[:bench.N_BEFORE_ROUND3], labels.iloc[bench.N_BEFORE_ROUND3:]
+  held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
+  assert third["source"].value_counts().to_dict() == bench.ROUND3
+  assert third["source"].drop_duplicates().tolist() == list(bench.ROUND3)  # one block per source
+  assert (third["split"] == "heldout").all()
+  assert not early["source"].eq("amazon_home").any()  # the new domain is held out whole
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -87,7 +95,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 410 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 620 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -151,9 +159,14 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   first = pd.concat([labels[labels["source"] == s].iloc[:bench.SOURCES[s][3]]
                      for s in ("womens", "olist")])
   again = bench.make_sample_round2(first, bench.DATA_DIR)
+  early = labels.iloc[:bench.N_BEFORE_ROUND3]
   for source, n in bench.ROUND2.items():
-    ours = labels.loc[labels["source"] == source, "row_id"].iloc[-n:]
+    ours = early.loc[early["source"] == source, "row_id"].iloc[-n:]
     assert ours.tolist() == again.loc[again["source"] == source, "row_id"].tolist(), source
+  # and the third (fresh held-out) draw is the seeded one of make_sample_round3, in file order
+  again = bench.make_sample_round3(early, bench.DATA_DIR)
+  third = labels.iloc[bench.N_BEFORE_ROUND3:]
+  assert third[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
@@ -181,7 +194,7 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
-  assert len(womens) == 160 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert len(womens) == 190 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[1:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
@@ -207,7 +220,7 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
-  assert m["labelled_sample"] == 160 and "hand-labelled" in m["labels"]
+  assert m["labelled_sample"] == 190 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
