@@ -2060,6 +2060,53 @@ LEVERS_3 = {
     "ensemble3_short": "mean of three seeds, each stopped after 7 epochs without gain (default "
                        "20): about the training time of one network",
 }
+LEVERS_4 = {
+    "btyd": "the network the round started from (BTYD inputs)",
+    "btyd_seed1": "the same, another seed",
+    "btyd_seed2": "the same, a third seed",
+    "category": "+ share of calibration spend per product group and the number of groups bought "
+                "from; groups by k-means (k 12) on the TF-IDF vectors of the product "
+                "descriptions sold in the calibration period (a shop's own categories where it "
+                "gives them); none on CDNOW (no products)",
+    "category_minilm": "the same, the groups by k-means on the packaged MiniLM's embeddings of "
+                       "the descriptions",
+    "returns": "+ the calibration lines with a negative quantity before cleaning removes them "
+               "(count and value, log1p) and their share of the value bought; none on CDNOW",
+    "sequence": "+ spend (log1p) and orders in each of the 13 four-week periods before the "
+                "cutoff",
+    "pnbd": "+ Pareto/NBD + Gamma-Gamma outputs (expected purchases and value, P(alive), "
+            "P(return)) fitted inside each fold, beside BG/NBD's",
+    "pnbd_only": "Pareto/NBD + Gamma-Gamma outputs instead of BG/NBD's",
+}
+# Not levers: models fitted and scored in-sample (every customer, no folds), how much ranking the
+# inputs carry at all.
+CEILINGS = {
+    "ceiling_groups": "each customer predicted by the mean holdout value of the customers with "
+                      "identical inputs (`btyd`'s): the best any function of them does in-sample",
+    "ceiling_gbt": "Poisson trees, 1,000 rounds of 63 leaves, on `btyd`'s inputs",
+    "ceiling_gbt_all": "the same trees on `btyd`'s inputs and every input of the round",
+    "ceiling_net": "a ZILN network of 256 and 128 units without dropout, stopped when its loss "
+                   "on the same customers stops falling, on `btyd`'s inputs",
+}
+
+
+def _ceilings(page: Page, d: dict) -> None:
+  """The in-sample ceilings, one row each, every split a column."""
+  cells = [(ds, window, w) for ds, windows in d["datasets"].items()
+           for window, w in windows.items()]
+  if not any(k in w["levers"] for _, _, w in cells for k in CEILINGS):
+    return
+  page.p("How much ranking the inputs carry at all: models fitted and scored IN-SAMPLE on every "
+         "customer's inputs and holdout (no folds, so no figure a shop could get), Gini / "
+         "decile MAPE:")
+  rows = [[f"`{k}`", what] + [f"{f3(w['levers'][k]['gini'])} / "
+                              f"{f3(w['levers'][k]['decile_mape'])}" if k in w["levers"]
+                              else DASH for _, _, w in cells] for k, what in CEILINGS.items()]
+  page.table(["ceiling", "model"] + [f"{DATASET_NAMES.get(ds, ds)}, {window} ({w['cutoff']}, "
+                                     f"{w['horizon_days']} days)" for ds, window, w in cells],
+             rows, "ll" + "r" * len(cells))
+  if d.get("ceiling_note"):
+    page.p(d["ceiling_note"])
 
 
 def _targets(page: Page, snaps: dict[str, dict]) -> None:
@@ -2140,6 +2187,11 @@ def _levers(page: Page) -> None:
   _levers_round(page, d, LEVERS_3, "The third round, from `btyd` again: what the order lines "
                 "say, variance reduction that costs nothing when scoring, the cross-fitting and "
                 "the input scaling; Gini / decile MAPE:")
+  _levers_round(page, d, LEVERS_4, "The fourth round, from `btyd` again: product groups from "
+                "the product names, the cancellations and returns that cleaning removes, the "
+                "history as a sequence of periods, and Pareto/NBD beside or instead of BG/NBD; "
+                "Gini / decile MAPE:")
+  _ceilings(page, d)
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)
 
