@@ -135,6 +135,9 @@ NOT_ADOPTED = {
                 "seed on the reported one, where its decile MAPE rose; CDNOW has no products",
     "category_minilm": "below every btyd seed on both Online Retail splits, its decile MAPE up "
                        "on both: grouping by MiniLM's embeddings did no better than TF-IDF",
+    "category_k8, category_k16": "fewer or more groups: on Online Retail's earlier split 8 "
+                                 "groups within btyd's seeds, 16 below every seed; both below "
+                                 "the same seed on the reported one",
     "returns": "below every btyd seed on Online Retail's earlier split and below the same seed "
                "on the reported one; CDNOW's file holds no cancellation or return",
     "sequence": "below every btyd seed on Online Retail's earlier split, its decile MAPE up "
@@ -265,6 +268,8 @@ SPECS.update({
     "pnbd": {**BTYD, "pnbd": True},
     "pnbd_only": {"pnbd": True},
     "category_minilm": {**BTYD, "category": "minilm"},
+    "category_k8": {**BTYD, "category": True, "groups": 8},
+    "category_k16": {**BTYD, "category": True, "groups": 16},
     "ceiling_net": {**BTYD, "ceiling": "net",
                     "train": {"hidden": (256, 128), "dropout": 0.0}},
     "ceiling_gbt": {**BTYD, "ceiling": "gbt"},
@@ -561,7 +566,7 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
   key = json.dumps([spec.get(k) for k in ("btyd", "recent", "gaps", "seeds", "windows",
                                           "window_input", "seed_offset", "unit_price", "lines",
                                           "folds", "refit", "quantile") + EXTRA_4
-                                         + ("pnbd", "fit_share")]
+                                         + ("pnbd", "fit_share", "groups")]
                    + [train], sort_keys=True, default=list)
   pred, weights = np.zeros(n), []
   for k in range(folds):
@@ -641,18 +646,21 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
   return pred, weights
 
 
-def grouping(spec: dict) -> str | None:
-  """How a lever's product groups are found (:func:`product_groups`' ``vectors``), or None."""
+def grouping(spec: dict) -> tuple[str, int] | None:
+  """How a lever's product groups are found (:func:`product_groups`' ``vectors`` and ``k``), or
+  None for a lever without them."""
   how = spec.get("category")
-  return None if not how else "tfidf" if how is True else how
+  if not how:
+    return None
+  return ("tfidf" if how is True else how), spec.get("groups", PRODUCT_GROUPS)
 
 
-def extra_inputs(spec: dict, extra: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+def extra_inputs(spec: dict, extra: dict) -> list[pd.DataFrame]:
   """The extra input columns a lever adds to the network's (each a frame, customers in rows)."""
   names = [e for e in ("recent", "gaps", "unit_price", "lines", "returns", "sequence")
            if spec.get(e)]
   return ([extra[e] for e in names]
-          + ([extra[f"category_{grouping(spec)}"]] if grouping(spec) else []))
+          + ([extra[grouping(spec)]] if grouping(spec) else []))
 
 
 def in_sample(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *,
@@ -713,12 +721,11 @@ def measure(dataset: str, window: str, levers: list[str], save=lambda out: None)
                        if any(SPECS[lever].get("windows") for lever in levers)
                        else pd.DataFrame())}
   uses = lambda k: any(SPECS[lever].get(k) for lever in levers)  # noqa: E731
-  for how in ("tfidf", "minilm"):
-    if any(grouping(SPECS[lever]) == how for lever in levers):
-      groups = product_groups(t.transactions, t.items, t.products, cutoff, seed=params.seed,
-                              vectors=how)
-      extra[f"category_{how}"] = category_features(t.transactions, t.items, groups,
-                                                   f["customer_id"], cutoff)
+  for how in sorted({grouping(SPECS[lever]) for lever in levers} - {None}):
+    groups = product_groups(t.transactions, t.items, t.products, cutoff, k=how[1],
+                            seed=params.seed, vectors=how[0])
+    extra[how] = category_features(t.transactions, t.items, groups, f["customer_id"], cutoff,
+                                   k=how[1])
   if uses("returns"):  # the tables before cleaning: the cancellations are still there
     raw = load_data(params)
     extra["returns"] = return_features(raw.transactions, raw.items, f["customer_id"], cutoff)

@@ -2070,6 +2070,8 @@ LEVERS_4 = {
                 "gives them); none on CDNOW (no products)",
     "category_minilm": "the same, the groups by k-means on the packaged MiniLM's embeddings of "
                        "the descriptions",
+    "category_k8": "`category` with 8 groups",
+    "category_k16": "`category` with 16 groups",
     "returns": "+ the calibration lines with a negative quantity before cleaning removes them "
                "(count and value, log1p) and their share of the value bought; none on CDNOW",
     "sequence": "+ spend (log1p) and orders in each of the 13 four-week periods before the "
