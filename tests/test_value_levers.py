@@ -115,3 +115,30 @@ def test_sequence_features_bin_the_history_back_from_the_cutoff():
   assert list(got.columns) == ["spend_bin_0", "spend_bin_1", "orders_bin_0", "orders_bin_1"]
   # 2023-12-01 is 62 days back: outside two 28-day bins; the cutoff day itself is holdout
   np.testing.assert_allclose(got.to_numpy(), [[np.log1p(7), 0, 2, 0], [0, 0, 0, 0]])
+
+
+def test_group_means_pool_customers_with_identical_inputs():
+  X = pd.DataFrame({"a": [1.0, 1.0, 2.0, 1.0], "b": [0.5, 0.5, 0.5, 0.6]})
+  np.testing.assert_allclose(vl.group_means(X, np.array([2.0, 4.0, 7.0, 1.0])), [3, 3, 7, 1])
+
+
+def test_pnbd_inputs_fit_on_some_customers_and_score_all():
+  rng = np.random.default_rng(0)
+  n = 100
+  freq = rng.poisson(1.5, n).astype(float)
+  T = rng.uniform(100, 300, n)
+  f = pd.DataFrame({"frequency": freq, "recency_days": np.where(freq > 0, T * rng.uniform(
+      0.2, 1, n), 0.0), "T_days": T, "monetary_value": np.where(freq > 0, rng.gamma(3, 10, n),
+                                                                0.0)})
+  # and two customers alike but for their purchases: five, the last a day before the cutoff,
+  # against none
+  T0 = f["T_days"].iloc[0]
+  two = pd.DataFrame({"frequency": [5.0, 0.0], "recency_days": [T0 - 1, 0.0], "T_days": [T0, T0],
+                      "monetary_value": [20.0, 0.0]})
+  got = vl.pnbd_inputs(f.iloc[:80], pd.concat([f, two], ignore_index=True), 90)
+  assert list(got.columns) == list(vl.PNBD_INPUTS) and len(got) == n + 2
+  assert np.isfinite(got.to_numpy()).all() and got["pnbd_purchases"].gt(0).all()
+  assert got[["pnbd_p_alive", "pnbd_p_return"]].stack().between(0, 1).all()
+  assert got["pnbd_purchases"].iloc[-2] > got["pnbd_purchases"].iloc[-1]
+  # nothing to fit: zeros, the network then reads btyd's inputs alone
+  assert (vl.pnbd_inputs(f.iloc[:1], f, 90).to_numpy() == 0).all()
