@@ -2079,6 +2079,78 @@ LEVERS_3 = {
     "ensemble3_short": "mean of three seeds, each stopped after 7 epochs without gain (default "
                        "20): about the training time of one network",
 }
+LEVERS_4 = {
+    "btyd": "the network the round started from (BTYD inputs)",
+    "btyd_seed1": "the same, another seed",
+    "btyd_seed2": "the same, a third seed",
+    "category": "+ share of calibration spend per product group and the number of groups bought "
+                "from; groups by k-means (k 12) on the TF-IDF vectors of the product "
+                "descriptions sold in the calibration period (a shop's own categories where it "
+                "gives them); none on CDNOW (no products)",
+    "category_minilm": "the same, the groups by k-means on the packaged MiniLM's embeddings of "
+                       "the descriptions",
+    "category_k8": "`category` with 8 groups",
+    "category_k16": "`category` with 16 groups",
+    "returns": "+ the calibration lines with a negative quantity before cleaning removes them "
+               "(count and value, log1p) and their share of the value bought; none on CDNOW",
+    "sequence": "+ spend (log1p) and orders in each of the 13 four-week periods before the "
+                "cutoff",
+    "pnbd": "+ Pareto/NBD + Gamma-Gamma outputs (expected purchases and value, P(alive), "
+            "P(return)) fitted inside each fold, beside BG/NBD's",
+    "pnbd_seed1": "the same as `pnbd`, `btyd`'s second seed",
+    "pnbd_seed2": "the same, `btyd`'s third seed",
+    "pnbd_only": "Pareto/NBD + Gamma-Gamma outputs instead of BG/NBD's",
+}
+# Not levers: how much ranking the inputs carry. A learning curve (cross-fitted as the levers)
+# and models fitted and scored in-sample (every customer, no folds).
+LEARNING_CURVE = {
+    "btyd": "cross-fitted, every fold's fitting customers (as shipped)",
+    "fit_half": "cross-fitted, a seeded half of each fold's fitting customers",
+    "fit_quarter": "cross-fitted, a quarter of them",
+}
+CEILINGS = {
+    "ceiling_groups": "in-sample: each customer predicted by the mean holdout value of the "
+                      "customers with identical inputs (`btyd`'s), the best any function of "
+                      "them does on these customers",
+    "ceiling_gbt": "in-sample: Poisson trees, 1,000 rounds of 63 leaves, on `btyd`'s inputs",
+    "ceiling_gbt_all": "in-sample: the same trees on `btyd`'s inputs and every input of the round",
+    "ceiling_net": "in-sample: a ZILN network of 256 and 128 units without dropout, stopped "
+                   "when its loss on the same customers stops falling, on `btyd`'s inputs",
+}
+
+
+def _ceilings(page: Page, d: dict) -> None:
+  """What the inputs carry: the learning curve and the in-sample ceilings, every split a column."""
+  cells = [(ds, window, w) for ds, windows in d["datasets"].items()
+           for window, w in windows.items()]
+  rows_of = {**LEARNING_CURVE, **CEILINGS}
+  if not any(k in w["levers"] for _, _, w in cells for k in CEILINGS):
+    return
+  page.p("What the inputs carry: `btyd` fitted on fewer customers (a learning curve), and models "
+         "fitted and scored IN-SAMPLE on every customer's inputs and holdout (no folds: no "
+         "figure a shop could get, an upper bound for that model on these inputs); Gini / "
+         "decile MAPE:")
+  rows = [[f"`{k}`", what] + [f"{f3(w['levers'][k]['gini'])} / "
+                              f"{f3(w['levers'][k]['decile_mape'])}" if k in w["levers"]
+                              else DASH for _, _, w in cells] for k, what in rows_of.items()]
+  page.table(["model", "how"] + [f"{DATASET_NAMES.get(ds, ds)}, {window} ({w['cutoff']}, "
+                                 f"{w['horizon_days']} days)" for ds, window, w in cells],
+             rows, "ll" + "r" * len(cells))
+  curve = []
+  for ds, window, w in cells:
+    got = [w["levers"].get(k) for k in ("fit_quarter", "fit_half", "btyd")]
+    seeds = [w["levers"][k]["gini"] for k in ("btyd", "btyd_seed1", "btyd_seed2")
+             if k in w["levers"]]
+    if all(got):
+      curve.append(f"{DATASET_NAMES.get(ds, ds)} {window} "
+                   + " -> ".join(f3(g["gini"]) for g in got)
+                   + (f" ({f3(min(seeds))} to {f3(max(seeds))} over `btyd`'s {len(seeds)} "
+                      "seeds)" if len(seeds) > 1 else ""))
+  if curve:
+    page.p("Cross-fitted Gini from a quarter to half to all of the fitting customers: "
+           + "; ".join(curve) + ".")
+  if d.get("ceiling_note"):
+    page.p(d["ceiling_note"])
 
 
 def _targets(page: Page, snaps: dict[str, dict]) -> None:
@@ -2159,6 +2231,11 @@ def _levers(page: Page) -> None:
   _levers_round(page, d, LEVERS_3, "The third round, from `btyd` again: what the order lines "
                 "say, variance reduction that costs nothing when scoring, the cross-fitting and "
                 "the input scaling; Gini / decile MAPE:")
+  _levers_round(page, d, LEVERS_4, "The fourth round, from `btyd` again: product groups from "
+                "the product names, the cancellations and returns that cleaning removes, the "
+                "history as a sequence of periods, and Pareto/NBD beside or instead of BG/NBD; "
+                "Gini / decile MAPE:")
+  _ceilings(page, d)
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)
 
