@@ -148,6 +148,12 @@ NOT_ADOPTED = {
             "split, at a Pareto/NBD fit more per training",
     "pnbd_only": "within or below btyd's seeds on every split: Pareto/NBD's outputs rank no "
                  "better than BG/NBD's",
+    "calibrate_scale, calibrate_bins": "the decile MAPE rose on every split and seed (CDNOW "
+                                       "reported 0.052 -> 0.077 / 0.075) and the Gini fell: "
+                                       "each fold's map, fitted on a few hundred to a few "
+                                       "thousand validation customers, moves the folds' levels "
+                                       "against each other; the network's likelihood already "
+                                       "sets its levels better than a map fitted afterwards",
 }
 NOT_MEASURED = {
     "returns on CDNOW": "its file holds no cancellation or return",
@@ -284,6 +290,13 @@ SPECS.update({"fit_half": {**BTYD, "fit_share": 0.5}, "fit_quarter": {**BTYD, "f
 # the round's one lever above btyd's seeds on an earlier split (CDNOW's), with btyd's other seeds
 for _s in (1, 2):
   SPECS[f"pnbd_seed{_s}"] = {**SPECS["pnbd"], "seed_offset": _s}
+# issue 19, a monotone recalibration of the network's values fitted on each fold's validation
+# customers (``calibrated``): ranks unchanged, levels closer to what customers spent. Aimed at the
+# decile error, where CDNOW's trees were ahead of the network.
+SPECS.update({"calibrate_scale": {**BTYD, "calibrate": "scale"},
+              "calibrate_bins": {**BTYD, "calibrate": "bins"}})
+for _s in (1, 2):
+  SPECS[f"calibrate_bins_seed{_s}"] = {**SPECS["calibrate_bins"], "seed_offset": _s}
 LEVERS = tuple(SPECS)
 GRID = np.linspace(0, 1, 11)  # blend weights of the network
 TRAIN_WINDOWS = 2  # the windows lever's value.train_windows
@@ -616,6 +629,8 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
     if spec.get("point") == "median":
       out = ziln.ziln_predict(c["logits"], sigma_max=c["sigma_max"])
       net = np.asarray(out["p_return"] * np.exp(out["mu"]), np.float64)
+    if spec.get("calibrate"):
+      net = calibrated(net, y, val_idx, spec["calibrate"])
     combine = spec.get("combine")
     if combine is None:
       pred[held] = net[held]
@@ -644,6 +659,29 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
     pred[held] = (_by_rank(blend(w, held), net[held]) if combine == "bgnbd_rank"
                   else blend(w, held))
   return pred, weights
+
+
+def calibrated(pred: np.ndarray, y: np.ndarray, val_idx: np.ndarray, how: str) -> np.ndarray:
+  """``pred`` recalibrated by a monotone map fitted on the validation customers ``val_idx``
+  (the ones early stopping already reads): ``scale`` multiplies by their actual over predicted
+  total; ``bins`` maps through their ten prediction bins' mean actual values (made non-decreasing
+  by isotonic regression, linear between the bins' mean predictions, proportional beyond). The
+  customers' order is kept exactly (ties the map makes are broken by ``pred``), so the Gini does
+  not move; only the levels the decile error reads do."""
+  p, t = pred[val_idx], y[val_idx]
+  if how == "scale":
+    return pred * (t.sum() / max(p.sum(), 1e-12))
+  from sklearn.isotonic import IsotonicRegression
+  order = np.argsort(p, kind="stable")
+  bins = np.array_split(order, 10)
+  x = np.array([p[b].mean() for b in bins])
+  m = np.array([t[b].mean() for b in bins])
+  m = IsotonicRegression().fit(x, m, sample_weight=[len(b) for b in bins]).predict(x)
+  out = np.interp(pred, x, m)
+  lo, hi = pred < x[0], pred > x[-1]
+  out[lo] = pred[lo] * m[0] / max(x[0], 1e-12)
+  out[hi] = pred[hi] * m[-1] / max(x[-1], 1e-12)
+  return out + 1e-9 * np.abs(out).max() * _rank01(pred)
 
 
 def grouping(spec: dict) -> tuple[str, int] | None:

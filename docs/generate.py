@@ -2100,6 +2100,12 @@ LEVERS_4 = {
     "pnbd_seed1": "the same as `pnbd`, `btyd`'s second seed",
     "pnbd_seed2": "the same, `btyd`'s third seed",
     "pnbd_only": "Pareto/NBD + Gamma-Gamma outputs instead of BG/NBD's",
+    "calibrate_scale": "`btyd`'s values times the actual over predicted total of each fold's "
+                       "validation customers (a monotone map: order inside a fold unchanged)",
+    "calibrate_bins": "`btyd`'s values mapped through the mean actual value of the validation "
+                      "customers' ten prediction bins (isotonic, linear between bins)",
+    "calibrate_bins_seed1": "the same as `calibrate_bins`, `btyd`'s second seed",
+    "calibrate_bins_seed2": "the same, `btyd`'s third seed",
 }
 # Not levers: how much ranking the inputs carry. A learning curve (cross-fitted as the levers)
 # and models fitted and scored in-sample (every customer, no folds).
@@ -2233,8 +2239,9 @@ def _levers(page: Page) -> None:
                 "the input scaling; Gini / decile MAPE:")
   _levers_round(page, d, LEVERS_4, "The fourth round, from `btyd` again: product groups from "
                 "the product names, the cancellations and returns that cleaning removes, the "
-                "history as a sequence of periods, and Pareto/NBD beside or instead of BG/NBD; "
-                "Gini / decile MAPE:")
+                "history as a sequence of periods, Pareto/NBD beside or instead of BG/NBD, and a "
+                "recalibration of the network's levels aimed at the decile error; Gini / decile "
+                "MAPE:")
   _ceilings(page, d)
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)

@@ -142,3 +142,15 @@ def test_pnbd_inputs_fit_on_some_customers_and_score_all():
   assert got["pnbd_purchases"].iloc[-2] > got["pnbd_purchases"].iloc[-1]
   # nothing to fit: zeros, the network then reads btyd's inputs alone
   assert (vl.pnbd_inputs(f.iloc[:1], f, 90).to_numpy() == 0).all()
+
+
+def test_calibrated_keeps_the_order_and_matches_the_validation_levels():
+  rng = np.random.default_rng(0)
+  pred = rng.gamma(1.0, 50.0, 400)
+  y = 2.0 * pred * rng.uniform(0.5, 1.5, 400)
+  val = np.arange(0, 400, 4)
+  scaled = vl.calibrated(pred, y, val, "scale")
+  assert np.isclose(scaled[val].sum(), y[val].sum())
+  binned = vl.calibrated(pred, y, val, "bins")
+  assert (np.argsort(binned, kind="stable") == np.argsort(pred, kind="stable")).all()
+  assert abs(binned[val].sum() / y[val].sum() - 1) < 0.1
