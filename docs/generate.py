@@ -1228,7 +1228,17 @@ def _aspect_levers(page: Page) -> None:
          "head_contrast_filter keeps a contrast clause of a 4-5 star review as a negative "
          "training example only when a first head does not call it positive; head_mlp_seed* "
          "is a one-hidden-layer network instead of the logistic head; complaint_t moves the "
-         "complaint threshold of the cell rule (shipped 1.5).")
+         "complaint threshold of the cell rule (shipped 1.5). Stronger clause polarity models, "
+         "each trained on the same star-labelled texts as the shipped head "
+         "(`polarity_training_set`: the clothing shop's for English, Olist's for Portuguese, "
+         "labelled rows left out): head_pooled_features is a logistic head on richer frozen "
+         "MiniLM features (the last layer's token states mean- and max-pooled, an earlier "
+         "layer's mean and the [CLS] state); finetuned_full is MiniLM fine-tuned as a clause "
+         "polarity classifier (every weight), its logit in place of the head's; "
+         "finetuned_full_and_head gives the mix both logits; finetuned_small trains only the "
+         "biases and LayerNorms, the last layer's attention query and value weights and the "
+         "classifier (a delta small enough to ship on top of the packaged MiniLM), its learning "
+         "rate chosen on the star-labelled validation texts.")
   for language, res in d["languages"].items():
     domains = [k for k in _LEVER_DOMAINS if k in res["polarity"]["head_logistic"]["heldout"]]
     rows = []
@@ -1237,6 +1247,24 @@ def _aspect_levers(page: Page) -> None:
                             for s in domains for m in ("polarity", "negatives")])
     page.table(["lever"] + [f"{_LEVER_DOMAINS[s]} {m}" for s in domains
                             for m in ("polarity", "negatives")], rows)
+  if "polarity_models" in d:
+    pm = d["polarity_models"]
+    ft = pm["finetune"]
+    page.p(f"How the clause polarity models were trained (one seeded run each, "
+           f"{ft['epochs']} epochs, batch {ft['batch_size']}, clauses cut at "
+           f"{ft['buckets'][-1]} tokens, {round(100 * ft['val_share'])}% of the texts as "
+           "validation; wall time on this machine's 2 shared CPU cores, other work running):")
+    rows = []
+    for language, how in pm["languages"].items():
+      for name, r in how.items():
+        if name == "head_pooled_features":
+          rows.append([language, name, count(r["train_texts"]), DASH, DASH, DASH,
+                       f"{r['seconds']:.0f}"])
+        else:
+          rows.append([language, name, count(r["train_texts"]), count(r["trained_parameters"]),
+                       f"{r['learning_rate']:g}", f3(r["val_macro_f1"]), f"{r['seconds']:.0f}"])
+    page.table(["language", "lever", "training texts", "trained weights", "learning rate",
+                "validation macro-F1 (star labels)", "seconds"], rows)
   page.p("Tagging levers (polarity as shipped): tags_f1 is the shipped calibration; "
          "tags_fbeta_b maximises F-beta instead of F1 (precision weighs more); tags_margin_m "
          "also asks a keyword tag's clause to be nearer the aspect than every other aspect by m. "
