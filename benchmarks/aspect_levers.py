@@ -31,6 +31,11 @@ negative cells called negative, untagged ones counted as missed):
 - ``finetuned_full``: MiniLM fine-tuned as a two-class clause polarity classifier on the
   ``polarity_training_set`` texts and labels (every weight trained; 10% of them, seeded, are
   its validation set; ``FINETUNE`` settings); its clause logit replaces the head logit.
+- ``run_sentiment_encoder`` (English): the sentiment classifier ``cvlib run`` fine-tunes on the
+  shop's reviews (its default params: binary labels from the stars, at most 2,000 training
+  reviews, :func:`cvlib.stages.finetune.make_sentiment_data` and ``finetune_sentiment`` as the
+  stage calls them), applied to clauses, its logit in place of the head's: no extra training.
+  (A Portuguese run learns its own vocabulary from scratch with masked-LM steps; not measured.)
 - ``finetuned_small``: the same, parameter-efficient: only every bias and LayerNorm (BitFit),
   the last layer's attention query and value weights and the classifier are trained
   (``small_trainable``), a delta small enough to ship on top of the packaged MiniLM.
@@ -207,6 +212,42 @@ def finetune_clause_model(texts: list[str], labels: np.ndarray, folder: Path | N
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in FINETUNE.items()}}
   if folder is not None:
     checkpoint.save_encoder(model, config, folder)
+    (folder / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+  return model, record
+
+
+def run_sentiment_model(language: str, labels: pd.DataFrame, folder: Path | None
+                        ) -> tuple[Any, dict]:
+  """The sentiment classifier a default ``cvlib run`` fine-tunes on the language's shop (labelled
+  rows left out), saved to and reused from ``folder``."""
+  from cvlib import config  # pylint: disable=import-outside-toplevel
+  from cvlib.stages import finetune  # pylint: disable=import-outside-toplevel
+  from cvlib.text import checkpoint, sentiment, tokens  # pylint: disable=import-outside-toplevel
+  if folder is not None and (folder / "record.json").exists():
+    model, _ = checkpoint.load_saved_encoder(folder)
+    return model, json.loads((folder / "record.json").read_text())
+  cfg = config.FinetuneConfig()
+  texts, ratings, _ = bl.shop_reviews(SHOPS[language], labels)
+  data = finetune.make_sentiment_data(cfg, pd.DataFrame({"text": texts, "rating": ratings}),
+                                      seed=0)
+  model, mconfig = checkpoint.load_classifier(len(data.class_names), seed=0)
+  t0 = time.perf_counter()
+  model, history = sentiment.finetune_sentiment(
+      model, tokens.load_tokenizer(), data.train_texts, data.train_labels, data.val_texts,
+      data.val_labels, epochs=cfg.training.epochs, batch_size=cfg.training.batch_size,
+      learning_rate=cfg.optimizer.learning_rate, warmup_ratio=cfg.optimizer.warmup_ratio,
+      weight_decay=cfg.optimizer.weight_decay, patience=cfg.training.patience, seed=0,
+      buckets=cfg.buckets, truncation=cfg.truncation, log_every_s=60.0)
+  record = {"seconds": round(time.perf_counter() - t0, 1), "train_texts": len(data.train_texts),
+            "val_texts": len(data.val_texts),
+            "trained_parameters": sum(int(np.prod(v.shape))
+                                      for v in checkpoint.flat_params(model).values()),
+            "learning_rate": cfg.optimizer.learning_rate,
+            "val_macro_f1": float(history["val_macro_f1"].max()),
+            "classes": list(data.class_names),
+            "history": history.drop(columns="seconds").round(4).to_dict("records")}
+  if folder is not None:
+    checkpoint.save_encoder(model, mconfig, folder)
     (folder / "record.json").write_text(json.dumps(record, indent=2) + "\n")
   return model, record
 
@@ -494,7 +535,14 @@ def model_levers(language: str, labels: pd.DataFrame, embed: Callable, tune: Par
                                            for r, m in zip(SMALL_RATES, small)}
   res["finetuned_small"] = polarity_lever(tune, held, model, LogitHead(),
                                           polarity_embed=logit_fn(clf))
-  for name in ("finetuned_full", "finetuned_full_and_head", "finetuned_small"):
+  names = ["finetuned_full", "finetuned_full_and_head", "finetuned_small"]
+  if language == "en":
+    clf, how["run_sentiment_encoder"] = run_sentiment_model(
+        language, labels, None if work is None else work / f"{language}_run_sentiment")
+    res["run_sentiment_encoder"] = polarity_lever(tune, held, model, LogitHead(),
+                                                  polarity_embed=logit_fn(clf))
+    names.append("run_sentiment_encoder")
+  for name in names:
     print(language, name, json.dumps(res[name]["heldout"]), flush=True)
   return res, how
 
