@@ -31,14 +31,18 @@ negative cells called negative, untagged ones counted as missed):
 - ``finetuned_full``: MiniLM fine-tuned as a two-class clause polarity classifier on the
   ``polarity_training_set`` texts and labels (every weight trained; 10% of them, seeded, are
   its validation set; ``FINETUNE`` settings); its clause logit replaces the head logit.
+- ``finetuned_full_and_head``: both the fine-tuned classifier's and the shipped head's logits
+  as inputs of the mix.
+- ``finetuned_small``: the fine-tune, parameter-efficient: only every bias and LayerNorm
+  (BitFit), the last layer's attention query and value weights and the classifier are trained
+  (``small_trainable``), a delta small enough to ship on top of the packaged MiniLM; its
+  learning rate is the one of ``SMALL_RATES`` with the best validation macro-F1 on the
+  star-labelled texts.
 - ``run_sentiment_encoder`` (English): the sentiment classifier ``cvlib run`` fine-tunes on the
   shop's reviews (its default params: binary labels from the stars, at most 2,000 training
   reviews, :func:`cvlib.stages.finetune.make_sentiment_data` and ``finetune_sentiment`` as the
   stage calls them), applied to clauses, its logit in place of the head's: no extra training.
   (A Portuguese run learns its own vocabulary from scratch with masked-LM steps; not measured.)
-- ``finetuned_small``: the same, parameter-efficient: only every bias and LayerNorm (BitFit),
-  the last layer's attention query and value weights and the classifier are trained
-  (``small_trainable``), a delta small enough to ship on top of the packaged MiniLM.
 
 Tagging levers (polarity as shipped; micro precision/recall per domain):
 
@@ -50,9 +54,15 @@ Tagging levers (polarity as shipped; micro precision/recall per domain):
 Also counted: how many tagged clauses tag two aspects or more (the room for aspect-conditioned
 sub-spans) and, of the negative cells missed on the tuning part, how many were not tagged.
 
+The clause polarity models (head_pooled_features to run_sentiment_encoder) are trained once
+each, seeded; ``--work`` keeps them for reruns and their records (wall seconds, validation
+macro-F1) go to the JSON's ``polarity_models``.
+
 Writes ``benchmarks/results/aspect_levers.json``. Usage::
 
-  python benchmarks/aspect_levers.py [--embed-cache /tmp/emb.npz]
+  python benchmarks/aspect_levers.py [--embed-cache /tmp/emb.npz] [--work /tmp/levers]
+  python benchmarks/aspect_levers.py --models-only ...  # only the clause polarity models, merged
+                                                        # into the existing JSON
 """
 
 from __future__ import annotations
