@@ -50,3 +50,41 @@ def test_hit_one_is_the_shipped_tagging_rule_and_the_margin_only_removes_keyword
   assert not (gated & ~shipped).any()
   alone_hits = sim >= np.array([alone[n] for n in part.names])
   assert (gated[alone_hits] == shipped[alone_hits]).all()
+
+
+def test_a_classifier_logit_reaches_the_mix_unchanged():
+  """LogitHead + an embed function returning the fine-tuned classifier's logit: cell_features
+  must hand the mix that logit, clause by clause."""
+  table = _table(12, 2, 3)
+  hits = np.zeros((12, 2), dtype=bool)
+  hits[[0, 1, 4], 0] = True
+  hits[[4, 7], 1] = True
+  logits = {f"c{j}": 0.5 * j - 2.0 for j in range(12)}
+  calls = []
+
+  def embed(texts):
+    calls.append(list(texts))
+    return np.array([[logits[t]] for t in texts])
+
+  feats = am.cell_features(table, hits, levers.LogitHead(), levers.memo(embed))
+  np.testing.assert_allclose(feats[(0, 0)][:, 0], [-2.0, -1.5], atol=1e-9)
+  np.testing.assert_allclose(feats[(1, 0)][:, 0], [0.0], atol=1e-9)
+  np.testing.assert_allclose(feats[(1, 1)][:, 0], [0.0], atol=1e-9)
+  np.testing.assert_allclose(feats[(2, 1)][:, 0], [1.5], atol=1e-9)
+  assert calls == [["c0", "c1", "c4", "c7"]]  # tagged clauses only, each once
+
+
+def test_the_small_variant_trains_a_delta_small_enough_to_ship():
+  from flax import nnx
+  from cvlib.text import bert, checkpoint
+  model = nnx.eval_shape(lambda: bert.BertForSequenceClassification(  # shapes only, no weights
+      bert.BertConfig.minilm_l6(), 2, rngs=nnx.Rngs(0)))
+  params = checkpoint.flat_params(model)
+  trained = [k for k in params if levers.small_trainable(k)]
+  kernels = sorted(k for k in trained if k.endswith("kernel"))
+  assert kernels == ["bert.encoder.layer.5.attention.self_attn.query.kernel",
+                     "bert.encoder.layer.5.attention.self_attn.value.kernel",
+                     "classifier.kernel"]
+  assert all(k.endswith((".bias", ".scale", "kernel")) for k in trained)
+  size = sum(int(np.prod(params[k].shape)) for k in trained)
+  assert size * 2 < 2 * 2**20  # fp16 bytes, under 2 MB

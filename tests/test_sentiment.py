@@ -253,6 +253,24 @@ def test_finetune_early_stops_and_keeps_best(tokenizer, capsys):
   assert "epoch 2/5: train loss" in out and "early stop" in out
 
 
+def test_finetune_trains_only_what_trainable_accepts(tokenizer):
+  """Parameter-efficient fine-tuning: the parameters ``trainable`` rejects keep their values."""
+  train, val = _polar_reviews(24, seed=3), _polar_reviews(8, seed=4)
+  config = dataclasses.replace(bert.BertConfig.tiny(vocab_size=tokenizer.get_vocab_size()),
+                               num_layers=1)
+  model = bert.BertForSequenceClassification(config, 2, rngs=nnx.Rngs(0))
+  before = {k: np.asarray(v[...]).copy() for k, v in checkpoint.flat_params(model).items()}
+  trainable = lambda path: path.startswith("classifier.") or path.endswith(".bias")
+  model, _ = sentiment.finetune_sentiment(
+      model, tokenizer, *train, *val, epochs=1, batch_size=8, learning_rate=1e-2,
+      seed=0, progress=False, buckets=(16,), trainable=trainable)
+  after = {k: np.asarray(v[...]) for k, v in checkpoint.flat_params(model).items()}
+  changed = {k for k in before if not np.array_equal(before[k], after[k])}
+  assert changed and all(trainable(k) for k in changed)
+  assert "classifier.kernel" in changed and "bert.encoder.layer.0.output.dense.bias" in changed
+  assert "bert.encoder.layer.0.output.dense.kernel" not in changed
+
+
 def test_finetune_validation(tokenizer):
   model = bert.BertForSequenceClassification(bert.BertConfig.tiny(vocab_size=30522), 2,
                                              rngs=nnx.Rngs(0))

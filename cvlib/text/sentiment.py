@@ -168,7 +168,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
                        seed: int = 0, buckets: Sequence[int] = (32, 64, 128),
                        progress: bool = True, log_every_s: float = 15.0,
                        checkpoint_dir: str | os.PathLike | None = None,
-                       mesh: Any = None, truncation: str = "head"
+                       mesh: Any = None, truncation: str = "head",
+                       trainable: Any = None
                        ) -> tuple[BertForSequenceClassification, pd.DataFrame]:
   """Fine-tunes a sequence classifier with class-balanced loss and early stopping.
 
@@ -203,6 +204,9 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
       parallel; batch_size must divide over them); None runs on the default device.
     truncation: how texts longer than the largest bucket are cut: "head" (their start) or
       "head_tail" (start and end; ``tokens.TRUNCATIONS``).
+    trainable: None trains every parameter; else a function of a parameter's dotted nnx path
+      ("bert.encoder.layer.5.attention.self.query.kernel") that says whether it is trained
+      (parameter-efficient fine-tuning: the others keep their starting values).
 
   Returns:
     (model with the best weights, history): one row per epoch with epoch, train_loss, val_loss,
@@ -241,6 +245,8 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
   tx = training.make_optimizer(learning_rate=learning_rate, warmup_steps=warmup_steps,
                       total_steps=total_steps, weight_decay=weight_decay,
                       max_grad_norm=max_grad_norm)
+  if trainable is not None:
+    tx = frozen_except(tx, trainable)
   schedule = training.make_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
                            total_steps=total_steps)  # the one inside tx, for the history
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -287,6 +293,21 @@ def finetune_sentiment(model: BertForSequenceClassification, tokenizer: Tokenize
     devices.replicate(model, mesh=mesh)
   history["best"] = history["epoch"] == int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
   return model, history
+
+
+def frozen_except(tx: optax.GradientTransformation, trainable: Any
+                  ) -> optax.GradientTransformation:
+  """``tx`` for the parameters whose dotted nnx path ``trainable`` accepts; no update (and no
+  optimiser moments) for the others."""
+
+  def labels(params: Any) -> Any:
+    def label(path: tuple, _: Any) -> str:
+      names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+      names = [n for n in names if n != "value"]  # nnx Variables add a trailing .value
+      return "train" if trainable(".".join(names)) else "frozen"
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,7 +414,7 @@ def plot_history(history: pd.DataFrame) -> matplotlib.figure.Figure:
 
 
 __all__ = [
-    "compute_class_weights", "encode_texts", "eval_step", "finetune_sentiment",
+    "compute_class_weights", "encode_texts", "eval_step", "finetune_sentiment", "frozen_except",
     "loss_fn", "plot_history", "predict_proba",
     "predict_proba_and_embed", "train_step",
 ]
