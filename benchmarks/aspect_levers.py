@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> dict:
       for t in COMPLAINTS:
         res["polarity"][f"complaint_{t}"] = polarity_lever(tune, held, model,
                                                            hs["head_logistic"], complaint=t)
-    levers, how = model_levers(language, labels, embed, tune, held, model, args.work)
+    levers, how = model_levers(language, every, embed, tune, held, model, args.work)
     res["polarity"] |= levers
     models["languages"][language] = how
     if not args.models_only:
