@@ -1166,8 +1166,8 @@ def _aspects(page: Page) -> None:
            for dom in d["domains"].values() if "fresh" in dom]
   if fresh:
     page.p("The third draw's reviews alone (part of the held-out rows above): labelled after "
-           "every rule, threshold and weight of the model was fixed, and never scored before, "
-           "so no choice was ever compared against them:")
+           "every rule, threshold and weight of the model was fixed, scored only to report, so "
+           "no choice was ever compared against them:")
     page.table(["fresh held-out reviews", "n", "tag precision", "tag recall", "polarity right",
                 "negatives"], fresh)
   page.p("The same on the tuning part, where the thresholds and the polarity mix were calibrated "
