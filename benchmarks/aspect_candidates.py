@@ -2,7 +2,7 @@
 new ones do they propose per domain?
 
 For each domain of ``cvlib/insight/aspects_labelled.csv`` (clothing, beauty, electronics, Olist in
-Portuguese, the synthetic shop) cvlib's proposal
+Portuguese, the synthetic shop, home and garden tools) cvlib's proposal
 (:func:`cvlib.insight.aspect_candidates.propose_aspects`, what the report shows) reads a seeded
 sample of that domain's reviews (at most ``CORPUS`` reviews; the Amazon domains have only a few
 hundred in the file), with the language's default aspects for coverage and the polarity head of the
@@ -57,6 +57,7 @@ DOMAINS = {  # domain -> (labels' source, language, name in the docs)
     "amazon_beauty": ("amazon_beauty", "en", "beauty (Amazon, en)"),
     "amazon_electronics": ("amazon_electronics", "en",
                            "electronics and phone accessories (Amazon, en)"),
+    "amazon_home": ("amazon_home", "en", "home and garden tools (Amazon, en)"),
     "olist": ("olist", "pt", "marketplace (Olist, pt)"),
     "synthetic": ("synthetic", "en", "synthetic demo shop (en)"),
 }
@@ -191,7 +192,8 @@ def run(grid: bool) -> dict[str, Any]:
   for domain in DOMAINS:
     prep = prepare(domain)
     labels = _labelled(domain)
-    parts = {split: labels[labels["split"] == split] for split in al.SPLITS}
+    parts = {split: labels[labels["split"] == split] for split in al.SPLITS
+             if (labels["split"] == split).any()}  # home and garden tools: held out only
     if grid:
       for d in GRID["distance"]:
         for c in GRID["context"]:
@@ -200,7 +202,7 @@ def run(grid: bool) -> dict[str, Any]:
             key = f"distance={d},context={c},opinion_band={band[0]}-{band[1]}"
             known = default_keywords(prep["language"])
             out["grid"].setdefault(key, {})[domain] = {
-                **_summary(recovery(cands, parts["tune"])), "opinion_terms": cands.opinion_terms,
+                **_summary(recovery(cands, parts.get("tune", labels.iloc[:0]))), "opinion_terms": cands.opinion_terms,
                 "opinion_terms_default_keywords": [
                     w for w in cands.opinion_terms if ac.lexicon.stem(w) in known]}
     cands, seconds = propose(prep)

@@ -38,6 +38,9 @@ negative cells called negative, untagged ones counted as missed):
   (``small_trainable``), a delta small enough to ship on top of the packaged MiniLM; its
   learning rate is the one of ``SMALL_RATES`` with the best validation macro-F1 on the
   star-labelled texts.
+- ``finetuned_small_and_head``: the small fine-tune's and the shipped head's logits both as
+  inputs of the mix (the head reads negation through the sentence embedding, where the small
+  fine-tune leans on words: "Nothing flimsy about it").
 - ``run_sentiment_encoder`` (English): the sentiment classifier ``cvlib run`` fine-tunes on the
   shop's reviews (its default params: binary labels from the stars, at most 2,000 training
   reviews, :func:`cvlib.stages.finetune.make_sentiment_data` and ``finetune_sentiment`` as the
@@ -545,7 +548,11 @@ def model_levers(language: str, labels: pd.DataFrame, embed: Callable, tune: Par
                                            for r, m in zip(SMALL_RATES, small)}
   res["finetuned_small"] = polarity_lever(tune, held, model, LogitHead(),
                                           polarity_embed=logit_fn(clf))
-  names = ["finetuned_full", "finetuned_full_and_head", "finetuned_small"]
+  res["finetuned_small_and_head"] = polarity_lever(tune, held, model, LogitHead(),
+                                                   polarity_embed=logit_fn(clf),
+                                                   second=(model.head, None))
+  names = ["finetuned_full", "finetuned_full_and_head", "finetuned_small",
+           "finetuned_small_and_head"]
   if language == "en":
     clf, how["run_sentiment_encoder"] = run_sentiment_model(
         language, labels, None if work is None else work / f"{language}_run_sentiment")
@@ -578,6 +585,8 @@ def main(argv: list[str] | None = None) -> dict:
   out: dict[str, Any] = {"settings": {
       "labels": "cvlib/insight/aspects_labelled.csv", "rows": bl.N_BEFORE_ROUND3,
       "folds": FOLDS, "repeats": REPEATS,
+      "classifiers": ("reused from --work where saved (each record keeps the run that trained "
+                      "it)" if args.work else "trained in this run"),
       "tags": "shipped thresholds (aspect_calibration.json) for the polarity levers",
       "python": platform.python_version()}, "languages": {}}
   if args.models_only:
