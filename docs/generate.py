@@ -1120,11 +1120,21 @@ def _blend(page: Page) -> None:
   page.source(rel, "benchmarks/results/sentiment_chinese_reviews_transfer.json")
 
 
+def _wilson(share: float, n: int, z: float = 1.96) -> str:
+  """The 95% Wilson score interval of a share of n, as "lo-hi" (two decimals)."""
+  centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return f"{max(centre - half, 0):.2f}-{min(centre + half, 1):.2f}"
+
+
 def _aspect_cells(m: dict) -> list[str]:
+  """Tag precision, recall, then polarity and negatives with their cell count and 95% interval."""
   t, p, n = m["tags"]["micro"], m["polarity"], m["negatives"]
+  share = lambda v, k: (f"{f3(v)} ({count(k)}; {_wilson(v, k)})" if k else  # noqa: E731
+                        f"{f3(v)} ({count(k)})")
   return [f3(t["precision"]), f3(t["recall"]),
-          f"{f3(p['accuracy_pos_neg'])} ({count(p['n_pos_neg'])})" if p else DASH,
-          f"{f3(n['recognised'])} ({count(n['n'])})" if n else DASH]
+          share(p["accuracy_pos_neg"], p["n_pos_neg"]) if p else DASH,
+          share(n["recognised"], n["n"]) if n else DASH]
 
 
 def _aspects(page: Page) -> None:
@@ -1145,9 +1155,10 @@ def _aspects(page: Page) -> None:
             if third else f"{count(held)} of them (40% of each source) are held out")
          + "; no threshold, keyword or weight was chosen on them. Tags are "
          "micro-averaged over the six aspects; polarity is the accuracy on the cells both the "
-         "labels and the method tag with a clear pos/neg label (count in brackets); "
-         "\"negatives\" is the share of the cells labelled negative that come out tagged and "
-         "negative. English rows use the shipped defaults (no run folder: the polarity head learnt "
+         "labels and the method tag with a clear pos/neg label (count and 95% Wilson interval "
+         "in brackets); \"negatives\" is the share of the cells labelled negative that come "
+         "out tagged and negative. With a few dozen cells per domain the intervals are wide: a "
+         "difference of one or two cells is within them. English rows use the shipped defaults (no run folder: the polarity head learnt "
          "from the clothing shop's rated reviews); Olist rows use the aspect model a run on the "
          "Olist shop writes (its head learnt from Olist's own rated reviews).")
   rows = []
