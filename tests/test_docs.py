@@ -89,7 +89,8 @@ def test_link_and_metric_patterns():
 
 
 def test_spark_verdicts_judge_each_target_on_the_largest_size():
-  gen = _generator()
+  _generator()  # puts docs/ on the path
+  spark = importlib.import_module("spark_page")
   def run(job, warm=None):
     return {"job_s": job, "peak_rss_mb": 1000.0, **({"warm_job_s": warm} if warm else {})}
   d = {"sizes": {
@@ -100,12 +101,12 @@ def test_spark_verdicts_judge_each_target_on_the_largest_size():
                 "score": {"duckdb": run(100), "spark_local2": run(250),
                           "spark_local2_over_duckdb": 2.5, "spark_local1_one_core": run(350),
                           "spark_speedup_second_core": 1.4}}}}
-  verdicts = gen._spark_verdicts(d)  # pylint: disable=protected-access
+  verdicts = spark.spark_verdicts(d)
   assert len(verdicts) == 3
   assert "held to one, 1.40x (under 1.6x)" in verdicts[2]
   assert "10,000 customers" in verdicts[0] and "not met" in verdicts[0]
   assert "10,000 customers" in verdicts[1] and "1.82x" in verdicts[1]
   assert "1.88x when the job runs again in the same session" in verdicts[1]
   assert "(target at least 1.6x: met)" in verdicts[1]
-  rows = gen._spark_rows(d["sizes"]["10000"], warm=True)  # pylint: disable=protected-access
+  rows = spark.spark_rows(d["sizes"]["10000"], warm=True)
   assert [len(r) for r in rows] == [6] * 5
