@@ -23,6 +23,10 @@ negative cells called negative, untagged ones counted as missed):
   without them does not call them positive.
 - ``head_mlp_seed{0,1,2}``: a one-hidden-layer network (64 ReLU units, L2 0.1, early stopping)
   instead of the logistic head, three seeds.
+- ``head_sample{1,2}``: the shipped head trained on other seeded samples of the same
+  training texts (how much the sample alone moves the figures: a noise floor for the others).
+- ``head_20000``: the shipped head trained on up to 20,000 texts instead of 6,000 (a steadier
+  head, at more embedding time when a run fits its own).
 - ``complaint_{t}``: the cell rule's complaint threshold (``COMPLAINT_LOGIT``, 1.5) at t.
 - ``head_pooled_features``: a logistic head (standardised inputs, L2 strength chosen by 5-fold
   cross-validation on its own training texts) on richer frozen features of the pretrained
@@ -299,6 +303,9 @@ def training_set(language: str, labels: pd.DataFrame) -> tuple[list[str], np.nda
   return am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher)
 
 
+HEAD_LARGE = 20000  # the head_large lever's cap on training texts (shipped: am.HEAD_EXAMPLES)
+
+
 def heads(language: str, labels: pd.DataFrame, embed: Callable,
           shipped_only: bool = False) -> dict[str, Any]:
   """The polarity heads compared, all trained on the language's shop (labelled rows left out);
@@ -317,6 +324,16 @@ def heads(language: str, labels: pd.DataFrame, embed: Callable,
   out["head_contrast_filter"] = am.fit_polarity_head(x[keep], y[keep], trained_on={})
   for seed in range(3):
     out[f"head_mlp_seed{seed}"] = MLPHead(x, y, seed)
+  # the shipped head on other seeded samples of its training texts (how much the sample alone
+  # moves the figures), and on more of them (HEAD_LARGE instead of the shipped cap)
+  for seed in (1, 2):
+    t, yy = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher, seed=seed)
+    out[f"head_sample{seed}"] = am.fit_polarity_head(np.asarray(embed(t), dtype=np.float64), yy,
+                                                     trained_on={})
+  t, yy = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher,
+                                   max_examples=HEAD_LARGE)
+  out[f"head_{HEAD_LARGE}"] = am.fit_polarity_head(np.asarray(embed(t), dtype=np.float64), yy,
+                                                   trained_on={})
   return out
 
 

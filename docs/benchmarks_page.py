@@ -1108,7 +1108,10 @@ def _aspect_levers(page: Page) -> None:
          "mix_negation adds the head logit of clauses with a negation word; "
          "head_contrast_filter keeps a contrast clause of a 4-5 star review as a negative "
          "training example only when a first head does not call it positive; head_mlp_seed* "
-         "is a one-hidden-layer network instead of the logistic head; complaint_t moves the "
+         "is a one-hidden-layer network instead of the logistic head; head_sample1 and "
+         "head_sample2 are the shipped head trained on other seeded samples of the same training "
+         "texts (how far the sample alone moves the figures); head_20000 is trained on up to "
+         "20,000 of them instead of 6,000; complaint_t moves the "
          "complaint threshold of the cell rule (shipped 1.5). Stronger clause polarity models, "
          "each trained on the same star-labelled texts as the shipped head "
          "(`polarity_training_set`: the clothing shop's for English, Olist's for Portuguese, "
@@ -1149,12 +1152,15 @@ def _aspect_levers(page: Page) -> None:
                        f"{r['learning_rate']:g}", f3(r["val_macro_f1"]), f"{r['seconds']:.0f}"])
     page.table(["language", "lever", "training texts", "trained weights", "learning rate",
                 "validation macro-F1 (star labels)", "seconds"], rows, align="llrrrrr")
-    page.p("The adoption rule applied to them, against the shipped head (head_logistic): the "
+    page.p("The adoption rule applied to them (and to the shipped head retrained on other "
+           "samples of its own training texts, head_sample1 and head_sample2, and on more of "
+           "them, head_20000), against the shipped head (head_logistic): the "
            "domains whose cross-validated polarity or negatives a lever does not raise without "
            "lowering the other, and the held-out figures it lowers.")
     rows = []
-    for name in ("head_pooled_features", "finetuned_full", "finetuned_full_and_head",
-                 "finetuned_small", "finetuned_small_and_head", "run_sentiment_encoder"):
+    for name in ("head_sample1", "head_sample2", "head_20000", "head_pooled_features",
+                 "finetuned_full", "finetuned_full_and_head", "finetuned_small",
+                 "finetuned_small_and_head", "run_sentiment_encoder"):
       not_helped, lowered = [], []
       for language, res in d["languages"].items():
         if name not in res["polarity"]:
@@ -1184,16 +1190,18 @@ def _aspect_levers(page: Page) -> None:
     if run:
       page.p("The review sentiment classifier of a default run, applied to clauses as it is "
              f"(run_sentiment_encoder), lowers held out: {run[2]}.")
-    base = [d["languages"][lang]["polarity"]["head_logistic"] for lang in d["languages"]]
-    if d.get("head_logistic_before"):
-      page.p("How much of these held-out differences is noise: the shipped head itself, refitted "
-             "on a seeded sample of its training texts that moved when the third draw's rows were "
-             "left out, went from " + "; ".join(
-                 f"{_LEVER_DOMAINS[s]} {f3(v['polarity'])} to "
-                 f"{f3(b['heldout'][s]['polarity'])}"
-                 for b in base for s, v in d["head_logistic_before"].items()
-                 if s in b["heldout"]) + " (polarity, held out): the held-out cells per domain "
-             "(12 to 72) move by a cell or two with the training sample alone.")
+    samples = [verdict[k] for k in ("head_sample1", "head_sample2") if k in verdict]
+    cells = [v["n_cells"] for lang in d["languages"].values()
+             for v in lang["polarity"]["head_logistic"]["heldout"].values()]
+    lo, hi = min(cells), max(cells)
+    if samples:
+      page.p("The shipped method itself, trained on other seeded samples of its own training "
+             "texts (head_sample1, head_sample2), fails the rule too: held out it lowers "
+             + "; ".join(r[2] for r in samples) + f". With {lo} to {hi} cells per domain a "
+             "held-out figure moves by a cell or two with the training sample alone, so this "
+             "rule rejects noise as readily as a worse model. A rule that allows for that "
+             "(cells pooled over domains with an interval, fixed before looking) would judge "
+             "levers better, with the third draw as the one check of what it adopts.")
   page.p("Tagging levers (polarity as shipped): tags_f1 is the shipped calibration; "
          "tags_fbeta_b maximises F-beta instead of F1 (precision weighs more); tags_margin_m "
          "also asks a keyword tag's clause to be nearer the aspect than every other aspect by m. "
