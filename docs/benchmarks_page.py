@@ -1184,9 +1184,12 @@ def _aspect_levers(page: Page) -> None:
     if small:
       page.p("The parameter-efficient fine-tuned classifier (finetuned_small) is not adopted: "
              f"in the cross-validation it does not help {small[1]}; held out it lowers "
-             f"{small[2]}. On the tuning part, the synthetic shop's cells where it and the head "
-             "disagree are praise it reads as a complaint (\"Nothing flimsy about it\", "
-             "\"delivery was spot on\"): it leans on words where the head reads the sentence.")
+             f"{small[2]}. On the tuning part, the synthetic shop's cells where a first training of "
+             "it and the head disagreed were praise it read as a complaint (\"Nothing flimsy about it\", "
+             "\"delivery was spot on\"): it leans on words where the head reads the sentence. "
+             "Retrained with the third draw's rows left out of its training texts, it moved as "
+             "much as the head does between samples: one training of a fine-tuned model is one "
+             "draw of it.")
     if run:
       page.p("The review sentiment classifier of a default run, applied to clauses as it is "
              f"(run_sentiment_encoder), lowers held out: {run[2]}.")
