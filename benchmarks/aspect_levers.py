@@ -195,15 +195,39 @@ def pooled_features_fn() -> Callable:
       step, model, tokenizer, texts, out_dim=4 * config.hidden_size))
 
 
+def load_saved(folder: Path | None) -> tuple[Any, dict] | None:
+  """A classifier and its training record an earlier run saved in ``folder`` (``--work``), or
+  None."""
+  from cvlib.text import checkpoint  # pylint: disable=import-outside-toplevel
+  if folder is None or not (folder / "record.json").exists():
+    return None
+  model, _ = checkpoint.load_saved_encoder(folder)
+  return model, json.loads((folder / "record.json").read_text())
+
+
+def save(folder: Path | None, model: Any, config: Any, record: dict) -> None:
+  """Keeps a trained classifier and its record in ``folder`` for :func:`load_saved`."""
+  from cvlib.text import checkpoint  # pylint: disable=import-outside-toplevel
+  if folder is not None:
+    checkpoint.save_encoder(model, config, folder)
+    (folder / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def n_weights(model: Any, trainable: Callable | None = None) -> int:
+  """How many of ``model``'s weights are trained (those ``trainable`` accepts; None: all)."""
+  from cvlib.text import checkpoint  # pylint: disable=import-outside-toplevel
+  return sum(int(np.prod(v.shape)) for k, v in checkpoint.flat_params(model).items()
+             if trainable is None or trainable(k))
+
+
 def finetune_clause_model(texts: list[str], labels: np.ndarray, folder: Path | None,
                           trainable: Callable | None = None,
                           learning_rate: float = FINETUNE["learning_rate"]) -> tuple[Any, dict]:
   """MiniLM fine-tuned as a clause polarity classifier (``FINETUNE``), saved to and reused from
   ``folder`` (reruns); returns the model and how it was trained (wall seconds included)."""
   from cvlib.text import checkpoint, sentiment, tokens  # pylint: disable=import-outside-toplevel
-  if folder is not None and (folder / "record.json").exists():
-    model, _ = checkpoint.load_saved_encoder(folder)
-    return model, json.loads((folder / "record.json").read_text())
+  if (saved := load_saved(folder)) is not None:
+    return saved
   tokenizer = tokens.load_tokenizer()
   rng = np.random.default_rng(FINETUNE["seed"])
   val = np.zeros(len(labels), dtype=bool)
@@ -219,17 +243,13 @@ def finetune_clause_model(texts: list[str], labels: np.ndarray, folder: Path | N
       buckets=FINETUNE["buckets"], seed=FINETUNE["seed"], patience=None, progress=True,
       log_every_s=60.0, trainable=trainable)
   seconds = time.perf_counter() - t0
-  n_trained = sum(int(np.prod(v.shape)) for k, v in checkpoint.flat_params(model).items()
-                  if trainable is None or trainable(k))
   record = {"seconds": round(seconds, 1), "train_texts": int((~val).sum()),
-            "val_texts": int(val.sum()), "trained_parameters": n_trained,
+            "val_texts": int(val.sum()), "trained_parameters": n_weights(model, trainable),
             "learning_rate": learning_rate,
             "val_macro_f1": float(history["val_macro_f1"].max()),
             "history": history.drop(columns="seconds").round(4).to_dict("records"),
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in FINETUNE.items()}}
-  if folder is not None:
-    checkpoint.save_encoder(model, config, folder)
-    (folder / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+  save(folder, model, config, record)
   return model, record
 
 
@@ -240,9 +260,8 @@ def run_sentiment_model(language: str, labels: pd.DataFrame, folder: Path | None
   from cvlib import config  # pylint: disable=import-outside-toplevel
   from cvlib.stages import finetune  # pylint: disable=import-outside-toplevel
   from cvlib.text import checkpoint, sentiment, tokens  # pylint: disable=import-outside-toplevel
-  if folder is not None and (folder / "record.json").exists():
-    model, _ = checkpoint.load_saved_encoder(folder)
-    return model, json.loads((folder / "record.json").read_text())
+  if (saved := load_saved(folder)) is not None:
+    return saved
   cfg = config.FinetuneConfig()
   texts, ratings, _ = bl.shop_reviews(SHOPS[language], labels)
   data = finetune.make_sentiment_data(cfg, pd.DataFrame({"text": texts, "rating": ratings}),
@@ -257,15 +276,12 @@ def run_sentiment_model(language: str, labels: pd.DataFrame, folder: Path | None
       buckets=cfg.buckets, truncation=cfg.truncation, log_every_s=60.0)
   record = {"seconds": round(time.perf_counter() - t0, 1), "train_texts": len(data.train_texts),
             "val_texts": len(data.val_texts),
-            "trained_parameters": sum(int(np.prod(v.shape))
-                                      for v in checkpoint.flat_params(model).values()),
+            "trained_parameters": n_weights(model),
             "learning_rate": cfg.optimizer.learning_rate,
             "val_macro_f1": float(history["val_macro_f1"].max()),
             "classes": list(data.class_names),
             "history": history.drop(columns="seconds").round(4).to_dict("records")}
-  if folder is not None:
-    checkpoint.save_encoder(model, mconfig, folder)
-    (folder / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+  save(folder, model, mconfig, record)
   return model, record
 
 
@@ -281,17 +297,12 @@ def logit_fn(model: Any) -> Callable:
   return memo(fn)
 
 
-def cell_rule(z: np.ndarray, complaint: float = am.COMPLAINT_LOGIT) -> int:
-  """:func:`cvlib.insight.aspect_model.cell_polarity` on mixed logits, complaint threshold free."""
-  return am.polarity_from_logits(z, complaint)
-
-
 def contrast_clauses(texts: list, ratings: np.ndarray) -> set[str]:
   """Clauses right after a contrast word in the shop's 4-5 star reviews."""
   out = set()
   for text, stars in zip(texts, ratings):
     if isinstance(text, str) and stars >= 4:
-      for sentence in re.split(r"[.!?;\n]+", text.replace("<br />", "\n")):
+      for sentence in am.sentences(text):
         out.update(c for c, after in lexicon.split_contrast(sentence) if after)
   return out
 
@@ -312,8 +323,13 @@ def heads(language: str, labels: pd.DataFrame, embed: Callable,
   ``shipped_only``: just the shipped one."""
   texts, ratings, titles = bl.shop_reviews(SHOPS[language], labels)
   matcher = am.KeywordMatcher(am.SPECS[language], am.vocabulary_words())
-  train, y = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher)
-  x = np.asarray(embed(train), dtype=np.float64)
+
+  def sample(**how: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The shop's polarity_training_set (``how``: its seed or cap), its vectors and labels."""
+    train, y = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher, **how)
+    return train, np.asarray(embed(train), dtype=np.float64), y
+
+  train, x, y = sample()
   out = {"head_logistic": am.fit_polarity_head(x, y, trained_on={})}
   if shipped_only:
     return out
@@ -326,14 +342,10 @@ def heads(language: str, labels: pd.DataFrame, embed: Callable,
     out[f"head_mlp_seed{seed}"] = MLPHead(x, y, seed)
   # the shipped head on other seeded samples of its training texts (how much the sample alone
   # moves the figures), and on more of them (HEAD_LARGE instead of the shipped cap)
-  for seed in (1, 2):
-    t, yy = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher, seed=seed)
-    out[f"head_sample{seed}"] = am.fit_polarity_head(np.asarray(embed(t), dtype=np.float64), yy,
-                                                     trained_on={})
-  t, yy = am.polarity_training_set(texts, ratings, titles=titles, matcher=matcher,
-                                   max_examples=HEAD_LARGE)
-  out[f"head_{HEAD_LARGE}"] = am.fit_polarity_head(np.asarray(embed(t), dtype=np.float64), yy,
-                                                   trained_on={})
+  for name, how in {"head_sample1": {"seed": 1}, "head_sample2": {"seed": 2},
+                    f"head_{HEAD_LARGE}": {"max_examples": HEAD_LARGE}}.items():
+    _, xs, ys = sample(**how)
+    out[name] = am.fit_polarity_head(xs, ys, trained_on={})
   return out
 
 
@@ -428,7 +440,7 @@ def fit_mix(cells: dict, part: Part, keys: list) -> np.ndarray:
 
 
 def _apply(cells: dict, keys: list, w: np.ndarray, complaint: float) -> dict:
-  return {k: cell_rule(cells[k] @ w[:-1] + w[-1], complaint) for k in keys}
+  return {k: am.polarity_from_logits(cells[k] @ w[:-1] + w[-1], complaint) for k in keys}
 
 
 def _folds(n: int, seed: int) -> np.ndarray:
@@ -526,7 +538,7 @@ def structure(tune: Part, model: am.AspectModel) -> dict:
   for i, a in zip(*np.nonzero(tune.polarity == "neg")):
     if (i, a) not in cells:
       missed["untagged"] += 1
-    elif cell_rule(cells[(i, a)] @ mix[:-1] + mix[-1]) == -1:
+    elif am.polarity_from_logits(cells[(i, a)] @ mix[:-1] + mix[-1]) == -1:
       missed["called_negative"] += 1
     else:
       missed["called_positive_or_mixed"] += 1

@@ -18,14 +18,14 @@ levers = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(levers)
 
 
-def test_cell_rule_is_cell_polarity_at_the_shipped_threshold():
+def test_the_benchmarks_cell_rule_on_mixed_logits_is_cell_polarity():
   rng = np.random.default_rng(0)
   mix = {"head": 0.7, "examples": 9.0, "bias": 0.4}
   w = np.array([mix["head"], mix["examples"]])
   for _ in range(300):
     n = int(rng.integers(1, 5))
     f = np.c_[rng.normal(0, 3, size=n), rng.normal(0, 0.3, size=n)]
-    assert levers.cell_rule(f @ w + mix["bias"]) == am.cell_polarity(f, mix)
+    assert am.polarity_from_logits(f @ w + mix["bias"]) == am.cell_polarity(f, mix)
 
 
 def _table(n_clauses: int, n_aspects: int, seed: int) -> am.ClauseTable:

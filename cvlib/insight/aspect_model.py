@@ -276,7 +276,7 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
 
 
-def _sentences(text: str) -> list[str]:
+def sentences(text: str) -> list[str]:
   """A review's sentences (HTML line breaks, as some review dumps write them, end one too)."""
   return _SENTENCE_SPLIT.split(text.replace("<br />", "\n"))
 
@@ -491,7 +491,7 @@ def _aspect_clauses(text: str, stars: float, matcher: KeywordMatcher
                     ) -> list[tuple[str, int]]:
   """The clauses of a long review that name an aspect, with their clause-level label."""
   out = []
-  for sentence in _sentences(text):
+  for sentence in sentences(text):
     for clause, after_contrast in lexicon.split_contrast(sentence):
       if stars == 4 and not after_contrast:
         continue
@@ -601,7 +601,7 @@ def split_reviews(texts: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
   for i, text in enumerate(texts):
     if not isinstance(text, str):
       continue
-    for part in _sentences(text):
+    for part in sentences(text):
       pieces = lexicon.split_clauses(part)
       clauses += pieces
       owner += [i] * len(pieces)
