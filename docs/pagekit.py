@@ -103,9 +103,7 @@ class Page:
     self.used: list[str] = []
 
   def load(self, rel: str) -> Any:
-    if rel not in self.used:
-      self.used.append(rel)
-    return json.loads((REPO / rel).read_text(encoding="utf-8"))
+    return json.loads(self.read_text(rel))
 
   def read_text(self, rel: str) -> str:
     if rel not in self.used:
