@@ -87,6 +87,8 @@ AMAZON_SHA256 = "ea560e5922048e48e126c79abe9b735308e336857b6794ff0861d551f373cdc
 AMAZON_CATEGORIES = {"amazon_beauty": ("All_Beauty", "Beauty_and_Personal_Care"),
                      "amazon_electronics": ("Electronics", "Cell_Phones_and_Accessories"),
                      "amazon_home": ("Tools_and_Home_Improvement", "Patio_Lawn_and_Garden")}
+# The column of each file holding a review's stars.
+RATING_COLUMNS = {"womens": "Rating", "olist": "review_score"}
 # Amazon reviews drawn only among those of this many characters (long essays are rare in shop
 # feeds and slow to label by hand).
 AMAZON_CHARS = (20, 800)
@@ -136,7 +138,18 @@ def read_texts(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
   return _non_empty(frame[column])
 
 
-def read_amazon(source: str, path: Path | None = None) -> pd.Series:
+def read_ratings(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
+  """The star ratings (1-5) of a real source's reviews, indexed by row id as :func:`read_texts`:
+  what the report passes with each review's text."""
+  if source in AMAZON_CATEGORIES:
+    return read_amazon(source, field="rating")
+  name, _, _, _ = SOURCES[source]
+  frame = (pd.read_csv(Path(data_dir) / name, index_col=0) if source == "womens"
+           else pd.read_csv(Path(data_dir) / name))
+  return frame[RATING_COLUMNS[source]].astype(float)
+
+
+def read_amazon(source: str, path: Path | None = None, field: str = "review_full") -> pd.Series:
   """The review texts of one Amazon domain, indexed by the review's flat position in the file.
 
   Args:
@@ -144,9 +157,12 @@ def read_amazon(source: str, path: Path | None = None) -> pd.Series:
     path: the JSON-lines file (default ``$CVLIB_AMAZON_JSONL`` or
       ``../amazon_reviews_2023/training.jsonl`` next to the repository).
 
+    field: the review's field: ``review_full`` (the text) or ``rating`` (its stars).
+
   Returns:
     ``review_full`` texts of the domain's categories, non-empty, indexed by int row id (the
-    position of the review among all reviews of all users of the file, in file order).
+    position of the review among all reviews of all users of the file, in file order); with
+    ``field="rating"``, the stars of every review of the domain.
 
   Raises:
     FileNotFoundError: the file is missing (the message says how to get it).
@@ -168,8 +184,10 @@ def read_amazon(source: str, path: Path | None = None) -> pd.Series:
     for review in user["history"]:
       if user["category"] in AMAZON_CATEGORIES[source]:
         ids.append(flat)
-        texts.append(review.get("review_full") or "")
+        texts.append(review.get(field) or "" if field == "review_full" else review.get(field))
       flat += 1
+  if field != "review_full":
+    return pd.Series(texts, index=ids, dtype=float)
   return _non_empty(pd.Series(texts, index=ids, dtype=object))
 
 
@@ -182,8 +200,8 @@ def attach_texts(labels: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFram
     data_dir: folder holding ``womens_clothing_reviews/`` and ``olist/``.
 
   Returns:
-    A copy of ``labels`` with every real row's ``text`` filled in by ``row_id``; synthetic rows
-    unchanged.
+    A copy of ``labels`` with every real row's ``text`` filled in by ``row_id`` and its star
+    ``rating`` (:func:`read_ratings`) in a new column; synthetic rows unchanged, without rating.
 
   Raises:
     FileNotFoundError: a dataset file is missing (the message names it and CVLIB_DATA_DIR).
@@ -191,6 +209,7 @@ def attach_texts(labels: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFram
       file's (a different version of the dataset).
   """
   out = labels.copy()
+  out["rating"] = np.nan
   for source in SOURCES:
     mask = out["source"] == source
     if not mask.any():
@@ -215,6 +234,7 @@ def attach_texts(labels: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFram
       raise ValueError(f"{source}: stored text of row_id(s) {ids[differ].tolist()[:5]} differs "
                        "from the dataset file's")
     out.loc[mask, "text"] = found
+    out.loc[mask, "rating"] = read_ratings(source, data_dir).loc[ids].to_numpy()
   return out
 
 
@@ -469,9 +489,9 @@ def shop_reviews(source: str, labels: pd.DataFrame, data_dir: Path = DATA_DIR
   frame = (pd.read_csv(Path(data_dir) / name, index_col=0) if source == "womens"
            else pd.read_csv(Path(data_dir) / name))
   frame = frame[~frame.index.isin(labels.loc[labels["source"] == source, "row_id"].astype(int))]
-  rating, title = {"womens": ("Rating", "Title"),
-                   "olist": ("review_score", "review_comment_title")}[source]
-  return frame[column].tolist(), frame[rating].to_numpy(float), frame[title].tolist()
+  title = {"womens": "Title", "olist": "review_comment_title"}[source]
+  return (frame[column].tolist(), frame[RATING_COLUMNS[source]].to_numpy(float),
+          frame[title].tolist())
 
 
 def olist_run_folder(labels: pd.DataFrame, folder: Path, data_dir: Path = DATA_DIR,
@@ -500,7 +520,8 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     rows = labels[labels["language"] == language]
     t0 = time.perf_counter()
     pol = am.aspect_opinions(rows["text"].reset_index(drop=True), language,
-                             run_dir=None if language == "en" else run_folder)
+                             run_dir=None if language == "en" else run_folder,
+                             ratings=rows["rating"].to_numpy(float))
     seconds[language] = round(time.perf_counter() - t0, 1)
     pol.index = rows.index
     preds[language] = pol[ASPECTS]
@@ -572,10 +593,16 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     feats = am.cell_features(table, hits, heads[language])
     cells = [(cell, f) for cell, f in sorted(feats.items())
              if rows.at[cell[0], f"{names[cell[1]]}_polarity"] in ("pos", "neg")]
-    mix = am.calibrate_mix([f for _, f in cells],
-                           [rows.at[i, f"{names[a]}_polarity"] == "pos" for (i, a), _ in cells])
-    languages[language] = {"floor": floor, "alone": alone, "mix": mix,
-                           "tuning_reviews": len(rows), "tuning_cells": len(cells)}
+    positive = [rows.at[i, f"{names[a]}_polarity"] == "pos" for (i, a), _ in cells]
+    mix = am.calibrate_mix([f for _, f in cells], positive)
+    # the mix for rated reviews, on the cells of the real (rated) reviews only
+    rated = [k for k, ((i, _), _) in enumerate(cells) if np.isfinite(rows.at[i, "rating"])]
+    mix_rated = am.calibrate_mix([cells[k][1] for k in rated], [positive[k] for k in rated],
+                                 ratings=[am.rating_term(rows.at[cells[k][0][0], "rating"])
+                                          for k in rated])
+    languages[language] = {"floor": floor, "alone": alone, "mix": mix, "mix_rated": mix_rated,
+                           "tuning_reviews": len(rows), "tuning_cells": len(cells),
+                           "tuning_cells_rated": len(rated)}
   calibration = {"how": "benchmarks/aspects_labelled.py --calibrate on the tuning part of "
                         "cvlib/insight/aspects_labelled.csv (pretrained MiniLM); the held-out "
                         "part is not read", "languages": languages}

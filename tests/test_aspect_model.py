@@ -1,6 +1,9 @@
 """cvlib.insight.aspect_model: keyword rules, the polarity head, calibration, the saved model and
 the public cvlib.aspect_opinions (its accuracy is benchmarks/aspects_labelled.py's)."""
 
+import dataclasses
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -180,6 +183,37 @@ def test_cell_polarity_a_complaint_wins_and_mixed_needs_confident_disagreement()
   assert am.cell_polarity(np.array([[0.0, -0.1]]), {"head": 0.0, "examples": 5.0, "bias": 0.0}) == -1
 
 
+def test_star_rating_enters_polarity_through_its_own_mix(matcher, tmp_path):
+  assert am.rating_term(5) == 1.0 and am.rating_term(1) == -1.0 and am.rating_term(3) == 0.0
+  assert am.rating_term(9) == 1.0 and np.isnan(am.rating_term(None))
+  assert np.isnan(am.rating_term(float("nan")))
+  mix = {"head": 1.0, "examples": 0.0, "bias": 0.0}
+  rated = {"head": 1.0, "examples": 0.0, "rating": 3.0, "bias": 0.0}
+  mild = np.array([[0.5, 0.0]])  # a clause the head reads as mildly positive
+  assert am.cell_polarity(mild, mix) == 1
+  assert am.cell_polarity(mild, mix, am.rating_term(1), rated) == -1  # a 1-star review
+  assert am.cell_polarity(mild, mix, math.nan, rated) == 1  # unknown stars: the plain mix
+  assert am.cell_polarity(mild, mix, am.rating_term(1), None) == 1  # no rated mix: stars unused
+  # the rated mix is learnt with the rating as a third input
+  feats = [np.array([[v, 0.0]]) for v in (-2, -1, 1, -2, -1, 2, 1, -1, 2, 1)]
+  stars = [am.rating_term(s) for s in (1, 2, 1, 1, 2, 5, 4, 5, 5, 4)]
+  got = am.calibrate_mix(feats, [False] * 5 + [True] * 5, ratings=stars)
+  assert set(got) == {"head", "examples", "rating", "bias"} and got["rating"] > 0
+  with pytest.raises(ValueError, match="one known value per cell"):
+    am.calibrate_mix(feats, [False] * 5 + [True] * 5, ratings=stars[:-1] + [math.nan])
+  # scoring: the stars go with their review; a saved model keeps its rated mix
+  model = dataclasses.replace(_toy_model(am.PolarityHead(np.zeros(64), 0.0, {"data": "toy"})),
+                              mix={"head": 1.0, "examples": 0.0, "bias": 0.1}, mix_rated=rated)
+  texts = ["the fabric is thin", "the fabric is thin"]
+  pol = am.score_reviews(texts, model, tag_embed=_bag_embed, matcher=matcher, ratings=[1, None])
+  assert pol.loc[0, "quality"] == -1 and pol.loc[1, "quality"] == 1
+  with pytest.raises(ValueError, match="1 values for 2 reviews"):
+    am.score_reviews(texts, model, tag_embed=_bag_embed, matcher=matcher, ratings=[1])
+  model.save(tmp_path / "m")
+  assert am.AspectModel.load(tmp_path / "m").mix_rated == rated
+  assert "star rating" in am.describe(model, 2, 2)
+
+
 def test_calibrate_mix_needs_both_polarities():
   feats = [np.array([[v, 0.0]]) for v in (-2, -1, -3, -2, -1, 2, 1, 3, 2, 1)]
   mix = am.calibrate_mix(feats, [False] * 5 + [True] * 5)
@@ -197,6 +231,12 @@ def test_aspect_opinions_public_function(tmp_path):
   assert out.loc[10, "size_fit"] == -1
   assert out.loc[11, "delivery"] == 1 and out.loc[11, "quality"] == 1
   assert out.loc[12].isna().all() and out.loc[13].isna().all()
+  # with the stars (what the report passes): same tags, each aspect's polarity may use them
+  rated = cvlib.aspect_opinions(texts, "en", ratings=pd.Series([2, 5, None, 4], index=texts.index))
+  pd.testing.assert_frame_equal(rated.notna(), out.notna())
+  assert rated.loc[10, "size_fit"] == -1 and rated.loc[11, "quality"] == 1
+  with pytest.raises(ValueError, match="3 values for 4 reviews"):
+    cvlib.aspect_opinions(texts, "en", ratings=[1, 2, 3])
   with pytest.raises(ValueError, match="single str"):
     cvlib.aspect_opinions("runs small", "en")
   with pytest.raises(ValueError, match="pass a finished run folder"):

@@ -25,8 +25,12 @@ then:
   small" is a common 4-star title), so the head's logit is mixed with an aspect-conditioned term,
   the clause's similarity to the aspect's positive minus its negative example opinions; the two
   weights and a bias are calibrated on labelled cells of the tuning part, classes balanced
-  (:func:`calibrate_mix`). An aspect is negative when one of the clauses that tag it is a
-  confident complaint, else the sign of their mean logit; clauses that disagree very
+  (:func:`calibrate_mix`). When the review's star rating is known (the report always passes
+  it; :func:`aspect_opinions` takes ``ratings``), a third term, the rating centred on 3 stars,
+  enters the mix with its own calibrated weights (``mix_rated``): a clause's wording still
+  decides against the stars ("love it but it runs small" in a 5-star review), while the stars
+  settle clauses the head reads weakly. An aspect is negative when one of the clauses that tag
+  it is a confident complaint, else the sign of their mean logit; clauses that disagree very
   confidently make it mixed (0). The head reads the clause embeddings made for tagging.
 
 Both use the pretrained MiniLM, the encoder the thresholds and the mix are calibrated for (the
@@ -41,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 import unicodedata
@@ -172,7 +177,13 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "shrank", "shrunk", "lining", "soft", "softness", "leak", "leaked", "leaks",
         "scratched", "peel", "peels", "peeling", "wrinkle", "wrinkles", "pop off",
         "popped off", "came off", "fall off", "fell off", "warm", "lightweight", "sturdiness",
-        "inferior", "adhere"),
+        "inferior", "adhere",
+        # durability and failure words of any durable good (the labelling guide's quality
+        # definition: breaks, cracks, rusts, flimsy or sturdy, dead on arrival, holds up)
+        "fragile", "crack", "cracked", "cracks", "rust", "rusted", "rusty", "failed",
+        "substandard", "sturdier", "flimsier", "well constructed", "poorly constructed",
+        "build quality", "dead on arrival", "chipped", "dented", "warped", "held up",
+        "holds up", "still working", "still works", "workmanship"),
         *ENGLISH_EXAMPLES["quality"]),
     _spec("price", (
         "good value for the money, a great price",
@@ -182,7 +193,8 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "cost", "bargain", "value for money", "good value", "great value", "poor value",
         "value", "worth the money", "worth every penny", "worth the price", "worth it",
         "waste of money", "waste your money", "deal", "discount", "sale", "full price",
-        "money", "paid", "for the price", "cheaper", "reasonably priced", "reasonable"),
+        "money", "paid", "for the price", "cheaper", "reasonably priced", "reasonable",
+        "dollars", "bucks", "costly", "pricy", "save your money", "price point"),
         *ENGLISH_EXAMPLES["price"]),
     _spec("size_fit", (
         "it fits true to size and the length is perfect",
@@ -205,7 +217,7 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "return policy", "replacement", "warranty", "guarantee", "responded", "response",
         "reply", "replied", "unhelpful", "rude", "polite", "contacted", "complaint",
         "customer care", "wrong item", "sent the wrong", "missing", "answer", "answered",
-        "email", "emailed", "emails"),
+        "email", "emailed", "emails", "customer support", "support team"),
         *ENGLISH_EXAMPLES["service"]),
     _spec("packaging", (
         "it was well packaged in a nice box",
@@ -533,6 +545,9 @@ class AspectModel:
   mix: dict[str, float] = dataclasses.field(
       default_factory=lambda: {"head": 1.0, "examples": 0.0, "bias": 0.0})
   calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # the mix for reviews whose star rating is known: the same terms plus ``rating`` times the
+  # centred stars (:func:`rating_term`); None: ratings are not used
+  mix_rated: dict[str, float] | None = None
 
   @property
   def names(self) -> list[str]:
@@ -546,7 +561,7 @@ class AspectModel:
         "format": 1, "language": self.language,
         "specs": [dataclasses.asdict(s) for s in self.specs],
         "floor": self.floor, "alone": self.alone, "mix": self.mix,
-        "calibration": self.calibration}, indent=2) + "\n")
+        "mix_rated": self.mix_rated, "calibration": self.calibration}, indent=2) + "\n")
 
   @classmethod
   def load(cls, folder: str | os.PathLike) -> AspectModel:
@@ -560,7 +575,12 @@ class AspectModel:
                         s["negative"]) for s in d["specs"])
     return cls(d["language"], specs, {k: float(v) for k, v in d["floor"].items()},
                {k: float(v) for k, v in d["alone"].items()}, PolarityHead.load(folder / HEAD_FILE),
-               {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}))
+               {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}),
+               _floats(d.get("mix_rated")))
+
+
+def _floats(mix: Mapping[str, Any] | None) -> dict[str, float] | None:
+  return None if mix is None else {k: float(v) for k, v in mix.items()}
 
 
 def specs_from(aspects: Mapping[str, Any] | None, language: str) -> tuple[AspectSpec, ...]:
@@ -715,13 +735,26 @@ def cell_features(table: ClauseTable, hits: np.ndarray, head: PolarityHead,
   return {cell: np.asarray(v, dtype=np.float64) for cell, v in out.items()}
 
 
-def cell_polarity(features: np.ndarray, mix: Mapping[str, float]) -> int:
+def rating_term(stars: Any) -> float:
+  """The review's stars as a polarity input: (stars - 3) / 2, within [-1, 1]; NaN when unknown."""
+  stars = float(stars) if stars is not None and not pd.isna(stars) else math.nan
+  return float(np.clip((stars - 3.0) / 2.0, -1.0, 1.0)) if math.isfinite(stars) else math.nan
+
+
+def cell_polarity(features: np.ndarray, mix: Mapping[str, float], rating: float = math.nan,
+                  mix_rated: Mapping[str, float] | None = None) -> int:
   """+1, -1, or 0 (clauses that very confidently disagree) from a cell's clause features.
 
-  A confident complaint (logit below ``-COMPLAINT_LOGIT``) makes the cell negative; otherwise
-  the sign of the clauses' mean logit decides.
+  With a known ``rating`` (:func:`rating_term`) and a ``mix_rated``, that mix weighs the clause
+  features and the rating; otherwise ``mix`` weighs the clause features. A confident complaint
+  (logit below ``-COMPLAINT_LOGIT``) makes the cell negative; otherwise the sign of the clauses'
+  mean logit decides.
   """
-  z = mix["head"] * features[:, 0] + mix["examples"] * features[:, 1] + mix["bias"]
+  if mix_rated is not None and math.isfinite(rating):
+    z = (mix_rated["head"] * features[:, 0] + mix_rated["examples"] * features[:, 1]
+         + mix_rated["rating"] * rating + mix_rated["bias"])
+  else:
+    z = mix["head"] * features[:, 0] + mix["examples"] * features[:, 1] + mix["bias"]
   return polarity_from_logits(z)
 
 
@@ -736,8 +769,8 @@ def polarity_from_logits(z: np.ndarray, complaint: float = COMPLAINT_LOGIT) -> i
 
 
 def score_reviews(texts: Sequence[str | None], model: AspectModel, *, tag_embed: EmbedFn,
-                  polarity_embed: EmbedFn | None = None, matcher: KeywordMatcher | None = None
-                  ) -> pd.DataFrame:
+                  polarity_embed: EmbedFn | None = None, matcher: KeywordMatcher | None = None,
+                  ratings: Sequence[float] | None = None) -> pd.DataFrame:
   """Aspect polarity per review: +1, -1, 0 (mixed), <NA> (aspect not mentioned).
 
   Args:
@@ -747,23 +780,35 @@ def score_reviews(texts: Sequence[str | None], model: AspectModel, *, tag_embed:
     polarity_embed: the encoder the head was trained on, when it is not ``tag_embed`` (None:
       the head reads the clause embeddings made for tagging; clauses are embedded once).
     matcher: keyword matcher for ``model.specs`` (built when None).
+    ratings: each review's stars (1-5; NaN/None: unknown), or None: none known.
 
   Returns:
     Int64 DataFrame, one row per text (RangeIndex), one column per aspect.
   """
   matcher = matcher or KeywordMatcher(model.specs, vocabulary_words())
   table = clause_table(texts, model.specs, tag_embed, matcher)
-  return score_table(table, len(texts), model, polarity_embed=polarity_embed)
+  return score_table(table, len(texts), model, polarity_embed=polarity_embed, ratings=ratings)
 
 
 def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
-                polarity_embed: EmbedFn | None = None) -> pd.DataFrame:
+                polarity_embed: EmbedFn | None = None,
+                ratings: Sequence[float] | None = None) -> pd.DataFrame:
   """:func:`score_reviews` on clauses already split and embedded (:func:`clause_table`)."""
+  terms = _rating_terms(ratings, n_texts)
   hits = clause_hits(table, model.names, model.floor, model.alone)
   out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
-    out[i, a] = cell_polarity(f, model.mix)
+    out[i, a] = cell_polarity(f, model.mix, terms[i], model.mix_rated)
   return pd.DataFrame(out, columns=model.names).astype("Int64")
+
+
+def _rating_terms(ratings: Sequence[float] | None, n: int) -> np.ndarray:
+  if ratings is None:
+    return np.full(n, math.nan)
+  values = list(ratings)
+  if len(values) != n:
+    raise ValueError(f"ratings: {len(values)} values for {n} reviews")
+  return np.array([rating_term(r) for r in values], dtype=float)
 
 
 # --- calibration (on the tuning part of a labelled sample) ---------------------------------------
@@ -813,15 +858,18 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
   return floor, alone
 
 
-def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool]) -> dict[str, float]:
+def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool],
+                  ratings: Sequence[float] | None = None) -> dict[str, float]:
   """Weights of head logit and example similarity: logistic regression on labelled cells.
 
   Args:
     features: per labelled pos/neg cell, its [n_clauses, 2] features (:func:`cell_features`).
     positive: the cell's label.
+    ratings: per cell, its review's :func:`rating_term` (every one known): the rating is then a
+      third input (the ``mix_rated`` of a model).
 
   Returns:
-    {"head", "examples", "bias"}.
+    {"head", "examples", "bias"}, and "rating" when ``ratings`` are given.
 
   Raises:
     ValueError: fewer than 5 cells of either polarity.
@@ -833,11 +881,19 @@ def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool]) -> d
     raise ValueError(f"calibrate_mix: need aligned features and labels with 5+ cells of each "
                      f"polarity, have {counts[0]} negative and {counts[1]} positive")
   x = np.stack([f.mean(axis=0) for f in features])
-  # nearly unpenalised (3 weights); classes balanced, so that the many positive cells do not
+  if ratings is not None:
+    r = np.asarray(ratings, dtype=float)
+    if r.shape != (len(y),) or not np.isfinite(r).all():
+      raise ValueError("calibrate_mix: ratings need one known value per cell")
+    x = np.column_stack([x, r])
+  # nearly unpenalised (3-4 weights); classes balanced, so that the many positive cells do not
   # push the bias towards calling complaints positive
   clf = LogisticRegression(C=100.0, class_weight="balanced", max_iter=1000).fit(x, y)
-  return {"head": float(clf.coef_[0, 0]), "examples": float(clf.coef_[0, 1]),
-          "bias": float(clf.intercept_[0])}
+  out = {"head": float(clf.coef_[0, 0]), "examples": float(clf.coef_[0, 1]),
+         "bias": float(clf.intercept_[0])}
+  if ratings is not None:
+    out["rating"] = float(clf.coef_[0, 2])
+  return out
 
 
 # --- loading and the public function -------------------------------------------------------------
@@ -886,7 +942,7 @@ def _calibrated(language: str, specs: tuple[AspectSpec, ...], head: PolarityHead
   alone = {s.name: cal["alone"].get(s.name, float(np.median(list(cal["alone"].values()))))
            for s in specs}
   return AspectModel(language, specs, floor, alone, head, dict(cal["mix"]),
-                     {"how": cal["how"]})
+                     {"how": cal["how"]}, _floats(cal.get("mix_rated")))
 
 
 # How the polarity head's training texts are chosen and labelled (polarity_training_set), as the
@@ -946,12 +1002,13 @@ def describe(model: AspectModel, n_tagged: int, n_reviews: int) -> str:
   n = info.get("n_negative", 0) + info.get("n_positive", 0)
   sample = (f"{n_tagged:,} of the {n_reviews:,} reviews (a seeded sample)"
             if n_tagged < n_reviews else f"all {n_reviews:,} reviews")
+  rated = " and, where the review has one, its star rating" if model.mix_rated else ""
   return (f"Aspects are tagged in {sample} by keywords checked against the clause's meaning "
           f"(MiniLM similarity to each aspect's description). Each mentioned aspect's polarity "
           f"comes from a model trained on {n:,} star-rated opinion texts "
           f"({info.get('n_negative', 0):,} negative): {info.get('data', '')}; its output is mixed "
-          "with the clause's similarity to positive and negative example opinions on the aspect, "
-          "with weights calibrated on hand-labelled reviews (docs/benchmarks.md).")
+          "with the clause's similarity to positive and negative example opinions on the aspect"
+          f"{rated}, with weights calibrated on hand-labelled reviews (docs/benchmarks.md).")
 
 
 def load_run(run_dir: str | os.PathLike) -> AspectModel:
@@ -964,7 +1021,8 @@ def load_run(run_dir: str | os.PathLike) -> AspectModel:
 
 
 def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
-                    run_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+                    run_dir: str | os.PathLike | None = None,
+                    ratings: Sequence[float] | pd.Series | None = None) -> pd.DataFrame:
   """Per-review aspect tags and polarities, as the report's "opinions by aspect" computes them.
 
   Args:
@@ -972,6 +1030,8 @@ def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
     language: "en" or "pt".
     run_dir: a finished run folder: its aspect list, thresholds and the polarity head trained on
       that shop's rated reviews. None: the defaults (English only).
+    ratings: each review's star rating (1-5, NaN where unknown), aligned with ``texts``: the
+      report passes them, and polarity is better with them (docs/benchmarks.md). None: unknown.
 
   Returns:
     One row per text (the Series' index, else 0..n-1), one Int64 column per aspect: +1 positive,
@@ -979,7 +1039,7 @@ def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
 
   Raises:
     ValueError: texts is a single string, an unsupported language, or Portuguese without a run
-      folder; a run folder's model of another language.
+      folder; a run folder's model of another language; ratings of another length than texts.
     FileNotFoundError: run_dir has no aspect model.
   """
   if isinstance(texts, str):
@@ -991,7 +1051,8 @@ def aspect_opinions(texts: Sequence[str] | pd.Series, language: str = "en",
     if model.language != language:
       raise ValueError(f"run_dir {run_dir}: its aspect model is for language "
                        f"{model.language!r}, not {language!r}")
-  out = score_reviews(values, model, tag_embed=minilm_embed)
+  out = score_reviews(values, model, tag_embed=minilm_embed,
+                      ratings=None if ratings is None else list(ratings))
   if index is not None:
     out.index = index
   return out

@@ -477,9 +477,12 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     tagged = np.zeros(len(texts), dtype=bool)
     tagged[np.r_[must, pick].astype(int)] = True
   picked = np.flatnonzero(tagged)
+  ratings = (reviews.loc[review_scores["review_id"], "rating"].to_numpy(dtype=float)[picked]
+             if "rating" in reviews else np.full(len(picked), np.nan))
   clauses = aspect_model.clause_table([texts[i] for i in picked], model.specs,
                                       aspect_model.minilm_embed, matcher)
-  scored = aspect_model.score_table(clauses, len(picked), model)  # clauses embedded once
+  # clauses embedded once; the stars enter each aspect's polarity where the review has them
+  scored = aspect_model.score_table(clauses, len(picked), model, ratings=ratings)
   polarity = pd.DataFrame(pd.NA, index=range(len(texts)), columns=model.names, dtype="Int64")
   polarity.iloc[np.flatnonzero(tagged)] = scored.to_numpy()
   tags = polarity.notna()
@@ -503,8 +506,6 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     metrics = _hand_labelled_metrics(review_scores[tagged].reset_index(drop=True),
                                      tags[tagged].reset_index(drop=True),
                                      aspects.LABELLED_SOURCES[adapter])
-  ratings = (reviews.loc[review_scores["review_id"], "rating"].to_numpy(dtype=float)[picked]
-             if "rating" in reviews else np.full(len(picked), np.nan))
   return Opinions(tags, polarity, table, metrics, model, tagged, clauses, ratings)
 
 
