@@ -123,7 +123,9 @@ def test_attach_texts_names_the_missing_file_and_the_env_var(labels, tmp_path):
     bench.attach_texts(labels, tmp_path)
   assert "Womens Clothing E-Commerce Reviews.csv.gz" in str(e.value)
   synthetic_only = labels[labels["source"] == "synthetic"]
-  pd.testing.assert_frame_equal(bench.attach_texts(synthetic_only, tmp_path), synthetic_only)
+  attached = bench.attach_texts(synthetic_only, tmp_path)  # synthetic rows: no stars
+  assert attached["rating"].isna().all()
+  pd.testing.assert_frame_equal(attached.drop(columns="rating"), synthetic_only)
 
 
 def test_hand_labels_agree_with_synthetic_truth(labels):
