@@ -143,7 +143,10 @@ def test_hand_labels_agree_with_synthetic_truth(labels):
 
 def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   assert (with_texts["text"].str.strip() != "").all()
-  pd.testing.assert_frame_equal(with_texts.drop(columns="text"), labels.drop(columns="text"))
+  pd.testing.assert_frame_equal(with_texts.drop(columns=["text", "rating"]),
+                                labels.drop(columns="text"))
+  real = with_texts["source"] != "synthetic"  # every real review has its 1-5 stars
+  assert with_texts.loc[real, "rating"].between(1, 5).all()
   digests = [hashlib.sha256(t.encode()).hexdigest() for t in with_texts["text"]]
   real = with_texts["source"] != "synthetic"
   assert (with_texts.loc[real, "text_sha256"] == pd.Series(digests)[real.to_numpy()].to_numpy()).all()
