@@ -606,8 +606,8 @@ def main(argv: list[str] | None = None) -> dict:
   args = parser.parse_args(argv)
   t0 = time.perf_counter()
   embed = bl.cached(bl._minilm_embed, args.embed_cache) if args.embed_cache else bl._minilm_embed  # pylint: disable=protected-access
-  # the first two draws only: the third draw's rows are all held out and kept fresh, to check the
-  # shipped model once (benchmarks/aspects_labelled.py), never to compare levers on; every
+  # the first two draws only: the third and fourth draws' rows are all held out and kept fresh, to
+  # check the shipped model once (benchmarks/aspects_labelled.py), never to compare levers on; every
   # labelled row is still left out of the heads' training texts
   every = bl.attach_texts(bl.load_labels())
   labels = every.iloc[:bl.N_BEFORE_ROUND3]

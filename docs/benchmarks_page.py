@@ -988,14 +988,19 @@ def _aspects(page: Page) -> None:
   total = sum(dom["all"]["n_reviews"] for dom in d["domains"].values())
   held = sum(dom["heldout"]["n_reviews"] for dom in d["domains"].values())
   third = d["settings"].get("round3_heldout_reviews", 0)
+  fourth = d["settings"].get("round4_heldout_reviews", 0)
   page.p("`benchmarks/aspects_labelled.py` scores `cvlib.aspect_opinions` (the function the "
          "report's \"opinions by aspect\" uses) and the lexicon tagger with VADER it replaced "
          f"against {count(total)} reviews labelled by reading them before any tagger ran "
          f"({len(d['domains'])} shops, English and Portuguese; labels, guide and origins in "
          "[cvlib/insight/aspects_labelled.md](../cvlib/insight/aspects_labelled.md)). "
-         + (f"{count(held)} of them are held out: about 40% of each source's first two draws "
-            f"and the {count(third)} reviews of the third draw (all held out, labelled after the "
+         + (f"{count(held)} of them are held out: about 40% of each source's first two draws"
+            f"{', ' if fourth else ' and '}the {count(third)} reviews of the third draw "
+            "(all held out, labelled after the "
             "model's rules were fixed, by a second reader following the same guide)"
+            + (f" and the {count(fourth)} reviews of the fourth draw (three Amazon domains no "
+               "rule was written on, all held out, labelled by a third reader before the model "
+               "was evaluated on them)" if fourth else "")
             if third else f"{count(held)} of them (40% of each source) are held out")
          + "; no threshold, keyword or weight was chosen on them. Tags are "
          "micro-averaged over the six aspects; polarity is the accuracy on the cells both the "
@@ -1020,11 +1025,26 @@ def _aspects(page: Page) -> None:
   fresh = [[dom["name"], count(dom["fresh"]["n_reviews"]), *_aspect_cells(dom["fresh"]["model"])]
            for dom in d["domains"].values() if "fresh" in dom]
   if fresh:
-    page.p("The third draw's reviews alone (part of the held-out rows above): labelled after "
+    page.p(("The third and fourth draws' reviews alone" if fourth else
+            "The third draw's reviews alone")
+           + " (part of the held-out rows above): labelled after "
            "every rule, threshold and weight of the model was fixed, scored only to report, so "
            "no choice was ever compared against them:")
     page.table(["fresh held-out reviews", "n", "tag precision", "tag recall", "polarity right",
                 "negatives"], fresh)
+  newest = [(dom["name"], dom["round4"]) for dom in d["domains"].values() if "round4" in dom]
+  if newest and "english_round4" in d["pooled"]:
+    newest.append(("all three, pooled", d["pooled"]["english_round4"]))
+  if newest:
+    page.p("The fourth draw alone: shops of product domains none of the model's rules, seed "
+           "words or thresholds was written on, with the lexicon baseline beside it:")
+    page.table(["new-domain reviews", "method", "n", "tag precision", "tag recall",
+                "polarity right", "negatives"],
+               [[name if method == "model" else "", label, count(part["n_reviews"]),
+                 *_aspect_cells(part[method])]
+                for name, part in newest
+                for method, label in (("model", "aspect model"),
+                                      ("lexicon_vader", "lexicon + VADER"))])
   page.p("The same on the tuning part, where the thresholds and the polarity mix were calibrated "
          "(so flattering):")
   page.table(["tuning reviews", "n", "tag precision", "tag recall", "polarity right",

@@ -62,10 +62,10 @@ def test_csv_integrity(labels):
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
       "womens": 190, "olist": 120, "amazon_beauty": 110, "amazon_electronics": 110,
-      "amazon_home": 50, "synthetic": 40}
+      "amazon_home": 50, "amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50,
+      "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
-                                            "amazon_beauty": "en", "amazon_electronics": "en",
-                                            "amazon_home": "en"})
+                                            **{s: "en" for s in bench.AMAZON_CATEGORIES}})
   assert (labels["language"] == expected_language).all()
   assert not labels.duplicated(["source", "row_id"]).any()
   real = labels["source"] != "synthetic"
@@ -74,17 +74,25 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third draw (the file's last rows, ROUND3 per source)
+  # draws is held out, and every row of the third and fourth draws (the file's last rows, ROUND3
+  # then ROUND4 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
-  early, third = labels.iloc[:bench.N_BEFORE_ROUND3], labels.iloc[bench.N_BEFORE_ROUND3:]
+  early = labels.iloc[:bench.N_BEFORE_ROUND3]
+  third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
+  fourth = labels.iloc[bench.N_BEFORE_ROUND4:]
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
   assert third["source"].drop_duplicates().tolist() == list(bench.ROUND3)  # one block per source
   assert (third["split"] == "heldout").all()
   assert not early["source"].eq("amazon_home").any()  # the new domain is held out whole
+  assert fourth["source"].value_counts().to_dict() == bench.ROUND4
+  assert fourth["source"].drop_duplicates().tolist() == list(bench.ROUND4)
+  assert (fourth["split"] == "heldout").all()
+  # the fourth draw's domains are new: no row of them in an earlier draw
+  assert not labels.iloc[:bench.N_BEFORE_ROUND4]["source"].isin(list(bench.ROUND4)).any()
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -95,7 +103,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 620 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 770 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -170,8 +178,12 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
     assert ours.tolist() == again.loc[again["source"] == source, "row_id"].tolist(), source
   # and the third (fresh held-out) draw is the seeded one of make_sample_round3, in file order
   again = bench.make_sample_round3(early, bench.DATA_DIR)
-  third = labels.iloc[bench.N_BEFORE_ROUND3:]
+  third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
   assert third[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and the fourth (new domains) is the seeded one of make_sample_round4, in file order
+  again = bench.make_sample_round4(labels.iloc[:bench.N_BEFORE_ROUND4], bench.DATA_DIR)
+  fourth = labels.iloc[bench.N_BEFORE_ROUND4:]
+  assert fourth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
