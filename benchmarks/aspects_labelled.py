@@ -549,21 +549,27 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   if empty.any():
     raise ValueError(f"{int(empty.sum())} row(s) without text; call attach_texts first")
   preds: dict[str, pd.DataFrame] = {}
+  unrated: dict[str, pd.DataFrame] = {}
   base: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
   seconds = {}
   for language in ("en", "pt"):
     rows = labels[labels["language"] == language]
+    texts = rows["text"].reset_index(drop=True)
+    run_dir = None if language == "en" else run_folder
     t0 = time.perf_counter()
-    pol = am.aspect_opinions(rows["text"].reset_index(drop=True), language,
-                             run_dir=None if language == "en" else run_folder,
+    pol = am.aspect_opinions(texts, language, run_dir=run_dir,
                              ratings=rows["rating"].to_numpy(float))
     seconds[language] = round(time.perf_counter() - t0, 1)
     pol.index = rows.index
     preds[language] = pol[ASPECTS]
+    # what a caller without the stars gets (same tags, polarity from the text alone)
+    unrated[language] = am.aspect_opinions(texts, language, run_dir=run_dir).set_axis(
+        rows.index)[ASPECTS]
     tags, vader = baseline(rows)
     base[language] = (tags.set_axis(rows.index), None if vader is None
                       else vader.set_axis(rows.index))
   model_pol = pd.concat(preds.values()).loc[labels.index]
+  unrated_pol = pd.concat(unrated.values()).loc[labels.index]
   base_tags = pd.concat(t for t, _ in base.values()).loc[labels.index]
   out: dict[str, Any] = {"seconds_model": seconds, "domains": {}, "pooled": {}}
 
@@ -574,6 +580,8 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     return {"n_reviews": int(mask.sum()),
             "model": _method_scores(model_pol.loc[rows.index], model_pol.loc[rows.index].notna(),
                                     rows),
+            "model_without_stars": _method_scores(unrated_pol.loc[rows.index],
+                                                  unrated_pol.loc[rows.index].notna(), rows),
             "lexicon_vader": _method_scores(vader, base_tags.loc[rows.index], rows)}
 
   # the third and fourth draws' rows (after the first N_BEFORE_ROUND3 of the CSV): labelled after
