@@ -2,7 +2,8 @@
 new ones do they propose per domain?
 
 For each domain of ``cvlib/insight/aspects_labelled.csv`` (clothing, beauty, electronics, Olist in
-Portuguese, the synthetic shop, home and garden tools) cvlib's proposal
+Portuguese, the synthetic shop, home and garden tools, toys and sports, pet and household
+supplies, automotive and industrial) cvlib's proposal
 (:func:`cvlib.insight.aspect_candidates.propose_aspects`, what the report shows) reads a seeded
 sample of that domain's reviews (at most ``CORPUS`` reviews; the Amazon domains have only a few
 hundred in the file), with the language's default aspects for coverage and the polarity head of the
@@ -58,27 +59,14 @@ DOMAINS = {  # domain -> (labels' source, language, name in the docs)
     "amazon_electronics": ("amazon_electronics", "en",
                            "electronics and phone accessories (Amazon, en)"),
     "amazon_home": ("amazon_home", "en", "home and garden tools (Amazon, en)"),
+    "amazon_toys_sports": ("amazon_toys_sports", "en", "toys and sports (Amazon, en)"),
+    "amazon_pets": ("amazon_pets", "en", "pet and household supplies (Amazon, en)"),
+    "amazon_auto": ("amazon_auto", "en", "automotive and industrial (Amazon, en)"),
     "olist": ("olist", "pt", "marketplace (Olist, pt)"),
     "synthetic": ("synthetic", "en", "synthetic demo shop (en)"),
 }
 GRID = {"distance": (0.45, 0.5), "context": (0.0, 0.5, 1.0),
         "opinion_band": ((0.0, 1.01), (0.03, 0.97), (0.1, 0.9), (0.2, 0.8))}
-
-
-def _ratings(source: str) -> pd.Series:
-  """Stars of a source's reviews, indexed like :func:`aspects_labelled.read_texts`."""
-  if source == "womens":
-    path = al.DATA_DIR / al.SOURCES["womens"][0]
-    return pd.read_csv(path, index_col=0)["Rating"].astype(float)
-  if source == "olist":
-    return pd.read_csv(al.DATA_DIR / al.SOURCES["olist"][0])["review_score"].astype(float)
-  stars, flat = {}, 0
-  for line in al.AMAZON_FILE.read_text(encoding="utf-8").splitlines():
-    user = json.loads(line)
-    for review in user["history"]:
-      stars[flat] = float(review.get("rating") or np.nan)
-      flat += 1
-  return pd.Series(stars)
 
 
 def corpus(source: str) -> tuple[list[str], np.ndarray]:
@@ -90,7 +78,7 @@ def corpus(source: str) -> tuple[list[str], np.ndarray]:
     texts, stars = reviews["text"].astype(str), reviews["rating"].astype(float)
   else:
     texts = al.read_texts(source)
-    stars = _ratings(source).reindex(texts.index)
+    stars = al.read_ratings(source).reindex(texts.index)
   rows = np.arange(len(texts))
   if len(rows) > CORPUS:
     rows = np.sort(np.random.default_rng(SEED).choice(rows, CORPUS, replace=False))
