@@ -90,6 +90,7 @@ N_BEFORE_ROUND3 = 410
 ROUND4 = {"amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50}
 ROUND4_SEED = 3
 N_BEFORE_ROUND4 = 620
+DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED)}
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
 # licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
 # to them by row id (flat position of the review in the file) and sha256, and this file is read.
@@ -285,55 +286,25 @@ def make_sample(data_dir: Path = DATA_DIR, seed: int = SEED) -> pd.DataFrame:
   return pd.concat(parts, ignore_index=True)
 
 
-def make_sample_round2(taken: pd.DataFrame, data_dir: Path = DATA_DIR,
-                       seed: int = ROUND2_SEED) -> pd.DataFrame:
-  """The second draw (issue 20): ``ROUND2`` rows per source, none already in ``taken``.
+def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.DataFrame:
+  """A later draw (issue 20): ``DRAWS[draw]`` rows per source with its seed, none already in
+  ``taken``.
 
   Amazon rows are drawn among texts of ``AMAZON_CHARS`` characters. A fresh
-  ``np.random.default_rng(seed)`` per source; rows kept in file order.
+  ``np.random.default_rng(seed)`` per source; rows kept in file order, sources in the draw's
+  order. Draw 2 added rows of the first sources and two Amazon domains; draw 3 was the fresh
+  held-out check; draw 4 three new Amazon domains.
 
   Args:
-    taken: the labelled rows so far (source, row_id).
+    draw: 2, 3 or 4.
+    taken: the labelled rows of the earlier draws (source, row_id).
     data_dir: folder holding the datasets.
-    seed: seed of the draw.
 
   Returns:
     source, row_id, language, text of the new rows.
   """
-  return _draw(ROUND2, taken, data_dir, seed)
-
-
-def make_sample_round3(taken: pd.DataFrame, data_dir: Path = DATA_DIR,
-                       seed: int = ROUND3_SEED) -> pd.DataFrame:
-  """The third draw (issue 20, fresh held-out labels): ``ROUND3`` rows per source, none in
-  ``taken`` (the rows of the first two draws), drawn as :func:`make_sample_round2` draws.
-
-  Args:
-    taken: the rows of the earlier draws (source, row_id).
-    data_dir: folder holding the datasets.
-    seed: seed of the draw.
-
-  Returns:
-    source, row_id, language, text of the new rows, sources in ``ROUND3`` order.
-  """
-  return _draw(ROUND3, taken, data_dir, seed)
-
-
-def make_sample_round4(taken: pd.DataFrame, data_dir: Path = DATA_DIR,
-                       seed: int = ROUND4_SEED) -> pd.DataFrame:
-  """The fourth draw (issue 20, fresh held-out labels in new domains): ``ROUND4`` rows of each
-  new Amazon domain, none in ``taken`` (the rows of the earlier draws), drawn as
-  :func:`make_sample_round2` draws.
-
-  Args:
-    taken: the rows of the earlier draws (source, row_id).
-    data_dir: folder holding the datasets.
-    seed: seed of the draw.
-
-  Returns:
-    source, row_id, language, text of the new rows, sources in ``ROUND4`` order.
-  """
-  return _draw(ROUND4, taken, data_dir, seed)
+  sizes, seed = DRAWS[draw]
+  return _draw(sizes, taken, data_dir, seed)
 
 
 def _draw(sizes: dict[str, int], taken: pd.DataFrame, data_dir: Path, seed: int) -> pd.DataFrame:
@@ -730,21 +701,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"wrote {args.sample}")
     return {}
   labels = load_labels(args.labels)
-  if args.sample_round2 is not None:
-    first = labels[~labels["source"].str.startswith("amazon")].iloc[:220]
-    make_sample_round2(first, args.data_dir).to_csv(args.sample_round2, index=False)
-    print(f"wrote {args.sample_round2}")
-    return {}
-  if args.sample_round3 is not None:
-    make_sample_round3(labels.iloc[:N_BEFORE_ROUND3], args.data_dir).to_csv(
-        args.sample_round3, index=False)
-    print(f"wrote {args.sample_round3}")
-    return {}
-  if args.sample_round4 is not None:
-    make_sample_round4(labels.iloc[:N_BEFORE_ROUND4], args.data_dir).to_csv(
-        args.sample_round4, index=False)
-    print(f"wrote {args.sample_round4}")
-    return {}
+  earlier = {2: labels[~labels["source"].str.startswith("amazon")].iloc[:220],
+             3: labels.iloc[:N_BEFORE_ROUND3], 4: labels.iloc[:N_BEFORE_ROUND4]}
+  for draw, out in ((2, args.sample_round2), (3, args.sample_round3), (4, args.sample_round4)):
+    if out is not None:
+      make_draw(draw, earlier[draw], args.data_dir).to_csv(out, index=False)
+      print(f"wrote {out}")
+      return {}
   labels = attach_texts(labels, args.data_dir)
   if args.calibrate:
     embed = cached(_minilm_embed, args.embed_cache) if args.embed_cache else _minilm_embed

@@ -168,20 +168,20 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
     drawn = np.sort(np.random.default_rng(bench.SEED).choice(ids, n, replace=False))
     first = labels.loc[labels["source"] == source, "row_id"].iloc[:n]
     assert first.tolist() == drawn.astype(str).tolist()
-  # the second draw (issue 20) is the seeded one of make_sample_round2
+  # the second draw (issue 20) is the seeded one of make_draw(2)
   first = pd.concat([labels[labels["source"] == s].iloc[:bench.SOURCES[s][3]]
                      for s in ("womens", "olist")])
-  again = bench.make_sample_round2(first, bench.DATA_DIR)
+  again = bench.make_draw(2, first, bench.DATA_DIR)
   early = labels.iloc[:bench.N_BEFORE_ROUND3]
   for source, n in bench.ROUND2.items():
     ours = early.loc[early["source"] == source, "row_id"].iloc[-n:]
     assert ours.tolist() == again.loc[again["source"] == source, "row_id"].tolist(), source
-  # and the third (fresh held-out) draw is the seeded one of make_sample_round3, in file order
-  again = bench.make_sample_round3(early, bench.DATA_DIR)
+  # and the third (fresh held-out) draw is the seeded one of make_draw(3), in file order
+  again = bench.make_draw(3, early, bench.DATA_DIR)
   third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
   assert third[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the fourth (new domains) is the seeded one of make_sample_round4, in file order
-  again = bench.make_sample_round4(labels.iloc[:bench.N_BEFORE_ROUND4], bench.DATA_DIR)
+  # and the fourth (new domains) is the seeded one of make_draw(4), in file order
+  again = bench.make_draw(4, labels.iloc[:bench.N_BEFORE_ROUND4], bench.DATA_DIR)
   fourth = labels.iloc[bench.N_BEFORE_ROUND4:]
   assert fourth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
