@@ -66,8 +66,11 @@ import time
 import warnings
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from flax import nnx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -297,6 +300,20 @@ SPECS.update({"calibrate_scale": {**BTYD, "calibrate": "scale"},
               "calibrate_bins": {**BTYD, "calibrate": "bins"}})
 for _s in (1, 2):
   SPECS[f"calibrate_bins_seed{_s}"] = {**SPECS["calibrate_bins"], "seed_offset": _s}
+# issue 19 part 4, fifth round, each again a change to ``btyd`` (:func:`train_lever_net`): the
+# loss (``tweedie_p*``: one non-negative mean through a log link, trained with the Tweedie
+# deviance of that power instead of the ZILN likelihood; the power chosen on the earlier splits
+# among three) and a sequence encoder (``sequence_gru``: a GRU of 16 units over the 13 four-week
+# periods of log1p spend and orders, oldest first, its final state joined to btyd's inputs before
+# the MLP and the ZILN head); each with btyd's two other seeds where a seed is within btyd's spread.
+TWEEDIE_POWERS = (1.2, 1.5, 1.8)
+GRU_UNITS = 16
+SPECS.update({f"tweedie_p{p}": {**BTYD, "power": p} for p in TWEEDIE_POWERS})
+SPECS["sequence_gru"] = {**BTYD, "sequence": True, "gru": GRU_UNITS}
+for _s in (1, 2):
+  for _p in TWEEDIE_POWERS:
+    SPECS[f"tweedie_p{_p}_seed{_s}"] = {**SPECS[f"tweedie_p{_p}"], "seed_offset": _s}
+  SPECS[f"sequence_gru_seed{_s}"] = {**SPECS["sequence_gru"], "seed_offset": _s}
 LEVERS = tuple(SPECS)
 GRID = np.linspace(0, 1, 11)  # blend weights of the network
 TRAIN_WINDOWS = 2  # the windows lever's value.train_windows
@@ -544,6 +561,145 @@ def normal_scores(fit: pd.DataFrame, *frames: pd.DataFrame) -> list[pd.DataFrame
   return [pd.DataFrame(qt.transform(x.to_numpy()), columns=x.columns) for x in frames]
 
 
+class LeverNet(nnx.Module):
+  """btyd's MLP (``hidden``, ReLU, dropout) with ``outputs`` logits: 3 for the ZILN head, 1 for a
+  log mean. With ``gru`` units, the last ``2 * SEQUENCE_BINS`` inputs are the four-week periods
+  (spend bins, then order bins, period 0 the latest): a GRU reads them oldest first and its final
+  state joins the other inputs before the MLP."""
+
+  def __init__(self, in_features: int, hidden, dropout: float, outputs: int, *, rngs: nnx.Rngs,
+               output_bias, gru: int = 0):
+    self.gru_units = gru
+    self.flat = in_features - (2 * SEQUENCE_BINS if gru else 0)
+    self.gru = nnx.RNN(nnx.GRUCell(2, gru, rngs=rngs)) if gru else None
+    sizes = [self.flat + gru, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.head = nnx.Linear(sizes[-1], outputs, rngs=rngs)
+    self.head.bias[...] = jnp.asarray(output_bias, jnp.float32)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = x[:, :self.flat]  # [n, flat]
+    if self.gru_units:
+      seq = x[:, self.flat:].reshape(x.shape[0], 2, SEQUENCE_BINS)  # [n, channel, period]
+      seq = jnp.flip(jnp.swapaxes(seq, 1, 2), axis=1)  # [n, period, channel], oldest first
+      h = jnp.concatenate([h, self.gru(seq)[:, -1]], axis=-1)  # + the final state [n, gru]
+    for layer in self.layers:
+      h = self.dropout(nnx.relu(layer(h)))
+    return self.head(h)  # [n, outputs]
+
+
+def tweedie_loss(eta: jax.Array, y: jax.Array, w: jax.Array, power: float) -> jax.Array:
+  """Weighted mean Tweedie deviance (up to terms without the mean) of means ``exp(eta)``:
+  ``-y * mu^(1-p) / (1-p) + mu^(2-p) / (2-p)``."""
+  per_row = (-y * jnp.exp((1 - power) * eta) / (1 - power)
+             + jnp.exp((2 - power) * eta) / (2 - power))
+  return jnp.sum(w * per_row) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def _lever_loss(model: LeverNet, batch: dict, power: float) -> jax.Array:
+  from cvlib.value import ziln
+  out = model(batch["x"])
+  if power:
+    return tweedie_loss(out[:, 0], batch["y"], batch["w"], power)
+  return ziln.ziln_loss(out, batch["y"], batch["w"])
+
+
+@nnx.jit(static_argnames="power")
+def _lever_step(model: LeverNet, optimizer: nnx.Optimizer, batch: dict, power: float):
+  loss, grads = nnx.value_and_grad(_lever_loss)(model, batch, power)
+  optimizer.update(model, grads)
+  return loss
+
+
+@nnx.jit(static_argnames="power")
+def _lever_eval(model: LeverNet, batch: dict, power: float):
+  return _lever_loss(model, batch, power)
+
+
+class LeverRun:
+  """A :func:`train_lever_net` network with what scoring needs (the crossfit loop's interface);
+  a Tweedie network's labels were divided by ``scale``."""
+
+  def __init__(self, model: LeverNet, standardiser, power: float, scale: float, config: dict):
+    self.model, self.standardiser, self.config = model, standardiser, config
+    self.power, self.scale = power, scale
+
+  def logits(self, X: pd.DataFrame) -> np.ndarray:
+    x = jnp.asarray(self.standardiser.transform(X.to_numpy(np.float64)))
+    return np.asarray(nnx.view(self.model, deterministic=True)(x), np.float64)
+
+  def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+    from cvlib.value import ziln
+    out = self.logits(X)
+    if self.power:
+      value = self.scale * np.exp(out[:, 0])
+    else:
+      value = np.asarray(ziln.ziln_predict(out, sigma_max=self.config["sigma_max"])["mean"],
+                         np.float64)
+    return pd.DataFrame({"predicted_value": value})
+
+
+def train_lever_net(X_fit: pd.DataFrame, y_fit: np.ndarray, X_val: pd.DataFrame,
+                    y_val: np.ndarray, *, power: float = 0.0, gru: int = 0,
+                    hidden=(64, 32), dropout: float = 0.1, epochs: int = 200,
+                    batch_size: int = 256, learning_rate: float = 1e-3,
+                    weight_decay: float = 1e-4, patience: int = 20, seed: int = 0
+                    ) -> LeverRun:
+  """A fifth-round network, trained as ``ziln.train_ziln`` trains btyd's (AdamW on kernels,
+  standardised inputs clipped to the fitting range, padded batches, early stopping on the
+  validation loss, the best epoch's weights): with ``power`` a Tweedie mean (labels divided by
+  their fitting mean, the head's bias starting at that mean), else the ZILN head; with ``gru``
+  the sequence encoder of :class:`LeverNet`, its period inputs (log1p orders, log1p spend)
+  standardised per channel, the same scale for every period."""
+  from cvlib import training
+  from cvlib.value import ziln
+  X_fit = X_fit.copy()
+  if gru:
+    seq = list(X_fit.columns[-2 * SEQUENCE_BINS:])
+    assert seq[0] == "spend_bin_0" and seq[SEQUENCE_BINS] == "orders_bin_0", seq
+  st = ziln.fit_standardiser(X_fit.to_numpy(np.float64))
+  if gru:  # one mean and spread per channel over its periods
+    mean, std = st.mean.copy(), st.std.copy()
+    for c in range(2):
+      cols = slice(len(mean) - 2 * SEQUENCE_BINS + c * SEQUENCE_BINS,
+                   len(mean) - 2 * SEQUENCE_BINS + (c + 1) * SEQUENCE_BINS)
+      v = X_fit.to_numpy(np.float64)[:, cols]
+      mean[cols], std[cols] = v.mean(), max(v.std(), 1e-12)
+    st = ziln.Standardiser(mean, std, st.lo, st.hi)
+  scale = float(max(np.mean(y_fit), 1e-12)) if power else 1.0
+  bias = [0.0] if power else ziln.make_output_bias(y_fit)
+  model = LeverNet(X_fit.shape[1], tuple(hidden), dropout, 1 if power else 3,
+                   rngs=nnx.Rngs(seed), output_bias=bias, gru=gru)
+  optimizer = nnx.Optimizer(model, ziln.make_optimizer(learning_rate, weight_decay),
+                            wrt=nnx.Param)
+  eval_model = nnx.view(model, deterministic=True)
+  x = jnp.asarray(st.transform(X_fit.to_numpy(np.float64)))
+  y = jnp.asarray(np.asarray(y_fit, np.float64) / scale, jnp.float32)
+  val = {"x": jnp.asarray(st.transform(X_val.to_numpy(np.float64))),
+         "y": jnp.asarray(np.asarray(y_val, np.float64) / scale, jnp.float32),
+         "w": jnp.ones(len(y_val), jnp.float32)}
+  n = len(y_fit)
+  bs = min(batch_size, n)
+  steps = -(-n // bs)
+  rng = np.random.default_rng(seed)
+
+  def train_epoch(epoch: int) -> dict:
+    pad = steps * bs - n
+    idx = np.concatenate([rng.permutation(n), np.zeros(pad, np.int64)]).reshape(steps, bs)
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(steps, bs)
+    losses = [_lever_step(model, optimizer, {"x": x[idx[i]], "y": y[idx[i]],
+                                             "w": jnp.asarray(w[i])}, power)
+              for i in range(steps)]
+    return {"train_loss": float(np.dot(np.asarray(jnp.stack(losses)), w.sum(axis=1))) / n}
+
+  training.fit(model, train_epoch, epochs=epochs,
+               evaluate=lambda epoch: {"val_loss": float(_lever_eval(eval_model, val, power))},
+               stopping=training.EarlyStopping("val_loss", patience=patience,
+                                               stop_if_not_finite=True))
+  return LeverRun(model, st, power, scale, {"sigma_max": ziln.sigma_cap(y_fit)})
+
+
 def _rank01(x: np.ndarray) -> np.ndarray:
   from scipy.stats import rankdata
   return (rankdata(x) - 0.5) / len(x)
@@ -579,7 +735,7 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
   key = json.dumps([spec.get(k) for k in ("btyd", "recent", "gaps", "seeds", "windows",
                                           "window_input", "seed_offset", "unit_price", "lines",
                                           "folds", "refit", "quantile") + EXTRA_4
-                                         + ("pnbd", "fit_share", "groups")]
+                                         + ("pnbd", "fit_share", "groups", "power", "gru")]
                    + [train], sort_keys=True, default=list)
   pred, weights = np.zeros(n), []
   for k in range(folds):
@@ -610,7 +766,16 @@ def crossfit(lever: str, f: pd.DataFrame, extra: dict[str, pd.DataFrame], cfg, *
       seeds = [seed + k + 1000 * s + 100 * spec.get("seed_offset", 0)
                for s in range(spec.get("seeds", 1))]
       runs = []
+      if spec.get("gru"):  # the encoder reads log1p orders per period, as the spend
+        orders = [c for c in X.columns if c.startswith("orders_bin_")]
+        X = X.assign(**{c: np.log1p(X[c]) for c in orders})
+        X_fit = X.iloc[fit_idx]
       for s in seeds:
+        if spec.get("power") or spec.get("gru"):
+          runs.append(train_lever_net(X_fit, y_fit, X.iloc[val_idx], y[val_idx], seed=s,
+                                      power=spec.get("power", 0.0), gru=spec.get("gru", 0),
+                                      **train))
+          continue
         run, history = ziln.train_ziln(X_fit, y_fit, X.iloc[val_idx], y[val_idx], seed=s,
                                        interval=cfg.interval, **train)
         if spec.get("refit"):  # again on every non-held customer, for the chosen epochs
