@@ -310,10 +310,14 @@ TWEEDIE_POWERS = (1.2, 1.5, 1.8)
 GRU_UNITS = 16
 SPECS.update({f"tweedie_p{p}": {**BTYD, "power": p} for p in TWEEDIE_POWERS})
 SPECS["sequence_gru"] = {**BTYD, "sequence": True, "gru": GRU_UNITS}
+# both together, the power the earlier splits chose (1.8: the highest Gini on both)
+TWEEDIE_POWER = 1.8
+SPECS["tweedie_gru"] = {**SPECS["sequence_gru"], "power": TWEEDIE_POWER}
 for _s in (1, 2):
   for _p in TWEEDIE_POWERS:
     SPECS[f"tweedie_p{_p}_seed{_s}"] = {**SPECS[f"tweedie_p{_p}"], "seed_offset": _s}
-  SPECS[f"sequence_gru_seed{_s}"] = {**SPECS["sequence_gru"], "seed_offset": _s}
+  for _k in ("sequence_gru", "tweedie_gru"):
+    SPECS[f"{_k}_seed{_s}"] = {**SPECS[_k], "seed_offset": _s}
 LEVERS = tuple(SPECS)
 GRID = np.linspace(0, 1, 11)  # blend weights of the network
 TRAIN_WINDOWS = 2  # the windows lever's value.train_windows
