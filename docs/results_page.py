@@ -401,6 +401,26 @@ LEVERS_4 = {
     "calibrate_bins_seed1": "the same as `calibrate_bins`, `btyd`'s second seed",
     "calibrate_bins_seed2": "the same, `btyd`'s third seed",
 }
+LEVERS_5 = {
+    "btyd": "the network the round started from (BTYD inputs)",
+    "btyd_seed1": "the same, another seed",
+    "btyd_seed2": "the same, a third seed",
+    "tweedie_p1.2": "`btyd`'s network and inputs, one non-negative mean (log link) trained with "
+                    "the Tweedie deviance of power 1.2 instead of the ZILN likelihood; the mean "
+                    "is the score (no interval)",
+    "tweedie_p1.5": "the same, power 1.5",
+    "tweedie_p1.8": "the same, power 1.8 (the power chosen: highest Gini on both earlier splits)",
+    "tweedie_p1.8_seed1": "the same as `tweedie_p1.8`, `btyd`'s second seed",
+    "tweedie_p1.8_seed2": "the same, `btyd`'s third seed",
+    "sequence_gru": "+ a GRU of 16 units over the 13 four-week periods before the cutoff (log1p "
+                    "spend and orders, oldest first), its final state joined to `btyd`'s inputs "
+                    "before the MLP and the ZILN head",
+    "sequence_gru_seed1": "the same as `sequence_gru`, `btyd`'s second seed",
+    "sequence_gru_seed2": "the same, `btyd`'s third seed",
+    "tweedie_gru": "both: the GRU encoder and the Tweedie mean of power 1.8",
+    "tweedie_gru_seed1": "the same as `tweedie_gru`, `btyd`'s second seed",
+    "tweedie_gru_seed2": "the same, `btyd`'s third seed",
+}
 # Not levers: how much ranking the inputs carry. A learning curve (cross-fitted as the levers)
 # and models fitted and scored in-sample (every customer, no folds).
 LEARNING_CURVE = {
@@ -536,6 +556,9 @@ def _levers(page: Page) -> None:
                 "history as a sequence of periods, Pareto/NBD beside or instead of BG/NBD, and a "
                 "recalibration of the network's levels aimed at the decile error; Gini / decile "
                 "MAPE:")
+  _levers_round(page, d, LEVERS_5, "The fifth round, from `btyd` again: the loss (a Tweedie "
+                "mean instead of the ZILN likelihood, its power chosen on the earlier splits "
+                "among three) and a GRU encoder of the four-week periods; Gini / decile MAPE:")
   _ceilings(page, d)
   page.p("Not measured: " + "; ".join(f"{k} ({v})" for k, v in d["not_measured"].items()) + ".")
   page.source(rel)

@@ -1,4 +1,4 @@
-"""The inputs that benchmarks/value_levers.py measures (issue 19 part 4, rounds three and four)."""
+"""The inputs that benchmarks/value_levers.py measures (issue 19 part 4, rounds three to five)."""
 
 import datetime as dt
 import importlib.util
@@ -154,3 +154,22 @@ def test_calibrated_keeps_the_order_and_matches_the_validation_levels():
   binned = vl.calibrated(pred, y, val, "bins")
   assert (np.argsort(binned, kind="stable") == np.argsort(pred, kind="stable")).all()
   assert abs(binned[val].sum() / y[val].sum() - 1) < 0.1
+
+
+def test_tweedie_loss_is_lowest_at_the_weighted_mean():
+  y = np.array([0.0, 0.0, 3.0, 10.0, 1.0], np.float32)
+  w = np.array([1.0, 1.0, 1.0, 1.0, 0.0], np.float32)  # the last row is padding
+  etas = np.log(np.linspace(1.0, 6.0, 501))
+  for power in vl.TWEEDIE_POWERS:
+    loss = [float(vl.tweedie_loss(np.full(5, e, np.float32), y, w, power)) for e in etas]
+    assert np.isclose(np.exp(etas[int(np.argmin(loss))]), 13.0 / 4, atol=0.02)
+
+
+def test_lever_net_reads_the_periods_through_the_gru():
+  from flax import nnx
+  net = vl.LeverNet(3 + 2 * vl.SEQUENCE_BINS, (8,), 0.0, 3, rngs=nnx.Rngs(0),
+                    output_bias=[0.0, 1.0, 0.5], gru=4)
+  x = np.zeros((2, 3 + 2 * vl.SEQUENCE_BINS), np.float32)
+  x[1, 3 + vl.SEQUENCE_BINS - 1] = 1.0  # the oldest spend period only
+  out = np.asarray(net(x))
+  assert out.shape == (2, 3) and not np.allclose(out[0], out[1])
