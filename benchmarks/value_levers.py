@@ -679,17 +679,17 @@ def train_lever_net(X_fit: pd.DataFrame, y_fit: np.ndarray, X_val: pd.DataFrame,
   standardised per channel, the same scale for every period."""
   from cvlib import training
   from cvlib.value import ziln
-  X_fit = X_fit.copy()
   if gru:
     seq = list(X_fit.columns[-2 * SEQUENCE_BINS:])
     assert seq[0] == "spend_bin_0" and seq[SEQUENCE_BINS] == "orders_bin_0", seq
-  st = ziln.fit_standardiser(X_fit.to_numpy(np.float64))
+  xf = X_fit.to_numpy(np.float64)
+  st = ziln.fit_standardiser(xf)
   if gru:  # one mean and spread per channel over its periods
     mean, std = st.mean.copy(), st.std.copy()
     for c in range(2):
       cols = slice(len(mean) - 2 * SEQUENCE_BINS + c * SEQUENCE_BINS,
                    len(mean) - 2 * SEQUENCE_BINS + (c + 1) * SEQUENCE_BINS)
-      v = X_fit.to_numpy(np.float64)[:, cols]
+      v = xf[:, cols]
       mean[cols], std[cols] = v.mean(), max(v.std(), 1e-12)
     st = ziln.Standardiser(mean, std, st.lo, st.hi)
   scale = float(max(np.mean(y_fit), 1e-12)) if power else 1.0
@@ -699,23 +699,20 @@ def train_lever_net(X_fit: pd.DataFrame, y_fit: np.ndarray, X_val: pd.DataFrame,
   optimizer = nnx.Optimizer(model, ziln.make_optimizer(learning_rate, weight_decay),
                             wrt=nnx.Param)
   eval_model = nnx.view(model, deterministic=True)
-  x = jnp.asarray(st.transform(X_fit.to_numpy(np.float64)))
+  x = jnp.asarray(st.transform(xf))
   y = jnp.asarray(np.asarray(y_fit, np.float64) / scale, jnp.float32)
   val = {"x": jnp.asarray(st.transform(X_val.to_numpy(np.float64))),
          "y": jnp.asarray(np.asarray(y_val, np.float64) / scale, jnp.float32),
          "w": jnp.ones(len(y_val), jnp.float32)}
   n = len(y_fit)
   bs = min(batch_size, n)
-  steps = -(-n // bs)
   rng = np.random.default_rng(seed)
 
   def train_epoch(epoch: int) -> dict:
-    pad = steps * bs - n
-    idx = np.concatenate([rng.permutation(n), np.zeros(pad, np.int64)]).reshape(steps, bs)
-    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(steps, bs)
+    idx, w = ziln.padded_batches(rng, n, bs)
     losses = [_lever_step(model, optimizer, {"x": x[idx[i]], "y": y[idx[i]],
                                              "w": jnp.asarray(w[i])}, power)
-              for i in range(steps)]
+              for i in range(len(idx))]
     return {"train_loss": float(np.dot(np.asarray(jnp.stack(losses)), w.sum(axis=1))) / n}
 
   training.fit(model, train_epoch, epochs=epochs,

@@ -273,3 +273,10 @@ def test_predictor_applies_the_calibration_at_its_level_only():
                               {k: v for k, v in pred.config.items()
                                if not k.startswith("interval")})
   assert legacy.interval_scale((0.1, 0.9)) == 1.0
+
+
+def test_padded_batches_cover_every_row_once_and_weigh_padding_zero():
+  idx, w = ziln.padded_batches(np.random.default_rng(0), 10, 4)
+  assert idx.shape == w.shape == (3, 4) and w.dtype == np.float32
+  assert sorted(idx[w == 1].tolist()) == list(range(10))
+  assert w.sum() == 10 and (idx[w == 0] == 0).all()

@@ -492,6 +492,22 @@ class ZILNPredictor:
     return cls(model, Standardiser.from_dict(meta["standardiser"]), config)
 
 
+def padded_batches(rng: np.random.Generator, n: int, batch_size: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """One epoch's shuffled batches of ``n`` rows, the last one padded with row 0 at weight 0 so
+  that every step has the same shape (one compilation).
+
+  Returns:
+    (idx, w): [steps, batch_size] row indices and float32 row weights (1 real, 0 padding).
+  """
+  steps = math.ceil(n / batch_size)
+  pad = steps * batch_size - n
+  order = rng.permutation(n)
+  idx = np.concatenate([order, np.zeros(pad, dtype=order.dtype)]).reshape(steps, batch_size)
+  w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  return idx, w.reshape(steps, batch_size)
+
+
 def train_ziln(
     X_train: Any,
     y_train: Any,
@@ -578,7 +594,6 @@ def train_ziln(
                "y": jnp.asarray(yv, dtype=jnp.float32), "w": jnp.ones(len(yv), jnp.float32)}
   n = xt.shape[0]
   bs = min(batch_size, n)
-  n_steps = math.ceil(n / bs)
   rng = np.random.default_rng(seed)
 
   # cached_partial skips re-walking the module graph on every call: about 2x faster small steps.
@@ -586,12 +601,9 @@ def train_ziln(
   evaluate = nnx.cached_partial(eval_step, eval_model)
 
   def train_epoch(epoch: int) -> dict[str, float]:
-    order = rng.permutation(n)
-    pad = n_steps * bs - n
-    idx = np.concatenate([order, np.zeros(pad, dtype=order.dtype)]).reshape(n_steps, bs)
-    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(n_steps, bs)
+    idx, w = padded_batches(rng, n, bs)
     losses = []  # kept on device: a float() per step would sync every step
-    for i in range(n_steps):
+    for i in range(len(idx)):
       batch = {"x": x_train[idx[i]], "y": y_train_j[idx[i]], "w": jnp.asarray(w[i])}
       if ranking_weight > 0:
         batch["ranking_weight"] = jnp.float32(ranking_weight)
