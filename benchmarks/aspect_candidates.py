@@ -90,7 +90,7 @@ def polarity_model(language: str) -> am.AspectModel:
   reviews minus the labelled rows, as benchmarks/aspects_labelled.py does)."""
   if language == "en":
     return am.default_model("en")
-  frame = pd.read_csv(al.DATA_DIR / al.SOURCES["olist"][0])
+  frame = al.read_file("olist")
   labelled = set(al.load_labels().query("source == 'olist'")["row_id"].astype(int))
   frame = frame[~frame.index.isin(labelled)]
   return am.fit_shop_model("pt", frame["review_comment_message"].tolist(),

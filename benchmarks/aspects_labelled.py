@@ -143,15 +143,23 @@ def read_texts(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
     raise ValueError(f"source {source!r} has no dataset file; allowed: {list(SOURCES)}")
   if source in AMAZON_CATEGORIES:
     return read_amazon(source)
-  name, column, _, _ = SOURCES[source]
+  return _non_empty(read_file(source, data_dir)[SOURCES[source][1]])
+
+
+def read_file(source: str, data_dir: Path = DATA_DIR) -> pd.DataFrame:
+  """The whole reviews file of womens or olist, indexed by row id as :func:`read_texts`.
+
+  Raises:
+    FileNotFoundError: the dataset file is missing (the message names CVLIB_DATA_DIR).
+  """
+  name = SOURCES[source][0]
   path = Path(data_dir) / name
   if not path.exists():
     raise FileNotFoundError(
         f"{path}: dataset file missing; the {source} texts are read from it. Set CVLIB_DATA_DIR "
         f"(or --data-dir) to the folder holding {name.split('/')[0]}/ (default: ../shared/datasets "
         "next to the repository)")
-  frame = pd.read_csv(path, index_col=0) if source == "womens" else pd.read_csv(path)
-  return _non_empty(frame[column])
+  return pd.read_csv(path, index_col=0) if source == "womens" else pd.read_csv(path)
 
 
 def read_ratings(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
@@ -159,10 +167,7 @@ def read_ratings(source: str, data_dir: Path = DATA_DIR) -> pd.Series:
   what the report passes with each review's text."""
   if source in AMAZON_CATEGORIES:
     return read_amazon(source, field="rating")
-  name, _, _, _ = SOURCES[source]
-  frame = (pd.read_csv(Path(data_dir) / name, index_col=0) if source == "womens"
-           else pd.read_csv(Path(data_dir) / name))
-  return frame[RATING_COLUMNS[source]].astype(float)
+  return read_file(source, data_dir)[RATING_COLUMNS[source]].astype(float)
 
 
 def read_amazon(source: str, path: Path | None = None, field: str = "review_full") -> pd.Series:
@@ -172,7 +177,6 @@ def read_amazon(source: str, path: Path | None = None, field: str = "review_full
     source: an Amazon domain, a key of ``AMAZON_CATEGORIES``.
     path: the JSON-lines file (default ``$CVLIB_AMAZON_JSONL`` or
       ``../amazon_reviews_2023/training.jsonl`` next to the repository).
-
     field: the review's field: ``review_full`` (the text) or ``rating`` (its stars).
 
   Returns:
@@ -200,7 +204,8 @@ def read_amazon(source: str, path: Path | None = None, field: str = "review_full
     for review in user["history"]:
       if user["category"] in AMAZON_CATEGORIES[source]:
         ids.append(flat)
-        texts.append(review.get(field) or "" if field == "review_full" else review.get(field))
+        value = review.get(field)
+        texts.append((value or "") if field == "review_full" else value)
       flat += 1
   if field != "review_full":
     return pd.Series(texts, index=ids, dtype=float)
@@ -491,9 +496,8 @@ def shop_reviews(source: str, labels: pd.DataFrame, data_dir: Path = DATA_DIR
                  ) -> tuple[list, np.ndarray, list]:
   """A real shop's reviews (texts, ratings, titles) without any labelled row: what its polarity
   head learns from."""
-  name, column, _, _ = SOURCES[source]
-  frame = (pd.read_csv(Path(data_dir) / name, index_col=0) if source == "womens"
-           else pd.read_csv(Path(data_dir) / name))
+  column = SOURCES[source][1]
+  frame = read_file(source, data_dir)
   frame = frame[~frame.index.isin(labels.loc[labels["source"] == source, "row_id"].astype(int))]
   title = {"womens": "Title", "olist": "review_comment_title"}[source]
   return (frame[column].tolist(), frame[RATING_COLUMNS[source]].to_numpy(float),
