@@ -62,12 +62,18 @@ def make_schedule(*, learning_rate: float, warmup_steps: int, total_steps: int,
   return schedule
 
 
+def param_names(path: tuple) -> list[str]:
+  """The names along a parameter's tree path (``tree_map_with_path``), e.g. ["bert", "encoder",
+  "layer", "5", "attention", "self", "query", "kernel"]."""
+  names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+  return [n for n in names if n != "value"]  # nnx Variables add a trailing .value
+
+
 def decay_mask(params: Any) -> Any:
   """True for weights that get weight decay: everything except biases and LayerNorm parameters."""
 
   def wants_decay(path: tuple, _: Any) -> bool:
-    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-    names = [n for n in names if n != "value"]  # nnx Variables add a trailing .value
+    names = param_names(path)
     return not ("LayerNorm" in names or names[-1] == "bias")
 
   return jax.tree_util.tree_map_with_path(wants_decay, params)

@@ -302,9 +302,7 @@ def frozen_except(tx: optax.GradientTransformation, trainable: Any
 
   def labels(params: Any) -> Any:
     def label(path: tuple, _: Any) -> str:
-      names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-      names = [n for n in names if n != "value"]  # nnx Variables add a trailing .value
-      return "train" if trainable(".".join(names)) else "frozen"
+      return "train" if trainable(".".join(training.param_names(path))) else "frozen"
     return jax.tree_util.tree_map_with_path(label, params)
 
   return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
