@@ -621,12 +621,14 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     cells = [(cell, f) for cell, f in sorted(feats.items())
              if rows.at[cell[0], f"{names[cell[1]]}_polarity"] in ("pos", "neg")]
     positive = [rows.at[i, f"{names[a]}_polarity"] == "pos" for (i, a), _ in cells]
-    mix = am.calibrate_mix([f for _, f in cells], positive)
+    aspect = [names[a] for (_, a), _ in cells]
+    mix = am.calibrate_mix([f for _, f in cells], positive, aspects=aspect)
     # the mix for rated reviews, on the cells of the real (rated) reviews only
     rated = [k for k, ((i, _), _) in enumerate(cells) if np.isfinite(rows.at[i, "rating"])]
     mix_rated = am.calibrate_mix([cells[k][1] for k in rated], [positive[k] for k in rated],
                                  ratings=[am.rating_term(rows.at[cells[k][0][0], "rating"])
-                                          for k in rated])
+                                          for k in rated],
+                                 aspects=[aspect[k] for k in rated])
     languages[language] = {"floor": floor, "alone": alone, "mix": mix, "mix_rated": mix_rated,
                            "tuning_reviews": len(rows), "tuning_cells": len(cells),
                            "tuning_cells_rated": len(rated)}

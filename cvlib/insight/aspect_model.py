@@ -42,6 +42,7 @@ folder, the head the run learnt from that shop's rated reviews (``models/aspects
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -73,6 +74,9 @@ SHORT_CLAUSE = 2
 # P(positive) 0.95 / 0.05): the aspect is then mixed (0).
 COMPLAINT_LOGIT = 1.5
 MIXED_LOGIT = 3.0
+# An aspect gets its own offset to the mix's bias (key "bias:<aspect>") when the calibration has
+# at least this many labelled pos/neg cells of it; other aspects use the shared bias alone.
+ASPECT_BIAS_MIN_CELLS = 10
 # Where the aspect model of a run lives inside its run folder.
 RUN_SUBDIR = Path("models") / "aspects"
 MODEL_FILE = "aspect_model.json"
@@ -742,19 +746,23 @@ def rating_term(stars: Any) -> float:
 
 
 def cell_polarity(features: np.ndarray, mix: Mapping[str, float], rating: float = math.nan,
-                  mix_rated: Mapping[str, float] | None = None) -> int:
+                  mix_rated: Mapping[str, float] | None = None, aspect: str | None = None) -> int:
   """+1, -1, or 0 (clauses that very confidently disagree) from a cell's clause features.
 
   With a known ``rating`` (:func:`rating_term`) and a ``mix_rated``, that mix weighs the clause
-  features and the rating; otherwise ``mix`` weighs the clause features. A confident complaint
-  (logit below ``-COMPLAINT_LOGIT``) makes the cell negative; otherwise the sign of the clauses'
-  mean logit decides.
+  features and the rating; otherwise ``mix`` weighs the clause features. The mix's bias is
+  shifted by its ``"bias:<aspect>"`` offset where it has one (how often opinions on that aspect
+  are complaints: a sizing remark is one far more often than a remark on quality). A confident
+  complaint (logit below ``-COMPLAINT_LOGIT``) makes the cell negative; otherwise the sign of the
+  clauses' mean logit decides.
   """
-  if mix_rated is not None and math.isfinite(rating):
-    z = (mix_rated["head"] * features[:, 0] + mix_rated["examples"] * features[:, 1]
-         + mix_rated["rating"] * rating + mix_rated["bias"])
-  else:
-    z = mix["head"] * features[:, 0] + mix["examples"] * features[:, 1] + mix["bias"]
+  rated = mix_rated is not None and math.isfinite(rating)
+  m = mix_rated if rated else mix
+  z = m["head"] * features[:, 0] + m["examples"] * features[:, 1] + m["bias"]
+  if rated:
+    z = z + m["rating"] * rating
+  if aspect is not None:
+    z = z + m.get(f"bias:{aspect}", 0.0)
   return polarity_from_logits(z)
 
 
@@ -798,7 +806,7 @@ def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
   hits = clause_hits(table, model.names, model.floor, model.alone)
   out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
-    out[i, a] = cell_polarity(f, model.mix, terms[i], model.mix_rated)
+    out[i, a] = cell_polarity(f, model.mix, terms[i], model.mix_rated, model.names[a])
   return pd.DataFrame(out, columns=model.names).astype("Int64")
 
 
@@ -859,7 +867,8 @@ def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence
 
 
 def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool],
-                  ratings: Sequence[float] | None = None) -> dict[str, float]:
+                  ratings: Sequence[float] | None = None,
+                  aspects: Sequence[str] | None = None) -> dict[str, float]:
   """Weights of head logit and example similarity: logistic regression on labelled cells.
 
   Args:
@@ -867,12 +876,15 @@ def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool],
     positive: the cell's label.
     ratings: per cell, its review's :func:`rating_term` (every one known): the rating is then a
       third input (the ``mix_rated`` of a model).
+    aspects: per cell, its aspect's name: each aspect with ``ASPECT_BIAS_MIN_CELLS`` cells or
+      more gets an offset to the bias (``"bias:<aspect>"``), fitted with the other weights.
 
   Returns:
-    {"head", "examples", "bias"}, and "rating" when ``ratings`` are given.
+    {"head", "examples", "bias"}, "rating" when ``ratings`` are given, "bias:<aspect>" per
+    aspect with enough cells when ``aspects`` are.
 
   Raises:
-    ValueError: fewer than 5 cells of either polarity.
+    ValueError: fewer than 5 cells of either polarity, or ratings / aspects not one per cell.
   """
   from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
   y = np.asarray(positive, dtype=int)
@@ -881,18 +893,27 @@ def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool],
     raise ValueError(f"calibrate_mix: need aligned features and labels with 5+ cells of each "
                      f"polarity, have {counts[0]} negative and {counts[1]} positive")
   x = np.stack([f.mean(axis=0) for f in features])
+  names = ["head", "examples"]
   if ratings is not None:
     r = np.asarray(ratings, dtype=float)
     if r.shape != (len(y),) or not np.isfinite(r).all():
       raise ValueError("calibrate_mix: ratings need one known value per cell")
     x = np.column_stack([x, r])
-  # nearly unpenalised (3-4 weights); classes balanced, so that the many positive cells do not
+    names.append("rating")
+  if aspects is not None:
+    aspects = np.asarray(aspects, dtype=object)
+    if aspects.shape != (len(y),):
+      raise ValueError(f"calibrate_mix: {len(aspects)} aspect names for {len(y)} cells")
+    kept = sorted(a for a, n in collections.Counter(aspects).items()
+                  if n >= ASPECT_BIAS_MIN_CELLS)
+    x = np.column_stack([x, *[(aspects == a).astype(float) for a in kept]])
+    names += [f"bias:{a}" for a in kept]
+  # nearly unpenalised (a few weights); classes balanced, so that the many positive cells do not
   # push the bias towards calling complaints positive
   clf = LogisticRegression(C=100.0, class_weight="balanced", max_iter=1000).fit(x, y)
   out = {"head": float(clf.coef_[0, 0]), "examples": float(clf.coef_[0, 1]),
          "bias": float(clf.intercept_[0])}
-  if ratings is not None:
-    out["rating"] = float(clf.coef_[0, 2])
+  out |= {name: float(w) for name, w in zip(names[2:], clf.coef_[0, 2:])}
   return out
 
 
