@@ -989,6 +989,7 @@ def _aspects(page: Page) -> None:
   held = sum(dom["heldout"]["n_reviews"] for dom in d["domains"].values())
   third = d["settings"].get("round3_heldout_reviews", 0)
   fourth = d["settings"].get("round4_heldout_reviews", 0)
+  fifth = d["settings"].get("round5_heldout_reviews", 0)
   page.p("`benchmarks/aspects_labelled.py` scores `cvlib.aspect_opinions` (the function the "
          "report's \"opinions by aspect\" uses) and the lexicon tagger with VADER it replaced "
          f"against {count(total)} reviews labelled by reading them before any tagger ran "
@@ -998,14 +999,18 @@ def _aspects(page: Page) -> None:
             f"{', ' if fourth else ' and '}the {count(third)} reviews of the third draw "
             "(all held out, labelled after the "
             "model's rules were fixed, by a second reader following the same guide)"
-            + (f" and the {count(fourth)} reviews of the fourth draw (three Amazon domains no "
-               "rule was written on, all held out, labelled by a third reader before the model "
-               "was evaluated on them)" if fourth else "")
+            + (f"{', ' if fifth else ' and '}the {count(fourth)} reviews of the fourth draw "
+               "(three Amazon domains no rule was written on, all held out, labelled by a third "
+               "reader before the model was evaluated on them)" if fourth else "")
+            + (f" and the {count(fifth)} reviews of the fifth draw (three more Amazon domains "
+               "and fresh Olist rows, all held out, labelled by a fourth reader while the model "
+               "was changed on the first four draws)" if fifth else "")
             if third else f"{count(held)} of them (40% of each source) are held out")
          + "; no threshold or weight was calibrated on them (the tuning part sets those), but "
          "which changes to the model to keep was decided on comparisons that included the "
-         "held-out rows of the first three draws" + (", so only the fourth draw is untouched"
-                                                     if fourth else "") + ". Tags are "
+         + ("held-out rows of the first four draws, so only the fifth draw is untouched"
+            if fifth else "held-out rows of the first three draws"
+            + (", so only the fourth draw is untouched" if fourth else "")) + ". Tags are "
          "micro-averaged over the six aspects; polarity is the accuracy on the cells both the "
          "labels and the method tag with a clear pos/neg label (count and 95% Wilson interval "
          "in brackets); \"negatives\" is the share of the cells labelled negative that come "
@@ -1032,7 +1037,9 @@ def _aspects(page: Page) -> None:
     page.p(("The third and fourth draws' reviews alone" if fourth else
             "The third draw's reviews alone")
            + " (part of the held-out rows above), labelled after the model's rules of the time "
-           "were fixed: " + ("the fourth draw's were scored only after this version's changes "
+           "were fixed: " + ("both were among the rows this version's changes were compared on; "
+                             "the fifth draw's, on which none was, follow below:" if fifth
+                             else "the fourth draw's were scored only after this version's changes "
                              "were frozen; the third draw's were among the rows later changes "
                              "(the star rating, durable-goods keywords) were compared on, and "
                              "the home and garden tools errors were read for them:" if fourth
@@ -1053,9 +1060,28 @@ def _aspects(page: Page) -> None:
                 for name, part in newest
                 for method, label in (("model", "aspect model"),
                                       ("lexicon_vader", "lexicon + VADER"))])
+  fifth_parts = [(dom["name"], dom["round5"]) for dom in d["domains"].values()
+                 if "round5" in dom and dom["language"] == "en"]
+  if fifth_parts and "english_round5" in d["pooled"]:
+    fifth_parts.append(("English rows, pooled", d["pooled"]["english_round5"]))
+  fifth_parts += [(dom["name"], dom["round5"]) for dom in d["domains"].values()
+                  if "round5" in dom and dom["language"] != "en"]
+  if fifth_parts:
+    page.p("The fifth draw alone: three more product domains none of the model's rules, seed "
+           "words or thresholds was written on, and Olist reviews none of the earlier draws held, "
+           "labelled while the model was changed on the first four draws and scored only after "
+           "those changes were frozen, with the lexicon baseline beside it:")
+    page.table(["fifth-draw reviews", "method", "n", "tag precision", "tag recall",
+                "polarity right", "negatives"],
+               [[name if method == "model" else "", label, count(part["n_reviews"]),
+                 *_aspect_cells(part[method])]
+                for name, part in fifth_parts
+                for method, label in (("model", "aspect model"),
+                                      ("lexicon_vader", "lexicon + VADER"))])
   stars = [(name, part) for name, part in (
       ("English held-out, first three draws", d["pooled"].get("english_real_heldout")),
       ("English new domains (fourth draw)", d["pooled"].get("english_round4")),
+      ("English new domains (fifth draw)", d["pooled"].get("english_round5")),
       (d["domains"]["olist"]["name"] + ", held out", d["domains"].get("olist", {}).get("heldout")))
       if part and "model_without_stars" in part]
   if stars:

@@ -61,8 +61,9 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 190, "olist": 120, "amazon_beauty": 110, "amazon_electronics": 110,
+      "womens": 190, "olist": 150, "amazon_beauty": 110, "amazon_electronics": 110,
       "amazon_home": 50, "amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50,
+      "amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games": 40,
       "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
@@ -74,14 +75,15 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third and fourth draws (the file's last rows, ROUND3
-  # then ROUND4 per source)
+  # draws is held out, and every row of the third, fourth and fifth draws (the file's last rows,
+  # ROUND3, then ROUND4, then ROUND5 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
   early = labels.iloc[:bench.N_BEFORE_ROUND3]
   third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
-  fourth = labels.iloc[bench.N_BEFORE_ROUND4:]
+  fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
+  fifth = labels.iloc[bench.N_BEFORE_ROUND5:]
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
@@ -93,6 +95,13 @@ def test_csv_integrity(labels):
   assert (fourth["split"] == "heldout").all()
   # the fourth draw's domains are new: no row of them in an earlier draw
   assert not labels.iloc[:bench.N_BEFORE_ROUND4]["source"].isin(list(bench.ROUND4)).any()
+  assert fifth["source"].value_counts().to_dict() == bench.ROUND5
+  assert fifth["source"].drop_duplicates().tolist() == list(bench.ROUND5)
+  assert (fifth["split"] == "heldout").all()
+  # the fifth draw's Amazon domains are new too (its Olist rows are new rows of an old source)
+  new5 = [s for s in bench.ROUND5 if s in bench.AMAZON_CATEGORIES]
+  assert len(new5) == 3
+  assert not labels.iloc[:bench.N_BEFORE_ROUND5]["source"].isin(new5).any()
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -103,7 +112,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 770 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 920 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -182,8 +191,12 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   assert third[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
   # and the fourth (new domains) is the seeded one of make_draw(4), in file order
   again = bench.make_draw(4, labels.iloc[:bench.N_BEFORE_ROUND4], bench.DATA_DIR)
-  fourth = labels.iloc[bench.N_BEFORE_ROUND4:]
+  fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
   assert fourth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and the fifth (more new domains, fresh Olist rows) is the seeded one of make_draw(5)
+  again = bench.make_draw(5, labels.iloc[:bench.N_BEFORE_ROUND5], bench.DATA_DIR)
+  fifth = labels.iloc[bench.N_BEFORE_ROUND5:]
+  assert fifth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
