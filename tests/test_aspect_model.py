@@ -214,6 +214,31 @@ def test_star_rating_enters_polarity_through_its_own_mix(matcher, tmp_path):
   assert "star rating" in am.describe(model, 2, 2)
 
 
+def test_each_aspect_with_enough_cells_gets_its_own_offset_to_the_bias(matcher):
+  # same clause features everywhere: only the aspect tells sizing remarks (mostly complaints)
+  # from price remarks (mostly praise); an aspect with few cells keeps the shared bias
+  feats = [np.array([[0.2, 0.0]])] * 27
+  aspects = ["size_fit"] * 12 + ["price"] * 12 + ["service"] * 3
+  positive = [False] * 9 + [True] * 3 + [True] * 9 + [False] * 3 + [True, False, True]
+  mix = am.calibrate_mix(feats, positive, aspects=aspects)
+  assert mix["bias:size_fit"] < 0 < mix["bias:price"] and "bias:service" not in mix
+  assert mix["bias"] + mix["bias:size_fit"] + 0.2 * mix["head"] < 0
+  assert am.cell_polarity(feats[0], mix, aspect="size_fit") == -1
+  assert am.cell_polarity(feats[0], mix, aspect="price") == 1
+  assert am.cell_polarity(feats[0], mix) == am.cell_polarity(feats[0], mix, aspect="service")
+  with pytest.raises(ValueError, match="26 aspect names for 27 cells"):
+    am.calibrate_mix(feats, positive, aspects=aspects[:-1])
+  # scoring passes each cell's aspect; the offsets are saved with the model
+  model = dataclasses.replace(_toy_model(am.PolarityHead(np.zeros(64), 0.0, {"data": "toy"})),
+                              mix={"head": 1.0, "examples": 0.0, "bias": 0.1,
+                                   "bias:quality": -1.0})
+  pol = am.score_reviews(["the fabric is thin"], model, tag_embed=_bag_embed, matcher=matcher)
+  assert pol.loc[0, "quality"] == -1
+  model = dataclasses.replace(model, mix={"head": 1.0, "examples": 0.0, "bias": 0.1})
+  assert am.score_reviews(["the fabric is thin"], model, tag_embed=_bag_embed,
+                          matcher=matcher).loc[0, "quality"] == 1
+
+
 def test_calibrate_mix_needs_both_polarities():
   feats = [np.array([[v, 0.0]]) for v in (-2, -1, -3, -2, -1, 2, 1, 3, 2, 1)]
   mix = am.calibrate_mix(feats, [False] * 5 + [True] * 5)

@@ -8,8 +8,9 @@ then:
 - **Tagging.** A clause speaks of an aspect when one of the aspect's keywords occurs in it *and*
   its cosine similarity to the aspect's descriptions (a few sentences of what opinions on it say)
   reaches the aspect's ``floor``, or, without a keyword, when the similarity reaches the aspect's
-  ``alone`` threshold. Both thresholds are calibrated per language on the tuning part of the
-  labelled sample (``benchmarks/aspects_labelled.py``); the held-out part is never used for it.
+  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first four
+  draws of the labelled sample, nine shops (``benchmarks/aspects_labelled.py``); the fifth draw is
+  never used for it.
   Multi-word keywords match with up to ``MAX_GAP`` words between their words ("runs a little
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
   ``FUZZY_MIN_LEN`` letters that no other word of the encoder's vocabulary is one edit away from
@@ -24,8 +25,9 @@ then:
   "porém") in 4-5 star ones, positive in 5-star ones. Stars say little about a fit remark ("Runs
   small" is a common 4-star title), so the head's logit is mixed with an aspect-conditioned term,
   the clause's similarity to the aspect's positive minus its negative example opinions; the two
-  weights and a bias are calibrated on labelled cells of the tuning part, classes balanced
-  (:func:`calibrate_mix`). When the review's star rating is known (the report always passes
+  weights, a bias and each aspect's offset to it (how often remarks on the aspect are complaints:
+  sizing remarks far more often than price remarks) are calibrated on the same labelled rows'
+  cells, classes balanced (:func:`calibrate_mix`). When the review's star rating is known (the report always passes
   it; :func:`aspect_opinions` takes ``ratings``), a third term, the rating centred on 3 stars,
   enters the mix with its own calibrated weights (``mix_rated``): a clause's wording still
   decides against the stars ("love it but it runs small" in a 5-star review), while the stars
@@ -74,8 +76,9 @@ SHORT_CLAUSE = 2
 # P(positive) 0.95 / 0.05): the aspect is then mixed (0).
 COMPLAINT_LOGIT = 1.5
 MIXED_LOGIT = 3.0
-# An aspect gets its own offset to the mix's bias (key "bias:<aspect>") when the calibration has
-# at least this many labelled pos/neg cells of it; other aspects use the shared bias alone.
+# An aspect keeps its own offset to the mix's bias (key "bias:<aspect>") when the calibration has
+# at least this many labelled pos/neg cells of it; other aspects (and a shop's own aspects) use
+# the shared bias, the centre of the aspects' biases.
 ASPECT_BIAS_MIN_CELLS = 10
 # Where the aspect model of a run lives inside its run folder.
 RUN_SUBDIR = Path("models") / "aspects"
@@ -819,7 +822,7 @@ def _rating_terms(ratings: Sequence[float] | None, n: int) -> np.ndarray:
   return np.array([rating_term(r) for r in values], dtype=float)
 
 
-# --- calibration (on the tuning part of a labelled sample) ---------------------------------------
+# --- calibration (on labelled reviews) ----------------------------------------------------------
 
 def calibrate_thresholds(table: ClauseTable, labels: np.ndarray, names: Sequence[str],
                          groups: Sequence[Any] | None = None
@@ -904,16 +907,19 @@ def calibrate_mix(features: Sequence[np.ndarray], positive: Sequence[bool],
     aspects = np.asarray(aspects, dtype=object)
     if aspects.shape != (len(y),):
       raise ValueError(f"calibrate_mix: {len(aspects)} aspect names for {len(y)} cells")
-    kept = sorted(a for a, n in collections.Counter(aspects).items()
-                  if n >= ASPECT_BIAS_MIN_CELLS)
-    x = np.column_stack([x, *[(aspects == a).astype(float) for a in kept]])
-    names += [f"bias:{a}" for a in kept]
+    # every aspect gets a column, so that the shared bias is their centre (the small penalty
+    # splits the bias between them evenly); offsets of aspects with few cells are not kept
+    count = collections.Counter(aspects)
+    columns = sorted(count)
+    x = np.column_stack([x, *[(aspects == a).astype(float) for a in columns]])
+    names += [f"bias:{a}" for a in columns]
   # nearly unpenalised (a few weights); classes balanced, so that the many positive cells do not
   # push the bias towards calling complaints positive
   clf = LogisticRegression(C=100.0, class_weight="balanced", max_iter=1000).fit(x, y)
   out = {"head": float(clf.coef_[0, 0]), "examples": float(clf.coef_[0, 1]),
          "bias": float(clf.intercept_[0])}
-  out |= {name: float(w) for name, w in zip(names[2:], clf.coef_[0, 2:])}
+  out |= {name: float(w) for name, w in zip(names[2:], clf.coef_[0, 2:])
+          if not name.startswith("bias:") or count[name[5:]] >= ASPECT_BIAS_MIN_CELLS}
   return out
 
 
