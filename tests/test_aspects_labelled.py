@@ -145,6 +145,44 @@ def test_attach_texts_names_the_missing_file_and_the_env_var(labels, tmp_path):
   pd.testing.assert_frame_equal(attached.drop(columns="rating"), synthetic_only)
 
 
+def _hashed_words(texts: list[str]) -> np.ndarray:
+  """A fast deterministic stand-in for MiniLM: hashed bag of words, unit length, 384 wide."""
+  out = np.zeros((len(texts), 384), dtype=np.float32)
+  for i, text in enumerate(texts):
+    for word in text.lower().split():
+      out[i, int(hashlib.sha1(word.encode()).hexdigest(), 16) % 384] += 1.0
+  return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_leave_domain_out_calibrates_without_the_shop_it_scores(monkeypatch):
+  rows = bench.load_labels(DATA)
+  rows = rows[rows["source"] == "synthetic"].reset_index(drop=True)
+  # two made-up shops of the synthetic rows, each review rated by its labels
+  rows["source"] = np.where(np.arange(len(rows)) % 2, "womens", "amazon_beauty")
+  negative = (rows[POLARITY] == "neg").any(axis=1)
+  rows["rating"] = np.where(negative, 2.0, 5.0)
+  seen = []
+  calibrate = bench.calibrate_language
+  monkeypatch.setattr(bench, "calibrate_language", lambda part, *a: (
+      seen.append(set(part["source"])), calibrate(part, *a))[1])
+  out = bench.leave_domain_out(rows, _hashed_words)
+  assert seen == [{"amazon_beauty"}, {"womens"}]  # DOMAINS order; never the shop scored
+  assert set(out["domains"]) == {"womens", "amazon_beauty"}
+  assert out["pooled"]["n_reviews"] == len(rows) == sum(
+      d["n_reviews"] for d in out["domains"].values())
+  assert {"model", "lexicon_vader"} <= set(out["pooled"])
+  # the targets read each shop's fifth-draw part where it has one, else its left-out figures
+  results = {"domains": {"womens": {"language": "en", "round5": out["domains"]["womens"]},
+                         "amazon_beauty": {"language": "en"}, "synthetic": {"language": "en"}},
+             "leave_domain_out": out}
+  parts = bench.honest_parts(results)
+  assert set(parts) == {"womens", "amazon_beauty"}
+  assert parts["womens"]["part"] == "fifth draw"
+  assert parts["amazon_beauty"]["part"] == "left out of the calibration"
+  targets = bench.targets_met(results)
+  assert targets["amazon_beauty"]["n_reviews"] == out["domains"]["amazon_beauty"]["n_reviews"]
+
+
 def test_hand_labels_agree_with_synthetic_truth(labels):
   # The generator's own truth (stored when the sample was drawn) checks the labelling.
   syn = labels[labels["source"] == "synthetic"]
