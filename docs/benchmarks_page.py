@@ -1200,7 +1200,10 @@ def _aspect_tagger(page: Page) -> None:
          "the first fold's training shops only (micro-F1 on its inner validation part) and kept "
          f"for every fold: small {ch['small']['learning_rate']:g} for {ch['small']['epochs']} "
          f"epochs, full {ch['full']['learning_rate']:g} for {ch['full']['epochs']} epochs "
-         f"(batch {s['batch_size']}, schedule over {s['max_epochs']} epochs). One fine-tune "
+         f"(batch {s['batch_size']}, schedule over {s['max_epochs']} epochs"
+         + ("; each is the highest rate tried, so a higher one is not ruled out"
+            if all(ch[v]["learning_rate"] == max(s["rates_tried"][v]) for v in ch) else "")
+         + "). One fine-tune "
          f"took {secs(min(f['seconds'] for f in ft['small']))}-"
          f"{secs(max(f['seconds'] for f in ft['small']))} (small) and "
          f"{secs(min(f['seconds'] for f in ft['full']))}-"
