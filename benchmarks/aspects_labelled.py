@@ -689,6 +689,20 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
   return calibration
 
 
+def leave_out_sources(rows: pd.DataFrame) -> list[str]:
+  """The English shops :func:`leave_domain_out` leaves out in turn (not the synthetic one)."""
+  return [s for s in DOMAINS if s in set(rows["source"]) and s != "synthetic"]
+
+
+def model_without(rows: pd.DataFrame, source: str, head: am.PolarityHead,
+                  matcher: am.KeywordMatcher, embed_fn: Any) -> am.AspectModel:
+  """The English aspect model calibrated (:func:`calibrate_language`) on ``rows`` without
+  ``source``'s: the model :func:`leave_domain_out` scores that shop with."""
+  cal = calibrate_language(rows[rows["source"] != source], "en", head, matcher, embed_fn)
+  return am.AspectModel("en", am.SPECS["en"], cal["floor"], cal["alone"], head, cal["mix"],
+                        {"how": f"calibrated without {source}"}, cal["mix_rated"])
+
+
 def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, Any]:
   """Each English shop of draws 1-4 scored as a shop the calibration never saw: thresholds and
   mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-4, the
@@ -705,11 +719,9 @@ def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, An
   matcher = am.KeywordMatcher(specs, am.vocabulary_words())
   head = am.default_model("en").head
   preds = []
-  for source in (s for s in DOMAINS if s in set(rows["source"]) and s != "synthetic"):
+  for source in leave_out_sources(rows):
     held = rows[rows["source"] == source]
-    cal = calibrate_language(rows[rows["source"] != source], "en", head, matcher, embed_fn)
-    model = am.AspectModel("en", specs, cal["floor"], cal["alone"], head, cal["mix"],
-                           {"how": f"calibrated without {source}"}, cal["mix_rated"])
+    model = model_without(rows, source, head, matcher, embed_fn)
     table = am.clause_table(held["text"].tolist(), specs, embed_fn, matcher)
     pol = am.score_table(table, len(held), model, ratings=held["rating"].to_numpy(float))
     preds.append(pol.set_axis(held.index)[ASPECTS])
