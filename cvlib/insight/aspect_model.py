@@ -27,11 +27,11 @@ then:
   the clause's similarity to the aspect's positive minus its negative example opinions; the two
   weights, a bias and each aspect's offset to it (how often remarks on the aspect are complaints:
   sizing remarks far more often than price remarks) are calibrated on the same labelled rows'
-  cells, classes balanced (:func:`calibrate_mix`). When the review's star rating is known (the report always passes
-  it; :func:`aspect_opinions` takes ``ratings``), a third term, the rating centred on 3 stars,
-  enters the mix with its own calibrated weights (``mix_rated``): a clause's wording still
-  decides against the stars ("love it but it runs small" in a 5-star review), while the stars
-  settle clauses the head reads weakly. An aspect is negative when one of the clauses that tag
+  cells, classes balanced (:func:`calibrate_mix`). When the review's star rating is known (the
+  report always passes it; :func:`aspect_opinions` takes ``ratings``), a third term, the rating
+  centred on 3 stars, enters the mix with its own calibrated weights (``mix_rated``): a clause's
+  wording still decides against the stars ("love it but it runs small" in a 5-star review), while
+  the stars settle clauses the head reads weakly. An aspect is negative when one of the clauses that tag
   it is a confident complaint, else the sign of their mean logit; clauses that disagree very
   confidently make it mixed (0). The head reads the clause embeddings made for tagging.
 
