@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny hand-made shop, a params-file writer and the tiny synthetic tables."""
+"""Shared fixtures: a tiny hand-made shop, a params-file writer, the tiny synthetic tables, the
+session's report runs, its PostgreSQL server and its Spark session."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -167,6 +169,118 @@ def tiny_run(tmp_path_factory) -> Path:
   index = cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, log=lambda line: None)
   assert index == out / "tiny" / "index.html"
   return out / "tiny"
+
+
+# --- the hostile shop, in PostgreSQL -------------------------------------------------------------
+
+# Review texts and a product name that are attacks. The shop that holds them is the database's
+# (tests/test_database.py) and its report the one the browser opens (tests/test_browser.py): one
+# report run serves both, a database run and a run on hostile text.
+HOSTILE = [
+    "<script>alert(1)</script> terrible, broken, awful, worst purchase ever",
+    "<img src=x onerror=alert(1)> horrible quality, never again, broken",
+    # a clause of a keyword and a verdict ("awful service") is tagged; so is the longer one
+    '<a href="javascript:alert(1)">click me</a> the customer service was awful, terrible, useless',
+    "</td></tr></table><b>unbalanced <i>tags awful terrible broken",
+]
+HOSTILE_PRODUCT = '<svg onload=alert(1)>Deluxe "mug" & <b>saucer</b>'
+
+# A password that appears nowhere else: any output file or message holding it leaked it.
+PG_PASSWORD = "Pw-7qXz!k9@Lm"
+SHOP_DB_ENV = "CVLIB_TEST_SHOP_DB"
+ONLINE_RETAIL = REPO / "tests" / "data" / "online_retail" / "online_retail.csv"
+
+
+def hostile_shop() -> dict[str, pd.DataFrame]:
+  """The small synthetic shop as order lines and reviews, whose most negative reviews and every
+  product name are attacks (the tests' generic end-to-end shop)."""
+  f = synthetic_frames()
+  reviews = f["reviews"].dropna(subset=["text", "customer_id"]).copy()
+  reviews["rating"] = reviews["rating"].clip(lower=2)  # only the hostile reviews have one star
+  worst = reviews.index[:len(HOSTILE)]
+  reviews.loc[worst, "text"] = HOSTILE
+  reviews.loc[worst, "rating"] = 1.0
+  products = f["products"].copy()
+  # every product name is an attack (with its number, so that products stay distinguishable):
+  # the report's table of the most recommended products shows some of them, whichever they are
+  products["description"] = HOSTILE_PRODUCT + " " + products["product_id"].astype(str)
+  lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
+                           suffixes=("", "_order")).merge(products, on="product_id")
+  lines = lines[["customer_id", "order_id", "timestamp", "product_id", "description",
+                 "quantity", "unit_price"]]
+  reviews = reviews[["customer_id", "timestamp", "rating", "text"]]
+  return {"lines": lines.reset_index(drop=True), "reviews": reviews.reset_index(drop=True)}
+
+
+def shop_params(folder: Path, transactions: dict, reviews: dict, name: str = "shop.yaml") -> Path:
+  path = folder / name
+  path.write_text(
+      "dataset: shop\ndata:\n  adapter: generic\n"
+      f"  transactions: {json.dumps(transactions)}\n  reviews: {json.dumps(reviews)}\n"
+      "split: {calibration_end: 2024-01-01}\n" + SMALL_MODELS)
+  return path
+
+
+def db_source(**sql) -> dict:
+  return {"sql": {"url_env": SHOP_DB_ENV, **sql}}
+
+
+def write_shop(folder: Path) -> tuple[Path, Path]:
+  """The hostile shop's files and two params files: one reading the files, one the database."""
+  shop = hostile_shop()
+  shop["lines"].to_csv(folder / "lines.csv", index=False)
+  shop["reviews"].to_json(folder / "reviews.jsonl", orient="records", lines=True,
+                          date_format="iso")
+  files = shop_params(folder, {"path": "lines.csv"}, {"path": "reviews.jsonl"}, "files.yaml")
+  db = shop_params(folder, db_source(table="lines"),
+                   db_source(query="select customer_id, timestamp, rating, text from reviews"),
+                   "db.yaml")
+  return files, db
+
+
+def load_tables(server, **frames: pd.DataFrame) -> None:
+  import adbc_driver_postgresql.dbapi as pg
+  import pyarrow as pa
+  with pg.connect(server.url()) as conn, conn.cursor() as cur:
+    for name, df in frames.items():
+      cur.adbc_ingest(name, pa.Table.from_pandas(df, preserve_index=False), mode="replace")
+    conn.commit()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+  """A real PostgreSQL server (tests/pgserver.py, never a mock) holding the hostile shop's order
+  lines and reviews and the Online Retail fixture; fails, never skips, where Debian's
+  ``postgresql`` is not installed (the message says so)."""
+  from pgserver import PostgresMissing, PostgresServer
+  try:
+    server = PostgresServer(password=PG_PASSWORD).start()
+  except PostgresMissing as e:
+    pytest.fail(str(e))
+  try:
+    shop = hostile_shop()
+    retail = pd.read_csv(ONLINE_RETAIL, dtype=str, keep_default_na=False, na_values=[""])
+    # typed as a shop's database would type them: numbers, a timestamp, float customer ids
+    retail = retail.astype({"Quantity": "int64", "UnitPrice": "float64", "CustomerID": "float64"})
+    retail["InvoiceDate"] = pd.to_datetime(retail["InvoiceDate"], errors="coerce")
+    load_tables(server, lines=shop["lines"], reviews=shop["reviews"], online_retail=retail)
+    yield server
+  finally:
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def db_run(postgres, tmp_path_factory):
+  """The hostile shop's whole report, run once per session from the database; its log lines.
+  Tests only read it (one writes a params file beside ``files``)."""
+  import cvlib
+  tmp = tmp_path_factory.mktemp("db-run")
+  files, db = write_shop(tmp)
+  log: list[str] = []
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv(SHOP_DB_ENV, postgres.url())
+    cvlib.run(db, out=tmp / "out", log=log.append)
+  return {"run": tmp / "out" / "shop", "out": tmp / "out", "log": log, "files": files, "db": db}
 
 
 # --- Spark ----------------------------------------------------------------------------------------

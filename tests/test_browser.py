@@ -1,6 +1,7 @@
 """The reports in a real browser: headless Chromium opens them offline, runs no customer text, logs
 no console errors, and shows hostile text literally. `.ci/run` installs Debian's chromium and
-chromium-driver; without them these tests skip."""
+chromium-driver; without them these tests skip. The hostile report is the session's run from
+PostgreSQL (conftest.db_run), which needs Debian's postgresql."""
 
 from __future__ import annotations
 
@@ -9,23 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import cvlib
-from conftest import REPO, SMALL_MODELS, synthetic_frames
+from conftest import HOSTILE, HOSTILE_PRODUCT, REPO
 from webdriver import Browser, find_browser
 
 BROWSER = find_browser()
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="chromium and chromedriver not installed "
                                 "(apt-get install chromium chromium-driver; .ci/run does this)")
 ARTIFACTS = Path(os.environ.get("CVLIB_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
-
-HOSTILE = [
-    "<script>alert(1)</script> terrible, broken, awful, worst purchase ever",
-    "<img src=x onerror=alert(1)> horrible quality, never again, broken",
-    # a clause of a keyword and a verdict ("awful service") is tagged; so is the longer one
-    '<a href="javascript:alert(1)">click me</a> the customer service was awful, terrible, useless',
-    "</td></tr></table><b>unbalanced <i>tags awful terrible broken",
-]
-HOSTILE_PRODUCT = '<svg onload=alert(1)>Deluxe "mug" & <b>saucer</b>'
 
 
 @pytest.fixture(scope="module")
@@ -62,32 +53,10 @@ def test_tiny_report_opens_cleanly_and_is_screenshotted(browser, tiny_run):
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory) -> Path:
-  """A shop whose reviews and product names are attacks; the whole report runs on it."""
-  tmp = tmp_path_factory.mktemp("hostile")
-  f = synthetic_frames()
-  reviews = f["reviews"].dropna(subset=["text", "customer_id"]).copy()
-  reviews["rating"] = reviews["rating"].clip(lower=2)  # only the hostile reviews have one star
-  worst = reviews.index[:len(HOSTILE)]
-  reviews.loc[worst, "text"] = HOSTILE
-  reviews.loc[worst, "rating"] = 1.0
-  products = f["products"].copy()
-  # every product name is an attack (with its number, so that products stay distinguishable):
-  # the report's table of the most recommended products shows some of them, whichever they are
-  products["description"] = HOSTILE_PRODUCT + " " + products["product_id"].astype(str)
-  lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
-                           suffixes=("", "_order")).merge(products, on="product_id")
-  lines[["customer_id", "order_id", "timestamp", "product_id", "description", "quantity",
-         "unit_price"]].to_csv(tmp / "lines.csv", index=False)
-  reviews[["customer_id", "timestamp", "rating", "text"]].to_json(tmp / "reviews.jsonl",
-                                                                  orient="records", lines=True,
-                                                                  date_format="iso")
-  params = tmp / "hostile.yaml"
-  params.write_text(
-      "dataset: hostile\ndata:\n  adapter: generic\n  transactions: {path: lines.csv}\n"
-      "  reviews: {path: reviews.jsonl}\nsplit: {calibration_end: 2024-01-01}\n" + SMALL_MODELS)
-  cvlib.run(params, out=tmp / "out", log=lambda s: None)
-  return tmp / "out" / "hostile"
+def hostile_run(db_run) -> Path:
+  """The whole report on a shop whose reviews and product names are attacks: the session's
+  database run (conftest.hostile_shop), one run for both."""
+  return db_run["run"]
 
 
 def test_hostile_text_is_shown_literally_and_never_runs(browser, hostile_run):

@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 import cvlib
@@ -21,67 +20,14 @@ from cvlib.data import clean, database, features
 from cvlib.data.adapters import DataError, load_data
 from cvlib.runner import validate_inputs
 
-from conftest import REPO, SMALL_MODELS, synthetic_frames
-from pgserver import PostgresMissing, PostgresServer
+from conftest import (ONLINE_RETAIL, PG_PASSWORD, SHOP_DB_ENV, db_source, shop_params,
+                      write_shop)
 
-# A password that appears nowhere else: any output file or message holding it leaked it.
-PASSWORD = "Pw-7qXz!k9@Lm"
-URL_ENV = "CVLIB_TEST_SHOP_DB"
-ONLINE_RETAIL = REPO / "tests" / "data" / "online_retail" / "online_retail.csv"
+PASSWORD = PG_PASSWORD
+URL_ENV = SHOP_DB_ENV
 RETAIL_COLUMNS = {"order_id": "InvoiceNo", "product_id": "StockCode", "description": "Description",
                   "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": "UnitPrice",
                   "customer_id": "CustomerID"}
-
-
-@pytest.fixture(scope="session")
-def postgres():
-  """A running server with the demo shop's order lines and reviews and the Online Retail fixture."""
-  try:
-    server = PostgresServer(password=PASSWORD).start()
-  except PostgresMissing as e:
-    pytest.fail(str(e))
-  try:
-    shop = demo_shop()
-    retail = pd.read_csv(ONLINE_RETAIL, dtype=str, keep_default_na=False, na_values=[""])
-    # typed as a shop's database would type them: numbers, a timestamp, float customer ids
-    retail = retail.astype({"Quantity": "int64", "UnitPrice": "float64", "CustomerID": "float64"})
-    retail["InvoiceDate"] = pd.to_datetime(retail["InvoiceDate"], errors="coerce")
-    load_tables(server, lines=shop["lines"], reviews=shop["reviews"], online_retail=retail)
-    yield server
-  finally:
-    server.stop()
-
-
-def demo_shop() -> dict[str, pd.DataFrame]:
-  """The small synthetic shop as order lines and reviews (the tests' generic end-to-end shop)."""
-  f = synthetic_frames()
-  lines = f["items"].merge(f["transactions"].drop_duplicates("order_id"), on="order_id",
-                           suffixes=("", "_order")).merge(f["products"], on="product_id")
-  lines = lines[["customer_id", "order_id", "timestamp", "product_id", "description",
-                 "quantity", "unit_price"]]
-  reviews = f["reviews"].dropna(subset=["text"])[["customer_id", "timestamp", "rating", "text"]]
-  return {"lines": lines.reset_index(drop=True), "reviews": reviews.reset_index(drop=True)}
-
-
-def load_tables(server: PostgresServer, **frames: pd.DataFrame) -> None:
-  import adbc_driver_postgresql.dbapi as pg
-  with pg.connect(server.url()) as conn, conn.cursor() as cur:
-    for name, df in frames.items():
-      cur.adbc_ingest(name, pa.Table.from_pandas(df, preserve_index=False), mode="replace")
-    conn.commit()
-
-
-def shop_params(folder: Path, transactions: dict, reviews: dict, name: str = "shop.yaml") -> Path:
-  path = folder / name
-  path.write_text(
-      "dataset: shop\ndata:\n  adapter: generic\n"
-      f"  transactions: {json.dumps(transactions)}\n  reviews: {json.dumps(reviews)}\n"
-      "split: {calibration_end: 2024-01-01}\n" + SMALL_MODELS)
-  return path
-
-
-def db_source(**sql) -> dict:
-  return {"sql": {"url_env": URL_ENV, **sql}}
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -96,31 +42,6 @@ def without_timings(x):
   if isinstance(x, list):
     return [without_timings(v) for v in x]
   return x
-
-
-def write_shop(folder: Path) -> tuple[Path, Path]:
-  """The demo shop's files and two params files: one reading the files, one the database."""
-  shop = demo_shop()
-  shop["lines"].to_csv(folder / "lines.csv", index=False)
-  shop["reviews"].to_json(folder / "reviews.jsonl", orient="records", lines=True,
-                          date_format="iso")
-  files = shop_params(folder, {"path": "lines.csv"}, {"path": "reviews.jsonl"}, "files.yaml")
-  db = shop_params(folder, db_source(table="lines"),
-                   db_source(query="select customer_id, timestamp, rating, text from reviews"),
-                   "db.yaml")
-  return files, db
-
-
-@pytest.fixture(scope="module")
-def db_run(postgres, tmp_path_factory):
-  """The demo shop's report run from the database; its log lines."""
-  tmp = tmp_path_factory.mktemp("db-run")
-  files, db = write_shop(tmp)
-  log: list[str] = []
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv(URL_ENV, postgres.url())
-    cvlib.run(db, out=tmp / "out", log=log.append)
-  return {"run": tmp / "out" / "shop", "out": tmp / "out", "log": log, "files": files, "db": db}
 
 
 def test_database_inputs_are_the_files_inputs(postgres, tmp_path, monkeypatch):

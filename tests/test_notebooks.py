@@ -219,7 +219,11 @@ def test_failing_stage_keeps_previous_report_and_the_failed_notebook(tiny_run, t
   for nb_path in (REPO / "notebooks").glob("*.ipynb"):
     nb = nbformat.read(nb_path, as_version=4)
     if nb_path.stem == "04_segment":
-      nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('boom in segment')"))
+      # fails once the stage has opened its workspace in the run's folder, not after the
+      # stage's work: index.html is only written when every stage has succeeded (runner._finish)
+      opened = next(i for i, c in enumerate(nb.cells) if "open_workspace(params" in c.source)
+      boom = nbformat.v4.new_code_cell("raise RuntimeError('boom in segment')")
+      nb.cells.insert(opened + 1, boom)
     nbformat.write(nb, broken / nb_path.name)
   monkeypatch.setenv("CVLIB_NOTEBOOKS", str(broken))
   with pytest.raises(runner.RunFailed, match="boom in segment") as err:
