@@ -5,19 +5,14 @@ sample's rows of the main labelled CSV with valid values, and the stored results
 metric functions make of them.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# benchmarks/ is not a package: load the script as a module.
-_SPEC = importlib.util.spec_from_file_location("aspect_agreement_benchmark",
-                                               REPO / "benchmarks" / "aspect_agreement.py")
-agree = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(agree)
+import benchmark_script
+
+agree = benchmark_script.load("aspect_agreement")
 ASPECTS = agree.ASPECTS
 
 

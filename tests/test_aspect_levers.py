@@ -2,20 +2,14 @@
 cell rule and the tagging rule must be the shipped ones, or every lever is compared with
 something cvlib does not do."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from cvlib.insight import aspect_model as am
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports aspects_labelled
-_SPEC = importlib.util.spec_from_file_location("aspect_levers_benchmark",
-                                               REPO / "benchmarks" / "aspect_levers.py")
-levers = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(levers)
+import benchmark_script
+
+levers = benchmark_script.load("aspect_levers")
 
 
 def test_the_benchmarks_cell_rule_on_mixed_logits_is_cell_polarity():

@@ -1,21 +1,15 @@
 """benchmarks/aspect_tagger.py's pure parts: the multi-label loss, positive weights, threshold
 choice, the inner split and the paired bootstrap (tiny inputs, no model)."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports aspects_labelled
-_SPEC = importlib.util.spec_from_file_location("aspect_tagger_benchmark",
-                                               REPO / "benchmarks" / "aspect_tagger.py")
-at = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(at)
+import benchmark_script
+
+at = benchmark_script.load("aspect_tagger")
 
 
 def test_multilabel_loss_is_weighted_binary_cross_entropy():

@@ -12,7 +12,6 @@ attach_texts. Tests that need them skip when the files are absent.
 """
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,11 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from cvlib.insight import aspects as asp
 
+import benchmark_script
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "cvlib" / "insight" / "aspects_labelled.csv"
-# benchmarks/ is not a package: load the script as a module for its reading rules.
-_SPEC = importlib.util.spec_from_file_location("aspects_labelled_benchmark",
-                                               REPO / "benchmarks" / "aspects_labelled.py")
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = benchmark_script.load("aspects_labelled")
 ASPECTS = list(asp.DEFAULT_ASPECTS)
 POLARITY = [f"{a}_polarity" for a in ASPECTS]
 # Measured by benchmarks/aspects_labelled.py on the first 120 womens rows (the lexicon baseline).

@@ -1,16 +1,13 @@
 """The inputs that benchmarks/value_levers.py measures (issue 19 part 4, rounds three to five)."""
 
 import datetime as dt
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "value_levers.py"
-_SPEC = importlib.util.spec_from_file_location("value_levers_benchmark", _PATH)
-vl = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(vl)
+import benchmark_script
+
+vl = benchmark_script.load("value_levers")
 
 CUTOFF = dt.date(2024, 2, 1)
 
