@@ -368,12 +368,11 @@ def val_f1(proba: np.ndarray, true: np.ndarray) -> float:
 # The run
 
 
-def rule_tags(model: Any, texts: list[str], ratings: np.ndarray, embed_fn: Any,
-              matcher: Any) -> np.ndarray:
-  """bool [n, aspects]: the aspect model's tags (as leave_domain_out scores them)."""
+def rule_tags(model: Any, table: Any, ratings: np.ndarray) -> np.ndarray:
+  """bool [n, aspects]: the aspect model's tags on the reviews of a clause table (as
+  leave_domain_out scores them)."""
   from cvlib.insight import aspect_model as am  # pylint: disable=import-outside-toplevel
-  table = am.clause_table(texts, am.SPECS["en"], embed_fn, matcher)
-  pol = am.score_table(table, len(texts), model, ratings=ratings)
+  pol = am.score_table(table, len(ratings), model, ratings=ratings)
   return pol[ASPECTS].notna().to_numpy()
 
 
@@ -401,14 +400,14 @@ def run(labels: pd.DataFrame, embed_fn: Any) -> dict[str, Any]:
   # the rule per fold: leave_domain_out's model (calibrated without the shop)
   rule: dict[str, dict[str, np.ndarray]] = {}
   t0 = time.perf_counter()
+  table = am.clause_table(rows["text"].tolist(), am.SPECS["en"], embed_fn, matcher)
   for source in folds:
-    model = model_without_cached(rows, source, head, matcher, embed_fn)
-    held, other = rows["source"] == source, rows["source"] != source
+    model = bl.model_without(rows, source, head, table)
+    held = (rows["source"] == source).to_numpy()
     rule[source] = {
-        "test": rule_tags(model, rows.loc[held, "text"].tolist(),
-                          rows.loc[held, "rating"].to_numpy(float), embed_fn, matcher),
-        "other": rule_tags(model, rows.loc[other, "text"].tolist(),
-                           rows.loc[other, "rating"].to_numpy(float), embed_fn, matcher)}
+        part: rule_tags(model, table.of_reviews(np.flatnonzero(mask)),
+                        rows.loc[mask, "rating"].to_numpy(float))
+        for part, mask in (("test", held), ("other", ~held))}
   rule_seconds = time.perf_counter() - t0
   print(f"rule folds: {rule_seconds:.0f} s", flush=True)
 
@@ -484,16 +483,6 @@ def run(labels: pd.DataFrame, embed_fn: Any) -> dict[str, Any]:
           "n_reviews_scored": int(scored.sum()),
           "truncation": truncation_share(None, rows["text"].tolist()),
           "seconds_total": round(time.perf_counter() - t_start, 1)}
-
-
-_RULE_MODELS: dict[str, Any] = {}
-
-
-def model_without_cached(rows: pd.DataFrame, source: str, head: Any, matcher: Any,
-                         embed_fn: Any) -> Any:
-  if source not in _RULE_MODELS:
-    _RULE_MODELS[source] = bl.model_without(rows, source, head, matcher, embed_fn)
-  return _RULE_MODELS[source]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

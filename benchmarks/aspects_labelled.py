@@ -626,14 +626,13 @@ def calibration_rows(labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
-                       matcher: am.KeywordMatcher, embed_fn: Any) -> dict[str, Any]:
-  """Thresholds and polarity mixes of one language, calibrated on labelled rows (with texts and
-  ratings): the tag thresholds per aspect with each source weighing the same, then the mix and
-  the rated mix (each with its per-aspect offsets) on the pos/neg cells those thresholds tag."""
+                       table: am.ClauseTable) -> dict[str, Any]:
+  """Thresholds and polarity mixes of one language, calibrated on labelled rows (with ratings;
+  ``table``: their clauses, :func:`cvlib.insight.aspect_model.clause_table`, in the rows' order):
+  the tag thresholds per aspect with each source weighing the same, then the mix and the rated
+  mix (each with its per-aspect offsets) on the pos/neg cells those thresholds tag."""
   rows = rows.reset_index(drop=True)
-  specs = am.SPECS[language]
-  names = [s.name for s in specs]
-  table = am.clause_table(rows["text"].tolist(), specs, embed_fn, matcher)
+  names = [s.name for s in am.SPECS[language]]
   true = rows[names].to_numpy().astype(bool)
   floor, alone = am.calibrate_thresholds(table, true, names, groups=rows["source"].to_numpy())
   hits = am.clause_hits(table, names, floor, alone)
@@ -678,9 +677,12 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
   train_texts, y = am.polarity_training_set(texts, ratings, titles=titles,
                                             matcher=matchers["pt"])
   heads["pt"] = am.fit_polarity_head(embed_fn(train_texts), y, trained_on={"data": "olist"})
-  languages = {language: calibrate_language(tune[tune["language"] == language], language,
-                                            heads[language], matchers[language], embed_fn)
-               for language in ("en", "pt")}
+  languages = {}
+  for language in ("en", "pt"):
+    rows = tune[tune["language"] == language]
+    table = am.clause_table(rows["text"].tolist(), am.SPECS[language], embed_fn,
+                            matchers[language])
+    languages[language] = calibrate_language(rows, language, heads[language], table)
   calibration = {"how": "benchmarks/aspects_labelled.py --calibrate on the rows of the first "
                         "four draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
                         "the fifth draw is not read", "languages": languages}
@@ -695,10 +697,12 @@ def leave_out_sources(rows: pd.DataFrame) -> list[str]:
 
 
 def model_without(rows: pd.DataFrame, source: str, head: am.PolarityHead,
-                  matcher: am.KeywordMatcher, embed_fn: Any) -> am.AspectModel:
+                  table: am.ClauseTable) -> am.AspectModel:
   """The English aspect model calibrated (:func:`calibrate_language`) on ``rows`` without
-  ``source``'s: the model :func:`leave_domain_out` scores that shop with."""
-  cal = calibrate_language(rows[rows["source"] != source], "en", head, matcher, embed_fn)
+  ``source``'s (``table``: the clauses of ``rows``, in their order): the model
+  :func:`leave_domain_out` scores that shop with."""
+  keep = (rows["source"] != source).to_numpy()
+  cal = calibrate_language(rows[keep], "en", head, table.of_reviews(np.flatnonzero(keep)))
   return am.AspectModel("en", am.SPECS["en"], cal["floor"], cal["alone"], head, cal["mix"],
                         {"how": f"calibrated without {source}"}, cal["mix_rated"])
 
@@ -718,12 +722,13 @@ def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, An
   specs = am.SPECS["en"]
   matcher = am.KeywordMatcher(specs, am.vocabulary_words())
   head = am.default_model("en").head
+  table = am.clause_table(rows["text"].tolist(), specs, embed_fn, matcher)  # embedded once
   preds = []
   for source in leave_out_sources(rows):
     held = rows[rows["source"] == source]
-    model = model_without(rows, source, head, matcher, embed_fn)
-    table = am.clause_table(held["text"].tolist(), specs, embed_fn, matcher)
-    pol = am.score_table(table, len(held), model, ratings=held["rating"].to_numpy(float))
+    model = model_without(rows, source, head, table)
+    pol = am.score_table(table.of_reviews(np.flatnonzero(rows["source"] == source)), len(held),
+                         model, ratings=held["rating"].to_numpy(float))
     preds.append(pol.set_axis(held.index)[ASPECTS])
   pol = pd.concat(preds)
   scored = rows.loc[pol.index]

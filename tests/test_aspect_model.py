@@ -239,6 +239,17 @@ def test_each_aspect_with_enough_cells_gets_its_own_offset_to_the_bias(matcher):
                           matcher=matcher).loc[0, "quality"] == 1
 
 
+def test_a_clause_table_serves_subsets_of_its_reviews(matcher):
+  texts = ["the fabric is thin. it runs small", None, "fast delivery", "great price, thin fabric"]
+  table = am.clause_table(texts, am.ENGLISH_SPECS, _bag_embed, matcher)
+  part = table.of_reviews([3, 0, 1])
+  alone = am.clause_table([texts[3], texts[0], texts[1]], am.ENGLISH_SPECS, _bag_embed, matcher)
+  assert part.clauses == alone.clauses and part.owner.tolist() == alone.owner.tolist()
+  for field in ("keyword", "similarity", "examples", "vectors", "short"):
+    np.testing.assert_array_equal(getattr(part, field), getattr(alone, field))
+  assert table.of_reviews([]).clauses == [] and table.of_reviews([1]).clauses == []
+
+
 def test_calibrate_mix_needs_both_polarities():
   feats = [np.array([[v, 0.0]]) for v in (-2, -1, -3, -2, -1, 2, 1, 3, 2, 1)]
   mix = am.calibrate_mix(feats, [False] * 5 + [True] * 5)

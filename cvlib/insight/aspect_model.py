@@ -620,6 +620,21 @@ class ClauseTable:
   # [n_clauses] bool: a bare verdict on a keyword ("awful service"), see short_verdicts
   short: np.ndarray | None = None
 
+  def of_reviews(self, positions: Sequence[int]) -> ClauseTable:
+    """The clauses of the reviews at ``positions`` of this table, those reviews renumbered
+    0..len(positions)-1 in that order: the table :func:`clause_table` makes of those reviews, so
+    that clauses split and embedded once serve several subsets (the calibration's folds)."""
+    positions = np.asarray(positions, dtype=int)
+    size = max(int(positions.max(initial=-1)), int(self.owner.max(initial=-1))) + 1
+    renumber = np.full(size, -1)
+    renumber[positions] = np.arange(len(positions))
+    keep = np.flatnonzero(renumber[self.owner] >= 0)
+    keep = keep[np.argsort(renumber[self.owner[keep]], kind="stable")]  # in the new order
+    return ClauseTable([self.clauses[j] for j in keep], renumber[self.owner[keep]],
+                       self.keyword[keep], self.similarity[keep], self.examples[keep],
+                       None if self.vectors is None else self.vectors[keep],
+                       None if self.short is None else self.short[keep])
+
 
 def split_reviews(texts: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
   """All clauses (sentences split by :func:`cvlib.insight.aspects.split_clauses`) and the review
