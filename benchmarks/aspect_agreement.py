@@ -2,7 +2,8 @@
 
 A fifth reader (reader B; reader A is the stored labels) labelled, blind to the stored labels,
 a seeded sample of 100 English real rows of the first four draws of
-``cvlib/insight/aspects_labelled.csv`` (the first 770 rows), following the labelling guide in ``cvlib/insight/aspects_labelled.md``. The labels are in
+``cvlib/insight/aspects_labelled.csv`` (the first 770 rows), following the labelling guide in
+``cvlib/insight/aspects_labelled.md``. The labels are in
 ``benchmarks/results/aspect_agreement_labels.csv`` (no texts: like the main CSV, only source, row
 id and labels).
 
@@ -121,26 +122,11 @@ def load_b(path: Path = B_LABELS) -> pd.DataFrame:
     raise ValueError(f"{path}: column(s) {', '.join(missing)} missing")
   if b.duplicated(["source", "row_id"]).any():
     raise ValueError(f"{path}: duplicated (source, row_id) rows")
-  for a in ASPECTS:
-    tags, pol = b[a], b[f"{a}_polarity"]
-    if not tags.isin(["0", "1"]).all():
-      raise ValueError(f"{path}: column {a!r} must hold 0/1")
-    if not pol[tags == "1"].isin(POLARITIES).all() or (pol[tags == "0"] != "").any():
-      raise ValueError(f"{path}: {a}_polarity must be one of {POLARITIES} exactly where {a} = 1")
-    b[a] = tags.astype(int)
-  return b
+  return al.checked_aspect_columns(b, path)
 
 
 def _r(x: float) -> float | None:
   return None if x is None or np.isnan(x) else round(float(x), 4)
-
-
-def _prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
-  p = tp / (tp + fp) if tp + fp else np.nan
-  r = tp / (tp + fn) if tp + fn else np.nan
-  f = 2 * p * r / (p + r) if tp else (0.0 if tp + fp and tp + fn else np.nan)
-  return {"precision": _r(p), "recall": _r(r), "f1": _r(f), "support": int(tp + fn),
-          "predicted": int(tp + fp)}
 
 
 def kappa(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -170,17 +156,13 @@ def compare(pred: pd.DataFrame, true: pd.DataFrame) -> dict[str, Any]:
   t = true[ASPECTS].to_numpy(dtype=bool)
   pp = pred[[f"{a}_polarity" for a in ASPECTS]].to_numpy(dtype=object)
   tp_ = true[[f"{a}_polarity" for a in ASPECTS]].to_numpy(dtype=object)
-  counts = lambda j: ((p[:, j] & t[:, j]).sum(), (p[:, j] & ~t[:, j]).sum(),  # noqa: E731
-                      (~p[:, j] & t[:, j]).sum())
-  per = {a: _prf(*counts(j)) for j, a in enumerate(ASPECTS)}
-  micro = _prf(*(sum(c) for c in zip(*(counts(j) for j in range(len(ASPECTS))))))
   both = p & t
   clear = both & np.isin(tp_, ["pos", "neg"])
   neg = tp_ == "neg"
   confusion = {lab: {q: int((both & (tp_ == lab) & (pp == q)).sum()) for q in POLARITIES}
                for lab in POLARITIES}
   return {
-      "tags": {"micro": micro, "per_aspect": per},
+      "tags": al.tag_scores(pd.DataFrame(p, columns=ASPECTS), pd.DataFrame(t, columns=ASPECTS)),
       "polarity": {"n_cells": int(both.sum()),
                    "accuracy_strict": _r((pp[both] == tp_[both]).mean()) if both.any() else None,
                    "n_pos_neg": int(clear.sum()),

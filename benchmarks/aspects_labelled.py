@@ -392,6 +392,17 @@ def load_labels(path: Path = LABELS) -> pd.DataFrame:
   if "split" in labels.columns and not labels["split"].isin(SPLITS).all():
     raise ValueError(f"{path}: column 'split' must hold {SPLITS}, got "
                      f"{sorted(set(labels['split']) - set(SPLITS))}")
+  return checked_aspect_columns(labels, path)
+
+
+def checked_aspect_columns(labels: pd.DataFrame, path: Path) -> pd.DataFrame:
+  """``labels`` (read as str) with the six aspect columns checked 0/1 and made int, and each
+  ``<aspect>_polarity`` checked pos/neg/mixed exactly where the aspect is 1.
+
+  Raises:
+    ValueError: a tag not 0/1, a polarity outside pos/neg/mixed, a polarity on an untagged
+      aspect or a tagged aspect without one (the message names ``path`` and the column).
+  """
   for a in ASPECTS:
     tags, pol = labels[a], labels[f"{a}_polarity"]
     if not tags.isin(["0", "1"]).all():
@@ -416,7 +427,7 @@ def _truth_cells(truth: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
   return tags, pol
 
 
-def _scores(pred: pd.DataFrame, true: pd.DataFrame) -> dict[str, Any]:
+def tag_scores(pred: pd.DataFrame, true: pd.DataFrame) -> dict[str, Any]:
   """Micro and per-aspect precision, recall, F1, support (JSON-ready; NaN -> None)."""
   m = aspects.aspect_metrics(pred, true)
   per = m["per_aspect"].astype(object).where(m["per_aspect"].notna(), None)
@@ -479,7 +490,7 @@ def _method_scores(pred_pol: pd.DataFrame | None, pred_tags: pd.DataFrame, rows:
   true_pol = rows[[f"{a}_polarity" for a in ASPECTS]].set_axis(ASPECTS, axis=1).reset_index(
       drop=True)
   pred_tags = pred_tags.reset_index(drop=True)
-  out = {"tags": _scores(pred_tags, true)}
+  out = {"tags": tag_scores(pred_tags, true)}
   if pred_pol is not None:
     pred_pol = pred_pol.reset_index(drop=True)
     out["polarity"] = _polarity_scores(pred_tags, true, pred_pol, true_pol)
