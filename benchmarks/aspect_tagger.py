@@ -60,6 +60,7 @@ if str(HERE) not in sys.path:
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
+import aspect_levers  # noqa: E402  pylint: disable=wrong-import-position
 import aspects_labelled as bl  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULTS = HERE / "results" / "aspect_tagger.json"
@@ -223,17 +224,8 @@ def scores_of(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Fine-tuning
 
-
-def small_trainable(path: str) -> bool:
-  """The parameter-efficient variant's trained weights (dotted nnx paths): every bias and
-  LayerNorm, the last layer's attention query and value weights, the classifier (the set
-  ``aspect_levers.small_trainable`` names)."""
-  last = "bert.encoder.layer.5.attention.self_attn."
-  return (path.startswith("classifier.") or path.endswith(".bias") or ".LayerNorm." in path
-          or path in (last + "query.kernel", last + "value.kernel"))
-
-
-TRAINABLE = {"small": small_trainable, "full": None}
+# The small variant trains what aspect_levers' parameter-efficient fine-tune trains.
+TRAINABLE = {"small": aspect_levers.small_trainable, "full": None}
 
 
 def _steps():
