@@ -190,7 +190,14 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "fragile", "crack", "cracked", "cracks", "rust", "rusted", "rusty", "failed",
         "substandard", "sturdier", "flimsier", "well constructed", "poorly constructed",
         "build quality", "dead on arrival", "chipped", "dented", "warped", "held up",
-        "holds up", "still working", "still works", "workmanship"),
+        "holds up", "still working", "still works", "workmanship",
+        # the guide's defects of other goods: food gone off, kits short of pieces, parts that
+        # bend, split or sag, machines that jam (issue 20, sixth draw)
+        "split", "splitting", "mold", "moldy", "stale", "expired", "rancid", "spoiled",
+        "missing pieces", "pieces missing", "missing parts", "parts missing", "zipper", "stiff",
+        "bent", "bends", "sag", "sagging", "come apart", "comes apart", "coming apart",
+        "fall apart", "falling apart", "jammed", "jams", "dried out", "poorly finished",
+        "cheap plastic", "dollar store"),
         *ENGLISH_EXAMPLES["quality"]),
     _spec("price", (
         "good value for the money, a great price",
@@ -201,7 +208,8 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         "value", "worth the money", "worth every penny", "worth the price", "worth it",
         "waste of money", "waste your money", "deal", "discount", "sale", "full price",
         "money", "paid", "for the price", "cheaper", "reasonably priced", "reasonable",
-        "dollars", "bucks", "costly", "pricy", "save your money", "price point"),
+        "dollars", "bucks", "costly", "pricy", "save your money", "price point",
+        "you get what you pay for", "for what you get", "pay for", "spend", "spent"),
         *ENGLISH_EXAMPLES["price"]),
     _spec("size_fit", (
         "it fits true to size and the length is perfect",
