@@ -1,14 +1,16 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 920 reviews labelled by reading them (origin, licence
-and labelling guide in ``cvlib/insight/aspects_labelled.md``): 190 Women's E-Commerce Clothing
-reviews, 110 Amazon beauty, 110 Amazon electronics, 50 Amazon home and garden tools, 50 Amazon
-toys and sports, 50 Amazon pet and household, 50 Amazon automotive and industrial, 40 Amazon
-office and craft supplies, 40 Amazon grocery and 40 Amazon musical instruments and video games
-reviews (English), 150 Olist reviews (Portuguese) and 40 reviews of cvlib's synthetic shop. For
-each of the six aspects a row says whether the review talks about it (0/1) and, if so, with which
-polarity (pos / neg / mixed); the ``split`` column keeps apart (``heldout``) about 40% of each
-source's first two draws and every row of the third, fourth and fifth draws. Since the fifth draw
+``cvlib/insight/aspects_labelled.csv`` holds 1,060 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 220 Women's E-Commerce
+Clothing reviews, 110 Amazon beauty, 110 Amazon electronics, 50 Amazon home and garden tools, 50
+Amazon toys and sports, 50 Amazon pet and household, 50 Amazon automotive and industrial, 40
+Amazon office and craft supplies, 40 Amazon grocery, 40 Amazon musical instruments and video
+games, 40 Amazon media (music, film and TV) and 40 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 180 Olist reviews (Portuguese) and 40 reviews of cvlib's
+synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
+and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
+(``heldout``) about 40% of each source's first two draws and every row of the third to sixth
+draws. Since the fifth draw
 the shipped calibration is fitted on every row of draws 1-4 (:func:`calibration_rows`): the
 fifth draw, and each English shop of draws 1-4 scored with a calibration fitted without it
 (:func:`leave_domain_out`), are the figures outside it.
