@@ -1,10 +1,10 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 1,060 reviews labelled by reading them (origin,
+``cvlib/insight/aspects_labelled.csv`` holds 1,240 reviews labelled by reading them (origin,
 licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 220 Women's E-Commerce
-Clothing reviews, 110 Amazon beauty, 110 Amazon electronics, 50 Amazon home and garden tools, 50
-Amazon toys and sports, 50 Amazon pet and household, 50 Amazon automotive and industrial, 40
-Amazon office and craft supplies, 40 Amazon grocery, 40 Amazon musical instruments and video
+Clothing reviews, 130 Amazon beauty, 130 Amazon electronics, 70 Amazon home and garden tools, 70
+Amazon toys and sports, 70 Amazon pet and household, 70 Amazon automotive and industrial, 60
+Amazon office and craft supplies, 60 Amazon grocery, 60 Amazon musical instruments and video
 games, 40 Amazon media (music, film and TV) and 40 Amazon digital goods (software, gift cards,
 e-books, magazines) reviews (English), 180 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
@@ -112,10 +112,15 @@ ROUND5 = {"amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games"
 ROUND5_SEED = 4
 N_BEFORE_ROUND5 = 770
 # The sixth draw (issue 20, fresh held-out labels in two more new Amazon domains, media and
-# digital goods, and fresh womens and Olist rows): every row held out, labelled by a sixth reader
-# while the aspect model was being changed on draws 1-5 and before it was evaluated on them; its
-# rows follow the first N_BEFORE_ROUND6.
-ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30}
+# digital goods, fresh womens and Olist rows, then 20 fresh rows of each of the nine
+# physical-goods Amazon domains of the calibration, added because the media and digital rows
+# hold few opinions): every row held out, labelled by a sixth reader while the aspect model was
+# being changed on draws 1-5 and before it was evaluated on them; its rows follow the first
+# N_BEFORE_ROUND6.
+ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30,
+          "amazon_beauty": 20, "amazon_electronics": 20, "amazon_home": 20,
+          "amazon_toys_sports": 20, "amazon_pets": 20, "amazon_auto": 20,
+          "amazon_office_crafts": 20, "amazon_grocery": 20, "amazon_music_games": 20}
 ROUND6_SEED = 5
 N_BEFORE_ROUND6 = 920
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
@@ -334,8 +339,8 @@ def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.D
   ``np.random.default_rng(seed)`` per source; rows kept in file order, sources in the draw's
   order. Draw 2 added rows of the first sources and two Amazon domains; draw 3 was the fresh
   held-out check; draw 4 three new Amazon domains; draw 5 three more new Amazon domains and
-  fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods) and fresh womens
-  and Olist rows.
+  fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods), fresh womens
+  and Olist rows and fresh rows of the nine earlier Amazon domains.
 
   Args:
     draw: 2, 3, 4, 5 or 6.
@@ -848,7 +853,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "and Olist) unlabelled sample and stop")
   parser.add_argument("--sample-round6", type=Path, default=None,
                       help="only redraw the sixth (fresh held-out, Amazon media and digital "
-                      "goods, womens and Olist) unlabelled sample and stop")
+                      "goods, womens, Olist and the nine earlier Amazon domains) unlabelled "
+                      "sample and stop")
   parser.add_argument("--calibrate", action="store_true",
                       help="fit the shipped head, calibrate on the rows of draws 1-4, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,

@@ -58,9 +58,9 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 220, "olist": 180, "amazon_beauty": 110, "amazon_electronics": 110,
-      "amazon_home": 50, "amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50,
-      "amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games": 40,
+      "womens": 220, "olist": 180, "amazon_beauty": 130, "amazon_electronics": 130,
+      "amazon_home": 70, "amazon_toys_sports": 70, "amazon_pets": 70, "amazon_auto": 70,
+      "amazon_office_crafts": 60, "amazon_grocery": 60, "amazon_music_games": 60,
       "amazon_media": 40, "amazon_digital": 40, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
@@ -82,7 +82,7 @@ def test_csv_integrity(labels):
   fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
   fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
   sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
-  assert len(labels) == 1060
+  assert len(labels) == 1240
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
@@ -104,10 +104,13 @@ def test_csv_integrity(labels):
   assert sixth["source"].value_counts().to_dict() == bench.ROUND6
   assert sixth["source"].drop_duplicates().tolist() == list(bench.ROUND6)
   assert (sixth["split"] == "heldout").all()
-  # the sixth draw's Amazon domains are new (its womens and Olist rows are new rows of old sources)
-  new6 = [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES]
+  # two of the sixth draw's Amazon domains are new (media, digital goods); its womens, Olist and
+  # nine physical-goods Amazon blocks are new rows of old sources
+  before6 = set(labels.iloc[:bench.N_BEFORE_ROUND6]["source"])
+  new6 = [s for s in bench.ROUND6 if s not in before6]
   assert new6 == ["amazon_media", "amazon_digital"]
-  assert not labels.iloc[:bench.N_BEFORE_ROUND6]["source"].isin(new6).any()
+  assert [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES and s not in new6] == [
+      s for s in bench.AMAZON_CATEGORIES if s not in new6]
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -118,7 +121,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 1060 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 1240 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -241,7 +244,8 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   again = bench.make_draw(5, labels.iloc[:bench.N_BEFORE_ROUND5], bench.DATA_DIR)
   fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
   assert fifth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the sixth (media, digital goods, fresh womens and Olist rows) is that of make_draw(6)
+  # and the sixth (media, digital goods, fresh womens, Olist and physical-goods Amazon rows) is
+  # that of make_draw(6)
   again = bench.make_draw(6, labels.iloc[:bench.N_BEFORE_ROUND6], bench.DATA_DIR)
   sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
   assert sixth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
