@@ -1,14 +1,16 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 920 reviews labelled by reading them (origin, licence
-and labelling guide in ``cvlib/insight/aspects_labelled.md``): 190 Women's E-Commerce Clothing
-reviews, 110 Amazon beauty, 110 Amazon electronics, 50 Amazon home and garden tools, 50 Amazon
-toys and sports, 50 Amazon pet and household, 50 Amazon automotive and industrial, 40 Amazon
-office and craft supplies, 40 Amazon grocery and 40 Amazon musical instruments and video games
-reviews (English), 150 Olist reviews (Portuguese) and 40 reviews of cvlib's synthetic shop. For
-each of the six aspects a row says whether the review talks about it (0/1) and, if so, with which
-polarity (pos / neg / mixed); the ``split`` column keeps apart (``heldout``) about 40% of each
-source's first two draws and every row of the third, fourth and fifth draws. Since the fifth draw
+``cvlib/insight/aspects_labelled.csv`` holds 1,240 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 220 Women's E-Commerce
+Clothing reviews, 130 Amazon beauty, 130 Amazon electronics, 70 Amazon home and garden tools, 70
+Amazon toys and sports, 70 Amazon pet and household, 70 Amazon automotive and industrial, 60
+Amazon office and craft supplies, 60 Amazon grocery, 60 Amazon musical instruments and video
+games, 40 Amazon media (music, film and TV) and 40 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 180 Olist reviews (Portuguese) and 40 reviews of cvlib's
+synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
+and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
+(``heldout``) about 40% of each source's first two draws and every row of the third to sixth
+draws. Since the fifth draw
 the shipped calibration is fitted on every row of draws 1-4 (:func:`calibration_rows`): the
 fifth draw, and each English shop of draws 1-4 scored with a calibration fitted without it
 (:func:`leave_domain_out`), are the figures outside it.
@@ -38,6 +40,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round3 /tmp/s3.csv  # redraw the third
   python benchmarks/aspects_labelled.py --sample-round4 /tmp/s4.csv  # redraw the fourth
   python benchmarks/aspects_labelled.py --sample-round5 /tmp/s5.csv  # redraw the fifth
+  python benchmarks/aspects_labelled.py --sample-round6 /tmp/s6.csv  # redraw the sixth
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ SOURCES = {
     "amazon_office_crafts": (None, "review_full", "en", 40),
     "amazon_grocery": (None, "review_full", "en", 40),
     "amazon_music_games": (None, "review_full", "en", 40),
+    "amazon_media": (None, "review_full", "en", 40),
+    "amazon_digital": (None, "review_full", "en", 40),
 }
 # The second draw (issue 20): more rows of the first two sources, and the two Amazon domains.
 ROUND2 = {"womens": 40, "olist": 30, "amazon_beauty": 60, "amazon_electronics": 60}
@@ -106,8 +111,20 @@ ROUND5 = {"amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games"
           "olist": 30}
 ROUND5_SEED = 4
 N_BEFORE_ROUND5 = 770
+# The sixth draw (issue 20, fresh held-out labels in two more new Amazon domains, media and
+# digital goods, fresh womens and Olist rows, then 20 fresh rows of each of the nine
+# physical-goods Amazon domains of the calibration, added because the media and digital rows
+# hold few opinions): every row held out, labelled by a sixth reader while the aspect model was
+# being changed on draws 1-5 and before it was evaluated on them; its rows follow the first
+# N_BEFORE_ROUND6.
+ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30,
+          "amazon_beauty": 20, "amazon_electronics": 20, "amazon_home": 20,
+          "amazon_toys_sports": 20, "amazon_pets": 20, "amazon_auto": 20,
+          "amazon_office_crafts": 20, "amazon_grocery": 20, "amazon_music_games": 20}
+ROUND6_SEED = 5
+N_BEFORE_ROUND6 = 920
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
-         5: (ROUND5, ROUND5_SEED)}
+         5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED)}
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
 # licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
 # to them by row id (flat position of the review in the file) and sha256, and this file is read.
@@ -122,7 +139,10 @@ AMAZON_CATEGORIES = {"amazon_beauty": ("All_Beauty", "Beauty_and_Personal_Care")
                      "amazon_auto": ("Automotive", "Industrial_and_Scientific"),
                      "amazon_office_crafts": ("Office_Products", "Arts_Crafts_and_Sewing"),
                      "amazon_grocery": ("Grocery_and_Gourmet_Food",),
-                     "amazon_music_games": ("Musical_Instruments", "Video_Games")}
+                     "amazon_music_games": ("Musical_Instruments", "Video_Games"),
+                     "amazon_media": ("CDs_and_Vinyl", "Movies_and_TV"),
+                     "amazon_digital": ("Software", "Gift_Cards", "Kindle_Store",
+                                        "Magazine_Subscriptions")}
 # The column of each file holding a review's stars.
 RATING_COLUMNS = {"womens": "Rating", "olist": "review_score"}
 # Amazon reviews drawn only among those of this many characters (long essays are rare in shop
@@ -319,10 +339,11 @@ def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.D
   ``np.random.default_rng(seed)`` per source; rows kept in file order, sources in the draw's
   order. Draw 2 added rows of the first sources and two Amazon domains; draw 3 was the fresh
   held-out check; draw 4 three new Amazon domains; draw 5 three more new Amazon domains and
-  fresh Olist rows.
+  fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods), fresh womens
+  and Olist rows and fresh rows of the nine earlier Amazon domains.
 
   Args:
-    draw: 2, 3, 4 or 5.
+    draw: 2, 3, 4, 5 or 6.
     taken: the labelled rows of the earlier draws (source, row_id).
     data_dir: folder holding the datasets.
 
@@ -830,6 +851,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--sample-round5", type=Path, default=None,
                       help="only redraw the fifth (fresh held-out, three more new Amazon domains "
                       "and Olist) unlabelled sample and stop")
+  parser.add_argument("--sample-round6", type=Path, default=None,
+                      help="only redraw the sixth (fresh held-out, Amazon media and digital "
+                      "goods, womens, Olist and the nine earlier Amazon domains) unlabelled "
+                      "sample and stop")
   parser.add_argument("--calibrate", action="store_true",
                       help="fit the shipped head, calibrate on the rows of draws 1-4, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
@@ -843,9 +868,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   labels = load_labels(args.labels)
   earlier = {2: labels[~labels["source"].str.startswith("amazon")].iloc[:220],
              3: labels.iloc[:N_BEFORE_ROUND3], 4: labels.iloc[:N_BEFORE_ROUND4],
-             5: labels.iloc[:N_BEFORE_ROUND5]}
+             5: labels.iloc[:N_BEFORE_ROUND5], 6: labels.iloc[:N_BEFORE_ROUND6]}
   for draw, out in ((2, args.sample_round2), (3, args.sample_round3), (4, args.sample_round4),
-                    (5, args.sample_round5)):
+                    (5, args.sample_round5), (6, args.sample_round6)):
     if out is not None:
       make_draw(draw, earlier[draw], args.data_dir).to_csv(out, index=False)
       print(f"wrote {out}")

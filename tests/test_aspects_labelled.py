@@ -58,10 +58,10 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 190, "olist": 150, "amazon_beauty": 110, "amazon_electronics": 110,
-      "amazon_home": 50, "amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50,
-      "amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games": 40,
-      "synthetic": 40}
+      "womens": 220, "olist": 180, "amazon_beauty": 130, "amazon_electronics": 130,
+      "amazon_home": 70, "amazon_toys_sports": 70, "amazon_pets": 70, "amazon_auto": 70,
+      "amazon_office_crafts": 60, "amazon_grocery": 60, "amazon_music_games": 60,
+      "amazon_media": 40, "amazon_digital": 40, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
   assert (labels["language"] == expected_language).all()
@@ -72,15 +72,17 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third, fourth and fifth draws (the file's last rows,
-  # ROUND3, then ROUND4, then ROUND5 per source)
+  # draws is held out, and every row of the third to sixth draws (the file's last rows, ROUND3,
+  # then ROUND4, then ROUND5, then ROUND6 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
   early = labels.iloc[:bench.N_BEFORE_ROUND3]
   third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
   fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
-  fifth = labels.iloc[bench.N_BEFORE_ROUND5:]
+  fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
+  sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
+  assert len(labels) == 1240
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
@@ -99,6 +101,16 @@ def test_csv_integrity(labels):
   new5 = [s for s in bench.ROUND5 if s in bench.AMAZON_CATEGORIES]
   assert len(new5) == 3
   assert not labels.iloc[:bench.N_BEFORE_ROUND5]["source"].isin(new5).any()
+  assert sixth["source"].value_counts().to_dict() == bench.ROUND6
+  assert sixth["source"].drop_duplicates().tolist() == list(bench.ROUND6)
+  assert (sixth["split"] == "heldout").all()
+  # two of the sixth draw's Amazon domains are new (media, digital goods); its womens, Olist and
+  # nine physical-goods Amazon blocks are new rows of old sources
+  before6 = set(labels.iloc[:bench.N_BEFORE_ROUND6]["source"])
+  new6 = [s for s in bench.ROUND6 if s not in before6]
+  assert new6 == ["amazon_media", "amazon_digital"]
+  assert [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES and s not in new6] == [
+      s for s in bench.AMAZON_CATEGORIES if s not in new6]
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -109,7 +121,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 920 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 1240 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -230,8 +242,13 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   assert fourth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
   # and the fifth (more new domains, fresh Olist rows) is the seeded one of make_draw(5)
   again = bench.make_draw(5, labels.iloc[:bench.N_BEFORE_ROUND5], bench.DATA_DIR)
-  fifth = labels.iloc[bench.N_BEFORE_ROUND5:]
+  fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
   assert fifth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and the sixth (media, digital goods, fresh womens, Olist and physical-goods Amazon rows) is
+  # that of make_draw(6)
+  again = bench.make_draw(6, labels.iloc[:bench.N_BEFORE_ROUND6], bench.DATA_DIR)
+  sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
+  assert sixth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
@@ -259,7 +276,7 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
-  assert len(womens) == 190 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert len(womens) == 220 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[1:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
@@ -285,7 +302,7 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
-  assert m["labelled_sample"] == 190 and "hand-labelled" in m["labels"]
+  assert m["labelled_sample"] == 220 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
