@@ -10,10 +10,9 @@ e-books, magazines) reviews (English), 180 Olist reviews (Portuguese) and 40 rev
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
 (``heldout``) about 40% of each source's first two draws and every row of the third to sixth
-draws. Since the fifth draw
-the shipped calibration is fitted on every row of draws 1-4 (:func:`calibration_rows`): the
-fifth draw, and each English shop of draws 1-4 scored with a calibration fitted without it
-(:func:`leave_domain_out`), are the figures outside it.
+draws. Since the sixth draw the shipped calibration is fitted on every row of draws 1-5
+(:func:`calibration_rows`): the sixth draw, and each English shop of draws 1-5 scored with a
+calibration fitted without it (:func:`leave_domain_out`), are the figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
 ``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
@@ -23,12 +22,12 @@ Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions`
 folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
 rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
 VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
-heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4``: those of draw 4; ``round5``:
-those of draw 5; ``calibration``: those of draws 1-4) and left out of the calibration, tag
+heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4``, ``round5``, ``round6``: those of
+draws 4, 5 and 6; ``calibration``: those of draws 1-5) and left out of the calibration, tag
 precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of negative cells
 found negative, the errors, and issue 20's targets met outside the calibration
 (:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
-the thresholds and the polarity mixes on the rows of draws 1-4
+the thresholds and the polarity mixes on the rows of draws 1-5
 (``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
 
 Usage::
@@ -123,6 +122,8 @@ ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30,
           "amazon_office_crafts": 20, "amazon_grocery": 20, "amazon_music_games": 20}
 ROUND6_SEED = 5
 N_BEFORE_ROUND6 = 920
+# The sixth draw's sources no earlier draw held (the rest are fresh rows of calibrated shops).
+NEW_IN_ROUND6 = ("amazon_media", "amazon_digital")
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED)}
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
@@ -545,6 +546,8 @@ DOMAINS = {"womens": "clothing (Women's E-Commerce, en)", "amazon_beauty": "beau
            "amazon_office_crafts": "office and craft supplies (Amazon, en)",
            "amazon_grocery": "grocery and gourmet food (Amazon, en)",
            "amazon_music_games": "musical instruments and video games (Amazon, en)",
+           "amazon_media": "music, film and TV (Amazon, en)",
+           "amazon_digital": "software, gift cards, e-books, magazines (Amazon, en)",
            "olist": "marketplace (Olist, pt)", "synthetic": "synthetic demo shop (en)"}
 
 
@@ -617,44 +620,54 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
 
   # the third and fourth draws' rows (from row N_BEFORE_ROUND3 to N_BEFORE_ROUND5 of the CSV):
   # labelled after every rule and threshold was fixed, so the least flattering held-out figures;
-  # "round4" (from N_BEFORE_ROUND4) holds the fourth draw's new domains alone and "round5" (from
-  # N_BEFORE_ROUND5) the fifth draw's, each never scored before the model's changes were frozen
+  # "round4", "round5" and "round6" hold the fourth, fifth and sixth draws' rows, each never
+  # scored before the model's changes of its time were frozen; only the sixth is outside the
+  # shipped calibration now
   position = np.arange(len(labels))
-  fresh = pd.Series((position >= N_BEFORE_ROUND3) & (position < N_BEFORE_ROUND5),
-                    index=labels.index)
-  round4 = pd.Series((position >= N_BEFORE_ROUND4) & (position < N_BEFORE_ROUND5),
-                     index=labels.index)
-  round5 = pd.Series(position >= N_BEFORE_ROUND5, index=labels.index)
+
+  def between(start: int, stop: float = np.inf) -> pd.Series:
+    return pd.Series((position >= start) & (position < stop), index=labels.index)
+
+  fresh = between(N_BEFORE_ROUND3, N_BEFORE_ROUND5)
+  rounds = {"round4": between(N_BEFORE_ROUND4, N_BEFORE_ROUND5),
+            "round5": between(N_BEFORE_ROUND5, N_BEFORE_ROUND6),
+            "round6": between(N_BEFORE_ROUND6)}
   for source in DOMAINS:
     src = labels["source"] == source
+    if not src.any():
+      continue
     parts = {split: src & (labels["split"] == split) for split in SPLITS}
     parts["fresh"] = src & fresh
-    parts["round4"] = src & round4
-    parts["round5"] = src & round5
+    parts |= {name: src & mask for name, mask in rounds.items()}
     # the rows the shipped calibration is fitted on (so flattering)
-    parts["calibration"] = src & ~round5
+    parts["calibration"] = src & ~rounds["round6"]
     out["domains"][source] = {  # a source drawn only for the held-out part has no "tune"
         "name": DOMAINS[source], "language": labels.loc[src, "language"].iloc[0],
         **{split: score(mask) for split, mask in parts.items() if mask.any()},
         "all": score(src)}
   # the pooled figures of the first three draws stay comparable with earlier results; the fourth
-  # and fifth draws' English rows are pooled apart, each draw on its own
+  # to sixth draws' English rows are pooled apart, each draw on its own, and the sixth draw's
+  # also split into its two new domains and its fresh rows of shops the calibration has seen
   english_real = (labels["source"].isin(["womens", *AMAZON_CATEGORIES])
                   & pd.Series(position < N_BEFORE_ROUND4, index=labels.index))
   for split in SPLITS:
     out["pooled"][f"english_real_{split}"] = score(english_real & (labels["split"] == split))
   english = labels["language"] == "en"
-  if round4.any():
-    out["pooled"]["english_round4"] = score(round4 & english)
-  if round5.any():
-    out["pooled"]["english_round5"] = score(round5 & english)
+  for name, mask in rounds.items():
+    if (mask & english).any():
+      out["pooled"][f"english_{name}"] = score(mask & english)
+  round6 = rounds["round6"] & english
+  if round6.any():
+    new = labels["source"].isin(NEW_IN_ROUND6)
+    out["pooled"]["english_round6_new_domains"] = score(round6 & new)
+    out["pooled"]["english_round6_seen_domains"] = score(round6 & ~new)
   return out
 
 
 def calibration_rows(labels: pd.DataFrame) -> pd.DataFrame:
-  """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-4 (the
-  first ``N_BEFORE_ROUND5``), whatever their ``split``; the fifth draw is never read for them."""
-  return labels.iloc[:N_BEFORE_ROUND5]
+  """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-5 (the
+  first ``N_BEFORE_ROUND6``), whatever their ``split``; the sixth draw is never read for them."""
+  return labels.iloc[:N_BEFORE_ROUND6]
 
 
 def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
@@ -687,7 +700,7 @@ def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
 
 def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = None
               ) -> dict[str, Any]:
-  """Fits the shipped English head and calibrates thresholds and mixes on the rows of draws 1-4
+  """Fits the shipped English head and calibrates thresholds and mixes on the rows of draws 1-5
   (:func:`calibration_rows`).
 
   Writes ``cvlib/insight/aspect_polarity_en.npz`` (the head, from the clothing shop's titles and
@@ -716,8 +729,8 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
                             matchers[language])
     languages[language] = calibrate_language(rows, language, heads[language], table)
   calibration = {"how": "benchmarks/aspects_labelled.py --calibrate on the rows of the first "
-                        "four draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
-                        "the fifth draw is not read", "languages": languages}
+                        "five draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
+                        "the sixth draw is not read", "languages": languages}
   (REPO / "cvlib" / "insight" / am.CALIBRATION_FILE).write_text(
       json.dumps(calibration, indent=2) + "\n")
   return calibration
@@ -740,10 +753,10 @@ def model_without(rows: pd.DataFrame, source: str, head: am.PolarityHead,
 
 
 def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, Any]:
-  """Each English shop of draws 1-4 scored as a shop the calibration never saw: thresholds and
-  mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-4, the
+  """Each English shop of draws 1-5 scored as a shop the calibration never saw: thresholds and
+  mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-5, the
   shipped head, each review's stars; the lexicon baseline on the same rows. Portuguese has one
-  shop, so it has no such figure (its fifth-draw rows are the check).
+  shop, so it has no such figure (its sixth-draw rows are the check).
 
   Returns:
     {"domains": {source: scores}, "pooled": scores over every left-out row}.
@@ -802,12 +815,13 @@ def cached(embed_fn: Any, path: Path) -> Any:
 
 
 def honest_parts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """Per domain, the part no threshold or weight of the shipped model was fitted on: its fifth-draw
-  rows where it has some, else (English shops of draws 1-4) its leave-one-domain-out figures."""
+  """Per domain, the part no threshold, weight or keyword of the shipped model was chosen on: its
+  sixth-draw rows where it has some, else (English shops of draws 1-5) its leave-one-domain-out
+  figures (thresholds and weights fitted without the shop; keywords were read on its rows)."""
   out = {}
   for source, d in results["domains"].items():
-    if "round5" in d:
-      out[source] = d["round5"] | {"part": "fifth draw"}
+    if "round6" in d:
+      out[source] = d["round6"] | {"part": "sixth draw"}
     elif source in results.get("leave_domain_out", {}).get("domains", {}):
       out[source] = results["leave_domain_out"]["domains"][source] | {
           "part": "left out of the calibration"}
@@ -856,7 +870,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "goods, womens, Olist and the nine earlier Amazon domains) unlabelled "
                       "sample and stop")
   parser.add_argument("--calibrate", action="store_true",
-                      help="fit the shipped head, calibrate on the rows of draws 1-4, and stop")
+                      help="fit the shipped head, calibrate on the rows of draws 1-5, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache MiniLM embeddings in this .npz (calibration and the "
                       "leave-one-domain-out part)")
@@ -889,15 +903,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       "settings": {"labels": str(args.labels.relative_to(REPO) if args.labels.is_relative_to(REPO)
                                  else args.labels),
                    "split": "column split: about 40% of each source of the first two draws "
-                            "held out (seeded) and every row of the third, fourth and fifth "
-                            "draws; the shipped calibration reads every row of the first four "
-                            "draws (both splits), so only the fifth draw and the "
-                            "leave-one-domain-out figures are outside it",
+                            "held out (seeded) and every row of the third to sixth draws; the "
+                            "shipped calibration reads every row of the first five draws (both "
+                            "splits), so only the sixth draw and the leave-one-domain-out "
+                            "figures are outside it",
                    "round3_heldout_reviews": int(min(len(labels), N_BEFORE_ROUND4)
                                                  - N_BEFORE_ROUND3),
                    "round4_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND5)
                                                      - N_BEFORE_ROUND4, 0)),
-                   "round5_heldout_reviews": int(max(len(labels) - N_BEFORE_ROUND5, 0)),
+                   "round5_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND6)
+                                                     - N_BEFORE_ROUND5, 0)),
+                   "round6_heldout_reviews": int(max(len(labels) - N_BEFORE_ROUND6, 0)),
                    "model": "cvlib.insight.aspect_model.aspect_opinions (English: no run "
                             "folder; Portuguese: an Olist run folder's aspect model)",
                    "baseline": "tag_aspects with DEFAULT_ASPECTS / PORTUGUESE_ASPECTS (fuzzy) "
