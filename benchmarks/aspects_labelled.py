@@ -666,8 +666,9 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
 
 def calibration_rows(labels: pd.DataFrame) -> pd.DataFrame:
   """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-5 (the
-  first ``N_BEFORE_ROUND6``), whatever their ``split``; the sixth draw is never read for them."""
-  return labels.iloc[:N_BEFORE_ROUND6]
+  first ``N_BEFORE_ROUND6``, which ``cvlib.insight.aspects.CALIBRATED_ROWS`` tells the report),
+  whatever their ``split``; the sixth draw is never read for them."""
+  return labels.iloc[:aspects.CALIBRATED_ROWS]
 
 
 def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,

@@ -260,8 +260,12 @@ def _other_section(page: Page, m: dict) -> None:
     lines.append(f"Segments: {seg['count']} RFM segments in use; actions: {acts}.")
   a = m.get("aspects")
   if a:
+    fresh = a.get("outside_calibration")
     lines.append(f"Aspect tagging against {a.get('labels', 'labels')}: precision {f3(a['precision'])}, "
-                 f"recall {f3(a['recall'])} on {count(a['labelled_sample'])} reviews.")
+                 f"recall {f3(a['recall'])} on {count(a['labelled_sample'])} reviews"
+                 + (f"; on the {count(fresh['labelled_sample'])} outside the calibration, "
+                    f"precision {f3(fresh['precision'])}, recall {f3(fresh['recall'])}"
+                    if fresh else "") + ".")
   t = m.get("topics")
   if t and t.get("topics"):
     lines.append(f"Review topics: {t['n_topics']} (silhouette {f2(t['silhouette'])}): " +

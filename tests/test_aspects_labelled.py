@@ -180,13 +180,16 @@ def test_leave_domain_out_calibrates_without_the_shop_it_scores(monkeypatch):
   assert out["pooled"]["n_reviews"] == len(rows) == sum(
       d["n_reviews"] for d in out["domains"].values())
   assert {"model", "lexicon_vader"} <= set(out["pooled"])
-  # the targets read each shop's fifth-draw part where it has one, else its left-out figures
-  results = {"domains": {"womens": {"language": "en", "round5": out["domains"]["womens"]},
+  # the targets read each shop's sixth-draw part where it has one (not an earlier draw's, now
+  # inside the calibration), else its left-out figures
+  results = {"domains": {"womens": {"language": "en", "round6": out["domains"]["womens"],
+                                    "round5": out["domains"]["amazon_beauty"]},
                          "amazon_beauty": {"language": "en"}, "synthetic": {"language": "en"}},
              "leave_domain_out": out}
   parts = bench.honest_parts(results)
   assert set(parts) == {"womens", "amazon_beauty"}
-  assert parts["womens"]["part"] == "fifth draw"
+  assert parts["womens"]["part"] == "sixth draw"
+  assert parts["womens"]["n_reviews"] == out["domains"]["womens"]["n_reviews"]
   assert parts["amazon_beauty"]["part"] == "left out of the calibration"
   targets = bench.targets_met(results)
   assert targets["amazon_beauty"]["n_reviews"] == out["domains"]["amazon_beauty"]["n_reviews"]
@@ -277,8 +280,11 @@ def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
   assert len(womens) == 220 and womens["review_id"].str.fullmatch(r"\d+").all()
-  assert list(womens.columns[1:]) == list(aspects.DEFAULT_ASPECTS)
+  assert list(womens.columns[2:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
+  # the rows of the first five draws are the shipped calibration's; the sixth draw's are not
+  assert aspects.CALIBRATED_ROWS == bench.N_BEFORE_ROUND6
+  assert womens["calibrated"].sum() == 190 and not womens["calibrated"].iloc[190:].any()
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
     aspects.labelled_sample("amazon")
 
@@ -304,6 +310,10 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   m = opinions.metrics
   assert m["labelled_sample"] == 220 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
+  # the 30 labelled reviews outside the shipped calibration are scored apart
+  assert "190 of them in the shipped thresholds' calibration" in m["labels"]
+  assert m["outside_calibration"]["labelled_sample"] == 30
+  assert m["outside_calibration"]["precision"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
   few = segment.make_aspect_opinions(scores.head(10), tables, language="en",

@@ -8,9 +8,9 @@ then:
 - **Tagging.** A clause speaks of an aspect when one of the aspect's keywords occurs in it *and*
   its cosine similarity to the aspect's descriptions (a few sentences of what opinions on it say)
   reaches the aspect's ``floor``, or, without a keyword, when the similarity reaches the aspect's
-  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first four
-  draws of the labelled sample, nine shops (``benchmarks/aspects_labelled.py``); the fifth draw is
-  never used for it.
+  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first five
+  draws of the labelled sample, twelve shops (``benchmarks/aspects_labelled.py``); the sixth draw
+  is never used for it.
   Multi-word keywords match with up to ``MAX_GAP`` words between their words ("runs a little
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
   ``FUZZY_MIN_LEN`` letters that no other word of the encoder's vocabulary is one edit away from
