@@ -1,12 +1,12 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 1,240 reviews labelled by reading them (origin,
-licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 220 Women's E-Commerce
-Clothing reviews, 130 Amazon beauty, 130 Amazon electronics, 70 Amazon home and garden tools, 70
-Amazon toys and sports, 70 Amazon pet and household, 70 Amazon automotive and industrial, 60
-Amazon office and craft supplies, 60 Amazon grocery, 60 Amazon musical instruments and video
-games, 40 Amazon media (music, film and TV) and 40 Amazon digital goods (software, gift cards,
-e-books, magazines) reviews (English), 180 Olist reviews (Portuguese) and 40 reviews of cvlib's
+``cvlib/insight/aspects_labelled.csv`` holds 1,465 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 250 Women's E-Commerce
+Clothing reviews, 145 Amazon beauty, 145 Amazon electronics, 85 Amazon home and garden tools, 85
+Amazon toys and sports, 85 Amazon pet and household, 85 Amazon automotive and industrial, 75
+Amazon office and craft supplies, 75 Amazon grocery, 75 Amazon musical instruments and video
+games, 55 Amazon media (music, film and TV) and 55 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 210 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
 (``heldout``) about 40% of each source's first two draws and every row of the third to sixth
@@ -40,6 +40,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round4 /tmp/s4.csv  # redraw the fourth
   python benchmarks/aspects_labelled.py --sample-round5 /tmp/s5.csv  # redraw the fifth
   python benchmarks/aspects_labelled.py --sample-round6 /tmp/s6.csv  # redraw the sixth
+  python benchmarks/aspects_labelled.py --sample-round7 /tmp/s7.csv  # redraw the seventh
 """
 
 from __future__ import annotations
@@ -124,8 +125,18 @@ ROUND6_SEED = 5
 N_BEFORE_ROUND6 = 920
 # The sixth draw's sources no earlier draw held (the rest are fresh rows of calibrated shops).
 NEW_IN_ROUND6 = ("amazon_media", "amazon_digital")
+# The seventh draw (issue 20, fresh held-out labels of every shop of draws 1-6: womens, Olist and
+# the eleven Amazon domains): every row held out, labelled by a seventh reader while the aspect
+# model was being changed on draws 1-6 and before it was evaluated on them; its rows follow the
+# first N_BEFORE_ROUND7.
+ROUND7 = {"womens": 30, "olist": 30, "amazon_beauty": 15, "amazon_electronics": 15,
+          "amazon_home": 15, "amazon_toys_sports": 15, "amazon_pets": 15, "amazon_auto": 15,
+          "amazon_office_crafts": 15, "amazon_grocery": 15, "amazon_music_games": 15,
+          "amazon_media": 15, "amazon_digital": 15}
+ROUND7_SEED = 6
+N_BEFORE_ROUND7 = 1240
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
-         5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED)}
+         5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED)}
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
 # licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
 # to them by row id (flat position of the review in the file) and sha256, and this file is read.
@@ -341,10 +352,11 @@ def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.D
   order. Draw 2 added rows of the first sources and two Amazon domains; draw 3 was the fresh
   held-out check; draw 4 three new Amazon domains; draw 5 three more new Amazon domains and
   fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods), fresh womens
-  and Olist rows and fresh rows of the nine earlier Amazon domains.
+  and Olist rows and fresh rows of the nine earlier Amazon domains; draw 7 fresh rows of every
+  shop of draws 1-6 (womens, Olist and the eleven Amazon domains).
 
   Args:
-    draw: 2, 3, 4, 5 or 6.
+    draw: 2, 3, 4, 5, 6 or 7.
     taken: the labelled rows of the earlier draws (source, row_id).
     data_dir: folder holding the datasets.
 
@@ -870,6 +882,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       help="only redraw the sixth (fresh held-out, Amazon media and digital "
                       "goods, womens, Olist and the nine earlier Amazon domains) unlabelled "
                       "sample and stop")
+  parser.add_argument("--sample-round7", type=Path, default=None,
+                      help="only redraw the seventh (fresh held-out, womens, Olist and the "
+                      "eleven Amazon domains) unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
                       help="fit the shipped head, calibrate on the rows of draws 1-5, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
@@ -883,9 +898,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   labels = load_labels(args.labels)
   earlier = {2: labels[~labels["source"].str.startswith("amazon")].iloc[:220],
              3: labels.iloc[:N_BEFORE_ROUND3], 4: labels.iloc[:N_BEFORE_ROUND4],
-             5: labels.iloc[:N_BEFORE_ROUND5], 6: labels.iloc[:N_BEFORE_ROUND6]}
+             5: labels.iloc[:N_BEFORE_ROUND5], 6: labels.iloc[:N_BEFORE_ROUND6],
+             7: labels.iloc[:N_BEFORE_ROUND7]}
   for draw, out in ((2, args.sample_round2), (3, args.sample_round3), (4, args.sample_round4),
-                    (5, args.sample_round5), (6, args.sample_round6)):
+                    (5, args.sample_round5), (6, args.sample_round6), (7, args.sample_round7)):
     if out is not None:
       make_draw(draw, earlier[draw], args.data_dir).to_csv(out, index=False)
       print(f"wrote {out}")

@@ -58,10 +58,10 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 220, "olist": 180, "amazon_beauty": 130, "amazon_electronics": 130,
-      "amazon_home": 70, "amazon_toys_sports": 70, "amazon_pets": 70, "amazon_auto": 70,
-      "amazon_office_crafts": 60, "amazon_grocery": 60, "amazon_music_games": 60,
-      "amazon_media": 40, "amazon_digital": 40, "synthetic": 40}
+      "womens": 250, "olist": 210, "amazon_beauty": 145, "amazon_electronics": 145,
+      "amazon_home": 85, "amazon_toys_sports": 85, "amazon_pets": 85, "amazon_auto": 85,
+      "amazon_office_crafts": 75, "amazon_grocery": 75, "amazon_music_games": 75,
+      "amazon_media": 55, "amazon_digital": 55, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
   assert (labels["language"] == expected_language).all()
@@ -72,8 +72,8 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third to sixth draws (the file's last rows, ROUND3,
-  # then ROUND4, then ROUND5, then ROUND6 per source)
+  # draws is held out, and every row of the third to seventh draws (the file's last rows, ROUND3,
+  # then ROUND4, then ROUND5, then ROUND6, then ROUND7 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
@@ -81,8 +81,9 @@ def test_csv_integrity(labels):
   third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
   fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
   fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
-  sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
-  assert len(labels) == 1240
+  sixth = labels.iloc[bench.N_BEFORE_ROUND6:bench.N_BEFORE_ROUND7]
+  seventh = labels.iloc[bench.N_BEFORE_ROUND7:]
+  assert len(labels) == 1465
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
@@ -111,6 +112,11 @@ def test_csv_integrity(labels):
   assert new6 == ["amazon_media", "amazon_digital"]
   assert [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES and s not in new6] == [
       s for s in bench.AMAZON_CATEGORIES if s not in new6]
+  assert seventh["source"].value_counts().to_dict() == bench.ROUND7
+  assert seventh["source"].drop_duplicates().tolist() == list(bench.ROUND7)
+  assert (seventh["split"] == "heldout").all()
+  # the seventh draw holds no new source: fresh rows of every real shop of draws 1-6
+  assert set(bench.ROUND7) == set(labels.iloc[:bench.N_BEFORE_ROUND7]["source"]) - {"synthetic"}
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -121,7 +127,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 1240 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 1465 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -250,8 +256,12 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   # and the sixth (media, digital goods, fresh womens, Olist and physical-goods Amazon rows) is
   # that of make_draw(6)
   again = bench.make_draw(6, labels.iloc[:bench.N_BEFORE_ROUND6], bench.DATA_DIR)
-  sixth = labels.iloc[bench.N_BEFORE_ROUND6:]
+  sixth = labels.iloc[bench.N_BEFORE_ROUND6:bench.N_BEFORE_ROUND7]
   assert sixth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and the seventh (fresh rows of every shop of draws 1-6) is that of make_draw(7)
+  again = bench.make_draw(7, labels.iloc[:bench.N_BEFORE_ROUND7], bench.DATA_DIR)
+  seventh = labels.iloc[bench.N_BEFORE_ROUND7:]
+  assert seventh[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
@@ -279,10 +289,11 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
-  assert len(womens) == 220 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert len(womens) == 250 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[2:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
-  # the rows of the first five draws are the shipped calibration's; the sixth draw's are not
+  # the rows of the first five draws are the shipped calibration's; the sixth and seventh draws'
+  # are not
   assert aspects.CALIBRATED_ROWS == bench.N_BEFORE_ROUND6
   assert womens["calibrated"].sum() == 190 and not womens["calibrated"].iloc[190:].any()
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
@@ -308,11 +319,12 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
-  assert m["labelled_sample"] == 220 and "hand-labelled" in m["labels"]
+  assert m["labelled_sample"] == 250 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
-  # the 30 labelled reviews outside the shipped calibration are scored apart
+  # the 60 labelled reviews outside the shipped calibration (sixth and seventh draws) are scored
+  # apart
   assert "190 of them in the shipped thresholds' calibration" in m["labels"]
-  assert m["outside_calibration"]["labelled_sample"] == 30
+  assert m["outside_calibration"]["labelled_sample"] == 60
   assert m["outside_calibration"]["precision"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
