@@ -186,15 +186,15 @@ def test_leave_domain_out_calibrates_without_the_shop_it_scores(monkeypatch):
   assert out["pooled"]["n_reviews"] == len(rows) == sum(
       d["n_reviews"] for d in out["domains"].values())
   assert {"model", "lexicon_vader"} <= set(out["pooled"])
-  # the targets read each shop's sixth-draw part where it has one (not an earlier draw's, now
+  # the targets read each shop's part of draws 6-7 where it has one (not an earlier draw's, now
   # inside the calibration), else its left-out figures
-  results = {"domains": {"womens": {"language": "en", "round6": out["domains"]["womens"],
+  results = {"domains": {"womens": {"language": "en", "draws6_7": out["domains"]["womens"],
                                     "round5": out["domains"]["amazon_beauty"]},
                          "amazon_beauty": {"language": "en"}, "synthetic": {"language": "en"}},
              "leave_domain_out": out}
   parts = bench.honest_parts(results)
   assert set(parts) == {"womens", "amazon_beauty"}
-  assert parts["womens"]["part"] == "sixth draw"
+  assert parts["womens"]["part"] == "sixth and seventh draws"
   assert parts["womens"]["n_reviews"] == out["domains"]["womens"]["n_reviews"]
   assert parts["amazon_beauty"]["part"] == "left out of the calibration"
   targets = bench.targets_met(results)
