@@ -1,12 +1,12 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 1,465 reviews labelled by reading them (origin,
-licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 250 Women's E-Commerce
-Clothing reviews, 145 Amazon beauty, 145 Amazon electronics, 85 Amazon home and garden tools, 85
-Amazon toys and sports, 85 Amazon pet and household, 85 Amazon automotive and industrial, 75
-Amazon office and craft supplies, 75 Amazon grocery, 75 Amazon musical instruments and video
-games, 55 Amazon media (music, film and TV) and 55 Amazon digital goods (software, gift cards,
-e-books, magazines) reviews (English), 210 Olist reviews (Portuguese) and 40 reviews of cvlib's
+``cvlib/insight/aspects_labelled.csv`` holds 1,645 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 280 Women's E-Commerce
+Clothing reviews, 155 Amazon beauty, 155 Amazon electronics, 95 Amazon home and garden tools, 95
+Amazon toys and sports, 95 Amazon pet and household, 95 Amazon automotive and industrial, 85
+Amazon office and craft supplies, 85 Amazon grocery, 85 Amazon musical instruments and video
+games, 65 Amazon media (music, film and TV) and 65 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 250 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
 (``heldout``) about 40% of each source's first two draws and every row of the third to seventh
@@ -43,6 +43,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round5 /tmp/s5.csv  # redraw the fifth
   python benchmarks/aspects_labelled.py --sample-round6 /tmp/s6.csv  # redraw the sixth
   python benchmarks/aspects_labelled.py --sample-round7 /tmp/s7.csv  # redraw the seventh
+  python benchmarks/aspects_labelled.py --sample-round8 /tmp/s8.csv  # redraw the eighth
 """
 
 from __future__ import annotations
@@ -137,8 +138,19 @@ ROUND7 = {"womens": 30, "olist": 30, "amazon_beauty": 15, "amazon_electronics": 
           "amazon_media": 15, "amazon_digital": 15}
 ROUND7_SEED = 6
 N_BEFORE_ROUND7 = 1240
+# The eighth draw (issue 20, fresh held-out labels of every shop of draws 1-7: womens, Olist and
+# the eleven Amazon domains): every row held out, labelled by an eighth reader while the aspect
+# model was being changed on draws 1-7 and before it was evaluated on them; its rows follow the
+# first N_BEFORE_ROUND8.
+ROUND8 = {"womens": 30, "olist": 40, "amazon_beauty": 10, "amazon_electronics": 10,
+          "amazon_home": 10, "amazon_toys_sports": 10, "amazon_pets": 10, "amazon_auto": 10,
+          "amazon_office_crafts": 10, "amazon_grocery": 10, "amazon_music_games": 10,
+          "amazon_media": 10, "amazon_digital": 10}
+ROUND8_SEED = 7
+N_BEFORE_ROUND8 = 1465
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
-         5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED)}
+         5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
+         8: (ROUND8, ROUND8_SEED)}
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
 # licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
 # to them by row id (flat position of the review in the file) and sha256, and this file is read.
@@ -355,10 +367,11 @@ def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.D
   held-out check; draw 4 three new Amazon domains; draw 5 three more new Amazon domains and
   fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods), fresh womens
   and Olist rows and fresh rows of the nine earlier Amazon domains; draw 7 fresh rows of every
-  shop of draws 1-6 (womens, Olist and the eleven Amazon domains).
+  shop of draws 1-6 (womens, Olist and the eleven Amazon domains); draw 8 fresh rows of every
+  shop of draws 1-7 again.
 
   Args:
-    draw: 2, 3, 4, 5, 6 or 7.
+    draw: 2, 3, 4, 5, 6, 7 or 8.
     taken: the labelled rows of the earlier draws (source, row_id).
     data_dir: folder holding the datasets.
 
@@ -891,6 +904,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--sample-round7", type=Path, default=None,
                       help="only redraw the seventh (fresh held-out, womens, Olist and the "
                       "eleven Amazon domains) unlabelled sample and stop")
+  parser.add_argument("--sample-round8", type=Path, default=None,
+                      help="only redraw the eighth (fresh held-out, womens, Olist and the "
+                      "eleven Amazon domains again) unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
                       help="fit the shipped head, calibrate on the rows of draws 1-5, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
@@ -905,9 +921,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   earlier = {2: labels[~labels["source"].str.startswith("amazon")].iloc[:220],
              3: labels.iloc[:N_BEFORE_ROUND3], 4: labels.iloc[:N_BEFORE_ROUND4],
              5: labels.iloc[:N_BEFORE_ROUND5], 6: labels.iloc[:N_BEFORE_ROUND6],
-             7: labels.iloc[:N_BEFORE_ROUND7]}
+             7: labels.iloc[:N_BEFORE_ROUND7], 8: labels.iloc[:N_BEFORE_ROUND8]}
   for draw, out in ((2, args.sample_round2), (3, args.sample_round3), (4, args.sample_round4),
-                    (5, args.sample_round5), (6, args.sample_round6), (7, args.sample_round7)):
+                    (5, args.sample_round5), (6, args.sample_round6), (7, args.sample_round7),
+                    (8, args.sample_round8)):
     if out is not None:
       make_draw(draw, earlier[draw], args.data_dir).to_csv(out, index=False)
       print(f"wrote {out}")

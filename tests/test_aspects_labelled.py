@@ -58,10 +58,10 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 250, "olist": 210, "amazon_beauty": 145, "amazon_electronics": 145,
-      "amazon_home": 85, "amazon_toys_sports": 85, "amazon_pets": 85, "amazon_auto": 85,
-      "amazon_office_crafts": 75, "amazon_grocery": 75, "amazon_music_games": 75,
-      "amazon_media": 55, "amazon_digital": 55, "synthetic": 40}
+      "womens": 280, "olist": 250, "amazon_beauty": 155, "amazon_electronics": 155,
+      "amazon_home": 95, "amazon_toys_sports": 95, "amazon_pets": 95, "amazon_auto": 95,
+      "amazon_office_crafts": 85, "amazon_grocery": 85, "amazon_music_games": 85,
+      "amazon_media": 65, "amazon_digital": 65, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
   assert (labels["language"] == expected_language).all()
@@ -72,8 +72,8 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third to seventh draws (the file's last rows, ROUND3,
-  # then ROUND4, then ROUND5, then ROUND6, then ROUND7 per source)
+  # draws is held out, and every row of the third to eighth draws (the file's last rows, ROUND3,
+  # then ROUND4, then ROUND5, then ROUND6, then ROUND7, then ROUND8 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
@@ -82,8 +82,9 @@ def test_csv_integrity(labels):
   fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
   fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
   sixth = labels.iloc[bench.N_BEFORE_ROUND6:bench.N_BEFORE_ROUND7]
-  seventh = labels.iloc[bench.N_BEFORE_ROUND7:]
-  assert len(labels) == 1465
+  seventh = labels.iloc[bench.N_BEFORE_ROUND7:bench.N_BEFORE_ROUND8]
+  eighth = labels.iloc[bench.N_BEFORE_ROUND8:]
+  assert len(labels) == 1645
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   assert third["source"].value_counts().to_dict() == bench.ROUND3
@@ -117,6 +118,11 @@ def test_csv_integrity(labels):
   assert (seventh["split"] == "heldout").all()
   # the seventh draw holds no new source: fresh rows of every real shop of draws 1-6
   assert set(bench.ROUND7) == set(labels.iloc[:bench.N_BEFORE_ROUND7]["source"]) - {"synthetic"}
+  assert eighth["source"].value_counts().to_dict() == bench.ROUND8
+  assert eighth["source"].drop_duplicates().tolist() == list(bench.ROUND8)
+  assert (eighth["split"] == "heldout").all()
+  # the eighth draw holds no new source either: fresh rows of every real shop of draws 1-7
+  assert set(bench.ROUND8) == set(labels.iloc[:bench.N_BEFORE_ROUND8]["source"]) - {"synthetic"}
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -127,7 +133,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 1465 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 1645 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -260,8 +266,12 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   assert sixth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
   # and the seventh (fresh rows of every shop of draws 1-6) is that of make_draw(7)
   again = bench.make_draw(7, labels.iloc[:bench.N_BEFORE_ROUND7], bench.DATA_DIR)
-  seventh = labels.iloc[bench.N_BEFORE_ROUND7:]
+  seventh = labels.iloc[bench.N_BEFORE_ROUND7:bench.N_BEFORE_ROUND8]
   assert seventh[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and the eighth (fresh rows of every shop of draws 1-7) is that of make_draw(8)
+  again = bench.make_draw(8, labels.iloc[:bench.N_BEFORE_ROUND8], bench.DATA_DIR)
+  eighth = labels.iloc[bench.N_BEFORE_ROUND8:]
+  assert eighth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
@@ -289,10 +299,10 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
-  assert len(womens) == 250 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert len(womens) == 280 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[2:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
-  # the rows of the first five draws are the shipped calibration's; the sixth and seventh draws'
+  # the rows of the first five draws are the shipped calibration's; the sixth to eighth draws'
   # are not
   assert aspects.CALIBRATED_ROWS == bench.N_BEFORE_ROUND6
   assert womens["calibrated"].sum() == 190 and not womens["calibrated"].iloc[190:].any()
@@ -319,12 +329,12 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
-  assert m["labelled_sample"] == 250 and "hand-labelled" in m["labels"]
+  assert m["labelled_sample"] == 280 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
-  # the 60 labelled reviews outside the shipped calibration (sixth and seventh draws) are scored
+  # the 90 labelled reviews outside the shipped calibration (sixth to eighth draws) are scored
   # apart
   assert "190 of them in the shipped thresholds' calibration" in m["labels"]
-  assert m["outside_calibration"]["labelled_sample"] == 60
+  assert m["outside_calibration"]["labelled_sample"] == 90
   assert m["outside_calibration"]["precision"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
