@@ -9,11 +9,10 @@ games, 65 Amazon media (music, film and TV) and 65 Amazon digital goods (softwar
 e-books, magazines) reviews (English), 250 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
-(``heldout``) about 40% of each source's first two draws and every row of the third to seventh
-draws. Since the sixth draw the shipped calibration is fitted on every row of draws 1-5
-(:func:`calibration_rows`): the sixth and seventh draws, and each English shop of draws 1-5
-scored with a calibration fitted without it (:func:`leave_domain_out`), are the figures outside
-it.
+(``heldout``) about 40% of each source's first two draws and every row of the third to eighth
+draws. Since the eighth draw the shipped calibration is fitted on every row of draws 1-7
+(:func:`calibration_rows`): the eighth draw, and each English shop of draws 1-7 scored with a
+calibration fitted without it (:func:`leave_domain_out`), are the figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
 ``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
@@ -23,13 +22,13 @@ Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions`
 folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
 rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
 VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
-heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round7``: those of draws 4
-to 7; ``draws6_7``: those of draws 6 and 7, outside the calibration; ``calibration``: those of
-draws 1-5) and left out of the calibration, tag
+heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round8``: those of draws 4
+to 8; ``outside_calibration``: those the shipped calibration does not read (the eighth draw's);
+``calibration``: those of draws 1-7) and left out of the calibration, tag
 precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of negative cells
 found negative, the errors, and issue 20's targets met outside the calibration
 (:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
-the thresholds and the polarity mixes on the rows of draws 1-5
+the thresholds and the polarity mixes on the rows of draws 1-7
 (``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
 
 Usage::
@@ -126,8 +125,6 @@ ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30,
           "amazon_office_crafts": 20, "amazon_grocery": 20, "amazon_music_games": 20}
 ROUND6_SEED = 5
 N_BEFORE_ROUND6 = 920
-# The sixth draw's sources no earlier draw held (the rest are fresh rows of calibrated shops).
-NEW_IN_ROUND6 = ("amazon_media", "amazon_digital")
 # The seventh draw (issue 20, fresh held-out labels of every shop of draws 1-6: womens, Olist and
 # the eleven Amazon domains): every row held out, labelled by a seventh reader while the aspect
 # model was being changed on draws 1-6 and before it was evaluated on them; its rows follow the
@@ -647,9 +644,9 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
 
   # the third and fourth draws' rows (from row N_BEFORE_ROUND3 to N_BEFORE_ROUND5 of the CSV):
   # labelled after every rule and threshold was fixed, so the least flattering held-out figures;
-  # "round4" to "round7" hold the fourth to seventh draws' rows, each never scored before the
-  # model's changes of its time were frozen; "draws6_7", the sixth and seventh together, is what
-  # the shipped model was not calibrated on (no change followed the sixth draw's scoring)
+  # "round4" to "round8" hold the fourth to eighth draws' rows, each never scored before the
+  # model's changes of its time were frozen; "outside_calibration" is what the shipped
+  # calibration does not read (rows from aspects.CALIBRATED_ROWS on: the eighth draw)
   position = np.arange(len(labels))
 
   def between(start: int, stop: float = np.inf) -> pd.Series:
@@ -659,8 +656,9 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   rounds = {"round4": between(N_BEFORE_ROUND4, N_BEFORE_ROUND5),
             "round5": between(N_BEFORE_ROUND5, N_BEFORE_ROUND6),
             "round6": between(N_BEFORE_ROUND6, N_BEFORE_ROUND7),
-            "round7": between(N_BEFORE_ROUND7),
-            "draws6_7": between(aspects.CALIBRATED_ROWS)}
+            "round7": between(N_BEFORE_ROUND7, N_BEFORE_ROUND8),
+            "round8": between(N_BEFORE_ROUND8),
+            "outside_calibration": between(aspects.CALIBRATED_ROWS)}
   for source in DOMAINS:
     src = labels["source"] == source
     if not src.any():
@@ -669,15 +667,13 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     parts["fresh"] = src & fresh
     parts |= {name: src & mask for name, mask in rounds.items()}
     # the rows the shipped calibration is fitted on (so flattering)
-    parts["calibration"] = src & ~rounds["draws6_7"]
+    parts["calibration"] = src & ~rounds["outside_calibration"]
     out["domains"][source] = {  # a source drawn only for the held-out part has no "tune"
         "name": DOMAINS[source], "language": labels.loc[src, "language"].iloc[0],
         **{split: score(mask) for split, mask in parts.items() if mask.any()},
         "all": score(src)}
   # the pooled figures of the first three draws stay comparable with earlier results; the fourth
-  # to seventh draws' English rows are pooled apart, each draw on its own, and the sixth and
-  # seventh together, also split into the sixth draw's two new domains (media, digital goods)
-  # and the fresh rows of shops the calibration has seen
+  # to eighth draws' English rows are pooled apart, each draw on its own
   english_real = (labels["source"].isin(["womens", *AMAZON_CATEGORIES])
                   & pd.Series(position < N_BEFORE_ROUND4, index=labels.index))
   for split in SPLITS:
@@ -686,18 +682,13 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   for name, mask in rounds.items():
     if (mask & english).any():
       out["pooled"][f"english_{name}"] = score(mask & english)
-  outside = rounds["draws6_7"] & english
-  if outside.any():
-    new = labels["source"].isin(NEW_IN_ROUND6)
-    out["pooled"]["english_draws6_7_new_domains"] = score(outside & new)
-    out["pooled"]["english_draws6_7_seen_domains"] = score(outside & ~new)
   return out
 
 
 def calibration_rows(labels: pd.DataFrame) -> pd.DataFrame:
-  """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-5 (the
-  first ``N_BEFORE_ROUND6``, which ``cvlib.insight.aspects.CALIBRATED_ROWS`` tells the report),
-  whatever their ``split``; the sixth and seventh draws are never read for them."""
+  """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-7 (the
+  first ``N_BEFORE_ROUND8``, which ``cvlib.insight.aspects.CALIBRATED_ROWS`` tells the report),
+  whatever their ``split``; the eighth draw is never read for them."""
   return labels.iloc[:aspects.CALIBRATED_ROWS]
 
 
@@ -731,7 +722,7 @@ def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
 
 def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = None
               ) -> dict[str, Any]:
-  """Fits the shipped English head and calibrates thresholds and mixes on the rows of draws 1-5
+  """Fits the shipped English head and calibrates thresholds and mixes on the rows of draws 1-7
   (:func:`calibration_rows`).
 
   Writes ``cvlib/insight/aspect_polarity_en.npz`` (the head, from the clothing shop's titles and
@@ -760,8 +751,8 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
                             matchers[language])
     languages[language] = calibrate_language(rows, language, heads[language], table)
   calibration = {"how": "benchmarks/aspects_labelled.py --calibrate on the rows of the first "
-                        "five draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
-                        "the sixth and seventh draws are not read", "languages": languages}
+                        "seven draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
+                        "the eighth draw is not read", "languages": languages}
   (REPO / "cvlib" / "insight" / am.CALIBRATION_FILE).write_text(
       json.dumps(calibration, indent=2) + "\n")
   return calibration
@@ -784,10 +775,10 @@ def model_without(rows: pd.DataFrame, source: str, head: am.PolarityHead,
 
 
 def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, Any]:
-  """Each English shop of draws 1-5 scored as a shop the calibration never saw: thresholds and
-  mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-5, the
+  """Each English shop of draws 1-7 scored as a shop the calibration never saw: thresholds and
+  mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-7, the
   shipped head, each review's stars; the lexicon baseline on the same rows. Portuguese has one
-  shop, so it has no such figure (its rows of the sixth and seventh draws are the check).
+  shop, so it has no such figure (its eighth-draw rows are the check).
 
   Returns:
     {"domains": {source: scores}, "pooled": scores over every left-out row}.
@@ -847,13 +838,13 @@ def cached(embed_fn: Any, path: Path) -> Any:
 
 def honest_parts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
   """Per domain, the part no threshold, weight or keyword of the shipped model was chosen on: its
-  rows of the sixth and seventh draws where it has some, else (English shops of draws 1-5) its
-  leave-one-domain-out figures (thresholds and weights fitted without the shop; keywords were
-  read on its rows)."""
+  rows outside the calibration (the eighth draw's) where it has some, else (English shops of
+  draws 1-7) its leave-one-domain-out figures (thresholds and weights fitted without the shop;
+  keywords were read on its rows)."""
   out = {}
   for source, d in results["domains"].items():
-    if "draws6_7" in d:
-      out[source] = d["draws6_7"] | {"part": "sixth and seventh draws"}
+    if "outside_calibration" in d:
+      out[source] = d["outside_calibration"] | {"part": "eighth draw"}
     elif source in results.get("leave_domain_out", {}).get("domains", {}):
       out[source] = results["leave_domain_out"]["domains"][source] | {
           "part": "left out of the calibration"}
@@ -908,7 +899,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       help="only redraw the eighth (fresh held-out, womens, Olist and the "
                       "eleven Amazon domains again) unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
-                      help="fit the shipped head, calibrate on the rows of draws 1-5, and stop")
+                      help="fit the shipped head, calibrate on the rows of draws 1-7, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache MiniLM embeddings in this .npz (calibration and the "
                       "leave-one-domain-out part)")
@@ -943,10 +934,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       "settings": {"labels": str(args.labels.relative_to(REPO) if args.labels.is_relative_to(REPO)
                                  else args.labels),
                    "split": "column split: about 40% of each source of the first two draws "
-                            "held out (seeded) and every row of the third to seventh draws; the "
-                            "shipped calibration reads every row of the first five draws (both "
-                            "splits), so only the sixth and seventh draws and the "
-                            "leave-one-domain-out figures are outside it",
+                            "held out (seeded) and every row of the third to eighth draws; the "
+                            "shipped calibration reads every row of the first seven draws (both "
+                            "splits), so only the eighth draw and the leave-one-domain-out "
+                            "figures are outside it",
                    "round3_heldout_reviews": int(min(len(labels), N_BEFORE_ROUND4)
                                                  - N_BEFORE_ROUND3),
                    "round4_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND5)
@@ -955,7 +946,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                      - N_BEFORE_ROUND5, 0)),
                    "round6_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND7)
                                                      - N_BEFORE_ROUND6, 0)),
-                   "round7_heldout_reviews": int(max(len(labels) - N_BEFORE_ROUND7, 0)),
+                   "round7_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND8)
+                                                     - N_BEFORE_ROUND7, 0)),
+                   "round8_heldout_reviews": int(max(len(labels) - N_BEFORE_ROUND8, 0)),
                    "model": "cvlib.insight.aspect_model.aspect_opinions (English: no run "
                             "folder; Portuguese: an Olist run folder's aspect model)",
                    "baseline": "tag_aspects with DEFAULT_ASPECTS / PORTUGUESE_ASPECTS (fuzzy) "

@@ -192,15 +192,16 @@ def test_leave_domain_out_calibrates_without_the_shop_it_scores(monkeypatch):
   assert out["pooled"]["n_reviews"] == len(rows) == sum(
       d["n_reviews"] for d in out["domains"].values())
   assert {"model", "lexicon_vader"} <= set(out["pooled"])
-  # the targets read each shop's part of draws 6-7 where it has one (not an earlier draw's, now
-  # inside the calibration), else its left-out figures
-  results = {"domains": {"womens": {"language": "en", "draws6_7": out["domains"]["womens"],
+  # the targets read each shop's part outside the calibration where it has one (not an earlier
+  # draw's, now inside it), else its left-out figures
+  results = {"domains": {"womens": {"language": "en",
+                                    "outside_calibration": out["domains"]["womens"],
                                     "round5": out["domains"]["amazon_beauty"]},
                          "amazon_beauty": {"language": "en"}, "synthetic": {"language": "en"}},
              "leave_domain_out": out}
   parts = bench.honest_parts(results)
   assert set(parts) == {"womens", "amazon_beauty"}
-  assert parts["womens"]["part"] == "sixth and seventh draws"
+  assert parts["womens"]["part"] == "eighth draw"
   assert parts["womens"]["n_reviews"] == out["domains"]["womens"]["n_reviews"]
   assert parts["amazon_beauty"]["part"] == "left out of the calibration"
   targets = bench.targets_met(results)
@@ -302,10 +303,9 @@ def test_labelled_sample_ships_with_the_package():
   assert len(womens) == 280 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[2:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
-  # the rows of the first five draws are the shipped calibration's; the sixth to eighth draws'
-  # are not
-  assert aspects.CALIBRATED_ROWS == bench.N_BEFORE_ROUND6
-  assert womens["calibrated"].sum() == 190 and not womens["calibrated"].iloc[190:].any()
+  # the rows of the first seven draws are the shipped calibration's; the eighth draw's are not
+  assert aspects.CALIBRATED_ROWS == bench.N_BEFORE_ROUND8
+  assert womens["calibrated"].sum() == 250 and not womens["calibrated"].iloc[250:].any()
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
     aspects.labelled_sample("amazon")
 
@@ -331,10 +331,9 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   m = opinions.metrics
   assert m["labelled_sample"] == 280 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
-  # the 90 labelled reviews outside the shipped calibration (sixth to eighth draws) are scored
-  # apart
-  assert "190 of them in the shipped thresholds' calibration" in m["labels"]
-  assert m["outside_calibration"]["labelled_sample"] == 90
+  # the 30 labelled reviews outside the shipped calibration (the eighth draw's) are scored apart
+  assert "250 of them in the shipped thresholds' calibration" in m["labels"]
+  assert m["outside_calibration"]["labelled_sample"] == 30
   assert m["outside_calibration"]["precision"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
   # too few of the labelled reviews in the data: no metrics
