@@ -24,9 +24,10 @@ def _copy_run(tiny_run: Path, tmp_path: Path) -> Path:
   return out
 
 
-def _start_run(out: Path) -> subprocess.Popen:
+def _start_run(out: Path, *overrides: str) -> subprocess.Popen:
   return subprocess.Popen([sys.executable, "-m", "cvlib.cli", "run", str(PARAMS_DIR / "tiny.yaml"),
-                           "--out", str(out), "--stages", "segment"],
+                           "--out", str(out), "--stages", "segment",
+                           *(a for o in overrides for a in ("--set", o))],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -46,25 +47,51 @@ def _wait_for_kernel_work(out: Path, timeout: float = 120) -> None:
   raise TimeoutError("the run never started its notebook")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_run_keeps_previous_report_and_next_run_succeeds(tiny_run, tmp_path, sig):
+def test_killed_runs_keep_previous_report_and_next_run_succeeds(tiny_run, tmp_path):
+  """A run killed with SIGTERM, then one killed with SIGKILL, each leave the last report as it
+  was; the next run succeeds and, with keep_history=1 and an older report already under
+  history/, moves the last run there (its end time names the folder) and drops the older one.
+
+  One folder takes both kills and then the one rerun (each signal had its own copy and rerun,
+  and history a third run): whatever either kill left behind, the rerun finds it. The
+  SIGKILL'd run started after the SIGTERM and reached its notebook, so the SIGTERM left no lock
+  in the way either. SIGTERM goes first: it leaves no temporary folder, which is how the second
+  run's notebook is told apart from a killed run's copy.
+  """
   out = _copy_run(tiny_run, tmp_path)
   before = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
-  proc = _start_run(out)
-  _wait_for_kernel_work(out)
-  proc.send_signal(sig)
-  proc.wait(timeout=60)
-  assert proc.returncode != 0
-  after = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
-  assert after == before
-  if sig == signal.SIGTERM:  # a clean exit also removes its temporary folder
-    assert not list(out.glob(".tiny.tmp-*")), "SIGTERM left the temporary folder"
-    assert "Traceback" not in proc.stderr.read()
+  for sig in (signal.SIGTERM, signal.SIGKILL):
+    proc = _start_run(out)
+    _wait_for_kernel_work(out)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0, sig
+    after = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
+    assert after == before, sig
+    if sig == signal.SIGTERM:  # a clean exit also removes its temporary folder
+      assert not list(out.glob(".tiny.tmp-*")), "SIGTERM left the temporary folder"
+      assert "Traceback" not in proc.stderr.read()
   # no stale lock, leftovers swept: the next run succeeds
-  rerun = _start_run(out)
+  older = out / "history" / "tiny" / "2000-01-01T000000+0000"
+  older.mkdir(parents=True)
+  (older / "index.html").write_text("an older report")
+  rerun = _start_run(out, "report.keep_history=1")
   assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
   assert not list(out.glob(".tiny.*-*")), "leftover temporary folders"
   assert (out / "tiny" / "index.html").read_bytes() != before["index.html"]
+  _assert_last_run_kept_alone(tiny_run, out)
+
+
+def _assert_last_run_kept_alone(tiny_run: Path, out: Path) -> None:
+  """keep_history=1: history/ holds the run before the last one (the copy of ``tiny_run``) under
+  its end time, without models, and no longer the older report."""
+  ended = json.loads((tiny_run / "run.json").read_text())["ended"]
+  history = sorted((out / "history" / "tiny").iterdir())
+  assert [p.name for p in history] == [ended.replace(":", "")]
+  kept = history[0]
+  assert (kept / "index.html").is_file() and (kept / "metrics.json").is_file()
+  assert not (kept / "models").exists(), "history keeps reports, not models"
+  assert (out / "tiny" / "index.html").read_bytes() != (kept / "index.html").read_bytes()
 
 
 def test_stop_while_copying_the_last_run_leaves_no_temporary_folder(tiny_run, tmp_path,
@@ -84,22 +111,8 @@ def test_stop_while_copying_the_last_run_leaves_no_temporary_folder(tiny_run, tm
   assert (out / "tiny" / "index.html").is_file()
 
 
-def test_previous_runs_kept_under_history(tiny_run, tmp_path):
-  """keep_history=1 with an older report already under history/: one new run moves the last
-  run there (its end time names the folder) and drops the older one."""
-  out = _copy_run(tiny_run, tmp_path)
-  older = out / "history" / "tiny" / "2000-01-01T000000+0000"
-  older.mkdir(parents=True)
-  (older / "index.html").write_text("an older report")
-  ended = json.loads((tiny_run / "run.json").read_text())["ended"]
-  cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], overrides=[
-      "report.keep_history=1"], log=lambda s: None)
-  history = sorted((out / "history" / "tiny").iterdir())
-  assert [p.name for p in history] == [ended.replace(":", "")]
-  kept = history[0]
-  assert (kept / "index.html").is_file() and (kept / "metrics.json").is_file()
-  assert not (kept / "models").exists(), "history keeps reports, not models"
-  assert (out / "tiny" / "index.html").read_bytes() != (kept / "index.html").read_bytes()
+# Previous runs kept under history/ (keep_history=1 with an older report there): checked by the
+# rerun of test_killed_runs_keep_previous_report_and_next_run_succeeds.
 
 
 # Same params, same metrics.json: checked by tests/test_scoring.py's run --all test, whose good
