@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import cvlib
+from cvlib import runner
 from conftest import PARAMS_DIR
 
 
@@ -47,19 +49,46 @@ def _wait_for_kernel_work(out: Path, timeout: float = 120) -> None:
   raise TimeoutError("the run never started its notebook")
 
 
-def test_killed_runs_keep_previous_report_and_next_run_succeeds(tiny_run, tmp_path):
-  """A run killed with SIGTERM, then one killed with SIGKILL, each leave the last report as it
-  was; the next run succeeds and, with keep_history=1 and an older report already under
-  history/, moves the last run there (its end time names the folder) and drops the older one.
+def _fail_the_segment_stage(out: Path, tmp_path: Path, monkeypatch) -> None:
+  """Runs the segment stage with a notebook that raises once the stage has opened its workspace
+  in the run's folder (not after the stage's work: index.html is only written when every stage
+  has succeeded, runner._finish); the run fails and keeps the failed notebook under failed/."""
+  broken = tmp_path / "notebooks"
+  broken.mkdir()
+  for nb_path in (PARAMS_DIR.parent / "notebooks").glob("*.ipynb"):
+    nb = nbformat.read(nb_path, as_version=4)
+    if nb_path.stem == "04_segment":
+      opened = next(i for i, c in enumerate(nb.cells) if "open_workspace(params" in c.source)
+      boom = nbformat.v4.new_code_cell("raise RuntimeError('boom in segment')")
+      nb.cells.insert(opened + 1, boom)
+    nbformat.write(nb, broken / nb_path.name)
+  monkeypatch.setenv("CVLIB_NOTEBOOKS", str(broken))
+  with pytest.raises(runner.RunFailed, match="boom in segment") as err:
+    cvlib.run(PARAMS_DIR / "tiny.yaml", out=out, stages=["segment"], log=lambda s: None)
+  monkeypatch.delenv("CVLIB_NOTEBOOKS")
+  assert err.value.notebook == out / "failed" / "tiny" / "04_segment.ipynb"
+  assert "boom in segment" in err.value.notebook.with_suffix(".html").read_text()
 
-  One folder takes both kills and then the one rerun (each signal had its own copy and rerun,
-  and history a third run): whatever either kill left behind, the rerun finds it. The
-  SIGKILL'd run started after the SIGTERM and reached its notebook, so the SIGTERM left no lock
-  in the way either. SIGTERM goes first: it leaves no temporary folder, which is how the second
-  run's notebook is told apart from a killed run's copy.
+
+def test_failed_and_killed_runs_keep_previous_report_and_next_run_succeeds(tiny_run, tmp_path,
+                                                                         monkeypatch):
+  """A run whose notebook fails, then one killed with SIGTERM, then one killed with SIGKILL,
+  each leave the last report as it was; the next run succeeds and, with keep_history=1 and an
+  older report already under history/, moves the last run there (its end time names the folder)
+  and drops the older one.
+
+  One folder takes the failure and both kills and then the one rerun (the failure and each
+  signal had their own copy and rerun, and history a run of its own): whatever any of them left
+  behind, the rerun finds it, and each run after the first started and reached its notebook, so
+  no earlier one left a lock in the way. The failure and the SIGTERM go first: they leave no
+  temporary folder, which is how the next run's notebook is told apart from a killed run's copy.
   """
   out = _copy_run(tiny_run, tmp_path)
   before = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
+  _fail_the_segment_stage(out, tmp_path, monkeypatch)
+  after = {p.name: p.read_bytes() for p in (out / "tiny").glob("*.*") if p.is_file()}
+  assert after == before, "the failed run"
+  assert not list(out.glob(".tiny.tmp-*")), "the failed run left the temporary folder"
   for sig in (signal.SIGTERM, signal.SIGKILL):
     proc = _start_run(out)
     _wait_for_kernel_work(out)
@@ -112,7 +141,7 @@ def test_stop_while_copying_the_last_run_leaves_no_temporary_folder(tiny_run, tm
 
 
 # Previous runs kept under history/ (keep_history=1 with an older report there): checked by the
-# rerun of test_killed_runs_keep_previous_report_and_next_run_succeeds.
+# rerun of test_failed_and_killed_runs_keep_previous_report_and_next_run_succeeds.
 
 
 # Same params, same metrics.json: checked by tests/test_scoring.py's run --all test, whose good
