@@ -146,11 +146,15 @@ def test_the_issue_shop_gets_a_complete_report_with_the_gamma_gamma_row_explaine
 
 
 # The shapes whose value, evaluation and segment steps run in-process below (no encoder: the
-# review text features are left out, as a shop without text has them): twelve shapes in seconds.
+# review text features are left out, as a shop without text has them): eleven shapes in seconds.
+# Not time_zones: its offsets are resolved when the data are read (every shape's input test
+# above), after which it is the 120-customer shop that identical_amounts, one_product and others
+# start from (datetime64 UTC times, the same 119 training rows), so these steps would take the
+# same paths on it as on them.
 VALUE_SHAPES = ("customers_10", "customers_50", "every_customer_buys_once",
                 "one_customer_has_90_percent", "identical_amounts", "zero_and_negative_amounts",
                 "no_reviews", "only_one_star", "one_product", "thousands_of_products",
-                "time_zones", "no_one_returns_in_the_holdout")
+                "no_one_returns_in_the_holdout")
 
 
 @pytest.mark.parametrize("shape", VALUE_SHAPES)
