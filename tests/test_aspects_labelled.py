@@ -248,31 +248,16 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   for source, n in bench.ROUND2.items():
     ours = early.loc[early["source"] == source, "row_id"].iloc[-n:]
     assert ours.tolist() == again.loc[again["source"] == source, "row_id"].tolist(), source
-  # and the third (fresh held-out) draw is the seeded one of make_draw(3), in file order
-  again = bench.make_draw(3, early, bench.DATA_DIR)
-  third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
-  assert third[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the fourth (new domains) is the seeded one of make_draw(4), in file order
-  again = bench.make_draw(4, labels.iloc[:bench.N_BEFORE_ROUND4], bench.DATA_DIR)
-  fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
-  assert fourth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the fifth (more new domains, fresh Olist rows) is the seeded one of make_draw(5)
-  again = bench.make_draw(5, labels.iloc[:bench.N_BEFORE_ROUND5], bench.DATA_DIR)
-  fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
-  assert fifth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the sixth (media, digital goods, fresh womens, Olist and physical-goods Amazon rows) is
-  # that of make_draw(6)
-  again = bench.make_draw(6, labels.iloc[:bench.N_BEFORE_ROUND6], bench.DATA_DIR)
-  sixth = labels.iloc[bench.N_BEFORE_ROUND6:bench.N_BEFORE_ROUND7]
-  assert sixth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the seventh (fresh rows of every shop of draws 1-6) is that of make_draw(7)
-  again = bench.make_draw(7, labels.iloc[:bench.N_BEFORE_ROUND7], bench.DATA_DIR)
-  seventh = labels.iloc[bench.N_BEFORE_ROUND7:bench.N_BEFORE_ROUND8]
-  assert seventh[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
-  # and the eighth (fresh rows of every shop of draws 1-7) is that of make_draw(8)
-  again = bench.make_draw(8, labels.iloc[:bench.N_BEFORE_ROUND8], bench.DATA_DIR)
-  eighth = labels.iloc[bench.N_BEFORE_ROUND8:]
-  assert eighth[["source", "row_id"]].values.tolist() == again[["source", "row_id"]].values.tolist()
+  # and each later draw (3: fresh held-out rows; 4-6: new domains and fresh rows; 7-8: fresh
+  # rows of every shop) is the seeded one of make_draw(draw) given the rows before it, in file
+  # order
+  starts = [bench.N_BEFORE_ROUND3, bench.N_BEFORE_ROUND4, bench.N_BEFORE_ROUND5,
+            bench.N_BEFORE_ROUND6, bench.N_BEFORE_ROUND7, bench.N_BEFORE_ROUND8, len(labels)]
+  for draw, start, stop in zip(range(3, 9), starts, starts[1:]):
+    again = bench.make_draw(draw, labels.iloc[:start], bench.DATA_DIR)
+    ours = labels.iloc[start:stop]
+    assert (ours[["source", "row_id"]].values.tolist()
+            == again[["source", "row_id"]].values.tolist()), draw
 
 
 def test_womens_precision_recall_regression_floor(with_texts):
