@@ -148,6 +148,24 @@ N_BEFORE_ROUND8 = 1465
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
          8: (ROUND8, ROUND8_SEED)}
+# Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw].
+DRAW_STARTS = {3: N_BEFORE_ROUND3, 4: N_BEFORE_ROUND4, 5: N_BEFORE_ROUND5, 6: N_BEFORE_ROUND6,
+               7: N_BEFORE_ROUND7, 8: N_BEFORE_ROUND8}
+# What each --sample-round<draw> option redraws.
+DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
+             4: "fourth (fresh held-out, new Amazon domains)",
+             5: "fifth (fresh held-out, three more new Amazon domains and Olist)",
+             6: "sixth (fresh held-out, Amazon media and digital goods, womens, Olist and the nine "
+                "earlier Amazon domains)",
+             7: "seventh (fresh held-out, womens, Olist and the eleven Amazon domains)",
+             8: "eighth (fresh held-out, womens, Olist and the eleven Amazon domains again)"}
+
+
+def draw_span(draw: int, n_rows: int) -> tuple[int, int]:
+  """The CSV positions [start, stop) of a draw from the third on, in a file of ``n_rows`` rows
+  (the last draw runs to the end; a draw the file does not reach is empty)."""
+  start = DRAW_STARTS[draw]
+  return start, max(min(DRAW_STARTS.get(draw + 1, n_rows), n_rows), start)
 # Amazon Reviews 2023 (McAuley Lab) rows as kept in a public repository's sample (origin and
 # licence in cvlib/insight/aspects_labelled.md). Its texts are not stored in cvlib: the labels refer
 # to them by row id (flat position of the review in the file) and sha256, and this file is read.
@@ -653,12 +671,9 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     return pd.Series((position >= start) & (position < stop), index=labels.index)
 
   fresh = between(N_BEFORE_ROUND3, N_BEFORE_ROUND5)
-  rounds = {"round4": between(N_BEFORE_ROUND4, N_BEFORE_ROUND5),
-            "round5": between(N_BEFORE_ROUND5, N_BEFORE_ROUND6),
-            "round6": between(N_BEFORE_ROUND6, N_BEFORE_ROUND7),
-            "round7": between(N_BEFORE_ROUND7, N_BEFORE_ROUND8),
-            "round8": between(N_BEFORE_ROUND8),
-            "outside_calibration": between(aspects.CALIBRATED_ROWS)}
+  rounds = {f"round{draw}": between(*draw_span(draw, len(labels)))
+            for draw in DRAW_STARTS if draw >= 4}
+  rounds["outside_calibration"] = between(aspects.CALIBRATED_ROWS)
   for source in DOMAINS:
     src = labels["source"] == source
     if not src.any():
@@ -878,26 +893,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "../shared/datasets next to the repository)")
   parser.add_argument("--sample", type=Path, default=None,
                       help="only redraw the first unlabelled sample into this CSV and stop")
-  parser.add_argument("--sample-round2", type=Path, default=None,
-                      help="only redraw the second (issue 20) unlabelled sample and stop")
-  parser.add_argument("--sample-round3", type=Path, default=None,
-                      help="only redraw the third (fresh held-out) unlabelled sample and stop")
-  parser.add_argument("--sample-round4", type=Path, default=None,
-                      help="only redraw the fourth (fresh held-out, new Amazon domains) "
-                      "unlabelled sample and stop")
-  parser.add_argument("--sample-round5", type=Path, default=None,
-                      help="only redraw the fifth (fresh held-out, three more new Amazon domains "
-                      "and Olist) unlabelled sample and stop")
-  parser.add_argument("--sample-round6", type=Path, default=None,
-                      help="only redraw the sixth (fresh held-out, Amazon media and digital "
-                      "goods, womens, Olist and the nine earlier Amazon domains) unlabelled "
-                      "sample and stop")
-  parser.add_argument("--sample-round7", type=Path, default=None,
-                      help="only redraw the seventh (fresh held-out, womens, Olist and the "
-                      "eleven Amazon domains) unlabelled sample and stop")
-  parser.add_argument("--sample-round8", type=Path, default=None,
-                      help="only redraw the eighth (fresh held-out, womens, Olist and the "
-                      "eleven Amazon domains again) unlabelled sample and stop")
+  for draw, what in DRAW_HELP.items():
+    parser.add_argument(f"--sample-round{draw}", type=Path, default=None,
+                        help=f"only redraw the {what} unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
                       help="fit the shipped head, calibrate on the rows of draws 1-7, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
@@ -910,12 +908,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return {}
   labels = load_labels(args.labels)
   earlier = {2: labels[~labels["source"].str.startswith("amazon")].iloc[:220],
-             3: labels.iloc[:N_BEFORE_ROUND3], 4: labels.iloc[:N_BEFORE_ROUND4],
-             5: labels.iloc[:N_BEFORE_ROUND5], 6: labels.iloc[:N_BEFORE_ROUND6],
-             7: labels.iloc[:N_BEFORE_ROUND7], 8: labels.iloc[:N_BEFORE_ROUND8]}
-  for draw, out in ((2, args.sample_round2), (3, args.sample_round3), (4, args.sample_round4),
-                    (5, args.sample_round5), (6, args.sample_round6), (7, args.sample_round7),
-                    (8, args.sample_round8)):
+             **{draw: labels.iloc[:start] for draw, start in DRAW_STARTS.items()}}
+  for draw in DRAWS:
+    out = getattr(args, f"sample_round{draw}")
     if out is not None:
       make_draw(draw, earlier[draw], args.data_dir).to_csv(out, index=False)
       print(f"wrote {out}")
@@ -938,17 +933,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "shipped calibration reads every row of the first seven draws (both "
                             "splits), so only the eighth draw and the leave-one-domain-out "
                             "figures are outside it",
-                   "round3_heldout_reviews": int(min(len(labels), N_BEFORE_ROUND4)
-                                                 - N_BEFORE_ROUND3),
-                   "round4_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND5)
-                                                     - N_BEFORE_ROUND4, 0)),
-                   "round5_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND6)
-                                                     - N_BEFORE_ROUND5, 0)),
-                   "round6_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND7)
-                                                     - N_BEFORE_ROUND6, 0)),
-                   "round7_heldout_reviews": int(max(min(len(labels), N_BEFORE_ROUND8)
-                                                     - N_BEFORE_ROUND7, 0)),
-                   "round8_heldout_reviews": int(max(len(labels) - N_BEFORE_ROUND8, 0)),
+                   **{f"round{draw}_heldout_reviews": stop - start
+                      for draw in DRAW_STARTS
+                      for start, stop in [draw_span(draw, len(labels))]},
                    "model": "cvlib.insight.aspect_model.aspect_opinions (English: no run "
                             "folder; Portuguese: an Olist run folder's aspect model)",
                    "baseline": "tag_aspects with DEFAULT_ASPECTS / PORTUGUESE_ASPECTS (fuzzy) "

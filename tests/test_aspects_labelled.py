@@ -78,34 +78,22 @@ def test_csv_integrity(labels):
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
   early = labels.iloc[:bench.N_BEFORE_ROUND3]
-  third = labels.iloc[bench.N_BEFORE_ROUND3:bench.N_BEFORE_ROUND4]
-  fourth = labels.iloc[bench.N_BEFORE_ROUND4:bench.N_BEFORE_ROUND5]
-  fifth = labels.iloc[bench.N_BEFORE_ROUND5:bench.N_BEFORE_ROUND6]
-  sixth = labels.iloc[bench.N_BEFORE_ROUND6:bench.N_BEFORE_ROUND7]
-  seventh = labels.iloc[bench.N_BEFORE_ROUND7:bench.N_BEFORE_ROUND8]
-  eighth = labels.iloc[bench.N_BEFORE_ROUND8:]
   assert len(labels) == 1645
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
-  assert third["source"].value_counts().to_dict() == bench.ROUND3
-  assert third["source"].drop_duplicates().tolist() == list(bench.ROUND3)  # one block per source
-  assert (third["split"] == "heldout").all()
+  for draw in bench.DRAW_STARTS:  # each later draw: its sizes, one block per source, held out
+    rows = labels.iloc[slice(*bench.draw_span(draw, len(labels)))]
+    sizes, _ = bench.DRAWS[draw]
+    assert rows["source"].value_counts().to_dict() == sizes, draw
+    assert rows["source"].drop_duplicates().tolist() == list(sizes), draw
+    assert (rows["split"] == "heldout").all(), draw
   assert not early["source"].eq("amazon_home").any()  # the new domain is held out whole
-  assert fourth["source"].value_counts().to_dict() == bench.ROUND4
-  assert fourth["source"].drop_duplicates().tolist() == list(bench.ROUND4)
-  assert (fourth["split"] == "heldout").all()
   # the fourth draw's domains are new: no row of them in an earlier draw
   assert not labels.iloc[:bench.N_BEFORE_ROUND4]["source"].isin(list(bench.ROUND4)).any()
-  assert fifth["source"].value_counts().to_dict() == bench.ROUND5
-  assert fifth["source"].drop_duplicates().tolist() == list(bench.ROUND5)
-  assert (fifth["split"] == "heldout").all()
   # the fifth draw's Amazon domains are new too (its Olist rows are new rows of an old source)
   new5 = [s for s in bench.ROUND5 if s in bench.AMAZON_CATEGORIES]
   assert len(new5) == 3
   assert not labels.iloc[:bench.N_BEFORE_ROUND5]["source"].isin(new5).any()
-  assert sixth["source"].value_counts().to_dict() == bench.ROUND6
-  assert sixth["source"].drop_duplicates().tolist() == list(bench.ROUND6)
-  assert (sixth["split"] == "heldout").all()
   # two of the sixth draw's Amazon domains are new (media, digital goods); its womens, Olist and
   # nine physical-goods Amazon blocks are new rows of old sources
   before6 = set(labels.iloc[:bench.N_BEFORE_ROUND6]["source"])
@@ -113,14 +101,8 @@ def test_csv_integrity(labels):
   assert new6 == ["amazon_media", "amazon_digital"]
   assert [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES and s not in new6] == [
       s for s in bench.AMAZON_CATEGORIES if s not in new6]
-  assert seventh["source"].value_counts().to_dict() == bench.ROUND7
-  assert seventh["source"].drop_duplicates().tolist() == list(bench.ROUND7)
-  assert (seventh["split"] == "heldout").all()
   # the seventh draw holds no new source: fresh rows of every real shop of draws 1-6
   assert set(bench.ROUND7) == set(labels.iloc[:bench.N_BEFORE_ROUND7]["source"]) - {"synthetic"}
-  assert eighth["source"].value_counts().to_dict() == bench.ROUND8
-  assert eighth["source"].drop_duplicates().tolist() == list(bench.ROUND8)
-  assert (eighth["split"] == "heldout").all()
   # the eighth draw holds no new source either: fresh rows of every real shop of draws 1-7
   assert set(bench.ROUND8) == set(labels.iloc[:bench.N_BEFORE_ROUND8]["source"]) - {"synthetic"}
   for a, p in zip(ASPECTS, POLARITY):
@@ -251,9 +233,8 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   # and each later draw (3: fresh held-out rows; 4-6: new domains and fresh rows; 7-8: fresh
   # rows of every shop) is the seeded one of make_draw(draw) given the rows before it, in file
   # order
-  starts = [bench.N_BEFORE_ROUND3, bench.N_BEFORE_ROUND4, bench.N_BEFORE_ROUND5,
-            bench.N_BEFORE_ROUND6, bench.N_BEFORE_ROUND7, bench.N_BEFORE_ROUND8, len(labels)]
-  for draw, start, stop in zip(range(3, 9), starts, starts[1:]):
+  for draw in bench.DRAW_STARTS:
+    start, stop = bench.draw_span(draw, len(labels))
     again = bench.make_draw(draw, labels.iloc[:start], bench.DATA_DIR)
     ours = labels.iloc[start:stop]
     assert (ours[["source", "row_id"]].values.tolist()
