@@ -996,33 +996,19 @@ def _untouched_checks(page: Page, d: dict) -> None:
   the current draw's: how the model of each time did on rows nobody had read."""
   rel = "benchmarks/results/aspects_untouched_checks.json"
   h = page.load(rel)
-  last = max(c["draw"] for c in h["checks"]) + 1
-  now = {"draw": last, "model_frozen_at": "the shipped model",
+  now = {"draw": max(c["draw"] for c in h["checks"]) + 1, "model_frozen_at": "the shipped model",
          "english": d["pooled"]["english_outside_calibration"],
          "olist": d["domains"]["olist"]["outside_calibration"]}
-  rows = []
-  for c in [*h["checks"], now]:
-    for shop, name in (("english", "English, pooled"), ("olist", "Olist (pt)")):
-      part = c[shop]
-      for method, label in (("model", "aspect model"), ("lexicon_vader", "lexicon + VADER")):
-        m = part[method]
-        if "tags" in m:  # the current draw: the benchmark's own scores
-          m = {"precision": m["tags"]["micro"]["precision"], "recall": m["tags"]["micro"]["recall"],
-               "polarity_pos_neg": (m["polarity"] or {}).get("accuracy_pos_neg"),
-               "negatives": (m["negatives"] or {}).get("recognised")}
-        rows.append([f"{c['draw']}" if shop == "english" and method == "model" else "",
-                     c["model_frozen_at"] if shop == "english" and method == "model" else "",
-                     name if method == "model" else "", label, count(part["n_reviews"]),
-                     f3(m["precision"]), f3(m["recall"]), f3(m["polarity_pos_neg"]),
-                     f3(m["negatives"])])
+  parts = [(f"draw {c['draw']} ({c['model_frozen_at']}), {name}", c[shop])
+           for c in [*h["checks"], now]
+           for shop, name in (("english", "English, pooled"), ("olist", "Olist (pt)"))]
   page.p("Every untouched check so far: each draw scored once by the model frozen before it "
          "(the commit named), before anyone had read the model's output on those rows. The "
-         "draws differ (new "
-         "domains in the fifth and sixth, fresh rows of known shops in the seventh and eighth), "
-         "so a row compares the model with the lexicon baseline on the same reviews, not one "
-         "draw with another:")
-  page.table(["draw", "model", "reviews", "method", "n", "tag precision", "tag recall",
-              "polarity right", "negatives"], rows, align="lllrrrrrr")
+         "draws differ (new domains in the fifth and sixth, fresh rows of known shops in the "
+         "seventh and eighth), so a row compares the model with the lexicon baseline on the "
+         "same reviews, not one draw with another:")
+  page.table(["draw (model), reviews", "method", "n", "tag precision", "tag recall",
+              "polarity right", "negatives"], _aspect_rows(parts))
   page.source(rel)
 
 
