@@ -145,12 +145,22 @@ ROUND8 = {"womens": 30, "olist": 40, "amazon_beauty": 10, "amazon_electronics": 
           "amazon_media": 10, "amazon_digital": 10}
 ROUND8_SEED = 7
 N_BEFORE_ROUND8 = 1465
+# The ninth draw (issue 20, fresh held-out labels of every shop, more womens rows and as many
+# Amazon rows as the domains have left): every row held out, labelled by a ninth reader while the
+# aspect model was being changed on draws 1-8 and before it was evaluated on them; its rows follow
+# the first N_BEFORE_ROUND9.
+ROUND9 = {"womens": 50, "olist": 40, "amazon_beauty": 10, "amazon_electronics": 10,
+          "amazon_home": 12, "amazon_toys_sports": 12, "amazon_pets": 12, "amazon_auto": 12,
+          "amazon_office_crafts": 12, "amazon_grocery": 5, "amazon_music_games": 12,
+          "amazon_media": 8, "amazon_digital": 8}
+ROUND9_SEED = 8
+N_BEFORE_ROUND9 = 1645
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
-         8: (ROUND8, ROUND8_SEED)}
+         8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED)}
 # Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw].
 DRAW_STARTS = {3: N_BEFORE_ROUND3, 4: N_BEFORE_ROUND4, 5: N_BEFORE_ROUND5, 6: N_BEFORE_ROUND6,
-               7: N_BEFORE_ROUND7, 8: N_BEFORE_ROUND8}
+               7: N_BEFORE_ROUND7, 8: N_BEFORE_ROUND8, 9: N_BEFORE_ROUND9}
 # What each --sample-round<draw> option redraws.
 DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              4: "fourth (fresh held-out, new Amazon domains)",
@@ -158,7 +168,8 @@ DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              6: "sixth (fresh held-out, Amazon media and digital goods, womens, Olist and the nine "
                 "earlier Amazon domains)",
              7: "seventh (fresh held-out, womens, Olist and the eleven Amazon domains)",
-             8: "eighth (fresh held-out, womens, Olist and the eleven Amazon domains again)"}
+             8: "eighth (fresh held-out, womens, Olist and the eleven Amazon domains again)",
+             9: "ninth (fresh held-out, more womens, Olist and the Amazon domains' last rows)"}
 
 
 def draw_span(draw: int, n_rows: int) -> tuple[int, int]:

@@ -33,7 +33,11 @@ then:
   wording still decides against the stars ("love it but it runs small" in a 5-star review), while
   the stars settle clauses the head reads weakly. An aspect is negative when one of the clauses that tag
   it is a confident complaint, else the sign of their mean logit; clauses that disagree very
-  confidently make it mixed (0). The head reads the clause embeddings made for tagging.
+  confidently make it mixed (0). The head reads the clause embeddings made for tagging. In
+  English, a tagging clause with a complaint cue in its words (:mod:`cvlib.insight.complaints`:
+  "runs a bit small", "too pricey", "a little see-through") makes the aspect negative whatever
+  the stars and the head say: stars teach the head that such hedged remarks of 5-star reviews
+  are praise.
 
 Both use the pretrained MiniLM, the encoder the thresholds and the mix are calibrated for (the
 run's fine-tuned sentiment encoder is not used here). Without a run folder, English uses the head
@@ -60,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from cvlib.insight import aspects as lexicon
+from cvlib.insight import complaints
 
 EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> [n, dim] L2-normalised rows
 
@@ -842,9 +847,20 @@ def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
   terms = _rating_terms(ratings, n_texts)
   hits = clause_hits(table, model.names, model.floor, model.alone)
   out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
+  cued = complaint_cells(table, hits, model.language)
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
-    out[i, a] = cell_polarity(f, model.mix, terms[i], model.mix_rated, model.names[a])
+    out[i, a] = -1 if (i, a) in cued else cell_polarity(f, model.mix, terms[i], model.mix_rated,
+                                                        model.names[a])
   return pd.DataFrame(out, columns=model.names).astype("Int64")
+
+
+def complaint_cells(table: ClauseTable, hits: np.ndarray, language: str) -> set[tuple[int, int]]:
+  """(review, aspect) cells one of whose tagging clauses carries a complaint cue
+  (:mod:`cvlib.insight.complaints`: "runs a bit small", "too pricey"): negative whatever the
+  stars and the head say."""
+  used = np.flatnonzero(hits.any(axis=1))
+  cues = complaints.complaint_cues([fold(table.clauses[j]) for j in used], language)
+  return {(int(table.owner[j]), int(a)) for j in used[cues] for a in np.flatnonzero(hits[j])}
 
 
 def _rating_terms(ratings: Sequence[float] | None, n: int) -> np.ndarray:

@@ -438,6 +438,11 @@ def _vader():
   return analyzer
 
 
+def word_valence(word: str) -> float:
+  """A lower-case word's valence in the adapted VADER lexicon (about -4 to +4; 0 when absent)."""
+  return float(_vader().lexicon.get(word, 0.0))
+
+
 _PRETTY = re.compile(r"\bpretty (\w+)", re.IGNORECASE)
 
 
