@@ -1,18 +1,19 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 1,645 reviews labelled by reading them (origin,
-licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 280 Women's E-Commerce
-Clothing reviews, 155 Amazon beauty, 155 Amazon electronics, 95 Amazon home and garden tools, 95
-Amazon toys and sports, 95 Amazon pet and household, 95 Amazon automotive and industrial, 85
-Amazon office and craft supplies, 85 Amazon grocery, 85 Amazon musical instruments and video
-games, 65 Amazon media (music, film and TV) and 65 Amazon digital goods (software, gift cards,
-e-books, magazines) reviews (English), 250 Olist reviews (Portuguese) and 40 reviews of cvlib's
+``cvlib/insight/aspects_labelled.csv`` holds 1,848 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 330 Women's E-Commerce
+Clothing reviews, 165 Amazon beauty, 165 Amazon electronics, 107 Amazon home and garden tools, 107
+Amazon toys and sports, 107 Amazon pet and household, 107 Amazon automotive and industrial, 97
+Amazon office and craft supplies, 90 Amazon grocery, 97 Amazon musical instruments and video
+games, 73 Amazon media (music, film and TV) and 73 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 290 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
-(``heldout``) about 40% of each source's first two draws and every row of the third to eighth
-draws. Since the eighth draw the shipped calibration is fitted on every row of draws 1-7
-(:func:`calibration_rows`): the eighth draw, and each English shop of draws 1-7 scored with a
-calibration fitted without it (:func:`leave_domain_out`), are the figures outside it.
+(``heldout``) about 40% of each source's first two draws and every row of the third to ninth
+draws. Since the ninth draw the shipped calibration is fitted on every row of draws 1-8
+(:func:`calibration_rows`): the last draw (``CHECK_DRAW``, the ninth), and each English shop of
+draws 1-8 scored with a calibration fitted without it (:func:`leave_domain_out`), are the
+figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
 ``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
@@ -22,13 +23,13 @@ Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions`
 folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
 rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
 VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
-heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round8``: those of draws 4
-to 8; ``outside_calibration``: those the shipped calibration does not read (the eighth draw's);
-``calibration``: those of draws 1-7) and left out of the calibration, tag
+heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round9``: those of draws 4
+to 9; ``outside_calibration``: those the shipped calibration does not read (the ninth draw's);
+``calibration``: those of draws 1-8) and left out of the calibration, tag
 precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of negative cells
 found negative, the errors, and issue 20's targets met outside the calibration
 (:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
-the thresholds and the polarity mixes on the rows of draws 1-7
+the thresholds and the polarity mixes on the rows of draws 1-8
 (``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
 
 Usage::
@@ -43,11 +44,13 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round6 /tmp/s6.csv  # redraw the sixth
   python benchmarks/aspects_labelled.py --sample-round7 /tmp/s7.csv  # redraw the seventh
   python benchmarks/aspects_labelled.py --sample-round8 /tmp/s8.csv  # redraw the eighth
+  python benchmarks/aspects_labelled.py --sample-round9 /tmp/s9.csv  # redraw the ninth
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -170,6 +173,10 @@ DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              7: "seventh (fresh held-out, womens, Olist and the eleven Amazon domains)",
              8: "eighth (fresh held-out, womens, Olist and the eleven Amazon domains again)",
              9: "ninth (fresh held-out, more womens, Olist and the Amazon domains' last rows)"}
+# The last draw is the untouched check: the shipped calibration reads every row before it.
+CHECK_DRAW = max(DRAW_STARTS)
+ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",
+            7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth", 11: "eleventh", 12: "twelfth"}
 
 
 def draw_span(draw: int, n_rows: int) -> tuple[int, int]:
@@ -576,6 +583,37 @@ def _method_scores(pred_pol: pd.DataFrame | None, pred_tags: pd.DataFrame, rows:
   return out
 
 
+def _review_counts(pred_pol: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+  """[n_reviews, 4]: per review, its pos/neg cells both tag, those with the right sign, its
+  negative cells, and those called negative (the sums give polarity and negatives)."""
+  true = rows[ASPECTS].to_numpy().astype(bool)
+  labels = rows[[f"{a}_polarity" for a in ASPECTS]].to_numpy()
+  sign = pred_pol.to_numpy(dtype=float, na_value=np.nan)
+  clear = true & ~np.isnan(sign) & np.isin(labels, ["pos", "neg"])
+  right = clear & (sign == np.where(labels == "pos", 1.0, -1.0))
+  neg = labels == "neg"
+  return np.stack([clear.sum(1), right.sum(1), neg.sum(1), (neg & (sign == -1)).sum(1)], 1)
+
+
+def paired_difference(pol_a: pd.DataFrame, pol_b: pd.DataFrame, rows: pd.DataFrame,
+                      n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+  """Polarity accuracy (pos/neg cells) and negatives recognised of ``pol_b`` minus ``pol_a`` on
+  the same reviews, with a 90% paired bootstrap interval over reviews (seeded)."""
+  a, b = _review_counts(pol_a, rows), _review_counts(pol_b, rows)
+
+  def rates(c: np.ndarray) -> np.ndarray:
+    s = c.sum(0)
+    return np.array([s[1] / max(s[0], 1), s[3] / max(s[2], 1)])
+
+  idx = np.random.default_rng(seed).integers(0, len(rows), (n_boot, len(rows)))
+  diffs = np.array([rates(b[i]) - rates(a[i]) for i in idx])
+  lo, hi = np.percentile(diffs, [5, 95], axis=0)
+  point = rates(b) - rates(a)
+  return {"n_reviews": len(rows), "bootstrap": f"{n_boot} paired resamples of reviews, seed {seed}",
+          **{name: {"difference": _num(point[k]), "low_90": _num(lo[k]), "high_90": _num(hi[k])}
+             for k, name in enumerate(("polarity_pos_neg", "negatives_recognised"))}}
+
+
 def baseline(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
   """The lexicon tagger (``tag_aspects``, fuzzy) and VADER polarity (English only): the report's
   method before issue 20."""
@@ -637,6 +675,7 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     raise ValueError(f"{int(empty.sum())} row(s) without text; call attach_texts first")
   preds: dict[str, pd.DataFrame] = {}
   unrated: dict[str, pd.DataFrame] = {}
+  uncued: dict[str, pd.DataFrame] = {}
   base: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
   seconds = {}
   for language in ("en", "pt"):
@@ -652,11 +691,18 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     # what a caller without the stars gets (same tags, polarity from the text alone)
     unrated[language] = am.aspect_opinions(texts, language, run_dir=run_dir).set_axis(
         rows.index)[ASPECTS]
+    # the same model without its complaint cues (the mix alone decides polarity)
+    model = am.default_model(language) if run_dir is None else am.load_run(run_dir)
+    uncued[language] = am.score_reviews(
+        texts.tolist(), dataclasses.replace(model, complaint_cues=False),
+        tag_embed=am.minilm_embed, ratings=rows["rating"].to_numpy(float).tolist()).set_axis(
+            rows.index)[ASPECTS]
     tags, vader = baseline(rows)
     base[language] = (tags.set_axis(rows.index), None if vader is None
                       else vader.set_axis(rows.index))
   model_pol = pd.concat(preds.values()).loc[labels.index]
   unrated_pol = pd.concat(unrated.values()).loc[labels.index]
+  uncued_pol = pd.concat(uncued.values()).loc[labels.index]
   base_tags = pd.concat(t for t, _ in base.values()).loc[labels.index]
   out: dict[str, Any] = {"seconds_model": seconds, "domains": {}, "pooled": {}}
 
@@ -669,13 +715,15 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
                                     rows),
             "model_without_stars": _method_scores(unrated_pol.loc[rows.index],
                                                   unrated_pol.loc[rows.index].notna(), rows),
+            "model_without_cues": _method_scores(uncued_pol.loc[rows.index],
+                                                 uncued_pol.loc[rows.index].notna(), rows),
             "lexicon_vader": _method_scores(vader, base_tags.loc[rows.index], rows)}
 
   # the third and fourth draws' rows (from row N_BEFORE_ROUND3 to N_BEFORE_ROUND5 of the CSV):
   # labelled after every rule and threshold was fixed, so the least flattering held-out figures;
-  # "round4" to "round8" hold the fourth to eighth draws' rows, each never scored before the
-  # model's changes of its time were frozen; "outside_calibration" is what the shipped
-  # calibration does not read (rows from aspects.CALIBRATED_ROWS on: the eighth draw)
+  # "round4" to "round<CHECK_DRAW>" hold the fourth to last draws' rows, each never scored before
+  # the model's changes of its time were frozen; "outside_calibration" is what the shipped
+  # calibration does not read (rows from aspects.CALIBRATED_ROWS on: the last draw)
   position = np.arange(len(labels))
 
   def between(start: int, stop: float = np.inf) -> pd.Series:
@@ -699,7 +747,7 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
         **{split: score(mask) for split, mask in parts.items() if mask.any()},
         "all": score(src)}
   # the pooled figures of the first three draws stay comparable with earlier results; the fourth
-  # to eighth draws' English rows are pooled apart, each draw on its own
+  # to last draws' English rows are pooled apart, each draw on its own
   english_real = (labels["source"].isin(["womens", *AMAZON_CATEGORIES])
                   & pd.Series(position < N_BEFORE_ROUND4, index=labels.index))
   for split in SPLITS:
@@ -708,13 +756,18 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   for name, mask in rounds.items():
     if (mask & english).any():
       out["pooled"][f"english_{name}"] = score(mask & english)
+  # what the complaint cues change on the English rows outside the calibration
+  outside = labels[rounds["outside_calibration"] & english]
+  out["complaint_cues_effect"] = {
+      "part": "English rows outside the calibration",
+      **paired_difference(uncued_pol.loc[outside.index], model_pol.loc[outside.index], outside)}
   return out
 
 
 def calibration_rows(labels: pd.DataFrame) -> pd.DataFrame:
-  """The rows the shipped thresholds and mixes are calibrated on: every row of draws 1-7 (the
-  first ``N_BEFORE_ROUND8``, which ``cvlib.insight.aspects.CALIBRATED_ROWS`` tells the report),
-  whatever their ``split``; the eighth draw is never read for them."""
+  """The rows the shipped thresholds and mixes are calibrated on: every row before the last draw
+  (the first ``DRAW_STARTS[CHECK_DRAW]``, which ``cvlib.insight.aspects.CALIBRATED_ROWS`` tells
+  the report), whatever their ``split``; the last draw is never read for them."""
   return labels.iloc[:aspects.CALIBRATED_ROWS]
 
 
@@ -748,8 +801,8 @@ def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
 
 def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = None
               ) -> dict[str, Any]:
-  """Fits the shipped English head and calibrates thresholds and mixes on the rows of draws 1-7
-  (:func:`calibration_rows`).
+  """Fits the shipped English head and calibrates thresholds and mixes on the rows before the
+  last draw   (:func:`calibration_rows`).
 
   Writes ``cvlib/insight/aspect_polarity_en.npz`` (the head, from the clothing shop's titles and
   short reviews, labelled rows left out) and ``cvlib/insight/aspect_calibration.json``.
@@ -776,9 +829,10 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     table = am.clause_table(rows["text"].tolist(), am.SPECS[language], embed_fn,
                             matchers[language])
     languages[language] = calibrate_language(rows, language, heads[language], table)
-  calibration = {"how": "benchmarks/aspects_labelled.py --calibrate on the rows of the first "
-                        "seven draws of cvlib/insight/aspects_labelled.csv (pretrained MiniLM); "
-                        "the eighth draw is not read", "languages": languages}
+  calibration = {"how": f"benchmarks/aspects_labelled.py --calibrate on the rows of draws "
+                        f"1-{CHECK_DRAW - 1} of cvlib/insight/aspects_labelled.csv (pretrained "
+                        f"MiniLM); the {ORDINALS[CHECK_DRAW]} draw is not read",
+                 "languages": languages}
   (REPO / "cvlib" / "insight" / am.CALIBRATION_FILE).write_text(
       json.dumps(calibration, indent=2) + "\n")
   return calibration
@@ -801,10 +855,11 @@ def model_without(rows: pd.DataFrame, source: str, head: am.PolarityHead,
 
 
 def leave_domain_out(labels: pd.DataFrame, embed_fn: Any = None) -> dict[str, Any]:
-  """Each English shop of draws 1-7 scored as a shop the calibration never saw: thresholds and
-  mixes calibrated (:func:`calibrate_language`) on the other sources' rows of draws 1-7, the
-  shipped head, each review's stars; the lexicon baseline on the same rows. Portuguese has one
-  shop, so it has no such figure (its eighth-draw rows are the check).
+  """Each English shop of the calibration rows (:func:`calibration_rows`) scored as a shop the
+  calibration never saw: thresholds and mixes calibrated (:func:`calibrate_language`) on the other
+  sources' calibration rows, the shipped head, each review's stars; the lexicon baseline on the
+  same rows. Portuguese has one shop, so it has no such figure (its last-draw rows are the
+  check).
 
   Returns:
     {"domains": {source: scores}, "pooled": scores over every left-out row}.
@@ -864,13 +919,13 @@ def cached(embed_fn: Any, path: Path) -> Any:
 
 def honest_parts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
   """Per domain, the part no threshold, weight or keyword of the shipped model was chosen on: its
-  rows outside the calibration (the eighth draw's) where it has some, else (English shops of
-  draws 1-7) its leave-one-domain-out figures (thresholds and weights fitted without the shop;
-  keywords were read on its rows)."""
+  rows outside the calibration (the last draw's) where it has some, else (English shops of the
+  calibration rows) its leave-one-domain-out figures (thresholds and weights fitted without the
+  shop; keywords were read on its rows)."""
   out = {}
   for source, d in results["domains"].items():
     if "outside_calibration" in d:
-      out[source] = d["outside_calibration"] | {"part": "eighth draw"}
+      out[source] = d["outside_calibration"] | {"part": f"{ORDINALS[CHECK_DRAW]} draw"}
     elif source in results.get("leave_domain_out", {}).get("domains", {}):
       out[source] = results["leave_domain_out"]["domains"][source] | {
           "part": "left out of the calibration"}
@@ -908,7 +963,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(f"--sample-round{draw}", type=Path, default=None,
                         help=f"only redraw the {what} unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
-                      help="fit the shipped head, calibrate on the rows of draws 1-7, and stop")
+                      help="fit the shipped head, calibrate on the rows before the last draw, "
+                      "and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache MiniLM embeddings in this .npz (calibration and the "
                       "leave-one-domain-out part)")
@@ -940,9 +996,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       "settings": {"labels": str(args.labels.relative_to(REPO) if args.labels.is_relative_to(REPO)
                                  else args.labels),
                    "split": "column split: about 40% of each source of the first two draws "
-                            "held out (seeded) and every row of the third to eighth draws; the "
-                            "shipped calibration reads every row of the first seven draws (both "
-                            "splits), so only the eighth draw and the leave-one-domain-out "
+                            f"held out (seeded) and every row of the third to "
+                            f"{ORDINALS[CHECK_DRAW]} draws; the shipped calibration reads every "
+                            f"row of draws 1-{CHECK_DRAW - 1} (both splits), so "
+                            f"only the {ORDINALS[CHECK_DRAW]} draw and the leave-one-domain-out "
                             "figures are outside it",
                    **{f"round{draw}_heldout_reviews": stop - start
                       for draw in DRAW_STARTS

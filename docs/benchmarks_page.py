@@ -1005,7 +1005,7 @@ def _untouched_checks(page: Page, d: dict) -> None:
   page.p("Every untouched check so far: each draw scored once by the model frozen before it "
          "(the commit named), before anyone had read the model's output on those rows. The "
          "draws differ (new domains in the fifth and sixth, fresh rows of known shops in the "
-         "seventh and eighth), so a row compares the model with the lexicon baseline on the "
+         "later ones), so a row compares the model with the lexicon baseline on the "
          "same reviews, not one draw with another:")
   page.table(["draw (model), reviews", "method", "n", "tag precision", "tag recall",
               "polarity right", "negatives"], _aspect_rows(parts))
@@ -1017,26 +1017,31 @@ def _aspects(page: Page) -> None:
   d = page.load(rel)
   page.h2("Aspect opinions against hand labels")
   total = sum(dom["all"]["n_reviews"] for dom in d["domains"].values())
-  eighth = d["settings"]["round8_heldout_reviews"]
+  draw = max(int(k[len("round"):-len("_heldout_reviews")]) for k in d["settings"]
+             if k.startswith("round") and k.endswith("_heldout_reviews"))
+  nth, before = _ORDINALS[draw], _CARDINALS[draw - 1]  # the check draw; the draws before it
+  last = d["settings"][f"round{draw}_heldout_reviews"]
   calibrated = [dom for dom in d["domains"].values() if "calibration" in dom]
   lodo = d["leave_domain_out"]
   page.p("`benchmarks/aspects_labelled.py` scores `cvlib.aspect_opinions` (the function the "
          "report's \"opinions by aspect\" uses) and the lexicon tagger with VADER it replaced "
          f"against {count(total)} reviews labelled by reading them before any tagger ran "
-         f"({len(d['domains'])} shops, English and Portuguese, in eight draws by several readers; "
+         f"({len(d['domains'])} shops, English and Portuguese, in {_CARDINALS[draw]} draws by "
+         "several readers; "
          "labels, guide and origins in "
          "[cvlib/insight/aspects_labelled.md](../cvlib/insight/aspects_labelled.md)). The shipped "
-         "tag thresholds and polarity mixes are calibrated on every review of the first seven "
-         f"draws ({count(total - eighth)} reviews, {len(calibrated)} shops), so two kinds of "
-         f"figures are outside the calibration: the eighth draw ({count(eighth)} fresh reviews "
-         "of every shop, labelled by an eighth reader while the model was being changed on the "
-         "first seven draws, and scored once after those changes were frozen: the only figures "
-         "no threshold, weight or keyword was chosen on), and each English shop of the first "
-         "seven draws scored with thresholds and mixes calibrated on the other shops alone "
+         f"tag thresholds and polarity mixes are calibrated on every review of the first {before} "
+         f"draws ({count(total - last)} reviews, {len(calibrated)} shops), so two kinds of "
+         f"figures are outside the calibration: the {nth} draw ({count(last)} fresh reviews "
+         f"of every shop, labelled by the {nth} draw's readers while the model was being changed on the "
+         f"first {before} draws, and scored once after those changes were frozen: the only "
+         "figures no threshold, weight, keyword or cue was chosen on), and each English shop of "
+         f"the first {before} draws scored with thresholds and mixes calibrated on the other "
+         "shops alone "
          "(leave one domain out: what a shop cvlib was not calibrated on gets; the keywords were "
          "chosen reading those shops' misses, so these figures flatter the keywords). The "
          "earlier untouched checks, each scored once by the model of its time before its draw "
-         "was read, follow the eighth draw's table. Tags are micro-averaged "
+         f"was read, follow the {nth} draw's table. Tags are micro-averaged "
          "over the six aspects; polarity is the accuracy on the cells both the labels and the "
          "method tag with a clear pos/neg label (count and 95% Wilson interval in brackets); "
          "\"negatives\" is the share of the cells labelled negative that come out tagged and "
@@ -1050,20 +1055,20 @@ def _aspects(page: Page) -> None:
   outside.append(("English rows, pooled", d["pooled"]["english_outside_calibration"]))
   outside += [(dom["name"], dom["outside_calibration"]) for dom in d["domains"].values()
               if "outside_calibration" in dom and dom["language"] != "en"]
-  page.p("The eighth draw, with the lexicon baseline beside it (10 to 40 reviews per shop: read "
-         "the pooled English row first):")
-  page.table(["eighth-draw reviews", "method", "n", "tag precision", "tag recall",
+  page.p(f"The {nth} draw, with the lexicon baseline beside it (a few to a few dozen reviews "
+         "per shop: read the pooled English row first):")
+  page.table([f"{nth}-draw reviews", "method", "n", "tag precision", "tag recall",
               "polarity right", "negatives"], _aspect_rows(outside))
   _untouched_checks(page, d)
   left = [(d["domains"][s]["name"], part) for s, part in lodo["domains"].items()]
   left.append(("all of them, pooled", lodo["pooled"]))
-  page.p("Leave one domain out: each English shop of the first seven draws, the thresholds and "
+  page.p(f"Leave one domain out: each English shop of the first {before} draws, the thresholds and "
          "mixes calibrated on the other shops' reviews (the same head, each review's stars):")
   page.table(["shop left out", "method", "n", "tag precision", "tag recall", "polarity right",
               "negatives"], _aspect_rows(left))
   stars = [(name, part) for name, part in (
-      ("English, eighth draw", d["pooled"]["english_outside_calibration"]),
-      (d["domains"]["olist"]["name"] + ", eighth draw",
+      (f"English, {nth} draw", d["pooled"]["english_outside_calibration"]),
+      (d["domains"]["olist"]["name"] + f", {nth} draw",
        d["domains"]["olist"].get("outside_calibration")))
       if part and "model_without_stars" in part]
   page.p("Every labelled real review has its star rating, and the report passes it: each "
@@ -1075,14 +1080,41 @@ def _aspects(page: Page) -> None:
                *_aspect_cells(part[method])[2:]]
               for name, part in stars
               for method, label in (("model", "used"), ("model_without_stars", "not used"))])
+  cued = [(name, part) for name, part in (
+      (f"English, {nth} draw", d["pooled"]["english_outside_calibration"]),
+      (d["domains"]["womens"]["name"] + f", {nth} draw",
+       d["domains"]["womens"].get("outside_calibration")))
+      if part and "model_without_cues" in part]
+  if cued:
+    page.p("Complaint cues (`cvlib.insight.complaints`, English): a tagging clause that says "
+           "too much of a quality (\"too short\"), hedges a deviation (\"a bit pricey\", "
+           "\"a little see-through\"), says the item runs or fits off (\"runs small\") or "
+           "advises another size makes the aspect negative whatever the stars: the head learns "
+           "from stars, and such remarks in 5-star reviews are labelled praise by them. The cues "
+           f"were chosen on the first {before} draws and frozen before the {nth} draw was scored; "
+           "tags are the same either way. Polarity and negatives with and without them:")
+    page.table(["reviews", "cues", "n", "polarity right", "negatives"],
+               [[name if method == "model" else "", label, count(part["n_reviews"]),
+                 *_aspect_cells(part[method])[2:]]
+                for name, part in cued
+                for method, label in (("model", "used"), ("model_without_cues", "not used"))])
+    e = d["complaint_cues_effect"]
+    page.p(f"Paired over the same {count(e['n_reviews'])} reviews ({e['part']}; "
+           f"{e['bootstrap']}), the cues change polarity by "
+           f"{e['polarity_pos_neg']['difference']:+.3f} (90% interval "
+           f"{e['polarity_pos_neg']['low_90']:+.3f} to {e['polarity_pos_neg']['high_90']:+.3f}) "
+           f"and negatives recognised by {e['negatives_recognised']['difference']:+.3f} "
+           f"({e['negatives_recognised']['low_90']:+.3f} to "
+           f"{e['negatives_recognised']['high_90']:+.3f}).")
   page.p("The shipped model on the reviews it was calibrated on (so flattering):")
   page.table(["calibration reviews", "n", "tag precision", "tag recall", "polarity right",
               "negatives"],
              [[dom["name"], count(dom["calibration"]["n_reviews"]),
                *_aspect_cells(dom["calibration"]["model"])] for dom in calibrated])
   page.p("Issue 20's targets (tag precision 0.85, recall 0.80 or 0.75 in Portuguese, polarity "
-         "0.85, negatives 0.80) on each shop's figures outside the calibration (its eighth-draw "
-         "reviews: 10 per Amazon shop, so a single review moves a figure by a tenth; the pooled "
+         f"0.85, negatives 0.80) on each shop's figures outside the calibration (its {nth}-draw "
+         "reviews: 5 to 12 per Amazon shop, so a single review moves a figure by a tenth or "
+         "more; the pooled "
          "English row above is the steadier reading), met per shop: " + "; ".join(
              f"{d['domains'][s]['name']}: "
              + (", ".join(k.split(">=")[0].replace("_", " ") for k, ok in checks.items()
@@ -1090,7 +1122,7 @@ def _aspects(page: Page) -> None:
              for s, checks in d["targets"].items()) + ".")
   wins = []
   # each shop's part outside the calibration, as the benchmark chose it for the targets
-  honest = {s: (d["domains"][s]["outside_calibration"] if t["part"] == "eighth draw"
+  honest = {s: (d["domains"][s]["outside_calibration"] if t["part"] == f"{nth} draw"
                else lodo["domains"][s])
             for s, t in d["targets"].items()}
   for source, part in honest.items():
@@ -1122,11 +1154,18 @@ def _aspects(page: Page) -> None:
          "of rated reviews: the stars settle clauses the head reads weakly, while a clearly "
          "worded complaint in a 5-star review stays negative. A clause read as a confident "
          "complaint makes the aspect negative whatever the review's other clauses say of it; "
-         "mixed needs a confident complaint and confident praise. The head reads the clause "
+         "mixed needs a confident complaint and confident praise; in English a complaint cue "
+         "does the same (above). The head reads the clause "
          "embeddings made for tagging (each clause is embedded once). Thresholds are "
          "calibrated with each shop weighing the same. The lexicon baseline has no Portuguese "
          "polarity (VADER reads English only).")
   page.source(rel)
+
+
+_ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth",
+             11: "eleventh", 12: "twelfth"}
+_CARDINALS = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
+              11: "eleven", 12: "twelve"}
 
 
 # Issue 20's targets for the aspect model, in aspect_agreement.json's terms.
@@ -1150,7 +1189,7 @@ def _aspect_agreement(page: Page) -> None:
          f"those of {s['reader_b']}. Reader B is scored exactly as the aspect model is, with A "
          "as the truth (and A with B as the truth), so the rows read as \"a second human scored "
          "like the model\"; the model's row is its leave-one-domain-out figure over the "
-         "English shops of the first seven draws (all their labelled reviews, thresholds and "
+         "English shops of the calibration draws (all their labelled reviews, thresholds and "
          "mixes calibrated without the shop).")
   b = d["b_vs_a"]
   page.table(["scored", "truth", "n", "tag precision", "tag recall", "polarity right",
@@ -1223,7 +1262,8 @@ def _aspect_tagger(page: Page) -> None:
          "train and "
          "the rest to choose each aspect's decision threshold; the fifth draw is not read. "
          "Its rule is the rule of its time: the results predate the keywords added with the "
-         "sixth and eighth draws and the calibration on the first seven draws (the "
+         "sixth and eighth draws, the complaint cues and the calibration on the first seven "
+         "and then eight draws (the "
          "leave-one-domain-out table above is the rule as shipped now). "
          f"Reviews are cut at {s['max_length']} tokens ({pct(tr['share'], 1)} of them are "
          f"longer; median {count(tr['median_tokens'])} tokens). The small variant trains "
@@ -1331,7 +1371,8 @@ def _aspect_levers(page: Page) -> None:
             "one was refitted to leave the third draw's clothing rows out")
          + ". These results predate the star rating in the polarity mix, the durable-goods "
          "keywords, the per-aspect offsets in the mix, the calibration on every row of the "
-         "first four and then seven draws and the keywords of other goods (the head they "
+         "first four, then seven, then eight draws, the keywords of other goods and the "
+         "complaint cues (the head they "
          "call shipped is the one before those, its training "
          "texts chosen with the earlier keyword list, and the script fits the mix of its time, "
          "without offsets, on the tuning part); none of these changes was decided with it. "

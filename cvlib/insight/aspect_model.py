@@ -8,8 +8,8 @@ then:
 - **Tagging.** A clause speaks of an aspect when one of the aspect's keywords occurs in it *and*
   its cosine similarity to the aspect's descriptions (a few sentences of what opinions on it say)
   reaches the aspect's ``floor``, or, without a keyword, when the similarity reaches the aspect's
-  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first seven
-  draws of the labelled sample, fourteen shops (``benchmarks/aspects_labelled.py``); the eighth
+  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first eight
+  draws of the labelled sample, fourteen shops (``benchmarks/aspects_labelled.py``); the ninth
   draw is never used for it.
   Multi-word keywords match with up to ``MAX_GAP`` words between their words ("runs a little
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
@@ -579,6 +579,9 @@ class AspectModel:
   # the mix for reviews whose star rating is known: the same terms plus ``rating`` times the
   # centred stars (:func:`rating_term`); None: ratings are not used
   mix_rated: dict[str, float] | None = None
+  # a tagging clause with a complaint cue (:mod:`cvlib.insight.complaints`) makes the aspect
+  # negative (languages with cues only); False: the mix alone decides
+  complaint_cues: bool = True
 
   @property
   def names(self) -> list[str]:
@@ -592,7 +595,8 @@ class AspectModel:
         "format": 1, "language": self.language,
         "specs": [dataclasses.asdict(s) for s in self.specs],
         "floor": self.floor, "alone": self.alone, "mix": self.mix,
-        "mix_rated": self.mix_rated, "calibration": self.calibration}, indent=2) + "\n")
+        "mix_rated": self.mix_rated, "complaint_cues": self.complaint_cues,
+        "calibration": self.calibration}, indent=2) + "\n")
 
   @classmethod
   def load(cls, folder: str | os.PathLike) -> AspectModel:
@@ -607,7 +611,7 @@ class AspectModel:
     return cls(d["language"], specs, {k: float(v) for k, v in d["floor"].items()},
                {k: float(v) for k, v in d["alone"].items()}, PolarityHead.load(folder / HEAD_FILE),
                {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}),
-               _floats(d.get("mix_rated")))
+               _floats(d.get("mix_rated")), bool(d.get("complaint_cues", True)))
 
 
 def _floats(mix: Mapping[str, Any] | None) -> dict[str, float] | None:
@@ -847,7 +851,7 @@ def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
   terms = _rating_terms(ratings, n_texts)
   hits = clause_hits(table, model.names, model.floor, model.alone)
   out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
-  cued = complaint_cells(table, hits, model.language)
+  cued = complaint_cells(table, hits, model.language) if model.complaint_cues else set()
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
     out[i, a] = -1 if (i, a) in cued else cell_polarity(f, model.mix, terms[i], model.mix_rated,
                                                         model.names[a])
