@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cvlib.insight import aspects
+
 # Qualities a hedge ("a little", "a bit", "slightly") turns into a complaint: dimensions, weight,
 # price, feel, taste, noise, temperature, looks.
 DEVIATIONS = (
@@ -60,7 +62,7 @@ LANGUAGES = ("en",)
 
 @functools.lru_cache(maxsize=1)
 def _stop_words() -> frozenset[str]:
-  from cvlib.insight import topics  # pylint: disable=import-outside-toplevel
+  from cvlib.insight import topics  # pylint: disable=import-outside-toplevel  (sklearn, lazily)
   return frozenset(topics.ENGLISH_STOP | topics.PORTUGUESE_STOP)
 
 
@@ -72,7 +74,6 @@ def _negated(before: str) -> bool:
 
 def is_complaint(clause: str) -> bool:
   """Whether a lower-cased, accent-folded English clause carries a complaint cue."""
-  from cvlib.insight import aspects  # pylint: disable=import-outside-toplevel
   if _HYPOTHETICAL.search(clause):
     return False
   for m in _EXCESS.finditer(clause):
