@@ -57,6 +57,9 @@ def test_a_cue_makes_the_aspect_negative_in_a_five_star_review(tmp_path):
   # a Portuguese model has no cues: the same words do nothing there
   pt = dataclasses.replace(model, language="pt")
   assert am.score_reviews(texts, pt, tag_embed=_embed, ratings=[5, 5]).loc[0, "size_fit"] == 1
+  assert "worded as a complaint" in am.describe(model, 2, 2)
+  assert "worded as a complaint" not in am.describe(off, 2, 2)
+  assert "worded as a complaint" not in am.describe(pt, 2, 2)
   off.save(tmp_path / "m")
   assert am.AspectModel.load(tmp_path / "m").complaint_cues is False
   model.save(tmp_path / "on")

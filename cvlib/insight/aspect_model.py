@@ -1084,12 +1084,15 @@ def describe(model: AspectModel, n_tagged: int, n_reviews: int) -> str:
   sample = (f"{n_tagged:,} of the {n_reviews:,} reviews (a seeded sample)"
             if n_tagged < n_reviews else f"all {n_reviews:,} reviews")
   rated = " and, where the review has one, its star rating" if model.mix_rated else ""
+  cues = (" A remark worded as a complaint (\"runs a bit small\", \"too pricey\") counts as "
+          "negative whatever the stars." if model.complaint_cues
+          and model.language in complaints.LANGUAGES else "")
   return (f"Aspects are tagged in {sample} by keywords checked against the clause's meaning "
           f"(MiniLM similarity to each aspect's description). Each mentioned aspect's polarity "
           f"comes from a model trained on {n:,} star-rated opinion texts "
           f"({info.get('n_negative', 0):,} negative): {info.get('data', '')}; its output is mixed "
           "with the clause's similarity to positive and negative example opinions on the aspect"
-          f"{rated}, with weights calibrated on hand-labelled reviews (docs/benchmarks.md).")
+          f"{rated}, with weights calibrated on hand-labelled reviews (docs/benchmarks.md).{cues}")
 
 
 def load_run(run_dir: str | os.PathLike) -> AspectModel:
