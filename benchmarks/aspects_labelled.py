@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -105,65 +106,61 @@ ROUND3_SEED = 2
 N_BEFORE_ROUND3 = 410
 # The fourth draw (issue 20, fresh held-out labels in three new Amazon domains): every row held
 # out, labelled by a third reader while the aspect model was being changed and before it was
-# evaluated on them; its rows follow the first N_BEFORE_ROUND4 of the CSV.
+# evaluated on them; its rows follow the third draw's.
 ROUND4 = {"amazon_toys_sports": 50, "amazon_pets": 50, "amazon_auto": 50}
 ROUND4_SEED = 3
-N_BEFORE_ROUND4 = 620
 # The fifth draw (issue 20, fresh held-out labels in three more new Amazon domains and fresh Olist
 # rows): every row held out, labelled by a fourth reader while the aspect model was being changed
-# on draws 1-4 and before it was evaluated on them; its rows follow the first N_BEFORE_ROUND5.
+# on draws 1-4 and before it was evaluated on them; its rows follow the fourth draw's.
 ROUND5 = {"amazon_office_crafts": 40, "amazon_grocery": 40, "amazon_music_games": 40,
           "olist": 30}
 ROUND5_SEED = 4
-N_BEFORE_ROUND5 = 770
 # The sixth draw (issue 20, fresh held-out labels in two more new Amazon domains, media and
 # digital goods, fresh womens and Olist rows, then 20 fresh rows of each of the nine
 # physical-goods Amazon domains of the calibration, added because the media and digital rows
 # hold few opinions): every row held out, labelled by a sixth reader while the aspect model was
-# being changed on draws 1-5 and before it was evaluated on them; its rows follow the first
-# N_BEFORE_ROUND6.
+# being changed on draws 1-5 and before it was evaluated on them; its rows follow the fifth
+# draw's.
 ROUND6 = {"amazon_media": 40, "amazon_digital": 40, "womens": 30, "olist": 30,
           "amazon_beauty": 20, "amazon_electronics": 20, "amazon_home": 20,
           "amazon_toys_sports": 20, "amazon_pets": 20, "amazon_auto": 20,
           "amazon_office_crafts": 20, "amazon_grocery": 20, "amazon_music_games": 20}
 ROUND6_SEED = 5
-N_BEFORE_ROUND6 = 920
 # The seventh draw (issue 20, fresh held-out labels of every shop of draws 1-6: womens, Olist and
 # the eleven Amazon domains): every row held out, labelled by a seventh reader while the aspect
 # model was being changed on draws 1-6 and before it was evaluated on them; its rows follow the
-# first N_BEFORE_ROUND7.
+# sixth draw's.
 ROUND7 = {"womens": 30, "olist": 30, "amazon_beauty": 15, "amazon_electronics": 15,
           "amazon_home": 15, "amazon_toys_sports": 15, "amazon_pets": 15, "amazon_auto": 15,
           "amazon_office_crafts": 15, "amazon_grocery": 15, "amazon_music_games": 15,
           "amazon_media": 15, "amazon_digital": 15}
 ROUND7_SEED = 6
-N_BEFORE_ROUND7 = 1240
 # The eighth draw (issue 20, fresh held-out labels of every shop of draws 1-7: womens, Olist and
 # the eleven Amazon domains): every row held out, labelled by an eighth reader while the aspect
 # model was being changed on draws 1-7 and before it was evaluated on them; its rows follow the
-# first N_BEFORE_ROUND8.
+# seventh draw's.
 ROUND8 = {"womens": 30, "olist": 40, "amazon_beauty": 10, "amazon_electronics": 10,
           "amazon_home": 10, "amazon_toys_sports": 10, "amazon_pets": 10, "amazon_auto": 10,
           "amazon_office_crafts": 10, "amazon_grocery": 10, "amazon_music_games": 10,
           "amazon_media": 10, "amazon_digital": 10}
 ROUND8_SEED = 7
-N_BEFORE_ROUND8 = 1465
 # The ninth draw (issue 20, fresh held-out labels of every shop, more womens rows and as many
 # Amazon rows as the domains have left): every row held out, labelled by a ninth reader while the
 # aspect model was being changed on draws 1-8 and before it was evaluated on them; its rows follow
-# the first N_BEFORE_ROUND9.
+# the eighth draw's.
 ROUND9 = {"womens": 50, "olist": 40, "amazon_beauty": 10, "amazon_electronics": 10,
           "amazon_home": 12, "amazon_toys_sports": 12, "amazon_pets": 12, "amazon_auto": 12,
           "amazon_office_crafts": 12, "amazon_grocery": 5, "amazon_music_games": 12,
           "amazon_media": 8, "amazon_digital": 8}
 ROUND9_SEED = 8
-N_BEFORE_ROUND9 = 1645
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
          8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED)}
-# Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw].
-DRAW_STARTS = {3: N_BEFORE_ROUND3, 4: N_BEFORE_ROUND4, 5: N_BEFORE_ROUND5, 6: N_BEFORE_ROUND6,
-               7: N_BEFORE_ROUND7, 8: N_BEFORE_ROUND8, 9: N_BEFORE_ROUND9}
+# Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw],
+# the third draw's start and then each draw's sizes (the draws are appended in order).
+DRAW_STARTS = dict(zip(range(3, max(DRAWS) + 1), itertools.accumulate(
+    (sum(DRAWS[draw][0].values()) for draw in range(3, max(DRAWS))), initial=N_BEFORE_ROUND3)))
+N_BEFORE_ROUND4, N_BEFORE_ROUND5 = DRAW_STARTS[4], DRAW_STARTS[5]  # read by other benchmarks
 # What each --sample-round<draw> option redraws.
 DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              4: "fourth (fresh held-out, new Amazon domains)",
@@ -396,15 +393,10 @@ def make_draw(draw: int, taken: pd.DataFrame, data_dir: Path = DATA_DIR) -> pd.D
 
   Amazon rows are drawn among texts of ``AMAZON_CHARS`` characters. A fresh
   ``np.random.default_rng(seed)`` per source; rows kept in file order, sources in the draw's
-  order. Draw 2 added rows of the first sources and two Amazon domains; draw 3 was the fresh
-  held-out check; draw 4 three new Amazon domains; draw 5 three more new Amazon domains and
-  fresh Olist rows; draw 6 two more new Amazon domains (media, digital goods), fresh womens
-  and Olist rows and fresh rows of the nine earlier Amazon domains; draw 7 fresh rows of every
-  shop of draws 1-6 (womens, Olist and the eleven Amazon domains); draw 8 fresh rows of every
-  shop of draws 1-7 again.
+  order. What each draw holds: ``DRAW_HELP``.
 
   Args:
-    draw: 2, 3, 4, 5, 6, 7 or 8.
+    draw: a key of ``DRAWS`` (2 on).
     taken: the labelled rows of the earlier draws (source, row_id).
     data_dir: folder holding the datasets.
 
@@ -688,15 +680,16 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     seconds[language] = round(time.perf_counter() - t0, 1)
     pol.index = rows.index
     preds[language] = pol[ASPECTS]
-    # what a caller without the stars gets (same tags, polarity from the text alone)
-    unrated[language] = am.aspect_opinions(texts, language, run_dir=run_dir).set_axis(
-        rows.index)[ASPECTS]
-    # the same model without its complaint cues (the mix alone decides polarity)
+    # the same model on the same clauses (split and embedded once more, not per variant): what a
+    # caller without the stars gets (same tags, polarity from the text alone), and the model
+    # without its complaint cues (the mix alone decides polarity)
     model = am.default_model(language) if run_dir is None else am.load_run(run_dir)
-    uncued[language] = am.score_reviews(
-        texts.tolist(), dataclasses.replace(model, complaint_cues=False),
-        tag_embed=am.minilm_embed, ratings=rows["rating"].to_numpy(float).tolist()).set_axis(
-            rows.index)[ASPECTS]
+    table = am.clause_table(texts.tolist(), model.specs, am.minilm_embed,
+                            am.KeywordMatcher(model.specs, am.vocabulary_words()))
+    unrated[language] = am.score_table(table, len(rows), model).set_axis(rows.index)[ASPECTS]
+    uncued[language] = am.score_table(
+        table, len(rows), dataclasses.replace(model, complaint_cues=False),
+        ratings=rows["rating"].to_numpy(float)).set_axis(rows.index)[ASPECTS]
     tags, vader = baseline(rows)
     base[language] = (tags.set_axis(rows.index), None if vader is None
                       else vader.set_axis(rows.index))
@@ -802,7 +795,7 @@ def calibrate_language(rows: pd.DataFrame, language: str, head: am.PolarityHead,
 def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = None
               ) -> dict[str, Any]:
   """Fits the shipped English head and calibrates thresholds and mixes on the rows before the
-  last draw   (:func:`calibration_rows`).
+  last draw (:func:`calibration_rows`).
 
   Writes ``cvlib/insight/aspect_polarity_en.npz`` (the head, from the clothing shop's titles and
   short reviews, labelled rows left out) and ``cvlib/insight/aspect_calibration.json``.

@@ -96,17 +96,17 @@ def test_csv_integrity(labels):
   assert not labels.iloc[:bench.N_BEFORE_ROUND5]["source"].isin(new5).any()
   # two of the sixth draw's Amazon domains are new (media, digital goods); its womens, Olist and
   # nine physical-goods Amazon blocks are new rows of old sources
-  before6 = set(labels.iloc[:bench.N_BEFORE_ROUND6]["source"])
+  before6 = set(labels.iloc[:bench.DRAW_STARTS[6]]["source"])
   new6 = [s for s in bench.ROUND6 if s not in before6]
   assert new6 == ["amazon_media", "amazon_digital"]
   assert [s for s in bench.ROUND6 if s in bench.AMAZON_CATEGORIES and s not in new6] == [
       s for s in bench.AMAZON_CATEGORIES if s not in new6]
   # the seventh draw holds no new source: fresh rows of every real shop of draws 1-6
-  assert set(bench.ROUND7) == set(labels.iloc[:bench.N_BEFORE_ROUND7]["source"]) - {"synthetic"}
+  assert set(bench.ROUND7) == set(labels.iloc[:bench.DRAW_STARTS[7]]["source"]) - {"synthetic"}
   # the eighth draw holds no new source either: fresh rows of every real shop of draws 1-7
-  assert set(bench.ROUND8) == set(labels.iloc[:bench.N_BEFORE_ROUND8]["source"]) - {"synthetic"}
+  assert set(bench.ROUND8) == set(labels.iloc[:bench.DRAW_STARTS[8]]["source"]) - {"synthetic"}
   # and the ninth: fresh rows of every real shop of draws 1-8
-  assert set(bench.ROUND9) == set(labels.iloc[:bench.N_BEFORE_ROUND9]["source"]) - {"synthetic"}
+  assert set(bench.ROUND9) == set(labels.iloc[:bench.DRAW_STARTS[9]]["source"]) - {"synthetic"}
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
