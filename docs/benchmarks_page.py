@@ -1077,10 +1077,7 @@ def _aspects(page: Page) -> None:
          "third input). `cvlib.aspect_opinions` without `ratings` reads the text alone; the "
          "tags are the same either way. Polarity and negatives with and without the stars:")
   page.table(["reviews", "stars", "n", "polarity right", "negatives"],
-             [[name if method == "model" else "", label, count(part["n_reviews"]),
-               *_aspect_cells(part[method])[2:]]
-              for name, part in stars
-              for method, label in (("model", "used"), ("model_without_stars", "not used"))])
+             _with_and_without(stars, "model_without_stars"))
   cued = [(name, part) for name, part in (
       (f"English, {nth} draw", d["pooled"]["english_outside_calibration"]),
       (d["domains"]["womens"]["name"] + f", {nth} draw",
@@ -1095,10 +1092,7 @@ def _aspects(page: Page) -> None:
            f"were chosen on the first {before} draws and frozen before the {nth} draw was scored; "
            "tags are the same either way. Polarity and negatives with and without them:")
     page.table(["reviews", "cues", "n", "polarity right", "negatives"],
-               [[name if method == "model" else "", label, count(part["n_reviews"]),
-                 *_aspect_cells(part[method])[2:]]
-                for name, part in cued
-                for method, label in (("model", "used"), ("model_without_cues", "not used"))])
+               _with_and_without(cued, "model_without_cues"))
     e = d["complaint_cues_effect"]
     page.p(f"Paired over the same {count(e['n_reviews'])} reviews ({e['part']}; "
            f"{e['bootstrap']}), the cues change polarity by "
@@ -1161,6 +1155,14 @@ def _aspects(page: Page) -> None:
          "calibrated with each shop weighing the same. The lexicon baseline has no Portuguese "
          "polarity (VADER reads English only).")
   page.source(rel)
+
+
+def _with_and_without(parts: list, without: str) -> list[list[str]]:
+  """Rows of polarity and negatives per part, the model's and its variant ``without``'s."""
+  return [[name if method == "model" else "", label, count(part["n_reviews"]),
+           *_aspect_cells(part[method])[2:]]
+          for name, part in parts
+          for method, label in (("model", "used"), (without, "not used"))]
 
 
 _ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth",
