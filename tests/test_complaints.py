@@ -14,6 +14,11 @@ from cvlib.insight import complaints
     "runs a bit small", "it is a little pricey", "way too tight in the hips", "size down",
     "i had to order a size up", "the fit is slightly loose", "a little see through",
     "too short for a tall person", "too much sugar",
+    # the tenth draw's additions: shortfalls against what was expected or wanted, wishes, "on
+    # the ... side" (the expectation words do not make these hypothetical)
+    "much smaller than i expected", "it was a little bigger than i thought it would be",
+    "a bit shorter than i would prefer", "larger than pictured", "i wish these cost a little less",
+    "i do wish it was a tad more fitted", "the drawers are on the shallow side",
 ])
 def test_cues_found(clause):
   assert complaints.is_complaint(am.fold(clause))
@@ -23,6 +28,8 @@ def test_cues_found(clause):
     "not too big", "it wasn't too tight", "too cute", "too bad it sold out",
     "i was worried it would be too small", "runs true to size", "i love it too",
     "the colour is lovely", "a little goes a long way",
+    "better than expected", "the fabric is thicker than i thought", "if it runs smaller than you need",
+    "i wish i had bought two", "softer than i expected",
 ])
 def test_no_cue(clause):
   assert not complaints.is_complaint(am.fold(clause))
