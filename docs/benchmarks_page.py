@@ -1087,9 +1087,12 @@ def _aspects(page: Page) -> None:
     page.p("Complaint cues (`cvlib.insight.complaints`, English): a tagging clause that says "
            "too much of a quality (\"too short\"), hedges a deviation (\"a bit pricey\", "
            "\"a little see-through\"), says the item runs or fits off (\"runs small\") or "
-           "advises another size makes the aspect negative whatever the stars: the head learns "
-           "from stars, and such remarks in 5-star reviews are labelled praise by them. The cues "
-           f"were chosen on the first {before} draws and frozen before the {nth} draw was scored; "
+           "advises another size, or finds it worse than expected or wanted (\"smaller than I "
+           "expected\", \"I wish these cost a little less\", \"on the small side\") makes the "
+           "aspect negative whatever the stars: the head learns from stars, and such remarks in "
+           "5-star reviews are labelled praise by them. The cues were chosen on the draws before "
+           "the last (the first four kinds on the first eight draws, the shortfalls, wishes and "
+           f"\"on the ... side\" on the first nine) and frozen before the {nth} draw was scored; "
            "tags are the same either way. Polarity and negatives with and without them:")
     page.table(["reviews", "cues", "n", "polarity right", "negatives"],
                _with_and_without(cued, "model_without_cues"))
@@ -1106,10 +1109,12 @@ def _aspects(page: Page) -> None:
               "negatives"],
              [[dom["name"], count(dom["calibration"]["n_reviews"]),
                *_aspect_cells(dom["calibration"]["model"])] for dom in calibrated])
+  amazon = [dom["outside_calibration"]["n_reviews"] for s, dom in d["domains"].items()
+            if s.startswith("amazon") and "outside_calibration" in dom]
   page.p("Issue 20's targets (tag precision 0.85, recall 0.80 or 0.75 in Portuguese, polarity "
          f"0.85, negatives 0.80) on each shop's figures outside the calibration (its {nth}-draw "
-         "reviews: 5 to 12 per Amazon shop, so a single review moves a figure by a tenth or "
-         "more; the pooled "
+         f"reviews: {min(amazon)} to {max(amazon)} per Amazon shop, so a single review moves a "
+         "figure by a tenth or more; the pooled "
          "English row above is the steadier reading), met per shop: " + "; ".join(
              f"{d['domains'][s]['name']}: "
              + (", ".join(k.split(">=")[0].replace("_", " ") for k, ok in checks.items()
