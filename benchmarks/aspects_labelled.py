@@ -164,9 +164,19 @@ ROUND10 = {"womens": 40, "olist": 40, "amazon_beauty": 13, "amazon_electronics":
            "amazon_office_crafts": 20, "amazon_grocery": 4, "amazon_music_games": 20,
            "amazon_media": 10, "amazon_digital": 10}
 ROUND10_SEED = 9
+# The eleventh draw (issue 20, fresh held-out labels of every shop that has rows left: womens,
+# Olist and eight Amazon domains; beauty, electronics and grocery have none of 20 to 800
+# characters left): every row held out, labelled by an eleventh reader while the aspect model was
+# being changed on draws 1-10 and before it was evaluated on them; its rows follow the tenth
+# draw's.
+ROUND11 = {"womens": 40, "olist": 40, "amazon_home": 20, "amazon_toys_sports": 20,
+           "amazon_pets": 20, "amazon_auto": 20, "amazon_office_crafts": 20,
+           "amazon_music_games": 20, "amazon_media": 15, "amazon_digital": 20}
+ROUND11_SEED = 10
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
-         8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED), 10: (ROUND10, ROUND10_SEED)}
+         8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED), 10: (ROUND10, ROUND10_SEED),
+         11: (ROUND11, ROUND11_SEED)}
 # Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw],
 # the third draw's start and then each draw's sizes (the draws are appended in order).
 DRAW_STARTS = dict(zip(range(3, max(DRAWS) + 1), itertools.accumulate(
@@ -182,7 +192,9 @@ DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              8: "eighth (fresh held-out, womens, Olist and the eleven Amazon domains again)",
              9: "ninth (fresh held-out, more womens, Olist and the Amazon domains' last rows)",
              10: "tenth (fresh held-out, womens, Olist, the Amazon domains' last rows and 20 of "
-                 "each of the others)"}
+                 "each of the others)",
+             11: "eleventh (fresh held-out, womens, Olist and the eight Amazon domains with rows "
+                 "left)"}
 # The last draw is the untouched check: the shipped calibration reads every row before it.
 CHECK_DRAW = max(DRAW_STARTS)
 ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",

@@ -47,6 +47,25 @@ def test_typos_only_where_no_other_word_is_one_edit_away(matcher):
   assert _hits(matcher, "lovely craftmanship") == {"quality"}
 
 
+def test_one_keyword_covers_every_english_negation(matcher):
+  # "not stay" (written so in the keyword list) matches however the negation is spelled, and
+  # the older keywords written with a contraction match the other spellings too
+  for text in ("the strap would not stay on", "it doesn't stay attached", "never stays closed",
+               "the glue didn't hold at all", "it did not work"):
+    assert "quality" in _hits(matcher, text), text
+  assert am.keyword_tokens("It Doesn't stay") == ["it", "not", "stay"]
+  assert "quality" not in _hits(matcher, "the stay was lovely")
+
+
+def test_a_products_effect_is_no_quality_keyword(matcher):
+  # the guide: a cosmetic's or a food's effect is not quality; the product's own feel is
+  assert "quality" not in _hits(matcher, "it leaves my skin so soft")
+  assert "quality" not in _hits(matcher, "makes my hair feel silky smooth and soft")
+  assert "quality" in _hits(matcher, "the fabric is so soft")
+  # another quality keyword in the same clause still counts
+  assert "quality" in _hits(matcher, "durable and it makes my hair soft")
+
+
 def test_polarity_training_set_uses_short_rated_texts():
   texts = ["love it", "runs small and the fabric is thin " * 3, "awful", "okay", None]
   ratings = [5, 1, 1, 3, 4]

@@ -16,8 +16,11 @@ then:
   ``FUZZY_MIN_LEN`` letters that no other word of the encoder's vocabulary is one edit away from
   ("stitch" is not tolerated: "switch" is a word), and only to tokens that are not vocabulary
   words themselves. A clause of a keyword and one verdict word ("awful service") is tagged by the
-  keyword alone (:func:`short_verdicts`). Thresholds are calibrated with each product domain
-  weighing the same.
+  keyword alone (:func:`short_verdicts`). English negations are written "not" on both sides
+  ("didn't stay", "would not stay" and "never stays" all match the keyword "not stay"), and in a
+  clause that describes an effect on something else ("leaves my skin soft", "keeps it fresh")
+  the effect's word is no keyword (:func:`keyword_tokens`). Thresholds are calibrated with each
+  product domain weighing the same.
 - **Polarity.** A logistic head on the clause embedding gives a polarity logit. It is trained on
   what a shop has, its star ratings, read at the clause (:func:`polarity_training_set`): titles
   and short reviews carry their review's stars; longer reviews give their clauses that name an
@@ -206,7 +209,11 @@ ENGLISH_SPECS: tuple[AspectSpec, ...] = (
         # a food's condition, things that wobble, melt or freeze, "still looks brand new"
         # (issue 20, eighth draw)
         "fresh", "freshness", "wobbly", "melted", "reliable", "brand new", "error code",
-        "freezes", "mushy"),
+        "freezes", "mushy",
+        # parts that fail to do their job, whatever the negation ("would not stay attached",
+        # "the glue didn't hold", "wouldn't click closed"; the guide's "won't stay connected")
+        "not stay", "not hold", "not stick", "not latch", "not lock", "not unlock", "not click",
+        "not seal", "not charge", "not connect", "not turn on", "not power on", "not last"),
         *ENGLISH_EXAMPLES["quality"]),
     _spec("price", (
         "good value for the money, a great price",
@@ -316,6 +323,28 @@ PORTUGUESE_SPECS: tuple[AspectSpec, ...] = (
 SPECS = {"en": ENGLISH_SPECS, "pt": PORTUGUESE_SPECS}
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# English negations, written "not" before keywords are matched (keywords too), so that one keyword
+# covers "doesn't stay", "did not stay", "would not stay", "never stays": "not stay".
+_NEGATION = re.compile(r"\b(?:doesn't|does not|didn't|did not|don't|do not|won't|will not|wouldn't|"
+                       r"would not|can't|cannot|can not|couldn't|could not|isn't|wasn't|aren't|"
+                       r"weren't|never)\b")
+# A cosmetic's or a food's effect ("leaves my skin soft", "makes my hair feel silky", "keeps the
+# cuticles soft"): the labelling guide does not count it as the product's quality, so in a clause
+# with such a construction these words are no keywords.
+EFFECT_WORDS = ("soft", "smooth", "silky", "warm", "fresh", "moisturized", "hydrated", "clean", "dry")
+_EFFECT = re.compile(r"\b(?:leaves?|left|leaving|makes?|made|making|keeps?|kept|keeping)\b"
+                     r"(?:\s+\w+){0,3}?\s+(?:feel(?:ing)?\s+|look(?:ing)?\s+|so\s+|very\s+|"
+                     rf"super\s+|really\s+|nice\s+and\s+)*(?:{'|'.join(EFFECT_WORDS)})\b")
+
+
+def keyword_tokens(text: str) -> list[str]:
+  """The tokens keywords are matched on: folded, English negations written "not", and the
+  effect words of an effect construction (``_EFFECT``) left out."""
+  folded = _NEGATION.sub("not", fold(text))
+  toks = _TOKEN.findall(folded)
+  if _EFFECT.search(folded):
+    toks = [t for t in toks if t not in EFFECT_WORDS]
+  return toks
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
 
 
@@ -356,7 +385,8 @@ def vocabulary_words() -> frozenset[str]:
 
 
 class KeywordMatcher:
-  """Keywords over stemmed tokens: multi-word ones with gaps, typos only where unambiguous."""
+  """Keywords over stemmed tokens (:func:`keyword_tokens`): multi-word ones with gaps, typos only
+  where unambiguous."""
 
   def __init__(self, specs: Sequence[AspectSpec], vocabulary: frozenset[str] = frozenset()):
     self.names = [s.name for s in specs]
@@ -364,7 +394,7 @@ class KeywordMatcher:
     words: set[str] = set()
     for a, spec in enumerate(specs):
       for phrase in spec.keywords:
-        toks = tuple(lexicon.stem(t) for t in _TOKEN.findall(fold(phrase)))
+        toks = tuple(lexicon.stem(t) for t in _TOKEN.findall(_NEGATION.sub("not", fold(phrase))))
         if toks:
           self.phrases.append((a, toks))
           words.update(toks)
@@ -401,7 +431,7 @@ class KeywordMatcher:
 
   def match(self, clause: str) -> np.ndarray:
     """[n_aspects] bool: which aspects have a keyword in ``clause``."""
-    toks = [self.normal(t) for t in _TOKEN.findall(fold(clause))]
+    toks = [self.normal(t) for t in keyword_tokens(clause)]
     present = set(toks)
     out = np.zeros(len(self.names), dtype=bool)
     for a, phrase in self.phrases:
