@@ -1,18 +1,18 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 2,100 reviews labelled by reading them (origin,
-licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 370 Women's E-Commerce
-Clothing reviews, 178 Amazon beauty, 180 Amazon electronics, 127 Amazon home and garden tools, 127
-Amazon toys and sports, 127 Amazon pet and household, 127 Amazon automotive and industrial, 117
-Amazon office and craft supplies, 94 Amazon grocery, 117 Amazon musical instruments and video
-games, 83 Amazon media (music, film and TV) and 83 Amazon digital goods (software, gift cards,
-e-books, magazines) reviews (English), 330 Olist reviews (Portuguese) and 40 reviews of cvlib's
+``cvlib/insight/aspects_labelled.csv`` holds 2,335 reviews labelled by reading them (origin,
+licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 410 Women's E-Commerce
+Clothing reviews, 178 Amazon beauty, 180 Amazon electronics, 147 Amazon home and garden tools, 147
+Amazon toys and sports, 147 Amazon pet and household, 147 Amazon automotive and industrial, 137
+Amazon office and craft supplies, 94 Amazon grocery, 137 Amazon musical instruments and video
+games, 98 Amazon media (music, film and TV) and 103 Amazon digital goods (software, gift cards,
+e-books, magazines) reviews (English), 370 Olist reviews (Portuguese) and 40 reviews of cvlib's
 synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
 and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
-(``heldout``) about 40% of each source's first two draws and every row of the third to tenth
-draws. Since the tenth draw the shipped calibration is fitted on every row of draws 1-9
-(:func:`calibration_rows`): the last draw (``CHECK_DRAW``, the tenth), and each English shop of
-draws 1-9 scored with a calibration fitted without it (:func:`leave_domain_out`), are the
+(``heldout``) about 40% of each source's first two draws and every row of the third to
+eleventh draws. Since the eleventh draw the shipped calibration is fitted on every row of draws
+1-10 (:func:`calibration_rows`): the last draw (``CHECK_DRAW``, the eleventh), and each English
+shop of draws 1-10 scored with a calibration fitted without it (:func:`leave_domain_out`), are the
 figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
@@ -23,13 +23,13 @@ Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions`
 folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
 rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
 VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
-heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round10``: those of draws 4
-to 10; ``outside_calibration``: those the shipped calibration does not read (the tenth draw's);
-``calibration``: those of draws 1-9) and left out of the calibration, tag
+heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round11``: those of draws 4
+to 11; ``outside_calibration``: those the shipped calibration does not read (the eleventh
+draw's); ``calibration``: those of draws 1-10) and left out of the calibration, tag
 precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of negative cells
 found negative, the errors, and issue 20's targets met outside the calibration
 (:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
-the thresholds and the polarity mixes on the rows of draws 1-9
+the thresholds and the polarity mixes on the rows of draws 1-10
 (``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
 
 Usage::
@@ -46,6 +46,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round8 /tmp/s8.csv  # redraw the eighth
   python benchmarks/aspects_labelled.py --sample-round9 /tmp/s9.csv  # redraw the ninth
   python benchmarks/aspects_labelled.py --sample-round10 /tmp/s10.csv  # redraw the tenth
+  python benchmarks/aspects_labelled.py --sample-round11 /tmp/s11.csv  # redraw the eleventh
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ then:
 - **Tagging.** A clause speaks of an aspect when one of the aspect's keywords occurs in it *and*
   its cosine similarity to the aspect's descriptions (a few sentences of what opinions on it say)
   reaches the aspect's ``floor``, or, without a keyword, when the similarity reaches the aspect's
-  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first nine
-  draws of the labelled sample, fourteen shops (``benchmarks/aspects_labelled.py``); the tenth
+  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the first ten
+  draws of the labelled sample, fourteen shops (``benchmarks/aspects_labelled.py``); the eleventh
   draw is never used for it.
   Multi-word keywords match with up to ``MAX_GAP`` words between their words ("runs a little
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
