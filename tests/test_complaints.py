@@ -28,7 +28,8 @@ def test_cues_found(clause):
     "not too big", "it wasn't too tight", "too cute", "too bad it sold out",
     "i was worried it would be too small", "runs true to size", "i love it too",
     "the colour is lovely", "a little goes a long way",
-    "better than expected", "the fabric is thicker than i thought", "if it runs smaller than you need",
+    "better than expected", "the fabric is thicker than i thought",
+    "if it runs smaller than you need",
     "i wish i had bought two", "softer than i expected",
 ])
 def test_no_cue(clause):

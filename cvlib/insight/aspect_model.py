@@ -331,7 +331,8 @@ _NEGATION = re.compile(r"\b(?:doesn't|does not|didn't|did not|don't|do not|won't
 # A cosmetic's or a food's effect ("leaves my skin soft", "makes my hair feel silky", "keeps the
 # cuticles soft"): the labelling guide does not count it as the product's quality, so in a clause
 # with such a construction these words are no keywords.
-EFFECT_WORDS = ("soft", "smooth", "silky", "warm", "fresh", "moisturized", "hydrated", "clean", "dry")
+EFFECT_WORDS = ("soft", "smooth", "silky", "warm", "fresh", "moisturized", "hydrated", "clean",
+                "dry")
 _EFFECT = re.compile(r"\b(?:leaves?|left|leaving|makes?|made|making|keeps?|kept|keeping)\b"
                      r"(?:\s+\w+){0,3}?\s+(?:feel(?:ing)?\s+|look(?:ing)?\s+|so\s+|very\s+|"
                      rf"super\s+|really\s+|nice\s+and\s+)*(?:{'|'.join(EFFECT_WORDS)})\b")
@@ -345,6 +346,8 @@ def keyword_tokens(text: str) -> list[str]:
   if _EFFECT.search(folded):
     toks = [t for t in toks if t not in EFFECT_WORDS]
   return toks
+
+
 _SENTENCE_SPLIT = re.compile(r"[.!?;\n]+")
 
 

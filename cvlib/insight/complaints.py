@@ -8,10 +8,10 @@ complaint cue when it says something is too much of a quality ("too short", "way
 not "too cute", not "not too big"), hedges a deviation ("a little big", "a bit pricey",
 "slightly sheer"), says the item runs or fits off ("runs small", "fits a little snug"), or gives
 sizing advice away from one's usual size ("size down", "order a size up"), puts it "on the small
-side", finds it worse than expected or wanted ("smaller than I expected", "a bit longer than I'd
-like"; not "thicker" or "softer", usually virtues), or wishes it otherwise ("I wish these cost a
-little less"). Clauses that speak hypothetically ("I was worried it would be too small", "if it
-runs smaller than you need") are not cues.
+side", finds it worse than expected or wanted ("smaller than I expected", "a bit longer than I
+would like"; not "thicker" or "softer", usually virtues), or wishes it otherwise ("I wish these
+cost a little less"). Clauses that speak hypothetically ("I was worried it would be too small",
+"if it runs smaller than you need") are not cues.
 
 English only: other languages return no cues (Olist's Portuguese reviews hardly hedge; see
 ``benchmarks/aspects_labelled.py``). The patterns are generic English, not one shop's words: the
@@ -63,8 +63,8 @@ _PATTERNS = (
     re.compile(rf"\bon the (?:{'|'.join(DEVIATIONS)}) side\b"),
 )
 # Comparatives that say the item came out worse than expected or wanted ("smaller than I
-# expected", "a bit longer than I'd like"); the comparatives of qualities that are usually virtues
-# ("thicker", "softer", "lighter", "cheaper", "sturdier") are left out.
+# expected", "a bit longer than I would like"); the comparatives of qualities that are usually
+# virtues ("thicker", "softer", "lighter", "cheaper", "sturdier") are left out.
 COMPARATIVES = (
     "smaller", "bigger", "larger", "shorter", "longer", "tighter", "looser", "thinner", "heavier",
     "wider", "narrower", "tinier", "bulkier", "flimsier", "pricier", "weaker", "louder", "noisier",
@@ -78,6 +78,9 @@ EXPECTATIONS = (
     "they look", "they looked", "it appears", "the picture", "the pictures", "in the picture",
     "in the photo", "the photo", "the description", "usual", "normal", "my usual", "i am used to",
     "i'm used to")
+# (Known gap, found after the eleventh draw was scored and left for the next draw's check: the
+# contracted "'d like" / "'d prefer" forms never match, as "than I'd like" has "I" before them; one
+# review of the 2,335 labelled says so.)
 # Words that make an expectation or wish cue hypothetical ("if it runs smaller than you need");
 # "would" and "thought" belong to the cue itself there.
 CONDITIONAL = ("if", "unless", "might", "could", "worried", "afraid", "feared", "concerned")
