@@ -238,8 +238,8 @@ def test_attached_texts_are_the_labelled_ones(labels, with_texts):
   for source, n in bench.ROUND2.items():
     ours = early.loc[early["source"] == source, "row_id"].iloc[-n:]
     assert ours.tolist() == again.loc[again["source"] == source, "row_id"].tolist(), source
-  # and each later draw (3: fresh held-out rows; 4-6: new domains and fresh rows; 7-8: fresh
-  # rows of every shop) is the seeded one of make_draw(draw) given the rows before it, in file
+  # and each later draw (3: fresh held-out rows; 4-6: new domains and fresh rows; 7 on: fresh
+  # rows of every shop with rows left) is the seeded one of make_draw(draw) given the rows before it, in file
   # order
   for draw in bench.DRAW_STARTS:
     start, stop = bench.draw_span(draw, len(labels))

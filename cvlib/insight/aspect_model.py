@@ -338,10 +338,15 @@ _EFFECT = re.compile(r"\b(?:leaves?|left|leaving|makes?|made|making|keeps?|kept|
                      rf"super\s+|really\s+|nice\s+and\s+)*(?:{'|'.join(EFFECT_WORDS)})\b")
 
 
+def _negations_as_not(text: str) -> str:
+  """Folded text with its English negations written "not" (keywords and clauses alike)."""
+  return _NEGATION.sub("not", fold(text))
+
+
 def keyword_tokens(text: str) -> list[str]:
   """The tokens keywords are matched on: folded, English negations written "not", and the
   effect words of an effect construction (``_EFFECT``) left out."""
-  folded = _NEGATION.sub("not", fold(text))
+  folded = _negations_as_not(text)
   toks = _TOKEN.findall(folded)
   if _EFFECT.search(folded):
     toks = [t for t in toks if t not in EFFECT_WORDS]
@@ -397,7 +402,7 @@ class KeywordMatcher:
     words: set[str] = set()
     for a, spec in enumerate(specs):
       for phrase in spec.keywords:
-        toks = tuple(lexicon.stem(t) for t in _TOKEN.findall(_NEGATION.sub("not", fold(phrase))))
+        toks = tuple(lexicon.stem(t) for t in _TOKEN.findall(_negations_as_not(phrase)))
         if toks:
           self.phrases.append((a, toks))
           words.update(toks)
