@@ -47,6 +47,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round9 /tmp/s9.csv  # redraw the ninth
   python benchmarks/aspects_labelled.py --sample-round10 /tmp/s10.csv  # redraw the tenth
   python benchmarks/aspects_labelled.py --sample-round11 /tmp/s11.csv  # redraw the eleventh
+  python benchmarks/aspects_labelled.py --sample-round12 /tmp/s12.csv  # redraw the twelfth
 """
 
 from __future__ import annotations
@@ -174,10 +175,18 @@ ROUND11 = {"womens": 40, "olist": 40, "amazon_home": 20, "amazon_toys_sports": 2
            "amazon_pets": 20, "amazon_auto": 20, "amazon_office_crafts": 20,
            "amazon_music_games": 20, "amazon_media": 15, "amazon_digital": 20}
 ROUND11_SEED = 10
+# The twelfth draw (issue 20, fresh held-out labels of the same shops as the eleventh: womens,
+# Olist and eight Amazon domains, auto's last 20 rows): every row held out, labelled by a twelfth
+# reader while the aspect model was being changed on draws 1-11 and before it was evaluated on
+# them; its rows follow the eleventh draw's.
+ROUND12 = {"womens": 40, "olist": 40, "amazon_home": 20, "amazon_toys_sports": 20,
+           "amazon_pets": 20, "amazon_auto": 20, "amazon_office_crafts": 20,
+           "amazon_music_games": 20, "amazon_media": 20, "amazon_digital": 20}
+ROUND12_SEED = 11
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
          8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED), 10: (ROUND10, ROUND10_SEED),
-         11: (ROUND11, ROUND11_SEED)}
+         11: (ROUND11, ROUND11_SEED), 12: (ROUND12, ROUND12_SEED)}
 # Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw],
 # the third draw's start and then each draw's sizes (the draws are appended in order).
 DRAW_STARTS = dict(zip(range(3, max(DRAWS) + 1), itertools.accumulate(
@@ -195,7 +204,8 @@ DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
              10: "tenth (fresh held-out, womens, Olist, the Amazon domains' last rows and 20 of "
                  "each of the others)",
              11: "eleventh (fresh held-out, womens, Olist and the eight Amazon domains with rows "
-                 "left)"}
+                 "left)",
+             12: "twelfth (fresh held-out, the eleventh draw's shops again)"}
 # The last draw is the untouched check: the shipped calibration reads every row before it.
 CHECK_DRAW = max(DRAW_STARTS)
 ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",
