@@ -58,10 +58,10 @@ def test_csv_integrity(labels):
   assert list(labels.columns) == ["source", "row_id", "language", "text", "split", "text_sha256",
                                   *ASPECTS, *POLARITY, "synthetic_truth"]
   assert labels["source"].value_counts().to_dict() == {
-      "womens": 410, "olist": 370, "amazon_beauty": 178, "amazon_electronics": 180,
-      "amazon_home": 147, "amazon_toys_sports": 147, "amazon_pets": 147, "amazon_auto": 147,
-      "amazon_office_crafts": 137, "amazon_grocery": 94, "amazon_music_games": 137,
-      "amazon_media": 98, "amazon_digital": 103, "synthetic": 40}
+      "womens": 450, "olist": 410, "amazon_beauty": 178, "amazon_electronics": 180,
+      "amazon_home": 167, "amazon_toys_sports": 167, "amazon_pets": 167, "amazon_auto": 167,
+      "amazon_office_crafts": 157, "amazon_grocery": 94, "amazon_music_games": 157,
+      "amazon_media": 118, "amazon_digital": 123, "synthetic": 40}
   expected_language = labels["source"].map({"womens": "en", "olist": "pt", "synthetic": "en",
                                             **{s: "en" for s in bench.AMAZON_CATEGORIES}})
   assert (labels["language"] == expected_language).all()
@@ -72,13 +72,13 @@ def test_csv_integrity(labels):
   assert labels.loc[labels["source"] != "synthetic", "row_id"].str.fullmatch(r"\d+").all()
   assert labels.loc[labels["source"] == "synthetic", "row_id"].str.fullmatch(r"R\d{6}").all()
   # every real row's text is pinned by its sha256; about 40% of each source of the first two
-  # draws is held out, and every row of the third to eleventh draws (the file's last rows,
-  # ROUND3, then ROUND4, ..., then ROUND11 per source)
+  # draws is held out, and every row of the third to twelfth draws (the file's last rows,
+  # ROUND3, then ROUND4, ..., then ROUND12 per source)
   assert labels.loc[real, "text_sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
   assert (labels.loc[~real, "text_sha256"] == "").all()
   assert labels["split"].isin(["tune", "heldout"]).all()
   early = labels.iloc[:bench.N_BEFORE_ROUND3]
-  assert len(labels) == 2335
+  assert len(labels) == 2575
   held = (early["split"] == "heldout").groupby(early["source"]).mean()
   assert held.between(0.35, 0.45).all(), held
   for draw in bench.DRAW_STARTS:  # each later draw: its sizes, one block per source, held out
@@ -113,6 +113,8 @@ def test_csv_integrity(labels):
   # has no unlabelled beauty, electronics or grocery review of 20 to 800 characters)
   assert set(bench.ROUND11) == set(labels.iloc[:bench.DRAW_STARTS[11]]["source"]) - {
       "synthetic", "amazon_beauty", "amazon_electronics", "amazon_grocery"}
+  # the twelfth: the eleventh's shops again
+  assert set(bench.ROUND12) == set(bench.ROUND11)
   for a, p in zip(ASPECTS, POLARITY):
     assert labels[a].isin(["0", "1"]).all(), a
     tagged = labels[a] == "1"
@@ -123,7 +125,7 @@ def test_csv_integrity(labels):
 
 def test_load_labels_accepts_the_file_and_rejects_bad_rows(labels, tmp_path):
   checked = bench.load_labels(DATA)
-  assert len(checked) == 2335 and checked[ASPECTS].isin([0, 1]).all().all()
+  assert len(checked) == 2575 and checked[ASPECTS].isin([0, 1]).all().all()
   bad = labels.copy()
   bad.loc[0, "split"] = "test"
   bad.to_csv(tmp_path / "bad_split.csv", index=False)
@@ -191,7 +193,7 @@ def test_leave_domain_out_calibrates_without_the_shop_it_scores(monkeypatch):
              "leave_domain_out": out}
   parts = bench.honest_parts(results)
   assert set(parts) == {"womens", "amazon_beauty"}
-  assert parts["womens"]["part"] == "eleventh draw" and bench.CHECK_DRAW == 11
+  assert parts["womens"]["part"] == "twelfth draw" and bench.CHECK_DRAW == 12
   assert parts["womens"]["n_reviews"] == out["domains"]["womens"]["n_reviews"]
   assert parts["amazon_beauty"]["part"] == "left out of the calibration"
   targets = bench.targets_met(results)
@@ -274,12 +276,12 @@ def test_package_is_not_fuzzy_matched_to_packaging():
 def test_labelled_sample_ships_with_the_package():
   from cvlib.insight import aspects
   womens = aspects.labelled_sample("womens")
-  assert len(womens) == 410 and womens["review_id"].str.fullmatch(r"\d+").all()
+  assert len(womens) == 450 and womens["review_id"].str.fullmatch(r"\d+").all()
   assert list(womens.columns[2:]) == list(aspects.DEFAULT_ASPECTS)
   assert all(womens[c].dtype == bool for c in womens.columns[1:])
   # the rows of the draws before the last are the shipped calibration's; the last draw's are not
   assert aspects.CALIBRATED_ROWS == bench.DRAW_STARTS[bench.CHECK_DRAW]
-  assert womens["calibrated"].sum() == 370 and not womens["calibrated"].iloc[370:].any()
+  assert womens["calibrated"].sum() == 410 and not womens["calibrated"].iloc[410:].any()
   with pytest.raises(ValueError, match="no labelled reviews of source 'amazon'"):
     aspects.labelled_sample("amazon")
 
@@ -303,10 +305,10 @@ def test_a_womens_clothing_report_scores_the_tagger_on_its_labelled_reviews():
   opinions = segment.make_aspect_opinions(scores, tables, language="en",
                                            adapter="womens_clothing")
   m = opinions.metrics
-  assert m["labelled_sample"] == 410 and "hand-labelled" in m["labels"]
+  assert m["labelled_sample"] == 450 and "hand-labelled" in m["labels"]
   assert m["precision"] == pytest.approx(1.0) and m["recall"] == pytest.approx(1.0)
-  # the 40 labelled reviews outside the shipped calibration (the eleventh draw's) are scored apart
-  assert "370 of them in the shipped thresholds' calibration" in m["labels"]
+  # the 40 labelled reviews outside the shipped calibration (the twelfth draw's) are scored apart
+  assert "410 of them in the shipped thresholds' calibration" in m["labels"]
   assert m["outside_calibration"]["labelled_sample"] == 40
   assert m["outside_calibration"]["precision"] == pytest.approx(1.0)
   assert segment.make_aspect_opinions(scores.head(25), tables, language="en").metrics is None
