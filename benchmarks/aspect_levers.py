@@ -92,6 +92,7 @@ sys.path.insert(0, str(HERE))
 
 import aspects_labelled as bl  # noqa: E402  pylint: disable=wrong-import-position
 from cvlib.insight import aspect_model as am  # noqa: E402  pylint: disable=wrong-import-position
+from cvlib.insight import aspect_tagger  # noqa: E402  pylint: disable=wrong-import-position
 from cvlib.insight import aspects as lexicon  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULTS = HERE / "results" / "aspect_levers.json"
@@ -123,12 +124,8 @@ class MLPHead:
     return self.clf.predict_proba(np.asarray(vectors, dtype=np.float64))[:, 1]
 
 
-def small_trainable(path: str) -> bool:
-  """The parameters the parameter-efficient variant trains (dotted nnx paths): every bias and
-  LayerNorm (BitFit), the last layer's attention query and value weights, the classifier."""
-  last = "bert.encoder.layer.5.attention.self_attn."
-  return (path.startswith("classifier.") or path.endswith(".bias") or ".LayerNorm." in path
-          or path in (last + "query.kernel", last + "value.kernel"))
+# The parameter-efficient variant's parameters: the review tagger's "small" variant.
+small_trainable = aspect_tagger.small
 
 
 class FeatureHead:

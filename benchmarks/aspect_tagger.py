@@ -15,8 +15,8 @@ the validation part (:func:`choose_thresholds`), and shop d is scored. The rule'
 are ``leave_domain_out``'s (the model calibrated on the other rows, :func:`model_without`).
 
 Variants: ``small`` trains every bias and LayerNorm, the last layer's attention query and value
-weights and the classifier (``aspect_levers.small_trainable``; a delta that could ship beside the
-packaged MiniLM), ``full`` trains every weight. Each variant's learning rate (of ``RATES``) and
+weights and the classifier (``cvlib.insight.aspect_tagger.small``; a delta that could ship
+beside the packaged MiniLM), ``full`` trains every weight. Each variant's learning rate (of ``RATES``) and
 number of epochs (1..``MAX_EPOCHS``, the learning-rate schedule always spans ``MAX_EPOCHS``, so a
 shorter run is the longer one stopped early) are chosen on the first fold's training shops only:
 micro-F1 on its inner validation part, thresholds chosen on that part. Those choices are then
@@ -46,7 +46,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,105 +60,22 @@ if str(HERE) not in sys.path:
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-import aspect_levers  # noqa: E402  pylint: disable=wrong-import-position
 import aspects_labelled as bl  # noqa: E402  pylint: disable=wrong-import-position
+from cvlib.insight import aspect_tagger  # noqa: E402  pylint: disable=wrong-import-position
+from cvlib.insight.aspect_tagger import (  # noqa: E402  pylint: disable=wrong-import-position
+    BATCH_SIZE, BUCKETS, MAX_LENGTH, POS_WEIGHT_CAP, SEED, THRESHOLD_GRID, VAL_SHARE,
+    WARMUP_RATIO, WEIGHT_DECAY, choose_thresholds, f1_counts, inner_split, predict)
 
 RESULTS = HERE / "results" / "aspect_tagger.json"
 ASPECTS = bl.ASPECTS
-SEED = 0
-MAX_LENGTH = 128
-BUCKETS = (32, 64, 128)
-BATCH_SIZE = 16
 MAX_EPOCHS = 4
-WARMUP_RATIO = 0.1
-WEIGHT_DECAY = 0.01
-VAL_SHARE = 0.2
-POS_WEIGHT_CAP = 10.0
 # learning rates tried per variant on the first fold's inner split
 RATES = {"small": (1e-3, 3e-3), "full": (5e-5, 1.5e-4)}
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 BOOTSTRAP = 2000
 
 
 # ----------------------------------------------------------------------------------------------
 # Pure parts (tested in tests/test_aspect_tagger.py)
-
-
-def positive_weights(targets: np.ndarray, cap: float = POS_WEIGHT_CAP) -> np.ndarray:
-  """Per aspect, the weight of a positive in the loss: negatives / positives, in [1, cap].
-
-  Args:
-    targets: [n, aspects] 0/1.
-    cap: the largest weight (an aspect with no positive gets it too).
-
-  Returns:
-    float32 [aspects].
-  """
-  targets = np.asarray(targets, np.float64)
-  pos = targets.sum(0)
-  neg = len(targets) - pos
-  ratio = np.where(pos > 0, neg / np.maximum(pos, 1), cap)
-  return np.clip(ratio, 1.0, cap).astype(np.float32)
-
-
-def multilabel_loss(logits: Any, targets: Any, pos_weight: Any, row_weight: Any) -> Any:
-  """Weighted binary cross-entropy with logits, averaged over the real rows and the aspects.
-
-  loss(row, a) = pos_weight[a] * y * softplus(-z) + (1 - y) * softplus(z); rows of weight 0
-  (batch filler) do not count.
-
-  Args:
-    logits: [batch, aspects].
-    targets: [batch, aspects] 0/1.
-    pos_weight: [aspects].
-    row_weight: [batch].
-
-  Returns:
-    A scalar.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  z = logits.astype(jnp.float32)
-  y = targets.astype(jnp.float32)
-  per = pos_weight[None, :] * y * jax.nn.softplus(-z) + (1.0 - y) * jax.nn.softplus(z)
-  total = jnp.sum(row_weight[:, None] * per)
-  return total / jnp.maximum(jnp.sum(row_weight) * z.shape[1], 1e-9)
-
-
-def f1_counts(pred: np.ndarray, true: np.ndarray) -> tuple[float, float, float]:
-  """Micro precision, recall, F1 of 0/1 arrays (0 where undefined)."""
-  pred, true = np.asarray(pred, bool), np.asarray(true, bool)
-  tp = float((pred & true).sum())
-  p = tp / pred.sum() if pred.sum() else 0.0
-  r = tp / true.sum() if true.sum() else 0.0
-  return p, r, (2 * p * r / (p + r) if p + r else 0.0)
-
-
-def choose_thresholds(scores: np.ndarray, true: np.ndarray,
-                      grid: Sequence[float] = THRESHOLD_GRID) -> np.ndarray:
-  """Per aspect, the threshold of ``grid`` with the best F1 of ``scores >= t`` against ``true``.
-
-  On equal F1 the threshold nearest 0.5 wins (then the lower); an aspect without a positive in
-  ``true`` gets 0.5.
-
-  Args:
-    scores: [n, aspects] in [0, 1].
-    true: [n, aspects] 0/1.
-    grid: candidate thresholds.
-
-  Returns:
-    float [aspects].
-  """
-  scores, true = np.asarray(scores, np.float64), np.asarray(true, bool)
-  grid = np.asarray(grid, np.float64)
-  order = np.lexsort((grid, np.abs(grid - 0.5)))  # nearest 0.5 first, then the lower
-  out = np.full(scores.shape[1], 0.5)
-  for a in range(scores.shape[1]):
-    if not true[:, a].any():
-      continue
-    f1 = np.array([f1_counts(scores[:, a] >= t, true[:, a])[2] for t in grid[order]])
-    out[a] = grid[order][int(np.argmax(f1))]
-  return out
 
 
 def paired_bootstrap(pred: np.ndarray, base: np.ndarray, true: np.ndarray, *,
@@ -197,17 +114,6 @@ def paired_bootstrap(pred: np.ndarray, base: np.ndarray, true: np.ndarray, *,
   return out
 
 
-def inner_split(sources: Sequence[str], share: float = VAL_SHARE, seed: int = SEED) -> np.ndarray:
-  """bool [n]: the inner validation rows, ``share`` of each source's rows (rounded), seeded."""
-  sources = np.asarray(sources)
-  rng = np.random.default_rng(seed)
-  val = np.zeros(len(sources), bool)
-  for s in sorted(set(sources.tolist())):
-    idx = np.flatnonzero(sources == s)
-    val[rng.choice(idx, int(round(share * len(idx))), replace=False)] = True
-  return val
-
-
 def scores_of(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
   """Micro and per-aspect precision / recall / F1 (rounded) with counts."""
   pred, true = np.asarray(pred, bool), np.asarray(true, bool)
@@ -224,112 +130,17 @@ def scores_of(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Fine-tuning
 
-# The small variant trains what aspect_levers' parameter-efficient fine-tune trains.
-TRAINABLE = {"small": aspect_levers.small_trainable, "full": None}
-
-
-def _steps():
-  """The jitted train and predict steps (built on first use: jax is imported lazily)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  from cvlib.text import devices  # pylint: disable=import-outside-toplevel
-
-  def loss_fn(model: Any, batch: dict) -> Any:
-    logits = model(batch["input_ids"], batch["attention_mask"], deterministic=False)
-    return multilabel_loss(logits, batch["targets"], batch["pos_weight"], batch["weight"])
-
-  @nnx.jit(graph=False, donate_argnums=(0, 1))
-  def train_step(model: Any, optimizer: Any, batch: dict) -> Any:
-    loss, grads = nnx.value_and_grad(loss_fn)(model, batch)
-    optimizer.update(model, grads)
-    return loss
-
-  @devices.inference_jit
-  def proba_step(model: Any, input_ids: Any, attention_mask: Any) -> Any:
-    return jax.nn.sigmoid(model(input_ids, attention_mask, deterministic=True))
-
-  return train_step, proba_step
-
-
-_STEPS: list = []
-
-
-def steps() -> tuple[Callable, Callable]:
-  if not _STEPS:
-    _STEPS.extend(_steps())
-  return _STEPS[0], _STEPS[1]
-
-
-def predict(model: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
-  """Sigmoid outputs [n, aspects]."""
-  from cvlib.text import embedding  # pylint: disable=import-outside-toplevel
-  return embedding.predict_batched(steps()[1], model, tokenizer, texts, out_dim=len(ASPECTS),
-                                   batch_size=64, buckets=BUCKETS)
-
-
 def finetune(texts: list[str], targets: np.ndarray, variant: str, learning_rate: float,
              stop_epoch: int, tokenizer: Any,
              on_epoch: Callable[[int, Any], None] | None = None) -> dict[str, Any]:
-  """MiniLM + a six-output linear head trained with :func:`multilabel_loss`; the schedule spans
-  ``MAX_EPOCHS`` (warmup then linear decay) and training stops after ``stop_epoch``.
+  """:func:`cvlib.insight.aspect_tagger.finetune` with the schedule spanning ``MAX_EPOCHS`` and
+  training stopped after ``stop_epoch``; ``on_epoch(epoch, model)`` runs after each epoch.
+  Returns how it went (seconds, steps, losses)."""
+  _, info = aspect_tagger.finetune(texts, targets, tokenizer, variant=variant,
+                                   learning_rate=learning_rate, epochs=stop_epoch,
+                                   schedule_epochs=MAX_EPOCHS, on_epoch=on_epoch)
+  return info | {"trained_mb_fp16": round(info["trained_parameters"] * 2 / 1e6, 3)}
 
-  ``on_epoch(epoch, model)`` runs after each epoch. Returns how it went (seconds, steps, losses).
-  """
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  from cvlib import training  # pylint: disable=import-outside-toplevel
-  from cvlib.text import checkpoint, sentiment, tokens  # pylint: disable=import-outside-toplevel
-  train_step = steps()[0]
-  model, _ = checkpoint.load_classifier(len(ASPECTS), seed=SEED)
-  ids = tokens.tokenize_texts(tokenizer, texts, max_length=MAX_LENGTH)
-  targets = np.asarray(targets, np.float32)
-  pos_weight = positive_weights(targets)
-  pad = tokens.pad_token_id(tokenizer)
-
-  def epoch_batches(epoch: int) -> list[dict]:
-    return tokens.batches_from_ids(ids, batch_size=BATCH_SIZE, buckets=BUCKETS, shuffle=True,
-                                   seed=SEED + epoch, pad_id=pad)
-
-  per_epoch = len(epoch_batches(1))
-  total = MAX_EPOCHS * per_epoch
-  tx = training.make_optimizer(learning_rate=learning_rate,
-                               warmup_steps=int(round(WARMUP_RATIO * total)), total_steps=total,
-                               weight_decay=WEIGHT_DECAY, max_grad_norm=1.0)
-  trainable = TRAINABLE[variant]
-  if trainable is not None:
-    tx = sentiment.frozen_except(tx, trainable)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  nnx.reseed(model, default=SEED, dropout=SEED)
-  losses, step_seconds, t0 = [], [], time.perf_counter()
-  for epoch in range(1, stop_epoch + 1):
-    epoch_loss = []
-    for batch in epoch_batches(epoch):
-      real = batch["index"] >= 0
-      y = np.zeros((len(real), len(ASPECTS)), np.float32)
-      y[real] = targets[batch["index"][real]]
-      mb = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-            "weight": batch["weight"], "targets": y, "pos_weight": pos_weight}
-      s0 = time.perf_counter()
-      loss = float(train_step(model, optimizer, mb))
-      step_seconds.append((batch["input_ids"].shape[1], time.perf_counter() - s0))
-      epoch_loss.append(loss)
-    losses.append(round(float(np.mean(epoch_loss)), 4))
-    if on_epoch is not None:
-      on_epoch(epoch, model)
-  n_trained = sum(int(np.prod(v.shape)) for k, v in checkpoint.flat_params(model).items()
-                  if trainable is None or trainable(k))
-  # median step seconds per bucket after the first (compiling) step of each
-  seen, per_bucket = set(), {}
-  for length, sec in step_seconds:
-    if length in seen:
-      per_bucket.setdefault(length, []).append(sec)
-    seen.add(length)
-  return {"seconds": round(time.perf_counter() - t0, 1), "epochs": stop_epoch,
-          "steps_per_epoch": per_epoch, "train_rows": len(texts), "train_loss": losses,
-          "trained_parameters": n_trained,
-          "trained_mb_fp16": round(n_trained * 2 / 1e6, 3),
-          "step_seconds_median": {str(k): round(float(np.median(v)), 3)
-                                  for k, v in sorted(per_bucket.items())},
-          "pos_weight": [round(float(w), 3) for w in pos_weight]}
 
 
 def tagger_fold(texts: list[str], true: np.ndarray, val: np.ndarray, test_texts: list[str],

@@ -1,36 +1,34 @@
 """Aspect opinions against hand labels: cvlib's aspect model and the lexicon baseline, per domain.
 
-``cvlib/insight/aspects_labelled.csv`` holds 2,335 reviews labelled by reading them (origin,
-licence and labelling guide in ``cvlib/insight/aspects_labelled.md``): 410 Women's E-Commerce
-Clothing reviews, 178 Amazon beauty, 180 Amazon electronics, 147 Amazon home and garden tools, 147
-Amazon toys and sports, 147 Amazon pet and household, 147 Amazon automotive and industrial, 137
-Amazon office and craft supplies, 94 Amazon grocery, 137 Amazon musical instruments and video
-games, 98 Amazon media (music, film and TV) and 103 Amazon digital goods (software, gift cards,
-e-books, magazines) reviews (English), 370 Olist reviews (Portuguese) and 40 reviews of cvlib's
-synthetic shop. For each of the six aspects a row says whether the review talks about it (0/1)
-and, if so, with which polarity (pos / neg / mixed); the ``split`` column keeps apart
-(``heldout``) about 40% of each source's first two draws and every row of the third to
-eleventh draws. Since the eleventh draw the shipped calibration is fitted on every row of draws
-1-10 (:func:`calibration_rows`): the last draw (``CHECK_DRAW``, the eleventh), and each English
-shop of draws 1-10 scored with a calibration fitted without it (:func:`leave_domain_out`), are the
-figures outside it.
+``cvlib/insight/aspects_labelled.csv`` holds reviews of fourteen shops labelled by reading them
+(counts per shop and draw, origin, licence and labelling guide in
+``cvlib/insight/aspects_labelled.md``): Women's E-Commerce Clothing reviews, eleven Amazon
+domains (English), Olist reviews (Portuguese) and reviews of cvlib's synthetic shop. For each of
+the six aspects a row says whether the review talks about it (0/1) and, if so, with which polarity
+(pos / neg / mixed); the ``split`` column keeps apart (``heldout``) about 40% of each source's
+first two draws and every row of the later draws. The shipped calibration and review tagger are
+fitted on every row of the draws before the last (:func:`calibration_rows`): the last draw
+(``CHECK_DRAW``), and each English shop of the earlier draws scored with a calibration fitted
+without it (:func:`leave_domain_out`, the rule deciding the tags), are the figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
 ``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
 ``$CVLIB_AMAZON_JSONL``, each checked against the row's ``text_sha256``.
 
 Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions` (English: no run
-folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
-rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
-VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
-heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to ``round11``: those of draws 4
-to 11; ``outside_calibration``: those the shipped calibration does not read (the eleventh
-draw's); ``calibration``: those of draws 1-10) and left out of the calibration, tag
-precision/recall/F1, polarity accuracy on pos/neg cells both tag, the share of negative cells
-found negative, the errors, and issue 20's targets met outside the calibration
-(:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
-the thresholds and the polarity mixes on the rows of draws 1-10
-(``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
+folder, tags by the packaged review tagger; Portuguese: the aspect model a run on the Olist shop
+writes, its head learnt from Olist's rated reviews with the labelled rows left out) and the
+lexicon baseline (``tag_aspects`` + VADER), and writes ``benchmarks/results/aspects_labelled.json``:
+per domain and part (tune, heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to
+``round<CHECK_DRAW>``: those of each later draw; ``outside_calibration``: those the shipped
+calibration does not read (the last draw's); ``calibration``: those of the draws before it) and
+left out of the calibration, tag precision/recall/F1, polarity accuracy on pos/neg cells both
+tag, the share of negative cells found negative, the errors, the same model with the rule's tags
+(``model_rule_tags``), without the stars and without the complaint cues, and issue 20's targets
+met outside the calibration (:func:`honest_parts`). ``--calibrate`` fits the shipped English
+polarity head, calibrates the thresholds and the polarity mixes, and fine-tunes the English
+review tagger on the rows of the draws before the last (``cvlib/insight/aspect_polarity_en.npz``,
+``cvlib/insight/aspect_calibration.json``, ``cvlib/insight/aspect_tagger_en.npz``).
 
 Usage::
 
@@ -48,6 +46,7 @@ Usage::
   python benchmarks/aspects_labelled.py --sample-round10 /tmp/s10.csv  # redraw the tenth
   python benchmarks/aspects_labelled.py --sample-round11 /tmp/s11.csv  # redraw the eleventh
   python benchmarks/aspects_labelled.py --sample-round12 /tmp/s12.csv  # redraw the twelfth
+  python benchmarks/aspects_labelled.py --sample-round13 /tmp/s13.csv  # redraw the thirteenth
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from cvlib.insight import aspect_model as am  # noqa: E402  pylint: disable=wrong-import-position
+from cvlib.insight import aspect_tagger  # noqa: E402  pylint: disable=wrong-import-position
 from cvlib.insight import aspects  # noqa: E402  pylint: disable=wrong-import-position
 
 DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
@@ -183,10 +183,19 @@ ROUND12 = {"womens": 40, "olist": 40, "amazon_home": 20, "amazon_toys_sports": 2
            "amazon_pets": 20, "amazon_auto": 20, "amazon_office_crafts": 20,
            "amazon_music_games": 20, "amazon_media": 20, "amazon_digital": 20}
 ROUND12_SEED = 11
+# The thirteenth draw (issue 20, fresh held-out labels of womens, Olist and the Amazon domains'
+# last rows where fewer than 20 are left; automotive has none): every row held out, labelled by a
+# thirteenth reader while the aspect model was being changed on draws 1-12 and before it was
+# evaluated on them; its rows follow the twelfth draw's.
+ROUND13 = {"womens": 40, "olist": 40, "amazon_home": 15, "amazon_toys_sports": 20,
+           "amazon_pets": 20, "amazon_office_crafts": 13, "amazon_music_games": 4,
+           "amazon_media": 20, "amazon_digital": 20}
+ROUND13_SEED = 12
 DRAWS = {2: (ROUND2, ROUND2_SEED), 3: (ROUND3, ROUND3_SEED), 4: (ROUND4, ROUND4_SEED),
          5: (ROUND5, ROUND5_SEED), 6: (ROUND6, ROUND6_SEED), 7: (ROUND7, ROUND7_SEED),
          8: (ROUND8, ROUND8_SEED), 9: (ROUND9, ROUND9_SEED), 10: (ROUND10, ROUND10_SEED),
-         11: (ROUND11, ROUND11_SEED), 12: (ROUND12, ROUND12_SEED)}
+         11: (ROUND11, ROUND11_SEED), 12: (ROUND12, ROUND12_SEED),
+         13: (ROUND13, ROUND13_SEED)}
 # Where each draw from the third on starts: its rows follow the CSV's first DRAW_STARTS[draw],
 # the third draw's start and then each draw's sizes (the draws are appended in order).
 DRAW_STARTS = dict(zip(range(3, max(DRAWS) + 1), itertools.accumulate(
@@ -205,11 +214,13 @@ DRAW_HELP = {2: "second (issue 20)", 3: "third (fresh held-out)",
                  "each of the others)",
              11: "eleventh (fresh held-out, womens, Olist and the eight Amazon domains with rows "
                  "left)",
-             12: "twelfth (fresh held-out, the eleventh draw's shops again)"}
+             12: "twelfth (fresh held-out, the eleventh draw's shops again)",
+             13: "thirteenth (fresh held-out, womens, Olist and the Amazon domains' last rows)"}
 # The last draw is the untouched check: the shipped calibration reads every row before it.
 CHECK_DRAW = max(DRAW_STARTS)
 ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",
-            7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth", 11: "eleventh", 12: "twelfth"}
+            7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth", 11: "eleventh", 12: "twelfth",
+            13: "thirteenth"}
 
 
 def draw_span(draw: int, n_rows: int) -> tuple[int, int]:
@@ -612,26 +623,30 @@ def _method_scores(pred_pol: pd.DataFrame | None, pred_tags: pd.DataFrame, rows:
 
 
 def _review_counts(pred_pol: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
-  """[n_reviews, 4]: per review, its pos/neg cells both tag, those with the right sign, its
-  negative cells, and those called negative (the sums give polarity and negatives)."""
+  """[n_reviews, 7]: per review, its pos/neg cells both tag, those with the right sign, its
+  negative cells, those called negative (the sums give polarity and negatives), then its tags
+  both give, the method's tags and the labels' (the sums give tag F1)."""
   true = rows[ASPECTS].to_numpy().astype(bool)
   labels = rows[[f"{a}_polarity" for a in ASPECTS]].to_numpy()
   sign = pred_pol.to_numpy(dtype=float, na_value=np.nan)
   clear = true & ~np.isnan(sign) & np.isin(labels, ["pos", "neg"])
   right = clear & (sign == np.where(labels == "pos", 1.0, -1.0))
   neg = labels == "neg"
-  return np.stack([clear.sum(1), right.sum(1), neg.sum(1), (neg & (sign == -1)).sum(1)], 1)
+  tagged = ~np.isnan(sign)
+  return np.stack([clear.sum(1), right.sum(1), neg.sum(1), (neg & (sign == -1)).sum(1),
+                   (tagged & true).sum(1), tagged.sum(1), true.sum(1)], 1)
 
 
 def paired_difference(pol_a: pd.DataFrame, pol_b: pd.DataFrame, rows: pd.DataFrame,
                       n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-  """Polarity accuracy (pos/neg cells) and negatives recognised of ``pol_b`` minus ``pol_a`` on
-  the same reviews, with a 90% paired bootstrap interval over reviews (seeded)."""
+  """Polarity accuracy (pos/neg cells), negatives recognised and tag F1 (micro) of ``pol_b``
+  minus ``pol_a`` on the same reviews, with a 90% paired bootstrap interval over reviews
+  (seeded)."""
   a, b = _review_counts(pol_a, rows), _review_counts(pol_b, rows)
 
   def rates(c: np.ndarray) -> np.ndarray:
     s = c.sum(0)
-    return np.array([s[1] / max(s[0], 1), s[3] / max(s[2], 1)])
+    return np.array([s[1] / max(s[0], 1), s[3] / max(s[2], 1), 2 * s[4] / max(s[5] + s[6], 1)])
 
   idx = np.random.default_rng(seed).integers(0, len(rows), (n_boot, len(rows)))
   diffs = np.array([rates(b[i]) - rates(a[i]) for i in idx])
@@ -639,7 +654,7 @@ def paired_difference(pol_a: pd.DataFrame, pol_b: pd.DataFrame, rows: pd.DataFra
   point = rates(b) - rates(a)
   return {"n_reviews": len(rows), "bootstrap": f"{n_boot} paired resamples of reviews, seed {seed}",
           **{name: {"difference": _num(point[k]), "low_90": _num(lo[k]), "high_90": _num(hi[k])}
-             for k, name in enumerate(("polarity_pos_neg", "negatives_recognised"))}}
+             for k, name in enumerate(("polarity_pos_neg", "negatives_recognised", "tag_f1"))}}
 
 
 def baseline(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -704,6 +719,7 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   preds: dict[str, pd.DataFrame] = {}
   unrated: dict[str, pd.DataFrame] = {}
   uncued: dict[str, pd.DataFrame] = {}
+  ruled: dict[str, pd.DataFrame] = {}
   base: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
   seconds = {}
   for language in ("en", "pt"):
@@ -722,16 +738,22 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     model = am.default_model(language) if run_dir is None else am.load_run(run_dir)
     table = am.clause_table(texts.tolist(), model.specs, am.minilm_embed,
                             am.KeywordMatcher(model.specs, am.vocabulary_words()))
-    unrated[language] = am.score_table(table, len(rows), model).set_axis(rows.index)[ASPECTS]
+    tagged = am.review_tags(model, texts.tolist())  # the review tagger's, where one ships
+    unrated[language] = am.score_table(table, len(rows), model,
+                                       review_tags=tagged).set_axis(rows.index)[ASPECTS]
     uncued[language] = am.score_table(
         table, len(rows), dataclasses.replace(model, complaint_cues=False),
-        ratings=rows["rating"].to_numpy(float)).set_axis(rows.index)[ASPECTS]
+        ratings=rows["rating"].to_numpy(float), review_tags=tagged).set_axis(rows.index)[ASPECTS]
+    # the model with the rule deciding the tags (the model before the review tagger shipped)
+    ruled[language] = am.score_table(table, len(rows), model, ratings=rows["rating"].to_numpy(
+        float)).set_axis(rows.index)[ASPECTS]
     tags, vader = baseline(rows)
     base[language] = (tags.set_axis(rows.index), None if vader is None
                       else vader.set_axis(rows.index))
   model_pol = pd.concat(preds.values()).loc[labels.index]
   unrated_pol = pd.concat(unrated.values()).loc[labels.index]
   uncued_pol = pd.concat(uncued.values()).loc[labels.index]
+  ruled_pol = pd.concat(ruled.values()).loc[labels.index]
   base_tags = pd.concat(t for t, _ in base.values()).loc[labels.index]
   out: dict[str, Any] = {"seconds_model": seconds, "domains": {}, "pooled": {}}
 
@@ -746,6 +768,8 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
                                                   unrated_pol.loc[rows.index].notna(), rows),
             "model_without_cues": _method_scores(uncued_pol.loc[rows.index],
                                                  uncued_pol.loc[rows.index].notna(), rows),
+            "model_rule_tags": _method_scores(ruled_pol.loc[rows.index],
+                                              ruled_pol.loc[rows.index].notna(), rows),
             "lexicon_vader": _method_scores(vader, base_tags.loc[rows.index], rows)}
 
   # the third and fourth draws' rows (from row N_BEFORE_ROUND3 to N_BEFORE_ROUND5 of the CSV):
@@ -790,6 +814,10 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   out["complaint_cues_effect"] = {
       "part": "English rows outside the calibration",
       **paired_difference(uncued_pol.loc[outside.index], model_pol.loc[outside.index], outside)}
+  # what the review tagger changes there against the rule's tags (same polarity model)
+  out["review_tagger_effect"] = {
+      "part": "English rows outside the calibration",
+      **paired_difference(ruled_pol.loc[outside.index], model_pol.loc[outside.index], outside)}
   return out
 
 
@@ -858,6 +886,13 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     table = am.clause_table(rows["text"].tolist(), am.SPECS[language], embed_fn,
                             matchers[language])
     languages[language] = calibrate_language(rows, language, heads[language], table)
+  english = tune[tune["language"] == "en"]
+  tagger = aspect_tagger.fit(english["text"].tolist(), english[ASPECTS].to_numpy().astype(bool),
+                             english["source"].tolist(), trained_on={
+      "data": f"the {len(english):,} English reviews of draws 1-{CHECK_DRAW - 1} of "
+              f"cvlib/insight/aspects_labelled.csv; the {ORDINALS[CHECK_DRAW]} draw is not read",
+      "shops": int(english["source"].nunique())})
+  tagger.save(REPO / "cvlib" / "insight" / aspect_tagger.WEIGHTS["en"])
   calibration = {"how": f"benchmarks/aspects_labelled.py --calibrate on the rows of draws "
                         f"1-{CHECK_DRAW - 1} of cvlib/insight/aspects_labelled.csv (pretrained "
                         f"MiniLM); the {ORDINALS[CHECK_DRAW]} draw is not read",
@@ -992,8 +1027,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(f"--sample-round{draw}", type=Path, default=None,
                         help=f"only redraw the {what} unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
-                      help="fit the shipped head, calibrate on the rows before the last draw, "
-                      "and stop")
+                      help="fit the shipped head and review tagger, calibrate on the rows "
+                      "before the last draw, and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache MiniLM embeddings in this .npz (calibration and the "
                       "leave-one-domain-out part)")
@@ -1039,6 +1074,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "+ aspect_sentiment with VADER (English only)",
                    "calibration": am.calibration("en")["how"],
                    "polarity_head_en": am.default_model("en").head.trained_on,
+                   "tagger_en": (aspect_tagger.packaged("en").info
+                                 if aspect_tagger.packaged("en") else None),
                    "polarity_head_pt": olist_model.head.trained_on,
                    "amazon_file_sha256": AMAZON_SHA256,
                    "python": platform.python_version()},

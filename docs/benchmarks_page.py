@@ -991,6 +991,42 @@ def _aspect_rows(parts: list[tuple[str, dict]]) -> list[list[str]]:
           for method, label in (("model", "aspect model"), ("lexicon_vader", "lexicon + VADER"))]
 
 
+def _review_tagger(page: Page, d: dict, nth: str) -> None:
+  """The review tagger's tags against the rule's on the check draw, same polarity model."""
+  t = d["settings"].get("tagger_en")
+  if not t:
+    return
+  parts = [(dom["name"], dom["outside_calibration"]) for dom in d["domains"].values()
+           if "outside_calibration" in dom and dom["language"] == "en"]
+  parts.append(("English rows, pooled", d["pooled"]["english_outside_calibration"]))
+  rows = [[name if method == "model" else "", label, count(part["n_reviews"]),
+           *_aspect_cells(part[method])]
+          for name, part in parts
+          for method, label in (("model", "review tagger"), ("model_rule_tags", "rule"))]
+  e = d["review_tagger_effect"]
+  page.p("English tags come from a review tagger (`cvlib.insight.aspect_tagger`): MiniLM with "
+         f"its {t['trained']} fine-tuned as a tagger of the six aspects at once (six sigmoid "
+         "outputs, binary cross-entropy weighting each aspect's positives by their rarity; "
+         f"learning rate {t['learning_rate']:g}, {t['epochs']} epochs) on "
+         f"{count(t['train_rows'])} of {t['data']}, its per-aspect thresholds chosen on the other "
+         f"{count(t['validation_rows'])} (a fifth of each shop). It reads the review whole, so it "
+         "learns the guide's conventions a keyword rule cannot state. Each aspect it tags takes "
+         "its polarity from the clauses the rule tags with it, else from a clause with one of "
+         "its keywords, else from the clause most like its descriptions; a shop whose params "
+         "name its own aspects is tagged by the rule. The rule's tags on the same "
+         f"{nth}-draw reviews, with the same polarity model, beside it:")
+  page.table([f"{nth}-draw reviews", "tags", "n", "tag precision", "tag recall",
+              "polarity right", "negatives"], rows)
+  page.p(f"Paired over the same {count(e['n_reviews'])} reviews ({e['bootstrap']}), the tagger "
+         f"changes tag F1 by {e['tag_f1']['difference']:+.3f} (90% interval "
+         f"{e['tag_f1']['low_90']:+.3f} to {e['tag_f1']['high_90']:+.3f}), polarity by "
+         f"{e['polarity_pos_neg']['difference']:+.3f} ({e['polarity_pos_neg']['low_90']:+.3f} to "
+         f"{e['polarity_pos_neg']['high_90']:+.3f}) and negatives recognised by "
+         f"{e['negatives_recognised']['difference']:+.3f} "
+         f"({e['negatives_recognised']['low_90']:+.3f} to "
+         f"{e['negatives_recognised']['high_90']:+.3f}).")
+
+
 def _untouched_checks(page: Page, d: dict, draw: int) -> None:
   """Each draw's one scoring by the model frozen before it (aspects_untouched_checks.json), and
   the current (check) draw's: how the model of each time did on rows nobody had read."""
@@ -1060,11 +1096,15 @@ def _aspects(page: Page) -> None:
          "per shop: read the pooled English row first):")
   page.table([f"{nth}-draw reviews", "method", "n", "tag precision", "tag recall",
               "polarity right", "negatives"], _aspect_rows(outside))
+  _review_tagger(page, d, nth)
   _untouched_checks(page, d, draw)
   left = [(d["domains"][s]["name"], part) for s, part in lodo["domains"].items()]
   left.append(("all of them, pooled", lodo["pooled"]))
   page.p(f"Leave one domain out: each English shop of the first {before} draws, the thresholds and "
-         "mixes calibrated on the other shops' reviews (the same head, each review's stars):")
+         "mixes calibrated on the other shops' reviews (the same head, each review's stars)"
+         + (", the rule deciding the tags (the review tagger is not fine-tuned again per shop "
+            "left out here; `benchmarks/aspect_tagger.py` measures it that way)"
+            if "tagger_en" in d["settings"] else "") + ":")
   page.table(["shop left out", "method", "n", "tag precision", "tag recall", "polarity right",
               "negatives"], _aspect_rows(left))
   stars = [(name, part) for name, part in (
@@ -1181,9 +1221,9 @@ def _with_and_without(parts: list, without: str) -> list[list[str]]:
 
 
 _ORDINALS = {5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth",
-             11: "eleventh", 12: "twelfth"}
+             11: "eleventh", 12: "twelfth", 13: "thirteenth"}
 _CARDINALS = {4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
-              11: "eleven", 12: "twelve"}
+              11: "eleven", 12: "twelve", 13: "thirteen"}
 
 
 # Issue 20's targets for the aspect model, in aspect_agreement.json's terms.
