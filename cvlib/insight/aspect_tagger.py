@@ -6,9 +6,9 @@ module is the learned alternative: MiniLM with six sigmoid outputs, one per defa
 fine-tuned on whole reviews with a weighted binary cross-entropy (:func:`multilabel_loss`, each
 aspect's positives weighted by how rare they are), and a decision threshold per aspect chosen on
 a validation part of the labelled reviews that the fine-tune does not train on
-(:func:`choose_thresholds`). It reads the review as a whole, so it learns the labelling guide's
-conventions that a keyword rule cannot state ("came in perfect condition" is quality, "a huge
-supply" is an amount judged, a brand's praise is no service).
+(:func:`choose_thresholds`). It reads the review as a whole (its first ``MAX_LENGTH`` tokens), so
+it can learn the labelling guide's conventions that a keyword rule cannot state ("came in perfect
+condition" is quality, "a huge supply" is an amount judged, a brand's praise is no service).
 
 Where a tagger ships for a language (:data:`WEIGHTS`, written by ``benchmarks/aspects_labelled.py
 --calibrate`` on the labelled draws before the check draw), the aspect model takes its tags and
