@@ -33,15 +33,16 @@ Reported per shop and pooled: tag precision / recall / F1, and a paired bootstra
 (``BOOTSTRAP`` resamples, 90% interval) of the pooled differences against the rule. Writes
 ``benchmarks/results/aspect_tagger.json``.
 
-``--shipped`` measures the tagger cvlib ships the same way on the rows it is trained on (draws
-before the check draw): each English shop scored by :func:`cvlib.insight.aspect_tagger.fit`'s
-recipe (nothing chosen here) trained without it, beside the rule calibrated without it; writes
-``benchmarks/results/aspect_tagger_shipped.json``.
+``--recipe`` measures the tagger recipe of :mod:`cvlib.insight.aspect_tagger` (chosen on the
+tenth and eleventh draws; nothing chosen here) the same way on the rows of the draws before the
+check draw: each English shop scored by a tagger fitted (:func:`cvlib.insight.aspect_tagger.fit`)
+without it, beside the rule calibrated without it; writes
+``benchmarks/results/aspect_tagger_recipe.json``.
 
 Usage::
 
   nice python benchmarks/aspect_tagger.py [--embed-cache /tmp/aspect_embed.npz]
-  nice python benchmarks/aspect_tagger.py --shipped [--embed-cache /tmp/aspect_embed.npz]
+  nice python benchmarks/aspect_tagger.py --recipe [--embed-cache /tmp/aspect_embed.npz]
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from cvlib.insight.aspect_tagger import (  # noqa: E402  pylint: disable=wrong-i
     WARMUP_RATIO, WEIGHT_DECAY, choose_thresholds, f1_counts, inner_split, predict)
 
 RESULTS = HERE / "results" / "aspect_tagger.json"
-RESULTS_SHIPPED = HERE / "results" / "aspect_tagger_shipped.json"
+RESULTS_RECIPE = HERE / "results" / "aspect_tagger_recipe.json"
 ASPECTS = bl.ASPECTS
 MAX_EPOCHS = 4
 # learning rates tried per variant on the first fold's inner split
@@ -295,11 +296,11 @@ def run(labels: pd.DataFrame, embed_fn: Any) -> dict[str, Any]:
           "seconds_total": round(time.perf_counter() - t_start, 1)}
 
 
-def run_shipped(labels: pd.DataFrame, embed_fn: Any) -> dict[str, Any]:
-  """The shipped tagger's recipe (:func:`cvlib.insight.aspect_tagger.fit`, its ``VARIANT`` and
-  settings, nothing chosen here) leave-one-domain-out over the English rows the shipped tagger
-  is trained on (:func:`aspects_labelled.calibration_rows`): each English shop scored by a tagger
-  fitted on the other shops' rows, beside the rule calibrated without it (``model_without``)."""
+def run_recipe(labels: pd.DataFrame, embed_fn: Any) -> dict[str, Any]:
+  """The tagger recipe (:func:`cvlib.insight.aspect_tagger.fit`, its ``VARIANT`` and settings,
+  nothing chosen here) leave-one-domain-out over the English calibration rows
+  (:func:`aspects_labelled.calibration_rows`): each English shop scored by a tagger fitted on the
+  other shops' rows, beside the rule calibrated without it (``model_without``)."""
   from cvlib.insight import aspect_model as am  # pylint: disable=import-outside-toplevel
   t_start = time.perf_counter()
   rows = bl.calibration_rows(labels)
@@ -340,12 +341,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--out", type=Path, default=RESULTS)
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache the rule's MiniLM clause embeddings in this .npz")
-  parser.add_argument("--shipped", action="store_true",
-                      help="the shipped tagger's recipe leave-one-domain-out over the rows it is "
-                      f"trained on; writes {RESULTS_SHIPPED.relative_to(REPO)}")
+  parser.add_argument("--recipe", action="store_true",
+                      help="the tagger recipe leave-one-domain-out over the calibration rows; "
+                      f"writes {RESULTS_RECIPE.relative_to(REPO)}")
   args = parser.parse_args(argv)
-  if args.shipped:
-    return main_shipped(args)
+  if args.recipe:
+    return main_recipe(args)
   labels = bl.load_labels(args.labels).iloc[:bl.N_BEFORE_ROUND5]  # the fifth draw is not read
   labels = bl.attach_texts(labels, args.data_dir)
   embed = (bl.cached(bl._minilm_embed, args.embed_cache)  # pylint: disable=protected-access
@@ -386,14 +387,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   return results
 
 
-def main_shipped(args: argparse.Namespace) -> dict[str, Any]:
+def main_recipe(args: argparse.Namespace) -> dict[str, Any]:
   import jax  # pylint: disable=import-outside-toplevel
   labels = bl.attach_texts(bl.load_labels(args.labels), args.data_dir)
   embed = (bl.cached(bl._minilm_embed, args.embed_cache)  # pylint: disable=protected-access
            if args.embed_cache else bl._minilm_embed)  # pylint: disable=protected-access
   results = {"settings": {
       "rows": f"English rows of draws 1-{bl.CHECK_DRAW - 1} of "
-              "cvlib/insight/aspects_labelled.csv (the shipped tagger's training rows); the "
+              "cvlib/insight/aspects_labelled.csv (the calibration rows); the "
               f"{bl.ORDINALS[bl.CHECK_DRAW]} draw is not read",
       "folds": "leave one English shop out (not the synthetic one, whose rows always train)",
       "tagger": f"cvlib.insight.aspect_tagger.fit: variant {aspect_tagger.VARIANT}, learning "
@@ -404,12 +405,12 @@ def main_shipped(args: argparse.Namespace) -> dict[str, Any]:
               "(model_without)",
       "bootstrap": {"resamples": BOOTSTRAP, "level": 0.90, "unit": "review", "seed": SEED},
       "device": jax.default_backend(), "cpu_count": os.cpu_count(),
-      "python": platform.python_version()}, **run_shipped(labels, embed)}
-  RESULTS_SHIPPED.write_text(json.dumps(results, indent=2) + "\n")
+      "python": platform.python_version()}, **run_recipe(labels, embed)}
+  RESULTS_RECIPE.write_text(json.dumps(results, indent=2) + "\n")
   v = results["versus_rule"]["tagger"]["f1"]
   print(f"pooled F1 rule {results['pooled']['rule']['f1']:.3f} tagger "
         f"{results['pooled']['tagger']['f1']:.3f} dF1 {v['diff']:+.3f} "
-        f"[{v['low']:+.3f}, {v['high']:+.3f}]; wrote {RESULTS_SHIPPED}")
+        f"[{v['low']:+.3f}, {v['high']:+.3f}]; wrote {RESULTS_RECIPE}")
   return results
 
 

@@ -6,29 +6,28 @@
 domains (English), Olist reviews (Portuguese) and reviews of cvlib's synthetic shop. For each of
 the six aspects a row says whether the review talks about it (0/1) and, if so, with which polarity
 (pos / neg / mixed); the ``split`` column keeps apart (``heldout``) about 40% of each source's
-first two draws and every row of the later draws. The shipped calibration and review tagger are
-fitted on every row of the draws before the last (:func:`calibration_rows`): the last draw
-(``CHECK_DRAW``), and each English shop of the earlier draws scored with a calibration fitted
-without it (:func:`leave_domain_out`, the rule deciding the tags), are the figures outside it.
+first two draws and every row of the later draws. The shipped calibration is fitted on every
+row of the draws before the last (:func:`calibration_rows`): the last draw (``CHECK_DRAW``), and
+each English shop of the earlier draws scored with a calibration fitted without it
+(:func:`leave_domain_out`), are the figures outside it.
 
 The CSV stores the texts of the synthetic rows only: :func:`attach_texts` reads the others by
 ``row_id`` from the dataset files under ``$CVLIB_DATA_DIR`` and from the Amazon sample at
 ``$CVLIB_AMAZON_JSONL``, each checked against the row's ``text_sha256``.
 
 Evaluation (the default) runs :func:`cvlib.insight.aspect_model.aspect_opinions` (English: no run
-folder, tags by the packaged review tagger; Portuguese: the aspect model a run on the Olist shop
-writes, its head learnt from Olist's rated reviews with the labelled rows left out) and the
-lexicon baseline (``tag_aspects`` + VADER), and writes ``benchmarks/results/aspects_labelled.json``:
-per domain and part (tune, heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to
+folder; Portuguese: the aspect model a run on the Olist shop writes, its head learnt from Olist's
+rated reviews with the labelled rows left out) and the lexicon baseline (``tag_aspects`` +
+VADER), and writes ``benchmarks/results/aspects_labelled.json``: per domain and part (tune,
+heldout, all; ``fresh``: the rows of draws 3 and 4; ``round4`` to
 ``round<CHECK_DRAW>``: those of each later draw; ``outside_calibration``: those the shipped
 calibration does not read (the last draw's); ``calibration``: those of the draws before it) and
 left out of the calibration, tag precision/recall/F1, polarity accuracy on pos/neg cells both
-tag, the share of negative cells found negative, the errors, the same model with the rule's tags
-(``model_rule_tags``), without the stars and without the complaint cues, and issue 20's targets
-met outside the calibration (:func:`honest_parts`). ``--calibrate`` fits the shipped English
-polarity head, calibrates the thresholds and the polarity mixes, and fine-tunes the English
-review tagger on the rows of the draws before the last (``cvlib/insight/aspect_polarity_en.npz``,
-``cvlib/insight/aspect_calibration.json``, ``cvlib/insight/aspect_tagger_en.npz``).
+tag, the share of negative cells found negative, the errors, the same model without the stars
+and without the complaint cues, and issue 20's targets met outside the calibration
+(:func:`honest_parts`). ``--calibrate`` fits the shipped English polarity head and calibrates
+the thresholds and the polarity mixes on the rows of the draws before the last
+(``cvlib/insight/aspect_polarity_en.npz``, ``cvlib/insight/aspect_calibration.json``).
 
 Usage::
 
@@ -72,7 +71,6 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from cvlib.insight import aspect_model as am  # noqa: E402  pylint: disable=wrong-import-position
-from cvlib.insight import aspect_tagger  # noqa: E402  pylint: disable=wrong-import-position
 from cvlib.insight import aspects  # noqa: E402  pylint: disable=wrong-import-position
 
 DATA_DIR = Path(os.environ.get("CVLIB_DATA_DIR", REPO.parent / "shared" / "datasets"))
@@ -719,7 +717,6 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   preds: dict[str, pd.DataFrame] = {}
   unrated: dict[str, pd.DataFrame] = {}
   uncued: dict[str, pd.DataFrame] = {}
-  ruled: dict[str, pd.DataFrame] = {}
   base: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
   seconds = {}
   for language in ("en", "pt"):
@@ -738,22 +735,16 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
     model = am.default_model(language) if run_dir is None else am.load_run(run_dir)
     table = am.clause_table(texts.tolist(), model.specs, am.minilm_embed,
                             am.KeywordMatcher(model.specs, am.vocabulary_words()))
-    tagged = am.review_tags(model, texts.tolist())  # the review tagger's, where one ships
-    unrated[language] = am.score_table(table, len(rows), model,
-                                       review_tags=tagged).set_axis(rows.index)[ASPECTS]
+    unrated[language] = am.score_table(table, len(rows), model).set_axis(rows.index)[ASPECTS]
     uncued[language] = am.score_table(
         table, len(rows), dataclasses.replace(model, complaint_cues=False),
-        ratings=rows["rating"].to_numpy(float), review_tags=tagged).set_axis(rows.index)[ASPECTS]
-    # the model with the rule deciding the tags (the model before the review tagger shipped)
-    ruled[language] = am.score_table(table, len(rows), model, ratings=rows["rating"].to_numpy(
-        float)).set_axis(rows.index)[ASPECTS]
+        ratings=rows["rating"].to_numpy(float)).set_axis(rows.index)[ASPECTS]
     tags, vader = baseline(rows)
     base[language] = (tags.set_axis(rows.index), None if vader is None
                       else vader.set_axis(rows.index))
   model_pol = pd.concat(preds.values()).loc[labels.index]
   unrated_pol = pd.concat(unrated.values()).loc[labels.index]
   uncued_pol = pd.concat(uncued.values()).loc[labels.index]
-  ruled_pol = pd.concat(ruled.values()).loc[labels.index]
   base_tags = pd.concat(t for t, _ in base.values()).loc[labels.index]
   out: dict[str, Any] = {"seconds_model": seconds, "domains": {}, "pooled": {}}
 
@@ -768,8 +759,6 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
                                                   unrated_pol.loc[rows.index].notna(), rows),
             "model_without_cues": _method_scores(uncued_pol.loc[rows.index],
                                                  uncued_pol.loc[rows.index].notna(), rows),
-            "model_rule_tags": _method_scores(ruled_pol.loc[rows.index],
-                                              ruled_pol.loc[rows.index].notna(), rows),
             "lexicon_vader": _method_scores(vader, base_tags.loc[rows.index], rows)}
 
   # the third and fourth draws' rows (from row N_BEFORE_ROUND3 to N_BEFORE_ROUND5 of the CSV):
@@ -814,10 +803,6 @@ def evaluate(labels: pd.DataFrame, run_folder: Path) -> dict[str, Any]:
   out["complaint_cues_effect"] = {
       "part": "English rows outside the calibration",
       **paired_difference(uncued_pol.loc[outside.index], model_pol.loc[outside.index], outside)}
-  # what the review tagger changes there against the rule's tags (same polarity model)
-  out["review_tagger_effect"] = {
-      "part": "English rows outside the calibration",
-      **paired_difference(ruled_pol.loc[outside.index], model_pol.loc[outside.index], outside)}
   return out
 
 
@@ -886,13 +871,6 @@ def calibrate(labels: pd.DataFrame, data_dir: Path = DATA_DIR, embed_fn: Any = N
     table = am.clause_table(rows["text"].tolist(), am.SPECS[language], embed_fn,
                             matchers[language])
     languages[language] = calibrate_language(rows, language, heads[language], table)
-  english = tune[tune["language"] == "en"]
-  tagger = aspect_tagger.fit(english["text"].tolist(), english[ASPECTS].to_numpy().astype(bool),
-                             english["source"].tolist(), trained_on={
-      "data": f"the {len(english):,} English reviews of draws 1-{CHECK_DRAW - 1} of "
-              f"cvlib/insight/aspects_labelled.csv; the {ORDINALS[CHECK_DRAW]} draw is not read",
-      "shops": int(english["source"].nunique())})
-  tagger.save(REPO / "cvlib" / "insight" / aspect_tagger.WEIGHTS["en"])
   calibration = {"how": f"benchmarks/aspects_labelled.py --calibrate on the rows of draws "
                         f"1-{CHECK_DRAW - 1} of cvlib/insight/aspects_labelled.csv (pretrained "
                         f"MiniLM); the {ORDINALS[CHECK_DRAW]} draw is not read",
@@ -1027,8 +1005,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(f"--sample-round{draw}", type=Path, default=None,
                         help=f"only redraw the {what} unlabelled sample and stop")
   parser.add_argument("--calibrate", action="store_true",
-                      help="fit the shipped head and review tagger, calibrate on the rows "
-                      "before the last draw, and stop")
+                      help="fit the shipped head, calibrate on the rows before the last draw, "
+                      "and stop")
   parser.add_argument("--embed-cache", type=Path, default=None,
                       help="cache MiniLM embeddings in this .npz (calibration and the "
                       "leave-one-domain-out part)")
@@ -1074,8 +1052,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "+ aspect_sentiment with VADER (English only)",
                    "calibration": am.calibration("en")["how"],
                    "polarity_head_en": am.default_model("en").head.trained_on,
-                   "tagger_en": (aspect_tagger.packaged("en").info
-                                 if aspect_tagger.packaged("en") else None),
                    "polarity_head_pt": olist_model.head.trained_on,
                    "amazon_file_sha256": AMAZON_SHA256,
                    "python": platform.python_version()},

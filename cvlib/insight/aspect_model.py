@@ -8,8 +8,8 @@ then:
 - **Tagging.** A clause speaks of an aspect when one of the aspect's keywords occurs in it *and*
   its cosine similarity to the aspect's descriptions (a few sentences of what opinions on it say)
   reaches the aspect's ``floor``, or, without a keyword, when the similarity reaches the aspect's
-  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the
-  draws before the check draw of the labelled sample, fourteen shops
+  ``alone`` threshold. Both thresholds are calibrated per language on the rows of the draws
+  before the check draw of the labelled sample, fourteen shops
   (``benchmarks/aspects_labelled.py``); the check draw is never used for it.
   Multi-word keywords match with up to ``MAX_GAP`` words between their words ("runs a little
   large" matches "runs large"). Typo tolerance (one edit) applies only to keywords of at least
@@ -20,11 +20,7 @@ then:
   ("didn't stay", "would not stay" and "never stays" all match the keyword "not stay"), and in a
   clause that describes an effect on something else ("leaves my skin soft", "keeps it fresh")
   the effect's word is no keyword (:func:`keyword_tokens`). Thresholds are calibrated with each
-  product domain weighing the same. Where cvlib ships a review tagger for the language and the
-  aspects are its defaults (English: :mod:`cvlib.insight.aspect_tagger`, MiniLM fine-tuned on
-  the labelled reviews of the draws before the check draw), the tagger decides which aspects a
-  review speaks of instead, and the rule's clauses carry each tagged aspect's polarity
-  (:func:`tagger_hits`); the rule alone tags Portuguese and a shop's own aspects.
+  product domain weighing the same.
 - **Polarity.** A logistic head on the clause embedding gives a polarity logit. It is trained on
   what a shop has, its star ratings, read at the clause (:func:`polarity_training_set`): titles
   and short reviews carry their review's stars; longer reviews give their clauses that name an
@@ -70,7 +66,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlib.insight import aspect_tagger
 from cvlib.insight import aspects as lexicon
 from cvlib.insight import complaints
 
@@ -625,11 +620,6 @@ class AspectModel:
   # a tagging clause with a complaint cue (:mod:`cvlib.insight.complaints`) makes the aspect
   # negative (languages with cues only); False: the mix alone decides
   complaint_cues: bool = True
-  # the fine-tuned review tagger that decides which aspects a review speaks of
-  # (:mod:`cvlib.insight.aspect_tagger`; the packaged one, for the default aspects of a language
-  # that has one); None: the rule decides (floor / alone)
-  tagger: aspect_tagger.ReviewTagger | None = dataclasses.field(default=None, repr=False,
-                                                                compare=False)
 
   @property
   def names(self) -> list[str]:
@@ -644,7 +634,6 @@ class AspectModel:
         "specs": [dataclasses.asdict(s) for s in self.specs],
         "floor": self.floor, "alone": self.alone, "mix": self.mix,
         "mix_rated": self.mix_rated, "complaint_cues": self.complaint_cues,
-        "tagger": "packaged" if self.tagger is not None else None,
         "calibration": self.calibration}, indent=2) + "\n")
 
   @classmethod
@@ -657,16 +646,10 @@ class AspectModel:
     d = json.loads((folder / MODEL_FILE).read_text())
     specs = tuple(_spec(s["name"], s["descriptions"], s["keywords"], s["positive"],
                         s["negative"]) for s in d["specs"])
-    tagger = None
-    if d.get("tagger") == "packaged":
-      tagger = _packaged_tagger(d["language"], specs)
-      if tagger is None:
-        raise ValueError(f"{folder / MODEL_FILE}: written with cvlib's packaged {d['language']} "
-                         "aspect tagger, which this cvlib does not have")
     return cls(d["language"], specs, {k: float(v) for k, v in d["floor"].items()},
                {k: float(v) for k, v in d["alone"].items()}, PolarityHead.load(folder / HEAD_FILE),
                {k: float(v) for k, v in d["mix"].items()}, d.get("calibration", {}),
-               _floats(d.get("mix_rated")), bool(d.get("complaint_cues", True)), tagger)
+               _floats(d.get("mix_rated")), bool(d.get("complaint_cues", True)))
 
 
 def _floats(mix: Mapping[str, Any] | None) -> dict[str, float] | None:
@@ -896,61 +879,21 @@ def score_reviews(texts: Sequence[str | None], model: AspectModel, *, tag_embed:
   """
   matcher = matcher or KeywordMatcher(model.specs, vocabulary_words())
   table = clause_table(texts, model.specs, tag_embed, matcher)
-  return score_table(table, len(texts), model, polarity_embed=polarity_embed, ratings=ratings,
-                     review_tags=review_tags(model, texts))
+  return score_table(table, len(texts), model, polarity_embed=polarity_embed, ratings=ratings)
 
 
 def score_table(table: ClauseTable, n_texts: int, model: AspectModel, *,
                 polarity_embed: EmbedFn | None = None,
-                ratings: Sequence[float] | None = None,
-                review_tags: np.ndarray | None = None) -> pd.DataFrame:
-  """:func:`score_reviews` on clauses already split and embedded (:func:`clause_table`).
-
-  ``review_tags`` ([n_texts, n_aspects] bool, :func:`review_tags`): the tagger's decisions, which
-  then replace the rule's (:func:`tagger_hits`); None: the rule tags.
-  """
+                ratings: Sequence[float] | None = None) -> pd.DataFrame:
+  """:func:`score_reviews` on clauses already split and embedded (:func:`clause_table`)."""
   terms = _rating_terms(ratings, n_texts)
   hits = clause_hits(table, model.names, model.floor, model.alone)
-  if review_tags is not None:
-    hits = tagger_hits(table, hits, review_tags)
   out = np.full((n_texts, len(model.specs)), pd.NA, dtype=object)
   cued = complaint_cells(table, hits, model.language) if model.complaint_cues else set()
   for (i, a), f in cell_features(table, hits, model.head, polarity_embed).items():
     out[i, a] = -1 if (i, a) in cued else cell_polarity(f, model.mix, terms[i], model.mix_rated,
                                                         model.names[a])
   return pd.DataFrame(out, columns=model.names).astype("Int64")
-
-
-def review_tags(model: AspectModel, texts: Sequence[str | None]) -> np.ndarray | None:
-  """[n_texts, n_aspects] bool: the model's review tagger's decisions on the texts, in the
-  model's aspect order; None when the model has no tagger (the rule tags)."""
-  if model.tagger is None:
-    return None
-  tags = model.tagger.tags(list(texts))
-  return tags[:, [aspect_tagger.ASPECTS.index(n) for n in model.names]]
-
-
-def tagger_hits(table: ClauseTable, hits: np.ndarray, review_tags: np.ndarray) -> np.ndarray:
-  """[n_clauses, n_aspects] bool: the clauses that carry each tagged aspect's polarity when the
-  review tagger decides the tags.
-
-  An aspect the tagger tags in a review is carried by that review's clauses the rule tags with it;
-  failing those, by its clauses with one of the aspect's keywords; failing those, by its clause
-  most similar to the aspect's descriptions. An aspect the tagger does not tag has none (a review
-  without a clause has no tag).
-  """
-  review_tags = np.asarray(review_tags, bool)
-  out = hits & review_tags[table.owner]
-  for i, a in zip(*np.nonzero(review_tags)):
-    own = np.flatnonzero(table.owner == i)
-    if not len(own) or out[own, a].any():
-      continue
-    keyword = own[table.keyword[own, a]]
-    if len(keyword):
-      out[keyword, a] = True
-    else:
-      out[own[int(np.argmax(table.similarity[own, a]))], a] = True
-  return out
 
 
 def complaint_cells(table: ClauseTable, hits: np.ndarray, language: str) -> set[tuple[int, int]]:
@@ -1118,17 +1061,7 @@ def _calibrated(language: str, specs: tuple[AspectSpec, ...], head: PolarityHead
   alone = {s.name: cal["alone"].get(s.name, float(np.median(list(cal["alone"].values()))))
            for s in specs}
   return AspectModel(language, specs, floor, alone, head, dict(cal["mix"]),
-                     {"how": cal["how"]}, _floats(cal.get("mix_rated")),
-                     tagger=_packaged_tagger(language, specs))
-
-
-def _packaged_tagger(language: str, specs: Sequence[AspectSpec]
-                     ) -> aspect_tagger.ReviewTagger | None:
-  """The tagger shipped for the language when the aspects are the language's defaults (it tags
-  those six only); None otherwise."""
-  if language not in SPECS or tuple(specs) != SPECS[language]:
-    return None
-  return aspect_tagger.packaged(language)
+                     {"how": cal["how"]}, _floats(cal.get("mix_rated")))
 
 
 # How the polarity head's training texts are chosen and labelled (polarity_training_set), as the
@@ -1192,14 +1125,8 @@ def describe(model: AspectModel, n_tagged: int, n_reviews: int) -> str:
   cues = (" A remark worded as a complaint (\"runs a bit small\", \"too pricey\") counts as "
           "negative whatever the stars." if model.complaint_cues
           and model.language in complaints.LANGUAGES else "")
-  how = ("by keywords checked against the clause's meaning (MiniLM similarity to each "
-         "aspect's description)")
-  if model.tagger is not None:
-    t = model.tagger.info
-    how = (f"by MiniLM fine-tuned to tag the six aspects on "
-           f"{t.get('train_rows', 0) + t.get('validation_rows', 0):,} reviews labelled by hand "
-           f"in {t.get('shops', 'several')} shops")
-  return (f"Aspects are tagged in {sample} {how}. Each mentioned aspect's polarity "
+  return (f"Aspects are tagged in {sample} by keywords checked against the clause's meaning "
+          f"(MiniLM similarity to each aspect's description). Each mentioned aspect's polarity "
           f"comes from a model trained on {n:,} star-rated opinion texts "
           f"({info.get('n_negative', 0):,} negative): {info.get('data', '')}; its output is mixed "
           "with the clause's similarity to positive and negative example opinions on the aspect"

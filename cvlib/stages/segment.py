@@ -479,12 +479,10 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
   picked = np.flatnonzero(tagged)
   ratings = (reviews.loc[review_scores["review_id"], "rating"].to_numpy(dtype=float)[picked]
              if "rating" in reviews else np.full(len(picked), np.nan))
-  picked_texts = [texts[i] for i in picked]
-  clauses = aspect_model.clause_table(picked_texts, model.specs, aspect_model.minilm_embed,
-                                      matcher)
+  clauses = aspect_model.clause_table([texts[i] for i in picked], model.specs,
+                                      aspect_model.minilm_embed, matcher)
   # clauses embedded once; the stars enter each aspect's polarity where the review has them
-  scored = aspect_model.score_table(clauses, len(picked), model, ratings=ratings,
-                                    review_tags=aspect_model.review_tags(model, picked_texts))
+  scored = aspect_model.score_table(clauses, len(picked), model, ratings=ratings)
   polarity = pd.DataFrame(pd.NA, index=range(len(texts)), columns=model.names, dtype="Int64")
   polarity.iloc[np.flatnonzero(tagged)] = scored.to_numpy()
   tags = polarity.notna()
@@ -565,8 +563,7 @@ def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, sour
   out = {"labelled_sample": len(hit), "precision": m["precision"], "recall": m["recall"],
          "f1": m["f1"], "labels": f"hand-labelled reviews of this dataset ({len(hit)}, "
                                   f"cvlib/insight/aspects_labelled.csv; {inside} of them in the "
-                                  "shipped tagger's training and thresholds' calibration, so "
-                                  "flattering: "
+                                  "shipped thresholds' calibration, so flattering: "
                                   "docs/benchmarks.md scores shops left out of it)"}
   # the labelled reviews no threshold was fitted on, scored apart where there are enough
   fresh = ~hit["calibrated"].to_numpy()
