@@ -1367,9 +1367,11 @@ def _aspect_tagger_recipe(page: Page) -> None:
          f"{s['tagger']} (`cvlib.insight.aspect_tagger`: MiniLM's last three layers and a "
          "six-output head fine-tuned on the other shops' reviews), beside the rule calibrated "
          "without it. The recipe was chosen on the tenth and eleventh draws (taggers trained on "
-         "the draws before each: ahead of the rule on both) and was frozen with the rule and "
-         "scored once on the thirteenth draw (the untouched checks above: a little ahead on "
-         "tags, with intervals holding 0); on a shop it was not trained on it is what a shop "
+         "the draws before each, scratch runs outside the results: ahead of the rule on both) "
+         "and was frozen with the rule and "
+         "scored once on the thirteenth draw (the untouched checks above, where its row and the "
+         "shipped model's compare the two on the same reviews); on a shop it was not trained on "
+         "it is what a shop "
          "trying cvlib would get, and the rule's figures here are flattered (its keywords were "
          "read on these shops):")
   rows = [[shops[src]["name"] if k == 0 else "", name, count(f["n_reviews"]),
