@@ -16,9 +16,10 @@ are ``leave_domain_out``'s (the model calibrated on the other rows, :func:`model
 
 Variants: ``small`` trains every bias and LayerNorm, the last layer's attention query and value
 weights and the classifier (``cvlib.insight.aspect_tagger.small``; a delta that could ship
-beside the packaged MiniLM), ``full`` trains every weight. Each variant's learning rate (of ``RATES``) and
-number of epochs (1..``MAX_EPOCHS``, the learning-rate schedule always spans ``MAX_EPOCHS``, so a
-shorter run is the longer one stopped early) are chosen on the first fold's training shops only:
+beside the packaged MiniLM), ``full`` trains every weight. Each variant's learning rate (of
+``RATES``) and number of epochs (1..``MAX_EPOCHS``, the learning-rate schedule always spans
+``MAX_EPOCHS``, so a shorter run is the longer one stopped early) are chosen on the first fold's
+training shops only:
 micro-F1 on its inner validation part, thresholds chosen on that part. Those choices are then
 frozen for every fold. (The selection runs of the first fold are the first fold's tagger itself:
 same rows, seed and schedule; their scores on the left-out shop are computed at every epoch but
@@ -148,7 +149,6 @@ def finetune(texts: list[str], targets: np.ndarray, variant: str, learning_rate:
                                    learning_rate=learning_rate, epochs=stop_epoch,
                                    schedule_epochs=MAX_EPOCHS, on_epoch=on_epoch)
   return info | {"trained_mb_fp16": round(info["trained_parameters"] * 2 / 1e6, 3)}
-
 
 
 def tagger_fold(texts: list[str], true: np.ndarray, val: np.ndarray, test_texts: list[str],

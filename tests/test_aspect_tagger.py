@@ -20,7 +20,8 @@ def test_multilabel_loss_is_weighted_binary_cross_entropy():
   y = (rng.random((4, 3)) < 0.5).astype(np.float32)
   pw = np.array([1.0, 3.0, 0.5], np.float32)
   w = np.array([1.0, 1.0, 1.0, 0.0], np.float32)  # the last row is filler
-  got = float(tagger.multilabel_loss(jnp.asarray(z), jnp.asarray(y), jnp.asarray(pw), jnp.asarray(w)))
+  got = float(tagger.multilabel_loss(jnp.asarray(z), jnp.asarray(y), jnp.asarray(pw),
+                                     jnp.asarray(w)))
   p = 1 / (1 + np.exp(-z.astype(np.float64)))
   per = -(pw * y * np.log(p) + (1 - y) * np.log(1 - p))
   assert np.isclose(got, per[:3].mean(), rtol=1e-5)
@@ -28,7 +29,7 @@ def test_multilabel_loss_is_weighted_binary_cross_entropy():
   ones = jnp.ones(3)
   ref = optax.sigmoid_binary_cross_entropy(jnp.asarray(z[:3]), jnp.asarray(y[:3])).mean()
   assert np.isclose(float(tagger.multilabel_loss(jnp.asarray(z[:3]), jnp.asarray(y[:3]), ones,
-                                             jnp.ones(3))), float(ref), rtol=1e-5)
+                                                 jnp.ones(3))), float(ref), rtol=1e-5)
 
 
 def test_multilabel_loss_gradient_pushes_positives_up_by_their_weight():
@@ -53,7 +54,7 @@ def test_choose_thresholds_picks_the_best_f1_and_defaults_without_positives():
   assert t[0] == 0.5  # 0.5 keeps both positives and nothing else; 0.2 adds a false positive
   assert t[1] == 0.5  # no positive: the default
   tied = tagger.choose_thresholds(np.array([[0.9], [0.1]]), np.array([[1], [0]]),
-                              grid=[0.2, 0.4, 0.7, 0.8])
+                                  grid=[0.2, 0.4, 0.7, 0.8])
   assert tied[0] == 0.4  # every threshold is perfect: the one nearest 0.5
 
 
@@ -74,4 +75,3 @@ def test_paired_bootstrap_is_zero_for_the_same_tagger_and_signed_otherwise():
   out = at.paired_bootstrap(true, worse, true, n=200)
   assert out["recall"]["low"] > 0 and out["f1"]["low"] > 0
   assert out["precision"]["diff"] == 0
-

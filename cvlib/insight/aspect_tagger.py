@@ -60,12 +60,12 @@ def full(path: str) -> bool:  # pylint: disable=unused-argument
   return True
 
 
-# Which parameters a tagger variant trains (and stores), by name, and its (peak learning rate,
+# Which parameters a tagger variant trains, by name, and its (peak learning rate,
 # epochs): chosen for "small" and "full" on the first four draws (benchmarks/aspect_tagger.py,
 # benchmarks/results/aspect_tagger.json), "top3" taking "full"'s.
 VARIANTS: dict[str, Callable[[str], bool]] = {"small": small, "top3": top3, "full": full}
 SETTINGS = {"small": (3e-3, 3), "top3": (1.5e-4, 4), "full": (1.5e-4, 4)}
-# The variant measured (benchmarks/aspect_tagger.py --shipped).
+# The variant measured (benchmarks/aspect_tagger.py --recipe).
 VARIANT = "top3"
 
 
@@ -159,7 +159,7 @@ def inner_split(sources: Sequence[str], share: float = VAL_SHARE, seed: int = SE
   return val
 
 
-# --- fine-tuning and prediction ---------------------------------------------------------------------
+# --- fine-tuning and prediction ----------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
 def _steps() -> tuple[Callable, Callable]:

@@ -10,8 +10,9 @@ not "too cute", not "not too big"), hedges a deviation ("a little big", "a bit p
 sizing advice away from one's usual size ("size down", "order a size up"), puts it "on the small
 side", finds it worse than expected or wanted ("smaller than I expected", "a bit longer than I'd
 like"; not "thicker" or "softer", usually virtues, nor the shopper's own "I'm a little heavier
-than I'd like"), or wishes it otherwise ("I wish these cost a little less"). Clauses that speak hypothetically ("I was worried it would be too small",
-"if it runs smaller than you need") are not cues.
+than I'd like"), or wishes it otherwise ("I wish these cost a little less"). Clauses that speak
+hypothetically ("I was worried it would be too small", "if it runs smaller than you need") are
+not cues.
 
 English only: other languages return no cues (Olist's Portuguese reviews hardly hedge; see
 ``benchmarks/aspects_labelled.py``). The patterns are generic English, not one shop's words: the
@@ -79,12 +80,12 @@ EXPECTATIONS = (
     "they look", "they looked", "it appears", "the picture", "the pictures", "in the picture",
     "in the photo", "the photo", "the description", "usual", "normal", "my usual", "i am used to",
     "i'm used to")
-# The subject may be contracted: "than I'd like", "than we'd hoped" (the "'d" of "had").
 # Words that make an expectation or wish cue hypothetical ("if it runs smaller than you need");
 # "would" and "thought" belong to the cue itself there.
 CONDITIONAL = ("if", "unless", "might", "could", "worried", "afraid", "feared", "concerned")
 _HYPOTHETICAL = re.compile(rf"\b(?:{'|'.join(HYPOTHETICAL)})\b")
 _CONDITIONAL = re.compile(rf"\b(?:{'|'.join(CONDITIONAL)})\b")
+# The subject may be contracted: "than I'd like", "than we'd hoped" (the "'d" of "had").
 _SHORTFALLS = (
     re.compile(rf"\b(?:{'|'.join(COMPARATIVES)}) than (?:(?:what )?(?:i|we|it|they)(?: |(?=')))?"
                rf"(?:had |'d )?(?:{'|'.join(EXPECTATIONS)})\b"),
