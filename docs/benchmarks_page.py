@@ -1368,20 +1368,16 @@ def _aspect_tagger_recipe(page: Page) -> None:
          "six-output head fine-tuned on the other shops' reviews), beside the rule calibrated "
          "without it. The recipe was chosen on the tenth and eleventh draws (taggers trained on "
          "the draws before each, scratch runs outside the results: ahead of the rule on both) "
-         "and was frozen with the rule and "
-         "scored once on the thirteenth draw (the untouched checks above, where its row and the "
-         "shipped model's compare the two on the same reviews); on a shop it was not trained on "
-         "it is what a shop "
-         "trying cvlib would get, and the rule's figures here are flattered (its keywords were "
-         "read on these shops):")
-  rows = [[shops[src]["name"] if k == 0 else "", name, count(f["n_reviews"]),
-           f3(f[key]["precision"]), f3(f[key]["recall"]), f3(f[key]["f1"])]
-          for src, f in d["folds"].items()
-          for k, (key, name) in enumerate((("tagger", "review tagger"), ("rule", "rule")))]
-  rows += [["all of them, pooled" if k == 0 else "", name, count(d["n_reviews_scored"]),
-            f3(d["pooled"][key]["precision"]), f3(d["pooled"][key]["recall"]),
-            f3(d["pooled"][key]["f1"])]
-           for k, (key, name) in enumerate((("tagger", "review tagger"), ("rule", "rule")))]
+         "and was frozen with the rule and scored once on the thirteenth draw (the untouched "
+         "checks above, where its row and the shipped model's compare the two on the same "
+         "reviews); on a shop it was not trained on it is what a shop trying cvlib would get, "
+         "and the rule's figures here are flattered (its keywords were read on these shops):")
+  parts = [(shops[src]["name"], f) for src, f in d["folds"].items()]
+  parts.append(("all of them, pooled", d["pooled"] | {"n_reviews": d["n_reviews_scored"]}))
+  rows = [[name if k == 0 else "", label, count(part["n_reviews"]),
+           *(f3(part[key][m]) for m in ("precision", "recall", "f1"))]
+          for name, part in parts
+          for k, (key, label) in enumerate((("tagger", "review tagger"), ("rule", "rule")))]
   page.table(["shop left out", "tags", "n", "precision", "recall", "F1"], rows)
   page.p(f"Pooled, the tagger changes F1 by {v['f1']['diff']:+.3f} (90% paired interval "
          f"{v['f1']['low']:+.3f} to {v['f1']['high']:+.3f}), precision by "
