@@ -103,7 +103,7 @@ def test_script_of_tells_writing_systems_apart():
 
 def test_no_earlier_run_an_older_version_a_damaged_folder_and_another_dataset_are_reasons(tmp_path):
   end = dt.date(2024, 3, 31)
-  with pytest.raises(sl.NoComparison, match="no earlier run of 'shop'"):
+  with pytest.raises(sl.FirstReport, match="the first report of 'shop' in this reports folder"):
     sl.find_previous(tmp_path, "shop", end)
   _write_run(tmp_path / "shop", None)  # written before snapshots existed
   with pytest.raises(sl.NoComparison, match=r"no snapshot.json \(written by cvlib 0.2.0, before "

@@ -25,9 +25,12 @@ def test_a_first_run_leaves_a_snapshot_and_says_why_there_is_no_comparison(tiny_
   assert snap["horizon_days"] == 180 and snap["orders"]["count"] == metrics["counts"]["transactions"]
   assert snap["profile"]["days"][-1] == 180  # BG/NBD's time profile for the next run's proration
   assert metrics["since_last"] is None
-  assert metrics["skipped"]["since the last report"].startswith("no earlier run of 'tiny'")
+  # a first report is no part that failed: the section says so, "Not in this report" does not
+  assert metrics["notes"]["since_last"].startswith("this is the first report of 'tiny'")
+  assert "since the last report" not in (metrics.get("skipped") or {})
   page = (tiny_run / "index.html").read_text()
-  assert "Not part of this run: no earlier run of &#39;tiny&#39;" in page
+  assert "Not part of this run: this is the first report of &#39;tiny&#39;" in page
+  assert "since the last report:" not in page
 
 
 def _earlier_run(tiny_run, reports, until: dt.date):

@@ -19,9 +19,10 @@ data end before this run's, and compares:
 
 Each run leaves a :func:`make_snapshot` (``snapshot.json``) for the next one. Everything here is
 plain pandas on plain inputs; the segment stage reads the run folders and writes the report.
-Whatever stops a comparison (no earlier run, one from an older cvlib without a snapshot, a
-different dataset under the same name, a damaged folder) is a :class:`NoComparison` with a
-one-line reason, never a failed run.
+Whatever stops a comparison (one from an older cvlib without a snapshot, a different dataset
+under the same name, a damaged folder) is a :class:`NoComparison` with a one-line reason, never a
+failed run; a first report (no earlier run at all) is its :class:`FirstReport`, which the report
+states without listing it among the parts left out.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ NOT_FEATURES = ("customer_id", "customer_key", "holdout_value", "holdout_orders"
 
 class NoComparison(Exception):
   """Why there is no "since the last report" section; the message is one line for the reader."""
+
+
+class FirstReport(NoComparison):
+  """No earlier run of the dataset in the reports folder at all: a first report, which has
+  nothing to compare with (not a part that failed)."""
 
 
 # --- the snapshot each run leaves ---------------------------------------------------------------
@@ -236,7 +242,8 @@ def find_previous(reports_dir: Path, dataset: str, data_end: dt.date) -> Previou
   """
   folders = candidate_folders(Path(reports_dir), dataset)
   if not folders:
-    raise NoComparison(f"no earlier run of {dataset!r} in this reports folder")
+    raise FirstReport(f"this is the first report of {dataset!r} in this reports folder: the next "
+                      f"run compares with it")
   best, first_problem = None, None
   for folder in folders:
     try:

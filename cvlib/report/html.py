@@ -141,6 +141,7 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
     missing["sentiment"] = (metrics.get("notes", {}).get("sentiment")
                             or "this dataset has no labelled review text.")
   missing["since_last"] = ((metrics.get("skipped") or {}).get("since the last report")
+                           or metrics.get("notes", {}).get("since_last")
                            or "no earlier run of this dataset to compare with.")
   sections = dict(SECTIONS)
   previous = ((metrics.get("since_last") or {}).get("previous") or {}).get("data_end")

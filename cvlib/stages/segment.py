@@ -957,8 +957,9 @@ def make_since_last(params: Params, ws: Workspace, tables: Tables, prep: Prepare
                     scores: pd.DataFrame, review_scores: pd.DataFrame,
                     opinions: Opinions | None, t: Topics | None) -> SinceLast | None:
   """The comparison with the latest earlier run in the reports folder (the run folder's parent),
-  or None, the reason listed under "Not in this report" (no earlier run, one from an older cvlib,
-  another dataset under the same name, a damaged folder)."""
+  or None: in a first report (no earlier run) with metrics.json's ``notes.since_last`` saying so,
+  otherwise with the reason listed under "Not in this report" (one from an older cvlib, another
+  dataset under the same name, a damaged folder)."""
   section = "since the last report"
   if prep.as_of is None or not len(scores):
     skip(section, "no forward scores in this run (no orders linked to customers)")
@@ -970,6 +971,8 @@ def make_since_last(params: Params, ws: Workspace, tables: Tables, prep: Prepare
         prev, transactions=_keyed_transactions(params, tables), reviews=tables.reviews,
         features_now=prep.features_now, scores=scores, as_of=prep.as_of,
         aspect_reviews=_aspect_reviews(review_scores, opinions), topics=_topic_names(t))
+  except since_last.FirstReport as e:  # nothing failed: the section says it, "skipped" does not
+    ws.save_metrics({"notes": {"since_last": str(e)}})
   except since_last.NoComparison as e:
     skip(section, str(e))
   except Exception as e:  # never a failed run: the section is left out with the reason
