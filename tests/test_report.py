@@ -118,6 +118,19 @@ def test_unknown_section(tmp_path):
     ws.add_text("misc", "x")
 
 
+
+def test_long_text_cells_may_break_anywhere_and_short_values_stay_whole(tmp_path):
+  """A number or a word is never split over lines (a squeezed "0.602" read as "0.60" / "2"), a
+  long text (a review, a pasted URL) may break anywhere, so it cannot push the table wide."""
+  run = tmp_path / "shop"
+  ws = Workspace(run, "preprocess")
+  long = "x" * 300
+  ws.add_table("data", pd.DataFrame({"model": ["a"], "Gini": ["0.602"], "review": [long]}),
+               caption="t")
+  html = report.render_index(run, {"dataset": "shop"}, {"params": {}}).read_text()
+  assert "<td>0.602</td>" in html and f'<td class="t">{long}</td>' in html
+  assert "td{max-width:480px;overflow-wrap:break-word} td.t{overflow-wrap:anywhere}" in html
+
 # --- render_index -------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -32,7 +32,8 @@ padding-bottom:.25em} .sub{color:#5b6b7c;margin:0 0 1em}
 .card .n{color:#5b6b7c;font-size:.8em}
 table{border-collapse:collapse;font-size:.88em;margin:.5em 0 .3em} th,td{border:1px solid #dde3ea;
 padding:4px 8px;text-align:left;vertical-align:top} th{background:#eef2f6}
-td{max-width:480px;overflow-wrap:anywhere} td:first-child{white-space:nowrap}
+td{max-width:480px;overflow-wrap:break-word} td.t{overflow-wrap:anywhere}
+td:first-child{white-space:nowrap}
 .tw{overflow-x:auto;max-width:100%}
 pre{background:#f6f8fa;border:1px solid #dde3ea;padding:8px 12px;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eef2f6}
@@ -67,7 +68,7 @@ this shop's data; everything else was):<ul>{% for p in skipped %}<li>{{ p.name }
 <figcaption>{{ p.caption }}</figcaption></figure>
 {% elif p.kind == "table" %}<p class="cap">{{ p.caption }}</p><div class="tw"><table><thead><tr>
 {% for c in p.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in p.rows %}<tr>{% for v in row %}<td>{% if v is mapping %}<a href="{{ v.href }}">{{ v.text }}</a>{% else %}{{ v }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
+{% for row in p.rows %}<tr>{% for v in row %}<td{% if v is string and v|length > 40 %} class="t"{% endif %}>{% if v is mapping %}<a href="{{ v.href }}">{{ v.text }}</a>{% else %}{{ v }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
 {% endif %}{% else %}<div class="na">Not part of this run: {{ missing_reason.get(key, "this stage did not run.") }}</div>
 {% endfor %}</section>{% endfor %}
@@ -101,7 +102,7 @@ _DETAIL = jinja2.Template("""<!DOCTYPE html>
 <p class="cap">{% if truncated %}First {{ rows|length }} of {{ total_rows }} rows.{% else %}{{ total_rows }} rows.{% endif %}
 Customer ids are pseudonymised; customer text is shown as written.</p>
 <div class="tw"><table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
-{% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+{% for row in rows %}<tr>{% for v in row %}<td{% if v is string and v|length > 40 %} class="t"{% endif %}>{{ v }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div>
 <footer>cvlib · {{ dataset }}</footer>
 </main></body></html>""", autoescape=True)
