@@ -334,3 +334,36 @@ def test_aspects_from_the_params():
   with pytest.raises(ParamsError, match="unknown key 'segment.aspects.battery.kw'"):
     params_from_dict({"dataset": "x", "segment": {"aspects": {"battery": battery | {
         "kw": ["x"]}}}})
+
+
+def test_the_reviews_a_report_quotes_are_among_those_read_for_aspects():
+  """With more reviews than segment.aspect_max_reviews, the reviews the report quotes (the most
+  negative and most positive) are read first, so a quoted complaint shows its aspects; a review
+  outside the sample says so instead of showing no aspect."""
+  from types import SimpleNamespace
+
+  from cvlib.report import details
+  from cvlib.stages import segment
+  n = 30
+  ratings = np.full(n, 3.0)
+  ratings[[7, 11, 13, 17, 23]] = 1.0
+  ratings[[2, 5, 19, 26, 29]] = 5.0
+  texts = [f"Review number {i}, an ordinary day." for i in range(n)]
+  texts[7] = "The price is far too high and the strap broke after a week."
+  texts[19] = "Great price and lovely quality."
+  ids = [f"r{i}" for i in range(n)]
+  scores = pd.DataFrame({"review_id": ids, "sentiment": np.linspace(-0.5, 0.5, n),
+                         "rating": ratings})
+  tables = SimpleNamespace(reviews=pd.DataFrame({"review_id": ids, "text": texts,
+                                                 "rating": ratings}),
+                           products=None, truth={})
+  opinions = segment.make_aspect_opinions(scores, tables, language="en", max_reviews=12)
+  shown = segment.example_positions(scores)
+  assert sorted(shown) == [2, 5, 7, 11, 13, 17, 19, 23, 26, 29]
+  assert opinions.tagged.sum() == 12 and opinions.tagged[shown].all()
+  quoted = segment.example_reviews(scores, tables, opinions).set_index("review")["aspects"]
+  assert set(quoted[texts[7]].split(", ")) >= {"price", "quality"}
+  assert quoted[texts[19]] == "quality, price"
+  listed = segment.review_details(scores, tables, opinions)
+  unread = np.flatnonzero(~opinions.tagged)
+  assert len(unread) == n - 12 and (listed["aspects"].iloc[unread] == details.NOT_READ).all()

@@ -43,5 +43,11 @@ def test_review_list_and_reviews_for():
   assert newest["date"].tolist() == ["2024-01-03", "2024-01-02", "2024-01-01"]
   with pytest.raises(ValueError, match="tags has 2 rows for 3 reviews"):
     details.review_list(rs, texts, tags=tags.head(2))
+  # a review the aspect model did not read (outside its sample) does not look like one without
+  # aspects
+  partly = details.review_list(rs, texts, tags=tags, tagged=[True, False, True])
+  assert partly["aspects"].tolist() == ["delivery", details.NOT_READ, ""]
+  with pytest.raises(ValueError, match=r"tagged has \(2,\) values for 3 reviews"):
+    details.review_list(rs, texts, tags=tags, tagged=[True, False])
   with pytest.raises(ValueError, match="2 topic labels for 3 reviews"):
     details.review_list(rs, texts, topics=["a", "b"])

@@ -81,6 +81,13 @@ def test_to_jsonable():
       "1": [1.5, None], "d": "2024-01-02T00:00:00"}
 
 
+def test_numbers_are_written_without_exponents():
+  assert [workspace.number(x) for x in (16712.4, 421.3, 44.84, 0.02771, 0.0)] == [
+      "16,712", "421", "44.8", "0.0277", "0"]
+  assert workspace.number(-1.5e6) == "-1,500,000"
+  assert workspace.number(0.5, "{:.1%}") == "50.0%"
+
+
 def test_parts_saved_reloaded_and_reset(tmp_path):
   ws = Workspace(tmp_path, "preprocess")
   ws.add_headline("Customers", "300", note="after cleaning")
@@ -100,7 +107,7 @@ def test_parts_saved_reloaded_and_reset(tmp_path):
   assert kinds == ["text", "table", "figure"]
   table = parts["data"][1]
   assert table["columns"] == ["name", "x", "day"]
-  assert table["rows"] == [["a", "1.23e+03", "2024-01-02"], ["b", "", "2024-01-02"]]
+  assert table["rows"] == [["a", "1,235", "2024-01-02"], ["b", "", "2024-01-02"]]
   assert table["truncated"] is True and table["total_rows"] == 3
   png = base64.b64decode(parts["data"][2]["png"])
   assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -185,7 +185,8 @@ def test_plots():
 
   gain = vm.plot_gain_curves(y, preds)
   (ax,) = gain.axes
-  labels = [t.get_text() for t in ax.get_legend().get_texts()]
+  assert ax.get_legend() is None  # under the plot, never over the curves
+  labels = [t.get_text() for t in gain.legends[0].get_texts()]
   assert labels[0] == "Perfect" and labels[-1] == "Random"
   assert labels[1].startswith("ZILN (Gini 1.000")
   assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()

@@ -7,7 +7,7 @@ behind it. This module builds those lists as plain DataFrames; ``cvlib.stages.se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,14 @@ def customer_list(scores: pd.DataFrame, mask: pd.Series | np.ndarray | None = No
   return rows[cols].reset_index(drop=True)
 
 
+# The aspects cell of a review outside the sample the aspect model read (segment.aspect_max_reviews).
+NOT_READ = "(not in the aspect sample)"
+
+
 def review_list(review_scores: pd.DataFrame, texts: pd.Series, *,
                 categories: pd.Series | None = None, tags: pd.DataFrame | None = None,
-                topics: Iterable[str] | None = None, max_chars: int = 500) -> pd.DataFrame:
+                tagged: Sequence[bool] | None = None, topics: Iterable[str] | None = None,
+                max_chars: int = 500) -> pd.DataFrame:
   """One row per scored review, in ``review_scores`` order, with what the pages show.
 
   Args:
@@ -49,6 +54,8 @@ def review_list(review_scores: pd.DataFrame, texts: pd.Series, *,
     texts: review text by review_id.
     categories: product category by product_id.
     tags: the aspect tags (bool, one column per aspect) in ``review_scores`` order.
+    tagged: per review, whether the aspect model read it (None: all were); the others' aspects
+      say ``NOT_READ``, not an empty list.
     topics: the topic label of each review, in ``review_scores`` order.
     max_chars: longer texts are cut and end in an ellipsis.
 
@@ -69,7 +76,11 @@ def review_list(review_scores: pd.DataFrame, texts: pd.Series, *,
     if len(t) != len(r):
       raise ValueError(f"review_list: tags has {len(t)} rows for {len(r)} reviews")
     names = np.asarray(t.columns, dtype=object)
-    out["aspects"] = [", ".join(names[row]) for row in t.to_numpy()]
+    read = np.ones(len(t), dtype=bool) if tagged is None else np.asarray(tagged, dtype=bool)
+    if read.shape != (len(r),):
+      raise ValueError(f"review_list: tagged has {read.shape} values for {len(r)} reviews")
+    out["aspects"] = [", ".join(names[row]) if ok else NOT_READ
+                      for row, ok in zip(t.to_numpy(), read)]
   if topics is not None:
     labels = list(topics)
     if len(labels) != len(r):

@@ -16,7 +16,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from cvlib.config import STAGES
-from cvlib.report.workspace import SECTIONS, page_slug
+from cvlib.report.workspace import SECTIONS, number, page_slug
 
 NOTEBOOKS = {stage: f"{i + 1:02d}_{stage}" for i, stage in enumerate(STAGES)}
 
@@ -225,7 +225,7 @@ def trend_svg(points: list[tuple[str, float | None]], *, width: int = 160, heigh
   xy = [(4 + i * step, height - 4 - (v - lo) / span * (height - 8)) for i, v in known]
   line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
   dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#2f6db5"><title>'
-                 f'{escape(points[i][0])}: {v:,.3g}</title></circle>'
+                 f'{escape(points[i][0])}: {number(v)}</title></circle>'
                  for (i, v), (x, y) in zip(known, xy))
   return Markup(f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
                 f'role="img"><polyline points="{line}" fill="none" stroke="#2f6db5" '
@@ -264,7 +264,7 @@ def _trends(out_dir: Path, dataset_dir: Path) -> list[dict[str, Any]]:
     if len(runs) < 2 or all(v is None for _, v in points):
       continue
     last = next((v for _, v in reversed(points) if v is not None), None)
-    out.append({"label": key, "last": f"{last:,.3g}", "svg": trend_svg(points)})
+    out.append({"label": key, "last": number(last), "svg": trend_svg(points)})
   return out
 
 

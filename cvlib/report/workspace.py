@@ -246,11 +246,19 @@ def check_href(href: str) -> str:
   return href
 
 
+def number(x: float, fmt: str = "{:,.3g}") -> str:
+  """``x`` in ``fmt``, except that a number the format would write with an exponent (a "g"
+  format's "1.67e+04") is written in whole units with thousands separators ("16,712"): readers
+  of money and counts do not read exponents."""
+  out = fmt.format(x)
+  return f"{x:,.0f}" if "e+" in out else out
+
+
 def _fmt(v: Any, floatfmt: str) -> str:
   if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
     return ""
   if isinstance(v, (float, np.floating)):
-    return floatfmt.format(float(v))
+    return number(float(v), floatfmt)
   if isinstance(v, (pd.Timestamp,)):
     return v.strftime("%Y-%m-%d")
   return str(v)

@@ -437,7 +437,8 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
   (:func:`cvlib.insight.aspect_model.fit_shop_model`); tagging and polarity are then what
   :func:`cvlib.insight.aspect_model.aspect_opinions` returns with this run's folder. Clause
   embeddings cost CPU time, so at most ``max_reviews`` reviews are tagged (a seeded sample, the
-  hand-labelled reviews of the dataset always among them); the table says how many.
+  reviews the report quotes (:func:`example_positions`) and the hand-labelled reviews of the
+  dataset always among them); the table says how many.
 
   Args:
     review_scores: stage 2's scored reviews (the reviews with text).
@@ -471,7 +472,11 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
     labelled = set()
     if adapter in aspects.LABELLED_SOURCES:
       labelled = set(aspects.labelled_sample(aspects.LABELLED_SOURCES[adapter])["review_id"])
-    must = np.flatnonzero(ids.isin(labelled).to_numpy())[:max_reviews]
+    # the reviews the report quotes (example_reviews) are read first: a quoted complaint about
+    # the price must show its aspects, not an empty cell
+    shown = example_positions(review_scores)
+    must = np.r_[shown, np.setdiff1d(np.flatnonzero(ids.isin(labelled).to_numpy()), shown)]
+    must = must[:max_reviews].astype(int)
     rest = np.setdiff1d(np.arange(len(texts)), must)
     pick = np.random.default_rng(seed).choice(rest, max_reviews - len(must), replace=False)
     tagged = np.zeros(len(texts), dtype=bool)
@@ -546,6 +551,8 @@ def make_aspect_candidates(opinions: Opinions | None, *, language: str,
 
 # Fewer labelled reviews among the scored ones than this give no precision/recall worth showing.
 MIN_LABELLED = 20
+# The report quotes this many most negative and most positive reviews (example_reviews).
+EXAMPLE_REVIEWS = 5
 
 
 def _hand_labelled_metrics(review_scores: pd.DataFrame, tags: pd.DataFrame, source: str
@@ -694,12 +701,30 @@ def review_details(review_scores: pd.DataFrame, tables: Tables, opinions: Opinio
     categories = tables.products.drop_duplicates("product_id").set_index("product_id")["category"]
   return details.review_list(
       review_scores, tables.reviews.drop_duplicates("review_id").set_index("review_id")["text"],
-      categories=categories, tags=opinions.tags if opinions is not None else None)
+      categories=categories, tags=opinions.tags if opinions is not None else None,
+      tagged=opinions.tagged if opinions is not None else None)
+
+
+def example_order(review_scores: pd.DataFrame) -> np.ndarray:
+  """Positions of ``review_scores`` from the most negative review to the most positive: stars
+  first (what the customer said outright), then the model's sentiment within a star level."""
+  r = review_scores.reset_index(drop=True)
+  stars = r["rating"].fillna(3.0) if "rating" in r else pd.Series(3.0, index=r.index)
+  key = stars.to_numpy() + 0.5 * r["sentiment"].to_numpy()  # sentiment in [-1, 1]
+  return np.lexsort((r["sentiment"].to_numpy(), key))
+
+
+def example_positions(review_scores: pd.DataFrame, n: int = EXAMPLE_REVIEWS) -> np.ndarray:
+  """The positions :func:`example_reviews` shows: the ``n`` most negative reviews, then the ``n``
+  most positive (fewer when there are fewer reviews)."""
+  order = example_order(review_scores)
+  k = min(n, len(order))
+  return np.r_[order[:k], order[::-1][:k]].astype(int)
 
 
 @optional("example reviews", fallback=lambda *a, **kw: pd.DataFrame())
 def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opinions | None, *,
-                    n: int = 5, max_chars: int = 280) -> pd.DataFrame:
+                    n: int = EXAMPLE_REVIEWS, max_chars: int = 280) -> pd.DataFrame:
   """The most negative and the most positive reviews, as written (escaped when rendered).
 
   Returns:
@@ -712,14 +737,15 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
   mentioned = [""] * len(r)
   if opinions is not None:
     tags = opinions.tags.reset_index(drop=True)
-    mentioned = [", ".join(c for c in tags.columns if row[c]) for _, row in tags.iterrows()]
+    read = (np.ones(len(tags), dtype=bool) if opinions.tagged is None
+            else np.asarray(opinions.tagged, dtype=bool))
+    mentioned = [", ".join(c for c in tags.columns if row[c]) if ok else details.NOT_READ
+                 for (_, row), ok in zip(tags.iterrows(), read)]
   r = r.assign(aspects=mentioned)
-  # stars first (what the customer said outright), then the model's sentiment within a star level
-  stars = r["rating"].fillna(3.0) if "rating" in r else pd.Series(3.0, index=r.index)
-  key = stars.to_numpy() + 0.5 * r["sentiment"].to_numpy()  # sentiment in [-1, 1]
-  order = np.lexsort((r["sentiment"].to_numpy(), key))
+  shown = example_positions(r, n)
+  k = len(shown) // 2
   rows = []
-  for tone, idx in (("most negative", order[:n]), ("most positive", order[::-1][:n])):
+  for tone, idx in (("most negative", shown[:k]), ("most positive", shown[k:])):
     for i in idx:
       body = str(text.get(r.at[i, "review_id"], ""))
       rows.append({"tone": tone,

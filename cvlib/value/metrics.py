@@ -368,7 +368,9 @@ def plot_gain_curves(y_true: Any, preds: dict[str, Any]) -> Figure:
   if not preds:
     raise ValueError("plot_gain_curves: no predictions given")
   yt, _ = _check_pair(y_true, y_true)
-  fig = Figure(figsize=(6, 5), layout="constrained")
+  # the legend goes under the plot, one line per curve: model names are long, and inside the axes
+  # it covered the curves and the axis label
+  fig = Figure(figsize=(6.5, 5 + 0.24 * (len(preds) + 2)), layout="constrained")
   ax = fig.subplots()
   x = np.r_[0.0, np.arange(1, len(yt) + 1) / len(yt)]
   ax.plot(x, np.r_[0.0, _gain_curve(yt, yt)], color="black", lw=1.5, ls="--", label="Perfect")
@@ -381,6 +383,6 @@ def plot_gain_curves(y_true: Any, preds: dict[str, Any]) -> Figure:
   ax.set(xlabel="Share of customers, ranked by predicted value",
          ylabel="Share of total actual value", title="Cumulative gain (Lorenz) curves",
          xlim=(0, 1), ylim=(0, 1.02))
-  ax.legend(loc="lower right", frameon=False)
+  fig.legend(loc="outside lower center", frameon=False)
   ax.grid(alpha=0.3)
   return fig
