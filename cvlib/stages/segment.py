@@ -771,7 +771,11 @@ def report_opinions(ws: Workspace, opinions: Opinions | None,
         f"aspect {a}", f"Reviews that mention {a}", details.reviews_for(reviews, tags[a]),
         intro="Most negative first.", section="opinions", max_rows=details.MAX_ROWS)
         if a in tags and tags[a].any() else None for a in table["aspect"]]}
-  ws.add_table("opinions", table, "How often each aspect is mentioned and with which sentiment."
+  read = int(table["tagged_reviews"].iloc[0]) if len(table) and "tagged_reviews" in table else None
+  shown = table.drop(columns=["tagged_reviews"], errors="ignore").rename(
+      columns={"share": "share of reviews", "net": "net (positive - negative) / mentions"})
+  ws.add_table("opinions", shown, "How often each aspect is mentioned and with which sentiment"
+               + (f", in the {read:,} reviews read." if read is not None else ".")
                + (" Each aspect links to its reviews." if links else ""), links=links)
   if opinions.model is not None and opinions.tagged is not None:
     ws.add_text("opinions", aspect_model.describe(opinions.model, int(opinions.tagged.sum()),
