@@ -16,6 +16,7 @@ Usage::
 
 To refresh a page, rerun the benchmark (or copy a report run's metrics.json to
 ``benchmarks/results/reports/<dataset>.metrics.json``), then run this script and commit both.
+After a demo rerun, ``docs/screenshot.py`` redraws the README's picture from the same run.
 """
 
 from __future__ import annotations

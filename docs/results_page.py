@@ -280,7 +280,9 @@ def _other_section(page: Page, m: dict) -> None:
   if mon:
     lines.append(f"Opinion monitoring: {mon['weeks']} weeks in {mon['groups']} groups; "
                  f"{mon['flags_worse']} weeks flagged worse, {mon['flags_improved']} improved.")
-  skipped = {k: v for k, v in (m.get("notes") or {}).items() if k not in ("sentiment", "clv")}
+  # a first report's since_last note is no part left out: the next run compares with it
+  skipped = {k: v for k, v in (m.get("notes") or {}).items()
+             if k not in ("sentiment", "clv", "since_last")}
   if skipped:
     lines.append("Not part of this report: " +
                  "; ".join(f"{k.replace('_', ' ')} ({v})" for k, v in skipped.items()) + ".")

@@ -5,6 +5,9 @@ PostgreSQL (conftest.db_run), which needs Debian's postgresql."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -78,3 +81,17 @@ def test_hostile_text_is_shown_literally_and_never_runs(browser, hostile_run):
   assert sum(h[:40] in text for h in HOSTILE) >= 1, "hostile reviews should be listed as written"
   assert browser.script("return document.querySelectorAll('img, svg, script, "
                         "a[href^=\"javascript\"]').length;") == 0
+
+
+def test_the_readme_picture_script_draws_a_run_and_notes_which(tiny_run, tmp_path):
+  spec = importlib.util.spec_from_file_location("screenshot", REPO / "docs" / "screenshot.py")
+  shot = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(shot)
+  note = shot.take(tiny_run, tmp_path / "pic.png", tmp_path / "pic.json")
+  assert (tmp_path / "pic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert json.loads((tmp_path / "pic.json").read_text()) == note
+  assert note["dataset"] == "tiny"
+  assert note["metrics_sha256"] == hashlib.sha256(
+      (tiny_run / "metrics.json").read_bytes()).hexdigest()
+  with pytest.raises(FileNotFoundError, match="not a finished report run"):
+    shot.take(tmp_path, tmp_path / "x.png", tmp_path / "x.json")

@@ -3,7 +3,9 @@ a short page without hand-typed results. Reads files only (no cvlib, no JAX): a 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -110,3 +112,16 @@ def test_spark_verdicts_judge_each_target_on_the_largest_size():
   assert "(target at least 1.6x: met)" in verdicts[1]
   rows = spark.spark_rows(d["sizes"]["10000"], warm=True)
   assert [len(r) for r in rows] == [6] * 5
+
+
+def test_the_readme_picture_is_of_the_run_the_docs_report():
+  """docs/report-demo.png shows figures: it must be of the demo run whose metrics.json is the
+  snapshot docs/results.md is generated from (docs/screenshot.py writes the note)."""
+  note = json.loads((REPO / "docs" / "report-demo.json").read_text(encoding="utf-8"))
+  digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+  assert note["png_sha256"] == digest(REPO / "docs" / "report-demo.png"), (
+      "docs/report-demo.png changed without docs/screenshot.py")
+  assert note["metrics_sha256"] == digest(REPO / "benchmarks" / "results" / "reports" /
+                                          "demo.metrics.json"), (
+      "the demo snapshot is of another run than the README's picture: run docs/screenshot.py on "
+      "the run the snapshot was copied from")

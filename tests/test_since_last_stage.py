@@ -26,10 +26,10 @@ def test_a_first_run_leaves_a_snapshot_and_says_why_there_is_no_comparison(tiny_
   assert snap["profile"]["days"][-1] == 180  # BG/NBD's time profile for the next run's proration
   assert metrics["since_last"] is None
   # a first report is no part that failed: the section says so, "Not in this report" does not
-  assert metrics["notes"]["since_last"].startswith("this is the first report of 'tiny'")
+  assert metrics["notes"]["since_last"].startswith("This is the first report of 'tiny'")
   assert "since the last report" not in (metrics.get("skipped") or {})
   page = (tiny_run / "index.html").read_text()
-  assert "Not part of this run: this is the first report of &#39;tiny&#39;" in page
+  assert '<div class="na">This is the first report of &#39;tiny&#39;' in page
   assert "since the last report:" not in page
 
 

@@ -242,8 +242,8 @@ def find_previous(reports_dir: Path, dataset: str, data_end: dt.date) -> Previou
   """
   folders = candidate_folders(Path(reports_dir), dataset)
   if not folders:
-    raise FirstReport(f"this is the first report of {dataset!r} in this reports folder: the next "
-                      f"run compares with it")
+    raise FirstReport(f"This is the first report of {dataset!r} in this reports folder: the next "
+                      f"run compares with it.")
   best, first_problem = None, None
   for folder in folders:
     try:

@@ -19,6 +19,8 @@ from cvlib.config import STAGES
 from cvlib.report.workspace import SECTIONS, number, page_slug
 
 NOTEBOOKS = {stage: f"{i + 1:02d}_{stage}" for i, stage in enumerate(STAGES)}
+# What an empty section says before its reason.
+NOT_PART = "Not part of this run: "
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:0;color:#1d2733;
@@ -70,7 +72,7 @@ this shop's data; everything else was):<ul>{% for p in skipped %}<li>{{ p.name }
 {% for c in p.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in p.rows %}<tr>{% for v in row %}<td{% if v is string and v|length > 40 %} class="t"{% endif %}>{% if v is mapping %}<a href="{{ v.href }}">{{ v.text }}</a>{% else %}{{ v }}{% endif %}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table></div>{% if p.truncated %}<p class="cap">First {{ p.rows|length }} of {{ p.total_rows }} rows.</p>{% endif %}
-{% endif %}{% else %}<div class="na">Not part of this run: {{ missing_reason.get(key, "this stage did not run.") }}</div>
+{% endif %}{% else %}<div class="na">{{ missing_reason.get(key, NOT_PART + "this stage did not run.") }}</div>
 {% endfor %}</section>{% endfor %}
 <section id="how"><h2>How to read this</h2>
 <ul>
@@ -138,12 +140,14 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
   params = run_info.get("params", {})
   split = metrics.get("split") or {}
   missing = {}
+  notes = metrics.get("notes") or {}
   if metrics.get("sentiment") is None:
-    missing["sentiment"] = (metrics.get("notes", {}).get("sentiment")
-                            or "this dataset has no labelled review text.")
-  missing["since_last"] = ((metrics.get("skipped") or {}).get("since the last report")
-                           or metrics.get("notes", {}).get("since_last")
-                           or "no earlier run of this dataset to compare with.")
+    missing["sentiment"] = NOT_PART + (notes.get("sentiment")
+                                       or "this dataset has no labelled review text.")
+  failed = (metrics.get("skipped") or {}).get("since the last report")
+  # a first report's note is said as it is: nothing is missing from it
+  missing["since_last"] = (NOT_PART + failed if failed else notes.get("since_last")
+                           or NOT_PART + "no earlier run of this dataset to compare with.")
   sections = dict(SECTIONS)
   previous = ((metrics.get("since_last") or {}).get("previous") or {}).get("data_end")
   if previous:
@@ -154,7 +158,7 @@ def render_index(run_dir: Path, metrics: dict[str, Any], run_info: dict[str, Any
       data_end=split.get("data_end"), generated=run_info.get("ended", ""),
       sections=list(sections.items()), parts=parts, headlines=parts["headline"],
       warnings=[p["text"] for p in parts["warning"]], skipped=parts.get("skipped", []),
-      missing_reason=missing,
+      missing_reason=missing, NOT_PART=NOT_PART,
       horizon=split.get("horizon_days", "?"), cutoff=split.get("cutoff", "?"),
       links=[(f"{i + 1}. {stage}", f"{NOTEBOOKS[stage]}.html")
              for i, stage in enumerate(STAGES) if (run_dir / f"{NOTEBOOKS[stage]}.html").exists()],
