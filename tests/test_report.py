@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cvlib.report import html as report, workspace  # noqa: E402
+from cvlib.report import html as report, plots, workspace  # noqa: E402
 from cvlib.report.workspace import StageMissingError, Workspace  # noqa: E402
 
 SCRIPT = "<script>alert(1)</script>"
@@ -313,3 +313,20 @@ def test_finetune_report_without_the_combination_warns_when_a_baseline_is_better
   assert "a simpler model reads sentiment better (macro-F1 0.84 against 0.80)" in text
   assert parts["headline"][0]["note"] == "best baseline 0.84"
   assert len(finetune.sentiment_table(_sent(None))) == 2
+
+
+def test_training_charts_label_one_epoch_once_and_keep_the_legend_off_the_curves():
+  one = pd.DataFrame({"epoch": [1], "train_loss": [0.7], "val_loss": [0.68],
+                      "val_macro_f1": [0.47]})
+  fig = plots.plot_finetune_history(one)
+  assert [list(ax.get_xticks()) for ax in fig.axes] == [[1], [1]]
+  plt.close(fig)
+  epochs = np.arange(1, 11)
+  hist = pd.DataFrame({"epoch": epochs, "val_loss": 3 - 0.01 * epochs,
+                       "train_loss": 2.8 - 0.01 * epochs})
+  fig = plots.plot_value_training({"ziln": (None, hist), "ziln_text": (None, hist + 0.1)})
+  legend = fig.axes[0].get_legend()
+  fig.canvas.draw()
+  box = legend.get_window_extent().transformed(fig.axes[0].transAxes.inverted())
+  assert box.x0 > 1.0  # right of the plot area
+  plt.close(fig)

@@ -96,6 +96,8 @@ def plot_finetune_history(history: pd.DataFrame) -> plt.Figure:
   b.set(title="Validation macro-F1", xlabel="epoch", ylim=(0, 1))
   for ax in (a, b):
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if len(history) == 1:  # one epoch: one tick, not 0.945 ... 1.050
+      ax.set_xticks(history["epoch"].to_numpy())
   fig.tight_layout()
   return fig
 
@@ -111,5 +113,5 @@ def plot_value_training(networks: dict) -> plt.Figure:
     best = hist.loc[hist["val_loss"].idxmin()]
     ax.plot([best["epoch"]], [best["val_loss"]], "o", color=color)
   ax.set(title="Value networks: ZILN loss", xlabel="epoch", ylabel="loss")
-  ax.legend()
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside, not over, curves
   return fig
