@@ -358,7 +358,8 @@ def test_the_reviews_a_report_quotes_are_among_those_read_for_aspects():
                                                  "rating": ratings}),
                            products=None, truth={})
   opinions = segment.make_aspect_opinions(scores, tables, language="en", max_reviews=12)
-  shown = segment.example_positions(scores)
+  negative, positive = segment.example_positions(scores, texts)
+  shown = np.r_[negative, positive]
   assert sorted(shown) == [2, 5, 7, 11, 13, 17, 19, 23, 26, 29]
   assert opinions.tagged.sum() == 12 and opinions.tagged[shown].all()
   quoted = segment.example_reviews(scores, tables, opinions).set_index("review")["aspects"]
@@ -367,3 +368,15 @@ def test_the_reviews_a_report_quotes_are_among_those_read_for_aspects():
   listed = segment.review_details(scores, tables, opinions)
   unread = np.flatnonzero(~opinions.tagged)
   assert len(unread) == n - 12 and (listed["aspects"].iloc[unread] == details.NOT_READ).all()
+
+
+def test_the_report_quotes_each_review_text_once():
+  from cvlib.stages import segment
+  scores = pd.DataFrame({"review_id": list("abcdefg"), "rating": [1, 1, 1, 2, 5, 5, 4],
+                         "sentiment": [-0.9, -0.8, -0.7, -0.5, 0.9, 0.8, 0.5]})
+  texts = ["Não recebi o produto", "não recebi o produto!", "Veio quebrado", "Demorou",
+           "Ótimo", "ótimo.", "Bom"]
+  negative, positive = segment.example_positions(scores, texts, n=2)
+  assert negative.tolist() == [0, 2] and positive.tolist() == [4, 6]
+  with pytest.raises(ValueError, match="6 texts for 7 reviews"):
+    segment.example_positions(scores, texts[:6])

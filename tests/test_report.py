@@ -86,6 +86,8 @@ def test_numbers_are_written_without_exponents():
       "16,712", "421", "44.8", "0.0277", "0"]
   assert workspace.number(-1.5e6) == "-1,500,000"
   assert workspace.number(0.5, "{:.1%}") == "50.0%"
+  assert [workspace.percent(x) for x in (0, 0.0023, 0.01, 0.364, 0.99, 0.9984, 1)] == [
+      "0%", "0.2%", "1%", "36%", "99%", "99.8%", "100%"]
 
 
 def test_parts_saved_reloaded_and_reset(tmp_path):

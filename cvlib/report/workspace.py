@@ -254,6 +254,14 @@ def number(x: float, fmt: str = "{:,.3g}") -> str:
   return f"{x:,.0f}" if "e+" in out else out
 
 
+def percent(x: float) -> str:
+  """A share as a whole percentage, with one decimal below 1% (0.2%, not 0%) and above 99% (99.8%,
+  not 100%) so that a small or an almost complete share never reads as none or all."""
+  if 0 < x < 0.01 or 0.99 < x < 1:
+    return f"{x:.1%}"
+  return f"{x:.0%}"
+
+
 def _fmt(v: Any, floatfmt: str) -> str:
   if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
     return ""

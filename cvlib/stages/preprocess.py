@@ -21,7 +21,7 @@ from cvlib.data import privacy
 from cvlib.data.adapters import CANONICAL_FILES, Tables, load_data
 from cvlib.data.clean import CleaningLog, clean_tables
 from cvlib.data.split import Prepared
-from cvlib.report.workspace import ARTIFACTS_DIR, Workspace, to_jsonable
+from cvlib.report.workspace import ARTIFACTS_DIR, Workspace, percent, to_jsonable
 from cvlib.stages.notes import skip, take_skipped
 
 
@@ -262,7 +262,7 @@ def report_preprocess(ws: Workspace, metrics: dict, log: CleaningLog, figures: l
   else:
     ws.add_text("data", f"Orders from {s['data_start']} to {s['data_end']}. Models learn from the "
                 f"calibration period before {s['cutoff']} and are checked on the "
-                f"{s['horizon_days']} days after it; {s['returned_share']:.0%} of customers bought "
+                f"{s['horizon_days']} days after it; {percent(s['returned_share'])} of customers bought "
                 "again in that holdout period.")
   for fig, caption in zip(figures, ("Orders per week; the holdout period is shaded.",
                                     "Star ratings of reviews.",

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
 from cvlib.insight.since_last import SinceLast
 from cvlib.report import details, plots
-from cvlib.report.workspace import MODELS_DIR, Workspace, to_jsonable
+from cvlib.report.workspace import MODELS_DIR, Workspace, percent, to_jsonable
 from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
@@ -243,7 +244,7 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
   at_risk = scores.loc[scores["risk_band"] == "High", "predicted_value"].sum()
   ws.add_headline("predicted value, next period", f"{total:,.0f}",
                   f"{len(scores):,} customers")
-  ws.add_headline("value at high churn risk", f"{at_risk / total:.0%}" if total else "n/a",
+  ws.add_headline("value at high churn risk", percent(at_risk / total) if total else "n/a",
                   "share of predicted value")
   ws.add_figure("segments", figures[0], "Customers by value tier and churn risk: count and "
                 "share of predicted value in each cell.")
@@ -474,7 +475,7 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
       labelled = set(aspects.labelled_sample(aspects.LABELLED_SOURCES[adapter])["review_id"])
     # the reviews the report quotes (example_reviews) are read first: a quoted complaint about
     # the price must show its aspects, not an empty cell
-    shown = example_positions(review_scores)
+    shown = np.r_[example_positions(review_scores, texts)].astype(int)
     must = np.r_[shown, np.setdiff1d(np.flatnonzero(ids.isin(labelled).to_numpy()), shown)]
     must = must[:max_reviews].astype(int)
     rest = np.setdiff1d(np.arange(len(texts)), must)
@@ -714,12 +715,29 @@ def example_order(review_scores: pd.DataFrame) -> np.ndarray:
   return np.lexsort((r["sentiment"].to_numpy(), key))
 
 
-def example_positions(review_scores: pd.DataFrame, n: int = EXAMPLE_REVIEWS) -> np.ndarray:
-  """The positions :func:`example_reviews` shows: the ``n`` most negative reviews, then the ``n``
-  most positive (fewer when there are fewer reviews)."""
+def example_positions(review_scores: pd.DataFrame, texts: Sequence[Any],
+                      n: int = EXAMPLE_REVIEWS) -> tuple[np.ndarray, np.ndarray]:
+  """The positions :func:`example_reviews` shows: the ``n`` most negative reviews and the ``n``
+  most positive, each text once (five copies of "Não recebi o produto" say less than five
+  different complaints); ``texts`` are the reviews' texts in ``review_scores`` order."""
   order = example_order(review_scores)
-  k = min(n, len(order))
-  return np.r_[order[:k], order[::-1][:k]].astype(int)
+  if len(texts) != len(order):
+    raise ValueError(f"example_positions: {len(texts)} texts for {len(order)} reviews")
+
+  def distinct(positions: np.ndarray) -> np.ndarray:
+    seen, out = set(), []
+    for i in positions:
+      key = " ".join(re.findall(r"\w+", str(texts[i]).lower()))
+      if key not in seen:
+        seen.add(key)
+        out.append(int(i))
+        if len(out) == n:
+          break
+    return np.asarray(out, dtype=int)
+
+  negative = distinct(order)
+  taken = set(negative.tolist())
+  return negative, distinct(np.asarray([i for i in order[::-1] if i not in taken], dtype=int))
 
 
 @optional("example reviews", fallback=lambda *a, **kw: pd.DataFrame())
@@ -742,10 +760,9 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
     mentioned = [", ".join(c for c in tags.columns if row[c]) if ok else details.NOT_READ
                  for (_, row), ok in zip(tags.iterrows(), read)]
   r = r.assign(aspects=mentioned)
-  shown = example_positions(r, n)
-  k = len(shown) // 2
+  negative, positive = example_positions(r, [text.get(i, "") for i in r["review_id"]], n)
   rows = []
-  for tone, idx in (("most negative", shown[:k]), ("most positive", shown[k:])):
+  for tone, idx in (("most negative", negative), ("most positive", positive)):
     for i in idx:
       body = str(text.get(r.at[i, "review_id"], ""))
       rows.append({"tone": tone,
