@@ -243,6 +243,9 @@ class AspectParams:
 @dataclasses.dataclass(frozen=True)
 class SegmentConfig:
   value_tiers: tuple[float, float] = (0.2, 0.3)  # shares of customers in the High and Medium tiers
+  # High and Medium also need a predicted value of at least this share of a typical order (the
+  # median customer's mean order value): where almost nobody returns, nobody is called valuable
+  value_floor: float = 0.1
   risk_thresholds: tuple[float, float] = (0.3, 0.6)  # churn probability bounds of Medium and High risk
   top_k: int = 10  # recommendations per customer
   # reviews whose aspects are tagged (a seeded sample beyond it): clause embeddings cost CPU time
@@ -630,6 +633,8 @@ def _check(p: Params, name: str) -> list[str]:
   s = p.segment
   need(all(0 < x < 1 for x in s.value_tiers) and sum(s.value_tiers) < 1, "segment.value_tiers",
        "two shares in (0, 1) summing below 1", s.value_tiers)
+  need(0 <= s.value_floor <= 10, "segment.value_floor", "in [0, 10] (a share of a typical order)",
+       s.value_floor)
   need(0 < s.risk_thresholds[0] < s.risk_thresholds[1] < 1, "segment.risk_thresholds",
        "two increasing probabilities in (0, 1)", s.risk_thresholds)
   need(s.top_k > 0, "segment.top_k", "> 0", s.top_k)

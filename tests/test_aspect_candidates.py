@@ -166,8 +166,13 @@ def test_tiny_report_shows_candidates(tiny_run):
   assert len(table) >= 1 and table["share"].between(0, 1).all()
   if saved["yaml"]:
     assert "<pre>segment:" in page
-    config.params_from_dict({"dataset": "x", "data": {"adapter": "synthetic"},
-                             **yaml.safe_load(saved["yaml"])})
+    spec = yaml.safe_load(saved["yaml"])
+    for aspect in spec["segment"]["aspects"].values():  # what the analyst fills in, if anything
+      for kind in ("positive", "negative"):
+        if not aspect[kind]:
+          assert f"{kind}: []  {ac.MISSING_EXAMPLE}" in saved["yaml"]
+          aspect[kind] = ["an example the analyst wrote"]
+    config.params_from_dict({"dataset": "x", "data": {"adapter": "synthetic"}, **spec})
 
 
 def test_candidate_clause_cap_is_validated():

@@ -75,6 +75,19 @@ def test_reference_reproduces_assign_segments_on_its_population(seed, n):
   assert again == ref
 
 
+def test_a_reference_with_a_value_floor_reproduces_assign_segments():
+  df = _population(5, 400)
+  floor = float(df["predicted_value"].quantile(0.9))  # half of the High tier is below it
+  expected, _ = segments.assign_segments(df, value_floor=floor)
+  ref, _ = segments.fit_segment_reference(df, value_floor=floor)
+  assert ref.high_from >= floor and ref.medium_from >= floor
+  pd.testing.assert_frame_equal(segments.assign_segments_from_reference(df, ref), expected,
+                                check_exact=True)
+  assert (expected["value_tier"] != "Low").sum() == (df["predicted_value"] >= floor).sum()
+  nobody, _ = segments.fit_segment_reference(df, value_floor=1e9)
+  assert nobody.high_from is None and nobody.medium_from is None
+
+
 def test_reference_places_each_customer_on_their_own():
   df = _population(4, 300)
   ref, _ = segments.fit_segment_reference(df)

@@ -123,6 +123,40 @@ def test_value_tier_shares_and_ties():
     sg.value_tier([1.0], shares=(0.6, 0.6))
 
 
+def test_below_the_value_floor_nobody_is_valuable():
+  # a shop where almost nobody returns: the top fifth is predicted at cents
+  values = np.linspace(0.0, 0.6, 100)
+  assert sg.value_tier(values).value_counts()["High"] == 20
+  floored = sg.value_tier(values, floor=10.0)
+  assert (floored == "Low").all()
+  # a floor inside the range demotes only those below it
+  mixed = sg.value_tier(np.arange(100.0), floor=75.0)
+  assert mixed.value_counts().to_dict() == {"Low": 75, "High": 20, "Medium": 5}
+  # the floor: a share of the median customer's mean order value, unpaid customers left out
+  assert sg.value_floor([0.0, 0.0, 80.0, 100.0, 120.0], 0.1) == pytest.approx(10.0)
+  assert sg.value_floor([50.0], 0.0) == 0.0 and sg.value_floor([0.0], 0.1) == 0.0
+  with pytest.raises(ValueError, match="share must be >= 0"):
+    sg.value_floor([1.0], -0.1)
+  df = pd.DataFrame({"customer_id": list("abcde"), "recency_days": [1.0, 5, 30, 90, 200],
+                     "frequency": [1, 1, 1, 1, 1], "monetary": [100.0] * 5,
+                     "predicted_value": [0.5, 0.4, 0.3, 0.2, 0.1],
+                     "churn_probability": [0.99] * 5})
+  out, _ = sg.assign_segments(df, value_floor=sg.value_floor(df["monetary"], 0.1))
+  assert (out["value_tier"] == "Low").all() and (out["action"] == "nurture").all()
+
+
+def test_the_report_says_when_the_value_floor_kept_customers_out():
+  from cvlib.stages import segment
+  floor = {"share_of_typical_order": 0.1, "value": 10.5865, "top_share_by_rank": 0.5,
+           "below_by_rank_valuable": 9798}
+  assert segment.value_floor_text(floor) == (
+      "9,798 customers among the top 50% by predicted value are predicted less than 10.6 (10% of "
+      "a typical order, 106; segment.value_floor): they count as Low value, so no action treats "
+      "them as valuable.")
+  assert segment.value_floor_text({**floor, "below_by_rank_valuable": 0}) is None
+  assert segment.value_floor_text(None) is None
+
+
 def test_risk_band_thresholds():
   p = [0.0, 0.29, 0.3, 0.59, 0.6, 1.0]
   assert sg.risk_band(p).tolist() == ["Low", "Low", "Medium", "Medium", "High", "High"]

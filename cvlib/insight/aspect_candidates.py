@@ -88,6 +88,8 @@ OPINION_BAND = (0.03, 0.97)
 COVERED_SHARE = 0.5  # share of a group's clauses tagged with an aspect for it to cover the group
 EXAMPLE_WORDS = (3, 25)  # example and description clauses have this many words
 EXAMPLE_PROBA = 0.7  # a positive example needs P(positive) >= this (a negative <= 1 - this)
+# The YAML's comment on an example list left empty (the params check asks for one).
+MISSING_EXAMPLE = "# none of the reviews gave one: write one before use"
 NONE = "none"
 
 
@@ -345,6 +347,9 @@ def propose_aspects(clauses: Sequence[str], owner: np.ndarray, clause_vectors: n
   if snippet:
     text = yaml.safe_dump({"segment": {"aspects": snippet}}, sort_keys=False, allow_unicode=True,
                           width=100)
+    # an example list this shop's reviews could not fill says so where the analyst edits it
+    text = re.sub(r"^(\s+(positive|negative): \[\])$", r"\1  " + MISSING_EXAMPLE, text,
+                  flags=re.M)
   return Candidates(pd.DataFrame(table, columns=columns), text, n_reviews, len(clauses),
                     len(terms.keys), keys, language, dropped)
 

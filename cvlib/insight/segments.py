@@ -218,17 +218,21 @@ def rfm_segment(r_score: ArrayLike, f_score: ArrayLike) -> pd.Series:
   return pd.Series(_SEGMENT_GRID[r, f], index=index, dtype=object, name="rfm_segment")
 
 
-def value_tier(predicted_value: ArrayLike, *,
-               shares: tuple[float, float] = (0.2, 0.3)) -> pd.Series:
-  """Value tier by rank: top ``shares[0]`` of customers High, next ``shares[1]`` Medium, rest Low.
+def value_tier(predicted_value: ArrayLike, *, shares: tuple[float, float] = (0.2, 0.3),
+               floor: float = 0.0) -> pd.Series:
+  """Value tier by rank: top ``shares[0]`` of customers High, next ``shares[1]`` Medium, rest Low;
+  a customer predicted below ``floor`` is Low whatever the rank.
 
   A customer is High when the share of customers valued at least as much is <= shares[0], so
   ties at a boundary go to the lower tier and High never holds more than shares[0] of customers
-  (many customers predicted at exactly 0 all land in Low).
+  (many customers predicted at exactly 0 all land in Low). The floor keeps a shop where almost
+  nobody returns (the top fifth predicted at a few cents) from calling anyone valuable
+  (:func:`value_floor`).
 
   Args:
     predicted_value: predicted next-period value per customer.
     shares: (High share, Medium share) of customers; each in (0, 1), sum <= 1.
+    floor: least predicted value of the High and Medium tiers (0: rank alone).
 
   Returns:
     "High" / "Medium" / "Low" per customer, indexed like ``predicted_value`` when it is a Series.
@@ -242,7 +246,19 @@ def value_tier(predicted_value: ArrayLike, *,
   # Small epsilon so 0.2 * n customers land in High despite float error in the division.
   tiers = np.where(at_or_above <= top + 1e-12, "High",
                    np.where(at_or_above <= top + middle + 1e-12, "Medium", "Low"))
+  tiers = np.where(v.to_numpy() < floor, "Low", tiers)
   return pd.Series(tiers, index=v.index, dtype=object, name="value_tier")
+
+
+def value_floor(order_values: ArrayLike, share: float) -> float:
+  """The least predicted value a valuable customer has: ``share`` of the shop's typical order
+  (the median of its customers' mean order values, customers without a paid order left out);
+  0 when ``share`` is 0 or no customer has paid."""
+  if share < 0:
+    raise ValueError(f"value floor: share must be >= 0, got {share!r}")
+  v = _as_float(order_values, "order values")
+  v = v[v > 0]
+  return float(share * v.median()) if share > 0 and len(v) else 0.0
 
 
 def _check_shares(shares: tuple[float, float]) -> tuple[float, float]:
@@ -339,7 +355,7 @@ def _check_columns(df: pd.DataFrame, required: Sequence[str], where: str) -> Non
 
 
 def assign_segments(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2, 0.3),
-                    risk_thresholds: tuple[float, float] = (0.3, 0.6)
+                    risk_thresholds: tuple[float, float] = (0.3, 0.6), value_floor: float = 0.0
                     ) -> tuple[pd.DataFrame, list[str]]:
   """Adds RFM scores, RFM segment, value tier, risk band, action and reason to a customer frame.
 
@@ -347,6 +363,7 @@ def assign_segments(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2
     df: one row per customer with columns ``REQUIRED_COLUMNS`` (others are kept).
     value_tiers: (High, Medium) shares of customers, see :func:`value_tier`.
     risk_thresholds: churn probability bounds, see :func:`risk_band`.
+    value_floor: least predicted value of the High and Medium tiers, see :func:`value_tier`.
 
   Returns:
     (frame, warnings): a copy of ``df`` with columns r_score, f_score, m_score, rfm_segment,
@@ -364,7 +381,7 @@ def assign_segments(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2
   scores, warnings = rfm_scores(out["recency_days"], out["frequency"], out["monetary"])
   out[["r_score", "f_score", "m_score"]] = scores.to_numpy()
   out["rfm_segment"] = rfm_segment(out["r_score"], out["f_score"])
-  out["value_tier"] = value_tier(out["predicted_value"], shares=value_tiers)
+  out["value_tier"] = value_tier(out["predicted_value"], shares=value_tiers, floor=value_floor)
   out["risk_band"] = risk_band(out["churn_probability"], thresholds=risk_thresholds)
   out["action"] = next_best_action(out["value_tier"], out["risk_band"], out["rfm_segment"])
   out["action_reason"] = out["action"].map(ACTION_REASONS)
@@ -420,8 +437,8 @@ def _edges_from_scores(values: np.ndarray, scores: np.ndarray, higher_is_better:
 
 
 def fit_segment_reference(df: pd.DataFrame, *, value_tiers: tuple[float, float] = (0.2, 0.3),
-                          risk_thresholds: tuple[float, float] = (0.3, 0.6)
-                          ) -> tuple[SegmentReference, list[str]]:
+                          risk_thresholds: tuple[float, float] = (0.3, 0.6),
+                          value_floor: float = 0.0) -> tuple[SegmentReference, list[str]]:
   """The RFM score edges and value-tier cut-offs of a population (see :func:`assign_segments`).
 
   Applying the reference to the same population with :func:`assign_segments_from_reference`
@@ -431,6 +448,8 @@ def fit_segment_reference(df: pd.DataFrame, *, value_tiers: tuple[float, float] 
     df: one row per customer with recency_days, frequency, monetary and predicted_value.
     value_tiers: (High, Medium) shares of customers.
     risk_thresholds: churn probability bounds (kept in the reference).
+    value_floor: least predicted value of the High and Medium tiers (the cut-offs hold it:
+      nobody is High when no customer reaches it).
 
   Returns:
     (reference, the warnings of :func:`rfm_scores`).
@@ -448,7 +467,7 @@ def fit_segment_reference(df: pd.DataFrame, *, value_tiers: tuple[float, float] 
                              ("monetary", "m_score", True)):
     edges[col] = _edges_from_scores(df[col].to_numpy(np.float64), scores[score].to_numpy(), higher)
   value = _as_float(df["predicted_value"], "predicted_value").to_numpy()
-  tier = value_tier(df["predicted_value"], shares=value_tiers).to_numpy()
+  tier = value_tier(df["predicted_value"], shares=value_tiers, floor=value_floor).to_numpy()
   cut = lambda mask: float(value[mask].min()) if mask.any() else None
   ref = SegmentReference(edges, cut(tier == "High"), cut(tier != "Low"),
                          tuple(float(x) for x in _check_shares(value_tiers)),

@@ -189,8 +189,8 @@ def _segment_input(features: pd.DataFrame, pred: dict[str, np.ndarray]) -> pd.Da
 
 def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: dict[str, Any],
                   scoring_model: str, *, as_of: dt.date, horizon_days: int, interval: float,
-                  value_tiers: tuple[float, float], risk_thresholds: tuple[float, float]
-                  ) -> ScoringReference:
+                  value_tiers: tuple[float, float], risk_thresholds: tuple[float, float],
+                  value_floor: float = 0.0) -> ScoringReference:
   """The run's scoring reference from its own customers as of ``as_of``.
 
   Args:
@@ -203,6 +203,8 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
     interval: central interval level of value_lo / value_hi.
     value_tiers: (High, Medium) shares of customers.
     risk_thresholds: churn probability bounds of Medium and High risk.
+    value_floor: the least predicted value of the High and Medium tiers
+      (:func:`cvlib.insight.segments.value_floor`); the value-tier cut-offs hold it.
 
   Returns:
     The reference.
@@ -226,7 +228,8 @@ def fit_reference(features: pd.DataFrame, text: pd.DataFrame | None, networks: d
     pred = predict_values(predictor, X, interval=interval)
     ref, warnings = segments.fit_segment_reference(_segment_input(anchored, pred),
                                                    value_tiers=value_tiers,
-                                                   risk_thresholds=risk_thresholds)
+                                                   risk_thresholds=risk_thresholds,
+                                                   value_floor=value_floor)
     cuts[name] = (ref.high_from, ref.medium_from)
   if scoring_model not in cuts:
     raise ValueError(f"fit_reference: scoring model {scoring_model!r} reads text, but there are "

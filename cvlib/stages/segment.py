@@ -24,7 +24,7 @@ from cvlib.insight.clusters import MIN_CUSTOMERS, CustomerClusters
 from cvlib.insight.recommend import choose_recommender, recommender_label
 from cvlib.insight.since_last import SinceLast
 from cvlib.report import details, plots
-from cvlib.report.workspace import MODELS_DIR, Workspace, percent, to_jsonable
+from cvlib.report.workspace import MODELS_DIR, Workspace, number, percent, to_jsonable
 from cvlib.serve import model_folder
 from cvlib.serve import scorer as scoring
 from cvlib.serve.scorer import SCORE_COLUMNS
@@ -198,7 +198,8 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
     ws.save_frame("value_risk_matrix", matrix)
     ws.save_frame("segment_profiles", profiles.reset_index())
     segs = {"count": int(scores["rfm_segment"].nunique()), "customers": len(scores),
-            "actions": scores["action"].value_counts().to_dict()}
+            "actions": scores["action"].value_counts().to_dict(),
+            "value_floor": scores.attrs.get("value_floor")}
   else:
     segs, notes["segments"] = None, NOT_APPLICABLE["value"]
   if opinions is not None:
@@ -219,6 +220,20 @@ def save_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | Non
              "notes": notes}
   ws.save_metrics(metrics)
   return metrics
+
+
+def value_floor_text(floor: Mapping[str, Any] | None) -> str | None:
+  """What the report says when the value floor (``scores.attrs["value_floor"]``, set by
+  :func:`forward_scores`) kept customers out of the High and Medium tiers; None when it kept
+  nobody out."""
+  if not floor or not floor.get("below_by_rank_valuable"):
+    return None
+  share = floor["share_of_typical_order"]
+  return (f"{floor['below_by_rank_valuable']:,} customers among the top "
+          f"{percent(floor['top_share_by_rank'])} by predicted value are predicted less than "
+          f"{number(floor['value'])} ({percent(share)} of a typical order, "
+          f"{number(floor['value'] / share)}; segment.value_floor): they count as Low value, so no "
+          "action treats them as valuable.")
 
 
 def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | None,
@@ -246,6 +261,8 @@ def report_segment(ws: Workspace, scores: pd.DataFrame, matrix: pd.DataFrame | N
                   f"{len(scores):,} customers")
   ws.add_headline("value at high churn risk", percent(at_risk / total) if total else "n/a",
                   "share of predicted value")
+  if (floor_text := value_floor_text(scores.attrs.get("value_floor"))) is not None:
+    ws.add_text("segments", floor_text)
   ws.add_figure("segments", figures[0], "Customers by value tier and churn risk: count and "
                 "share of predicted value in each cell.")
   cells, cell_links = _matrix_cells(ws, scores, matrix)
@@ -349,16 +366,24 @@ def forward_scores(params: Params, prep: Prepared, networks: dict, text_now: pd.
   if best is None:
     return pd.DataFrame(columns=SCORE_COLUMNS)
   seg_cfg = params.segment
+  # where almost nobody returns, the top fifth by rank is predicted at cents: not "valuable"
+  floor = segments.value_floor(prep.features_now["avg_order_value"], seg_cfg.value_floor)
   ref = scoring.fit_reference(prep.features_now, text_now,
                               {n: predictor for n, (predictor, _) in networks.items()}, best,
                               as_of=prep.as_of, horizon_days=prep.horizon_days,
                               interval=params.value.interval,
                               value_tiers=seg_cfg.value_tiers,
-                              risk_thresholds=seg_cfg.risk_thresholds)
+                              risk_thresholds=seg_cfg.risk_thresholds,
+                              value_floor=floor)
   seg = scoring.score_frame(prep.features_now, text_now, networks[best][0], best, ref,
                             as_of=prep.as_of, raw_ids=params.report.raw_ids_in_scores)
   seg.attrs["warnings"] = list(ref.warnings)  # score_frame set completeness_gap
   seg.attrs["scoring_reference"] = ref.to_dict()
+  by_rank = segments.value_tier(seg["predicted_value"], shares=seg_cfg.value_tiers)
+  seg.attrs["value_floor"] = {"share_of_typical_order": seg_cfg.value_floor, "value": floor,
+                              "top_share_by_rank": float(sum(seg_cfg.value_tiers)),
+                              "below_by_rank_valuable": int(((by_rank != "Low")
+                                                             & (seg["value_tier"] == "Low")).sum())}
   return seg
 
 
