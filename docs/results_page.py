@@ -257,7 +257,12 @@ def _other_section(page: Page, m: dict) -> None:
   seg = m.get("segments")
   if seg:
     acts = ", ".join(f"{k} {count(v)}" for k, v in (seg.get("actions") or {}).items())
-    lines.append(f"Segments: {seg['count']} RFM segments in use; actions: {acts}.")
+    floor = seg.get("value_floor")
+    kept = (f" High and Medium value need a predicted value of at least {f2(floor['value'])} "
+            f"({pct(floor['share_of_typical_order'])} of a typical order), which kept "
+            f"{count(floor['below_by_rank_valuable'])} of the top {pct(floor['top_share_by_rank'])} "
+            "by rank out of them." if floor else "")
+    lines.append(f"Segments: {seg['count']} RFM segments in use; actions: {acts}.{kept}")
   a = m.get("aspects")
   if a:
     fresh = a.get("outside_calibration")
