@@ -12,7 +12,7 @@ condition" is quality, "a huge supply" is an amount judged, a brand's praise is 
 
 It does not ship: on new rows of the shops it was trained on it tags a little better than the
 rule (the tenth, eleventh and thirteenth draws), but on a shop it was not trained on it tags
-worse (leave one domain out, ``benchmarks/aspect_tagger.py --shipped``), and a shop trying cvlib
+worse (leave one domain out, ``benchmarks/aspect_tagger.py --recipe``), and a shop trying cvlib
 is one it was not trained on. The recipe stays here, with :class:`ReviewTagger`, for that
 benchmark and for a tagger that does generalise.
 """

@@ -42,6 +42,25 @@ def customer_list(scores: pd.DataFrame, mask: pd.Series | np.ndarray | None = No
 NOT_READ = "(not in the aspect sample)"
 
 
+def aspect_cells(tags: pd.DataFrame, tagged: Sequence[bool] | None = None) -> list[str]:
+  """Per review, the aspects it mentions ("quality, price"), or ``NOT_READ`` where the aspect
+  model did not read it.
+
+  Args:
+    tags: the aspect tags (bool, one column per aspect), one row per review.
+    tagged: per review, whether the aspect model read it (None: all were).
+
+  Raises:
+    ValueError: ``tagged`` is not one value per review.
+  """
+  t = tags.reset_index(drop=True).astype(bool)
+  read = np.ones(len(t), dtype=bool) if tagged is None else np.asarray(tagged, dtype=bool)
+  if read.shape != (len(t),):
+    raise ValueError(f"aspect_cells: tagged has {read.shape} values for {len(t)} reviews")
+  names = np.asarray(t.columns, dtype=object)
+  return [", ".join(names[row]) if ok else NOT_READ for row, ok in zip(t.to_numpy(), read)]
+
+
 def review_list(review_scores: pd.DataFrame, texts: pd.Series, *,
                 categories: pd.Series | None = None, tags: pd.DataFrame | None = None,
                 tagged: Sequence[bool] | None = None, topics: Iterable[str] | None = None,
@@ -72,15 +91,9 @@ def review_list(review_scores: pd.DataFrame, texts: pd.Series, *,
     out["stars"] = r["rating"].to_numpy()
   out["sentiment"] = r["sentiment"].to_numpy()
   if tags is not None:
-    t = tags.reset_index(drop=True).astype(bool)
-    if len(t) != len(r):
-      raise ValueError(f"review_list: tags has {len(t)} rows for {len(r)} reviews")
-    names = np.asarray(t.columns, dtype=object)
-    read = np.ones(len(t), dtype=bool) if tagged is None else np.asarray(tagged, dtype=bool)
-    if read.shape != (len(r),):
-      raise ValueError(f"review_list: tagged has {read.shape} values for {len(r)} reviews")
-    out["aspects"] = [", ".join(names[row]) if ok else NOT_READ
-                      for row, ok in zip(t.to_numpy(), read)]
+    if len(tags) != len(r):
+      raise ValueError(f"review_list: tags has {len(tags)} rows for {len(r)} reviews")
+    out["aspects"] = aspect_cells(tags, tagged)
   if topics is not None:
     labels = list(topics)
     if len(labels) != len(r):

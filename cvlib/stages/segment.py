@@ -500,7 +500,7 @@ def make_aspect_opinions(review_scores: pd.DataFrame, tables: Tables, *, languag
       labelled = set(aspects.labelled_sample(aspects.LABELLED_SOURCES[adapter])["review_id"])
     # the reviews the report quotes (example_reviews) are read first: a quoted complaint about
     # the price must show its aspects, not an empty cell
-    shown = np.r_[example_positions(review_scores, texts)].astype(int)
+    shown = np.concatenate(example_positions(review_scores, texts))
     must = np.r_[shown, np.setdiff1d(np.flatnonzero(ids.isin(labelled).to_numpy()), shown)]
     must = must[:max_reviews].astype(int)
     rest = np.setdiff1d(np.arange(len(texts)), must)
@@ -777,14 +777,8 @@ def example_reviews(review_scores: pd.DataFrame, tables: Tables, opinions: Opini
     return pd.DataFrame()
   text = tables.reviews.set_index("review_id")["text"]
   r = review_scores.reset_index(drop=True)
-  mentioned = [""] * len(r)
-  if opinions is not None:
-    tags = opinions.tags.reset_index(drop=True)
-    read = (np.ones(len(tags), dtype=bool) if opinions.tagged is None
-            else np.asarray(opinions.tagged, dtype=bool))
-    mentioned = [", ".join(c for c in tags.columns if row[c]) if ok else details.NOT_READ
-                 for (_, row), ok in zip(tags.iterrows(), read)]
-  r = r.assign(aspects=mentioned)
+  r = r.assign(aspects=[""] * len(r) if opinions is None
+               else details.aspect_cells(opinions.tags, opinions.tagged))
   negative, positive = example_positions(r, [text.get(i, "") for i in r["review_id"]], n)
   rows = []
   for tone, idx in (("most negative", negative), ("most positive", positive)):
